@@ -1,0 +1,1 @@
+//! dodvpn-wire
