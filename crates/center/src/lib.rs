@@ -1,1 +1,32 @@
-//! dodvpn-center
+//! The DOD-VPN service provider's control plane ("centre", ISO/TR 11636 D.3–D.6).
+//!
+//! It owns the two-tier PKI (R-PKI), runs enrolment steps a–l (R-ENR), keeps groups
+//! and policies and turns connection applications into signed connection info
+//! (R-POL), pushes changes to devices (R-POL-5) and keeps the hash-chained audit log
+//! (R-AUD-1). HTTPS with rustls; devices authenticate with mutual TLS.
+
+pub mod api;
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod grants;
+pub mod hub;
+pub mod init;
+pub mod server;
+
+use std::sync::Arc;
+
+pub use init::{CenterConfig, InitReport};
+
+pub struct Center {
+    pub db: Arc<db::Db>,
+    pub pki: dodvpn_pki::Pki,
+    pub hub: Arc<hub::Hub>,
+}
+
+/// A short random identifier with a readable prefix, e.g. `org-3f9a0c1d2e4b`.
+pub fn new_id(prefix: &str) -> String {
+    let mut b = [0u8; 6];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+    format!("{prefix}-{}", hex::encode(b))
+}

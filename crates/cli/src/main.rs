@@ -1,1 +1,262 @@
-fn main() {}
+//! `dodvpn`: one binary for the centre, the device agent and the administrator CLI.
+
+mod admin;
+mod keystore;
+mod output;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "dodvpn",
+    version,
+    about = "Dynamic On-Demand VPN for health networks (ISO/TR 11636)",
+    long_about = "dodvpn runs the provider's centre (PKI, enrolment, groups, policy, connection info, push, audit), \
+the VPN device agent, and the administrator CLI that drives every registration step of TR D.6 (a–l)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the provider's centre (control plane). Initialises DATA on first start.
+    Center(CenterArgs),
+    /// Administrator commands against a running centre (TR D.6 steps a–l, policy, audit).
+    Admin(admin::AdminArgs),
+    /// Device-provider commands that touch a device's key store.
+    Device {
+        #[command(subcommand)]
+        cmd: DeviceCmd,
+    },
+    /// The VPN device agent.
+    Agent {
+        #[command(subcommand)]
+        cmd: AgentCmd,
+    },
+}
+
+#[derive(Parser)]
+struct CenterArgs {
+    /// Data directory: PKI, SQLite database, admin credential. Created on first start.
+    #[arg(long, env = "DODVPN_DATA", default_value = "./dodvpn-center")]
+    data: PathBuf,
+    /// Address to serve HTTPS on.
+    #[arg(long, env = "DODVPN_LISTEN", default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Database URL: sqlite://FILE (default: DATA/center.db) or postgres://USER@HOST:PORT/DB for replicas.
+    #[arg(long, env = "DODVPN_DATABASE_URL")]
+    database: Option<String>,
+    /// Extra DNS names or IP addresses for the centre's TLS certificate (first start only).
+    #[arg(long = "tls-name")]
+    tls_names: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// TR D.6 d–e: generate the tier-1 key inside the key store and install the device
+    /// certificate issued for it by the device CA. Run by the device provider.
+    Provision {
+        #[command(flatten)]
+        conn: admin::Conn,
+        #[command(flatten)]
+        ks: keystore::KeyStoreArgs,
+        /// The registered device's id (from `dodvpn admin device register`).
+        #[arg(long)]
+        device: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// TR D.6 i–j: authenticate with the device certificate and obtain a service
+    /// certificate for a separate tier-2 key.
+    Enroll {
+        #[command(flatten)]
+        ks: keystore::KeyStoreArgs,
+        /// The centre's URL, e.g. https://centre.example:8443
+        #[arg(long, env = "DODVPN_CENTER")]
+        center: String,
+    },
+    /// TR D.6 k: apply to connect to a peer device or to a group.
+    Connect {
+        #[command(flatten)]
+        ks: keystore::KeyStoreArgs,
+        /// Peer device id.
+        #[arg(long, conflicts_with = "group", required_unless_present = "group")]
+        to: Option<String>,
+        /// Every other member of this group.
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep the event stream to the centre and the connection info current.
+    Run {
+        #[command(flatten)]
+        ks: keystore::KeyStoreArgs,
+        /// Override the centre URL stored at enrolment.
+        #[arg(long, env = "DODVPN_CENTER")]
+        center: Option<String>,
+    },
+    /// Show what the agent holds: identity, version, connection info.
+    Status {
+        #[command(flatten)]
+        ks: keystore::KeyStoreArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DODVPN_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(cli)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Center(a) => run_center(a).await,
+        Cmd::Admin(a) => admin::run(a).await,
+        Cmd::Device { cmd: DeviceCmd::Provision { conn, ks, device } } => {
+            let client = conn.client()?;
+            let store = ks.open()?;
+            let ca = conn.ca_pem()?;
+            eprintln!("provisioning device {device} in {} …", store.describe());
+            let p = dodvpn_agent::enroll::provision(&client, &ca, store.as_ref(), &device).await?;
+            println!(
+                "device certificate installed: serial {} fingerprint {}{}",
+                p.serial,
+                p.fingerprint,
+                if p.recovered { " (recovered after an interrupted run)" } else { "" }
+            );
+            Ok(())
+        }
+        Cmd::Agent { cmd } => run_agent(cmd).await,
+    }
+}
+
+async fn run_center(a: CenterArgs) -> anyhow::Result<()> {
+    let cfg = dodvpn_center::CenterConfig {
+        data_dir: a.data.clone(),
+        listen: a.listen,
+        database_url: a.database.clone(),
+        tls_names: a.tls_names.clone(),
+    };
+    let listener = dodvpn_center::server::bind(a.listen).await?;
+    let (center, report) = dodvpn_center::init::open(&cfg).await?;
+    println!(
+        "dodvpn centre {} in {}",
+        if report.created { "initialised" } else { "started" },
+        a.data.display()
+    );
+    for (what, where_) in &report.lines {
+        println!("  {what:<28} {where_}");
+    }
+    println!("  {:<28} https://{}/", "API", listener.local_addr().unwrap_or(a.listen));
+    println!("  {:<28} https://{}/openapi.json", "OpenAPI", listener.local_addr().unwrap_or(a.listen));
+    println!("ready");
+    let server = tokio::spawn(dodvpn_center::server::serve(center, listener));
+    tokio::select! {
+        r = server => r.context("server task failed")?,
+        _ = shutdown_signal() => {
+            println!("shutting down");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
+    match cmd {
+        AgentCmd::Enroll { ks, center } => {
+            let store = ks.open()?;
+            eprintln!("enrolling with {center} using the device certificate in {} …", store.describe());
+            let e = dodvpn_agent::enroll::enroll(&center, store).await?;
+            println!(
+                "enrolled: device {} service certificate serial {} fingerprint {}{}",
+                e.device_id,
+                e.serial,
+                e.fingerprint,
+                if e.recovered { " (recovered after an interrupted run)" } else { "" }
+            );
+            Ok(())
+        }
+        AgentCmd::Connect { ks, to, group, json } => {
+            let store = ks.open()?;
+            let agent = dodvpn_agent::sync::Agent::open(store, None)?;
+            let body = serde_json::json!({"to_device": to, "to_group": group});
+            let res: serde_json::Value = agent.client.post("/api/v1/device/connections", &body).await?;
+            output::print(&res, json);
+            Ok(())
+        }
+        AgentCmd::Run { ks, center } => {
+            let store = ks.open()?;
+            let mut agent = dodvpn_agent::sync::Agent::open(store, center.as_deref())?;
+            println!("agent for device {} (state version {})", agent.device_id, agent.state.version);
+            let mut on = |u: &dodvpn_agent::sync::Update, st: &dodvpn_agent::sync::SyncState| {
+                use dodvpn_agent::sync::Update::*;
+                match u {
+                    Connected { version } => println!("connected to the centre, resuming after event {version}; {} grants held", st.grants.len()),
+                    GrantInstalled { grant_id, peer, version } => println!("grant {grant_id} to {peer} installed (version {version})"),
+                    GrantRemoved { grant_id, reason } => println!("grant {grant_id} removed: {reason}"),
+                    PolicyChanged { seq } => println!("policy changed (event {seq})"),
+                    Revoked => println!("this device has been REVOKED"),
+                    Other { seq, kind } => println!("event {seq}: {kind}"),
+                    Disconnected { error, retry_in } => eprintln!("centre unreachable ({error}); retrying in {retry_in:?}"),
+                }
+            };
+            let on: &mut (dyn FnMut(&dodvpn_agent::sync::Update, &dodvpn_agent::sync::SyncState) + Send) = &mut on;
+            tokio::select! {
+                r = agent.run(on) => r,
+                _ = shutdown_signal() => { println!("stopped"); Ok(()) }
+            }
+        }
+        AgentCmd::Status { ks, json } => {
+            let store: Arc<dyn dodvpn_pki::KeyStore> = ks.open()?;
+            let cfg = dodvpn_agent::enroll::load_config(store.as_ref())?;
+            let st = dodvpn_agent::sync::SyncState::load(store.as_ref())?;
+            let v = serde_json::json!({
+                "keystore": store.describe(),
+                "device_id": cfg.as_ref().map(|c| c.device_id.clone()),
+                "center": cfg.as_ref().map(|c| c.center.clone()),
+                "device_certificate": store.cert(dodvpn_pki::Tier::Device)?.is_some(),
+                "service_certificate": store.cert(dodvpn_pki::Tier::Service)?.is_some(),
+                "version": st.version,
+                "revoked": st.revoked,
+                "grants": st.grants.values().map(|g| serde_json::json!({
+                    "grant_id": g.info.grant_id, "peer": g.info.peer.device_id, "version": g.info.version,
+                    "not_after": g.info.not_after,
+                })).collect::<Vec<_>>(),
+            });
+            output::print(&v, json);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Calls made by the VPN device itself, over mutual TLS (TR D.6 i–k, R-POL-5 push).
+//! Enrolment takes the tier-1 device certificate; everything after it the tier-2
+//! service certificate (R-PKI-1/2).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::Json;
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use utoipa::{IntoParams, ToSchema};
+
+use super::admin::{confirm_installed, store_cert, Application, ApplicationResult, CertIssued, CsrBody, Installed, SERVICE_CERT_DAYS};
+use crate::auth::{Caller, Tier};
+use crate::error::{ApiError, ErrorBody};
+use crate::grants::SignedInfo;
+use crate::hub::Event;
+use crate::Center;
+
+/// Renewal is allowed once less than this much of a service certificate's life is left.
+const RENEW_WINDOW_SECS: i64 = 30 * 86400;
+
+/// TR D.6 i: with its tier-1 certificate, the device obtains a service certificate for a
+/// separate tier-2 key (CSR). Also renews a service certificate near its end (R-PKI-4).
+#[utoipa::path(post, path = "/api/v1/device/enroll", tag = "device", request_body = CsrBody,
+    responses((status = 201, body = CertIssued), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn enroll(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+    body: Result<Json<CsrBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<CertIssued>), ApiError> {
+    let dev = caller.device(Tier::Device)?.clone();
+    let Json(body) = body?;
+    let mut tx = c.db.begin_write().await?;
+    let status: String = sqlx::query_scalar("SELECT status FROM devices WHERE id = $1")
+        .bind(&dev.device_id)
+        .fetch_one(&mut *tx.tx)
+        .await
+        .map_err(ApiError::db)?;
+    let current: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(not_after) FROM certs WHERE device_id = $1 AND tier = 'service' AND revoked_ms IS NULL",
+    )
+    .bind(&dev.device_id)
+    .fetch_one(&mut *tx.tx)
+    .await
+    .map_err(ApiError::db)?;
+    let renewal = match (status.as_str(), current) {
+        ("service_approved", _) => false,
+        ("enrolled" | "service_installed" | "in_service" | "suspended", Some(na)) if na - tx.now / 1000 < RENEW_WINDOW_SECS => true,
+        ("enrolled" | "service_installed" | "in_service" | "suspended", _) => {
+            return Err(ApiError::conflict("already_enrolled", "this device already holds a valid service certificate"))
+        }
+        (other, _) => {
+            return Err(ApiError::conflict(
+                "not_approved",
+                format!("service for this device has not been approved by the provider (device is '{other}')"),
+            ))
+        }
+    };
+    let serial = tx.next_counter("cert_serial").await?;
+    let cert = c.pki.issue_service_cert(&body.csr, &dev.device_id, &dev.org_id, serial, SERVICE_CERT_DAYS)?;
+    store_cert(&mut tx, "service", &dev.device_id, &body.csr, &cert).await?;
+    if !renewal {
+        sqlx::query("UPDATE devices SET status = 'enrolled', updated_ms = $2 WHERE id = $1")
+            .bind(&dev.device_id)
+            .bind(tx.now)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(ApiError::db)?;
+    }
+    tx.audit(
+        &caller.actor(),
+        if renewal { "service_cert.renewed" } else { "service_cert.issued" },
+        &dev.device_id,
+        serde_json::json!({"serial": serial, "fingerprint": cert.fingerprint_sha256_hex, "not_after": cert.not_after_unix, "step": "i"}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CertIssued {
+            serial,
+            certificate: cert.pem,
+            fingerprint: cert.fingerprint_sha256_hex,
+            not_after: cert.not_after_unix,
+            ca: super::pki::bundle(&c),
+        }),
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WhoAmI {
+    pub device_id: String,
+    pub org_id: String,
+    pub tier: String,
+    pub serial: u64,
+}
+
+/// TR D.6 j: the device confirms, with the new service certificate itself, that it is installed.
+#[utoipa::path(post, path = "/api/v1/device/service-cert/installed", tag = "device", request_body = Installed,
+    responses((status = 200, body = WhoAmI), (status = 403, body = ErrorBody)))]
+pub async fn service_cert_installed(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+    body: Result<Json<Installed>, JsonRejection>,
+) -> Result<Json<WhoAmI>, ApiError> {
+    let dev = caller.device(Tier::Service)?.clone();
+    let Json(body) = body?;
+    let mut tx = c.db.begin_write().await?;
+    let serial = confirm_installed(&mut tx, &dev.device_id, "service", &body.fingerprint).await?;
+    sqlx::query("UPDATE devices SET status = 'service_installed', updated_ms = $2 WHERE id = $1 AND status = 'enrolled'")
+        .bind(&dev.device_id)
+        .bind(tx.now)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(ApiError::db)?;
+    tx.audit(&caller.actor(), "service_cert.installed", &dev.device_id, serde_json::json!({"serial": serial, "step": "j"})).await?;
+    tx.commit().await?;
+    Ok(Json(whoami_of(&caller)?))
+}
+
+fn whoami_of(caller: &Caller) -> Result<WhoAmI, ApiError> {
+    match caller {
+        Caller::Device(d) => Ok(WhoAmI { device_id: d.device_id.clone(), org_id: d.org_id.clone(), tier: d.tier.as_str().into(), serial: d.serial }),
+        _ => Err(ApiError::unauthenticated("this endpoint requires mutual TLS with a device or service certificate")),
+    }
+}
+
+/// Which device and tier this TLS connection authenticated as.
+#[utoipa::path(get, path = "/api/v1/device/whoami", tag = "device", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
+pub async fn whoami(caller: Caller) -> Result<Json<WhoAmI>, ApiError> {
+    Ok(Json(whoami_of(&caller)?))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeviceState {
+    /// The sequence number of the newest event for this device; resume the stream from it.
+    pub version: i64,
+    pub status: String,
+    /// Every live grant's connection info for this device, signed by the centre.
+    pub connection_info: Vec<SignedInfo>,
+    /// Certificate that signs connection info (PEM).
+    pub signer_certificate: String,
+}
+
+/// Full state, for a device starting up or resynchronising.
+#[utoipa::path(get, path = "/api/v1/device/state", tag = "device", responses((status = 200, body = DeviceState), (status = 403, body = ErrorBody)))]
+pub async fn state(State(c): State<Arc<Center>>, caller: Caller) -> Result<Json<DeviceState>, ApiError> {
+    let dev = caller.device(Tier::Service)?;
+    let version: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events WHERE device_id = $1")
+        .bind(&dev.device_id)
+        .fetch_one(&c.db.pool)
+        .await
+        .map_err(ApiError::db)?;
+    let status: String = sqlx::query_scalar("SELECT status FROM devices WHERE id = $1")
+        .bind(&dev.device_id)
+        .fetch_one(&c.db.pool)
+        .await
+        .map_err(ApiError::db)?;
+    let rows = sqlx::query(
+        "SELECT applicant_device, info_applicant, info_target FROM grants WHERE status = 'active' AND (applicant_device = $1 OR target_device = $1)",
+    )
+    .bind(&dev.device_id)
+    .fetch_all(&c.db.pool)
+    .await
+    .map_err(ApiError::db)?;
+    let mut infos = Vec::new();
+    for r in rows {
+        let a: String = r.get(0);
+        let text: String = if a == dev.device_id { r.get(1) } else { r.get(2) };
+        infos.push(serde_json::from_str(&text).map_err(|_| ApiError::internal("stored connection info unreadable"))?);
+    }
+    Ok(Json(DeviceState {
+        version: version.unwrap_or(0),
+        status,
+        connection_info: infos,
+        signer_certificate: c.pki.signer_cert_pem().to_string(),
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct Since {
+    /// Resume after this sequence number (0 = from the beginning).
+    #[serde(default)]
+    pub since: i64,
+}
+
+/// The device's event stream (server-sent events; each `id:` is a sequence number).
+/// Missed events are replayed from `since`, so a dropped stream never loses an update.
+#[utoipa::path(get, path = "/api/v1/device/events", tag = "device", params(Since),
+    responses((status = 200, description = "text/event-stream of Event", body = Event), (status = 403, body = ErrorBody)))]
+pub async fn events(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+    Query(q): Query<Since>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let dev = caller.device(Tier::Service)?.clone();
+    // Subscribe before reading the backlog so nothing falls between the two.
+    let live = c.hub.subscribe(&dev.device_id);
+    let rows = sqlx::query("SELECT seq, kind, payload FROM events WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT 100000")
+        .bind(&dev.device_id)
+        .bind(q.since)
+        .fetch_all(&c.db.pool)
+        .await
+        .map_err(ApiError::db)?;
+    let backlog: Vec<Event> = rows
+        .iter()
+        .map(|r| {
+            let payload: String = r.get(2);
+            Event { seq: r.get(0), kind: r.get(1), payload: serde_json::from_str(&payload).unwrap_or_default() }
+        })
+        .collect();
+    let mut last = backlog.last().map(|e| e.seq).unwrap_or(q.since);
+    let hello = Event { seq: last, kind: "hello".into(), payload: serde_json::json!({"device_id": dev.device_id, "since": q.since}) };
+    let live = tokio_stream::wrappers::ReceiverStream::new(live).filter_map(move |e| {
+        let fresh = e.seq > last;
+        if fresh {
+            last = e.seq;
+        }
+        async move { fresh.then_some(e) }
+    });
+    let s = stream::iter(std::iter::once(hello).chain(backlog)).chain(live).map(|e| {
+        let data = serde_json::to_string(&e).unwrap_or_default();
+        Ok(SseEvent::default().id(e.seq.to_string()).event(e.kind).data(data))
+    });
+    Ok(Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// TR D.6 k: the device applies to connect to a peer device or a group.
+#[utoipa::path(post, path = "/api/v1/device/connections", tag = "device", request_body = Application,
+    responses((status = 200, body = ApplicationResult), (status = 403, body = ErrorBody)))]
+pub async fn connect(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+    body: Result<Json<Application>, JsonRejection>,
+) -> Result<Json<ApplicationResult>, ApiError> {
+    let dev = caller.device(Tier::Service)?.clone();
+    let Json(body) = body?;
+    if body.from_device.as_deref().is_some_and(|f| f != dev.device_id) {
+        return Err(ApiError::forbidden("other_device", "a device may apply only for itself"));
+    }
+    Ok(Json(
+        super::admin::run_application(&c, &caller.actor(), &dev.device_id, body.to_device.as_deref(), body.to_group.as_deref()).await?,
+    ))
+}
+
+/// This device's certificates (both tiers), so a device that crashed between issuance
+/// and storing can install what was issued to it. Either tier may ask.
+#[utoipa::path(get, path = "/api/v1/device/certs", tag = "device", responses((status = 200, body = [super::admin::CertRecord])))]
+pub async fn my_certs(State(c): State<Arc<Center>>, caller: Caller) -> Result<Json<Vec<super::admin::CertRecord>>, ApiError> {
+    let who = whoami_of(&caller)?;
+    let rows = sqlx::query(&format!("SELECT {} FROM certs WHERE device_id = $1 ORDER BY serial", super::admin::CERT_COLS))
+        .bind(&who.device_id)
+        .fetch_all(&c.db.pool)
+        .await
+        .map_err(ApiError::db)?;
+    Ok(Json(rows.iter().map(super::admin::cert_from_row).collect()))
+}

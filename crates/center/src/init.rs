@@ -1,0 +1,160 @@
+//! First start and every start after: the data directory holds the PKI, the SQLite
+//! database (embedded default) and the first administrator credential.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::auth::{hash_secret, ADMIN_PREFIX};
+use crate::db::Db;
+use crate::{hub, new_id, Center};
+
+pub struct CenterConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// `sqlite://…` or `postgres://…`; default: SQLite in the data directory.
+    pub database_url: Option<String>,
+    /// Names and addresses the centre's TLS certificate is valid for.
+    pub tls_names: Vec<String>,
+}
+
+/// What was created or found, for the operator.
+pub struct InitReport {
+    pub created: bool,
+    pub lines: Vec<(String, String)>,
+    pub admin_credential_file: Option<PathBuf>,
+}
+
+impl CenterConfig {
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("center.db").display()))
+    }
+}
+
+pub async fn open(cfg: &CenterConfig) -> anyhow::Result<(Arc<Center>, InitReport)> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data directory {}", cfg.data_dir.display()))?;
+    set_mode(&cfg.data_dir, 0o700)?;
+    let pki_dir = cfg.data_dir.join("pki");
+    let mut lines = Vec::new();
+    let created = !pki_dir.join("root.pem").exists();
+    let pki = if created {
+        let mut names = cfg.tls_names.clone();
+        let mut defaults = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        if !cfg.listen.ip().is_unspecified() {
+            defaults.push(cfg.listen.ip().to_string());
+        }
+        for n in defaults {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        let (pki, paths) = dodvpn_pki::Pki::create(&pki_dir, &names)
+            .with_context(|| format!("cannot create the PKI in {}", pki_dir.display()))?;
+        for (what, path) in [
+            ("accreditation root", &paths.root_cert),
+            ("device CA (tier 1)", &paths.device_ca_cert),
+            ("service CA (tier 2)", &paths.service_ca_cert),
+            ("centre TLS certificate", &paths.tls_cert),
+            ("connection-info signer", &paths.signer_cert),
+            ("private keys (0600)", &paths.dir),
+        ] {
+            lines.push((what.to_string(), path.display().to_string()));
+        }
+        pki
+    } else {
+        let pki = dodvpn_pki::Pki::load(&pki_dir)
+            .with_context(|| format!("cannot load the PKI from {}", pki_dir.display()))?;
+        lines.push(("PKI".into(), pki_dir.display().to_string()));
+        pki
+    };
+    let url = cfg.database_url();
+    let db = Arc::new(Db::open(&url).await?);
+    lines.push(("database".into(), crate::db::redact_url(&url)));
+
+    let admin_credential_file = ensure_provider_admin(&db, &cfg.data_dir).await?;
+    if let Some(f) = &admin_credential_file {
+        lines.push(("admin credential (0600)".into(), f.display().to_string()));
+    }
+    let hub = Arc::new(hub::Hub::default());
+    let center = Arc::new(Center { db: db.clone(), pki, hub: hub.clone() });
+    tokio::spawn(hub.run_dispatcher(db));
+    let sweeper = center.clone();
+    tokio::spawn(async move {
+        // Grants and approval windows end on time even when nobody calls the API.
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            if let Err(e) = crate::grants::expire(&sweeper).await {
+                tracing::warn!(error = %e.message, "expiry sweep failed");
+            }
+        }
+    });
+    Ok((center, InitReport { created, lines, admin_credential_file }))
+}
+
+/// Create the provider's first administrator if none exists, and write its credential
+/// to `DIR/admin.token` with mode 0600 (created with that mode, never widened).
+async fn ensure_provider_admin(db: &Db, dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let path = dir.join("admin.token");
+    let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM admins WHERE org_id IS NULL")
+        .fetch_one(&db.pool)
+        .await
+        .context("cannot read administrators")?;
+    if existing > 0 {
+        return Ok(path.exists().then_some(path));
+    }
+    let id = new_id("adm");
+    let secret = random_secret();
+    let token = format!("{ADMIN_PREFIX}.{id}.{secret}");
+    // Write the file first: a crash between the two steps leaves a file that works
+    // once the insert is retried on the next start, never a credential nobody holds.
+    write_secret_file(&path, token.as_bytes())?;
+    let mut tx = db.begin_write().await.map_err(|e| anyhow::anyhow!(e.message))?;
+    sqlx::query("INSERT INTO admins (id, org_id, secret_hash, label, created_ms) VALUES ($1, NULL, $2, $3, $4)")
+        .bind(&id)
+        .bind(hash_secret(&secret))
+        .bind("initial provider administrator")
+        .bind(tx.now)
+        .execute(&mut *tx.tx)
+        .await
+        .context("cannot store the administrator")?;
+    tx.audit("centre", "admin.created", &id, serde_json::json!({"scope": "provider"}))
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    tx.commit().await.map_err(|e| anyhow::anyhow!(e.message))?;
+    Ok(Some(path))
+}
+
+pub fn random_secret() -> String {
+    let mut b = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+    hex::encode(b)
+}
+
+/// Atomically write a secret: temp file created 0600, fsync, rename.
+pub fn write_secret_file(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn set_mode(p: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set permissions on {}", p.display()))
+}

@@ -1,0 +1,453 @@
+//! `dodvpn admin …`: every administrator step of TR D.6 (a–l) and the rest of the
+//! control plane, one API call each (each one is audited by the centre).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use dodvpn_agent::CenterClient;
+use serde_json::{json, Value};
+
+use crate::output;
+
+#[derive(Args, Clone)]
+pub struct Conn {
+    /// The centre's URL.
+    #[arg(long, env = "DODVPN_CENTER", default_value = "https://127.0.0.1:8443")]
+    pub center: String,
+    /// CA certificate that issued the centre's TLS certificate (DATA/pki/root.crt).
+    #[arg(long, env = "DODVPN_CA")]
+    pub ca: PathBuf,
+    /// File holding the administrator credential (DATA/admin.token, or one from `org admin`).
+    #[arg(long, env = "DODVPN_ADMIN_CREDENTIAL_FILE")]
+    pub credential_file: Option<PathBuf>,
+}
+
+impl Conn {
+    pub fn ca_pem(&self) -> anyhow::Result<String> {
+        std::fs::read_to_string(&self.ca).with_context(|| format!("cannot read the CA file {}", self.ca.display()))
+    }
+    pub fn client(&self) -> anyhow::Result<CenterClient> {
+        let cred = match (&self.credential_file, std::env::var("DODVPN_ADMIN_CREDENTIAL")) {
+            (Some(f), _) => std::fs::read_to_string(f).with_context(|| format!("cannot read the credential file {}", f.display()))?,
+            (None, Ok(c)) => c,
+            (None, Err(_)) => anyhow::bail!("no administrator credential: give --credential-file or set DODVPN_ADMIN_CREDENTIAL(_FILE)"),
+        };
+        CenterClient::admin(&self.center, &self.ca_pem()?, cred.trim())
+    }
+}
+
+#[derive(Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: AdminCmd,
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// Organisations (subscribers): step a, administrators, check sheets.
+    #[command(subcommand)]
+    Org(OrgCmd),
+    /// An organisation's own policy (R-POL-3).
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Device orders: step b.
+    #[command(subcommand)]
+    Order(OrderCmd),
+    /// Devices: steps c and f, network, revocation.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// Service: steps g, h and l.
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// Groups: the provider policy (R-POL-1).
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Approval windows for per-session approval, e.g. vendor maintenance (R-POL-3).
+    #[command(subcommand)]
+    Approval(ApprovalCmd),
+    /// Connection applications on behalf of a device: step k.
+    #[command(subcommand)]
+    Connection(ConnectionCmd),
+    /// Grants (connection info issued).
+    #[command(subcommand)]
+    Grant(GrantCmd),
+    /// Certificates: list and revoke.
+    #[command(subcommand)]
+    Cert(CertCmd),
+    /// The hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand)]
+enum OrgCmd {
+    /// Step a: enrol a subscriber organisation.
+    Create {
+        name: String,
+        /// hospital | clinic | pharmacy | lab | vendor | patient
+        #[arg(long)]
+        kind: String,
+    },
+    List,
+    Show { id: String },
+    /// Issue an administrator credential for one organisation (printed once).
+    Admin {
+        id: String,
+        #[arg(long, default_value = "organisation administrator")]
+        label: String,
+        /// Write the credential to this file (0600) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Record the organisation's security check sheet result (R-POL-6).
+    Checksheet {
+        id: String,
+        #[arg(long)]
+        passed: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Replace the policy with a JSON document (see README, "Subscriber policy").
+    Set {
+        org: String,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    Show { org: String },
+}
+
+#[derive(Subcommand)]
+enum OrderCmd {
+    /// Step b: an organisation orders a VPN device.
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        model: String,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// Step c: the device provider registers a device (serial, model, owner).
+    Register {
+        #[arg(long)]
+        serial: String,
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        owner: String,
+        #[arg(long)]
+        order: Option<String>,
+        /// Outer address (host or host:port).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Inside subnet behind the device; repeat for several.
+        #[arg(long = "subnet")]
+        subnets: Vec<String>,
+    },
+    List {
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long)]
+        serial: Option<String>,
+    },
+    Show { id: String },
+    /// Set the outer endpoint and inside subnets.
+    Network {
+        id: String,
+        #[arg(long)]
+        endpoint: Option<String>,
+        #[arg(long = "subnet")]
+        subnets: Vec<String>,
+    },
+    /// Step f: the certified device is handed to its owner.
+    Deliver { id: String },
+    /// Revoke the device and every certificate it holds; live tunnels are cut.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServiceCmd {
+    /// Step g: the owner applies for VPN service for a device.
+    Apply { device: String },
+    /// Step h: the provider approves; the service CA will issue at enrolment.
+    Approve { device: String },
+    /// Step l: start (or resume) VPN service to an enrolled device.
+    Start { device: String },
+    /// Suspend service: grants are withdrawn.
+    Stop { device: String },
+}
+
+#[derive(Subcommand)]
+enum GroupCmd {
+    Create {
+        name: String,
+        #[arg(long)]
+        require_checksheet: bool,
+        /// Allowed service inside the group, e.g. tcp/443 or icmp; repeat. None = unrestricted.
+        #[arg(long = "service")]
+        services: Vec<String>,
+    },
+    /// Replace a group's provider policy.
+    Update {
+        name: String,
+        #[arg(long)]
+        require_checksheet: bool,
+        #[arg(long = "service")]
+        services: Vec<String>,
+    },
+    List,
+    Add { name: String, device: String },
+    Remove { name: String, device: String },
+}
+
+#[derive(Subcommand)]
+enum ApprovalCmd {
+    /// Open a window in which APPLICANT may reach APPROVER where its policy demands approval.
+    Open {
+        #[arg(long)]
+        approver: String,
+        #[arg(long)]
+        applicant: String,
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long, default_value_t = 60)]
+        minutes: u32,
+    },
+    List,
+    Close { id: String },
+}
+
+#[derive(Subcommand)]
+enum ConnectionCmd {
+    /// Step k: apply for a connection from a device to a device or a group.
+    Apply {
+        #[arg(long)]
+        from: String,
+        #[arg(long, conflicts_with = "group", required_unless_present = "group")]
+        to: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GrantCmd {
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    Withdraw {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCmd {
+    List {
+        #[arg(long)]
+        device: Option<String>,
+    },
+    Revoke {
+        serial: u64,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    List {
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Verify the hash chain: in the centre's database, or in an exported FILE.
+    Verify {
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Write the whole log as JSON lines for auditors.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn services(v: &[String]) -> anyhow::Result<Option<Vec<dodvpn_policy::Service>>> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    v.iter()
+        .map(|s| s.parse::<dodvpn_policy::Service>().map_err(|e| anyhow::anyhow!("service {s:?}: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map(Some)
+}
+
+pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
+    let json = a.json;
+    // Offline verification needs no centre.
+    if let AdminCmd::Audit(AuditCmd::Verify { file: Some(f) }) = &a.cmd {
+        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let recs = dodvpn_audit::from_jsonl(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        return match dodvpn_audit::verify(recs.iter()) {
+            Ok(s) => {
+                output::print(&json!({"ok": true, "records": s.count, "head_hash": s.head_hash}), json);
+                Ok(())
+            }
+            Err(e) => {
+                output::print(&json!({"ok": false, "records": recs.len(), "error": e.to_string()}), json);
+                anyhow::bail!("the audit log does not verify: {e}")
+            }
+        };
+    }
+    let c = a.conn.client()?;
+    let v: Value = match a.cmd {
+        AdminCmd::Org(cmd) => match cmd {
+            OrgCmd::Create { name, kind } => c.post("/api/v1/orgs", &json!({"name": name, "kind": kind})).await?,
+            OrgCmd::List => c.get("/api/v1/orgs").await?,
+            OrgCmd::Show { id } => c.get(&format!("/api/v1/orgs/{id}")).await?,
+            OrgCmd::Admin { id, label, out } => {
+                let v: Value = c.post(&format!("/api/v1/orgs/{id}/admins"), &json!({"label": label})).await?;
+                if let Some(out) = out {
+                    let cred = v["credential"].as_str().context("no credential in the answer")?;
+                    dodvpn_center::init::write_secret_file(&out, cred.as_bytes())?;
+                    json!({"id": v["id"], "org_id": v["org_id"], "credential_file": out.display().to_string()})
+                } else {
+                    v
+                }
+            }
+            OrgCmd::Checksheet { id, passed } => c.put(&format!("/api/v1/orgs/{id}/checksheet"), &json!({"passed": passed})).await?,
+        },
+        AdminCmd::Policy(cmd) => match cmd {
+            PolicyCmd::Set { org, file } => {
+                let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                let doc: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+                c.put(&format!("/api/v1/orgs/{org}/policy"), &doc).await?
+            }
+            PolicyCmd::Show { org } => c.get(&format!("/api/v1/orgs/{org}/policy")).await?,
+        },
+        AdminCmd::Order(cmd) => match cmd {
+            OrderCmd::Create { org, model } => c.post("/api/v1/orders", &json!({"org_id": org, "model": model})).await?,
+            OrderCmd::List => c.get("/api/v1/orders").await?,
+        },
+        AdminCmd::Device(cmd) => match cmd {
+            DeviceCmd::Register { serial, model, owner, order, endpoint, subnets } => {
+                c.post(
+                    "/api/v1/devices",
+                    &json!({"serial": serial, "model": model, "owner_org": owner, "order_id": order, "endpoint": endpoint, "subnets": subnets}),
+                )
+                .await?
+            }
+            DeviceCmd::List { org, serial } => {
+                let mut q = vec![];
+                if let Some(o) = org {
+                    q.push(format!("org={o}"));
+                }
+                if let Some(s) = serial {
+                    q.push(format!("serial={s}"));
+                }
+                c.get(&format!("/api/v1/devices?{}", q.join("&"))).await?
+            }
+            DeviceCmd::Show { id } => c.get(&format!("/api/v1/devices/{id}")).await?,
+            DeviceCmd::Network { id, endpoint, subnets } => {
+                c.put(&format!("/api/v1/devices/{id}/network"), &json!({"endpoint": endpoint, "subnets": subnets})).await?
+            }
+            DeviceCmd::Deliver { id } => c.post(&format!("/api/v1/devices/{id}/deliver"), &json!({})).await?,
+            DeviceCmd::Revoke { id, reason } => c.post(&format!("/api/v1/devices/{id}/revoke"), &json!({"reason": reason})).await?,
+        },
+        AdminCmd::Service(cmd) => {
+            let (d, step) = match cmd {
+                ServiceCmd::Apply { device } => (device, "apply"),
+                ServiceCmd::Approve { device } => (device, "approve"),
+                ServiceCmd::Start { device } => (device, "start"),
+                ServiceCmd::Stop { device } => (device, "stop"),
+            };
+            c.post(&format!("/api/v1/devices/{d}/service/{step}"), &json!({})).await?
+        }
+        AdminCmd::Group(cmd) => match cmd {
+            GroupCmd::Create { name, require_checksheet, services: s } => {
+                c.post("/api/v1/groups", &json!({"name": name, "require_checksheet": require_checksheet, "services": services(&s)?}))
+                    .await?
+            }
+            GroupCmd::Update { name, require_checksheet, services: s } => {
+                c.put(
+                    &format!("/api/v1/groups/{name}"),
+                    &json!({"name": name, "require_checksheet": require_checksheet, "services": services(&s)?}),
+                )
+                .await?
+            }
+            GroupCmd::List => c.get("/api/v1/groups").await?,
+            GroupCmd::Add { name, device } => c.post(&format!("/api/v1/groups/{name}/members"), &json!({"device_id": device})).await?,
+            GroupCmd::Remove { name, device } => c.delete(&format!("/api/v1/groups/{name}/members/{device}")).await?,
+        },
+        AdminCmd::Approval(cmd) => match cmd {
+            ApprovalCmd::Open { approver, applicant, device, minutes } => {
+                c.post(
+                    "/api/v1/approvals",
+                    &json!({"approver_org": approver, "applicant_org": applicant, "applicant_device": device, "minutes": minutes}),
+                )
+                .await?
+            }
+            ApprovalCmd::List => c.get("/api/v1/approvals").await?,
+            ApprovalCmd::Close { id } => c.post(&format!("/api/v1/approvals/{id}/close"), &json!({})).await?,
+        },
+        AdminCmd::Connection(ConnectionCmd::Apply { from, to, group }) => {
+            c.post("/api/v1/connections", &json!({"from_device": from, "to_device": to, "to_group": group})).await?
+        }
+        AdminCmd::Grant(cmd) => match cmd {
+            GrantCmd::List { status, device } => {
+                c.get(&format!("/api/v1/grants?status={}&device={}", status.unwrap_or_default(), device.unwrap_or_default()))
+                    .await?
+            }
+            GrantCmd::Withdraw { id, reason } => {
+                c.post::<_, Value>(&format!("/api/v1/grants/{id}/withdraw"), &json!({"reason": reason})).await?;
+                json!({"withdrawn": id})
+            }
+        },
+        AdminCmd::Cert(cmd) => match cmd {
+            CertCmd::List { device } => c.get(&format!("/api/v1/certs?device={}", device.unwrap_or_default())).await?,
+            CertCmd::Revoke { serial, reason } => c.post(&format!("/api/v1/certs/{serial}/revoke"), &json!({"reason": reason})).await?,
+        },
+        AdminCmd::Audit(cmd) => match cmd {
+            AuditCmd::List { after, limit } => c.get(&format!("/api/v1/audit?after={after}&limit={limit}")).await?,
+            AuditCmd::Verify { .. } => {
+                let v: Value = c.get("/api/v1/audit/verify").await?;
+                if v["ok"] != json!(true) {
+                    output::print(&v, json);
+                    anyhow::bail!("the audit log does not verify: {}", v["error"].as_str().unwrap_or("unknown"));
+                }
+                v
+            }
+            AuditCmd::Export { out } => {
+                let text = c.get_text("/api/v1/audit/export").await?;
+                let n = text.lines().count();
+                let tmp = out.with_extension("tmp");
+                std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
+                std::fs::rename(&tmp, &out).with_context(|| format!("cannot write {}", out.display()))?;
+                json!({"records": n, "file": out.display().to_string()})
+            }
+        },
+    };
+    output::print(&v, json);
+    Ok(())
+}
