@@ -53,9 +53,20 @@ pub fn pem_certs(pem: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 }
 
 /// Accept connections until the listener fails; each connection is served on its own task.
-pub async fn serve(center: Arc<Center>, listener: TcpListener) -> anyhow::Result<()> {
+pub struct Prepared {
+    acceptor: TlsAcceptor,
+    app: axum::Router,
+}
+
+/// Build everything that can fail before the first connection is accepted.
+pub fn prepare(center: Arc<Center>) -> anyhow::Result<Prepared> {
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(&center)?));
-    let app = crate::api::router(center.clone());
+    let app = crate::api::router(center);
+    Ok(Prepared { acceptor, app })
+}
+
+pub async fn serve(prepared: Prepared, listener: TcpListener) -> anyhow::Result<()> {
+    let Prepared { acceptor, app } = prepared;
     loop {
         let (tcp, remote) = match listener.accept().await {
             Ok(c) => c,

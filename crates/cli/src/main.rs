@@ -164,6 +164,7 @@ async fn run_center(a: CenterArgs) -> anyhow::Result<()> {
     };
     let listener = dodvpn_center::server::bind(a.listen).await?;
     let (center, report) = dodvpn_center::init::open(&cfg).await?;
+    let prepared = dodvpn_center::server::prepare(center)?;
     println!(
         "dodvpn centre {} in {}",
         if report.created { "initialised" } else { "started" },
@@ -175,7 +176,7 @@ async fn run_center(a: CenterArgs) -> anyhow::Result<()> {
     println!("  {:<28} https://{}/", "API", listener.local_addr().unwrap_or(a.listen));
     println!("  {:<28} https://{}/openapi.json", "OpenAPI", listener.local_addr().unwrap_or(a.listen));
     println!("ready");
-    let server = tokio::spawn(dodvpn_center::server::serve(center, listener));
+    let server = tokio::spawn(dodvpn_center::server::serve(prepared, listener));
     tokio::select! {
         r = server => r.context("server task failed")?,
         _ = shutdown_signal() => {

@@ -76,7 +76,8 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .routes(routes!(pki::ca_bundle))
         .routes(routes!(pki::crl))
         .routes(routes!(pki::cert_status))
-        .routes(routes!(audit::list, audit::verify))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::verify))
         .routes(routes!(audit::export))
         .with_state(center)
         .split_for_parts();

@@ -1,0 +1,294 @@
+//! Test harness: a real `dodvpn center` process on loopback (SQLite or a real
+//! PostgreSQL server started by scripts/test.sh), the real `dodvpn admin` CLI, and
+//! devices driven through the agent library with real key stores.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dodvpn_agent::CenterClient;
+use dodvpn_pki::{FileKeyStore, KeyStore, Tier};
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dodvpn");
+pub const PASSPHRASE: &str = "test passphrase, not a secret";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh PostgreSQL database on the server scripts/test.sh started. No server is a
+/// failure with a clear message, never a silent skip.
+pub fn fresh_pg_database() -> String {
+    let base = std::env::var("DODVPN_TEST_PG_URL").unwrap_or_else(|_| {
+        panic!("DODVPN_TEST_PG_URL is not set: the PostgreSQL tests need the server that scripts/test.sh starts (run the tests with ./scripts/test.sh)")
+    });
+    let name = format!("t_{}_{}", std::process::id(), rand_suffix());
+    let out = Command::new("psql")
+        .arg(&base)
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql must be installed (postgresql-client)");
+    assert!(out.status.success(), "cannot create test database: {}", String::from_utf8_lossy(&out.stderr));
+    let (prefix, _) = base.rsplit_once('/').expect("DODVPN_TEST_PG_URL must end in /DBNAME");
+    format!("{prefix}/{name}")
+}
+
+fn rand_suffix() -> String {
+    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{n:x}")
+}
+
+pub struct Centre {
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub url: String,
+    pub db: Option<String>,
+    pub listen: String,
+    child: Option<Child>,
+    pub stdout_lines: Vec<String>,
+}
+
+impl Centre {
+    pub fn start(backend: Backend) -> Centre {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("centre");
+        let db = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(fresh_pg_database()),
+        };
+        let mut c = Centre { dir, _tmp: Some(tmp), url: String::new(), db, listen: "127.0.0.1:0".into(), child: None, stdout_lines: vec![] };
+        c.spawn();
+        c
+    }
+
+    /// Another centre process on the same data directory and database (a restart or a replica).
+    pub fn replica(&self) -> Centre {
+        let mut c = Centre {
+            dir: self.dir.clone(),
+            _tmp: None,
+            url: String::new(),
+            db: self.db.clone(),
+            listen: "127.0.0.1:0".into(),
+            child: None,
+            stdout_lines: vec![],
+        };
+        c.spawn();
+        c
+    }
+
+    pub fn spawn(&mut self) {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["center", "--data"]).arg(&self.dir).args(["--listen", &self.listen]);
+        if let Some(db) = &self.db {
+            cmd.args(["--database", db]);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start dodvpn center");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut lines = vec![];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) => {
+                    if let Some(rest) = l.trim().strip_prefix("API") {
+                        self.url = rest.trim().trim_end_matches('/').to_string();
+                    }
+                    let ready = l.trim() == "ready";
+                    lines.push(l);
+                    if ready {
+                        break;
+                    }
+                }
+                Err(_) => panic!("centre did not become ready; output so far: {lines:?}"),
+            }
+        }
+        // Keep the port for restarts on the same address.
+        self.listen = self.url.trim_start_matches("https://").to_string();
+        self.stdout_lines = lines;
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL: no chance to clean up (crash test).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe_sigterm(c.id());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("pki/root.pem")
+    }
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.ca_path()).unwrap()
+    }
+    pub fn credential_path(&self) -> PathBuf {
+        self.dir.join("admin.token")
+    }
+    pub fn credential(&self) -> String {
+        std::fs::read_to_string(self.credential_path()).unwrap()
+    }
+
+    /// Run `dodvpn admin --json ARGS` as the provider; Ok(json) or Err(stderr).
+    pub fn admin(&self, args: &[&str]) -> Result<Value, String> {
+        self.admin_as(&self.credential_path(), args)
+    }
+
+    pub fn admin_as(&self, credential: &Path, args: &[&str]) -> Result<Value, String> {
+        let out = Command::new(BIN)
+            .args(["admin", "--json", "--center", &self.url])
+            .arg("--ca")
+            .arg(self.ca_path())
+            .arg("--credential-file")
+            .arg(credential)
+            .args(args)
+            .output()
+            .expect("run dodvpn admin");
+        if out.status.success() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            Ok(serde_json::from_str(&text).unwrap_or_else(|e| panic!("admin {args:?} printed non-JSON ({e}): {text}")))
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).to_string())
+        }
+    }
+
+    pub fn admin_ok(&self, args: &[&str]) -> Value {
+        self.admin(args).unwrap_or_else(|e| panic!("dodvpn admin {args:?} failed: {e}"))
+    }
+
+    pub fn client(&self) -> CenterClient {
+        CenterClient::admin(&self.url, &self.ca_pem(), &self.credential()).unwrap()
+    }
+
+    pub fn anonymous(&self) -> CenterClient {
+        CenterClient::anonymous(&self.url, &self.ca_pem()).unwrap()
+    }
+
+    pub fn org(&self, name: &str, kind: &str) -> String {
+        self.admin_ok(&["org", "create", name, "--kind", kind])["id"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Centre {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+}
+
+/// A VPN device: a real file key store in a temp directory.
+pub struct Site {
+    pub id: String,
+    pub serial: String,
+    pub org: String,
+    pub store: Arc<dyn KeyStore>,
+    pub dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Site {
+    pub fn tier2(&self, c: &Centre) -> CenterClient {
+        CenterClient::device(&c.url, &c.ca_pem(), self.store.clone(), Tier::Service).unwrap()
+    }
+    pub fn tier1(&self, c: &Centre) -> CenterClient {
+        CenterClient::device(&c.url, &c.ca_pem(), self.store.clone(), Tier::Device).unwrap()
+    }
+}
+
+pub fn new_store() -> (tempfile::TempDir, PathBuf, Arc<dyn KeyStore>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("keystore");
+    let store: Arc<dyn KeyStore> = Arc::new(FileKeyStore::open(&dir, PASSPHRASE.as_bytes()).unwrap());
+    (tmp, dir, store)
+}
+
+/// Register a device (step c) and return its id.
+pub fn register(c: &Centre, org: &str, serial: &str, subnet: &str) -> String {
+    c.admin_ok(&["device", "register", "--serial", serial, "--model", "DV-100", "--owner", org, "--subnet", subnet])["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Every step c–l for one device, through the library (fast path for tests that
+/// are about something else).
+pub async fn onboard(c: &Centre, org: &str, serial: &str, subnet: &str) -> Site {
+    let id = register(c, org, serial, subnet);
+    let (tmp, dir, store) = new_store();
+    let admin = c.client();
+    dodvpn_agent::enroll::provision(&admin, &c.ca_pem(), store.as_ref(), &id).await.unwrap();
+    c.admin_ok(&["device", "deliver", &id]);
+    c.admin_ok(&["service", "apply", &id]);
+    c.admin_ok(&["service", "approve", &id]);
+    dodvpn_agent::enroll::enroll(&c.url, store.clone()).await.unwrap();
+    c.admin_ok(&["service", "start", &id]);
+    Site { id, serial: serial.to_string(), org: org.to_string(), store, dir, _tmp: tmp }
+}
+
+/// A policy in which the organisation accepts and reaches everyone in its groups.
+pub fn open_policy() -> Value {
+    json!({
+        "inbound": [{"from": "*", "services": ["any"]}],
+        "outbound": [{"to": "*", "services": ["any"]}]
+    })
+}
+
+pub fn set_policy(c: &Centre, org: &str, policy: &Value) {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), policy.to_string()).unwrap();
+    c.admin_ok(&["policy", "set", org, "--file", f.path().to_str().unwrap()]);
+}
+
+/// Audit actions, in order.
+pub fn audit_actions(c: &Centre) -> Vec<(String, Value)> {
+    let v = c.admin_ok(&["audit", "list", "--limit", "10000"]);
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["action"].as_str().unwrap().to_string(), r["details"].clone()))
+        .collect()
+}
+
+pub fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
