@@ -81,7 +81,8 @@ pub struct CertStatus {
 #[derive(Serialize, ToSchema)]
 pub struct SignedStatus {
     pub status: CertStatus,
-    /// Base64 signature of the centre signing certificate over the JSON of `status`.
+    /// Base64 signature of the centre signing certificate over the canonical JSON
+    /// (sorted keys, no whitespace) of `status`.
     pub signature: String,
 }
 
@@ -109,7 +110,9 @@ pub async fn cert_status(State(c): State<Arc<Center>>, Path(serial): Path<u64>) 
             }
         }
     };
-    let bytes = serde_json::to_vec(&status).map_err(|_| ApiError::internal("status"))?;
+    // Canonical JSON (sorted keys, no spaces) so any client can re-create the bytes.
+    let value = serde_json::to_value(&status).map_err(|_| ApiError::internal("status"))?;
+    let bytes = dodvpn_audit::canonical_json(&value).into_bytes();
     let signature = base64::engine::general_purpose::STANDARD.encode(c.pki.sign_blob(&bytes).map_err(|e| ApiError::internal(format!("cannot sign: {e}")))?);
     Ok(Json(SignedStatus { status, signature }))
 }
