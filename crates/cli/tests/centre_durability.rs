@@ -32,7 +32,11 @@ async fn centre_killed_during_enrolment_loses_nothing() {
         let (url, store) = (c.url.clone(), store.clone());
         tasks.push(tokio::spawn(async move { dodvpn_agent::enroll::enroll(&url, store).await.map(|_| ()) }));
     }
-    tokio::time::sleep(Duration::from_millis(40)).await;
+    // Kill as soon as the first one has finished: the rest are somewhere mid-flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !tasks.iter().any(|t| t.is_finished()) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     c.kill9();
     let mut interrupted = 0;
     for t in tasks {
