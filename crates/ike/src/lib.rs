@@ -1,0 +1,216 @@
+//! # dodvpn-ike
+//!
+//! Sans-IO IKEv2 (RFC 7296) in the quinn-proto style: an [`Endpoint`] owns
+//! IKE SAs and is driven with [`Endpoint::handle`] (a received datagram),
+//! [`Endpoint::handle_timeout`] (time passed), and drained with
+//! [`Endpoint::poll_transmit`], [`Endpoint::poll_event`] and
+//! [`Endpoint::poll_timeout`]. No sockets, no clock: time is passed in.
+//!
+//! * [`crypto`]: PRF / prf+, DH groups 19, 20, 31, SK payload protection.
+//! * [`keys`]: SKEYSEED, SK_*, child KEYMAT, IKE rekey SKEYSEED.
+//! * [`proposal`]: strongSwan-style proposal strings, selection.
+//! * [`auth`]: PSK and RFC 7427 signature AUTH, [`Signer`], [`PeerValidator`].
+//! * [`nat`]: NAT detection hashes.
+//! * [`child`]: child SA records, traffic selector narrowing.
+//! * [`sa`]: the IKE SA state machine, [`endpoint`]: routing, cookies.
+//!
+//! NAT-T: a [`Transmit`] with `nat_t = true` must be sent with the 4-byte
+//! non-ESP marker prepended (the I/O layer adds it); received datagrams on
+//! the NAT-T port are handed to [`Endpoint::handle`] with the marker already
+//! stripped.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod child;
+pub mod crypto;
+pub mod endpoint;
+pub mod keys;
+pub mod nat;
+pub mod proposal;
+pub mod sa;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use auth::{EcdsaP256Signer, KeyStoreSigner, LocalAuth, PeerValidator, RemoteAuth, Signer};
+pub use child::ChildSa;
+pub use crypto::{Group, IkeCipher, Integ, Prf};
+pub use dodvpn_esp::Aead;
+pub use endpoint::Endpoint;
+pub use proposal::{EspSuite, IkeSuite};
+pub use sa::{IkeSa, State};
+
+use dodvpn_wire::{Identification, TsRange};
+
+/// Errors of this crate (internal; the state machine turns them into
+/// dropped datagrams, notifies or events).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("crypto: {0}")]
+    Crypto(&'static str),
+    #[error("integrity check failed")]
+    Integrity,
+    #[error("invalid KE payload")]
+    BadKe,
+    #[error("wire: {0}")]
+    Wire(#[from] dodvpn_wire::Error),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+/// Handle of an IKE SA: our own IKE SPI.
+pub type SaId = u64;
+
+/// Configuration of an endpoint (one peer profile; see the crate docs).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub ike_proposals: Vec<IkeSuite>,
+    pub esp_proposals: Vec<EspSuite>,
+    pub local_id: Identification,
+    /// Expected peer identity; `None` accepts any (the validator decides).
+    pub remote_id: Option<Identification>,
+    pub local_auth: LocalAuth,
+    pub remote_auth: RemoteAuth,
+    /// Our side of the tunnel (TSi when initiating).
+    pub local_ts: Vec<TsRange>,
+    /// The peer's side.
+    pub remote_ts: Vec<TsRange>,
+    /// Always move to UDP encapsulation (fakes the NAT_DETECTION_SOURCE_IP hash).
+    pub force_encap: bool,
+    /// First retransmission timeout; doubles on each try.
+    pub retransmit_base: Duration,
+    /// Transmissions of a request before the peer is declared dead.
+    pub retransmit_tries: u32,
+    /// Idle time after which a liveness check (DPD) is sent.
+    pub dpd_delay: Duration,
+    /// NAT keepalive interval when we are behind a NAT (RFC 3948 §4).
+    pub keepalive_interval: Duration,
+    /// Half-open SA count above which the responder demands a COOKIE.
+    pub cookie_threshold: usize,
+    /// A half-open responder SA is dropped after this.
+    pub half_open_timeout: Duration,
+    /// The NAT-T port (datagrams to this port carry the non-ESP marker).
+    pub nat_t_port: u16,
+}
+
+impl Config {
+    /// Defaults: 0.5 s × 2 retransmits, 5 tries, DPD 30 s, keepalive 20 s,
+    /// cookies above 16 half-open SAs, NAT-T port 4500.
+    pub fn new(
+        ike_proposals: Vec<IkeSuite>,
+        esp_proposals: Vec<EspSuite>,
+        local_id: Identification,
+        local_auth: LocalAuth,
+        remote_auth: RemoteAuth,
+    ) -> Config {
+        Config {
+            ike_proposals,
+            esp_proposals,
+            local_id,
+            remote_id: None,
+            local_auth,
+            remote_auth,
+            local_ts: vec![TsRange::any(false)],
+            remote_ts: vec![TsRange::any(false)],
+            force_encap: false,
+            retransmit_base: Duration::from_millis(500),
+            retransmit_tries: 5,
+            dpd_delay: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(20),
+            cookie_threshold: 16,
+            half_open_timeout: Duration::from_secs(30),
+            nat_t_port: 4500,
+        }
+    }
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub from: SocketAddr,
+    pub bytes: Vec<u8>,
+    /// Prepend the non-ESP marker (IKE over the NAT-T port). False for
+    /// plain port-500 IKE and for NAT keepalives (a single 0xFF byte).
+    pub nat_t: bool,
+}
+
+/// Why an IKE SA went down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownReason {
+    /// We deleted it.
+    LocalDelete,
+    /// The peer sent DELETE.
+    PeerDeleted,
+    /// No answer after the retransmission schedule (DPD or any request).
+    DeadPeer,
+    /// Negotiation failed (error notify or bad answer).
+    Failed(String),
+    /// Replaced by a rekeyed IKE SA.
+    Rekeyed,
+    /// Half-open SA timed out.
+    HalfOpenTimeout,
+}
+
+/// Everything the I/O layer needs to install one child SA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildSaInfo {
+    pub ike_sa: SaId,
+    /// Our inbound SPI.
+    pub local_spi: u32,
+    /// Our outbound SPI (the peer's inbound).
+    pub remote_spi: u32,
+    pub aead: Aead,
+    pub esn: bool,
+    /// key || salt for `dodvpn_esp::InboundSa::new`.
+    pub keymat_in: Vec<u8>,
+    /// key || salt for `dodvpn_esp::OutboundSa::new`.
+    pub keymat_out: Vec<u8>,
+    pub local_ts: Vec<TsRange>,
+    pub remote_ts: Vec<TsRange>,
+    pub local_addr: SocketAddr,
+    pub remote_addr: SocketAddr,
+    /// ESP in UDP (RFC 3948) on the NAT-T port.
+    pub udp_encap: bool,
+    /// Our inbound SPI of the child SA this one replaces (rekey).
+    pub rekey_of: Option<u32>,
+}
+
+/// Something that happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    IkeSaUp {
+        sa: SaId,
+        local: SocketAddr,
+        remote: SocketAddr,
+        peer_id: Identification,
+        nat_t: bool,
+    },
+    IkeSaDown {
+        sa: SaId,
+        reason: DownReason,
+    },
+    /// The IKE SA `old` was rekeyed into `new` (child SAs moved over).
+    IkeSaRekeyed {
+        old: SaId,
+        new: SaId,
+    },
+    AuthFailed {
+        sa: SaId,
+        reason: String,
+    },
+    ChildSaUp(ChildSaInfo),
+    /// Creating a child SA failed (error notify or no acceptable proposal).
+    ChildSaFailed {
+        sa: SaId,
+        reason: String,
+    },
+    ChildSaDeleted {
+        sa: SaId,
+        local_spi: u32,
+        remote_spi: u32,
+    },
+}
