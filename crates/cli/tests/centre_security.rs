@@ -261,9 +261,7 @@ async fn duplicate_serials_and_replayed_enrolments_are_refused() {
     let id = register(&c, &org, "DUP-2", "10.2.0.0/24");
     let (_t, _d, store) = new_store();
     dodvpn_agent::enroll::provision(&c.client(), &c.ca_pem(), store.as_ref(), &id).await.unwrap();
-    for step in ["deliver"] {
-        c.admin_ok(&["device", step, &id]);
-    }
+    c.admin_ok(&["device", "deliver", &id]);
     c.admin_ok(&["service", "apply", &id]);
     c.admin_ok(&["service", "approve", &id]);
     store.generate(Tier::Service).unwrap();
