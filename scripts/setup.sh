@@ -7,7 +7,8 @@ PKGS=(
   softhsm2 opensc                       # PKCS#11 key store tests (R-PKI-3)
   postgresql postgresql-client          # scale-out back-end tests (R-OPS-1)
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins strongswan-pki  # interop peer
-  iperf3 nftables iproute2 iputils-ping # data-plane tests and benchmarks in namespaces
+  iperf3 nftables iptables iproute2 iputils-ping socat jq python3  # data-plane tests in namespaces
+  wireguard-go wireguard-tools nebula   # benchmark peers (bench/dataplane)
   openssl sqlite3
 )
 
