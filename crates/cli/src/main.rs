@@ -35,6 +35,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DeviceCmd,
     },
+    /// Static IPsec connections (IKEv2 + ESP, userspace over TUN + UDP) from a TOML
+    /// file; `dodvpn tunnel status` lists the SAs with their counters.
+    Tunnel(TunnelArgs),
     /// The VPN device agent.
     Agent {
         #[command(subcommand)]
@@ -56,6 +59,28 @@ struct CenterArgs {
     /// Extra DNS names or IP addresses for the centre's TLS certificate (first start only).
     #[arg(long = "tls-name")]
     tls_names: Vec<String>,
+}
+
+#[derive(Parser)]
+#[command(args_conflicts_with_subcommands = true)]
+struct TunnelArgs {
+    /// The tunnel configuration (TOML; see README.md, "Static tunnels").
+    #[arg(long, required = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Option<TunnelCmd>,
+}
+
+#[derive(Subcommand)]
+enum TunnelCmd {
+    /// List connections and SAs with byte and packet counts.
+    Status {
+        /// The daemon's control socket (`control` in its configuration).
+        #[arg(long, default_value = "/run/dodvpn/tunnel.sock")]
+        control: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -152,6 +177,77 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Agent { cmd } => run_agent(cmd).await,
+        Cmd::Tunnel(t) => run_tunnel(t).await,
+    }
+}
+
+async fn run_tunnel(t: TunnelArgs) -> anyhow::Result<()> {
+    if let Some(TunnelCmd::Status { control, json }) = t.cmd {
+        let v = dodvpn_tunnel::control::query(&control)?;
+        if json {
+            output::print(&v, true);
+        } else {
+            print_tunnel_status(&v);
+        }
+        return Ok(());
+    }
+    let path = t.config.context("--config is required")?;
+    let cfg = dodvpn_tunnel::TunnelConfig::load(&path)?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let daemon = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut d = dodvpn_tunnel::daemon::Daemon::start(&cfg)?;
+        dodvpn_tunnel::control::serve(&cfg.control, d.status.clone())?;
+        println!(
+            "tunnel up on {} with {} connection(s); status: dodvpn tunnel status --control {}",
+            d.interface(),
+            cfg.connections.len(),
+            cfg.control.display()
+        );
+        println!("ready");
+        d.run(&|| flag.load(std::sync::atomic::Ordering::Relaxed));
+        Ok(())
+    });
+    tokio::select! {
+        r = daemon => r.context("tunnel daemon failed")?,
+        _ = shutdown_signal() => {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            println!("stopping");
+            Ok(())
+        }
+    }
+}
+
+fn print_tunnel_status(v: &serde_json::Value) {
+    println!("interface {}", v["interface"].as_str().unwrap_or("?"));
+    for c in v["connections"].as_array().into_iter().flatten() {
+        println!(
+            "{}: {} to {}{}",
+            c["name"].as_str().unwrap_or("?"),
+            c["state"].as_str().unwrap_or("?"),
+            c["remote"].as_str().unwrap_or("?"),
+            c["ike_sa"].as_str().map(|s| format!(", IKE SA {s}")).unwrap_or_default()
+        );
+        for ch in c["children"].as_array().into_iter().flatten() {
+            println!(
+                "  child {}/{} {}: in {} bytes {} packets, out {} bytes {} packets, up {} s, idle {} s",
+                ch["spi_in"].as_str().unwrap_or("?"),
+                ch["spi_out"].as_str().unwrap_or("?"),
+                ch["remote"],
+                ch["bytes_in"],
+                ch["packets_in"],
+                ch["bytes_out"],
+                ch["packets_out"],
+                ch["age_secs"],
+                ch["idle_secs"]
+            );
+        }
+        if let Some(e) = c["last_error"].as_str() {
+            println!("  last error: {e}");
+        }
+    }
+    for d in v["drops"].as_array().into_iter().flatten() {
+        println!("drop {} {}", d[0].as_str().unwrap_or("?"), d[1]);
     }
 }
 

@@ -1,0 +1,221 @@
+//! The TOML configuration of `dodvpn tunnel` (documented in README.md, "Static tunnels").
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelConfig {
+    /// TUN interface name.
+    #[serde(default = "default_interface")]
+    pub interface: String,
+    /// Inner MTU of the TUN device.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+    /// Address given to the TUN device (optional), e.g. "10.10.1.1/32".
+    #[serde(default)]
+    pub address: Option<IpNet>,
+    /// UDP port for IKE (500) and for NAT-T / ESP-in-UDP (4500).
+    #[serde(default = "default_ike_port")]
+    pub ike_port: u16,
+    #[serde(default = "default_natt_port")]
+    pub natt_port: u16,
+    /// Unix socket for `dodvpn tunnel status`.
+    #[serde(default = "default_control")]
+    pub control: PathBuf,
+    /// TUN offloads (TSO/GRO); on by default, off to compare.
+    #[serde(default = "default_true")]
+    pub offload: bool,
+    #[serde(rename = "connection", default)]
+    pub connections: Vec<Connection>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    /// Negotiate when the first packet for the remote subnets arrives.
+    Trap,
+    /// Negotiate at start-up (and again when it goes down).
+    Start,
+    /// Only answer the peer.
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    pub name: String,
+    pub local_addr: IpAddr,
+    pub remote_addr: IpAddr,
+    pub local_subnets: Vec<IpNet>,
+    pub remote_subnets: Vec<IpNet>,
+    /// Our identity: an FQDN ("site-a.example") or a DN ("CN=site-a").
+    pub local_id: String,
+    /// The identity the peer must prove; absent = whatever its certificate or PSK proves.
+    #[serde(default)]
+    pub remote_id: Option<String>,
+    /// Pre-shared key (or `psk_file`); use certificates where you can.
+    #[serde(default)]
+    pub psk: Option<String>,
+    #[serde(default)]
+    pub psk_file: Option<PathBuf>,
+    /// Our certificate (PEM), our ECDSA P-256 PKCS#8 key (PEM, 0600), and the CA (PEM)
+    /// that must have issued the peer's certificate.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    #[serde(default = "default_ike_proposals")]
+    pub ike_proposals: Vec<String>,
+    #[serde(default = "default_esp_proposals")]
+    pub esp_proposals: Vec<String>,
+    #[serde(default = "default_start")]
+    pub start: Start,
+    /// Delete child SAs idle this long, and the IKE SA when none is left ("0s" = never).
+    #[serde(default = "default_idle", with = "humantime_serde_lite")]
+    pub idle_timeout: Duration,
+    /// Always encapsulate ESP in UDP 4500 (strongSwan with kernel-libipsec needs it).
+    #[serde(default)]
+    pub force_encap: bool,
+    /// Liveness check after this much silence.
+    #[serde(default = "default_dpd", with = "humantime_serde_lite")]
+    pub dpd: Duration,
+}
+
+fn default_interface() -> String {
+    "dodvpn0".into()
+}
+fn default_mtu() -> u16 {
+    1400
+}
+fn default_ike_port() -> u16 {
+    500
+}
+fn default_natt_port() -> u16 {
+    4500
+}
+fn default_control() -> PathBuf {
+    PathBuf::from("/run/dodvpn/tunnel.sock")
+}
+fn default_true() -> bool {
+    true
+}
+fn default_ike_proposals() -> Vec<String> {
+    vec!["aes128gcm16-prfsha256-ecp256".into(), "aes256gcm16-prfsha384-ecp384".into(), "aes128gcm16-prfsha256-x25519".into()]
+}
+fn default_esp_proposals() -> Vec<String> {
+    vec!["aes128gcm16".into(), "aes256gcm16".into(), "chacha20poly1305".into()]
+}
+fn default_start() -> Start {
+    Start::Trap
+}
+fn default_idle() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_dpd() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Durations written the human way: "30s", "5m", "1h 30m".
+mod humantime_serde_lite {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+    }
+}
+
+impl TunnelConfig {
+    pub fn load(path: &Path) -> anyhow::Result<TunnelConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let cfg: TunnelConfig = toml::from_str(&text).with_context(|| format!("{} is not a valid tunnel configuration", path.display()))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.connections.is_empty() {
+            bail!("no [[connection]] defined");
+        }
+        let mut names = std::collections::HashSet::new();
+        for c in &self.connections {
+            if !names.insert(&c.name) {
+                bail!("connection name {:?} is used twice", c.name);
+            }
+            let psk = c.psk.is_some() || c.psk_file.is_some();
+            let cert = c.cert.is_some() || c.key.is_some() || c.ca.is_some();
+            match (psk, cert) {
+                (true, true) => bail!("connection {:?}: give either a PSK or cert/key/ca, not both", c.name),
+                (false, false) => bail!("connection {:?}: give psk/psk_file or cert, key and ca", c.name),
+                (false, true) if c.cert.is_none() || c.key.is_none() || c.ca.is_none() => {
+                    bail!("connection {:?}: certificate authentication needs cert, key and ca", c.name)
+                }
+                _ => {}
+            }
+            if c.local_subnets.is_empty() || c.remote_subnets.is_empty() {
+                bail!("connection {:?}: local_subnets and remote_subnets must not be empty", c.name);
+            }
+            if c.local_addr.is_ipv4() != c.remote_addr.is_ipv4() {
+                bail!("connection {:?}: local_addr and remote_addr must be the same IP version", c.name);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_connection_and_applies_defaults() {
+        let cfg: TunnelConfig = toml::from_str(
+            r#"
+            interface = "dv0"
+            [[connection]]
+            name = "b"
+            local_addr = "192.0.2.1"
+            remote_addr = "192.0.2.2"
+            local_subnets = ["10.10.1.0/24"]
+            remote_subnets = ["10.10.2.0/24"]
+            local_id = "a.test"
+            remote_id = "b.test"
+            psk = "not a real secret"
+            idle_timeout = "45s"
+            "#,
+        )
+        .unwrap();
+        cfg.check().unwrap();
+        let c = &cfg.connections[0];
+        assert_eq!(c.start, Start::Trap);
+        assert_eq!(c.idle_timeout, Duration::from_secs(45));
+        assert_eq!(cfg.ike_port, 500);
+        assert!(!c.ike_proposals.is_empty());
+    }
+
+    #[test]
+    fn refuses_typos_and_incomplete_auth() {
+        let bad = r#"
+            [[connection]]
+            name = "b"
+            local_addr = "192.0.2.1"
+            remote_addr = "192.0.2.2"
+            local_subnets = ["10.10.1.0/24"]
+            remote_subnets = ["10.10.2.0/24"]
+            local_id = "a"
+            cert = "a.pem"
+        "#;
+        let cfg: TunnelConfig = toml::from_str(bad).unwrap();
+        assert!(cfg.check().unwrap_err().to_string().contains("cert, key and ca"));
+        let typo = bad.replace("local_id", "lcoal_id");
+        assert!(toml::from_str::<TunnelConfig>(&typo).is_err());
+    }
+}
