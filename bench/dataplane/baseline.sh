@@ -231,25 +231,29 @@ dodvpn_write_config() { # SIDE FILE
   local side="$1" file="$2" me peer lnet rnet laddr raddr
   if [[ "$side" == a ]]; then me=a peer=b lnet="$SITE_NET_A" rnet="$SITE_NET_B" laddr="$OUTER_A" raddr="$OUTER_B"
   else me=b peer=a lnet="$SITE_NET_B" rnet="$SITE_NET_A" laddr="$OUTER_B" raddr="$OUTER_A"; fi
+  # dodvpn reads PKCS#8 keys; strongSwan's pki writes SEC1.
+  [[ -f "$DODVPN_PKI/$me.p8" ]] || openssl pkcs8 -topk8 -nocrypt -in "$DODVPN_PKI/$me.bench.key" -out "$DODVPN_PKI/$me.p8"
   cat >"$file" <<EOF
-# bench/dataplane/baseline.sh — PROPOSED static tunnel config (adapt dodvpn_write_config)
-[tunnel]
-tun_name = "dodvpn0"
+# bench/dataplane/baseline.sh: dodvpn static tunnel (README.md, "Static tunnels")
+interface = "dodvpn0"
 mtu = $TUNNEL_MTU
-listen = "$laddr:4500"
+control = "$DD_DIR/$me.sock"
+
+[[connection]]
+name = "$peer"
+local_addr = "$laddr"
+remote_addr = "$raddr"
+local_subnets = ["$lnet"]
+remote_subnets = ["$rnet"]
 local_id = "$me.bench"
+remote_id = "$peer.bench"
 cert = "$DODVPN_PKI/$me.bench.crt"
-key = "$DODVPN_PKI/$me.bench.key"
+key = "$DODVPN_PKI/$me.p8"
 ca = "$DODVPN_PKI/ca.crt"
 ike_proposals = ["aes128gcm16-prfsha256-ecp256"]
 esp_proposals = ["aes128gcm16"]
-on_demand = true
-
-[[peer]]
-id = "$peer.bench"
-address = "$raddr:4500"
-local_ts = ["$lnet"]
-remote_ts = ["$rnet"]
+start = "trap"
+idle_timeout = "0s"
 EOF
 }
 run_dodvpn() {
