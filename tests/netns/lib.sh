@@ -485,7 +485,7 @@ swanctl_conf_write() {
   local conn=tun child=site laddr=%any raddr=%any lid="" rid="" auth=psk psk="" cert="" key="" cacert=""
   local ike=aes128gcm16-prfsha256-ecp256 esp=aes128gcm16-ecp256 suite="" dh=""
   local lts="" rts="" start=none close=none rekey=1h ikerekey=4h reauth=0s dpd=0s dpdact=clear encap=yes
-  local mobike=yes tries=1
+  local mobike=yes tries=1 life=""
   while (($#)); do
     [[ $# -ge 2 ]] || _nl_die "swanctl_conf_write: option $1 needs a value"
     case "$1" in
@@ -499,6 +499,7 @@ swanctl_conf_write() {
       --local-ts) lts="$2" ;;         --remote-ts) rts="$2" ;;
       --start-action) start="$2" ;;   --close-action) close="$2" ;;
       --rekey-time) rekey="$2" ;;     --ike-rekey-time) ikerekey="$2" ;;  --reauth-time) reauth="$2" ;;
+      --life-time) life="$2" ;;
       --dpd-delay) dpd="$2" ;;        --dpd-action) dpdact="$2" ;;
       --encap) encap="$2" ;;          --mobike) mobike="$2" ;;    --keyingtries) tries="$2" ;;
       *) _nl_die "swanctl_conf_write: unknown option $1" ;;
@@ -571,7 +572,7 @@ connections {
         local_ts = $lts
         remote_ts = $rts
         esp_proposals = $esp
-        rekey_time = $rekey
+        rekey_time = $rekey$([[ -n "$life" ]] && printf '\n        life_time = %s' "$life")
         start_action = $start
         close_action = $close
         dpd_action = $dpdact
