@@ -52,9 +52,12 @@ run_case() { # NAME AUTH_A AUTH_B
   grep -q "icmp_seq=1 " "$W/ping.log"; result $? "$name: the first packet was queued and delivered, not dropped"
   # TCP with checksums compared on both ends.
   tcp_transfer "dta$name" "dtb$name" "$SITE_B" "$SITE_A" 8 "$W" >/dev/null 2>&1; result $? "$name: 8 MiB TCP transfer, sha256 equal on both ends"
+  # The status snapshot is refreshed every 250 ms by the daemon.
+  netns_wait_for 3 sh -c "[ \"\$(\"$DODVPN_BIN\" tunnel status --control \"$W/a.sock\" --json | jq '.connections[0].children[0].bytes_out // 0')\" -ge 8000000 ]"
+  local rc=$?
   st="$("$DODVPN_BIN" tunnel status --control "$W/a.sock" --json)"
   local bytes; bytes="$(jq '.connections[0].children[0].bytes_out // 0' <<<"$st")"
-  [[ "$bytes" -ge 8000000 ]]; result $? "$name: status counts the bytes ($bytes out)"
+  result $rc "$name: status counts the bytes ($bytes out)"
   "$DODVPN_BIN" tunnel status --control "$W/b.sock" | sed 's/^/    /'
   # Idle: the child and the IKE SA go away after idle_timeout.
   netns_wait_for 15 sh -c "\"$DODVPN_BIN\" tunnel status --control \"$W/a.sock\" --json | jq -e '.connections[0].children | length == 0' >/dev/null"
