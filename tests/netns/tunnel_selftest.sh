@@ -62,7 +62,7 @@ run_case() { # NAME AUTH_A AUTH_B
   # Idle: the child and the IKE SA go away after idle_timeout.
   netns_wait_for 15 sh -c "\"$DODVPN_BIN\" tunnel status --control \"$W/a.sock\" --json | jq -e '.connections[0].children | length == 0' >/dev/null"
   result $? "$name: idle tunnel deleted"
-  netns_exec "dta$name" ping -c 1 -W 3 -I "$SITE_A" "$SITE_B" >/dev/null 2>&1; result $? "$name: comes back on demand after idle"
+  netns_exec "dta$name" ping -c 2 -i 0.5 -W 3 -I "$SITE_A" "$SITE_B" >/dev/null 2>&1; result $? "$name: comes back on demand after idle"
   netns_kill "$pa" "$pb"
   netns_del "dta$name" "dtb$name"
 }

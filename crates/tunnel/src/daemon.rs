@@ -137,6 +137,16 @@ impl Daemon {
 
     fn initiate(&mut self, i: usize, now: Instant) {
         let c = &mut self.conns[i];
+        // An IKE SA on its way out (idle delete, peer delete) cannot carry a new child:
+        // start afresh rather than wait for it to finish going.
+        let leaving = c
+            .ike_sa
+            .and_then(|id| c.ep.sa(id))
+            .is_none_or(|sa| matches!(sa.state(), dodvpn_ike::State::Deleting | dodvpn_ike::State::Closed | dodvpn_ike::State::Rekeyed));
+        if leaving {
+            c.ike_sa = None;
+            c.established = false;
+        }
         if c.ike_sa.is_some() {
             if c.established {
                 if let Some(sa) = c.ike_sa {
