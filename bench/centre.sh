@@ -14,7 +14,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
-bench_target="${BENCH_TARGET_DIR:-/work/target-bench}"
+bench_target="${BENCH_TARGET_DIR:-$repo/target/bench}"
 main_target="${CARGO_TARGET_DIR:-$repo/target}"
 
 # 1,000 TLS event streams on the centre plus the client's sockets need file descriptors.

@@ -11,7 +11,7 @@
 # state file and removed by cleanup_all.  Traffic only ever goes to addresses inside the
 # namespaces created here (192.0.2.0/24, 198.51.100.0/24 documentation ranges, 10.10.x.0/24
 # site subnets).  Facts about running the peers on these machines: see
-# /work/shared/spec/INTEROP-NOTES.md (no in-kernel ESP: strongSwan runs kernel-libipsec).
+# ../shared/spec/INTEROP-NOTES.md (no in-kernel ESP: strongSwan runs kernel-libipsec).
 #
 # Functions (arguments in CAPS, optional in [brackets]):
 #   require_root_and_tools [strongswan] [wireguard] [nebula] [iperf3] [socat] [nat]
