@@ -59,6 +59,20 @@ run_case() { # NAME AUTH_A AUTH_B
   local bytes; bytes="$(jq '.connections[0].children[0].bytes_out // 0' <<<"$st")"
   result $rc "$name: status counts the bytes ($bytes out)"
   "$DODVPN_BIN" tunnel status --control "$W/b.sock" | sed 's/^/    /'
+  if [[ "$name" == psk ]]; then
+    # Garbage on UDP 500/4500 (from A's outer address to B's) while the tunnel carries traffic:
+    # the live tunnel keeps working and the garbage is counted, not crashed on.
+    local before; before="$("$DODVPN_BIN" tunnel status --control "$W/b.sock" --json | jq '[.drops[][1]] | add // 0')"
+    netns_exec "dta$name" python3 "$HERE/udp_flood.py" "$OUTER_B" 3 200000 >"$W/flood.log" 2>&1 &
+    local fpid=$!
+    netns_exec "dta$name" ping -c 20 -i 0.1 -W 2 -q -I "$SITE_A" "$SITE_B" >"$W/ping-flood.log" 2>&1
+    local received; received="$(grep -oE '[0-9]+ received' "$W/ping-flood.log" | cut -d' ' -f1)"
+    wait "$fpid"
+    [[ "${received:-0}" -ge 18 ]]; result $? "$name: tunnel keeps serving under a UDP 500/4500 garbage flood (${received:-0}/20 echoes, $(cat "$W/flood.log") datagrams sent)"
+    tcp_transfer "dta$name" "dtb$name" "$SITE_B" "$SITE_A" 4 "$W" 5003 >/dev/null 2>&1; result $? "$name: TCP transfer after the flood, sha256 equal"
+    local after; after="$("$DODVPN_BIN" tunnel status --control "$W/b.sock" --json | jq '[.drops[][1]] | add // 0')"
+    [[ "$after" -gt "$before" ]] && kill -0 "$pb" 2>/dev/null; result $? "$name: the garbage was counted as drops ($before -> $after) and the daemon lives"
+  fi
   # Idle: the child and the IKE SA go away after idle_timeout.
   netns_wait_for 15 sh -c "\"$DODVPN_BIN\" tunnel status --control \"$W/a.sock\" --json | jq -e '.connections[0].children | length == 0' >/dev/null"
   result $? "$name: idle tunnel deleted"
