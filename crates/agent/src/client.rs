@@ -53,21 +53,45 @@ fn normalise(base: &str) -> String {
 impl CenterClient {
     /// An administrator client (TR D.6 steps done by people).
     pub fn admin(base: &str, ca_pem: &str, credential: &str) -> anyhow::Result<Self> {
-        let tls = builder().with_root_certificates(roots(ca_pem)?).with_no_client_auth();
-        Ok(CenterClient { base: normalise(base), http: http(tls)?, bearer: Some(credential.trim().to_string()) })
+        let tls = builder()
+            .with_root_certificates(roots(ca_pem)?)
+            .with_no_client_auth();
+        Ok(CenterClient {
+            base: normalise(base),
+            http: http(tls)?,
+            bearer: Some(credential.trim().to_string()),
+        })
     }
 
     /// No credential at all (public PKI endpoints).
     pub fn anonymous(base: &str, ca_pem: &str) -> anyhow::Result<Self> {
-        let tls = builder().with_root_certificates(roots(ca_pem)?).with_no_client_auth();
-        Ok(CenterClient { base: normalise(base), http: http(tls)?, bearer: None })
+        let tls = builder()
+            .with_root_certificates(roots(ca_pem)?)
+            .with_no_client_auth();
+        Ok(CenterClient {
+            base: normalise(base),
+            http: http(tls)?,
+            bearer: None,
+        })
     }
 
     /// A device client authenticating with the key store's certificate of `tier`.
-    pub fn device(base: &str, ca_pem: &str, store: Arc<dyn KeyStore>, tier: Tier) -> anyhow::Result<Self> {
-        let resolver = dodvpn_pki::client_cert_resolver(store, tier).context("the key store cannot present a certificate")?;
-        let tls = builder().with_root_certificates(roots(ca_pem)?).with_client_cert_resolver(resolver);
-        Ok(CenterClient { base: normalise(base), http: http(tls)?, bearer: None })
+    pub fn device(
+        base: &str,
+        ca_pem: &str,
+        store: Arc<dyn KeyStore>,
+        tier: Tier,
+    ) -> anyhow::Result<Self> {
+        let resolver = dodvpn_pki::client_cert_resolver(store, tier)
+            .context("the key store cannot present a certificate")?;
+        let tls = builder()
+            .with_root_certificates(roots(ca_pem)?)
+            .with_client_cert_resolver(resolver);
+        Ok(CenterClient {
+            base: normalise(base),
+            http: http(tls)?,
+            bearer: None,
+        })
     }
 
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -83,36 +107,64 @@ impl CenterClient {
     }
 
     pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
-        let resp = self.request(reqwest::Method::GET, path).send().await.map_err(|e| transport(&self.base, e))?;
+        let resp = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .map_err(|e| transport(&self.base, e))?;
         let status = resp.status();
-        let text = resp.text().await.context("the centre's answer was cut off")?;
+        let text = resp
+            .text()
+            .await
+            .context("the centre's answer was cut off")?;
         if !status.is_success() {
             return Err(api_error(status, &text).into());
         }
         Ok(text)
     }
 
-    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
-        self.send(self.request(reqwest::Method::POST, path).json(body)).await
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        self.send(self.request(reqwest::Method::POST, path).json(body))
+            .await
     }
 
-    pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
-        self.send(self.request(reqwest::Method::PUT, path).json(body)).await
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        self.send(self.request(reqwest::Method::PUT, path).json(body))
+            .await
     }
 
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(self.request(reqwest::Method::DELETE, path)).await
     }
 
-    pub async fn send<T: DeserializeOwned>(&self, rb: reqwest::RequestBuilder) -> anyhow::Result<T> {
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> anyhow::Result<T> {
         let resp = rb.send().await.map_err(|e| transport(&self.base, e))?;
         let status = resp.status();
-        let text = resp.text().await.context("the centre's answer was cut off")?;
+        let text = resp
+            .text()
+            .await
+            .context("the centre's answer was cut off")?;
         if !status.is_success() {
             return Err(api_error(status, &text).into());
         }
-        let text = if text.is_empty() { "null".to_string() } else { text };
-        serde_json::from_str(&text).with_context(|| format!("unexpected answer from the centre: {}", truncate(&text)))
+        let text = if text.is_empty() {
+            "null".to_string()
+        } else {
+            text
+        };
+        serde_json::from_str(&text)
+            .with_context(|| format!("unexpected answer from the centre: {}", truncate(&text)))
     }
 
     pub fn raw(&self) -> &reqwest::Client {
@@ -130,7 +182,11 @@ pub struct Refused {
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the centre refused ({} {}): {}", self.status, self.code, self.message)
+        write!(
+            f,
+            "the centre refused ({} {}): {}",
+            self.status, self.code, self.message
+        )
     }
 }
 
@@ -144,8 +200,16 @@ pub fn api_error(status: reqwest::StatusCode, body: &str) -> Refused {
         message: String,
     }
     match serde_json::from_str::<E>(body) {
-        Ok(e) => Refused { status: status.as_u16(), code: e.error, message: e.message },
-        Err(_) => Refused { status: status.as_u16(), code: "http".into(), message: truncate(body) },
+        Ok(e) => Refused {
+            status: status.as_u16(),
+            code: e.error,
+            message: e.message,
+        },
+        Err(_) => Refused {
+            status: status.as_u16(),
+            code: "http".into(),
+            message: truncate(body),
+        },
     }
 }
 
@@ -168,7 +232,10 @@ fn transport(base: &str, e: reqwest::Error) -> anyhow::Error {
 fn truncate(s: &str) -> String {
     let s = s.trim();
     if s.len() > 300 {
-        format!("{}…", &s[..s.char_indices().nth(300).map(|(i, _)| i).unwrap_or(s.len())])
+        format!(
+            "{}…",
+            &s[..s.char_indices().nth(300).map(|(i, _)| i).unwrap_or(s.len())]
+        )
     } else {
         s.to_string()
     }

@@ -50,7 +50,9 @@ pub struct AgentConfig {
 pub fn load_config(store: &dyn KeyStore) -> anyhow::Result<Option<AgentConfig>> {
     match store.get_file(AGENT_FILE)? {
         None => Ok(None),
-        Some(b) => Ok(Some(serde_json::from_slice(&b).context("agent.json in the key store is unreadable")?)),
+        Some(b) => Ok(Some(
+            serde_json::from_slice(&b).context("agent.json in the key store is unreadable")?,
+        )),
     }
 }
 
@@ -84,12 +86,18 @@ pub async fn provision(
     device_id: &str,
 ) -> anyhow::Result<Provisioned> {
     if store.cert(Tier::Device)?.is_some() {
-        bail!("this key store already holds a device certificate ({})", store.describe());
+        bail!(
+            "this key store already holds a device certificate ({})",
+            store.describe()
+        );
     }
     ensure_key(store, Tier::Device)?;
     let csr = dodvpn_pki::csr_pem(store, Tier::Device, device_id)?;
     let path = format!("/api/v1/devices/{device_id}/device-cert");
-    let (serial, fingerprint, recovered) = match admin.post::<_, CertIssued>(&path, &serde_json::json!({"csr": csr})).await {
+    let (serial, fingerprint, recovered) = match admin
+        .post::<_, CertIssued>(&path, &serde_json::json!({"csr": csr}))
+        .await
+    {
         Ok(issued) => {
             store.put_cert(Tier::Device, &issued.certificate)?;
             store.put_file(CA_FILE, issued.ca.root.as_bytes())?;
@@ -97,26 +105,50 @@ pub async fn provision(
         }
         // Issued before, but never stored here (a crash): fetch and install it.
         Err(e) if refusal_code(&e) == Some("wrong_state") => {
-            let certs: Vec<CertRecord> = admin.get(&format!("/api/v1/certs?device={device_id}")).await?;
-            let (serial, pem) = install_matching(store, Tier::Device, &certs).with_context(|| e.to_string())?;
+            let certs: Vec<CertRecord> = admin
+                .get(&format!("/api/v1/certs?device={device_id}"))
+                .await?;
+            let (serial, pem) =
+                install_matching(store, Tier::Device, &certs).with_context(|| e.to_string())?;
             store.put_file(CA_FILE, ca_pem.as_bytes())?;
-            (serial, dodvpn_pki::inspect(&pem_der(&pem)?)?.fingerprint_sha256_hex, true)
+            (
+                serial,
+                dodvpn_pki::inspect(&pem_der(&pem)?)?.fingerprint_sha256_hex,
+                true,
+            )
         }
         Err(e) => return Err(e),
     };
     let _: serde_json::Value = admin
-        .post(&format!("{path}/installed"), &serde_json::json!({"fingerprint": fingerprint}))
+        .post(
+            &format!("{path}/installed"),
+            &serde_json::json!({"fingerprint": fingerprint}),
+        )
         .await
-        .context("the certificate is stored, but confirming installation failed; run provision again")?;
-    Ok(Provisioned { serial, fingerprint, recovered })
+        .context(
+            "the certificate is stored, but confirming installation failed; run provision again",
+        )?;
+    Ok(Provisioned {
+        serial,
+        fingerprint,
+        recovered,
+    })
 }
 
-fn install_matching(store: &dyn KeyStore, tier: Tier, certs: &[CertRecord]) -> anyhow::Result<(u64, String)> {
+fn install_matching(
+    store: &dyn KeyStore,
+    tier: Tier,
+    certs: &[CertRecord],
+) -> anyhow::Result<(u64, String)> {
     let want = match tier {
         Tier::Device => "device",
         Tier::Service => "service",
     };
-    for c in certs.iter().rev().filter(|c| c.tier == want && c.revoked_ms.is_none()) {
+    for c in certs
+        .iter()
+        .rev()
+        .filter(|c| c.tier == want && c.revoked_ms.is_none())
+    {
         if store.put_cert(tier, &c.certificate).is_ok() {
             return Ok((c.serial, c.certificate.clone()));
         }
@@ -126,9 +158,11 @@ fn install_matching(store: &dyn KeyStore, tier: Tier, certs: &[CertRecord]) -> a
 
 fn pem_der(pem: &str) -> anyhow::Result<Vec<u8>> {
     use rustls::pki_types::pem::PemObject;
-    Ok(rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
-        .context("certificate PEM unreadable")?
-        .to_vec())
+    Ok(
+        rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+            .context("certificate PEM unreadable")?
+            .to_vec(),
+    )
 }
 
 #[derive(Debug)]
@@ -149,19 +183,25 @@ pub async fn enroll(center: &str, store: Arc<dyn KeyStore>) -> anyhow::Result<En
     let tier1 = CenterClient::device(center, &ca, store.clone(), Tier::Device)?;
     ensure_key(store.as_ref(), Tier::Service)?;
     let csr = dodvpn_pki::csr_pem(store.as_ref(), Tier::Service, "service")?;
-    let (serial, recovered) = match tier1.post::<_, CertIssued>("/api/v1/device/enroll", &serde_json::json!({"csr": csr})).await {
+    let (serial, recovered) = match tier1
+        .post::<_, CertIssued>("/api/v1/device/enroll", &serde_json::json!({"csr": csr}))
+        .await
+    {
         Ok(issued) => {
             store.put_cert(Tier::Service, &issued.certificate)?;
             (issued.serial, false)
         }
         Err(e) if refusal_code(&e) == Some("already_enrolled") => {
             let certs: Vec<CertRecord> = tier1.get("/api/v1/device/certs").await?;
-            let (serial, _) = install_matching(store.as_ref(), Tier::Service, &certs).with_context(|| e.to_string())?;
+            let (serial, _) = install_matching(store.as_ref(), Tier::Service, &certs)
+                .with_context(|| e.to_string())?;
             (serial, true)
         }
         Err(e) => return Err(e),
     };
-    let cert = store.cert(Tier::Service)?.context("service certificate vanished from the key store")?;
+    let cert = store
+        .cert(Tier::Service)?
+        .context("service certificate vanished from the key store")?;
     let fingerprint = dodvpn_pki::inspect(&pem_der(&cert)?)?.fingerprint_sha256_hex;
     // From here on every call uses the tier-2 certificate (R-PKI-2).
     let tier2 = CenterClient::device(center, &ca, store.clone(), Tier::Service)?;
@@ -170,9 +210,20 @@ pub async fn enroll(center: &str, store: Arc<dyn KeyStore>) -> anyhow::Result<En
         device_id: String,
     }
     let who: WhoAmI = tier2
-        .post("/api/v1/device/service-cert/installed", &serde_json::json!({"fingerprint": fingerprint}))
+        .post(
+            "/api/v1/device/service-cert/installed",
+            &serde_json::json!({"fingerprint": fingerprint}),
+        )
         .await?;
-    let cfg = AgentConfig { center: center.trim_end_matches('/').to_string(), device_id: who.device_id.clone() };
+    let cfg = AgentConfig {
+        center: center.trim_end_matches('/').to_string(),
+        device_id: who.device_id.clone(),
+    };
     store.put_file(AGENT_FILE, &serde_json::to_vec_pretty(&cfg)?)?;
-    Ok(Enrolled { device_id: who.device_id, serial, fingerprint, recovered })
+    Ok(Enrolled {
+        device_id: who.device_id,
+        serial,
+        fingerprint,
+        recovered,
+    })
 }

@@ -27,7 +27,10 @@ pub enum SseError {
 
 impl std::fmt::Display for SseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "an event on the centre's stream exceeds {MAX_EVENT} bytes")
+        write!(
+            f,
+            "an event on the centre's stream exceeds {MAX_EVENT} bytes"
+        )
     }
 }
 
@@ -59,7 +62,10 @@ impl SseParser {
                 continue;
             }
             let (field, value) = match line.find(':') {
-                Some(i) => (&line[..i], line[i + 1..].strip_prefix(' ').unwrap_or(&line[i + 1..])),
+                Some(i) => (
+                    &line[..i],
+                    line[i + 1..].strip_prefix(' ').unwrap_or(&line[i + 1..]),
+                ),
                 None => (line.as_str(), ""),
             };
             match field {
@@ -111,7 +117,14 @@ mod tests {
         let mut p = SseParser::default();
         assert!(p.push(b"id: 1\r\ndata: a\r\n").unwrap().is_empty());
         let got = p.push(b"\r\n").unwrap();
-        assert_eq!(got, vec![SseEvent { id: Some("1".into()), event: None, data: "a".into() }]);
+        assert_eq!(
+            got,
+            vec![SseEvent {
+                id: Some("1".into()),
+                event: None,
+                data: "a".into()
+            }]
+        );
     }
 
     #[test]

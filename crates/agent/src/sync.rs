@@ -45,7 +45,9 @@ impl SyncState {
     pub fn load(store: &dyn KeyStore) -> anyhow::Result<SyncState> {
         match store.get_file(STATE_FILE)? {
             None => Ok(SyncState::default()),
-            Some(b) => serde_json::from_slice(&b).context("state.json in the key store is unreadable"),
+            Some(b) => {
+                serde_json::from_slice(&b).context("state.json in the key store is unreadable")
+            }
         }
     }
     pub fn save(&self, store: &dyn KeyStore) -> anyhow::Result<()> {
@@ -57,13 +59,30 @@ impl SyncState {
 /// What the loop reports to whoever drives it (CLI printing, the data plane later).
 #[derive(Debug)]
 pub enum Update {
-    Connected { version: i64 },
-    GrantInstalled { grant_id: String, peer: String, version: u64 },
-    GrantRemoved { grant_id: String, reason: String },
-    PolicyChanged { seq: i64 },
+    Connected {
+        version: i64,
+    },
+    GrantInstalled {
+        grant_id: String,
+        peer: String,
+        version: u64,
+    },
+    GrantRemoved {
+        grant_id: String,
+        reason: String,
+    },
+    PolicyChanged {
+        seq: i64,
+    },
     Revoked,
-    Other { seq: i64, kind: String },
-    Disconnected { error: String, retry_in: Duration },
+    Other {
+        seq: i64,
+        kind: String,
+    },
+    Disconnected {
+        error: String,
+        retry_in: Duration,
+    },
 }
 
 #[derive(Deserialize)]
@@ -85,7 +104,8 @@ pub fn verify(signer_pem: &str, s: &SignedInfo) -> anyhow::Result<()> {
     let sig = base64::engine::general_purpose::STANDARD
         .decode(&s.signature)
         .context("connection info signature is not base64")?;
-    dodvpn_pki::verify_blob(signer_pem, &s.info.canonical_bytes(), &sig).context("connection info signature does not verify")?;
+    dodvpn_pki::verify_blob(signer_pem, &s.info.canonical_bytes(), &sig)
+        .context("connection info signature does not verify")?;
     Ok(())
 }
 
@@ -98,7 +118,8 @@ pub struct Agent {
 
 impl Agent {
     pub fn open(store: Arc<dyn KeyStore>, center_override: Option<&str>) -> anyhow::Result<Agent> {
-        let cfg = load_config(store.as_ref())?.context("this key store is not enrolled yet: run `dodvpn agent enroll` first")?;
+        let cfg = load_config(store.as_ref())?
+            .context("this key store is not enrolled yet: run `dodvpn agent enroll` first")?;
         if store.cert(Tier::Service)?.is_none() {
             bail!("the key store holds no service certificate: run `dodvpn agent enroll`");
         }
@@ -106,7 +127,12 @@ impl Agent {
         let center = center_override.unwrap_or(&cfg.center).to_string();
         let client = CenterClient::device(&center, &ca, store.clone(), Tier::Service)?;
         let state = SyncState::load(store.as_ref())?;
-        Ok(Agent { store, client, device_id: cfg.device_id, state })
+        Ok(Agent {
+            store,
+            client,
+            device_id: cfg.device_id,
+            state,
+        })
     }
 
     /// Full resync from the centre's current state (first start, or state lost).
@@ -117,7 +143,12 @@ impl Agent {
             verify(&st.signer_certificate, &s)?;
             grants.insert(s.info.grant_id.clone(), s);
         }
-        self.state = SyncState { version: st.version, grants, signer: Some(st.signer_certificate), revoked: false };
+        self.state = SyncState {
+            version: st.version,
+            grants,
+            signer: Some(st.signer_certificate),
+            revoked: false,
+        };
         self.state.save(self.store.as_ref())
     }
 
@@ -127,7 +158,11 @@ impl Agent {
             "grant" => {
                 let s: SignedInfo = serde_json::from_value(ev.payload["connection_info"].clone())
                     .context("a grant event without readable connection info")?;
-                let signer = self.state.signer.as_deref().context("no signer certificate known")?;
+                let signer = self
+                    .state
+                    .signer
+                    .as_deref()
+                    .context("no signer certificate known")?;
                 verify(signer, &s)?;
                 let up = Update::GrantInstalled {
                     grant_id: s.info.grant_id.clone(),
@@ -138,18 +173,38 @@ impl Agent {
                 up
             }
             "grant_withdrawn" => {
-                let id = ev.payload["grant_id"].as_str().unwrap_or_default().to_string();
+                let id = ev.payload["grant_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 self.state.grants.remove(&id);
-                Update::GrantRemoved { grant_id: id, reason: ev.payload["reason"].as_str().unwrap_or_default().to_string() }
+                Update::GrantRemoved {
+                    grant_id: id,
+                    reason: ev.payload["reason"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                }
             }
             "peer_revoked" => {
-                let peer = ev.payload["device_id"].as_str().unwrap_or_default().to_string();
-                let gone: Vec<String> =
-                    self.state.grants.iter().filter(|(_, s)| s.info.peer.device_id == peer).map(|(k, _)| k.clone()).collect();
+                let peer = ev.payload["device_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let gone: Vec<String> = self
+                    .state
+                    .grants
+                    .iter()
+                    .filter(|(_, s)| s.info.peer.device_id == peer)
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 for g in &gone {
                     self.state.grants.remove(g);
                 }
-                Update::GrantRemoved { grant_id: gone.join(","), reason: format!("peer {peer} revoked") }
+                Update::GrantRemoved {
+                    grant_id: gone.join(","),
+                    reason: format!("peer {peer} revoked"),
+                }
             }
             "revoked" => {
                 self.state.grants.clear();
@@ -157,7 +212,10 @@ impl Agent {
                 Update::Revoked
             }
             "policy_changed" => Update::PolicyChanged { seq: ev.seq },
-            _ => Update::Other { seq: ev.seq, kind: ev.kind.clone() },
+            _ => Update::Other {
+                seq: ev.seq,
+                kind: ev.kind.clone(),
+            },
         };
         if ev.seq > self.state.version {
             self.state.version = ev.seq;
@@ -167,13 +225,19 @@ impl Agent {
     }
 
     /// Hold the stream until it breaks; each event is applied and reported.
-    pub async fn stream_once(&mut self, on: &mut (dyn FnMut(&Update, &SyncState) + Send)) -> anyhow::Result<()> {
+    pub async fn stream_once(
+        &mut self,
+        on: &mut (dyn FnMut(&Update, &SyncState) + Send),
+    ) -> anyhow::Result<()> {
         if self.state.signer.is_none() {
             self.resync().await?;
         }
         let resp = self
             .client
-            .request(reqwest::Method::GET, &format!("/api/v1/device/events?since={}", self.state.version))
+            .request(
+                reqwest::Method::GET,
+                &format!("/api/v1/device/events?since={}", self.state.version),
+            )
             .send()
             .await
             .context("cannot open the event stream")?;
@@ -182,7 +246,12 @@ impl Agent {
             let body = resp.text().await.unwrap_or_default();
             return Err(crate::client::api_error(status, &body).into());
         }
-        on(&Update::Connected { version: self.state.version }, &self.state);
+        on(
+            &Update::Connected {
+                version: self.state.version,
+            },
+            &self.state,
+        );
         let mut parser = SseParser::default();
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
@@ -191,7 +260,8 @@ impl Agent {
                 if e.event.as_deref() == Some("hello") {
                     continue;
                 }
-                let ev: WireEvent = serde_json::from_str(&e.data).context("unreadable event from the centre")?;
+                let ev: WireEvent =
+                    serde_json::from_str(&e.data).context("unreadable event from the centre")?;
                 if ev.seq <= self.state.version {
                     continue; // already applied before a reconnect
                 }
@@ -207,7 +277,10 @@ impl Agent {
 
     /// Run forever, reconnecting with capped exponential backoff. Returns only when the
     /// device has been revoked.
-    pub async fn run(&mut self, on: &mut (dyn FnMut(&Update, &SyncState) + Send)) -> anyhow::Result<()> {
+    pub async fn run(
+        &mut self,
+        on: &mut (dyn FnMut(&Update, &SyncState) + Send),
+    ) -> anyhow::Result<()> {
         let mut backoff = Duration::from_millis(250);
         loop {
             let started = Instant::now();
@@ -221,7 +294,13 @@ impl Agent {
             if started.elapsed() > Duration::from_secs(30) {
                 backoff = Duration::from_millis(250);
             }
-            on(&Update::Disconnected { error: format!("{err:#}"), retry_in: backoff }, &self.state);
+            on(
+                &Update::Disconnected {
+                    error: format!("{err:#}"),
+                    retry_in: backoff,
+                },
+                &self.state,
+            );
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }

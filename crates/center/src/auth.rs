@@ -49,9 +49,14 @@ impl Tier {
 #[derive(Clone, Debug)]
 pub enum Caller {
     /// The provider's operator: may do everything.
-    Provider { admin_id: String },
+    Provider {
+        admin_id: String,
+    },
     /// An organisation's administrator: sees and changes only its own organisation.
-    OrgAdmin { admin_id: String, org_id: String },
+    OrgAdmin {
+        admin_id: String,
+        org_id: String,
+    },
     Device(DeviceCaller),
 }
 
@@ -75,7 +80,10 @@ impl Caller {
     pub fn require_provider(&self) -> Result<(), ApiError> {
         match self {
             Caller::Provider { .. } => Ok(()),
-            _ => Err(ApiError::forbidden("provider_only", "only the provider's operator may do this")),
+            _ => Err(ApiError::forbidden(
+                "provider_only",
+                "only the provider's operator may do this",
+            )),
         }
     }
 
@@ -88,7 +96,10 @@ impl Caller {
                 "other_organisation",
                 "an organisation's administrator may act only on its own organisation",
             )),
-            Caller::Device(_) => Err(ApiError::forbidden("admin_only", "this needs an administrator credential")),
+            Caller::Device(_) => Err(ApiError::forbidden(
+                "admin_only",
+                "this needs an administrator credential",
+            )),
         }
     }
 
@@ -97,7 +108,10 @@ impl Caller {
         match self {
             Caller::Provider { .. } => Ok(None),
             Caller::OrgAdmin { org_id, .. } => Ok(Some(org_id)),
-            Caller::Device(_) => Err(ApiError::forbidden("admin_only", "this needs an administrator credential")),
+            Caller::Device(_) => Err(ApiError::forbidden(
+                "admin_only",
+                "this needs an administrator credential",
+            )),
         }
     }
 
@@ -125,7 +139,10 @@ impl Caller {
 }
 
 pub fn hash_secret(secret: &str) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, secret.as_bytes()))
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        secret.as_bytes(),
+    ))
 }
 
 impl FromRequestParts<Arc<Center>> for Caller {
@@ -133,10 +150,12 @@ impl FromRequestParts<Arc<Center>> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, center: &Arc<Center>) -> Result<Self, ApiError> {
         if let Some(h) = parts.headers.get(axum::http::header::AUTHORIZATION) {
-            let h = h.to_str().map_err(|_| ApiError::unauthenticated("malformed Authorization header"))?;
-            let token = h
-                .strip_prefix("Bearer ")
-                .ok_or_else(|| ApiError::unauthenticated("Authorization must be 'Bearer <credential>'"))?;
+            let h = h
+                .to_str()
+                .map_err(|_| ApiError::unauthenticated("malformed Authorization header"))?;
+            let token = h.strip_prefix("Bearer ").ok_or_else(|| {
+                ApiError::unauthenticated("Authorization must be 'Bearer <credential>'")
+            })?;
             return admin_from_token(center, token.trim()).await;
         }
         if let Some(peer) = parts.extensions.get::<PeerCert>() {
@@ -155,11 +174,12 @@ async fn admin_from_token(center: &Center, token: &str) -> Result<Caller, ApiErr
     let (Some(ADMIN_PREFIX), Some(id), Some(secret)) = (prefix, id, secret) else {
         return Err(bad());
     };
-    let row = sqlx::query("SELECT org_id, secret_hash FROM admins WHERE id = $1 AND revoked_ms IS NULL")
-        .bind(id)
-        .fetch_optional(&center.db.pool)
-        .await
-        .map_err(ApiError::db)?;
+    let row =
+        sqlx::query("SELECT org_id, secret_hash FROM admins WHERE id = $1 AND revoked_ms IS NULL")
+            .bind(id)
+            .fetch_optional(&center.db.pool)
+            .await
+            .map_err(ApiError::db)?;
     // Hash even when the id is unknown, so timing does not reveal which ids exist.
     let presented = hash_secret(secret);
     let Some(row) = row else {
@@ -172,8 +192,13 @@ async fn admin_from_token(center: &Center, token: &str) -> Result<Caller, ApiErr
     }
     let org: Option<String> = row.get(0);
     Ok(match org {
-        None => Caller::Provider { admin_id: id.to_string() },
-        Some(org_id) => Caller::OrgAdmin { admin_id: id.to_string(), org_id },
+        None => Caller::Provider {
+            admin_id: id.to_string(),
+        },
+        Some(org_id) => Caller::OrgAdmin {
+            admin_id: id.to_string(),
+            org_id,
+        },
     })
 }
 
@@ -189,15 +214,24 @@ async fn device_from_cert(center: &Center, peer: &PeerCert) -> Result<Caller, Ap
     .ok_or_else(|| ApiError::forbidden("unknown_certificate", "this certificate was not issued by this centre"))?;
     let fingerprint: String = row.get(2);
     if !bool::from(fingerprint.as_bytes().ct_eq(peer.fingerprint.as_bytes())) {
-        return Err(ApiError::forbidden("unknown_certificate", "this certificate was not issued by this centre"));
+        return Err(ApiError::forbidden(
+            "unknown_certificate",
+            "this certificate was not issued by this centre",
+        ));
     }
     let revoked: Option<i64> = row.get(3);
     if revoked.is_some() {
-        return Err(ApiError::forbidden("revoked", "this certificate has been revoked"));
+        return Err(ApiError::forbidden(
+            "revoked",
+            "this certificate has been revoked",
+        ));
     }
     let not_after: i64 = row.get(4);
     if not_after * 1000 < crate::db::now_ms() {
-        return Err(ApiError::forbidden("expired", "this certificate has expired"));
+        return Err(ApiError::forbidden(
+            "expired",
+            "this certificate has expired",
+        ));
     }
     let tier = match row.get::<String, _>(0).as_str() {
         "device" => Tier::Device,

@@ -102,7 +102,13 @@ impl Db {
                 .await
                 .map_err(ApiError::db)?;
         }
-        Ok(WriteTx { tx, _guard: guard, db: self, events: 0, now: now_ms() })
+        Ok(WriteTx {
+            tx,
+            _guard: guard,
+            db: self,
+            events: 0,
+            now: now_ms(),
+        })
     }
 
     pub async fn meta_get(&self, key: &str) -> Result<Option<String>, ApiError> {

@@ -23,7 +23,11 @@ pub struct ErrorBody {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
@@ -50,13 +54,20 @@ impl ApiError {
             }
         }
         tracing::error!(error = %e, "database error");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage", "storage error; the change was not applied")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage",
+            "storage error; the change was not applied",
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: self.code.to_string(), message: self.message };
+        let body = ErrorBody {
+            error: self.code.to_string(),
+            message: self.message,
+        };
         (self.status, axum::Json(body)).into_response()
     }
 }

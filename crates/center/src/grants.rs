@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use base64::Engine;
 use dodvpn_policy::{
-    Approval, ConnectionInfo, Decision, GroupPolicy, OrgKind, Party, ProviderPolicy, Request, SubscriberPolicy,
+    Approval, ConnectionInfo, Decision, GroupPolicy, OrgKind, Party, ProviderPolicy, Request,
+    SubscriberPolicy,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -30,8 +31,14 @@ pub struct SignedInfo {
 }
 
 pub fn sign(center: &Center, info: ConnectionInfo) -> Result<SignedInfo, ApiError> {
-    let sig = center.pki.sign_blob(&info.canonical_bytes()).map_err(|e| ApiError::internal(format!("cannot sign: {e}")))?;
-    Ok(SignedInfo { info, signature: base64::engine::general_purpose::STANDARD.encode(sig) })
+    let sig = center
+        .pki
+        .sign_blob(&info.canonical_bytes())
+        .map_err(|e| ApiError::internal(format!("cannot sign: {e}")))?;
+    Ok(SignedInfo {
+        info,
+        signature: base64::engine::general_purpose::STANDARD.encode(sig),
+    })
 }
 
 /// Why a device is in "group C" for now, if it is (R-POL-1).
@@ -47,7 +54,11 @@ async fn service_gate(tx: &mut WriteTx<'_>, device_id: &str) -> Result<Option<St
         "in_service" => {}
         "revoked" => return Ok(Some(format!("device {device_id} is revoked"))),
         "suspended" => return Ok(Some(format!("service to device {device_id} is stopped"))),
-        other => return Ok(Some(format!("device {device_id} is not in service yet ({other})"))),
+        other => {
+            return Ok(Some(format!(
+                "device {device_id} is not in service yet ({other})"
+            )))
+        }
     }
     let certs: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM certs WHERE device_id = $1 AND tier = 'service' AND revoked_ms IS NULL AND not_after > $2",
@@ -58,12 +69,17 @@ async fn service_gate(tx: &mut WriteTx<'_>, device_id: &str) -> Result<Option<St
     .await
     .map_err(ApiError::db)?;
     if certs == 0 {
-        return Ok(Some(format!("device {device_id} has no valid service certificate")));
+        return Ok(Some(format!(
+            "device {device_id} has no valid service certificate"
+        )));
     }
     Ok(None)
 }
 
-pub async fn load_party(tx: &mut WriteTx<'_>, device_id: &str) -> Result<(Party, SubscriberPolicy), ApiError> {
+pub async fn load_party(
+    tx: &mut WriteTx<'_>,
+    device_id: &str,
+) -> Result<(Party, SubscriberPolicy), ApiError> {
     let row = sqlx::query(
         "SELECT d.id, d.owner_org, d.endpoint, d.subnets, o.kind, o.checksheet_passed, o.policy \
          FROM devices d JOIN orgs o ON o.id = d.owner_org WHERE d.id = $1",
@@ -73,26 +89,30 @@ pub async fn load_party(tx: &mut WriteTx<'_>, device_id: &str) -> Result<(Party,
     .await
     .map_err(ApiError::db)?
     .ok_or_else(|| ApiError::not_found(format!("no device {device_id}")))?;
-    let groups: Vec<String> = sqlx::query_scalar("SELECT group_name FROM memberships WHERE device_id = $1")
-        .bind(device_id)
-        .fetch_all(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+    let groups: Vec<String> =
+        sqlx::query_scalar("SELECT group_name FROM memberships WHERE device_id = $1")
+            .bind(device_id)
+            .fetch_all(&mut *tx.tx)
+            .await
+            .map_err(ApiError::db)?;
     let subnets: String = row.get(3);
     let kind: String = row.get(4);
     let policy: String = row.get(6);
     let party = Party {
         device_id: row.get(0),
         org_id: row.get(1),
-        org_kind: kind.parse::<OrgKind>().map_err(|_| ApiError::internal("stored organisation kind unreadable"))?,
+        org_kind: kind
+            .parse::<OrgKind>()
+            .map_err(|_| ApiError::internal("stored organisation kind unreadable"))?,
         groups: groups.into_iter().collect::<BTreeSet<_>>(),
-        subnets: serde_json::from_str(&subnets).map_err(|_| ApiError::internal("stored subnets unreadable"))?,
+        subnets: serde_json::from_str(&subnets)
+            .map_err(|_| ApiError::internal("stored subnets unreadable"))?,
         endpoint: row.get(2),
         checksheet_passed: row.get::<i64, _>(5) != 0,
         identity: service_identity(device_id),
     };
-    let policy: SubscriberPolicy =
-        serde_json::from_str(&policy).map_err(|_| ApiError::internal("stored subscriber policy unreadable"))?;
+    let policy: SubscriberPolicy = serde_json::from_str(&policy)
+        .map_err(|_| ApiError::internal("stored subscriber policy unreadable"))?;
     Ok((party, policy))
 }
 
@@ -109,13 +129,18 @@ pub async fn provider_policy(tx: &mut WriteTx<'_>) -> Result<ProviderPolicy, Api
     let mut groups = BTreeMap::new();
     for r in rows {
         let p: String = r.get(1);
-        let gp: GroupPolicy = serde_json::from_str(&p).map_err(|_| ApiError::internal("stored group policy unreadable"))?;
+        let gp: GroupPolicy = serde_json::from_str(&p)
+            .map_err(|_| ApiError::internal("stored group policy unreadable"))?;
         groups.insert(r.get::<String, _>(0), gp);
     }
     Ok(ProviderPolicy { groups })
 }
 
-async fn approvals(tx: &mut WriteTx<'_>, approver: &str, applicant: &str) -> Result<Vec<Approval>, ApiError> {
+async fn approvals(
+    tx: &mut WriteTx<'_>,
+    approver: &str,
+    applicant: &str,
+) -> Result<Vec<Approval>, ApiError> {
     let rows = sqlx::query(
         "SELECT approver_org, applicant_org, applicant_device, not_before, not_after FROM approvals \
          WHERE approver_org = $1 AND applicant_org = $2 AND closed_ms IS NULL",
@@ -154,11 +179,21 @@ pub async fn apply(
     applicant: &str,
     target: &str,
 ) -> Result<Outcome, ApiError> {
-    let deny = |reason: String| Outcome { target_device: target.to_string(), granted: false, grant_id: None, reason: Some(reason) };
+    let deny = |reason: String| Outcome {
+        target_device: target.to_string(),
+        granted: false,
+        grant_id: None,
+        reason: Some(reason),
+    };
     let decision = match evaluate(tx, applicant, target).await? {
         Err(reason) => {
-            tx.audit(actor, "connection.denied", &format!("{applicant}->{target}"), serde_json::json!({"reason": reason}))
-                .await?;
+            tx.audit(
+                actor,
+                "connection.denied",
+                &format!("{applicant}->{target}"),
+                serde_json::json!({"reason": reason}),
+            )
+            .await?;
             return Ok(deny(reason));
         }
         Ok(d) => d,
@@ -184,12 +219,21 @@ pub async fn apply(
             id
         }
     };
-    Ok(Outcome { target_device: target.to_string(), granted: true, grant_id: Some(id), reason: None })
+    Ok(Outcome {
+        target_device: target.to_string(),
+        granted: true,
+        grant_id: Some(id),
+        reason: None,
+    })
 }
 
 type Evaluated = (dodvpn_policy::Grant, Party, Party);
 
-async fn evaluate(tx: &mut WriteTx<'_>, applicant: &str, target: &str) -> Result<Result<Evaluated, String>, ApiError> {
+async fn evaluate(
+    tx: &mut WriteTx<'_>,
+    applicant: &str,
+    target: &str,
+) -> Result<Result<Evaluated, String>, ApiError> {
     if applicant == target {
         return Ok(Err("a device cannot apply to connect to itself".into()));
     }
@@ -202,11 +246,17 @@ async fn evaluate(tx: &mut WriteTx<'_>, applicant: &str, target: &str) -> Result
     let (t, tp) = load_party(tx, target).await?;
     let provider = provider_policy(tx).await?;
     let approvals = approvals(tx, &t.org_id, &a.org_id).await?;
-    let req = Request { applicant: &a, target: &t, now: tx.now / 1000 };
-    Ok(match dodvpn_policy::decide(&req, &provider, &ap, &tp, &approvals) {
-        Decision::Grant(g) => Ok((g, a, t)),
-        Decision::Deny(r) => Err(r.to_string()),
-    })
+    let req = Request {
+        applicant: &a,
+        target: &t,
+        now: tx.now / 1000,
+    };
+    Ok(
+        match dodvpn_policy::decide(&req, &provider, &ap, &tp, &approvals) {
+            Decision::Grant(g) => Ok((g, a, t)),
+            Decision::Deny(r) => Err(r.to_string()),
+        },
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -263,8 +313,18 @@ async fn issue(
     )
     .await?;
     // Step l (TR D.6): the provider delivers the connection info to both ends.
-    tx.event(&a.device_id, "grant", &serde_json::json!({"grant_id": id, "version": version, "connection_info": sa})).await?;
-    tx.event(&t.device_id, "grant", &serde_json::json!({"grant_id": id, "version": version, "connection_info": st})).await?;
+    tx.event(
+        &a.device_id,
+        "grant",
+        &serde_json::json!({"grant_id": id, "version": version, "connection_info": sa}),
+    )
+    .await?;
+    tx.event(
+        &t.device_id,
+        "grant",
+        &serde_json::json!({"grant_id": id, "version": version, "connection_info": st}),
+    )
+    .await?;
     Ok(())
 }
 
@@ -273,23 +333,37 @@ fn to_json<T: Serialize>(v: &T) -> Result<String, ApiError> {
 }
 
 /// End a live grant and tell both ends to drop its tunnels now (R-POL-5).
-pub async fn withdraw(tx: &mut WriteTx<'_>, actor: &str, id: &str, reason: &str) -> Result<(), ApiError> {
-    let row = sqlx::query("SELECT applicant_device, target_device FROM grants WHERE id = $1 AND status = 'active'")
-        .bind(id)
-        .fetch_optional(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+pub async fn withdraw(
+    tx: &mut WriteTx<'_>,
+    actor: &str,
+    id: &str,
+    reason: &str,
+) -> Result<(), ApiError> {
+    let row = sqlx::query(
+        "SELECT applicant_device, target_device FROM grants WHERE id = $1 AND status = 'active'",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx.tx)
+    .await
+    .map_err(ApiError::db)?;
     let Some(row) = row else { return Ok(()) };
     let (a, t): (String, String) = (row.get(0), row.get(1));
-    sqlx::query("UPDATE grants SET status = 'withdrawn', ended_ms = $2, end_reason = $3 WHERE id = $1")
-        .bind(id)
-        .bind(tx.now)
-        .bind(reason)
-        .execute(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
-    tx.audit(actor, "connection.withdrawn", id, serde_json::json!({"applicant": a, "target": t, "reason": reason}))
-        .await?;
+    sqlx::query(
+        "UPDATE grants SET status = 'withdrawn', ended_ms = $2, end_reason = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(tx.now)
+    .bind(reason)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(ApiError::db)?;
+    tx.audit(
+        actor,
+        "connection.withdrawn",
+        id,
+        serde_json::json!({"applicant": a, "target": t, "reason": reason}),
+    )
+    .await?;
     let payload = serde_json::json!({"grant_id": id, "reason": reason});
     tx.event(&a, "grant_withdrawn", &payload).await?;
     tx.event(&t, "grant_withdrawn", &payload).await?;
@@ -315,7 +389,9 @@ pub async fn reevaluate(
             }
         }
         match evaluate(tx, &a, &t).await? {
-            Err(reason) => withdraw(tx, actor, &id, &format!("no longer allowed: {reason}")).await?,
+            Err(reason) => {
+                withdraw(tx, actor, &id, &format!("no longer allowed: {reason}")).await?
+            }
             Ok((grant, pa, pt)) => {
                 let stored: String = r.get(3);
                 let old_not_after: i64 = r.get(4);
@@ -348,28 +424,32 @@ pub async fn expire(center: &Center) -> Result<(), ApiError> {
     .fetch_one(&center.db.pool)
     .await
     .map_err(ApiError::db)?;
-    let windows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE closed_ms IS NULL AND not_after <= $1")
-        .bind(now_s)
-        .fetch_one(&center.db.pool)
-        .await
-        .map_err(ApiError::db)?;
+    let windows: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM approvals WHERE closed_ms IS NULL AND not_after <= $1",
+    )
+    .bind(now_s)
+    .fetch_one(&center.db.pool)
+    .await
+    .map_err(ApiError::db)?;
     if due == 0 && windows == 0 {
         return Ok(());
     }
     let mut tx = center.db.begin_write().await?;
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM grants WHERE status = 'active' AND not_after <= $1")
-        .bind(now_s)
-        .fetch_all(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM grants WHERE status = 'active' AND not_after <= $1")
+            .bind(now_s)
+            .fetch_all(&mut *tx.tx)
+            .await
+            .map_err(ApiError::db)?;
     for id in ids {
         withdraw(&mut tx, "centre", &id, "validity ended").await?;
     }
-    let closed: Vec<String> = sqlx::query_scalar("SELECT id FROM approvals WHERE closed_ms IS NULL AND not_after <= $1")
-        .bind(now_s)
-        .fetch_all(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+    let closed: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM approvals WHERE closed_ms IS NULL AND not_after <= $1")
+            .bind(now_s)
+            .fetch_all(&mut *tx.tx)
+            .await
+            .map_err(ApiError::db)?;
     for id in closed {
         sqlx::query("UPDATE approvals SET closed_ms = $2 WHERE id = $1")
             .bind(&id)
@@ -377,7 +457,8 @@ pub async fn expire(center: &Center) -> Result<(), ApiError> {
             .execute(&mut *tx.tx)
             .await
             .map_err(ApiError::db)?;
-        tx.audit("centre", "approval.expired", &id, serde_json::json!({})).await?;
+        tx.audit("centre", "approval.expired", &id, serde_json::json!({}))
+            .await?;
     }
     tx.commit().await
 }

@@ -40,7 +40,10 @@ impl Hub {
 
     pub fn connected_devices(&self) -> usize {
         let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-        streams.values().filter(|v| v.iter().any(|s| !s.is_closed())).count()
+        streams
+            .values()
+            .filter(|v| v.iter().any(|s| !s.is_closed()))
+            .count()
     }
 
     fn deliver(&self, device_id: &str, ev: &Event) {
@@ -56,7 +59,10 @@ impl Hub {
 
     /// Run forever: after each wake-up, deliver every event newer than the last seen.
     pub async fn run_dispatcher(self: Arc<Self>, db: Arc<Db>) {
-        let mut last: i64 = match sqlx::query("SELECT MAX(seq) FROM events").fetch_one(&db.pool).await {
+        let mut last: i64 = match sqlx::query("SELECT MAX(seq) FROM events")
+            .fetch_one(&db.pool)
+            .await
+        {
             Ok(r) => r.try_get::<Option<i64>, _>(0).ok().flatten().unwrap_or(0),
             Err(_) => 0,
         };

@@ -31,9 +31,12 @@ pub struct InitReport {
 
 impl CenterConfig {
     pub fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("center.db").display()))
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("center.db").display()
+            )
+        })
     }
 }
 
@@ -83,7 +86,11 @@ pub async fn open(cfg: &CenterConfig) -> anyhow::Result<(Arc<Center>, InitReport
         lines.push(("admin credential (0600)".into(), f.display().to_string()));
     }
     let hub = Arc::new(hub::Hub::default());
-    let center = Arc::new(Center { db: db.clone(), pki, hub: hub.clone() });
+    let center = Arc::new(Center {
+        db: db.clone(),
+        pki,
+        hub: hub.clone(),
+    });
     tokio::spawn(hub.run_dispatcher(db));
     let sweeper = center.clone();
     tokio::spawn(async move {
@@ -95,7 +102,14 @@ pub async fn open(cfg: &CenterConfig) -> anyhow::Result<(Arc<Center>, InitReport
             }
         }
     });
-    Ok((center, InitReport { created, lines, admin_credential_file }))
+    Ok((
+        center,
+        InitReport {
+            created,
+            lines,
+            admin_credential_file,
+        },
+    ))
 }
 
 /// Create the provider's first administrator if none exists, and write its credential
@@ -115,7 +129,10 @@ async fn ensure_provider_admin(db: &Db, dir: &Path) -> anyhow::Result<Option<Pat
     // Write the file first: a crash between the two steps leaves a file that works
     // once the insert is retried on the next start, never a credential nobody holds.
     write_secret_file(&path, token.as_bytes())?;
-    let mut tx = db.begin_write().await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let mut tx = db
+        .begin_write()
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
     sqlx::query("INSERT INTO admins (id, org_id, secret_hash, label, created_ms) VALUES ($1, NULL, $2, $3, $4)")
         .bind(&id)
         .bind(hash_secret(&secret))
@@ -124,9 +141,14 @@ async fn ensure_provider_admin(db: &Db, dir: &Path) -> anyhow::Result<Option<Pat
         .execute(&mut *tx.tx)
         .await
         .context("cannot store the administrator")?;
-    tx.audit("centre", "admin.created", &id, serde_json::json!({"scope": "provider"}))
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message))?;
+    tx.audit(
+        "centre",
+        "admin.created",
+        &id,
+        serde_json::json!({"scope": "provider"}),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e.message))?;
     tx.commit().await.map_err(|e| anyhow::anyhow!(e.message))?;
     Ok(Some(path))
 }

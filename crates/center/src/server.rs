@@ -21,15 +21,21 @@ pub fn tls_config(center: &Center) -> anyhow::Result<rustls::ServerConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for pem in [center.pki.device_ca_pem(), center.pki.service_ca_pem()] {
         for der in pem_certs(pem)? {
-            roots.add(der).context("CA certificate rejected by rustls")?;
+            roots
+                .add(der)
+                .context("CA certificate rejected by rustls")?;
         }
     }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()
         .context("cannot build the client-certificate verifier")?;
-    let chain: Vec<CertificateDer<'static>> =
-        center.pki.tls_server_cert_chain_der().into_iter().map(CertificateDer::from).collect();
+    let chain: Vec<CertificateDer<'static>> = center
+        .pki
+        .tls_server_cert_chain_der()
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(center.pki.tls_server_key_der()));
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -81,7 +87,12 @@ pub async fn serve(prepared: Prepared, listener: TcpListener) -> anyhow::Result<
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(std::time::Duration::from_secs(15), acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(
+                std::time::Duration::from_secs(15),
+                acceptor.accept(tcp),
+            )
+            .await
+            {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::info!(%remote, error = %e, "TLS handshake refused");
@@ -95,14 +106,20 @@ pub async fn serve(prepared: Prepared, listener: TcpListener) -> anyhow::Result<
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|der| dodvpn_pki::inspect(der).ok())
-                .map(|info| PeerCert { serial: info.serial, fingerprint: info.fingerprint_sha256_hex });
-            let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                if let Some(p) = &peer {
-                    req.extensions_mut().insert(p.clone());
-                }
-                req.extensions_mut().insert(axum::extract::ConnectInfo(remote));
-                app.clone().call(req)
-            });
+                .map(|info| PeerCert {
+                    serial: info.serial,
+                    fingerprint: info.fingerprint_sha256_hex,
+                });
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    if let Some(p) = &peer {
+                        req.extensions_mut().insert(p.clone());
+                    }
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(remote));
+                    app.clone().call(req)
+                },
+            );
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                 .await;
@@ -111,5 +128,7 @@ pub async fn serve(prepared: Prepared, listener: TcpListener) -> anyhow::Result<
 }
 
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
 }

@@ -25,7 +25,8 @@ pub struct Conn {
 
 impl Conn {
     pub fn ca_pem(&self) -> anyhow::Result<String> {
-        std::fs::read_to_string(&self.ca).with_context(|| format!("cannot read the CA file {}", self.ca.display()))
+        std::fs::read_to_string(&self.ca)
+            .with_context(|| format!("cannot read the CA file {}", self.ca.display()))
     }
     pub fn client(&self) -> anyhow::Result<CenterClient> {
         let cred = match (&self.credential_file, std::env::var("DODVPN_ADMIN_CREDENTIAL")) {
@@ -95,7 +96,9 @@ enum OrgCmd {
         kind: String,
     },
     List,
-    Show { id: String },
+    Show {
+        id: String,
+    },
     /// Issue an administrator credential for one organisation (printed once).
     Admin {
         id: String,
@@ -121,7 +124,9 @@ enum PolicyCmd {
         #[arg(long)]
         file: PathBuf,
     },
-    Show { org: String },
+    Show {
+        org: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,7 +166,9 @@ enum DeviceCmd {
         #[arg(long)]
         serial: Option<String>,
     },
-    Show { id: String },
+    Show {
+        id: String,
+    },
     /// Set the outer endpoint and inside subnets.
     Network {
         id: String,
@@ -171,7 +178,9 @@ enum DeviceCmd {
         subnets: Vec<String>,
     },
     /// Step f: the certified device is handed to its owner.
-    Deliver { id: String },
+    Deliver {
+        id: String,
+    },
     /// Revoke the device and every certificate it holds; live tunnels are cut.
     Revoke {
         id: String,
@@ -211,8 +220,14 @@ enum GroupCmd {
         services: Vec<String>,
     },
     List,
-    Add { name: String, device: String },
-    Remove { name: String, device: String },
+    Add {
+        name: String,
+        device: String,
+    },
+    Remove {
+        name: String,
+        device: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -229,7 +244,9 @@ enum ApprovalCmd {
         minutes: u32,
     },
     List,
-    Close { id: String },
+    Close {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -298,7 +315,10 @@ fn services(v: &[String]) -> anyhow::Result<Option<Vec<dodvpn_policy::Service>>>
         return Ok(None);
     }
     v.iter()
-        .map(|s| s.parse::<dodvpn_policy::Service>().map_err(|e| anyhow::anyhow!("service {s:?}: {e}")))
+        .map(|s| {
+            s.parse::<dodvpn_policy::Service>()
+                .map_err(|e| anyhow::anyhow!("service {s:?}: {e}"))
+        })
         .collect::<anyhow::Result<Vec<_>>>()
         .map(Some)
 }
@@ -307,15 +327,22 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
     let json = a.json;
     // Offline verification needs no centre.
     if let AdminCmd::Audit(AuditCmd::Verify { file: Some(f) }) = &a.cmd {
-        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
         let recs = dodvpn_audit::from_jsonl(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
         return match dodvpn_audit::verify(recs.iter()) {
             Ok(s) => {
-                output::print(&json!({"ok": true, "records": s.count, "head_hash": s.head_hash}), json);
+                output::print(
+                    &json!({"ok": true, "records": s.count, "head_hash": s.head_hash}),
+                    json,
+                );
                 Ok(())
             }
             Err(e) => {
-                output::print(&json!({"ok": false, "records": recs.len(), "error": e.to_string()}), json);
+                output::print(
+                    &json!({"ok": false, "records": recs.len(), "error": e.to_string()}),
+                    json,
+                );
                 anyhow::bail!("the audit log does not verify: {e}")
             }
         };

@@ -30,23 +30,36 @@ pub struct KeyStoreArgs {
 
 fn secret_from(file: &Option<PathBuf>, env: &str, what: &str) -> anyhow::Result<String> {
     if let Some(f) = file {
-        let s = std::fs::read_to_string(f).with_context(|| format!("cannot read the {what} file {}", f.display()))?;
+        let s = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the {what} file {}", f.display()))?;
         return Ok(s.trim_end_matches(['\n', '\r']).to_string());
     }
-    std::env::var(env).map_err(|_| anyhow::anyhow!("no {what}: give --{}-file or set {env}", what.replace(' ', "-")))
+    std::env::var(env).map_err(|_| {
+        anyhow::anyhow!(
+            "no {what}: give --{}-file or set {env}",
+            what.replace(' ', "-")
+        )
+    })
 }
 
 impl KeyStoreArgs {
     pub fn open(&self) -> anyhow::Result<Arc<dyn KeyStore>> {
         match &self.pkcs11_module {
             Some(module) => {
-                let token = self.pkcs11_token.as_deref().context("--pkcs11-token is required with --pkcs11-module")?;
+                let token = self
+                    .pkcs11_token
+                    .as_deref()
+                    .context("--pkcs11-token is required with --pkcs11-module")?;
                 let pin = secret_from(&self.pkcs11_pin_file, "DODVPN_PKCS11_PIN", "pkcs11 pin")?;
                 let ks = dodvpn_pki::Pkcs11KeyStore::open(module, token, &pin, &self.keystore)?;
                 Ok(Arc::new(ks))
             }
             None => {
-                let pass = secret_from(&self.passphrase_file, "DODVPN_KEYSTORE_PASSPHRASE", "passphrase")?;
+                let pass = secret_from(
+                    &self.passphrase_file,
+                    "DODVPN_KEYSTORE_PASSPHRASE",
+                    "passphrase",
+                )?;
                 let ks = dodvpn_pki::FileKeyStore::open(&self.keystore, pass.as_bytes())?;
                 Ok(Arc::new(ks))
             }

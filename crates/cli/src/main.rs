@@ -141,7 +141,10 @@ enum AgentCmd {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DODVPN_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DODVPN_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -162,7 +165,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Center(a) => run_center(a).await,
         Cmd::Admin(a) => admin::run(a).await,
-        Cmd::Device { cmd: DeviceCmd::Provision { conn, ks, device } } => {
+        Cmd::Device {
+            cmd: DeviceCmd::Provision { conn, ks, device },
+        } => {
             let client = conn.client()?;
             let store = ks.open()?;
             let ca = conn.ca_pem()?;
@@ -172,7 +177,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "device certificate installed: serial {} fingerprint {}{}",
                 p.serial,
                 p.fingerprint,
-                if p.recovered { " (recovered after an interrupted run)" } else { "" }
+                if p.recovered {
+                    " (recovered after an interrupted run)"
+                } else {
+                    ""
+                }
             );
             Ok(())
         }
@@ -226,7 +235,10 @@ fn print_tunnel_status(v: &serde_json::Value) {
             c["name"].as_str().unwrap_or("?"),
             c["state"].as_str().unwrap_or("?"),
             c["remote"].as_str().unwrap_or("?"),
-            c["ike_sa"].as_str().map(|s| format!(", IKE SA {s}")).unwrap_or_default()
+            c["ike_sa"]
+                .as_str()
+                .map(|s| format!(", IKE SA {s}"))
+                .unwrap_or_default()
         );
         for ch in c["children"].as_array().into_iter().flatten() {
             println!(
@@ -263,14 +275,26 @@ async fn run_center(a: CenterArgs) -> anyhow::Result<()> {
     let prepared = dodvpn_center::server::prepare(center)?;
     println!(
         "dodvpn centre {} in {}",
-        if report.created { "initialised" } else { "started" },
+        if report.created {
+            "initialised"
+        } else {
+            "started"
+        },
         a.data.display()
     );
     for (what, where_) in &report.lines {
         println!("  {what:<28} {where_}");
     }
-    println!("  {:<28} https://{}/", "API", listener.local_addr().unwrap_or(a.listen));
-    println!("  {:<28} https://{}/openapi.json", "OpenAPI", listener.local_addr().unwrap_or(a.listen));
+    println!(
+        "  {:<28} https://{}/",
+        "API",
+        listener.local_addr().unwrap_or(a.listen)
+    );
+    println!(
+        "  {:<28} https://{}/openapi.json",
+        "OpenAPI",
+        listener.local_addr().unwrap_or(a.listen)
+    );
     println!("ready");
     let server = tokio::spawn(dodvpn_center::server::serve(prepared, listener));
     tokio::select! {
@@ -294,42 +318,72 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
     match cmd {
         AgentCmd::Enroll { ks, center } => {
             let store = ks.open()?;
-            eprintln!("enrolling with {center} using the device certificate in {} …", store.describe());
+            eprintln!(
+                "enrolling with {center} using the device certificate in {} …",
+                store.describe()
+            );
             let e = dodvpn_agent::enroll::enroll(&center, store).await?;
             println!(
                 "enrolled: device {} service certificate serial {} fingerprint {}{}",
                 e.device_id,
                 e.serial,
                 e.fingerprint,
-                if e.recovered { " (recovered after an interrupted run)" } else { "" }
+                if e.recovered {
+                    " (recovered after an interrupted run)"
+                } else {
+                    ""
+                }
             );
             Ok(())
         }
-        AgentCmd::Connect { ks, to, group, json } => {
+        AgentCmd::Connect {
+            ks,
+            to,
+            group,
+            json,
+        } => {
             let store = ks.open()?;
             let agent = dodvpn_agent::sync::Agent::open(store, None)?;
             let body = serde_json::json!({"to_device": to, "to_group": group});
-            let res: serde_json::Value = agent.client.post("/api/v1/device/connections", &body).await?;
+            let res: serde_json::Value = agent
+                .client
+                .post("/api/v1/device/connections", &body)
+                .await?;
             output::print(&res, json);
             Ok(())
         }
         AgentCmd::Run { ks, center } => {
             let store = ks.open()?;
             let mut agent = dodvpn_agent::sync::Agent::open(store, center.as_deref())?;
-            println!("agent for device {} (state version {})", agent.device_id, agent.state.version);
+            println!(
+                "agent for device {} (state version {})",
+                agent.device_id, agent.state.version
+            );
             let mut on = |u: &dodvpn_agent::sync::Update, st: &dodvpn_agent::sync::SyncState| {
                 use dodvpn_agent::sync::Update::*;
                 match u {
-                    Connected { version } => println!("connected to the centre, resuming after event {version}; {} grants held", st.grants.len()),
-                    GrantInstalled { grant_id, peer, version } => println!("grant {grant_id} to {peer} installed (version {version})"),
-                    GrantRemoved { grant_id, reason } => println!("grant {grant_id} removed: {reason}"),
+                    Connected { version } => println!(
+                        "connected to the centre, resuming after event {version}; {} grants held",
+                        st.grants.len()
+                    ),
+                    GrantInstalled {
+                        grant_id,
+                        peer,
+                        version,
+                    } => println!("grant {grant_id} to {peer} installed (version {version})"),
+                    GrantRemoved { grant_id, reason } => {
+                        println!("grant {grant_id} removed: {reason}")
+                    }
                     PolicyChanged { seq } => println!("policy changed (event {seq})"),
                     Revoked => println!("this device has been REVOKED"),
                     Other { seq, kind } => println!("event {seq}: {kind}"),
-                    Disconnected { error, retry_in } => eprintln!("centre unreachable ({error}); retrying in {retry_in:?}"),
+                    Disconnected { error, retry_in } => {
+                        eprintln!("centre unreachable ({error}); retrying in {retry_in:?}")
+                    }
                 }
             };
-            let on: &mut (dyn FnMut(&dodvpn_agent::sync::Update, &dodvpn_agent::sync::SyncState) + Send) = &mut on;
+            let on: &mut (dyn FnMut(&dodvpn_agent::sync::Update, &dodvpn_agent::sync::SyncState)
+                      + Send) = &mut on;
             tokio::select! {
                 r = agent.run(on) => r,
                 _ = shutdown_signal() => { println!("stopped"); Ok(()) }

@@ -20,7 +20,9 @@ async fn centre_killed_during_enrolment_loses_nothing() {
     for i in 0..N {
         let id = register(&c, &org, &format!("K-{i}"), &format!("10.{i}.0.0/24"));
         let (tmp, _dir, store) = new_store();
-        dodvpn_agent::enroll::provision(&c.client(), &c.ca_pem(), store.as_ref(), &id).await.unwrap();
+        dodvpn_agent::enroll::provision(&c.client(), &c.ca_pem(), store.as_ref(), &id)
+            .await
+            .unwrap();
         c.admin_ok(&["device", "deliver", &id]);
         c.admin_ok(&["service", "apply", &id]);
         c.admin_ok(&["service", "approve", &id]);
@@ -30,7 +32,9 @@ async fn centre_killed_during_enrolment_loses_nothing() {
     let mut tasks = vec![];
     for (_, store, _) in &devices {
         let (url, store) = (c.url.clone(), store.clone());
-        tasks.push(tokio::spawn(async move { dodvpn_agent::enroll::enroll(&url, store).await.map(|_| ()) }));
+        tasks.push(tokio::spawn(async move {
+            dodvpn_agent::enroll::enroll(&url, store).await.map(|_| ())
+        }));
     }
     // Kill as soon as the first one has finished: the rest are somewhere mid-flight.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -47,21 +51,42 @@ async fn centre_killed_during_enrolment_loses_nothing() {
     c.spawn();
     // The log is whole, and every issued certificate is recorded with its audit record.
     assert!(c.admin_ok(&["audit", "verify"])["ok"].as_bool().unwrap());
-    let issued = audit_actions(&c).iter().filter(|(a, _)| a == "service_cert.issued").count();
+    let issued = audit_actions(&c)
+        .iter()
+        .filter(|(a, _)| a == "service_cert.issued")
+        .count();
     let certs = c.admin_ok(&["cert", "list"]);
-    let service_certs = certs.as_array().unwrap().iter().filter(|x| x["tier"] == json!("service")).count();
-    assert_eq!(issued, service_certs, "no certificate without its audit record, and none missing");
+    let service_certs = certs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["tier"] == json!("service"))
+        .count();
+    assert_eq!(
+        issued, service_certs,
+        "no certificate without its audit record, and none missing"
+    );
     // Every device finishes by simply running enrol again, recovering a certificate the
     // centre issued but the device never received.
     for (id, store, _) in &devices {
-        dodvpn_agent::enroll::enroll(&c.url, store.clone()).await.unwrap_or_else(|e| panic!("{id}: {e:#}"));
+        dodvpn_agent::enroll::enroll(&c.url, store.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{id}: {e:#}"));
         let d = c.admin_ok(&["device", "show", id]);
         assert_eq!(d["status"], json!("service_installed"), "{id}");
     }
     let certs = c.admin_ok(&["cert", "list"]);
-    let per_device = certs.as_array().unwrap().iter().filter(|x| x["tier"] == json!("service")).count();
+    let per_device = certs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["tier"] == json!("service"))
+        .count();
     eprintln!("{interrupted} of {N} enrolments were interrupted by the kill");
-    assert_eq!(per_device, N, "exactly one service certificate per device ({interrupted} enrolments were interrupted)");
+    assert_eq!(
+        per_device, N,
+        "exactly one service certificate per device ({interrupted} enrolments were interrupted)"
+    );
     assert!(c.admin_ok(&["audit", "verify"])["ok"].as_bool().unwrap());
 }
 
@@ -87,19 +112,35 @@ async fn audit_verify_detects_edited_removed_and_reordered_records() {
     let f = file.to_str().unwrap();
     let exp = c.admin_ok(&["audit", "export", "--out", f]);
     assert_eq!(exp["records"].as_u64().unwrap(), n);
-    assert_eq!(c.admin_ok(&["audit", "verify", "--file", f])["ok"], json!(true));
+    assert_eq!(
+        c.admin_ok(&["audit", "verify", "--file", f])["ok"],
+        json!(true)
+    );
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, text.replacen("Org 2", "Org X", 1)).unwrap();
     let e = c.admin(&["audit", "verify", "--file", f]).unwrap_err();
-    assert!(e.contains("does not verify"), "an edited export is caught: {e}");
+    assert!(
+        e.contains("does not verify"),
+        "an edited export is caught: {e}"
+    );
 
     let verify_err = || c.admin(&["audit", "verify"]).unwrap_err();
     // Edited.
-    sqlite(&c, "UPDATE audit SET details = replace(details, 'Org 3', 'Org Z') WHERE seq = 5");
+    sqlite(
+        &c,
+        "UPDATE audit SET details = replace(details, 'Org 3', 'Org Z') WHERE seq = 5",
+    );
     let e = verify_err();
     assert!(e.contains("does not verify"), "{e}");
-    sqlite(&c, "UPDATE audit SET details = replace(details, 'Org Z', 'Org 3') WHERE seq = 5");
-    assert_eq!(c.admin_ok(&["audit", "verify"])["ok"], json!(true), "restoring the byte restores the chain");
+    sqlite(
+        &c,
+        "UPDATE audit SET details = replace(details, 'Org Z', 'Org 3') WHERE seq = 5",
+    );
+    assert_eq!(
+        c.admin_ok(&["audit", "verify"])["ok"],
+        json!(true),
+        "restoring the byte restores the chain"
+    );
     // Timestamp moved.
     sqlite(&c, "UPDATE audit SET ts_ms = ts_ms + 1 WHERE seq = 3");
     assert!(verify_err().contains("does not verify"));
@@ -143,7 +184,10 @@ async fn openapi_describes_every_route() {
     }
     for (p, ops) in paths {
         for (m, op) in ops.as_object().unwrap() {
-            assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{m} {p} documents its responses");
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{m} {p} documents its responses"
+            );
         }
     }
     assert!(v["components"]["schemas"]["ErrorBody"].is_object());
@@ -160,13 +204,33 @@ async fn pkcs11_key_store_on_softhsm2_enrols_end_to_end() {
     let tokens = tmp.path().join("tokens");
     std::fs::create_dir_all(&tokens).unwrap();
     let conf = tmp.path().join("softhsm2.conf");
-    std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\n", tokens.display())).unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
     let out = Command::new("softhsm2-util")
         .env("SOFTHSM2_CONF", &conf)
-        .args(["--init-token", "--free", "--label", "dodvpn-test", "--pin", "1234", "--so-pin", "5678"])
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "dodvpn-test",
+            "--pin",
+            "1234",
+            "--so-pin",
+            "5678",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pin = tmp.path().join("pin");
     std::fs::write(&pin, "1234").unwrap();
     let ks = tmp.path().join("ks");
@@ -180,16 +244,37 @@ async fn pkcs11_key_store_on_softhsm2_enrols_end_to_end() {
             .args(args)
             .arg("--keystore")
             .arg(&ks)
-            .args(["--pkcs11-module", module, "--pkcs11-token", "dodvpn-test", "--pkcs11-pin-file"])
+            .args([
+                "--pkcs11-module",
+                module,
+                "--pkcs11-token",
+                "dodvpn-test",
+                "--pkcs11-pin-file",
+            ])
             .arg(&pin)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let ca = c.ca_path();
     let cred = c.credential_path();
-    let so = hsm(&["device", "provision", "--center", &c.url, "--ca", ca.to_str().unwrap(), "--credential-file", cred.to_str().unwrap(), "--device", &id]);
+    let so = hsm(&[
+        "device",
+        "provision",
+        "--center",
+        &c.url,
+        "--ca",
+        ca.to_str().unwrap(),
+        "--credential-file",
+        cred.to_str().unwrap(),
+        "--device",
+        &id,
+    ]);
     assert!(so.contains("device certificate installed"), "{so}");
     c.admin_ok(&["device", "deliver", &id]);
     c.admin_ok(&["service", "apply", &id]);
@@ -198,9 +283,15 @@ async fn pkcs11_key_store_on_softhsm2_enrols_end_to_end() {
     assert!(so.contains("enrolled"), "{so}");
     // The keys are on the token, sensitive and not extractable; only certificates are on disk.
     std::env::set_var("SOFTHSM2_CONF", &conf);
-    let store = dodvpn_pki::Pkcs11KeyStore::open(std::path::Path::new(module), "dodvpn-test", "1234", &ks).unwrap();
+    let store =
+        dodvpn_pki::Pkcs11KeyStore::open(std::path::Path::new(module), "dodvpn-test", "1234", &ks)
+            .unwrap();
     for tier in [dodvpn_pki::Tier::Device, dodvpn_pki::Tier::Service] {
-        assert_eq!(store.key_protection(tier).unwrap(), (true, false), "{tier:?} key is sensitive and not extractable");
+        assert_eq!(
+            store.key_protection(tier).unwrap(),
+            (true, false),
+            "{tier:?} key is sensitive and not extractable"
+        );
     }
     let mut dirs = vec![ks.clone()];
     while let Some(d) = dirs.pop() {
@@ -211,16 +302,21 @@ async fn pkcs11_key_store_on_softhsm2_enrols_end_to_end() {
                 continue;
             }
             let text = std::fs::read(&p).unwrap();
-            assert!(!String::from_utf8_lossy(&text).contains("PRIVATE KEY"), "{} holds no private key", p.display());
+            assert!(
+                !String::from_utf8_lossy(&text).contains("PRIVATE KEY"),
+                "{} holds no private key",
+                p.display()
+            );
         }
     }
     // And the service certificate from the token authenticates to the centre.
     let store: Arc<dyn dodvpn_pki::KeyStore> = Arc::new(store);
-    let who: Value = dodvpn_agent::CenterClient::device(&c.url, &c.ca_pem(), store, dodvpn_pki::Tier::Service)
-        .unwrap()
-        .get("/api/v1/device/whoami")
-        .await
-        .unwrap();
+    let who: Value =
+        dodvpn_agent::CenterClient::device(&c.url, &c.ca_pem(), store, dodvpn_pki::Tier::Service)
+            .unwrap()
+            .get("/api/v1/device/whoami")
+            .await
+            .unwrap();
     assert_eq!(who["device_id"], json!(id));
     assert_eq!(who["tier"], json!("service"));
 }

@@ -12,14 +12,25 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 /// Open a device's event stream from `since`; events arrive on the channel.
-async fn stream(site: &Site, c: &Centre, since: i64) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+async fn stream(
+    site: &Site,
+    c: &Centre,
+    since: i64,
+) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
     let client = site.tier2(c);
     let resp = client
-        .request(reqwest::Method::GET, &format!("/api/v1/device/events?since={since}"))
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/v1/device/events?since={since}"),
+        )
         .send()
         .await
         .unwrap();
-    assert!(resp.status().is_success(), "stream refused: {}", resp.status());
+    assert!(
+        resp.status().is_success(),
+        "stream refused: {}",
+        resp.status()
+    );
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut p = SseParser::default();
@@ -82,7 +93,10 @@ async fn grants_and_policy_changes_arrive_as_pushes_and_resume_by_version() {
     let mut kinds = vec![];
     let mut last = seen;
     while kinds.len() < 3 {
-        let v = tokio::time::timeout(Duration::from_secs(10), rx_b.recv()).await.unwrap().unwrap();
+        let v = tokio::time::timeout(Duration::from_secs(10), rx_b.recv())
+            .await
+            .unwrap()
+            .unwrap();
         let seq = v["seq"].as_i64().unwrap();
         assert!(seq > last, "events in order, none repeated");
         last = seq;
@@ -93,7 +107,10 @@ async fn grants_and_policy_changes_arrive_as_pushes_and_resume_by_version() {
     assert_eq!(kinds.last().unwrap(), "grant_withdrawn");
 }
 
-async fn wait_for(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, what: &str) -> Result<String, ()> {
+async fn wait_for(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    what: &str,
+) -> Result<String, ()> {
     let fut = async {
         loop {
             let s = rx.recv().await.expect("agent stopped");
@@ -102,7 +119,9 @@ async fn wait_for(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, what: &
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(20), fut).await.map_err(|_| ())
+    tokio::time::timeout(Duration::from_secs(20), fut)
+        .await
+        .map_err(|_| ())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -113,7 +132,8 @@ async fn the_agent_loop_keeps_state_across_restarts_and_centre_outages() {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let h = tokio::spawn(async move {
             let mut agent = dodvpn_agent::sync::Agent::open(store, None).unwrap();
-            let mut on = move |u: &dodvpn_agent::sync::Update, _: &dodvpn_agent::sync::SyncState| {
+            let mut on = move |u: &dodvpn_agent::sync::Update,
+                               _: &dodvpn_agent::sync::SyncState| {
                 let _ = tx.send(format!("{u:?}"));
             };
             let _ = agent.run(&mut on).await;
@@ -127,7 +147,11 @@ async fn the_agent_loop_keeps_state_across_restarts_and_centre_outages() {
     // The agent process dies; its state is in the key store.
     h.abort();
     let st = dodvpn_agent::sync::SyncState::load(b.store.as_ref()).unwrap();
-    assert_eq!(st.grants.len(), 1, "the signed connection info survived the agent");
+    assert_eq!(
+        st.grants.len(),
+        1,
+        "the signed connection info survived the agent"
+    );
     // The centre goes down and comes back on the same address; the agent reconnects
     // and resumes from its version.
     let (h, mut rx) = run_agent(b.store.clone());
@@ -138,7 +162,9 @@ async fn the_agent_loop_keeps_state_across_restarts_and_centre_outages() {
     let v = c.admin_ok(&["grant", "list", "--status", "active"]);
     let grant = v[0]["id"].as_str().unwrap().to_string();
     c.admin_ok(&["grant", "withdraw", &grant, "--reason", "test"]);
-    let s = wait_for(&mut rx, "GrantRemoved").await.expect("the withdrawal made while reconnecting is not lost");
+    let s = wait_for(&mut rx, "GrantRemoved")
+        .await
+        .expect("the withdrawal made while reconnecting is not lost");
     assert!(s.contains(&grant));
     h.abort();
     let st = dodvpn_agent::sync::SyncState::load(b.store.as_ref()).unwrap();
@@ -155,12 +181,19 @@ async fn postgres_replicas_share_state_and_fan_out_events() {
     let mut rx = stream(&b, &c2, 0).await;
     next_kind(&mut rx, "hello").await;
     // Everything done so far on replica 1 is visible on replica 2.
-    assert_eq!(c2.admin_ok(&["device", "show", &a.id])["status"], json!("in_service"));
+    assert_eq!(
+        c2.admin_ok(&["device", "show", &a.id])["status"],
+        json!("in_service")
+    );
     let t0 = std::time::Instant::now();
     c1.admin_ok(&["connection", "apply", "--from", &a.id, "--to", &b.id]);
     let g = next_kind(&mut rx, "grant").await;
     assert!(g["payload"]["connection_info"]["info"]["peer"]["device_id"] == json!(a.id));
-    assert!(t0.elapsed() < Duration::from_secs(5), "cross-replica push took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "cross-replica push took {:?}",
+        t0.elapsed()
+    );
     // Writes from both replicas interleave into one audit chain that verifies.
     for i in 0..5 {
         let c = if i % 2 == 0 { &c1 } else { &c2 };

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/netns").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/netns")
+        .join(name)
 }
 
 fn run(name: &str) {
@@ -22,13 +24,19 @@ fn run(name: &str) {
     println!("{stdout}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{name} failed:\n{stdout}");
-    assert!(stdout.contains(" passed, 0 failed"), "{name} printed no summary:\n{stdout}");
+    assert!(
+        stdout.contains(" passed, 0 failed"),
+        "{name} printed no summary:\n{stdout}"
+    );
 }
 
 fn current_uid() -> u32 {
     // No libc dependency for one call: ask the shell.
     let out = Command::new("id").arg("-u").output().expect("id");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(u32::MAX)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(u32::MAX)
 }
 
 #[test]

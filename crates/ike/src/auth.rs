@@ -102,7 +102,13 @@ impl core::fmt::Debug for RemoteAuth {
 }
 
 /// <SignedOctets> = RealMessage | NonceData (peer's) | prf(SK_p, RestOfIDPayload) (§2.15).
-pub fn signed_octets(real_message: &[u8], peer_nonce: &[u8], prf: Prf, sk_p: &[u8], id: &Identification) -> Vec<u8> {
+pub fn signed_octets(
+    real_message: &[u8],
+    peer_nonce: &[u8],
+    prf: Prf,
+    sk_p: &[u8],
+    id: &Identification,
+) -> Vec<u8> {
     let mut v = Vec::with_capacity(real_message.len() + peer_nonce.len() + prf.len());
     v.extend_from_slice(real_message);
     v.extend_from_slice(peer_nonce);
@@ -228,13 +234,27 @@ pub fn verify_signature(key: &PublicKey, auth: &Auth, octets: &[u8]) -> Result<(
         AuthMethod::DigitalSignature => {
             let (alg_id, sig) = auth.split_digital_signature().map_err(|e| e.to_string())?;
             let a: &'static dyn s::VerificationAlgorithm = match (key, alg_id) {
-                (PublicKey::EcP256(_), a) if a == alg::ECDSA_WITH_SHA256 => &s::ECDSA_P256_SHA256_ASN1,
-                (PublicKey::EcP256(_), a) if a == alg::ECDSA_WITH_SHA384 => &s::ECDSA_P256_SHA384_ASN1,
-                (PublicKey::EcP384(_), a) if a == alg::ECDSA_WITH_SHA256 => &s::ECDSA_P384_SHA256_ASN1,
-                (PublicKey::EcP384(_), a) if a == alg::ECDSA_WITH_SHA384 => &s::ECDSA_P384_SHA384_ASN1,
-                (PublicKey::Rsa(_), a) if a == alg::SHA256_WITH_RSA => &s::RSA_PKCS1_2048_8192_SHA256,
-                (PublicKey::Rsa(_), a) if a == alg::SHA384_WITH_RSA => &s::RSA_PKCS1_2048_8192_SHA384,
-                (PublicKey::Rsa(_), a) if a == alg::SHA512_WITH_RSA => &s::RSA_PKCS1_2048_8192_SHA512,
+                (PublicKey::EcP256(_), a) if a == alg::ECDSA_WITH_SHA256 => {
+                    &s::ECDSA_P256_SHA256_ASN1
+                }
+                (PublicKey::EcP256(_), a) if a == alg::ECDSA_WITH_SHA384 => {
+                    &s::ECDSA_P256_SHA384_ASN1
+                }
+                (PublicKey::EcP384(_), a) if a == alg::ECDSA_WITH_SHA256 => {
+                    &s::ECDSA_P384_SHA256_ASN1
+                }
+                (PublicKey::EcP384(_), a) if a == alg::ECDSA_WITH_SHA384 => {
+                    &s::ECDSA_P384_SHA384_ASN1
+                }
+                (PublicKey::Rsa(_), a) if a == alg::SHA256_WITH_RSA => {
+                    &s::RSA_PKCS1_2048_8192_SHA256
+                }
+                (PublicKey::Rsa(_), a) if a == alg::SHA384_WITH_RSA => {
+                    &s::RSA_PKCS1_2048_8192_SHA384
+                }
+                (PublicKey::Rsa(_), a) if a == alg::SHA512_WITH_RSA => {
+                    &s::RSA_PKCS1_2048_8192_SHA512
+                }
                 (PublicKey::Rsa(_), a) if is_pss_sha256(a) => &s::RSA_PSS_2048_8192_SHA256,
                 _ => return Err("signature algorithm not supported for this key".into()),
             };
@@ -259,8 +279,12 @@ pub fn verify_signature(key: &PublicKey, auth: &Auth, octets: &[u8]) -> Result<(
 
 /// RSASSA-PSS AlgorithmIdentifier whose parameters name SHA-256.
 fn is_pss_sha256(alg_id: &[u8]) -> bool {
-    let Some((0x30, body, _)) = der(alg_id) else { return false };
-    let Some((0x06, oid, params)) = der(body) else { return false };
+    let Some((0x30, body, _)) = der(alg_id) else {
+        return false;
+    };
+    let Some((0x06, oid, params)) = der(body) else {
+        return false;
+    };
     oid == OID_RSA_PSS && params.windows(OID_SHA256.len()).any(|w| w == OID_SHA256)
 }
 

@@ -81,7 +81,9 @@ pub fn intersect(a: &TsRange, b: &TsRange) -> Option<TsRange> {
 pub fn narrow(proposed: &[TrafficSelector], configured: &[TsRange]) -> Vec<TsRange> {
     let mut out: Vec<TsRange> = Vec::new();
     for p in proposed {
-        let TrafficSelector::Range(p) = p else { continue };
+        let TrafficSelector::Range(p) = p else {
+            continue;
+        };
         for c in configured {
             if let Some(x) = intersect(p, c) {
                 if !out.contains(&x) {

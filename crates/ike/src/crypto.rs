@@ -165,9 +165,7 @@ impl IkeCipher {
     /// Key length attribute (bits), if the transform has one.
     pub fn key_length_attr(self) -> Option<u16> {
         match self {
-            IkeCipher::AesGcm16 { key_bits } | IkeCipher::AesCbc { key_bits, .. } => {
-                Some(key_bits)
-            }
+            IkeCipher::AesGcm16 { key_bits } | IkeCipher::AesCbc { key_bits, .. } => Some(key_bits),
             IkeCipher::ChaCha20Poly1305 => None,
         }
     }
@@ -422,7 +420,9 @@ pub struct DhPrivate {
 
 impl core::fmt::Debug for DhPrivate {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("DhPrivate").field("group", &self.group).finish_non_exhaustive()
+        f.debug_struct("DhPrivate")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
     }
 }
 
@@ -468,8 +468,8 @@ impl DhPrivate {
             Group::Curve25519 => peer.to_vec(),
         };
         let pk = agreement::UnparsedPublicKey::new(self.group.alg(), peer_bytes);
-        let secret = agreement::agree_ephemeral(self.key, &pk, |s| s.to_vec())
-            .map_err(|_| Error::BadKe)?;
+        let secret =
+            agreement::agree_ephemeral(self.key, &pk, |s| s.to_vec()).map_err(|_| Error::BadKe)?;
         if secret.iter().all(|&b| b == 0) {
             return Err(Error::BadKe);
         }

@@ -59,7 +59,12 @@ impl Endpoint {
 
     /// Start an IKE SA to `remote` (as initiator); the first child SA uses
     /// the configured selectors.
-    pub fn connect(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr) -> Result<SaId, Error> {
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Result<SaId, Error> {
         let sa = IkeSa::connect(self.cfg.clone(), now, local, remote)?;
         let id = sa.id();
         self.sas.insert(id, sa);
@@ -111,7 +116,9 @@ impl Endpoint {
     /// Handle one received IKE datagram (non-ESP marker already stripped for
     /// the NAT-T port). Garbage is dropped silently.
     pub fn handle(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, datagram: &[u8]) {
-        let Ok(header) = IkeHeader::parse(datagram) else { return };
+        let Ok(header) = IkeHeader::parse(datagram) else {
+            return;
+        };
         if header.length as usize != datagram.len() {
             return;
         }
@@ -131,14 +138,25 @@ impl Endpoint {
             return;
         }
         // The sender's I flag tells which SPI is ours.
-        let ours = if header.flags.initiator() { header.spi_r } else { header.spi_i };
+        let ours = if header.flags.initiator() {
+            header.spi_r
+        } else {
+            header.spi_i
+        };
         if let Some(sa) = self.sas.get_mut(&ours) {
             sa.handle(now, from, to, datagram);
         }
         self.collect();
     }
 
-    fn cookie_for(&self, secret: &[u8; 32], version: u8, ni: &[u8], ip: IpAddr, spi_i: u64) -> Vec<u8> {
+    fn cookie_for(
+        &self,
+        secret: &[u8; 32],
+        version: u8,
+        ni: &[u8],
+        ip: IpAddr,
+        spi_i: u64,
+    ) -> Vec<u8> {
         // §2.6: Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>).
         let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
         let mut ctx = hmac::Context::with_key(&key);
@@ -167,7 +185,9 @@ impl Endpoint {
     }
 
     fn cookie_valid(&self, cookie: &[u8], ni: &[u8], ip: IpAddr, spi_i: u64) -> bool {
-        let Some(&v) = cookie.first() else { return false };
+        let Some(&v) = cookie.first() else {
+            return false;
+        };
         let secret = if v == self.cookie_version {
             Some(self.cookie_secret)
         } else if v == self.cookie_version.wrapping_sub(1) {
@@ -183,14 +203,34 @@ impl Endpoint {
 
     /// A stateless IKE_SA_INIT answer carrying one notify.
     fn stateless_reply(&mut self, from: SocketAddr, to: SocketAddr, spi_i: u64, n: Notify) {
-        let header = IkeHeader::new(spi_i, 0, ExchangeType::IkeSaInit, Flags::new(false, true), 0);
+        let header = IkeHeader::new(
+            spi_i,
+            0,
+            ExchangeType::IkeSaInit,
+            Flags::new(false, true),
+            0,
+        );
         if let Ok(bytes) = Message::new(header, vec![Payload::Notify(n)]).to_bytes() {
-            self.transmits.push_back(Transmit { to: from, from: to, bytes, nat_t: to.port() == self.cfg.nat_t_port });
+            self.transmits.push_back(Transmit {
+                to: from,
+                from: to,
+                bytes,
+                nat_t: to.port() == self.cfg.nat_t_port,
+            });
         }
     }
 
-    fn new_responder(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, header: &IkeHeader, datagram: &[u8]) {
-        let Ok(msg) = Message::parse(datagram) else { return };
+    fn new_responder(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        to: SocketAddr,
+        header: &IkeHeader,
+        datagram: &[u8],
+    ) {
+        let Ok(msg) = Message::parse(datagram) else {
+            return;
+        };
         let ni = msg.payloads.iter().find_map(|p| match p {
             Payload::Nonce(n) => Some(n.clone()),
             _ => None,
@@ -207,7 +247,13 @@ impl Endpoint {
                 _ => false,
             };
             if !ok {
-                let c = self.cookie_for(&self.cookie_secret.clone(), self.cookie_version, &ni, from.ip(), header.spi_i);
+                let c = self.cookie_for(
+                    &self.cookie_secret.clone(),
+                    self.cookie_version,
+                    &ni,
+                    from.ip(),
+                    header.spi_i,
+                );
                 self.stateless_reply(from, to, header.spi_i, Notify::new(NotifyType::Cookie, c));
                 return;
             }
@@ -221,12 +267,26 @@ impl Endpoint {
             _ => None,
         });
         let (Some(sa_payload), Some(ke_group)) = (sa_payload, ke_group) else {
-            self.stateless_reply(from, to, header.spi_i, Notify::new(NotifyType::InvalidSyntax, vec![]));
+            self.stateless_reply(
+                from,
+                to,
+                header.spi_i,
+                Notify::new(NotifyType::InvalidSyntax, vec![]),
+            );
             return;
         };
         match proposal::select_ike(&self.cfg.ike_proposals, sa_payload, Some(ke_group)) {
             IkeSelection::Chosen(suite, chosen) => {
-                match IkeSa::accept_init(self.cfg.clone(), now, to, from, datagram, &msg, suite, chosen) {
+                match IkeSa::accept_init(
+                    self.cfg.clone(),
+                    now,
+                    to,
+                    from,
+                    datagram,
+                    &msg,
+                    suite,
+                    chosen,
+                ) {
                     Ok(sa) => {
                         let id = sa.id();
                         self.half_open.insert((header.spi_i, from), id);
@@ -234,16 +294,24 @@ impl Endpoint {
                     }
                     Err(e) => {
                         tracing::debug!("IKE_SA_INIT from {from} refused: {e}");
-                        self.stateless_reply(from, to, header.spi_i, Notify::new(NotifyType::InvalidSyntax, vec![]));
+                        self.stateless_reply(
+                            from,
+                            to,
+                            header.spi_i,
+                            Notify::new(NotifyType::InvalidSyntax, vec![]),
+                        );
                     }
                 }
             }
             IkeSelection::InvalidKe(g) => {
                 self.stateless_reply(from, to, header.spi_i, Notify::invalid_ke_payload(g.id()))
             }
-            IkeSelection::NoProposalChosen => {
-                self.stateless_reply(from, to, header.spi_i, Notify::new(NotifyType::NoProposalChosen, vec![]))
-            }
+            IkeSelection::NoProposalChosen => self.stateless_reply(
+                from,
+                to,
+                header.spi_i,
+                Notify::new(NotifyType::NoProposalChosen, vec![]),
+            ),
         }
     }
 

@@ -53,7 +53,12 @@ pub fn derive_ike_keys(
     seed.extend_from_slice(nr);
     seed.extend_from_slice(&spi_i.to_be_bytes());
     seed.extend_from_slice(&spi_r.to_be_bytes());
-    let (d, a, e, p) = (prf.len(), cipher.integ_key_len(), cipher.enc_key_len(), prf.len());
+    let (d, a, e, p) = (
+        prf.len(),
+        cipher.integ_key_len(),
+        cipher.enc_key_len(),
+        prf.len(),
+    );
     let km = prf.prf_plus(skeyseed, &seed, d + 2 * a + 2 * e + 2 * p)?;
     let mut off = 0;
     let mut take = |n: usize| {

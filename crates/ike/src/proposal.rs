@@ -79,7 +79,10 @@ impl IkeSuite {
         }
         let cipher = match (cipher, cbc_bits, integ) {
             (Some(c), None, None) => c,
-            (None, Some(b), Some(i)) => IkeCipher::AesCbc { key_bits: b, integ: i },
+            (None, Some(b), Some(i)) => IkeCipher::AesCbc {
+                key_bits: b,
+                integ: i,
+            },
             _ => return Err(bad()),
         };
         let prf = prf
@@ -99,7 +102,10 @@ impl IkeSuite {
 
     /// The wire proposal (number, SPI set by the caller).
     pub fn to_proposal(&self, number: u8, spi: Vec<u8>) -> Proposal {
-        let mut transforms = vec![encr_transform(self.cipher.encr_id(), self.cipher.key_length_attr())];
+        let mut transforms = vec![encr_transform(
+            self.cipher.encr_id(),
+            self.cipher.key_length_attr(),
+        )];
         transforms.push(Transform::new(TransformId::Prf(self.prf.id())));
         if let Some(i) = self.cipher.integ() {
             transforms.push(Transform::new(TransformId::Integ(i.id())));
@@ -119,9 +125,9 @@ impl IkeSuite {
             && has(p, TransformId::Prf(self.prf.id()))
             && match self.cipher.integ() {
                 Some(i) => has(p, TransformId::Integ(i.id())),
-                None => !p.transforms.iter().any(|t| {
-                    matches!(t.id, TransformId::Integ(x) if x != dodvpn_wire::IntegId::None)
-                }),
+                None => !p.transforms.iter().any(
+                    |t| matches!(t.id, TransformId::Integ(x) if x != dodvpn_wire::IntegId::None),
+                ),
             }
             && has(p, TransformId::Dh(self.group.id()))
     }
@@ -189,7 +195,9 @@ fn encr_transform(id: EncrId, bits: Option<u16>) -> Transform {
 }
 
 fn has(p: &Proposal, id: TransformId) -> bool {
-    p.transforms.iter().any(|t| t.id == id && t.attributes.is_empty())
+    p.transforms
+        .iter()
+        .any(|t| t.id == id && t.attributes.is_empty())
 }
 
 fn has_encr(p: &Proposal, id: EncrId, bits: Option<u16>) -> bool {
@@ -297,7 +305,9 @@ pub fn select_esp(
         if p.protocol != ProtocolId::Esp {
             continue;
         }
-        let Some(peer_spi) = p.spi_u32() else { continue };
+        let Some(peer_spi) = p.spi_u32() else {
+            continue;
+        };
         for s in ours {
             let id = EncrId::from(s.aead.ikev2_transform_id());
             if !has_encr(p, id, s.aead.ikev2_key_length_attr()) {
@@ -322,7 +332,10 @@ pub fn select_esp(
             };
             let peer_esn = has(p, TransformId::Esn(EsnId::Esn));
             let peer_noesn = has(p, TransformId::Esn(EsnId::NoEsn))
-                || !p.transforms.iter().any(|t| matches!(t.id, TransformId::Esn(_)));
+                || !p
+                    .transforms
+                    .iter()
+                    .any(|t| matches!(t.id, TransformId::Esn(_)));
             let esn = if s.no_esn && peer_noesn {
                 false
             } else if s.esn && peer_esn {
@@ -376,7 +389,10 @@ mod tests {
         let s = IkeSuite::parse("aes128-sha256-ecp256").unwrap();
         assert_eq!(
             s.cipher,
-            IkeCipher::AesCbc { key_bits: 128, integ: Integ::HmacSha256_128 }
+            IkeCipher::AesCbc {
+                key_bits: 128,
+                integ: Integ::HmacSha256_128
+            }
         );
         assert_eq!(s.prf, Prf::HmacSha256);
         assert!(IkeSuite::parse("aes128gcm16-ecp256").is_err());
@@ -393,8 +409,16 @@ mod tests {
 
     #[test]
     fn selection_prefers_ke_group_and_asks_for_invalid_ke() {
-        let ours = parse_ike_proposals(&["aes256gcm16-prfsha384-ecp384", "aes128gcm16-prfsha256-ecp256"]).unwrap();
-        let theirs = parse_ike_proposals(&["aes128gcm16-prfsha256-ecp256", "aes256gcm16-prfsha384-ecp384"]).unwrap();
+        let ours = parse_ike_proposals(&[
+            "aes256gcm16-prfsha384-ecp384",
+            "aes128gcm16-prfsha256-ecp256",
+        ])
+        .unwrap();
+        let theirs = parse_ike_proposals(&[
+            "aes128gcm16-prfsha256-ecp256",
+            "aes256gcm16-prfsha384-ecp384",
+        ])
+        .unwrap();
         let sa = ike_sa_payload(&theirs, vec![]);
         match select_ike(&ours, &sa, Some(DhGroup::Ecp384)) {
             IkeSelection::Chosen(s, p) => {
@@ -414,17 +438,32 @@ mod tests {
             select_ike(&ours, &sa, Some(DhGroup::Curve25519)),
             IkeSelection::InvalidKe(Group::Ecp256)
         );
-        let other = ike_sa_payload(&parse_ike_proposals(&["aes128-sha256-ecp256"]).unwrap(), vec![]);
-        assert_eq!(select_ike(&ours, &other, Some(DhGroup::Ecp256)), IkeSelection::NoProposalChosen);
+        let other = ike_sa_payload(
+            &parse_ike_proposals(&["aes128-sha256-ecp256"]).unwrap(),
+            vec![],
+        );
+        assert_eq!(
+            select_ike(&ours, &other, Some(DhGroup::Ecp256)),
+            IkeSelection::NoProposalChosen
+        );
         // round trip through the wire format
         let bytes = dodvpn_wire::Message::new(
-            dodvpn_wire::IkeHeader::new(1, 0, dodvpn_wire::ExchangeType::IkeSaInit, dodvpn_wire::Flags::new(true, false), 0),
+            dodvpn_wire::IkeHeader::new(
+                1,
+                0,
+                dodvpn_wire::ExchangeType::IkeSaInit,
+                dodvpn_wire::Flags::new(true, false),
+                0,
+            ),
             vec![dodvpn_wire::Payload::SecurityAssociation(sa.clone())],
         )
         .to_bytes()
         .unwrap();
         let back = dodvpn_wire::Message::parse(&bytes).unwrap();
-        assert_eq!(back.payloads[0], dodvpn_wire::Payload::SecurityAssociation(sa));
+        assert_eq!(
+            back.payloads[0],
+            dodvpn_wire::Payload::SecurityAssociation(sa)
+        );
     }
 
     #[test]

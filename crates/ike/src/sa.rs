@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use dodvpn_wire::{
     emit_encrypted, emit_payload_chain, locate_encrypted, parse_payload_chain, CertEncoding,
-    Certificate, Delete, ExchangeType, Flags, HashAlgorithm, IkeHeader, Identification,
+    Certificate, Delete, ExchangeType, Flags, HashAlgorithm, Identification, IkeHeader,
     KeyExchange, Message, Notify, NotifyType, Payload, ProtocolId, Sa, TrafficSelector,
 };
 use ring::rand::{SecureRandom, SystemRandom};
@@ -103,14 +103,19 @@ enum Request {
     Liveness,
     DeleteChild(u32),
     DeleteIke,
-    Create { kind: CreateKind, group: Option<Group> },
+    Create {
+        kind: CreateKind,
+        group: Option<Group>,
+    },
 }
 
 /// Exchange context kept while a request is outstanding.
 #[derive(Debug)]
 enum Ctx {
     Init,
-    Auth { child_spi: u32 },
+    Auth {
+        child_spi: u32,
+    },
     Liveness,
     DeleteChild(u32),
     DeleteIke,
@@ -185,7 +190,13 @@ impl core::fmt::Debug for IkeSa {
 }
 
 impl IkeSa {
-    fn blank(cfg: Arc<Config>, now: Instant, initiator: bool, local: SocketAddr, remote: SocketAddr) -> IkeSa {
+    fn blank(
+        cfg: Arc<Config>,
+        now: Instant,
+        initiator: bool,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> IkeSa {
         IkeSa {
             cfg,
             rng: SystemRandom::new(),
@@ -274,7 +285,12 @@ impl IkeSa {
     // ---- initiator start ---------------------------------------------------
 
     /// Start an IKE SA as initiator.
-    pub fn connect(cfg: Arc<Config>, now: Instant, local: SocketAddr, remote: SocketAddr) -> Result<IkeSa, Error> {
+    pub fn connect(
+        cfg: Arc<Config>,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Result<IkeSa, Error> {
         let first = *cfg
             .ike_proposals
             .first()
@@ -295,7 +311,10 @@ impl IkeSa {
             // §2.6: COOKIE is the first payload.
             payloads.push(notify(NotifyType::Cookie, c.clone()));
         }
-        payloads.push(Payload::SecurityAssociation(proposal::ike_sa_payload(&self.cfg.ike_proposals, vec![])));
+        payloads.push(Payload::SecurityAssociation(proposal::ike_sa_payload(
+            &self.cfg.ike_proposals,
+            vec![],
+        )));
         payloads.push(Payload::KeyExchange(KeyExchange {
             group: group.id(),
             data: dh.public_value().to_vec(),
@@ -307,7 +326,13 @@ impl IkeSa {
             HashAlgorithm::Sha2_384,
             HashAlgorithm::Sha2_512,
         ])));
-        let header = IkeHeader::new(self.spi_i, 0, ExchangeType::IkeSaInit, Flags::new(true, false), 0);
+        let header = IkeHeader::new(
+            self.spi_i,
+            0,
+            ExchangeType::IkeSaInit,
+            Flags::new(true, false),
+            0,
+        );
         let bytes = Message::new(header, payloads).to_bytes()?;
         self.dh = Some(dh);
         self.msg1 = bytes.clone();
@@ -329,15 +354,26 @@ impl IkeSa {
         };
         vec![
             notify(NotifyType::NatDetectionSourceIp, src),
-            notify(NotifyType::NatDetectionDestinationIp, nat_hash(self.spi_i, spi_r, self.remote)),
+            notify(
+                NotifyType::NatDetectionDestinationIp,
+                nat_hash(self.spi_i, spi_r, self.remote),
+            ),
         ]
     }
 
     /// Evaluate the peer's NAT_DETECTION notifies (§2.23). Returns whether
     /// the peer supports NAT-T at all.
-    fn check_nat(&mut self, payloads: &[Payload], spi_r_in_hash: u64, local: SocketAddr, remote: SocketAddr) -> (bool, bool) {
+    fn check_nat(
+        &mut self,
+        payloads: &[Payload],
+        spi_r_in_hash: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> (bool, bool) {
         let src = payloads.iter().filter_map(|p| match p {
-            Payload::Notify(n) if n.notify_type == NotifyType::NatDetectionSourceIp => Some(&n.data),
+            Payload::Notify(n) if n.notify_type == NotifyType::NatDetectionSourceIp => {
+                Some(&n.data)
+            }
             _ => None,
         });
         let remote_hash = nat_hash(self.spi_i, spi_r_in_hash, remote);
@@ -406,8 +442,13 @@ impl IkeSa {
         sa.nr = random_bytes(&sa.rng, NONCE_LEN);
         let (nat_supported, nat) = sa.check_nat(&msg.payloads, 0, local, remote);
         let mut payloads = vec![
-            Payload::SecurityAssociation(Sa { proposals: vec![chosen] }),
-            Payload::KeyExchange(KeyExchange { group: suite.group.id(), data: public }),
+            Payload::SecurityAssociation(Sa {
+                proposals: vec![chosen],
+            }),
+            Payload::KeyExchange(KeyExchange {
+                group: suite.group.id(),
+                data: public,
+            }),
             Payload::Nonce(sa.nr.clone()),
         ];
         if nat_supported {
@@ -418,7 +459,13 @@ impl IkeSa {
             HashAlgorithm::Sha2_384,
             HashAlgorithm::Sha2_512,
         ])));
-        let header = IkeHeader::new(sa.spi_i, sa.spi_r, ExchangeType::IkeSaInit, Flags::new(false, true), 0);
+        let header = IkeHeader::new(
+            sa.spi_i,
+            sa.spi_r,
+            ExchangeType::IkeSaInit,
+            Flags::new(false, true),
+            0,
+        );
         let bytes = Message::new(header, payloads).to_bytes()?;
         sa.local_behind_nat = nat && nat_supported;
         sa.derive_initial_keys(suite, &g_ir)?;
@@ -469,9 +516,20 @@ impl IkeSa {
     }
 
     /// Encrypt `payloads` into an SK message (§3.14).
-    fn encrypt(&self, exchange: ExchangeType, response: bool, msg_id: u32, payloads: &[Payload]) -> Result<Vec<u8>, Error> {
-        let suite = self.suite.ok_or_else(|| Error::Protocol("no keys".into()))?;
-        let keys = self.keys.as_ref().ok_or_else(|| Error::Protocol("no keys".into()))?;
+    fn encrypt(
+        &self,
+        exchange: ExchangeType,
+        response: bool,
+        msg_id: u32,
+        payloads: &[Payload],
+    ) -> Result<Vec<u8>, Error> {
+        let suite = self
+            .suite
+            .ok_or_else(|| Error::Protocol("no keys".into()))?;
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or_else(|| Error::Protocol("no keys".into()))?;
         let (ek, ak) = if self.initiator {
             (&keys.sk_ei, &keys.sk_ai)
         } else {
@@ -479,17 +537,36 @@ impl IkeSa {
         };
         let mut plain = Vec::new();
         let inner = emit_payload_chain(payloads, &mut plain)?;
-        let header = IkeHeader::new(self.spi_i, self.spi_r, exchange, Flags::new(self.initiator, response), msg_id);
+        let header = IkeHeader::new(
+            self.spi_i,
+            self.spi_r,
+            exchange,
+            Flags::new(self.initiator, response),
+            msg_id,
+        );
         let mut out = Vec::new();
-        let loc = emit_encrypted(&header, &[], inner, suite.cipher.body_len(plain.len()), &mut out)?;
-        suite.cipher.seal(ek, ak, &mut out, loc.body.start, &plain, &self.rng)?;
+        let loc = emit_encrypted(
+            &header,
+            &[],
+            inner,
+            suite.cipher.body_len(plain.len()),
+            &mut out,
+        )?;
+        suite
+            .cipher
+            .seal(ek, ak, &mut out, loc.body.start, &plain, &self.rng)?;
         Ok(out)
     }
 
     /// Verify and decrypt an SK message from the peer.
     fn decrypt(&self, bytes: &[u8]) -> Result<Vec<Payload>, Error> {
-        let suite = self.suite.ok_or_else(|| Error::Protocol("no keys".into()))?;
-        let keys = self.keys.as_ref().ok_or_else(|| Error::Protocol("no keys".into()))?;
+        let suite = self
+            .suite
+            .ok_or_else(|| Error::Protocol("no keys".into()))?;
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or_else(|| Error::Protocol("no keys".into()))?;
         let (ek, ak) = if self.initiator {
             (&keys.sk_er, &keys.sk_ar)
         } else {
@@ -522,7 +599,9 @@ impl IkeSa {
 
     fn pump(&mut self, now: Instant) {
         while self.pending.is_none() && matches!(self.state, State::Established | State::Rekeyed) {
-            let Some(r) = self.queue.pop_front() else { return };
+            let Some(r) = self.queue.pop_front() else {
+                return;
+            };
             if let Err(e) = self.send_request(now, r) {
                 tracing::warn!("request not sent: {e}");
             }
@@ -545,7 +624,11 @@ impl IkeSa {
             }
             Request::DeleteIke => {
                 self.state = State::Deleting;
-                (ExchangeType::Informational, vec![Payload::Delete(Delete::ike())], Ctx::DeleteIke)
+                (
+                    ExchangeType::Informational,
+                    vec![Payload::Delete(Delete::ike())],
+                    Ctx::DeleteIke,
+                )
             }
             Request::Create { kind, group } => self.build_create(kind, group)?,
         };
@@ -555,7 +638,11 @@ impl IkeSa {
         Ok(())
     }
 
-    fn build_create(&mut self, kind: CreateKind, group: Option<Group>) -> Result<(ExchangeType, Vec<Payload>, Ctx), Error> {
+    fn build_create(
+        &mut self,
+        kind: CreateKind,
+        group: Option<Group>,
+    ) -> Result<(ExchangeType, Vec<Payload>, Ctx), Error> {
         let nonce = random_bytes(&self.rng, NONCE_LEN);
         let mut payloads = Vec::new();
         let (dh, spi);
@@ -570,7 +657,10 @@ impl IkeSa {
                     new_spi.to_be_bytes().to_vec(),
                 )));
                 payloads.push(Payload::Nonce(nonce.clone()));
-                payloads.push(Payload::KeyExchange(KeyExchange { group: g.id(), data: d.public_value().to_vec() }));
+                payloads.push(Payload::KeyExchange(KeyExchange {
+                    group: g.id(),
+                    data: d.public_value().to_vec(),
+                }));
                 dh = Some(d);
                 spi = new_spi;
             }
@@ -580,22 +670,38 @@ impl IkeSa {
                     if !self.children.iter().any(|c| c.local_spi == old) {
                         return Err(Error::Protocol("no such child SA".into()));
                     }
-                    payloads.push(Payload::Notify(Notify::with_spi(ProtocolId::Esp, old, NotifyType::RekeySa, vec![])));
+                    payloads.push(Payload::Notify(Notify::with_spi(
+                        ProtocolId::Esp,
+                        old,
+                        NotifyType::RekeySa,
+                        vec![],
+                    )));
                 }
-                payloads.push(Payload::SecurityAssociation(proposal::esp_sa_payload(&self.cfg.esp_proposals, new_spi, true)));
+                payloads.push(Payload::SecurityAssociation(proposal::esp_sa_payload(
+                    &self.cfg.esp_proposals,
+                    new_spi,
+                    true,
+                )));
                 payloads.push(Payload::Nonce(nonce.clone()));
                 let g = group.or(self.cfg.esp_proposals.first().and_then(|s| s.pfs));
                 dh = match g {
                     Some(g) => {
                         let d = DhPrivate::generate(g, &self.rng)?;
-                        payloads.push(Payload::KeyExchange(KeyExchange { group: g.id(), data: d.public_value().to_vec() }));
+                        payloads.push(Payload::KeyExchange(KeyExchange {
+                            group: g.id(),
+                            data: d.public_value().to_vec(),
+                        }));
                         Some(d)
                     }
                     None => None,
                 };
                 let (lts, rts) = match kind {
                     CreateKind::RekeyChild(old) => {
-                        let c = self.children.iter().find(|c| c.local_spi == old).expect("checked");
+                        let c = self
+                            .children
+                            .iter()
+                            .find(|c| c.local_spi == old)
+                            .expect("checked");
                         (c.local_ts.clone(), c.remote_ts.clone())
                     }
                     _ => (self.cfg.local_ts.clone(), self.cfg.remote_ts.clone()),
@@ -605,7 +711,16 @@ impl IkeSa {
                 spi = new_spi as u64;
             }
         }
-        Ok((ExchangeType::CreateChildSa, payloads, Ctx::Create { kind, nonce, dh, spi }))
+        Ok((
+            ExchangeType::CreateChildSa,
+            payloads,
+            Ctx::Create {
+                kind,
+                nonce,
+                dh,
+                spi,
+            },
+        ))
     }
 
     // ---- public actions ------------------------------------------------------
@@ -620,13 +735,31 @@ impl IkeSa {
         self.enqueue(now, Request::DeleteIke);
     }
     pub fn create_child(&mut self, now: Instant) {
-        self.enqueue(now, Request::Create { kind: CreateKind::NewChild, group: None });
+        self.enqueue(
+            now,
+            Request::Create {
+                kind: CreateKind::NewChild,
+                group: None,
+            },
+        );
     }
     pub fn rekey_child(&mut self, now: Instant, local_spi: u32) {
-        self.enqueue(now, Request::Create { kind: CreateKind::RekeyChild(local_spi), group: None });
+        self.enqueue(
+            now,
+            Request::Create {
+                kind: CreateKind::RekeyChild(local_spi),
+                group: None,
+            },
+        );
     }
     pub fn rekey(&mut self, now: Instant) {
-        self.enqueue(now, Request::Create { kind: CreateKind::RekeyIke, group: None });
+        self.enqueue(
+            now,
+            Request::Create {
+                kind: CreateKind::RekeyIke,
+                group: None,
+            },
+        );
     }
 
     fn close(&mut self, reason: DownReason) {
@@ -648,7 +781,10 @@ impl IkeSa {
         self.pending = None;
         self.queue.clear();
         if !silent {
-            self.events.push_back(Event::IkeSaDown { sa: self.id(), reason });
+            self.events.push_back(Event::IkeSaDown {
+                sa: self.id(),
+                reason,
+            });
         }
     }
 
@@ -709,10 +845,16 @@ impl IkeSa {
             }
         }
         if self.state == State::Established {
-            if self.pending.is_none() && self.queue.is_empty() && now >= self.last_recv + self.cfg.dpd_delay {
+            if self.pending.is_none()
+                && self.queue.is_empty()
+                && now >= self.last_recv + self.cfg.dpd_delay
+            {
                 self.enqueue(now, Request::Liveness);
             }
-            if self.nat_t && self.local_behind_nat && now >= self.last_sent + self.cfg.keepalive_interval {
+            if self.nat_t
+                && self.local_behind_nat
+                && now >= self.last_sent + self.cfg.keepalive_interval
+            {
                 // RFC 3948 §2.3: a single 0xFF octet, no marker.
                 self.last_sent = now;
                 self.transmits.push_back(Transmit {
@@ -732,7 +874,9 @@ impl IkeSa {
         if self.state == State::Closed {
             return;
         }
-        let Ok(header) = IkeHeader::parse(bytes) else { return };
+        let Ok(header) = IkeHeader::parse(bytes) else {
+            return;
+        };
         if header.length as usize != bytes.len() {
             return;
         }
@@ -744,7 +888,14 @@ impl IkeSa {
         self.pump(now);
     }
 
-    fn handle_response(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, header: &IkeHeader, bytes: &[u8]) {
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        to: SocketAddr,
+        header: &IkeHeader,
+        bytes: &[u8],
+    ) {
         let Some(p) = &self.pending else { return };
         if p.msg_id != header.message_id {
             return;
@@ -755,12 +906,16 @@ impl IkeSa {
         }
         if header.exchange_type == ExchangeType::IkeSaInit {
             if matches!(p.ctx, Ctx::Init) && self.state == State::InitSent {
-                let Ok(msg) = Message::parse(bytes) else { return };
+                let Ok(msg) = Message::parse(bytes) else {
+                    return;
+                };
                 self.on_init_response(now, from, to, &msg, bytes);
             }
             return;
         }
-        let Ok(payloads) = self.decrypt(bytes) else { return };
+        let Ok(payloads) = self.decrypt(bytes) else {
+            return;
+        };
         self.last_recv = now;
         let p = self.pending.take().expect("checked");
         match p.ctx {
@@ -778,15 +933,32 @@ impl IkeSa {
                 }
             }
             Ctx::DeleteIke => {
-                let reason = if self.state == State::Rekeyed { DownReason::Rekeyed } else { DownReason::LocalDelete };
+                let reason = if self.state == State::Rekeyed {
+                    DownReason::Rekeyed
+                } else {
+                    DownReason::LocalDelete
+                };
                 self.state = State::Deleting;
                 self.close(reason);
             }
-            Ctx::Create { kind, nonce, dh, spi, .. } => self.on_create_response(now, &payloads, kind, nonce, dh, spi),
+            Ctx::Create {
+                kind,
+                nonce,
+                dh,
+                spi,
+                ..
+            } => self.on_create_response(now, &payloads, kind, nonce, dh, spi),
         }
     }
 
-    fn on_init_response(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, msg: &Message, bytes: &[u8]) {
+    fn on_init_response(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        to: SocketAddr,
+        msg: &Message,
+        bytes: &[u8],
+    ) {
         let _ = (from, to);
         if let Some(c) = msg.find_notify(NotifyType::Cookie) {
             if c.data.is_empty() || c.data.len() > 64 {
@@ -799,11 +971,17 @@ impl IkeSa {
         if let Some(n) = msg.find_notify(NotifyType::InvalidKePayload) {
             let g = n.requested_group().and_then(Group::from_id);
             match g {
-                Some(g) if self.cfg.ike_proposals.iter().any(|s| s.group == g) && Some(g) != self.ke_group => {
+                Some(g)
+                    if self.cfg.ike_proposals.iter().any(|s| s.group == g)
+                        && Some(g) != self.ke_group =>
+                {
                     self.ke_group = Some(g);
                     let _ = self.send_init(now);
                 }
-                _ => self.fail(format!("INVALID_KE_PAYLOAD for unusable group {:?}", n.requested_group())),
+                _ => self.fail(format!(
+                    "INVALID_KE_PAYLOAD for unusable group {:?}",
+                    n.requested_group()
+                )),
             }
             return;
         }
@@ -822,7 +1000,9 @@ impl IkeSa {
                 _ => {}
             }
         }
-        let (Some(sa), Some(ke), Some(nr)) = (sa, ke, nr) else { return };
+        let (Some(sa), Some(ke), Some(nr)) = (sa, ke, nr) else {
+            return;
+        };
         if msg.header.spi_r == 0 || nr.len() < 16 || nr.len() > 256 {
             return;
         }
@@ -845,10 +1025,12 @@ impl IkeSa {
         self.msg2 = bytes.to_vec();
         self.pending = None;
         self.last_recv = now;
-        let (nat_supported, nat) = self.check_nat(&msg.payloads, self.spi_r, self.local, self.remote);
+        let (nat_supported, nat) =
+            self.check_nat(&msg.payloads, self.spi_r, self.local, self.remote);
         if nat_supported {
-            let local_hash_mismatch = find_notify(&msg.payloads, NotifyType::NatDetectionDestinationIp)
-                .is_some_and(|n| n.data != nat_hash(self.spi_i, self.spi_r, self.local));
+            let local_hash_mismatch =
+                find_notify(&msg.payloads, NotifyType::NatDetectionDestinationIp)
+                    .is_some_and(|n| n.data != nat_hash(self.spi_i, self.spi_r, self.local));
             self.local_behind_nat = local_hash_mismatch;
             if nat || self.cfg.force_encap {
                 self.float();
@@ -858,19 +1040,32 @@ impl IkeSa {
         let child_spi = random_spi(&self.rng);
         let mut payloads = vec![Payload::IdInitiator(self.cfg.local_id.clone())];
         if let LocalAuth::Cert { cert_der, .. } = &self.cfg.local_auth {
-            payloads.push(Payload::Certificate(Certificate { encoding: CertEncoding::X509Signature, data: cert_der.clone() }));
+            payloads.push(Payload::Certificate(Certificate {
+                encoding: CertEncoding::X509Signature,
+                data: cert_der.clone(),
+            }));
         }
         if let Some(r) = &self.cfg.remote_id {
             payloads.push(Payload::IdResponder(r.clone()));
         }
         let keys = self.keys.as_ref().expect("derived");
-        let octets = auth::signed_octets(&self.msg1, &self.nr, suite.prf, &keys.sk_pi, &self.cfg.local_id);
+        let octets = auth::signed_octets(
+            &self.msg1,
+            &self.nr,
+            suite.prf,
+            &keys.sk_pi,
+            &self.cfg.local_id,
+        );
         let a = match auth::make_auth(&self.cfg.local_auth, suite.prf, &octets) {
             Ok(a) => a,
             Err(e) => return self.fail(format!("cannot sign: {e}")),
         };
         payloads.push(Payload::Authentication(a));
-        payloads.push(Payload::SecurityAssociation(proposal::esp_sa_payload(&self.cfg.esp_proposals, child_spi, false)));
+        payloads.push(Payload::SecurityAssociation(proposal::esp_sa_payload(
+            &self.cfg.esp_proposals,
+            child_spi,
+            false,
+        )));
         payloads.push(Payload::TsInitiator(child::to_wire(&self.cfg.local_ts)));
         payloads.push(Payload::TsResponder(child::to_wire(&self.cfg.remote_ts)));
         match self.encrypt(ExchangeType::IkeAuth, false, 1, &payloads) {
@@ -889,7 +1084,13 @@ impl IkeSa {
     }
 
     /// Authenticate the peer's AUTH payload; returns a reason on failure.
-    fn verify_peer(&self, id: &Identification, cert: Option<&Certificate>, a: &dodvpn_wire::Auth, octets: &[u8]) -> Result<(), String> {
+    fn verify_peer(
+        &self,
+        id: &Identification,
+        cert: Option<&Certificate>,
+        a: &dodvpn_wire::Auth,
+        octets: &[u8],
+    ) -> Result<(), String> {
         if let Some(want) = &self.cfg.remote_id {
             if !auth::id_matches(want, id) {
                 return Err("peer identity does not match the configured remote identity".into());
@@ -901,10 +1102,15 @@ impl IkeSa {
             RemoteAuth::Cert(v) => {
                 let cert = cert.ok_or("peer sent no certificate")?;
                 if cert.encoding != CertEncoding::X509Signature {
-                    return Err(format!("certificate encoding {:?} not supported", cert.encoding));
+                    return Err(format!(
+                        "certificate encoding {:?} not supported",
+                        cert.encoding
+                    ));
                 }
-                let info = dodvpn_pki::inspect(&cert.data).map_err(|e| format!("peer certificate: {e}"))?;
-                let key = auth::parse_spki(&info.public_key_spki_der).ok_or("unsupported public key")?;
+                let info = dodvpn_pki::inspect(&cert.data)
+                    .map_err(|e| format!("peer certificate: {e}"))?;
+                let key =
+                    auth::parse_spki(&info.public_key_spki_der).ok_or("unsupported public key")?;
                 auth::verify_signature(&key, a, octets)?;
                 v.validate(&cert.data, id)
             }
@@ -914,8 +1120,13 @@ impl IkeSa {
     fn on_auth_response(&mut self, now: Instant, payloads: &[Payload], child_spi: u32) {
         let _ = now;
         if let Some(e) = first_error(payloads) {
-            if e == NotifyType::AuthenticationFailed || e.to_wire() < 16384 && find_payload_auth(payloads).is_none() {
-                self.events.push_back(Event::AuthFailed { sa: self.id(), reason: format!("peer answered {e:?}") });
+            if e == NotifyType::AuthenticationFailed
+                || e.to_wire() < 16384 && find_payload_auth(payloads).is_none()
+            {
+                self.events.push_back(Event::AuthFailed {
+                    sa: self.id(),
+                    reason: format!("peer answered {e:?}"),
+                });
                 return self.fail(format!("IKE_AUTH refused: {e:?}"));
             }
         }
@@ -931,14 +1142,20 @@ impl IkeSa {
             }
         }
         let (Some(idr), Some(a)) = (idr, a) else {
-            self.events.push_back(Event::AuthFailed { sa: self.id(), reason: "IKE_AUTH response without IDr/AUTH".into() });
+            self.events.push_back(Event::AuthFailed {
+                sa: self.id(),
+                reason: "IKE_AUTH response without IDr/AUTH".into(),
+            });
             return self.fail("bad IKE_AUTH response".into());
         };
         let suite = self.suite.expect("keys");
         let keys = self.keys.as_ref().expect("keys");
         let octets = auth::signed_octets(&self.msg2, &self.ni, suite.prf, &keys.sk_pr, idr);
         if let Err(reason) = self.verify_peer(idr, cert, a, &octets) {
-            self.events.push_back(Event::AuthFailed { sa: self.id(), reason: reason.clone() });
+            self.events.push_back(Event::AuthFailed {
+                sa: self.id(),
+                reason: reason.clone(),
+            });
             return self.fail(format!("peer authentication failed: {reason}"));
         }
         self.peer_id = Some(idr.clone());
@@ -955,7 +1172,10 @@ impl IkeSa {
         let nr = self.nr.clone();
         match self.child_from_response(payloads, child_spi, None, &ni, &nr) {
             Ok(info) => self.events.push_back(Event::ChildSaUp(info)),
-            Err(reason) => self.events.push_back(Event::ChildSaFailed { sa: self.id(), reason }),
+            Err(reason) => self.events.push_back(Event::ChildSaFailed {
+                sa: self.id(),
+                reason,
+            }),
         }
     }
 
@@ -1013,8 +1233,13 @@ impl IkeSa {
     ) -> Result<ChildSaInfo, String> {
         let prf = self.suite.expect("keys").prf;
         let sk_d = &self.keys.as_ref().expect("keys").sk_d;
-        let (i2r, r2i) = keys::child_keymat(prf, sk_d, g_ir, ni, nr, choice.aead.keymat_len()).map_err(|e| e.to_string())?;
-        let (keymat_out, keymat_in) = if exchange_initiator { (i2r, r2i) } else { (r2i, i2r) };
+        let (i2r, r2i) = keys::child_keymat(prf, sk_d, g_ir, ni, nr, choice.aead.keymat_len())
+            .map_err(|e| e.to_string())?;
+        let (keymat_out, keymat_in) = if exchange_initiator {
+            (i2r, r2i)
+        } else {
+            (r2i, i2r)
+        };
         let c = ChildSa {
             local_spi,
             remote_spi: choice.peer_spi,
@@ -1043,7 +1268,15 @@ impl IkeSa {
         })
     }
 
-    fn on_create_response(&mut self, now: Instant, payloads: &[Payload], kind: CreateKind, nonce: Vec<u8>, dh: Option<DhPrivate>, spi: u64) {
+    fn on_create_response(
+        &mut self,
+        now: Instant,
+        payloads: &[Payload],
+        kind: CreateKind,
+        nonce: Vec<u8>,
+        dh: Option<DhPrivate>,
+        spi: u64,
+    ) {
         if let Some(n) = find_notify(payloads, NotifyType::InvalidKePayload) {
             if let Some(g) = n.requested_group().and_then(Group::from_id) {
                 let allowed = match kind {
@@ -1051,7 +1284,10 @@ impl IkeSa {
                     _ => self.cfg.esp_proposals.iter().any(|s| s.pfs == Some(g)),
                 };
                 if allowed && dh.as_ref().map(|d| d.group()) != Some(g) {
-                    self.queue.push_front(Request::Create { kind, group: Some(g) });
+                    self.queue.push_front(Request::Create {
+                        kind,
+                        group: Some(g),
+                    });
                     return;
                 }
             }
@@ -1065,12 +1301,17 @@ impl IkeSa {
             _ => None,
         });
         let fail_child = |me: &mut IkeSa, reason: String| {
-            me.events.push_back(Event::ChildSaFailed { sa: me.id(), reason });
+            me.events.push_back(Event::ChildSaFailed {
+                sa: me.id(),
+                reason,
+            });
         };
         if let Some(e) = first_error(payloads) {
             return fail_child(self, format!("CREATE_CHILD_SA refused: {e:?}"));
         }
-        let Some(nr) = nr else { return fail_child(self, "no nonce in CREATE_CHILD_SA response".into()) };
+        let Some(nr) = nr else {
+            return fail_child(self, "no nonce in CREATE_CHILD_SA response".into());
+        };
         let g_ir = match (dh, ke) {
             (Some(d), Some(k)) if k.group == d.group().id() => match d.agree(&k.data) {
                 Ok(g) => Some(g),
@@ -1090,8 +1331,12 @@ impl IkeSa {
                 let Some(suite) = proposal::accept_ike_answer(&self.cfg.ike_proposals, sa) else {
                     return fail_child(self, "bad IKE rekey proposal".into());
                 };
-                let Some(peer_spi) = sa.proposals[0].spi_u64() else { return fail_child(self, "bad SPI".into()) };
-                let Some(g_ir) = g_ir else { return fail_child(self, "IKE rekey without KE".into()) };
+                let Some(peer_spi) = sa.proposals[0].spi_u64() else {
+                    return fail_child(self, "bad SPI".into());
+                };
+                let Some(g_ir) = g_ir else {
+                    return fail_child(self, "IKE rekey without KE".into());
+                };
                 if suite.group.id() != ke_group_of(payloads) {
                     return fail_child(self, "KE group mismatch".into());
                 }
@@ -1123,12 +1368,30 @@ impl IkeSa {
 
     /// Build the rekeyed IKE SA, move the children over, hand it to the endpoint.
     #[allow(clippy::too_many_arguments)]
-    fn finish_ike_rekey(&mut self, now: Instant, suite: IkeSuite, g_ir: &[u8], ni: &[u8], nr: &[u8], our_spi: u64, peer_spi: u64, we_initiated: bool) {
+    fn finish_ike_rekey(
+        &mut self,
+        now: Instant,
+        suite: IkeSuite,
+        g_ir: &[u8],
+        ni: &[u8],
+        nr: &[u8],
+        our_spi: u64,
+        peer_spi: u64,
+        we_initiated: bool,
+    ) {
         let old = self.keys.as_ref().expect("keys");
         let old_prf = self.suite.expect("keys").prf;
         let seed = keys::rekey_skeyseed(old_prf, &old.sk_d, g_ir, ni, nr);
-        let (spi_i, spi_r) = if we_initiated { (our_spi, peer_spi) } else { (peer_spi, our_spi) };
-        let Ok(new_keys) = keys::derive_ike_keys(suite.prf, suite.cipher, &seed, ni, nr, spi_i, spi_r) else { return };
+        let (spi_i, spi_r) = if we_initiated {
+            (our_spi, peer_spi)
+        } else {
+            (peer_spi, our_spi)
+        };
+        let Ok(new_keys) =
+            keys::derive_ike_keys(suite.prf, suite.cipher, &seed, ni, nr, spi_i, spi_r)
+        else {
+            return;
+        };
         let mut n = IkeSa::blank(self.cfg.clone(), now, we_initiated, self.local, self.remote);
         n.spi_i = spi_i;
         n.spi_r = spi_r;
@@ -1141,11 +1404,21 @@ impl IkeSa {
         n.nr = nr.to_vec();
         n.peer_id = self.peer_id.clone();
         n.children = std::mem::take(&mut self.children);
-        self.events.push_back(Event::IkeSaRekeyed { old: self.id(), new: n.id() });
+        self.events.push_back(Event::IkeSaRekeyed {
+            old: self.id(),
+            new: n.id(),
+        });
         self.spawned = Some(Box::new(n));
     }
 
-    fn handle_request(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, header: &IkeHeader, bytes: &[u8]) {
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        to: SocketAddr,
+        header: &IkeHeader,
+        bytes: &[u8],
+    ) {
         // Requests come from the peer's side: I flag set iff the peer is the original initiator.
         if header.flags.initiator() == self.initiator {
             return;
@@ -1167,7 +1440,9 @@ impl IkeSa {
         if self.state == State::InitDone && header.exchange_type != ExchangeType::IkeAuth {
             return;
         }
-        let Ok(payloads) = self.decrypt(bytes) else { return };
+        let Ok(payloads) = self.decrypt(bytes) else {
+            return;
+        };
         self.last_recv = now;
         self.peer_next_req_id = id.wrapping_add(1);
         // §2.23: follow the peer's address (NAT mapping changes, float to 4500).
@@ -1179,7 +1454,9 @@ impl IkeSa {
             }
         }
         match header.exchange_type {
-            ExchangeType::IkeAuth if self.state == State::InitDone => self.on_auth_request(now, id, &payloads),
+            ExchangeType::IkeAuth if self.state == State::InitDone => {
+                self.on_auth_request(now, id, &payloads)
+            }
             ExchangeType::Informational => self.on_informational(now, id, &payloads),
             ExchangeType::CreateChildSa => self.on_create_request(now, id, &payloads),
             other => {
@@ -1217,25 +1494,49 @@ impl IkeSa {
             _ => Err("IKE_AUTH without IDi/AUTH".into()),
         };
         if let Err(reason) = verdict {
-            self.respond(now, ExchangeType::IkeAuth, id, &[notify(NotifyType::AuthenticationFailed, vec![])]);
-            self.events.push_back(Event::AuthFailed { sa: self.id(), reason: reason.clone() });
-            self.close(DownReason::Failed(format!("peer authentication failed: {reason}")));
+            self.respond(
+                now,
+                ExchangeType::IkeAuth,
+                id,
+                &[notify(NotifyType::AuthenticationFailed, vec![])],
+            );
+            self.events.push_back(Event::AuthFailed {
+                sa: self.id(),
+                reason: reason.clone(),
+            });
+            self.close(DownReason::Failed(format!(
+                "peer authentication failed: {reason}"
+            )));
             return;
         }
         let idi = idi.expect("checked").clone();
         let keys = self.keys.as_ref().expect("keys");
-        let octets = auth::signed_octets(&self.msg2, &self.ni, suite.prf, &keys.sk_pr, &self.cfg.local_id);
+        let octets = auth::signed_octets(
+            &self.msg2,
+            &self.ni,
+            suite.prf,
+            &keys.sk_pr,
+            &self.cfg.local_id,
+        );
         let our_auth = match auth::make_auth(&self.cfg.local_auth, suite.prf, &octets) {
             Ok(a) => a,
             Err(e) => {
-                self.respond(now, ExchangeType::IkeAuth, id, &[notify(NotifyType::AuthenticationFailed, vec![])]);
+                self.respond(
+                    now,
+                    ExchangeType::IkeAuth,
+                    id,
+                    &[notify(NotifyType::AuthenticationFailed, vec![])],
+                );
                 self.close(DownReason::Failed(format!("cannot sign: {e}")));
                 return;
             }
         };
         let mut out = vec![Payload::IdResponder(self.cfg.local_id.clone())];
         if let LocalAuth::Cert { cert_der, .. } = &self.cfg.local_auth {
-            out.push(Payload::Certificate(Certificate { encoding: CertEncoding::X509Signature, data: cert_der.clone() }));
+            out.push(Payload::Certificate(Certificate {
+                encoding: CertEncoding::X509Signature,
+                data: cert_der.clone(),
+            }));
         }
         out.push(Payload::Authentication(our_auth));
         self.peer_id = Some(idi.clone());
@@ -1249,16 +1550,21 @@ impl IkeSa {
         });
         let (ni, nr) = (self.ni.clone(), self.nr.clone());
         match (sa, tsi, tsr) {
-            (Some(sa), Some(tsi), Some(tsr)) => match self.child_for_request(sa, tsi, tsr, None, false, &ni, &nr, None) {
-                Ok((info, reply)) => {
-                    out.extend(reply);
-                    self.events.push_back(Event::ChildSaUp(info));
+            (Some(sa), Some(tsi), Some(tsr)) => {
+                match self.child_for_request(sa, tsi, tsr, None, false, &ni, &nr, None) {
+                    Ok((info, reply)) => {
+                        out.extend(reply);
+                        self.events.push_back(Event::ChildSaUp(info));
+                    }
+                    Err(n) => {
+                        self.events.push_back(Event::ChildSaFailed {
+                            sa: self.id(),
+                            reason: format!("{n:?}"),
+                        });
+                        out.push(notify(n, vec![]));
+                    }
                 }
-                Err(n) => {
-                    self.events.push_back(Event::ChildSaFailed { sa: self.id(), reason: format!("{n:?}") });
-                    out.push(notify(n, vec![]));
-                }
-            },
+            }
             _ => {}
         }
         self.respond(now, ExchangeType::IkeAuth, id, &out);
@@ -1279,23 +1585,30 @@ impl IkeSa {
         rekey_of: Option<u32>,
     ) -> Result<(ChildSaInfo, Vec<Payload>), NotifyType> {
         let local_spi = random_spi(&self.rng);
-        let (choice, answer) = proposal::select_esp(&self.cfg.esp_proposals, sa, with_dh, local_spi)
-            .ok_or(NotifyType::NoProposalChosen)?;
+        let (choice, answer) =
+            proposal::select_esp(&self.cfg.esp_proposals, sa, with_dh, local_spi)
+                .ok_or(NotifyType::NoProposalChosen)?;
         // §2.9: narrow the initiator's proposal to our policy.
         let remote_ts = child::narrow(tsi, &self.cfg.remote_ts);
         let local_ts = child::narrow(tsr, &self.cfg.local_ts);
         if remote_ts.is_empty() || local_ts.is_empty() {
             return Err(NotifyType::TsUnacceptable);
         }
-        let mut reply = vec![Payload::SecurityAssociation(Sa { proposals: vec![answer] })];
+        let mut reply = vec![Payload::SecurityAssociation(Sa {
+            proposals: vec![answer],
+        })];
         let g_ir = match choice.pfs {
             Some(g) => {
                 let ke = ke.ok_or(NotifyType::InvalidKePayload)?;
                 if ke.group != g.id() {
                     return Err(NotifyType::InvalidKePayload);
                 }
-                let d = DhPrivate::generate(g, &self.rng).map_err(|_| NotifyType::NoProposalChosen)?;
-                reply.push(Payload::KeyExchange(KeyExchange { group: g.id(), data: d.public_value().to_vec() }));
+                let d =
+                    DhPrivate::generate(g, &self.rng).map_err(|_| NotifyType::NoProposalChosen)?;
+                reply.push(Payload::KeyExchange(KeyExchange {
+                    group: g.id(),
+                    data: d.public_value().to_vec(),
+                }));
                 Some(d.agree(&ke.data).map_err(|_| NotifyType::InvalidSyntax)?)
             }
             None => None,
@@ -1303,14 +1616,29 @@ impl IkeSa {
         reply.push(Payload::TsInitiator(child::to_wire(&remote_ts)));
         reply.push(Payload::TsResponder(child::to_wire(&local_ts)));
         let info = self
-            .install_child(local_spi, choice, g_ir.as_deref(), ni, nr, false, local_ts, remote_ts, rekey_of)
+            .install_child(
+                local_spi,
+                choice,
+                g_ir.as_deref(),
+                ni,
+                nr,
+                false,
+                local_ts,
+                remote_ts,
+                rekey_of,
+            )
             .map_err(|_| NotifyType::NoProposalChosen)?;
         Ok((info, reply))
     }
 
     fn on_create_request(&mut self, now: Instant, id: u32, payloads: &[Payload]) {
         if self.state != State::Established {
-            self.respond(now, ExchangeType::CreateChildSa, id, &[notify(NotifyType::TemporaryFailure, vec![])]);
+            self.respond(
+                now,
+                ExchangeType::CreateChildSa,
+                id,
+                &[notify(NotifyType::TemporaryFailure, vec![])],
+            );
             return;
         }
         let mut sa = None;
@@ -1329,7 +1657,12 @@ impl IkeSa {
             }
         }
         let (Some(sa), Some(ni)) = (sa, ni) else {
-            return self.respond(now, ExchangeType::CreateChildSa, id, &[notify(NotifyType::InvalidSyntax, vec![])]);
+            return self.respond(
+                now,
+                ExchangeType::CreateChildSa,
+                id,
+                &[notify(NotifyType::InvalidSyntax, vec![])],
+            );
         };
         let nr = random_bytes(&self.rng, NONCE_LEN);
         if sa.proposals.iter().any(|p| p.protocol == ProtocolId::Ike) {
@@ -1337,19 +1670,36 @@ impl IkeSa {
             match proposal::select_ike(&self.cfg.ike_proposals, sa, ke.map(|k| k.group)) {
                 IkeSelection::Chosen(suite, mut chosen) => {
                     let (Some(ke), Some(peer_spi)) = (ke, chosen.spi_u64()) else {
-                        return self.respond(now, ExchangeType::CreateChildSa, id, &[notify(NotifyType::InvalidSyntax, vec![])]);
+                        return self.respond(
+                            now,
+                            ExchangeType::CreateChildSa,
+                            id,
+                            &[notify(NotifyType::InvalidSyntax, vec![])],
+                        );
                     };
-                    let Ok(d) = DhPrivate::generate(suite.group, &self.rng) else { return };
+                    let Ok(d) = DhPrivate::generate(suite.group, &self.rng) else {
+                        return;
+                    };
                     let public = d.public_value().to_vec();
                     let Ok(g_ir) = d.agree(&ke.data) else {
-                        return self.respond(now, ExchangeType::CreateChildSa, id, &[notify(NotifyType::InvalidSyntax, vec![])]);
+                        return self.respond(
+                            now,
+                            ExchangeType::CreateChildSa,
+                            id,
+                            &[notify(NotifyType::InvalidSyntax, vec![])],
+                        );
                     };
                     let our_spi = random_u64(&self.rng);
                     chosen.spi = our_spi.to_be_bytes().to_vec();
                     let reply = vec![
-                        Payload::SecurityAssociation(Sa { proposals: vec![chosen] }),
+                        Payload::SecurityAssociation(Sa {
+                            proposals: vec![chosen],
+                        }),
                         Payload::Nonce(nr.clone()),
-                        Payload::KeyExchange(KeyExchange { group: suite.group.id(), data: public }),
+                        Payload::KeyExchange(KeyExchange {
+                            group: suite.group.id(),
+                            data: public,
+                        }),
                     ];
                     self.respond(now, ExchangeType::CreateChildSa, id, &reply);
                     self.finish_ike_rekey(now, suite, &g_ir, &ni, &nr, our_spi, peer_spi, false);
@@ -1362,18 +1712,28 @@ impl IkeSa {
                     id,
                     &[Payload::Notify(Notify::invalid_ke_payload(g.id()))],
                 ),
-                IkeSelection::NoProposalChosen => {
-                    self.respond(now, ExchangeType::CreateChildSa, id, &[notify(NotifyType::NoProposalChosen, vec![])])
-                }
+                IkeSelection::NoProposalChosen => self.respond(
+                    now,
+                    ExchangeType::CreateChildSa,
+                    id,
+                    &[notify(NotifyType::NoProposalChosen, vec![])],
+                ),
             }
             return;
         }
         let (Some(tsi), Some(tsr)) = (tsi, tsr) else {
-            return self.respond(now, ExchangeType::CreateChildSa, id, &[notify(NotifyType::InvalidSyntax, vec![])]);
+            return self.respond(
+                now,
+                ExchangeType::CreateChildSa,
+                id,
+                &[notify(NotifyType::InvalidSyntax, vec![])],
+            );
         };
         let rekey_of = match find_notify(payloads, NotifyType::RekeySa) {
             Some(n) => {
-                let old = n.spi_u32().and_then(|s| self.children.iter().find(|c| c.remote_spi == s));
+                let old = n
+                    .spi_u32()
+                    .and_then(|s| self.children.iter().find(|c| c.remote_spi == s));
                 match old {
                     Some(c) => Some(c.local_spi),
                     None => {
@@ -1382,7 +1742,12 @@ impl IkeSa {
                             now,
                             ExchangeType::CreateChildSa,
                             id,
-                            &[Payload::Notify(Notify::with_spi(ProtocolId::Esp, spi, NotifyType::ChildSaNotFound, vec![]))],
+                            &[Payload::Notify(Notify::with_spi(
+                                ProtocolId::Esp,
+                                spi,
+                                NotifyType::ChildSaNotFound,
+                                vec![],
+                            ))],
                         );
                     }
                 }
@@ -1401,8 +1766,19 @@ impl IkeSa {
                 self.events.push_back(Event::ChildSaUp(info));
             }
             Err(NotifyType::InvalidKePayload) => {
-                let g = self.cfg.esp_proposals.iter().find_map(|s| s.pfs).map(|g| g.id()).unwrap_or(dodvpn_wire::DhGroup::None);
-                self.respond(now, ExchangeType::CreateChildSa, id, &[Payload::Notify(Notify::invalid_ke_payload(g))]);
+                let g = self
+                    .cfg
+                    .esp_proposals
+                    .iter()
+                    .find_map(|s| s.pfs)
+                    .map(|g| g.id())
+                    .unwrap_or(dodvpn_wire::DhGroup::None);
+                self.respond(
+                    now,
+                    ExchangeType::CreateChildSa,
+                    id,
+                    &[Payload::Notify(Notify::invalid_ke_payload(g))],
+                );
             }
             Err(n) => self.respond(now, ExchangeType::CreateChildSa, id, &[notify(n, vec![])]),
         }
@@ -1447,7 +1823,11 @@ impl IkeSa {
         }
         self.respond(now, ExchangeType::Informational, id, &out);
         if delete_ike {
-            self.close(if self.state == State::Rekeyed { DownReason::Rekeyed } else { DownReason::PeerDeleted });
+            self.close(if self.state == State::Rekeyed {
+                DownReason::Rekeyed
+            } else {
+                DownReason::PeerDeleted
+            });
         }
     }
 }

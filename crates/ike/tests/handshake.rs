@@ -9,8 +9,20 @@ use dodvpn_wire::{ExchangeType, Message, NotifyType, Payload, TsRange};
 use pair::*;
 
 fn assert_up(p: &Pair) -> (ChildSaInfo, ChildSaInfo) {
-    assert!(p.a_events.iter().any(|e| matches!(e, Event::IkeSaUp { .. })), "a: {:?}", p.a_events);
-    assert!(p.b_events.iter().any(|e| matches!(e, Event::IkeSaUp { .. })), "b: {:?}", p.b_events);
+    assert!(
+        p.a_events
+            .iter()
+            .any(|e| matches!(e, Event::IkeSaUp { .. })),
+        "a: {:?}",
+        p.a_events
+    );
+    assert!(
+        p.b_events
+            .iter()
+            .any(|e| matches!(e, Event::IkeSaUp { .. })),
+        "b: {:?}",
+        p.b_events
+    );
     let ca = Pair::child_ups(&p.a_events);
     let cb = Pair::child_ups(&p.b_events);
     assert_eq!(ca.len(), 1, "{:?}", p.a_events);
@@ -45,7 +57,14 @@ fn psk_handshake_every_suite() {
         let mut p = psk_pair(s);
         p.connect();
         let (a, _) = assert_up(&p);
-        assert_eq!(a.local_ts, vec![TsRange::from_net("10.1.0.0/16".parse().unwrap(), 0, 0..=65535)]);
+        assert_eq!(
+            a.local_ts,
+            vec![TsRange::from_net(
+                "10.1.0.0/16".parse().unwrap(),
+                0,
+                0..=65535
+            )]
+        );
         let ids = p.a.sa_ids();
         let sa = p.a.sa(ids[0]).unwrap();
         assert_eq!(sa.state(), State::Established, "{s}");
@@ -54,8 +73,12 @@ fn psk_handshake_every_suite() {
         // Only IKE_SA_INIT travels in the clear: NAT-D and SIGNATURE_HASH_ALGORITHMS present.
         let init = Message::parse(&p.log[0].1.bytes).unwrap();
         assert!(init.find_notify(NotifyType::NatDetectionSourceIp).is_some());
-        assert!(init.find_notify(NotifyType::NatDetectionDestinationIp).is_some());
-        assert!(init.find_notify(NotifyType::SignatureHashAlgorithms).is_some());
+        assert!(init
+            .find_notify(NotifyType::NatDetectionDestinationIp)
+            .is_some());
+        assert!(init
+            .find_notify(NotifyType::SignatureHashAlgorithms)
+            .is_some());
     }
 }
 
@@ -63,7 +86,12 @@ fn psk_handshake_every_suite() {
 fn cert_handshake_each_group() {
     let ia = make_identity("a.example");
     let ib = make_identity("b.example");
-    for s in ["aes128gcm16-prfsha256-ecp256", "aes256gcm16-prfsha384-ecp384", "aes128gcm16-prfsha256-x25519", "aes256-sha256-ecp256"] {
+    for s in [
+        "aes128gcm16-prfsha256-ecp256",
+        "aes256gcm16-prfsha384-ecp384",
+        "aes128gcm16-prfsha256-x25519",
+        "aes256-sha256-ecp256",
+    ] {
         let a = cert_config(s, &ia, "a.example", &ib, "b.example", true);
         let b = cert_config(s, &ib, "b.example", &ia, "a.example", true);
         let mut p = Pair::new(a, b);
@@ -81,51 +109,140 @@ fn untrusted_peer_cert_fails_auth() {
     let b = cert_config(s, &ib, "b.example", &ia, "a.example", false);
     let mut p = Pair::new(a, b);
     p.connect();
-    assert!(p.b_events.iter().any(|e| matches!(e, Event::AuthFailed { reason, .. } if reason.contains("not trusted"))), "{:?}", p.b_events);
-    assert!(p.a_events.iter().any(|e| matches!(e, Event::AuthFailed { .. })));
+    assert!(
+        p.b_events.iter().any(
+            |e| matches!(e, Event::AuthFailed { reason, .. } if reason.contains("not trusted"))
+        ),
+        "{:?}",
+        p.b_events
+    );
+    assert!(p
+        .a_events
+        .iter()
+        .any(|e| matches!(e, Event::AuthFailed { .. })));
     assert!(Pair::child_ups(&p.a_events).is_empty() && Pair::child_ups(&p.b_events).is_empty());
     assert!(p.a.sa_ids().is_empty() && p.b.sa_ids().is_empty());
 }
 
 #[test]
 fn wrong_psk_fails_both_sides() {
-    let a = psk_config(&["aes128gcm16-prfsha256-ecp256"], &["aes128gcm16"], "a.example", "b.example", b"one");
-    let b = psk_config(&["aes128gcm16-prfsha256-ecp256"], &["aes128gcm16"], "b.example", "a.example", b"two");
+    let a = psk_config(
+        &["aes128gcm16-prfsha256-ecp256"],
+        &["aes128gcm16"],
+        "a.example",
+        "b.example",
+        b"one",
+    );
+    let b = psk_config(
+        &["aes128gcm16-prfsha256-ecp256"],
+        &["aes128gcm16"],
+        "b.example",
+        "a.example",
+        b"two",
+    );
     let mut p = Pair::new(a, b);
     p.connect();
-    assert!(p.b_events.iter().any(|e| matches!(e, Event::AuthFailed { .. })), "{:?}", p.b_events);
+    assert!(
+        p.b_events
+            .iter()
+            .any(|e| matches!(e, Event::AuthFailed { .. })),
+        "{:?}",
+        p.b_events
+    );
     assert!(p.a_events.iter().any(|e| matches!(e, Event::AuthFailed { reason, .. } if reason.contains("AuthenticationFailed"))), "{:?}", p.a_events);
     assert!(Pair::child_ups(&p.a_events).is_empty() && Pair::child_ups(&p.b_events).is_empty());
-    assert!(!p.a_events.iter().any(|e| matches!(e, Event::IkeSaUp { .. })));
+    assert!(!p
+        .a_events
+        .iter()
+        .any(|e| matches!(e, Event::IkeSaUp { .. })));
 }
 
 #[test]
 fn wrong_remote_identity_fails() {
-    let a = psk_config(&["aes128gcm16-prfsha256-ecp256"], &["aes128gcm16"], "a.example", "c.example", b"k");
-    let b = psk_config(&["aes128gcm16-prfsha256-ecp256"], &["aes128gcm16"], "b.example", "a.example", b"k");
+    let a = psk_config(
+        &["aes128gcm16-prfsha256-ecp256"],
+        &["aes128gcm16"],
+        "a.example",
+        "c.example",
+        b"k",
+    );
+    let b = psk_config(
+        &["aes128gcm16-prfsha256-ecp256"],
+        &["aes128gcm16"],
+        "b.example",
+        "a.example",
+        b"k",
+    );
     let mut p = Pair::new(a, b);
     p.connect();
-    assert!(p.a_events.iter().any(|e| matches!(e, Event::AuthFailed { .. })), "{:?}", p.a_events);
+    assert!(
+        p.a_events
+            .iter()
+            .any(|e| matches!(e, Event::AuthFailed { .. })),
+        "{:?}",
+        p.a_events
+    );
 }
 
 #[test]
 fn invalid_ke_retry() {
-    let a = psk_config(&["aes128gcm16-prfsha256-x25519", "aes128gcm16-prfsha256-ecp256"], &["aes128gcm16"], "a.example", "b.example", b"k");
-    let b = psk_config(&["aes128gcm16-prfsha256-ecp256"], &["aes128gcm16"], "b.example", "a.example", b"k");
+    let a = psk_config(
+        &[
+            "aes128gcm16-prfsha256-x25519",
+            "aes128gcm16-prfsha256-ecp256",
+        ],
+        &["aes128gcm16"],
+        "a.example",
+        "b.example",
+        b"k",
+    );
+    let b = psk_config(
+        &["aes128gcm16-prfsha256-ecp256"],
+        &["aes128gcm16"],
+        "b.example",
+        "a.example",
+        b"k",
+    );
     let mut p = Pair::new(a, b);
     p.connect();
     assert_up(&p);
-    let inits: Vec<_> = p.log.iter().filter(|(to, t)| *to == 'b' && Message::parse(&t.bytes).is_ok_and(|m| m.header.exchange_type == ExchangeType::IkeSaInit)).collect();
+    let inits: Vec<_> = p
+        .log
+        .iter()
+        .filter(|(to, t)| {
+            *to == 'b'
+                && Message::parse(&t.bytes)
+                    .is_ok_and(|m| m.header.exchange_type == ExchangeType::IkeSaInit)
+        })
+        .collect();
     assert_eq!(inits.len(), 2, "one retry with the requested group");
     let answer = p.log.iter().find(|(to, _)| *to == 'a').unwrap();
-    assert!(Message::parse(&answer.1.bytes).unwrap().find_notify(NotifyType::InvalidKePayload).is_some());
-    assert_eq!(p.a.sa(p.a.sa_ids()[0]).unwrap().suite().unwrap().group, Group::Ecp256);
+    assert!(Message::parse(&answer.1.bytes)
+        .unwrap()
+        .find_notify(NotifyType::InvalidKePayload)
+        .is_some());
+    assert_eq!(
+        p.a.sa(p.a.sa_ids()[0]).unwrap().suite().unwrap().group,
+        Group::Ecp256
+    );
 }
 
 #[test]
 fn no_proposal_chosen() {
-    let a = psk_config(&["aes128gcm16-prfsha256-x25519"], &["aes128gcm16"], "a.example", "b.example", b"k");
-    let b = psk_config(&["aes256-sha256-ecp384"], &["aes128gcm16"], "b.example", "a.example", b"k");
+    let a = psk_config(
+        &["aes128gcm16-prfsha256-x25519"],
+        &["aes128gcm16"],
+        "a.example",
+        "b.example",
+        b"k",
+    );
+    let b = psk_config(
+        &["aes256-sha256-ecp384"],
+        &["aes128gcm16"],
+        "b.example",
+        "a.example",
+        b"k",
+    );
     let mut p = Pair::new(a, b);
     p.connect();
     assert!(p.a_events.iter().any(|e| matches!(e, Event::IkeSaDown { reason: DownReason::Failed(r), .. } if r.contains("NoProposalChosen"))), "{:?}", p.a_events);
@@ -136,11 +253,20 @@ fn no_proposal_chosen() {
 fn cookie_round_trip_under_half_open_load() {
     let mut p = psk_pair("aes128gcm16-prfsha256-ecp256");
     // Fill the responder's half-open table with initiators that never finish.
-    let mut junk = psk_config(&["aes128gcm16-prfsha256-ecp256"], &["aes128gcm16"], "x", "y", b"k");
+    let mut junk = psk_config(
+        &["aes128gcm16-prfsha256-ecp256"],
+        &["aes128gcm16"],
+        "x",
+        "y",
+        b"k",
+    );
     junk.retransmit_tries = 1;
     let mut other = Endpoint::new(junk);
     for i in 0..16u16 {
-        let from = std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 7)), 1000 + i);
+        let from = std::net::SocketAddr::new(
+            std::net::IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 7)),
+            1000 + i,
+        );
         other.connect(p.now, from, Pair::b_addr()).unwrap();
         while let Some(t) = other.poll_transmit() {
             p.b.handle(p.now, t.from, t.to, &t.bytes);
@@ -150,10 +276,21 @@ fn cookie_round_trip_under_half_open_load() {
     assert_eq!(p.b.sa_ids().len(), 16);
     p.connect();
     assert_up(&p);
-    let to_b: Vec<Message> = p.log.iter().filter(|(to, _)| *to == 'b').map(|(_, t)| Message::parse(&t.bytes).unwrap()).collect();
-    assert!(matches!(&to_b[1].payloads[0], Payload::Notify(n) if n.notify_type == NotifyType::Cookie), "retry starts with COOKIE");
+    let to_b: Vec<Message> = p
+        .log
+        .iter()
+        .filter(|(to, _)| *to == 'b')
+        .map(|(_, t)| Message::parse(&t.bytes).unwrap())
+        .collect();
+    assert!(
+        matches!(&to_b[1].payloads[0], Payload::Notify(n) if n.notify_type == NotifyType::Cookie),
+        "retry starts with COOKIE"
+    );
     let first_answer = p.log.iter().find(|(to, _)| *to == 'a').unwrap();
-    assert!(Message::parse(&first_answer.1.bytes).unwrap().find_notify(NotifyType::Cookie).is_some());
+    assert!(Message::parse(&first_answer.1.bytes)
+        .unwrap()
+        .find_notify(NotifyType::Cookie)
+        .is_some());
     // The cookie was stateless: no SA was created for the cookie-less first try.
     assert_eq!(p.b.sa_ids().len(), 17);
 }
@@ -163,7 +300,9 @@ fn lost_auth_response_is_retransmitted() {
     let mut p = psk_pair("aes128gcm16-prfsha256-ecp256");
     let mut dropped = 0;
     p.filter = Box::new(move |_t, h| match h {
-        Some(h) if h.exchange_type == ExchangeType::IkeAuth && h.flags.response() && dropped == 0 => {
+        Some(h)
+            if h.exchange_type == ExchangeType::IkeAuth && h.flags.response() && dropped == 0 =>
+        {
             dropped += 1;
             Fate::Drop
         }
@@ -171,7 +310,11 @@ fn lost_auth_response_is_retransmitted() {
     });
     p.connect();
     assert_up(&p);
-    let auth_reqs = p.log.iter().filter(|(to, t)| *to == 'b' && IkeHeader_of(t).exchange_type == ExchangeType::IkeAuth).count();
+    let auth_reqs = p
+        .log
+        .iter()
+        .filter(|(to, t)| *to == 'b' && IkeHeader_of(t).exchange_type == ExchangeType::IkeAuth)
+        .count();
     assert_eq!(auth_reqs, 2, "initiator retransmitted IKE_AUTH");
 }
 
@@ -199,17 +342,49 @@ fn duplicated_and_reordered_datagrams() {
     p.a.send_liveness(p.now, a);
     p.drive();
     let sa = p.b.sa(p.b.sa_ids()[0]).unwrap();
-    assert_eq!(sa.message_ids().1, 3, "responder processed IKE_AUTH and one INFORMATIONAL once each");
+    assert_eq!(
+        sa.message_ids().1,
+        3,
+        "responder processed IKE_AUTH and one INFORMATIONAL once each"
+    );
 }
 
 #[test]
 fn ts_narrowing_and_unacceptable() {
-    let mut a = psk_config(&["aes128gcm16-prfsha256-ecp256"], &["aes128gcm16"], "a.example", "b.example", b"k");
-    a.local_ts = vec![TsRange::from_net("10.1.0.0/16".parse().unwrap(), 0, 0..=65535)];
-    a.remote_ts = vec![TsRange::from_net("10.2.0.0/16".parse().unwrap(), 0, 0..=65535)];
-    let mut b = psk_config(&["aes128gcm16-prfsha256-ecp256"], &["aes128gcm16"], "b.example", "a.example", b"k");
-    b.local_ts = vec![TsRange::from_net("10.2.3.0/24".parse().unwrap(), 6, 443..=443)];
-    b.remote_ts = vec![TsRange::from_net("10.1.0.0/16".parse().unwrap(), 0, 0..=65535)];
+    let mut a = psk_config(
+        &["aes128gcm16-prfsha256-ecp256"],
+        &["aes128gcm16"],
+        "a.example",
+        "b.example",
+        b"k",
+    );
+    a.local_ts = vec![TsRange::from_net(
+        "10.1.0.0/16".parse().unwrap(),
+        0,
+        0..=65535,
+    )];
+    a.remote_ts = vec![TsRange::from_net(
+        "10.2.0.0/16".parse().unwrap(),
+        0,
+        0..=65535,
+    )];
+    let mut b = psk_config(
+        &["aes128gcm16-prfsha256-ecp256"],
+        &["aes128gcm16"],
+        "b.example",
+        "a.example",
+        b"k",
+    );
+    b.local_ts = vec![TsRange::from_net(
+        "10.2.3.0/24".parse().unwrap(),
+        6,
+        443..=443,
+    )];
+    b.remote_ts = vec![TsRange::from_net(
+        "10.1.0.0/16".parse().unwrap(),
+        0,
+        0..=65535,
+    )];
     let mut p = Pair::new(a.clone(), b.clone());
     p.connect();
     let (ca, cb) = assert_up(&p);
@@ -217,10 +392,19 @@ fn ts_narrowing_and_unacceptable() {
     assert_eq!(ca.remote_ts, vec![narrowed]);
     assert_eq!(cb.local_ts, vec![narrowed]);
 
-    b.local_ts = vec![TsRange::from_net("10.9.0.0/16".parse().unwrap(), 0, 0..=65535)];
+    b.local_ts = vec![TsRange::from_net(
+        "10.9.0.0/16".parse().unwrap(),
+        0,
+        0..=65535,
+    )];
     let mut p = Pair::new(a, b);
     p.connect();
-    assert!(p.a_events.iter().any(|e| matches!(e, Event::IkeSaUp { .. })), "IKE SA still comes up");
+    assert!(
+        p.a_events
+            .iter()
+            .any(|e| matches!(e, Event::IkeSaUp { .. })),
+        "IKE SA still comes up"
+    );
     assert!(p.a_events.iter().any(|e| matches!(e, Event::ChildSaFailed { reason, .. } if reason.contains("TsUnacceptable"))), "{:?}", p.a_events);
     assert!(Pair::child_ups(&p.a_events).is_empty() && Pair::child_ups(&p.b_events).is_empty());
 }
@@ -247,13 +431,20 @@ fn child_rekey_with_pfs_replaces_old_sa() {
     assert_eq!(na.keymat_out, nb.keymat_in);
     assert_eq!(na.keymat_in, nb.keymat_out);
     assert_ne!(na.keymat_out, ca.keymat_out, "new keys");
-    assert!(p.a_events.iter().any(|e| matches!(e, Event::ChildSaDeleted { local_spi, .. } if *local_spi == ca.local_spi)));
-    assert!(p.b_events.iter().any(|e| matches!(e, Event::ChildSaDeleted { remote_spi, .. } if *remote_spi == ca.local_spi)));
+    assert!(p.a_events.iter().any(
+        |e| matches!(e, Event::ChildSaDeleted { local_spi, .. } if *local_spi == ca.local_spi)
+    ));
+    assert!(p.b_events.iter().any(
+        |e| matches!(e, Event::ChildSaDeleted { remote_spi, .. } if *remote_spi == ca.local_spi)
+    ));
     let kids = p.a.sa(sa).unwrap().children();
     assert_eq!(kids.len(), 1);
     assert_eq!(kids[0].local_spi, na.local_spi);
     // The CREATE_CHILD_SA request carried a KE payload (PFS).
-    assert!(p.log.iter().any(|(_, t)| IkeHeader_of(t).exchange_type == ExchangeType::CreateChildSa));
+    assert!(p
+        .log
+        .iter()
+        .any(|(_, t)| IkeHeader_of(t).exchange_type == ExchangeType::CreateChildSa));
 }
 
 #[test]
@@ -294,8 +485,15 @@ fn ike_rekey_moves_children_and_deletes_old() {
         assert_ne!(na.keys().unwrap(), &old_keys);
         assert_eq!(na.children().len(), 1);
         assert_eq!(na.children()[0].local_spi, ca.local_spi);
-        assert!(p.a_events.iter().any(|e| matches!(e, Event::IkeSaRekeyed { old, new } if *old == old_a && *new == new_a)));
-        assert!(!p.a_events.iter().any(|e| matches!(e, Event::ChildSaDeleted { .. })), "children survive");
+        assert!(p.a_events.iter().any(
+            |e| matches!(e, Event::IkeSaRekeyed { old, new } if *old == old_a && *new == new_a)
+        ));
+        assert!(
+            !p.a_events
+                .iter()
+                .any(|e| matches!(e, Event::ChildSaDeleted { .. })),
+            "children survive"
+        );
         // The new SA works: a child rekey over it.
         p.a.rekey_child(p.now, new_a, ca.local_spi);
         p.drive();
@@ -311,15 +509,31 @@ fn delete_child_and_ike_from_either_side() {
     let (ca, cb) = assert_up(&p);
     p.b.delete_child(p.now, p.b.sa_ids()[0], cb.local_spi);
     p.drive();
-    assert!(p.a_events.iter().any(|e| matches!(e, Event::ChildSaDeleted { local_spi, .. } if *local_spi == ca.local_spi)));
-    assert!(p.b_events.iter().any(|e| matches!(e, Event::ChildSaDeleted { local_spi, .. } if *local_spi == cb.local_spi)));
+    assert!(p.a_events.iter().any(
+        |e| matches!(e, Event::ChildSaDeleted { local_spi, .. } if *local_spi == ca.local_spi)
+    ));
+    assert!(p.b_events.iter().any(
+        |e| matches!(e, Event::ChildSaDeleted { local_spi, .. } if *local_spi == cb.local_spi)
+    ));
     // The response carried the paired DELETE.
     let last_to_b = p.log.iter().rev().find(|(to, _)| *to == 'b').unwrap();
     assert!(IkeHeader_of(&last_to_b.1).flags.response());
     p.a.delete_ike(p.now, p.a.sa_ids()[0]);
     p.drive();
-    assert!(p.a_events.iter().any(|e| matches!(e, Event::IkeSaDown { reason: DownReason::LocalDelete, .. })));
-    assert!(p.b_events.iter().any(|e| matches!(e, Event::IkeSaDown { reason: DownReason::PeerDeleted, .. })));
+    assert!(p.a_events.iter().any(|e| matches!(
+        e,
+        Event::IkeSaDown {
+            reason: DownReason::LocalDelete,
+            ..
+        }
+    )));
+    assert!(p.b_events.iter().any(|e| matches!(
+        e,
+        Event::IkeSaDown {
+            reason: DownReason::PeerDeleted,
+            ..
+        }
+    )));
     assert!(p.a.sa_ids().is_empty() && p.b.sa_ids().is_empty());
 
     // IKE delete from the responder takes the children with it.
@@ -328,8 +542,17 @@ fn delete_child_and_ike_from_either_side() {
     assert_up(&p);
     p.b.delete_ike(p.now, p.b.sa_ids()[0]);
     p.drive();
-    assert!(p.a_events.iter().any(|e| matches!(e, Event::ChildSaDeleted { .. })));
-    assert!(p.a_events.iter().any(|e| matches!(e, Event::IkeSaDown { reason: DownReason::PeerDeleted, .. })));
+    assert!(p
+        .a_events
+        .iter()
+        .any(|e| matches!(e, Event::ChildSaDeleted { .. })));
+    assert!(p.a_events.iter().any(|e| matches!(
+        e,
+        Event::IkeSaDown {
+            reason: DownReason::PeerDeleted,
+            ..
+        }
+    )));
     assert!(p.a.sa_ids().is_empty() && p.b.sa_ids().is_empty());
 }
 
@@ -342,7 +565,15 @@ fn dpd_detects_dead_peer() {
     p.filter = Box::new(|_, _| Fate::Drop);
     // Liveness after dpd_delay (30 s), then 0.5+1+2+4+8 s of retransmissions.
     p.drive_for(Duration::from_secs(120));
-    let down = p.a_events.iter().any(|e| matches!(e, Event::IkeSaDown { reason: DownReason::DeadPeer, .. }));
+    let down = p.a_events.iter().any(|e| {
+        matches!(
+            e,
+            Event::IkeSaDown {
+                reason: DownReason::DeadPeer,
+                ..
+            }
+        )
+    });
     assert!(down, "{:?}", p.a_events);
     assert!(p.now - up_at >= Duration::from_millis(30_000 + 15_500));
     assert!(p.a.sa_ids().is_empty());
@@ -354,7 +585,10 @@ fn liveness_keeps_sa_alive() {
     p.connect();
     assert_up(&p);
     p.drive_for(Duration::from_secs(100));
-    assert!(!p.a_events.iter().any(|e| matches!(e, Event::IkeSaDown { .. })));
+    assert!(!p
+        .a_events
+        .iter()
+        .any(|e| matches!(e, Event::IkeSaDown { .. })));
     assert_eq!(p.a.sa(p.a.sa_ids()[0]).unwrap().state(), State::Established);
 }
 
@@ -370,7 +604,11 @@ fn forced_encapsulation_floats_to_4500() {
     assert!(ca.udp_encap && cb.udp_encap);
     assert_eq!(ca.remote_addr.port(), 4500);
     assert_eq!(cb.remote_addr.port(), 4500);
-    let auth = p.log.iter().find(|(_, t)| IkeHeader_of(t).exchange_type == ExchangeType::IkeAuth).unwrap();
+    let auth = p
+        .log
+        .iter()
+        .find(|(_, t)| IkeHeader_of(t).exchange_type == ExchangeType::IkeAuth)
+        .unwrap();
     assert!(auth.1.nat_t && auth.1.to.port() == 4500 && auth.1.from.port() == 4500);
 }
 
@@ -389,19 +627,43 @@ fn mobike_informational_answered() {
     let payloads = vec![
         Payload::Notify(Notify::new(NotifyType::UpdateSaAddresses, vec![])),
         Payload::Notify(Notify::new(NotifyType::Cookie2, vec![9; 16])),
-        Payload::Notify(Notify::new(NotifyType::AdditionalIp4Address, vec![192, 0, 2, 9])),
+        Payload::Notify(Notify::new(
+            NotifyType::AdditionalIp4Address,
+            vec![192, 0, 2, 9],
+        )),
     ];
     let mut plain = Vec::new();
     let inner = dodvpn_wire::emit_payload_chain(&payloads, &mut plain).unwrap();
-    let h = IkeHeader::new(spi_i, spi_r, ExchangeType::Informational, Flags::new(true, false), next_id);
+    let h = IkeHeader::new(
+        spi_i,
+        spi_r,
+        ExchangeType::Informational,
+        Flags::new(true, false),
+        next_id,
+    );
     let mut out = Vec::new();
-    let loc = dodvpn_wire::emit_encrypted(&h, &[], inner, suite.cipher.body_len(plain.len()), &mut out).unwrap();
-    suite.cipher.seal(&keys.sk_ei, &keys.sk_ai, &mut out, loc.body.start, &plain, &ring::rand::SystemRandom::new()).unwrap();
+    let loc =
+        dodvpn_wire::emit_encrypted(&h, &[], inner, suite.cipher.body_len(plain.len()), &mut out)
+            .unwrap();
+    suite
+        .cipher
+        .seal(
+            &keys.sk_ei,
+            &keys.sk_ai,
+            &mut out,
+            loc.body.start,
+            &plain,
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap();
     p.b.handle(p.now, Pair::a_addr(), Pair::b_addr(), &out);
     let resp = p.b.poll_transmit().expect("answered");
     let mut buf = resp.bytes.clone();
     let l = dodvpn_wire::locate_encrypted(&buf).unwrap();
-    let r = suite.cipher.open(&keys.sk_er, &keys.sk_ar, &mut buf, l.body.start).unwrap();
+    let r = suite
+        .cipher
+        .open(&keys.sk_er, &keys.sk_ar, &mut buf, l.body.start)
+        .unwrap();
     let got = dodvpn_wire::parse_payload_chain(l.inner_next, &buf[r]).unwrap();
     assert!(got.iter().any(|p| matches!(p, Payload::Notify(n) if n.notify_type == NotifyType::Cookie2 && n.data == vec![9; 16])), "{got:?}");
     assert!(IkeHeader_of(&resp).flags.response());

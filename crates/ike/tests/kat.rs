@@ -19,12 +19,18 @@ fn h(s: &str) -> Vec<u8> {
 fn rfc4231_hmac_sha2() {
     let k1 = vec![0x0b; 20];
     let d1 = b"Hi There";
-    assert_eq!(Prf::HmacSha256.prf(&k1, d1), h("b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"));
+    assert_eq!(
+        Prf::HmacSha256.prf(&k1, d1),
+        h("b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
+    );
     assert_eq!(Prf::HmacSha384.prf(&k1, d1), h("afd03944d84895626b0825f4ab46907f15f9dadbe4101ec682aa034c7cebc59cfaea9ea9076ede7f4af152e8b2fa9cb6"));
     assert_eq!(Prf::HmacSha512.prf(&k1, d1), h("87aa7cdea5ef619d4ff0b4241a1d6cb02379f4e2ce4ec2787ad0b30545e17cdedaa833b7d6b8a702038b274eaea3f4e4be9d914eeb61f1702e696c203a126854"));
     let k2 = b"Jefe";
     let d2 = b"what do ya want for nothing?";
-    assert_eq!(Prf::HmacSha256.prf(k2, d2), h("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"));
+    assert_eq!(
+        Prf::HmacSha256.prf(k2, d2),
+        h("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    );
     assert_eq!(Prf::HmacSha384.prf(k2, d2), h("af45d2e376484031617f78d2b58a6b1b9c7ef464f5a01b47e42ec3736322445e8e2240ca5e69e2c78b3239ecfab21649"));
     assert_eq!(Prf::HmacSha512.prf(k2, d2), h("164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"));
     // Test case 6: key longer than the block size.
@@ -33,7 +39,10 @@ fn rfc4231_hmac_sha2() {
         h("80b24263c7c1a3ebb71493c1dd7be8b49b46d1f41b4aeec1121b013783f8f3526b56d037e05f2598bd0fd2215d6a1e5295e64f73f63f0aec8b915a985d786598")
     );
     // Integrity transforms truncate to half the output (RFC 4868 §2.1.1).
-    assert_eq!(Integ::HmacSha256_128.mac(&k1, d1), h("b0344c61d8db38535ca8afceaf0bf12b"));
+    assert_eq!(
+        Integ::HmacSha256_128.mac(&k1, d1),
+        h("b0344c61d8db38535ca8afceaf0bf12b")
+    );
     assert_eq!(Integ::HmacSha384_192.mac(&k1, d1).len(), 24);
     assert_eq!(Integ::HmacSha512_256.mac(&k1, d1).len(), 32);
 }
@@ -45,11 +54,15 @@ fn fixed(bytes: &[u8]) -> ring::test::rand::FixedSliceRandom<'_> {
 #[test]
 fn rfc5903_ecp256() {
     let i = h("C88F01F5 10D9AC3F 70A292DA A2316DE5 44E9AAB8 AFE84049 C62A9C57 862D1433");
-    let gi = h("DAD0B653 94221CF9 B051E1FE CA5787D0 98DFE637 FC90B9EF 945D0C37 72581180
-                5271A046 1CDB8252 D61F1C45 6FA3E59A B1F45B33 ACCF5F58 389E0577 B8990BB3");
+    let gi = h(
+        "DAD0B653 94221CF9 B051E1FE CA5787D0 98DFE637 FC90B9EF 945D0C37 72581180
+                5271A046 1CDB8252 D61F1C45 6FA3E59A B1F45B33 ACCF5F58 389E0577 B8990BB3",
+    );
     let r = h("C6EF9C5D 78AE012A 011164AC B397CE20 88685D8F 06BF9BE0 B283AB46 476BEE53");
-    let gr = h("D12DFB52 89C8D4F8 1208B702 70398C34 2296970A 0BCCB74C 736FC755 4494BF63
-                56FBF3CA 366CC23E 8157854C 13C58D6A AC23F046 ADA30F83 53E74F33 039872AB");
+    let gr = h(
+        "D12DFB52 89C8D4F8 1208B702 70398C34 2296970A 0BCCB74C 736FC755 4494BF63
+                56FBF3CA 366CC23E 8157854C 13C58D6A AC23F046 ADA30F83 53E74F33 039872AB",
+    );
     let girx = h("D6840F6B 42F6EDAF D13116E0 E1256520 2FEF8E9E CE7DCE03 812464D0 4B9442DE");
     let a = DhPrivate::generate(Group::Ecp256, &fixed(&i)).unwrap();
     assert_eq!(a.public_value(), &gi[..], "KE data is x|y without 0x04");
@@ -60,23 +73,34 @@ fn rfc5903_ecp256() {
     // 0x04-prefixed (SEC1) values are refused: wrong length for the KE payload.
     let mut sec1 = vec![4];
     sec1.extend_from_slice(&gr);
-    assert!(DhPrivate::generate(Group::Ecp256, &fixed(&i)).unwrap().agree(&sec1).is_err());
+    assert!(DhPrivate::generate(Group::Ecp256, &fixed(&i))
+        .unwrap()
+        .agree(&sec1)
+        .is_err());
 }
 
 #[test]
 fn rfc5903_ecp384() {
-    let i = h("099F3C70 34D4A2C6 99884D73 A375A67F 7624EF7C 6B3C0F16 0647B674 14DCE655
-               E35B5380 41E649EE 3FAEF896 783AB194");
-    let gi = h("667842D7 D180AC2C DE6F74F3 7551F557 55C7645C 20EF73E3 1634FE72 B4C55EE6
+    let i = h(
+        "099F3C70 34D4A2C6 99884D73 A375A67F 7624EF7C 6B3C0F16 0647B674 14DCE655
+               E35B5380 41E649EE 3FAEF896 783AB194",
+    );
+    let gi = h(
+        "667842D7 D180AC2C DE6F74F3 7551F557 55C7645C 20EF73E3 1634FE72 B4C55EE6
                 DE3AC808 ACB4BDB4 C88732AE E95F41AA
                 9482ED1F C0EEB9CA FC498462 5CCFC23F 65032149 E0E144AD A0241815 35A0F38E
-                EB9FCFF3 C2C947DA E69B4C63 4573A81C");
-    let gr = h("E558DBEF 53EECDE3 D3FCCFC1 AEA08A89 A987475D 12FD950D 83CFA417 32BC509D
+                EB9FCFF3 C2C947DA E69B4C63 4573A81C",
+    );
+    let gr = h(
+        "E558DBEF 53EECDE3 D3FCCFC1 AEA08A89 A987475D 12FD950D 83CFA417 32BC509D
                 0D1AC43A 0336DEF9 6FDA41D0 774A3571
                 DCFBEC7A ACF31964 72169E83 8430367F 66EEBE3C 6E70C416 DD5F0C68 759DD1FF
-                F83FA401 42209DFF 5EAAD96D B9E6386C");
-    let girx = h("11187331 C279962D 93D60424 3FD592CB 9D0A926F 422E4718 7521287E 7156C5C4
-                  D6031355 69B9E9D0 9CF5D4A2 70F59746");
+                F83FA401 42209DFF 5EAAD96D B9E6386C",
+    );
+    let girx = h(
+        "11187331 C279962D 93D60424 3FD592CB 9D0A926F 422E4718 7521287E 7156C5C4
+                  D6031355 69B9E9D0 9CF5D4A2 70F59746",
+    );
     let a = DhPrivate::generate(Group::Ecp384, &fixed(&i)).unwrap();
     assert_eq!(a.public_value(), &gi[..]);
     assert_eq!(a.agree(&gr).unwrap(), girx);
@@ -88,11 +112,17 @@ fn rfc7748_x25519() {
     let k = h("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4");
     let u = h("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c");
     let a = DhPrivate::generate(Group::Curve25519, &fixed(&k)).unwrap();
-    assert_eq!(a.agree(&u).unwrap(), h("c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"));
+    assert_eq!(
+        a.agree(&u).unwrap(),
+        h("c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552")
+    );
     let k = h("4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d");
     let u = h("e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493");
     let a = DhPrivate::generate(Group::Curve25519, &fixed(&k)).unwrap();
-    assert_eq!(a.agree(&u).unwrap(), h("95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957"));
+    assert_eq!(
+        a.agree(&u).unwrap(),
+        h("95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957")
+    );
     // §6.1
     let ap = h("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
     let bp = h("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb");
@@ -113,7 +143,11 @@ fn rfc7748_x25519() {
 /// HMAC-SHA-256 straight from RFC 2104 over ring::digest (independent of ring::hmac).
 fn hmac_sha256_manual(key: &[u8], data: &[u8]) -> Vec<u8> {
     use ring::digest::{digest, SHA256};
-    let mut k = if key.len() > 64 { digest(&SHA256, key).as_ref().to_vec() } else { key.to_vec() };
+    let mut k = if key.len() > 64 {
+        digest(&SHA256, key).as_ref().to_vec()
+    } else {
+        key.to_vec()
+    };
     k.resize(64, 0);
     let mut inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
     inner.extend_from_slice(data);
@@ -145,7 +179,10 @@ fn prf_plus_manual(key: &[u8], s: &[u8], len: usize) -> Vec<u8> {
 
 #[test]
 fn manual_hmac_matches_rfc4231() {
-    assert_eq!(hmac_sha256_manual(&[0x0b; 20], b"Hi There"), h("b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"));
+    assert_eq!(
+        hmac_sha256_manual(&[0x0b; 20], b"Hi There"),
+        h("b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
+    );
 }
 
 #[test]
@@ -164,11 +201,17 @@ fn prf_plus_and_key_schedule() {
 
     // prf+ over several blocks, including a non-multiple length.
     for len in [1, 31, 32, 33, 100, 232] {
-        assert_eq!(Prf::HmacSha256.prf_plus(&seed, b"seed", len).unwrap(), prf_plus_manual(&seed, b"seed", len));
+        assert_eq!(
+            Prf::HmacSha256.prf_plus(&seed, b"seed", len).unwrap(),
+            prf_plus_manual(&seed, b"seed", len)
+        );
     }
 
     // {SK_d|SK_ai|SK_ar|SK_ei|SK_er|SK_pi|SK_pr} = prf+(SKEYSEED, Ni|Nr|SPIi|SPIr)
-    let cipher = IkeCipher::AesCbc { key_bits: 256, integ: Integ::HmacSha256_128 };
+    let cipher = IkeCipher::AesCbc {
+        key_bits: 256,
+        integ: Integ::HmacSha256_128,
+    };
     let k = keys::derive_ike_keys(Prf::HmacSha256, cipher, &seed, &ni, &nr, spi_i, spi_r).unwrap();
     let mut s = nn.clone();
     s.extend_from_slice(&spi_i.to_be_bytes());
@@ -183,7 +226,16 @@ fn prf_plus_and_key_schedule() {
     assert_eq!(k.sk_pr, km[192..224]);
 
     // AES-GCM-128: SK_e carries a 4-byte salt, no SK_a.
-    let g = keys::derive_ike_keys(Prf::HmacSha256, IkeCipher::AesGcm16 { key_bits: 128 }, &seed, &ni, &nr, spi_i, spi_r).unwrap();
+    let g = keys::derive_ike_keys(
+        Prf::HmacSha256,
+        IkeCipher::AesGcm16 { key_bits: 128 },
+        &seed,
+        &ni,
+        &nr,
+        spi_i,
+        spi_r,
+    )
+    .unwrap();
     assert!(g.sk_ai.is_empty());
     assert_eq!(g.sk_ei, km[32..52]);
     assert_eq!(g.sk_er, km[52..72]);
@@ -202,7 +254,10 @@ fn prf_plus_and_key_schedule() {
     // Rekey: SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr)
     let mut s = g_ir.clone();
     s.extend_from_slice(&nn);
-    assert_eq!(keys::rekey_skeyseed(Prf::HmacSha256, &k.sk_d, &g_ir, &ni, &nr), hmac_sha256_manual(&k.sk_d, &s));
+    assert_eq!(
+        keys::rekey_skeyseed(Prf::HmacSha256, &k.sk_d, &g_ir, &ni, &nr),
+        hmac_sha256_manual(&k.sk_d, &s)
+    );
 }
 
 #[test]
@@ -213,28 +268,52 @@ fn sk_payload_roundtrip_all_ciphers() {
         IkeCipher::AesGcm16 { key_bits: 128 },
         IkeCipher::AesGcm16 { key_bits: 256 },
         IkeCipher::ChaCha20Poly1305,
-        IkeCipher::AesCbc { key_bits: 128, integ: Integ::HmacSha256_128 },
-        IkeCipher::AesCbc { key_bits: 256, integ: Integ::HmacSha512_256 },
+        IkeCipher::AesCbc {
+            key_bits: 128,
+            integ: Integ::HmacSha256_128,
+        },
+        IkeCipher::AesCbc {
+            key_bits: 256,
+            integ: Integ::HmacSha512_256,
+        },
     ] {
         let ek = vec![7u8; cipher.enc_key_len()];
         let ak = vec![9u8; cipher.integ_key_len()];
-        let payloads = vec![Payload::Nonce(vec![1; 33]), Payload::Notify(Notify::new(NotifyType::Cookie2, vec![5; 8]))];
+        let payloads = vec![
+            Payload::Nonce(vec![1; 33]),
+            Payload::Notify(Notify::new(NotifyType::Cookie2, vec![5; 8])),
+        ];
         let mut plain = Vec::new();
         let inner = emit_payload_chain(&payloads, &mut plain).unwrap();
-        let header = IkeHeader::new(1, 2, ExchangeType::Informational, Flags::new(true, false), 3);
+        let header = IkeHeader::new(
+            1,
+            2,
+            ExchangeType::Informational,
+            Flags::new(true, false),
+            3,
+        );
         let mut out = Vec::new();
-        let loc = emit_encrypted(&header, &[], inner, cipher.body_len(plain.len()), &mut out).unwrap();
-        cipher.seal(&ek, &ak, &mut out, loc.body.start, &plain, &rng).unwrap();
+        let loc =
+            emit_encrypted(&header, &[], inner, cipher.body_len(plain.len()), &mut out).unwrap();
+        cipher
+            .seal(&ek, &ak, &mut out, loc.body.start, &plain, &rng)
+            .unwrap();
         let parsed = Message::parse(&out).unwrap();
         assert!(parsed.encrypted().is_some());
         let mut buf = out.clone();
         let r = cipher.open(&ek, &ak, &mut buf, loc.body.start).unwrap();
-        assert_eq!(parse_payload_chain(loc.inner_next, &buf[r]).unwrap(), payloads);
+        assert_eq!(
+            parse_payload_chain(loc.inner_next, &buf[r]).unwrap(),
+            payloads
+        );
         // Any flipped bit (header/AAD or body) is caught.
         for i in [0usize, 20, out.len() - 1, loc.body.start + 3] {
             let mut bad = out.clone();
             bad[i] ^= 1;
-            assert!(cipher.open(&ek, &ak, &mut bad, loc.body.start).is_err(), "{cipher:?} byte {i}");
+            assert!(
+                cipher.open(&ek, &ak, &mut bad, loc.body.start).is_err(),
+                "{cipher:?} byte {i}"
+            );
         }
     }
 }

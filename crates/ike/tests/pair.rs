@@ -68,7 +68,10 @@ impl Pair {
     }
 
     pub fn connect(&mut self) -> SaId {
-        let id = self.a.connect(self.now, Self::a_addr(), Self::b_addr()).unwrap();
+        let id = self
+            .a
+            .connect(self.now, Self::a_addr(), Self::b_addr())
+            .unwrap();
         self.drive();
         id
     }
@@ -108,13 +111,29 @@ impl Pair {
         self.seq += 1;
         match fate {
             Fate::Drop => {}
-            Fate::Deliver => self.in_flight.push(Packet { at, seq: self.seq, t }),
+            Fate::Deliver => self.in_flight.push(Packet {
+                at,
+                seq: self.seq,
+                t,
+            }),
             Fate::Duplicate => {
-                self.in_flight.push(Packet { at, seq: self.seq, t: t.clone() });
+                self.in_flight.push(Packet {
+                    at,
+                    seq: self.seq,
+                    t: t.clone(),
+                });
                 self.seq += 1;
-                self.in_flight.push(Packet { at, seq: self.seq, t });
+                self.in_flight.push(Packet {
+                    at,
+                    seq: self.seq,
+                    t,
+                });
             }
-            Fate::Delay(d) => self.in_flight.push(Packet { at: at + d, seq: self.seq, t }),
+            Fate::Delay(d) => self.in_flight.push(Packet {
+                at: at + d,
+                seq: self.seq,
+                t,
+            }),
         }
     }
 
@@ -137,7 +156,10 @@ impl Pair {
             self.collect();
             self.in_flight.sort_by_key(|p| (p.at, p.seq));
             let next_pkt = self.in_flight.first().map(|p| p.at);
-            let next_timer = [self.a.poll_timeout(), self.b.poll_timeout()].into_iter().flatten().min();
+            let next_timer = [self.a.poll_timeout(), self.b.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
             let next = [next_pkt, next_timer].into_iter().flatten().min();
             let Some(next) = next else { return };
             if next > end {
@@ -188,10 +210,30 @@ pub fn psk_config(ike: &[&str], esp: &[&str], local: &str, remote: &str, psk: &[
 }
 
 pub fn psk_pair(ike: &str) -> Pair {
-    let mut a = psk_config(&[ike], &["aes128gcm16"], "a.example", "b.example", b"secret psk");
-    a.local_ts = vec![TsRange::from_net("10.1.0.0/16".parse().unwrap(), 0, 0..=65535)];
-    a.remote_ts = vec![TsRange::from_net("10.2.0.0/16".parse().unwrap(), 0, 0..=65535)];
-    let mut b = psk_config(&[ike], &["aes128gcm16"], "b.example", "a.example", b"secret psk");
+    let mut a = psk_config(
+        &[ike],
+        &["aes128gcm16"],
+        "a.example",
+        "b.example",
+        b"secret psk",
+    );
+    a.local_ts = vec![TsRange::from_net(
+        "10.1.0.0/16".parse().unwrap(),
+        0,
+        0..=65535,
+    )];
+    a.remote_ts = vec![TsRange::from_net(
+        "10.2.0.0/16".parse().unwrap(),
+        0,
+        0..=65535,
+    )];
+    let mut b = psk_config(
+        &[ike],
+        &["aes128gcm16"],
+        "b.example",
+        "a.example",
+        b"secret psk",
+    );
     b.local_ts = a.remote_ts.clone();
     b.remote_ts = a.local_ts.clone();
     Pair::new(a, b)
@@ -207,7 +249,10 @@ pub fn make_identity(name: &str) -> Identity {
     let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
     params.serial_number = Some(rcgen::SerialNumber::from(42u64));
     let cert = params.self_signed(&key).unwrap();
-    Identity { cert_der: cert.der().to_vec(), pkcs8: key.serialize_der() }
+    Identity {
+        cert_der: cert.der().to_vec(),
+        pkcs8: key.serialize_der(),
+    }
 }
 
 /// Accepts exactly one certificate (by DER), or refuses everything.
@@ -224,7 +269,14 @@ impl PeerValidator for PinValidator {
     }
 }
 
-pub fn cert_config(ike: &str, me: &Identity, my_name: &str, peer: &Identity, peer_name: &str, trust: bool) -> Config {
+pub fn cert_config(
+    ike: &str,
+    me: &Identity,
+    my_name: &str,
+    peer: &Identity,
+    peer_name: &str,
+    trust: bool,
+) -> Config {
     let mut c = Config::new(
         proposal::parse_ike_proposals(&[ike]).unwrap(),
         proposal::parse_esp_proposals(&["aes256gcm16"]).unwrap(),
@@ -233,7 +285,9 @@ pub fn cert_config(ike: &str, me: &Identity, my_name: &str, peer: &Identity, pee
             cert_der: me.cert_der.clone(),
             signer: Arc::new(EcdsaP256Signer::from_pkcs8(&me.pkcs8).unwrap()),
         },
-        RemoteAuth::Cert(Arc::new(PinValidator { accept: trust.then(|| peer.cert_der.clone()) })),
+        RemoteAuth::Cert(Arc::new(PinValidator {
+            accept: trust.then(|| peer.cert_der.clone()),
+        })),
     );
     c.remote_id = Some(Identification::fqdn(peer_name));
     c

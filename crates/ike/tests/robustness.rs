@@ -18,7 +18,15 @@ fn established() -> (Pair, Vec<Vec<u8>>) {
 }
 
 #[derive(Debug, PartialEq)]
-struct Snapshot(Vec<(u64, State, (u32, u32), Vec<u32>, Option<dodvpn_ike::keys::IkeKeys>)>);
+struct Snapshot(
+    Vec<(
+        u64,
+        State,
+        (u32, u32),
+        Vec<u32>,
+        Option<dodvpn_ike::keys::IkeKeys>,
+    )>,
+);
 
 fn snap(e: &Endpoint) -> Snapshot {
     Snapshot(
@@ -26,7 +34,13 @@ fn snap(e: &Endpoint) -> Snapshot {
             .into_iter()
             .map(|id| {
                 let s = e.sa(id).unwrap();
-                (id, s.state(), s.message_ids(), s.children().iter().map(|c| c.local_spi).collect(), s.keys().cloned())
+                (
+                    id,
+                    s.state(),
+                    s.message_ids(),
+                    s.children().iter().map(|c| c.local_spi).collect(),
+                    s.keys().cloned(),
+                )
             })
             .collect(),
     )

@@ -108,10 +108,18 @@ fn default_true() -> bool {
     true
 }
 fn default_ike_proposals() -> Vec<String> {
-    vec!["aes128gcm16-prfsha256-ecp256".into(), "aes256gcm16-prfsha384-ecp384".into(), "aes128gcm16-prfsha256-x25519".into()]
+    vec![
+        "aes128gcm16-prfsha256-ecp256".into(),
+        "aes256gcm16-prfsha384-ecp384".into(),
+        "aes128gcm16-prfsha256-x25519".into(),
+    ]
 }
 fn default_esp_proposals() -> Vec<String> {
-    vec!["aes128gcm16".into(), "aes256gcm16".into(), "chacha20poly1305".into()]
+    vec![
+        "aes128gcm16".into(),
+        "aes256gcm16".into(),
+        "chacha20poly1305".into(),
+    ]
 }
 fn default_start() -> Start {
     Start::Trap
@@ -135,8 +143,10 @@ mod humantime_serde_lite {
 
 impl TunnelConfig {
     pub fn load(path: &Path) -> anyhow::Result<TunnelConfig> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let cfg: TunnelConfig = toml::from_str(&text).with_context(|| format!("{} is not a valid tunnel configuration", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let cfg: TunnelConfig = toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid tunnel configuration", path.display()))?;
         cfg.check()?;
         Ok(cfg)
     }
@@ -153,18 +163,33 @@ impl TunnelConfig {
             let psk = c.psk.is_some() || c.psk_file.is_some();
             let cert = c.cert.is_some() || c.key.is_some() || c.ca.is_some();
             match (psk, cert) {
-                (true, true) => bail!("connection {:?}: give either a PSK or cert/key/ca, not both", c.name),
-                (false, false) => bail!("connection {:?}: give psk/psk_file or cert, key and ca", c.name),
+                (true, true) => bail!(
+                    "connection {:?}: give either a PSK or cert/key/ca, not both",
+                    c.name
+                ),
+                (false, false) => bail!(
+                    "connection {:?}: give psk/psk_file or cert, key and ca",
+                    c.name
+                ),
                 (false, true) if c.cert.is_none() || c.key.is_none() || c.ca.is_none() => {
-                    bail!("connection {:?}: certificate authentication needs cert, key and ca", c.name)
+                    bail!(
+                        "connection {:?}: certificate authentication needs cert, key and ca",
+                        c.name
+                    )
                 }
                 _ => {}
             }
             if c.local_subnets.is_empty() || c.remote_subnets.is_empty() {
-                bail!("connection {:?}: local_subnets and remote_subnets must not be empty", c.name);
+                bail!(
+                    "connection {:?}: local_subnets and remote_subnets must not be empty",
+                    c.name
+                );
             }
             if c.local_addr.is_ipv4() != c.remote_addr.is_ipv4() {
-                bail!("connection {:?}: local_addr and remote_addr must be the same IP version", c.name);
+                bail!(
+                    "connection {:?}: local_addr and remote_addr must be the same IP version",
+                    c.name
+                );
             }
         }
         Ok(())
@@ -214,7 +239,11 @@ mod tests {
             cert = "a.pem"
         "#;
         let cfg: TunnelConfig = toml::from_str(bad).unwrap();
-        assert!(cfg.check().unwrap_err().to_string().contains("cert, key and ca"));
+        assert!(cfg
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("cert, key and ca"));
         let typo = bad.replace("local_id", "lcoal_id");
         assert!(toml::from_str::<TunnelConfig>(&typo).is_err());
     }

@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use dodvpn_dataplane::{Dataplane, DataplaneConfig, Event as DpEvent, InboundEntry, OutboundEntry, SpdAction, TunConfig, UdpConfig};
+use dodvpn_dataplane::{
+    Dataplane, DataplaneConfig, Event as DpEvent, InboundEntry, OutboundEntry, SpdAction,
+    TunConfig, UdpConfig,
+};
 use dodvpn_esp::{InboundSa, OutboundSa};
 use dodvpn_ike::{ChildSaInfo, Endpoint, Event, SaId};
 use ipnet::IpNet;
@@ -84,24 +87,40 @@ const TICK: Duration = Duration::from_millis(250);
 
 impl Daemon {
     pub fn start(cfg: &TunnelConfig) -> anyhow::Result<Daemon> {
-        let mut tun = TunConfig { name: cfg.interface.clone(), mtu: cfg.mtu, offload: cfg.offload, ..TunConfig::default() };
+        let mut tun = TunConfig {
+            name: cfg.interface.clone(),
+            mtu: cfg.mtu,
+            offload: cfg.offload,
+            ..TunConfig::default()
+        };
         if let Some(IpNet::V4(a)) = cfg.address {
             tun.ipv4 = Some((a.addr(), a.prefix_len()));
         }
         if let Some(IpNet::V6(a)) = cfg.address {
             tun.ipv6 = Some((a.addr(), a.prefix_len()));
         }
-        let udp = UdpConfig { ike_port: cfg.ike_port, natt_port: cfg.natt_port, ..UdpConfig::default() };
+        let udp = UdpConfig {
+            ike_port: cfg.ike_port,
+            natt_port: cfg.natt_port,
+            ..UdpConfig::default()
+        };
         let (tx, rx) = sync_channel(4096);
-        let dp_cfg = DataplaneConfig { tun, udp, ..DataplaneConfig::default() };
-        let dp = Dataplane::start(dp_cfg, Some(tx)).context("cannot start the data plane (TUN device and UDP 500/4500 need root)")?;
+        let dp_cfg = DataplaneConfig {
+            tun,
+            udp,
+            ..DataplaneConfig::default()
+        };
+        let dp = Dataplane::start(dp_cfg, Some(tx))
+            .context("cannot start the data plane (TUN device and UDP 500/4500 need root)")?;
         let mut conns = Vec::new();
         for c in &cfg.connections {
             let mut ike = crate::peer::ike_config(c, cfg.natt_port)?;
             // Our data plane carries ESP only inside UDP (R-DP-5: UDP 500/4500 only).
             ike.force_encap = true;
             for net in &c.remote_subnets {
-                dp.tun().add_route(*net, None).with_context(|| format!("cannot route {net} into {}", cfg.interface))?;
+                dp.tun()
+                    .add_route(*net, None)
+                    .with_context(|| format!("cannot route {net} into {}", cfg.interface))?;
                 if c.start == Start::Trap {
                     dp.add_trap(*net);
                 }
@@ -119,7 +138,13 @@ impl Daemon {
             });
         }
         let interface = dp.tun().name().to_string();
-        let mut d = Daemon { dp, conns, events: rx, status: Arc::new(Mutex::new(Status::default())), interface };
+        let mut d = Daemon {
+            dp,
+            conns,
+            events: rx,
+            status: Arc::new(Mutex::new(Status::default())),
+            interface,
+        };
         let now = Instant::now();
         for i in 0..d.conns.len() {
             if d.conns[i].cfg.start == Start::Start {
@@ -139,10 +164,14 @@ impl Daemon {
         let c = &mut self.conns[i];
         // An IKE SA on its way out (idle delete, peer delete) cannot carry a new child:
         // start afresh rather than wait for it to finish going.
-        let leaving = c
-            .ike_sa
-            .and_then(|id| c.ep.sa(id))
-            .is_none_or(|sa| matches!(sa.state(), dodvpn_ike::State::Deleting | dodvpn_ike::State::Closed | dodvpn_ike::State::Rekeyed));
+        let leaving = c.ike_sa.and_then(|id| c.ep.sa(id)).is_none_or(|sa| {
+            matches!(
+                sa.state(),
+                dodvpn_ike::State::Deleting
+                    | dodvpn_ike::State::Closed
+                    | dodvpn_ike::State::Rekeyed
+            )
+        });
         if leaving {
             c.ike_sa = None;
             c.established = false;
@@ -180,7 +209,10 @@ impl Daemon {
                     deadline = deadline.min(t);
                 }
             }
-            match self.events.recv_timeout(deadline.saturating_duration_since(now)) {
+            match self
+                .events
+                .recv_timeout(deadline.saturating_duration_since(now))
+            {
                 Ok(ev) => self.on_dataplane(ev),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -213,14 +245,26 @@ impl Daemon {
         match ev {
             DpEvent::Ike(d) => {
                 // Connections are told apart by the peer's address (static configuration).
-                if let Some(c) = self.conns.iter_mut().find(|c| c.cfg.remote_addr == d.remote.ip()) {
+                if let Some(c) = self
+                    .conns
+                    .iter_mut()
+                    .find(|c| c.cfg.remote_addr == d.remote.ip())
+                {
                     c.ep.handle(now, d.remote, d.local, &d.data);
                 } else {
                     tracing::debug!("IKE from unknown peer {} ignored", d.remote);
                 }
             }
-            DpEvent::Acquire { selector, first_packet_dst } => {
-                if let Some(i) = self.conns.iter().position(|c| c.cfg.remote_subnets.iter().any(|n| n.contains(&first_packet_dst))) {
+            DpEvent::Acquire {
+                selector,
+                first_packet_dst,
+            } => {
+                if let Some(i) = self.conns.iter().position(|c| {
+                    c.cfg
+                        .remote_subnets
+                        .iter()
+                        .any(|n| n.contains(&first_packet_dst))
+                }) {
                     tracing::info!(conn = %self.conns[i].cfg.name, %selector, "first packet for {first_packet_dst}: negotiating");
                     self.initiate(i, now);
                 }
@@ -251,7 +295,9 @@ impl Daemon {
     fn on_ike(&mut self, i: usize, ev: Event, now: Instant) {
         let name = self.conns[i].cfg.name.clone();
         match ev {
-            Event::IkeSaUp { sa, remote, nat_t, .. } => {
+            Event::IkeSaUp {
+                sa, remote, nat_t, ..
+            } => {
                 tracing::info!(conn = %name, %remote, nat_t, "IKE SA established");
                 let c = &mut self.conns[i];
                 c.ike_sa = Some(sa);
@@ -289,11 +335,19 @@ impl Daemon {
                     tracing::info!(conn = %name, ?reason, "IKE SA down");
                     c.ike_sa = None;
                     c.established = false;
-                    let spis: Vec<u32> = c.children.iter().filter(|ch| ch.ike_sa == sa).map(|ch| ch.local_spi).collect();
+                    let spis: Vec<u32> = c
+                        .children
+                        .iter()
+                        .filter(|ch| ch.ike_sa == sa)
+                        .map(|ch| ch.local_spi)
+                        .collect();
                     for s in spis {
                         self.uninstall(i, s, "IKE SA down");
                     }
-                    if !matches!(reason, dodvpn_ike::DownReason::LocalDelete | dodvpn_ike::DownReason::Rekeyed) {
+                    if !matches!(
+                        reason,
+                        dodvpn_ike::DownReason::LocalDelete | dodvpn_ike::DownReason::Rekeyed
+                    ) {
                         self.conns[i].last_error = Some(format!("IKE SA down: {reason:?}"));
                     }
                     if self.conns[i].cfg.start == Start::Start {
@@ -308,15 +362,27 @@ impl Daemon {
         let c = &mut self.conns[i];
         let inbound = match InboundSa::new(info.local_spi, info.aead, &info.keymat_in, info.esn) {
             Ok(sa) => sa,
-            Err(e) => return tracing::error!(conn = %c.cfg.name, error = %e, "cannot build inbound SA"),
+            Err(e) => {
+                return tracing::error!(conn = %c.cfg.name, error = %e, "cannot build inbound SA")
+            }
         };
-        let outbound = match OutboundSa::new(info.remote_spi, info.aead, &info.keymat_out, info.esn) {
+        let outbound = match OutboundSa::new(info.remote_spi, info.aead, &info.keymat_out, info.esn)
+        {
             Ok(sa) => sa,
-            Err(e) => return tracing::error!(conn = %c.cfg.name, error = %e, "cannot build outbound SA"),
+            Err(e) => {
+                return tracing::error!(conn = %c.cfg.name, error = %e, "cannot build outbound SA")
+            }
         };
         let remote_nets: Vec<IpNet> = info.remote_ts.iter().flat_map(|t| t.to_nets()).collect();
         // ESP goes to the peer's NAT-T port, from wherever its IKE now comes.
-        let peer = SocketAddr::new(info.remote_addr.ip(), if info.udp_encap { info.remote_addr.port() } else { 4500 });
+        let peer = SocketAddr::new(
+            info.remote_addr.ip(),
+            if info.udp_encap {
+                info.remote_addr.port()
+            } else {
+                4500
+            },
+        );
         let inbound = self.dp.install_inbound(inbound);
         let mut nets = remote_nets.iter();
         let Some(first) = nets.next() else {
@@ -324,7 +390,9 @@ impl Daemon {
         };
         let outbound = self.dp.install_outbound(*first, outbound, peer);
         for n in nets {
-            self.dp.tables().set_policy(*n, SpdAction::Protect(outbound.clone()));
+            self.dp
+                .tables()
+                .set_policy(*n, SpdAction::Protect(outbound.clone()));
         }
         tracing::info!(conn = %c.cfg.name, spi_in = format!("{:08x}", info.local_spi), spi_out = format!("{:08x}", info.remote_spi),
             aead = ?info.aead, "child SA installed for {:?}", remote_nets);
@@ -341,7 +409,9 @@ impl Daemon {
 
     fn uninstall(&mut self, i: usize, local_spi: u32, why: &str) {
         let c = &mut self.conns[i];
-        let Some(pos) = c.children.iter().position(|ch| ch.local_spi == local_spi) else { return };
+        let Some(pos) = c.children.iter().position(|ch| ch.local_spi == local_spi) else {
+            return;
+        };
         let ch = c.children.remove(pos);
         self.dp.remove_inbound(ch.local_spi);
         for n in &ch.remote_nets {
@@ -368,11 +438,15 @@ impl Daemon {
                 .children
                 .iter()
                 .filter(|ch| {
-                    let last = [ch.inbound.stats.last_activity(), ch.outbound.stats.last_activity(), Some(ch.up_since)]
-                        .into_iter()
-                        .flatten()
-                        .max()
-                        .unwrap_or(ch.up_since);
+                    let last = [
+                        ch.inbound.stats.last_activity(),
+                        ch.outbound.stats.last_activity(),
+                        Some(ch.up_since),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .max()
+                    .unwrap_or(ch.up_since);
                     now.duration_since(last) >= limit
                 })
                 .map(|ch| (ch.ike_sa, ch.local_spi))
@@ -402,7 +476,13 @@ impl Daemon {
                     format!("{i:016x}_i {r:016x}_r")
                 }),
                 state: match (c.ike_sa, c.established) {
-                    (None, _) => if c.cfg.start == Start::Trap { "trap" } else { "down" },
+                    (None, _) => {
+                        if c.cfg.start == Start::Trap {
+                            "trap"
+                        } else {
+                            "down"
+                        }
+                    }
                     (Some(_), false) => "connecting",
                     (Some(_), true) => "established",
                 }
@@ -411,7 +491,13 @@ impl Daemon {
                     .children
                     .iter()
                     .map(|ch| {
-                        let last = [ch.inbound.stats.last_activity(), ch.outbound.stats.last_activity()].into_iter().flatten().max();
+                        let last = [
+                            ch.inbound.stats.last_activity(),
+                            ch.outbound.stats.last_activity(),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .max();
                         ChildStatus {
                             spi_in: format!("{:08x}", ch.local_spi),
                             spi_out: format!("{:08x}", ch.remote_spi),
@@ -428,8 +514,19 @@ impl Daemon {
                 last_error: c.last_error.clone(),
             })
             .collect();
-        let drops = self.dp.drops().snapshot().into_iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.name().to_string(), n)).collect();
+        let drops = self
+            .dp
+            .drops()
+            .snapshot()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| (r.name().to_string(), n))
+            .collect();
         let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        *st = Status { interface: self.interface.clone(), connections: conns, drops };
+        *st = Status {
+            interface: self.interface.clone(),
+            connections: conns,
+            drops,
+        };
     }
 }

@@ -34,7 +34,8 @@ impl CaValidator {
         let mut anchors = Vec::new();
         for der in CertificateDer::pem_slice_iter(pem) {
             let der = der.context("the CA file is not readable PEM")?;
-            let ta = webpki::anchor_from_trusted_cert(&der).context("the CA certificate is not usable as a trust anchor")?;
+            let ta = webpki::anchor_from_trusted_cert(&der)
+                .context("the CA certificate is not usable as a trust anchor")?;
             anchors.push(ta.to_owned());
         }
         if anchors.is_empty() {
@@ -47,7 +48,8 @@ impl CaValidator {
 impl PeerValidator for CaValidator {
     fn validate(&self, end_entity_der: &[u8], peer_id: &Identification) -> Result<(), String> {
         let der = CertificateDer::from(end_entity_der.to_vec());
-        let ee = webpki::EndEntityCert::try_from(&der).map_err(|e| format!("unreadable certificate: {e}"))?;
+        let ee = webpki::EndEntityCert::try_from(&der)
+            .map_err(|e| format!("unreadable certificate: {e}"))?;
         // IKE certificates may carry serverAuth, clientAuth, both or no EKU at all.
         const SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
         ee.verify_for_usage(
@@ -62,7 +64,8 @@ impl PeerValidator for CaValidator {
         .map_err(|e| format!("certificate refused: {e}"))?;
         if let Some(name) = peer_id.as_str() {
             if name.contains('.') || !name.contains('@') {
-                let dns = rustls_pki_types::ServerName::try_from(name.to_string()).map_err(|_| format!("bad identity {name:?}"))?;
+                let dns = rustls_pki_types::ServerName::try_from(name.to_string())
+                    .map_err(|_| format!("bad identity {name:?}"))?;
                 ee.verify_is_valid_for_subject_name(&dns)
                     .map_err(|_| format!("the certificate is not valid for identity {name:?}"))?;
             }
@@ -79,8 +82,10 @@ fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 pub fn ike_config(c: &Connection, natt_port: u16) -> anyhow::Result<dodvpn_ike::Config> {
     let ike: Vec<&str> = c.ike_proposals.iter().map(String::as_str).collect();
     let esp: Vec<&str> = c.esp_proposals.iter().map(String::as_str).collect();
-    let ike = dodvpn_ike::proposal::parse_ike_proposals(&ike).map_err(|e| anyhow::anyhow!("connection {:?}: {e}", c.name))?;
-    let esp = dodvpn_ike::proposal::parse_esp_proposals(&esp).map_err(|e| anyhow::anyhow!("connection {:?}: {e}", c.name))?;
+    let ike = dodvpn_ike::proposal::parse_ike_proposals(&ike)
+        .map_err(|e| anyhow::anyhow!("connection {:?}: {e}", c.name))?;
+    let esp = dodvpn_ike::proposal::parse_esp_proposals(&esp)
+        .map_err(|e| anyhow::anyhow!("connection {:?}: {e}", c.name))?;
     let (local_auth, remote_auth) = if c.psk.is_some() || c.psk_file.is_some() {
         let psk = match (&c.psk, &c.psk_file) {
             (Some(p), _) => p.as_bytes().to_vec(),
@@ -95,21 +100,41 @@ pub fn ike_config(c: &Connection, natt_port: u16) -> anyhow::Result<dodvpn_ike::
         };
         (LocalAuth::Psk(psk.clone()), RemoteAuth::Psk(psk))
     } else {
-        let (cert, key, ca) = (c.cert.as_ref().unwrap(), c.key.as_ref().unwrap(), c.ca.as_ref().unwrap());
+        let (cert, key, ca) = (
+            c.cert.as_ref().unwrap(),
+            c.key.as_ref().unwrap(),
+            c.ca.as_ref().unwrap(),
+        );
         let cert_der = CertificateDer::from_pem_slice(&read(cert)?)
             .with_context(|| format!("{} holds no PEM certificate", cert.display()))?
             .to_vec();
         let key_der = PrivatePkcs8KeyDer::from_pem_slice(&read(key)?)
             .with_context(|| format!("{} holds no PKCS#8 private key", key.display()))?;
-        let signer = EcdsaP256Signer::from_pkcs8(key_der.secret_pkcs8_der())
-            .map_err(|e| anyhow::anyhow!("{}: {e} (an ECDSA P-256 key is needed)", key.display()))?;
+        let signer = EcdsaP256Signer::from_pkcs8(key_der.secret_pkcs8_der()).map_err(|e| {
+            anyhow::anyhow!("{}: {e} (an ECDSA P-256 key is needed)", key.display())
+        })?;
         let validator = CaValidator::from_pem(&read(ca)?)?;
-        (LocalAuth::Cert { cert_der, signer: Arc::new(signer) }, RemoteAuth::Cert(Arc::new(validator)))
+        (
+            LocalAuth::Cert {
+                cert_der,
+                signer: Arc::new(signer),
+            },
+            RemoteAuth::Cert(Arc::new(validator)),
+        )
     };
-    let mut cfg = dodvpn_ike::Config::new(ike, esp, identity(&c.local_id)?, local_auth, remote_auth);
+    let mut cfg =
+        dodvpn_ike::Config::new(ike, esp, identity(&c.local_id)?, local_auth, remote_auth);
     cfg.remote_id = c.remote_id.as_deref().map(identity).transpose()?;
-    cfg.local_ts = c.local_subnets.iter().map(|n| TsRange::from_net(*n, 0, 0..=65535)).collect();
-    cfg.remote_ts = c.remote_subnets.iter().map(|n| TsRange::from_net(*n, 0, 0..=65535)).collect();
+    cfg.local_ts = c
+        .local_subnets
+        .iter()
+        .map(|n| TsRange::from_net(*n, 0, 0..=65535))
+        .collect();
+    cfg.remote_ts = c
+        .remote_subnets
+        .iter()
+        .map(|n| TsRange::from_net(*n, 0, 0..=65535))
+        .collect();
     cfg.force_encap = c.force_encap;
     cfg.dpd_delay = c.dpd;
     cfg.nat_t_port = natt_port;

@@ -60,22 +60,44 @@ pub async fn create_order(
         .execute(&mut *tx.tx)
         .await
         .map_err(ApiError::db)?;
-    tx.audit(&caller.actor(), "device.ordered", &id, serde_json::json!({"org": body.org_id, "model": body.model, "step": "b"}))
-        .await?;
-    let o = Order { id, org_id: body.org_id, model: body.model, created_ms: tx.now };
+    tx.audit(
+        &caller.actor(),
+        "device.ordered",
+        &id,
+        serde_json::json!({"org": body.org_id, "model": body.model, "step": "b"}),
+    )
+    .await?;
+    let o = Order {
+        id,
+        org_id: body.org_id,
+        model: body.model,
+        created_ms: tx.now,
+    };
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(o)))
 }
 
 #[utoipa::path(get, path = "/api/v1/orders", tag = "devices", responses((status = 200, body = [Order])))]
-pub async fn list_orders(State(c): State<Arc<Center>>, caller: Caller) -> Result<Json<Vec<Order>>, ApiError> {
+pub async fn list_orders(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+) -> Result<Json<Vec<Order>>, ApiError> {
     let scope = caller.org_scope()?;
     let rows = sqlx::query("SELECT id, org_id, model, created_ms FROM orders WHERE ($1 = '' OR org_id = $1) ORDER BY created_ms")
         .bind(scope.unwrap_or(""))
         .fetch_all(&c.db.pool)
         .await
         .map_err(ApiError::db)?;
-    Ok(Json(rows.iter().map(|r| Order { id: r.get(0), org_id: r.get(1), model: r.get(2), created_ms: r.get(3) }).collect()))
+    Ok(Json(
+        rows.iter()
+            .map(|r| Order {
+                id: r.get(0),
+                org_id: r.get(1),
+                model: r.get(2),
+                created_ms: r.get(3),
+            })
+            .collect(),
+    ))
 }
 
 // ---------- devices (steps c–h, l) ----------
@@ -115,7 +137,10 @@ pub struct Device {
     pub created_ms: i64,
 }
 
-async fn load_device(tx_or_pool: impl sqlx::Executor<'_, Database = sqlx::Any>, id: &str) -> Result<Device, ApiError> {
+async fn load_device(
+    tx_or_pool: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    id: &str,
+) -> Result<Device, ApiError> {
     let r = sqlx::query(
         "SELECT id, serial, model, owner_org, order_id, status, endpoint, subnets, created_ms FROM devices WHERE id = $1",
     )
@@ -140,11 +165,13 @@ async fn load_device(tx_or_pool: impl sqlx::Executor<'_, Database = sqlx::Any>, 
 }
 
 async fn with_groups(c: &Center, mut d: Device) -> Result<Device, ApiError> {
-    d.groups = sqlx::query_scalar("SELECT group_name FROM memberships WHERE device_id = $1 ORDER BY group_name")
-        .bind(&d.id)
-        .fetch_all(&c.db.pool)
-        .await
-        .map_err(ApiError::db)?;
+    d.groups = sqlx::query_scalar(
+        "SELECT group_name FROM memberships WHERE device_id = $1 ORDER BY group_name",
+    )
+    .bind(&d.id)
+    .fetch_all(&c.db.pool)
+    .await
+    .map_err(ApiError::db)?;
     Ok(d)
 }
 
@@ -161,10 +188,16 @@ async fn require_device_provider(c: &Center, caller: &Caller) -> Result<(), ApiE
             if kind.as_deref() == Some("vendor") {
                 Ok(())
             } else {
-                Err(ApiError::forbidden("not_device_provider", "only a device provider (vendor) or the provider may do this"))
+                Err(ApiError::forbidden(
+                    "not_device_provider",
+                    "only a device provider (vendor) or the provider may do this",
+                ))
             }
         }
-        Caller::Device(_) => Err(ApiError::forbidden("admin_only", "this needs an administrator credential")),
+        Caller::Device(_) => Err(ApiError::forbidden(
+            "admin_only",
+            "this needs an administrator credential",
+        )),
     }
 }
 
@@ -196,7 +229,10 @@ pub async fn register_device(
         .await
         .map_err(ApiError::db)?;
     if dup > 0 {
-        return Err(ApiError::conflict("duplicate_serial", format!("a device with serial {} is already registered", body.serial)));
+        return Err(ApiError::conflict(
+            "duplicate_serial",
+            format!("a device with serial {} is already registered", body.serial),
+        ));
     }
     let id = new_id("dev");
     sqlx::query(
@@ -246,7 +282,10 @@ pub async fn list_devices(
     let scope = caller.org_scope()?;
     let org = match (scope, q.org.as_deref()) {
         (Some(own), Some(o)) if own != o => {
-            return Err(ApiError::forbidden("other_organisation", "an organisation's administrator sees only its own devices"))
+            return Err(ApiError::forbidden(
+                "other_organisation",
+                "an organisation's administrator sees only its own devices",
+            ))
         }
         (Some(own), _) => own.to_string(),
         (None, Some(o)) => o.to_string(),
@@ -280,7 +319,11 @@ async fn device_for(c: &Center, caller: &Caller, id: &str) -> Result<Device, Api
 
 #[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
     responses((status = 200, body = Device), (status = 404, body = ErrorBody)))]
-pub async fn get_device(State(c): State<Arc<Center>>, caller: Caller, Path(id): Path<String>) -> Result<Json<Device>, ApiError> {
+pub async fn get_device(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Device>, ApiError> {
     caller.require_admin()?;
     let d = device_for(&c, &caller, &id).await?;
     Ok(Json(with_groups(&c, d).await?))
@@ -317,8 +360,13 @@ pub async fn set_network(
         .execute(&mut *tx.tx)
         .await
         .map_err(ApiError::db)?;
-    tx.audit(&caller.actor(), "device.network", &id, serde_json::json!({"endpoint": body.endpoint, "subnets": body.subnets}))
-        .await?;
+    tx.audit(
+        &caller.actor(),
+        "device.network",
+        &id,
+        serde_json::json!({"endpoint": body.endpoint, "subnets": body.subnets}),
+    )
+    .await?;
     grants::reevaluate(&c, &mut tx, &caller.actor(), Some(&set_of([id.clone()]))).await?;
     let d = load_device(&mut *tx.tx, &id).await?;
     tx.commit().await?;
@@ -326,7 +374,13 @@ pub async fn set_network(
 }
 
 /// Move a device from one of `from` to `to`, or explain why not.
-async fn transition(tx: &mut WriteTx<'_>, id: &str, from: &[&str], to: &str, what: &str) -> Result<String, ApiError> {
+async fn transition(
+    tx: &mut WriteTx<'_>,
+    id: &str,
+    from: &[&str],
+    to: &str,
+    what: &str,
+) -> Result<String, ApiError> {
     let status: String = sqlx::query_scalar("SELECT status FROM devices WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx.tx)
@@ -336,7 +390,10 @@ async fn transition(tx: &mut WriteTx<'_>, id: &str, from: &[&str], to: &str, wha
     if !from.contains(&status.as_str()) {
         return Err(ApiError::conflict(
             "wrong_state",
-            format!("cannot {what}: device {id} is '{status}', expected one of {}", from.join(", ")),
+            format!(
+                "cannot {what}: device {id} is '{status}', expected one of {}",
+                from.join(", ")
+            ),
         ));
     }
     sqlx::query("UPDATE devices SET status = $2, updated_ms = $3 WHERE id = $1")
@@ -365,6 +422,19 @@ pub struct CertIssued {
     pub ca: super::pki::CaBundle,
 }
 
+impl CertIssued {
+    /// The answer to an issuance: the certificate and the CA bundle to install with it.
+    pub(crate) fn new(c: &Center, cert: dodvpn_pki::IssuedCert) -> Self {
+        CertIssued {
+            serial: cert.serial,
+            certificate: cert.pem,
+            fingerprint: cert.fingerprint_sha256_hex,
+            not_after: cert.not_after_unix,
+            ca: super::pki::bundle(c),
+        }
+    }
+}
+
 /// Default lifetime of device (tier-1) certificates.
 const DEVICE_CERT_DAYS: u32 = 3650;
 /// Default lifetime of service (tier-2) certificates; renewed online.
@@ -385,7 +455,10 @@ pub(crate) async fn store_cert(
         .await
         .map_err(ApiError::db)?;
     if seen > 0 {
-        return Err(ApiError::conflict("replayed_request", "this certificate request was already used; make a new one"));
+        return Err(ApiError::conflict(
+            "replayed_request",
+            "this certificate request was already used; make a new one",
+        ));
     }
     sqlx::query(
         "INSERT INTO certs (serial, tier, device_id, fingerprint, csr_hash, pem, not_after, created_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
@@ -417,9 +490,23 @@ pub async fn issue_device_cert(
     let Json(body) = body?;
     let mut tx = c.db.begin_write().await?;
     let d = load_device(&mut *tx.tx, &id).await?;
-    transition(&mut tx, &id, &["registered"], "certified", "issue a device certificate").await?;
+    transition(
+        &mut tx,
+        &id,
+        &["registered"],
+        "certified",
+        "issue a device certificate",
+    )
+    .await?;
     let serial = tx.next_counter("cert_serial").await?;
-    let cert = c.pki.issue_device_cert(&body.csr, &d.serial, &d.model, &d.owner_org, serial, DEVICE_CERT_DAYS)?;
+    let cert = c.pki.issue_device_cert(
+        &body.csr,
+        &d.serial,
+        &d.model,
+        &d.owner_org,
+        serial,
+        DEVICE_CERT_DAYS,
+    )?;
     store_cert(&mut tx, "device", &id, &body.csr, &cert).await?;
     tx.audit(
         &caller.actor(),
@@ -429,16 +516,7 @@ pub async fn issue_device_cert(
     )
     .await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CertIssued {
-            serial,
-            certificate: cert.pem,
-            fingerprint: cert.fingerprint_sha256_hex,
-            not_after: cert.not_after_unix,
-            ca: super::pki::bundle(&c),
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(CertIssued::new(&c, cert))))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -448,7 +526,12 @@ pub struct Installed {
     pub fingerprint: String,
 }
 
-pub(crate) async fn confirm_installed(tx: &mut WriteTx<'_>, id: &str, tier: &str, fingerprint: &str) -> Result<u64, ApiError> {
+pub(crate) async fn confirm_installed(
+    tx: &mut WriteTx<'_>,
+    id: &str,
+    tier: &str,
+    fingerprint: &str,
+) -> Result<u64, ApiError> {
     let serial: Option<i64> = sqlx::query_scalar(
         "SELECT serial FROM certs WHERE device_id = $1 AND tier = $2 AND fingerprint = $3 AND revoked_ms IS NULL",
     )
@@ -458,7 +541,12 @@ pub(crate) async fn confirm_installed(tx: &mut WriteTx<'_>, id: &str, tier: &str
     .fetch_optional(&mut *tx.tx)
     .await
     .map_err(ApiError::db)?;
-    let serial = serial.ok_or_else(|| ApiError::conflict("unknown_certificate", "no such valid certificate for this device"))?;
+    let serial = serial.ok_or_else(|| {
+        ApiError::conflict(
+            "unknown_certificate",
+            "no such valid certificate for this device",
+        )
+    })?;
     sqlx::query("UPDATE certs SET installed = 1 WHERE serial = $1")
         .bind(serial)
         .execute(&mut *tx.tx)
@@ -480,8 +568,21 @@ pub async fn device_cert_installed(
     let Json(body) = body?;
     let mut tx = c.db.begin_write().await?;
     let serial = confirm_installed(&mut tx, &id, "device", &body.fingerprint).await?;
-    transition(&mut tx, &id, &["certified"], "installed", "confirm installation").await?;
-    tx.audit(&caller.actor(), "device_cert.installed", &id, serde_json::json!({"serial": serial, "step": "e"})).await?;
+    transition(
+        &mut tx,
+        &id,
+        &["certified"],
+        "installed",
+        "confirm installation",
+    )
+    .await?;
+    tx.audit(
+        &caller.actor(),
+        "device_cert.installed",
+        &id,
+        serde_json::json!({"serial": serial, "step": "e"}),
+    )
+    .await?;
     let d = load_device(&mut *tx.tx, &id).await?;
     tx.commit().await?;
     Ok(Json(d))
@@ -518,13 +619,21 @@ async fn who_provider(_c: &Center, caller: &Caller, _id: &str) -> Result<(), Api
 }
 
 /// Side effects of a state change that devices must hear about.
-async fn after_transition(c: &Center, tx: &mut WriteTx<'_>, caller: &Caller, id: &str, to: &str) -> Result<(), ApiError> {
+async fn after_transition(
+    c: &Center,
+    tx: &mut WriteTx<'_>,
+    caller: &Caller,
+    id: &str,
+    to: &str,
+) -> Result<(), ApiError> {
     match to {
         "in_service" => {
-            tx.event(id, "service_started", &serde_json::json!({})).await?;
+            tx.event(id, "service_started", &serde_json::json!({}))
+                .await?;
         }
         "suspended" => {
-            tx.event(id, "service_stopped", &serde_json::json!({})).await?;
+            tx.event(id, "service_stopped", &serde_json::json!({}))
+                .await?;
             grants::reevaluate(c, tx, &caller.actor(), Some(&set_of([id.to_string()]))).await?;
         }
         _ => {}
@@ -532,18 +641,49 @@ async fn after_transition(c: &Center, tx: &mut WriteTx<'_>, caller: &Caller, id:
     Ok(())
 }
 
-step!(deliver, "/api/v1/devices/{id}/deliver", "TR D.6 f: the subscriber receives the certified device.",
-    &["installed"], "delivered", "deliver", "f", who_device_provider);
-step!(service_apply, "/api/v1/devices/{id}/service/apply", "TR D.6 g: the subscriber applies for VPN service for this device.",
-    &["delivered"], "service_applied", "apply for service", "g", who_owner);
+step!(
+    deliver,
+    "/api/v1/devices/{id}/deliver",
+    "TR D.6 f: the subscriber receives the certified device.",
+    &["installed"],
+    "delivered",
+    "deliver",
+    "f",
+    who_device_provider
+);
+step!(
+    service_apply,
+    "/api/v1/devices/{id}/service/apply",
+    "TR D.6 g: the subscriber applies for VPN service for this device.",
+    &["delivered"],
+    "service_applied",
+    "apply for service",
+    "g",
+    who_owner
+);
 step!(service_approve, "/api/v1/devices/{id}/service/approve",
     "TR D.6 h: the provider approves and asks the service CA to issue a service certificate at enrolment.",
     &["service_applied"], "service_approved", "approve service", "h", who_provider);
-step!(service_start, "/api/v1/devices/{id}/service/start",
+step!(
+    service_start,
+    "/api/v1/devices/{id}/service/start",
     "TR D.6 l: the provider starts VPN service to an enrolled device (also resumes a stopped one).",
-    &["service_installed", "suspended"], "in_service", "start service", "l", who_provider);
-step!(service_stop, "/api/v1/devices/{id}/service/stop", "Suspend service: the device's grants are withdrawn.",
-    &["in_service"], "suspended", "stop service", "l", who_provider);
+    &["service_installed", "suspended"],
+    "in_service",
+    "start service",
+    "l",
+    who_provider
+);
+step!(
+    service_stop,
+    "/api/v1/devices/{id}/service/stop",
+    "Suspend service: the device's grants are withdrawn.",
+    &["in_service"],
+    "suspended",
+    "stop service",
+    "l",
+    who_provider
+);
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -573,32 +713,51 @@ pub async fn revoke_device(
     Ok(Json(d))
 }
 
-async fn revoke_device_tx(c: &Center, tx: &mut WriteTx<'_>, actor: &str, id: &str, reason: &str) -> Result<(), ApiError> {
-    let serials: Vec<i64> = sqlx::query_scalar("SELECT serial FROM certs WHERE device_id = $1 AND revoked_ms IS NULL")
-        .bind(id)
-        .fetch_all(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
-    sqlx::query("UPDATE certs SET revoked_ms = $2, reason = $3 WHERE device_id = $1 AND revoked_ms IS NULL")
-        .bind(id)
-        .bind(tx.now)
-        .bind(reason)
-        .execute(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+async fn revoke_device_tx(
+    c: &Center,
+    tx: &mut WriteTx<'_>,
+    actor: &str,
+    id: &str,
+    reason: &str,
+) -> Result<(), ApiError> {
+    let serials: Vec<i64> =
+        sqlx::query_scalar("SELECT serial FROM certs WHERE device_id = $1 AND revoked_ms IS NULL")
+            .bind(id)
+            .fetch_all(&mut *tx.tx)
+            .await
+            .map_err(ApiError::db)?;
+    sqlx::query(
+        "UPDATE certs SET revoked_ms = $2, reason = $3 WHERE device_id = $1 AND revoked_ms IS NULL",
+    )
+    .bind(id)
+    .bind(tx.now)
+    .bind(reason)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(ApiError::db)?;
     sqlx::query("UPDATE devices SET status = 'revoked', updated_ms = $2 WHERE id = $1")
         .bind(id)
         .bind(tx.now)
         .execute(&mut *tx.tx)
         .await
         .map_err(ApiError::db)?;
-    tx.audit(actor, "device.revoked", id, serde_json::json!({"serials": serials, "reason": reason})).await?;
+    tx.audit(
+        actor,
+        "device.revoked",
+        id,
+        serde_json::json!({"serials": serials, "reason": reason}),
+    )
+    .await?;
     announce_revocation(tx, id, &serials).await?;
     grants::reevaluate(c, tx, actor, Some(&set_of([id.to_string()]))).await
 }
 
 /// Tell the device and every device that held a grant with it (R-PKI-4, R-POL-5).
-async fn announce_revocation(tx: &mut WriteTx<'_>, id: &str, serials: &[i64]) -> Result<(), ApiError> {
+async fn announce_revocation(
+    tx: &mut WriteTx<'_>,
+    id: &str,
+    serials: &[i64],
+) -> Result<(), ApiError> {
     let payload = serde_json::json!({"device_id": id, "serials": serials});
     tx.event(id, "revoked", &payload).await?;
     let peers: Vec<String> = sqlx::query_scalar(
@@ -631,7 +790,10 @@ pub async fn revoke_cert(
     let d = device_for(&c, &caller, &rec.device_id).await?;
     caller.require_org(&d.owner_org)?;
     if rec.revoked_ms.is_some() {
-        return Err(ApiError::conflict("already_revoked", format!("certificate {serial} is already revoked")));
+        return Err(ApiError::conflict(
+            "already_revoked",
+            format!("certificate {serial} is already revoked"),
+        ));
     }
     let mut tx = c.db.begin_write().await?;
     if rec.tier == "device" {
@@ -644,10 +806,21 @@ pub async fn revoke_cert(
             .execute(&mut *tx.tx)
             .await
             .map_err(ApiError::db)?;
-        tx.audit(&caller.actor(), "cert.revoked", &serial.to_string(), serde_json::json!({"device": rec.device_id, "reason": body.reason}))
-            .await?;
+        tx.audit(
+            &caller.actor(),
+            "cert.revoked",
+            &serial.to_string(),
+            serde_json::json!({"device": rec.device_id, "reason": body.reason}),
+        )
+        .await?;
         announce_revocation(&mut tx, &rec.device_id, &[serial as i64]).await?;
-        grants::reevaluate(&c, &mut tx, &caller.actor(), Some(&set_of([rec.device_id.clone()]))).await?;
+        grants::reevaluate(
+            &c,
+            &mut tx,
+            &caller.actor(),
+            Some(&set_of([rec.device_id.clone()])),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(Json(cert_record(&c.db.pool, serial).await?))
@@ -667,7 +840,8 @@ pub struct CertRecord {
     pub certificate: String,
 }
 
-pub(crate) const CERT_COLS: &str = "serial, tier, device_id, fingerprint, not_after, installed, revoked_ms, reason, pem";
+pub(crate) const CERT_COLS: &str =
+    "serial, tier, device_id, fingerprint, not_after, installed, revoked_ms, reason, pem";
 
 pub(crate) fn cert_from_row(r: &sqlx::any::AnyRow) -> CertRecord {
     CertRecord {
@@ -747,13 +921,21 @@ async fn load_group(c: &Center, name: &str) -> Result<Group, ApiError> {
         .await
         .map_err(ApiError::db)?
         .ok_or_else(|| ApiError::not_found(format!("no group {name}")))?;
-    let gp: GroupPolicy = serde_json::from_str(&p).map_err(|_| ApiError::internal("stored group unreadable"))?;
-    let members = sqlx::query_scalar("SELECT device_id FROM memberships WHERE group_name = $1 ORDER BY device_id")
-        .bind(name)
-        .fetch_all(&c.db.pool)
-        .await
-        .map_err(ApiError::db)?;
-    Ok(Group { name: name.to_string(), require_checksheet: gp.require_checksheet, services: gp.services, members })
+    let gp: GroupPolicy =
+        serde_json::from_str(&p).map_err(|_| ApiError::internal("stored group unreadable"))?;
+    let members = sqlx::query_scalar(
+        "SELECT device_id FROM memberships WHERE group_name = $1 ORDER BY device_id",
+    )
+    .bind(name)
+    .fetch_all(&c.db.pool)
+    .await
+    .map_err(ApiError::db)?;
+    Ok(Group {
+        name: name.to_string(),
+        require_checksheet: gp.require_checksheet,
+        services: gp.services,
+        members,
+    })
 }
 
 #[utoipa::path(post, path = "/api/v1/groups", tag = "policy", request_body = GroupBody,
@@ -767,7 +949,10 @@ pub async fn create_group(
     let Json(body) = body?;
     check_name("group name", &body.name)?;
     let mut tx = c.db.begin_write().await?;
-    let gp = GroupPolicy { require_checksheet: body.require_checksheet, services: body.services.clone() };
+    let gp = GroupPolicy {
+        require_checksheet: body.require_checksheet,
+        services: body.services.clone(),
+    };
     sqlx::query("INSERT INTO groups_ (name, policy, created_ms) VALUES ($1,$2,$3)")
         .bind(&body.name)
         .bind(serde_json::to_string(&gp).map_err(|_| ApiError::internal("group"))?)
@@ -775,13 +960,22 @@ pub async fn create_group(
         .execute(&mut *tx.tx)
         .await
         .map_err(ApiError::db)?;
-    tx.audit(&caller.actor(), "group.created", &body.name, serde_json::to_value(&body).unwrap_or_default()).await?;
+    tx.audit(
+        &caller.actor(),
+        "group.created",
+        &body.name,
+        serde_json::to_value(&body).unwrap_or_default(),
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(load_group(&c, &body.name).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/groups", tag = "policy", responses((status = 200, body = [Group])))]
-pub async fn list_groups(State(c): State<Arc<Center>>, caller: Caller) -> Result<Json<Vec<Group>>, ApiError> {
+pub async fn list_groups(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+) -> Result<Json<Vec<Group>>, ApiError> {
     caller.require_admin()?;
     let names: Vec<String> = sqlx::query_scalar("SELECT name FROM groups_ ORDER BY name")
         .fetch_all(&c.db.pool)
@@ -792,11 +986,12 @@ pub async fn list_groups(State(c): State<Arc<Center>>, caller: Caller) -> Result
         let mut g = load_group(&c, &n).await?;
         if let Caller::OrgAdmin { org_id, .. } = &caller {
             // An organisation sees the groups, but only its own members in them.
-            let own: Vec<String> = sqlx::query_scalar("SELECT id FROM devices WHERE owner_org = $1")
-                .bind(org_id)
-                .fetch_all(&c.db.pool)
-                .await
-                .map_err(ApiError::db)?;
+            let own: Vec<String> =
+                sqlx::query_scalar("SELECT id FROM devices WHERE owner_org = $1")
+                    .bind(org_id)
+                    .fetch_all(&c.db.pool)
+                    .await
+                    .map_err(ApiError::db)?;
             g.members.retain(|m| own.contains(m));
         }
         out.push(g);
@@ -816,10 +1011,15 @@ pub async fn put_group(
     caller.require_provider()?;
     let Json(body) = body?;
     if body.name != name {
-        return Err(ApiError::bad_request("the body's name must match the path (groups are not renamed)"));
+        return Err(ApiError::bad_request(
+            "the body's name must match the path (groups are not renamed)",
+        ));
     }
     let mut tx = c.db.begin_write().await?;
-    let gp = GroupPolicy { require_checksheet: body.require_checksheet, services: body.services.clone() };
+    let gp = GroupPolicy {
+        require_checksheet: body.require_checksheet,
+        services: body.services.clone(),
+    };
     let n = sqlx::query("UPDATE groups_ SET policy = $2 WHERE name = $1")
         .bind(&name)
         .bind(serde_json::to_string(&gp).map_err(|_| ApiError::internal("group"))?)
@@ -830,12 +1030,19 @@ pub async fn put_group(
     if n == 0 {
         return Err(ApiError::not_found(format!("no group {name}")));
     }
-    tx.audit(&caller.actor(), "policy.provider_changed", &name, serde_json::to_value(&body).unwrap_or_default()).await?;
-    let members: Vec<String> = sqlx::query_scalar("SELECT device_id FROM memberships WHERE group_name = $1")
-        .bind(&name)
-        .fetch_all(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+    tx.audit(
+        &caller.actor(),
+        "policy.provider_changed",
+        &name,
+        serde_json::to_value(&body).unwrap_or_default(),
+    )
+    .await?;
+    let members: Vec<String> =
+        sqlx::query_scalar("SELECT device_id FROM memberships WHERE group_name = $1")
+            .bind(&name)
+            .fetch_all(&mut *tx.tx)
+            .await
+            .map_err(ApiError::db)?;
     let payload = serde_json::json!({"scope": "provider", "group": name});
     for m in &members {
         tx.event(m, "policy_changed", &payload).await?;
@@ -864,12 +1071,14 @@ pub async fn add_member(
     load_group(&c, &name).await?;
     load_device(&c.db.pool, &body.device_id).await?;
     let mut tx = c.db.begin_write().await?;
-    let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE group_name = $1 AND device_id = $2")
-        .bind(&name)
-        .bind(&body.device_id)
-        .fetch_one(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+    let exists: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM memberships WHERE group_name = $1 AND device_id = $2",
+    )
+    .bind(&name)
+    .bind(&body.device_id)
+    .fetch_one(&mut *tx.tx)
+    .await
+    .map_err(ApiError::db)?;
     if exists == 0 {
         sqlx::query("INSERT INTO memberships (group_name, device_id) VALUES ($1, $2)")
             .bind(&name)
@@ -877,9 +1086,19 @@ pub async fn add_member(
             .execute(&mut *tx.tx)
             .await
             .map_err(ApiError::db)?;
-        tx.audit(&caller.actor(), "group.member_added", &name, serde_json::json!({"device": body.device_id})).await?;
-        tx.event(&body.device_id, "policy_changed", &serde_json::json!({"scope": "provider", "group": name, "joined": true}))
-            .await?;
+        tx.audit(
+            &caller.actor(),
+            "group.member_added",
+            &name,
+            serde_json::json!({"device": body.device_id}),
+        )
+        .await?;
+        tx.event(
+            &body.device_id,
+            "policy_changed",
+            &serde_json::json!({"scope": "provider", "group": name, "joined": true}),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(Json(load_group(&c, &name).await?))
@@ -903,11 +1122,30 @@ pub async fn remove_member(
         .map_err(ApiError::db)?
         .rows_affected();
     if n == 0 {
-        return Err(ApiError::not_found(format!("device {device_id} is not in group {name}")));
+        return Err(ApiError::not_found(format!(
+            "device {device_id} is not in group {name}"
+        )));
     }
-    tx.audit(&caller.actor(), "group.member_removed", &name, serde_json::json!({"device": device_id})).await?;
-    tx.event(&device_id, "policy_changed", &serde_json::json!({"scope": "provider", "group": name, "left": true})).await?;
-    grants::reevaluate(&c, &mut tx, &caller.actor(), Some(&set_of([device_id.clone()]))).await?;
+    tx.audit(
+        &caller.actor(),
+        "group.member_removed",
+        &name,
+        serde_json::json!({"device": device_id}),
+    )
+    .await?;
+    tx.event(
+        &device_id,
+        "policy_changed",
+        &serde_json::json!({"scope": "provider", "group": name, "left": true}),
+    )
+    .await?;
+    grants::reevaluate(
+        &c,
+        &mut tx,
+        &caller.actor(),
+        Some(&set_of([device_id.clone()])),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(load_group(&c, &name).await?))
 }
@@ -951,7 +1189,8 @@ fn approval_from_row(r: &sqlx::any::AnyRow) -> ApprovalRecord {
     }
 }
 
-const APPROVAL_COLS: &str = "id, approver_org, applicant_org, applicant_device, not_before, not_after, closed_ms";
+const APPROVAL_COLS: &str =
+    "id, approver_org, applicant_org, applicant_device, not_before, not_after, closed_ms";
 
 #[utoipa::path(post, path = "/api/v1/approvals", tag = "policy", request_body = NewApproval,
     responses((status = 201, body = ApprovalRecord), (status = 400, body = ErrorBody)))]
@@ -970,16 +1209,18 @@ pub async fn open_approval(
     org_exists(&mut tx, &body.applicant_org).await?;
     let id = new_id("appr");
     let now = tx.now / 1000;
-    sqlx::query(&format!("INSERT INTO approvals ({APPROVAL_COLS}) VALUES ($1,$2,$3,$4,$5,$6,NULL)"))
-        .bind(&id)
-        .bind(&body.approver_org)
-        .bind(&body.applicant_org)
-        .bind(&body.applicant_device)
-        .bind(now)
-        .bind(now + body.minutes as i64 * 60)
-        .execute(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+    sqlx::query(&format!(
+        "INSERT INTO approvals ({APPROVAL_COLS}) VALUES ($1,$2,$3,$4,$5,$6,NULL)"
+    ))
+    .bind(&id)
+    .bind(&body.approver_org)
+    .bind(&body.applicant_org)
+    .bind(&body.applicant_device)
+    .bind(now)
+    .bind(now + body.minutes as i64 * 60)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(ApiError::db)?;
     tx.audit(
         &caller.actor(),
         "approval.opened",
@@ -988,20 +1229,30 @@ pub async fn open_approval(
     )
     .await?;
     for d in super::orgs::org_devices(&mut tx, &body.applicant_org).await? {
-        tx.event(&d, "approval_opened", &serde_json::json!({"approval": id, "approver_org": body.approver_org})).await?;
+        tx.event(
+            &d,
+            "approval_opened",
+            &serde_json::json!({"approval": id, "approver_org": body.approver_org}),
+        )
+        .await?;
     }
-    let r = sqlx::query(&format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1"))
-        .bind(&id)
-        .fetch_one(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+    let r = sqlx::query(&format!(
+        "SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1"
+    ))
+    .bind(&id)
+    .fetch_one(&mut *tx.tx)
+    .await
+    .map_err(ApiError::db)?;
     let rec = approval_from_row(&r);
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(rec)))
 }
 
 #[utoipa::path(get, path = "/api/v1/approvals", tag = "policy", responses((status = 200, body = [ApprovalRecord])))]
-pub async fn list_approvals(State(c): State<Arc<Center>>, caller: Caller) -> Result<Json<Vec<ApprovalRecord>>, ApiError> {
+pub async fn list_approvals(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+) -> Result<Json<Vec<ApprovalRecord>>, ApiError> {
     let scope = caller.org_scope()?.unwrap_or("");
     let rows = sqlx::query(&format!(
         "SELECT {APPROVAL_COLS} FROM approvals WHERE ($1 = '' OR approver_org = $1 OR applicant_org = $1) ORDER BY not_before"
@@ -1016,17 +1267,25 @@ pub async fn list_approvals(State(c): State<Arc<Center>>, caller: Caller) -> Res
 /// Close an approval window now: grants that depended on it are withdrawn at once.
 #[utoipa::path(post, path = "/api/v1/approvals/{id}/close", tag = "policy", params(("id" = String, Path)),
     responses((status = 200, body = ApprovalRecord), (status = 404, body = ErrorBody)))]
-pub async fn close_approval(State(c): State<Arc<Center>>, caller: Caller, Path(id): Path<String>) -> Result<Json<ApprovalRecord>, ApiError> {
+pub async fn close_approval(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ApprovalRecord>, ApiError> {
     caller.require_admin()?;
     let mut tx = c.db.begin_write().await?;
-    let r = sqlx::query(&format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1"))
-        .bind(&id)
-        .fetch_optional(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?
-        .ok_or_else(|| ApiError::not_found(format!("no approval {id}")))?;
+    let r = sqlx::query(&format!(
+        "SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1"
+    ))
+    .bind(&id)
+    .fetch_optional(&mut *tx.tx)
+    .await
+    .map_err(ApiError::db)?
+    .ok_or_else(|| ApiError::not_found(format!("no approval {id}")))?;
     let rec = approval_from_row(&r);
-    caller.require_org(&rec.approver_org).map_err(|_| ApiError::not_found(format!("no approval {id}")))?;
+    caller
+        .require_org(&rec.approver_org)
+        .map_err(|_| ApiError::not_found(format!("no approval {id}")))?;
     if rec.closed_ms.is_none() {
         sqlx::query("UPDATE approvals SET closed_ms = $2 WHERE id = $1")
             .bind(&id)
@@ -1034,16 +1293,24 @@ pub async fn close_approval(State(c): State<Arc<Center>>, caller: Caller, Path(i
             .execute(&mut *tx.tx)
             .await
             .map_err(ApiError::db)?;
-        tx.audit(&caller.actor(), "approval.closed", &id, serde_json::json!({})).await?;
+        tx.audit(
+            &caller.actor(),
+            "approval.closed",
+            &id,
+            serde_json::json!({}),
+        )
+        .await?;
         let mut affected = super::orgs::org_devices(&mut tx, &rec.applicant_org).await?;
         affected.extend(super::orgs::org_devices(&mut tx, &rec.approver_org).await?);
         grants::reevaluate(&c, &mut tx, &caller.actor(), Some(&set_of(affected))).await?;
     }
-    let r = sqlx::query(&format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1"))
-        .bind(&id)
-        .fetch_one(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+    let r = sqlx::query(&format!(
+        "SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1"
+    ))
+    .bind(&id)
+    .fetch_one(&mut *tx.tx)
+    .await
+    .map_err(ApiError::db)?;
     let rec = approval_from_row(&r);
     tx.commit().await?;
     Ok(Json(rec))
@@ -1082,17 +1349,28 @@ pub(crate) async fn run_application(
     let targets: Vec<String> = match (to_device, to_group) {
         (Some(d), None) => vec![d.to_string()],
         (None, Some(g)) => {
-            let members: Vec<String> = sqlx::query_scalar("SELECT device_id FROM memberships WHERE group_name = $1 ORDER BY device_id")
-                .bind(g)
-                .fetch_all(&mut *tx.tx)
-                .await
-                .map_err(ApiError::db)?;
+            let members: Vec<String> = sqlx::query_scalar(
+                "SELECT device_id FROM memberships WHERE group_name = $1 ORDER BY device_id",
+            )
+            .bind(g)
+            .fetch_all(&mut *tx.tx)
+            .await
+            .map_err(ApiError::db)?;
             members.into_iter().filter(|m| m != applicant).collect()
         }
-        _ => return Err(ApiError::bad_request("give exactly one of to_device or to_group")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of to_device or to_group",
+            ))
+        }
     };
-    tx.audit(actor, "connection.applied", applicant, serde_json::json!({"to_device": to_device, "to_group": to_group, "step": "k"}))
-        .await?;
+    tx.audit(
+        actor,
+        "connection.applied",
+        applicant,
+        serde_json::json!({"to_device": to_device, "to_group": to_group, "step": "k"}),
+    )
+    .await?;
     let mut outcomes = Vec::new();
     for t in targets {
         let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE id = $1")
@@ -1102,13 +1380,21 @@ pub(crate) async fn run_application(
             .map_err(ApiError::db)?;
         if exists == 0 {
             // Same answer as a refusal: an applicant learns nothing about devices it may not reach.
-            outcomes.push(Outcome { target_device: t, granted: false, grant_id: None, reason: Some("not allowed".into()) });
+            outcomes.push(Outcome {
+                target_device: t,
+                granted: false,
+                grant_id: None,
+                reason: Some("not allowed".into()),
+            });
             continue;
         }
         outcomes.push(grants::apply(c, &mut tx, actor, applicant, &t).await?);
     }
     tx.commit().await?;
-    Ok(ApplicationResult { applicant: applicant.to_string(), outcomes })
+    Ok(ApplicationResult {
+        applicant: applicant.to_string(),
+        outcomes,
+    })
 }
 
 /// TR D.6 k on behalf of a device: the centre grants only provider ∩ both subscribers' policies.
@@ -1121,10 +1407,21 @@ pub async fn apply_connection(
 ) -> Result<Json<ApplicationResult>, ApiError> {
     caller.require_admin()?;
     let Json(body) = body?;
-    let from = body.from_device.ok_or_else(|| ApiError::bad_request("from_device is required"))?;
+    let from = body
+        .from_device
+        .ok_or_else(|| ApiError::bad_request("from_device is required"))?;
     let d = device_for(&c, &caller, &from).await?;
     caller.require_org(&d.owner_org)?;
-    Ok(Json(run_application(&c, &caller.actor(), &from, body.to_device.as_deref(), body.to_group.as_deref()).await?))
+    Ok(Json(
+        run_application(
+            &c,
+            &caller.actor(),
+            &from,
+            body.to_device.as_deref(),
+            body.to_group.as_deref(),
+        )
+        .await?,
+    ))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -38,7 +38,16 @@ pub struct AuditRecord {
 
 impl From<dodvpn_audit::Record> for AuditRecord {
     fn from(r: dodvpn_audit::Record) -> Self {
-        AuditRecord { seq: r.seq, ts_ms: r.ts_ms, actor: r.actor, action: r.action, subject: r.subject, details: r.details, prev_hash: r.prev_hash, hash: r.hash }
+        AuditRecord {
+            seq: r.seq,
+            ts_ms: r.ts_ms,
+            actor: r.actor,
+            action: r.action,
+            subject: r.subject,
+            details: r.details,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        }
     }
 }
 
@@ -53,16 +62,25 @@ async fn all_records(c: &Center) -> Result<Vec<dodvpn_audit::Record>, ApiError> 
 }
 
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(Page), responses((status = 200, body = [AuditRecord])))]
-pub async fn list(State(c): State<Arc<Center>>, caller: Caller, Query(p): Query<Page>) -> Result<Json<Vec<AuditRecord>>, ApiError> {
+pub async fn list(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+    Query(p): Query<Page>,
+) -> Result<Json<Vec<AuditRecord>>, ApiError> {
     caller.require_provider()?;
     let limit = p.limit.unwrap_or(100).clamp(1, 10_000);
-    let rows = sqlx::query(&format!("SELECT {COLS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2"))
-        .bind(p.after)
-        .bind(limit)
-        .fetch_all(&c.db.pool)
-        .await
-        .map_err(ApiError::db)?;
-    let recs = rows.iter().map(audit_record).collect::<Result<Vec<_>, _>>()?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2"
+    ))
+    .bind(p.after)
+    .bind(limit)
+    .fetch_all(&c.db.pool)
+    .await
+    .map_err(ApiError::db)?;
+    let recs = rows
+        .iter()
+        .map(audit_record)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(recs.into_iter().map(AuditRecord::from).collect()))
 }
 
@@ -77,20 +95,39 @@ pub struct VerifyReport {
 
 /// Recompute the whole hash chain in the database.
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", responses((status = 200, body = VerifyReport), (status = 403, body = ErrorBody)))]
-pub async fn verify(State(c): State<Arc<Center>>, caller: Caller) -> Result<Json<VerifyReport>, ApiError> {
+pub async fn verify(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+) -> Result<Json<VerifyReport>, ApiError> {
     caller.require_provider()?;
     let recs = all_records(&c).await?;
     Ok(Json(match dodvpn_audit::verify(recs.iter()) {
-        Ok(s) => VerifyReport { ok: true, records: s.count, head_hash: Some(s.head_hash), error: None },
-        Err(e) => VerifyReport { ok: false, records: recs.len() as u64, head_hash: None, error: Some(e.to_string()) },
+        Ok(s) => VerifyReport {
+            ok: true,
+            records: s.count,
+            head_hash: Some(s.head_hash),
+            error: None,
+        },
+        Err(e) => VerifyReport {
+            ok: false,
+            records: recs.len() as u64,
+            head_hash: None,
+            error: Some(e.to_string()),
+        },
     }))
 }
 
 /// The whole log as JSON lines, one record per line, for auditors (R-AUD-3).
 #[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit",
     responses((status = 200, content_type = "application/jsonl", body = String)))]
-pub async fn export(State(c): State<Arc<Center>>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
+pub async fn export(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
     caller.require_provider()?;
     let recs = all_records(&c).await?;
-    Ok(([(header::CONTENT_TYPE, "application/jsonl")], dodvpn_audit::to_jsonl(recs.iter())))
+    Ok((
+        [(header::CONTENT_TYPE, "application/jsonl")],
+        dodvpn_audit::to_jsonl(recs.iter()),
+    ))
 }

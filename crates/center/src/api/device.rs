@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
-use super::admin::{confirm_installed, store_cert, Application, ApplicationResult, CertIssued, CsrBody, Installed, SERVICE_CERT_DAYS};
+use super::admin::{
+    confirm_installed, store_cert, Application, ApplicationResult, CertIssued, CsrBody, Installed,
+    SERVICE_CERT_DAYS,
+};
 use crate::auth::{Caller, Tier};
 use crate::error::{ApiError, ErrorBody};
 use crate::grants::SignedInfo;
@@ -64,7 +67,13 @@ pub async fn enroll(
         }
     };
     let serial = tx.next_counter("cert_serial").await?;
-    let cert = c.pki.issue_service_cert(&body.csr, &dev.device_id, &dev.org_id, serial, SERVICE_CERT_DAYS)?;
+    let cert = c.pki.issue_service_cert(
+        &body.csr,
+        &dev.device_id,
+        &dev.org_id,
+        serial,
+        SERVICE_CERT_DAYS,
+    )?;
     store_cert(&mut tx, "service", &dev.device_id, &body.csr, &cert).await?;
     if !renewal {
         sqlx::query("UPDATE devices SET status = 'enrolled', updated_ms = $2 WHERE id = $1")
@@ -82,16 +91,7 @@ pub async fn enroll(
     )
     .await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CertIssued {
-            serial,
-            certificate: cert.pem,
-            fingerprint: cert.fingerprint_sha256_hex,
-            not_after: cert.not_after_unix,
-            ca: super::pki::bundle(&c),
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(CertIssued::new(&c, cert))))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -120,15 +120,28 @@ pub async fn service_cert_installed(
         .execute(&mut *tx.tx)
         .await
         .map_err(ApiError::db)?;
-    tx.audit(&caller.actor(), "service_cert.installed", &dev.device_id, serde_json::json!({"serial": serial, "step": "j"})).await?;
+    tx.audit(
+        &caller.actor(),
+        "service_cert.installed",
+        &dev.device_id,
+        serde_json::json!({"serial": serial, "step": "j"}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(whoami_of(&caller)?))
 }
 
 fn whoami_of(caller: &Caller) -> Result<WhoAmI, ApiError> {
     match caller {
-        Caller::Device(d) => Ok(WhoAmI { device_id: d.device_id.clone(), org_id: d.org_id.clone(), tier: d.tier.as_str().into(), serial: d.serial }),
-        _ => Err(ApiError::unauthenticated("this endpoint requires mutual TLS with a device or service certificate")),
+        Caller::Device(d) => Ok(WhoAmI {
+            device_id: d.device_id.clone(),
+            org_id: d.org_id.clone(),
+            tier: d.tier.as_str().into(),
+            serial: d.serial,
+        }),
+        _ => Err(ApiError::unauthenticated(
+            "this endpoint requires mutual TLS with a device or service certificate",
+        )),
     }
 }
 
@@ -151,13 +164,17 @@ pub struct DeviceState {
 
 /// Full state, for a device starting up or resynchronising.
 #[utoipa::path(get, path = "/api/v1/device/state", tag = "device", responses((status = 200, body = DeviceState), (status = 403, body = ErrorBody)))]
-pub async fn state(State(c): State<Arc<Center>>, caller: Caller) -> Result<Json<DeviceState>, ApiError> {
+pub async fn state(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+) -> Result<Json<DeviceState>, ApiError> {
     let dev = caller.device(Tier::Service)?;
-    let version: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events WHERE device_id = $1")
-        .bind(&dev.device_id)
-        .fetch_one(&c.db.pool)
-        .await
-        .map_err(ApiError::db)?;
+    let version: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(seq) FROM events WHERE device_id = $1")
+            .bind(&dev.device_id)
+            .fetch_one(&c.db.pool)
+            .await
+            .map_err(ApiError::db)?;
     let status: String = sqlx::query_scalar("SELECT status FROM devices WHERE id = $1")
         .bind(&dev.device_id)
         .fetch_one(&c.db.pool)
@@ -173,8 +190,15 @@ pub async fn state(State(c): State<Arc<Center>>, caller: Caller) -> Result<Json<
     let mut infos = Vec::new();
     for r in rows {
         let a: String = r.get(0);
-        let text: String = if a == dev.device_id { r.get(1) } else { r.get(2) };
-        infos.push(serde_json::from_str(&text).map_err(|_| ApiError::internal("stored connection info unreadable"))?);
+        let text: String = if a == dev.device_id {
+            r.get(1)
+        } else {
+            r.get(2)
+        };
+        infos.push(
+            serde_json::from_str(&text)
+                .map_err(|_| ApiError::internal("stored connection info unreadable"))?,
+        );
     }
     Ok(Json(DeviceState {
         version: version.unwrap_or(0),
@@ -213,11 +237,19 @@ pub async fn events(
         .iter()
         .map(|r| {
             let payload: String = r.get(2);
-            Event { seq: r.get(0), kind: r.get(1), payload: serde_json::from_str(&payload).unwrap_or_default() }
+            Event {
+                seq: r.get(0),
+                kind: r.get(1),
+                payload: serde_json::from_str(&payload).unwrap_or_default(),
+            }
         })
         .collect();
     let mut last = backlog.last().map(|e| e.seq).unwrap_or(q.since);
-    let hello = Event { seq: last, kind: "hello".into(), payload: serde_json::json!({"device_id": dev.device_id, "since": q.since}) };
+    let hello = Event {
+        seq: last,
+        kind: "hello".into(),
+        payload: serde_json::json!({"device_id": dev.device_id, "since": q.since}),
+    };
     let live = tokio_stream::wrappers::ReceiverStream::new(live).filter_map(move |e| {
         let fresh = e.seq > last;
         if fresh {
@@ -225,10 +257,15 @@ pub async fn events(
         }
         async move { fresh.then_some(e) }
     });
-    let s = stream::iter(std::iter::once(hello).chain(backlog)).chain(live).map(|e| {
-        let data = serde_json::to_string(&e).unwrap_or_default();
-        Ok(SseEvent::default().id(e.seq.to_string()).event(e.kind).data(data))
-    });
+    let s = stream::iter(std::iter::once(hello).chain(backlog))
+        .chain(live)
+        .map(|e| {
+            let data = serde_json::to_string(&e).unwrap_or_default();
+            Ok(SseEvent::default()
+                .id(e.seq.to_string())
+                .event(e.kind)
+                .data(data))
+        });
     Ok(Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
@@ -242,23 +279,43 @@ pub async fn connect(
 ) -> Result<Json<ApplicationResult>, ApiError> {
     let dev = caller.device(Tier::Service)?.clone();
     let Json(body) = body?;
-    if body.from_device.as_deref().is_some_and(|f| f != dev.device_id) {
-        return Err(ApiError::forbidden("other_device", "a device may apply only for itself"));
+    if body
+        .from_device
+        .as_deref()
+        .is_some_and(|f| f != dev.device_id)
+    {
+        return Err(ApiError::forbidden(
+            "other_device",
+            "a device may apply only for itself",
+        ));
     }
     Ok(Json(
-        super::admin::run_application(&c, &caller.actor(), &dev.device_id, body.to_device.as_deref(), body.to_group.as_deref()).await?,
+        super::admin::run_application(
+            &c,
+            &caller.actor(),
+            &dev.device_id,
+            body.to_device.as_deref(),
+            body.to_group.as_deref(),
+        )
+        .await?,
     ))
 }
 
 /// This device's certificates (both tiers), so a device that crashed between issuance
 /// and storing can install what was issued to it. Either tier may ask.
 #[utoipa::path(get, path = "/api/v1/device/certs", tag = "device", responses((status = 200, body = [super::admin::CertRecord])))]
-pub async fn my_certs(State(c): State<Arc<Center>>, caller: Caller) -> Result<Json<Vec<super::admin::CertRecord>>, ApiError> {
+pub async fn my_certs(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+) -> Result<Json<Vec<super::admin::CertRecord>>, ApiError> {
     let who = whoami_of(&caller)?;
-    let rows = sqlx::query(&format!("SELECT {} FROM certs WHERE device_id = $1 ORDER BY serial", super::admin::CERT_COLS))
-        .bind(&who.device_id)
-        .fetch_all(&c.db.pool)
-        .await
-        .map_err(ApiError::db)?;
+    let rows = sqlx::query(&format!(
+        "SELECT {} FROM certs WHERE device_id = $1 ORDER BY serial",
+        super::admin::CERT_COLS
+    ))
+    .bind(&who.device_id)
+    .fetch_all(&c.db.pool)
+    .await
+    .map_err(ApiError::db)?;
     Ok(Json(rows.iter().map(super::admin::cert_from_row).collect()))
 }

@@ -88,7 +88,10 @@ pub fn router(center: Arc<Center>) -> axum::Router {
     let (router, api) = openapi_and_router(center);
     let api = Arc::new(api);
     router
-        .route("/openapi.json", get(move || async move { Json((*api).clone()) }))
+        .route(
+            "/openapi.json",
+            get(move || async move { Json((*api).clone()) }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }

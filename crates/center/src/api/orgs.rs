@@ -45,7 +45,9 @@ fn org_from_row(r: &sqlx::any::AnyRow) -> Org {
 
 pub(crate) fn check_name(what: &str, s: &str) -> Result<(), ApiError> {
     if s.trim().is_empty() || s.len() > 200 || s.chars().any(|c| c.is_control()) {
-        return Err(ApiError::bad_request(format!("{what} must be 1–200 printable characters")));
+        return Err(ApiError::bad_request(format!(
+            "{what} must be 1–200 printable characters"
+        )));
     }
     Ok(())
 }
@@ -61,13 +63,15 @@ pub async fn create_org(
     caller.require_provider()?;
     let Json(body) = body?;
     check_name("name", &body.name)?;
-    let kind: OrgKind = body
-        .kind
-        .parse()
-        .map_err(|_| ApiError::bad_request("kind must be one of hospital, clinic, pharmacy, lab, vendor, patient"))?;
+    let kind: OrgKind = body.kind.parse().map_err(|_| {
+        ApiError::bad_request(
+            "kind must be one of hospital, clinic, pharmacy, lab, vendor, patient",
+        )
+    })?;
     let mut tx = c.db.begin_write().await?;
     let id = new_id("org");
-    let policy = serde_json::to_string(&SubscriberPolicy::default()).map_err(|_| ApiError::internal("policy"))?;
+    let policy = serde_json::to_string(&SubscriberPolicy::default())
+        .map_err(|_| ApiError::internal("policy"))?;
     sqlx::query("INSERT INTO orgs (id, name, kind, checksheet_passed, policy, created_ms) VALUES ($1,$2,$3,0,$4,$5)")
         .bind(&id)
         .bind(body.name.trim())
@@ -80,24 +84,44 @@ pub async fn create_org(
             e if e.status == StatusCode::CONFLICT => ApiError::conflict("duplicate_name", "an organisation with that name exists"),
             e => e,
         })?;
-    tx.audit(&caller.actor(), "org.subscribed", &id, serde_json::json!({"name": body.name.trim(), "kind": kind.to_string(), "step": "a"}))
-        .await?;
-    let org = Org { id, name: body.name.trim().to_string(), kind: kind.to_string(), checksheet_passed: false, created_ms: tx.now };
+    tx.audit(
+        &caller.actor(),
+        "org.subscribed",
+        &id,
+        serde_json::json!({"name": body.name.trim(), "kind": kind.to_string(), "step": "a"}),
+    )
+    .await?;
+    let org = Org {
+        id,
+        name: body.name.trim().to_string(),
+        kind: kind.to_string(),
+        checksheet_passed: false,
+        created_ms: tx.now,
+    };
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(org)))
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs", tag = "organisations", responses((status = 200, body = [Org])))]
-pub async fn list_orgs(State(c): State<Arc<Center>>, caller: Caller) -> Result<Json<Vec<Org>>, ApiError> {
+pub async fn list_orgs(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+) -> Result<Json<Vec<Org>>, ApiError> {
     let scope = caller.org_scope()?;
     let rows = match scope {
-        None => sqlx::query("SELECT id, name, kind, checksheet_passed, created_ms FROM orgs ORDER BY created_ms")
-            .fetch_all(&c.db.pool)
-            .await,
-        Some(org) => sqlx::query("SELECT id, name, kind, checksheet_passed, created_ms FROM orgs WHERE id = $1")
+        None => sqlx::query(
+            "SELECT id, name, kind, checksheet_passed, created_ms FROM orgs ORDER BY created_ms",
+        )
+        .fetch_all(&c.db.pool)
+        .await,
+        Some(org) => {
+            sqlx::query(
+                "SELECT id, name, kind, checksheet_passed, created_ms FROM orgs WHERE id = $1",
+            )
             .bind(org)
             .fetch_all(&c.db.pool)
-            .await,
+            .await
+        }
     }
     .map_err(ApiError::db)?;
     Ok(Json(rows.iter().map(org_from_row).collect()))
@@ -105,14 +129,19 @@ pub async fn list_orgs(State(c): State<Arc<Center>>, caller: Caller) -> Result<J
 
 #[utoipa::path(get, path = "/api/v1/orgs/{id}", tag = "organisations", params(("id" = String, Path)),
     responses((status = 200, body = Org), (status = 404, body = ErrorBody)))]
-pub async fn get_org(State(c): State<Arc<Center>>, caller: Caller, Path(id): Path<String>) -> Result<Json<Org>, ApiError> {
+pub async fn get_org(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Org>, ApiError> {
     caller.require_org(&id)?;
-    let r = sqlx::query("SELECT id, name, kind, checksheet_passed, created_ms FROM orgs WHERE id = $1")
-        .bind(&id)
-        .fetch_optional(&c.db.pool)
-        .await
-        .map_err(ApiError::db)?
-        .ok_or_else(|| ApiError::not_found(format!("no organisation {id}")))?;
+    let r =
+        sqlx::query("SELECT id, name, kind, checksheet_passed, created_ms FROM orgs WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&c.db.pool)
+            .await
+            .map_err(ApiError::db)?
+            .ok_or_else(|| ApiError::not_found(format!("no organisation {id}")))?;
     Ok(Json(org_from_row(&r)))
 }
 
@@ -146,20 +175,32 @@ pub async fn create_org_admin(
     org_exists(&mut tx, &id).await?;
     let admin_id = new_id("adm");
     let secret = crate::init::random_secret();
-    sqlx::query("INSERT INTO admins (id, org_id, secret_hash, label, created_ms) VALUES ($1,$2,$3,$4,$5)")
-        .bind(&admin_id)
-        .bind(&id)
-        .bind(hash_secret(&secret))
-        .bind(&body.label)
-        .bind(tx.now)
-        .execute(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
-    tx.audit(&caller.actor(), "admin.created", &admin_id, serde_json::json!({"org": id, "label": body.label})).await?;
+    sqlx::query(
+        "INSERT INTO admins (id, org_id, secret_hash, label, created_ms) VALUES ($1,$2,$3,$4,$5)",
+    )
+    .bind(&admin_id)
+    .bind(&id)
+    .bind(hash_secret(&secret))
+    .bind(&body.label)
+    .bind(tx.now)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(ApiError::db)?;
+    tx.audit(
+        &caller.actor(),
+        "admin.created",
+        &admin_id,
+        serde_json::json!({"org": id, "label": body.label}),
+    )
+    .await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
-        Json(AdminCredential { credential: format!("{ADMIN_PREFIX}.{admin_id}.{secret}"), id: admin_id, org_id: id }),
+        Json(AdminCredential {
+            credential: format!("{ADMIN_PREFIX}.{admin_id}.{secret}"),
+            id: admin_id,
+            org_id: id,
+        }),
     ))
 }
 
@@ -201,17 +242,31 @@ pub async fn put_policy(
         .execute(&mut *tx.tx)
         .await
         .map_err(ApiError::db)?;
-    tx.audit(&caller.actor(), "policy.subscriber_changed", &id, serde_json::to_value(&policy).unwrap_or_default()).await?;
+    tx.audit(
+        &caller.actor(),
+        "policy.subscriber_changed",
+        &id,
+        serde_json::to_value(&policy).unwrap_or_default(),
+    )
+    .await?;
     let devices = org_devices(&mut tx, &id).await?;
     for d in &devices {
-        tx.event(d, "policy_changed", &serde_json::json!({"scope": "subscriber", "org": id})).await?;
+        tx.event(
+            d,
+            "policy_changed",
+            &serde_json::json!({"scope": "subscriber", "org": id}),
+        )
+        .await?;
     }
     grants::reevaluate(&c, &mut tx, &caller.actor(), Some(&super::set_of(devices))).await?;
     tx.commit().await?;
     Ok(Json(PolicyDoc(policy)))
 }
 
-pub(crate) async fn org_devices(tx: &mut crate::db::WriteTx<'_>, org: &str) -> Result<Vec<String>, ApiError> {
+pub(crate) async fn org_devices(
+    tx: &mut crate::db::WriteTx<'_>,
+    org: &str,
+) -> Result<Vec<String>, ApiError> {
     sqlx::query_scalar("SELECT id FROM devices WHERE owner_org = $1")
         .bind(org)
         .fetch_all(&mut *tx.tx)
@@ -221,7 +276,11 @@ pub(crate) async fn org_devices(tx: &mut crate::db::WriteTx<'_>, org: &str) -> R
 
 #[utoipa::path(get, path = "/api/v1/orgs/{id}/policy", tag = "organisations", params(("id" = String, Path)),
     responses((status = 200, body = PolicyDoc), (status = 404, body = ErrorBody)))]
-pub async fn get_policy(State(c): State<Arc<Center>>, caller: Caller, Path(id): Path<String>) -> Result<Json<PolicyDoc>, ApiError> {
+pub async fn get_policy(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<PolicyDoc>, ApiError> {
     caller.require_org(&id)?;
     let text: String = sqlx::query_scalar("SELECT policy FROM orgs WHERE id = $1")
         .bind(&id)
@@ -229,7 +288,8 @@ pub async fn get_policy(State(c): State<Arc<Center>>, caller: Caller, Path(id): 
         .await
         .map_err(ApiError::db)?
         .ok_or_else(|| ApiError::not_found(format!("no organisation {id}")))?;
-    let p = serde_json::from_str(&text).map_err(|_| ApiError::internal("stored policy unreadable"))?;
+    let p =
+        serde_json::from_str(&text).map_err(|_| ApiError::internal("stored policy unreadable"))?;
     Ok(Json(PolicyDoc(p)))
 }
 
@@ -258,14 +318,21 @@ pub async fn put_checksheet(
         .execute(&mut *tx.tx)
         .await
         .map_err(ApiError::db)?;
-    tx.audit(&caller.actor(), "org.checksheet", &id, serde_json::json!({"passed": body.passed})).await?;
+    tx.audit(
+        &caller.actor(),
+        "org.checksheet",
+        &id,
+        serde_json::json!({"passed": body.passed}),
+    )
+    .await?;
     let devices = org_devices(&mut tx, &id).await?;
     grants::reevaluate(&c, &mut tx, &caller.actor(), Some(&super::set_of(devices))).await?;
-    let r = sqlx::query("SELECT id, name, kind, checksheet_passed, created_ms FROM orgs WHERE id = $1")
-        .bind(&id)
-        .fetch_one(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+    let r =
+        sqlx::query("SELECT id, name, kind, checksheet_passed, created_ms FROM orgs WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&mut *tx.tx)
+            .await
+            .map_err(ApiError::db)?;
     let org = org_from_row(&r);
     tx.commit().await?;
     Ok(Json(org))

@@ -43,7 +43,10 @@ const CRL_NEXT_UPDATE_SECS: i64 = 3600;
 /// CRL of one tier's CA (`device` or `service`), PEM, freshly signed.
 #[utoipa::path(get, path = "/pki/crl/{tier}", tag = "pki", params(("tier" = String, Path, description = "device | service")),
     responses((status = 200, content_type = "application/x-pem-file", body = String), (status = 404, body = ErrorBody)))]
-pub async fn crl(State(c): State<Arc<Center>>, Path(tier): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn crl(
+    State(c): State<Arc<Center>>,
+    Path(tier): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let t = match tier.as_str() {
         "device" => dodvpn_pki::Tier::Device,
         "service" => dodvpn_pki::Tier::Service,
@@ -56,13 +59,18 @@ pub async fn crl(State(c): State<Arc<Center>>, Path(tier): Path<String>) -> Resu
         .map_err(ApiError::db)?;
     let revoked: Vec<dodvpn_pki::RevokedEntry> = rows
         .iter()
-        .map(|r| dodvpn_pki::RevokedEntry { serial: r.get::<i64, _>(0) as u64, revoked_at_unix: r.get::<i64, _>(1) / 1000 })
+        .map(|r| dodvpn_pki::RevokedEntry {
+            serial: r.get::<i64, _>(0) as u64,
+            revoked_at_unix: r.get::<i64, _>(1) / 1000,
+        })
         .collect();
     // The CRL number only needs to grow; the newest revocation time does that
     // without a write on every fetch.
     let now = crate::db::now_ms() / 1000;
     let number = rows.iter().map(|r| r.get::<i64, _>(1)).max().unwrap_or(0) as u64;
-    let pem = c.pki.crl_pem(t, &revoked, number, now, CRL_NEXT_UPDATE_SECS)?;
+    let pem = c
+        .pki
+        .crl_pem(t, &revoked, number, now, CRL_NEXT_UPDATE_SECS)?;
     Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem))
 }
 
@@ -88,15 +96,27 @@ pub struct SignedStatus {
 
 #[utoipa::path(get, path = "/pki/status/{serial}", tag = "pki", params(("serial" = u64, Path)),
     responses((status = 200, body = SignedStatus)))]
-pub async fn cert_status(State(c): State<Arc<Center>>, Path(serial): Path<u64>) -> Result<Json<SignedStatus>, ApiError> {
-    let row = sqlx::query("SELECT tier, device_id, revoked_ms, not_after FROM certs WHERE serial = $1")
-        .bind(serial as i64)
-        .fetch_optional(&c.db.pool)
-        .await
-        .map_err(ApiError::db)?;
+pub async fn cert_status(
+    State(c): State<Arc<Center>>,
+    Path(serial): Path<u64>,
+) -> Result<Json<SignedStatus>, ApiError> {
+    let row =
+        sqlx::query("SELECT tier, device_id, revoked_ms, not_after FROM certs WHERE serial = $1")
+            .bind(serial as i64)
+            .fetch_optional(&c.db.pool)
+            .await
+            .map_err(ApiError::db)?;
     let produced_at = crate::db::now_ms() / 1000;
     let status = match row {
-        None => CertStatus { serial, status: "unknown".into(), tier: None, device_id: None, revoked_at: None, not_after: None, produced_at },
+        None => CertStatus {
+            serial,
+            status: "unknown".into(),
+            tier: None,
+            device_id: None,
+            revoked_at: None,
+            not_after: None,
+            produced_at,
+        },
         Some(r) => {
             let revoked: Option<i64> = r.get(2);
             CertStatus {
@@ -113,6 +133,10 @@ pub async fn cert_status(State(c): State<Arc<Center>>, Path(serial): Path<u64>) 
     // Canonical JSON (sorted keys, no spaces) so any client can re-create the bytes.
     let value = serde_json::to_value(&status).map_err(|_| ApiError::internal("status"))?;
     let bytes = dodvpn_audit::canonical_json(&value).into_bytes();
-    let signature = base64::engine::general_purpose::STANDARD.encode(c.pki.sign_blob(&bytes).map_err(|e| ApiError::internal(format!("cannot sign: {e}")))?);
+    let signature = base64::engine::general_purpose::STANDARD.encode(
+        c.pki
+            .sign_blob(&bytes)
+            .map_err(|e| ApiError::internal(format!("cannot sign: {e}")))?,
+    );
     Ok(Json(SignedStatus { status, signature }))
 }

@@ -31,16 +31,31 @@ pub fn fresh_pg_database() -> String {
     let name = format!("t_{}_{}", std::process::id(), rand_suffix());
     let out = Command::new("psql")
         .arg(&base)
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", &format!("CREATE DATABASE {name}")])
+        .args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
         .output()
         .expect("psql must be installed (postgresql-client)");
-    assert!(out.status.success(), "cannot create test database: {}", String::from_utf8_lossy(&out.stderr));
-    let (prefix, _) = base.rsplit_once('/').expect("DODVPN_TEST_PG_URL must end in /DBNAME");
+    assert!(
+        out.status.success(),
+        "cannot create test database: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (prefix, _) = base
+        .rsplit_once('/')
+        .expect("DODVPN_TEST_PG_URL must end in /DBNAME");
     format!("{prefix}/{name}")
 }
 
 fn rand_suffix() -> String {
-    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     format!("{n:x}")
 }
 
@@ -62,7 +77,15 @@ impl Centre {
             Backend::Sqlite => None,
             Backend::Postgres => Some(fresh_pg_database()),
         };
-        let mut c = Centre { dir, _tmp: Some(tmp), url: String::new(), db, listen: "127.0.0.1:0".into(), child: None, stdout_lines: vec![] };
+        let mut c = Centre {
+            dir,
+            _tmp: Some(tmp),
+            url: String::new(),
+            db,
+            listen: "127.0.0.1:0".into(),
+            child: None,
+            stdout_lines: vec![],
+        };
         c.spawn();
         c
     }
@@ -84,11 +107,17 @@ impl Centre {
 
     pub fn spawn(&mut self) {
         let mut cmd = Command::new(BIN);
-        cmd.args(["center", "--data"]).arg(&self.dir).args(["--listen", &self.listen]);
+        cmd.args(["center", "--data"])
+            .arg(&self.dir)
+            .args(["--listen", &self.listen]);
         if let Some(db) = &self.db {
             cmd.args(["--database", db]);
         }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start dodvpn center");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start dodvpn center");
         let out = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -182,14 +211,16 @@ impl Centre {
             .expect("run dodvpn admin");
         if out.status.success() {
             let text = String::from_utf8_lossy(&out.stdout);
-            Ok(serde_json::from_str(&text).unwrap_or_else(|e| panic!("admin {args:?} printed non-JSON ({e}): {text}")))
+            Ok(serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("admin {args:?} printed non-JSON ({e}): {text}")))
         } else {
             Err(String::from_utf8_lossy(&out.stderr).to_string())
         }
     }
 
     pub fn admin_ok(&self, args: &[&str]) -> Value {
-        self.admin(args).unwrap_or_else(|e| panic!("dodvpn admin {args:?} failed: {e}"))
+        self.admin(args)
+            .unwrap_or_else(|e| panic!("dodvpn admin {args:?} failed: {e}"))
     }
 
     pub fn client(&self) -> CenterClient {
@@ -201,7 +232,10 @@ impl Centre {
     }
 
     pub fn org(&self, name: &str, kind: &str) -> String {
-        self.admin_ok(&["org", "create", name, "--kind", kind])["id"].as_str().unwrap().to_string()
+        self.admin_ok(&["org", "create", name, "--kind", kind])["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -212,7 +246,9 @@ impl Drop for Centre {
 }
 
 fn unsafe_sigterm(pid: u32) {
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
 }
 
 /// A VPN device: a real file key store in a temp directory.
@@ -237,13 +273,17 @@ impl Site {
 pub fn new_store() -> (tempfile::TempDir, PathBuf, Arc<dyn KeyStore>) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("keystore");
-    let store: Arc<dyn KeyStore> = Arc::new(FileKeyStore::open(&dir, PASSPHRASE.as_bytes()).unwrap());
+    let store: Arc<dyn KeyStore> =
+        Arc::new(FileKeyStore::open(&dir, PASSPHRASE.as_bytes()).unwrap());
     (tmp, dir, store)
 }
 
 /// Register a device (step c) and return its id.
 pub fn register(c: &Centre, org: &str, serial: &str, subnet: &str) -> String {
-    c.admin_ok(&["device", "register", "--serial", serial, "--model", "DV-100", "--owner", org, "--subnet", subnet])["id"]
+    c.admin_ok(&[
+        "device", "register", "--serial", serial, "--model", "DV-100", "--owner", org, "--subnet",
+        subnet,
+    ])["id"]
         .as_str()
         .unwrap()
         .to_string()
@@ -255,13 +295,24 @@ pub async fn onboard(c: &Centre, org: &str, serial: &str, subnet: &str) -> Site 
     let id = register(c, org, serial, subnet);
     let (tmp, dir, store) = new_store();
     let admin = c.client();
-    dodvpn_agent::enroll::provision(&admin, &c.ca_pem(), store.as_ref(), &id).await.unwrap();
+    dodvpn_agent::enroll::provision(&admin, &c.ca_pem(), store.as_ref(), &id)
+        .await
+        .unwrap();
     c.admin_ok(&["device", "deliver", &id]);
     c.admin_ok(&["service", "apply", &id]);
     c.admin_ok(&["service", "approve", &id]);
-    dodvpn_agent::enroll::enroll(&c.url, store.clone()).await.unwrap();
+    dodvpn_agent::enroll::enroll(&c.url, store.clone())
+        .await
+        .unwrap();
     c.admin_ok(&["service", "start", &id]);
-    Site { id, serial: serial.to_string(), org: org.to_string(), store, dir, _tmp: tmp }
+    Site {
+        id,
+        serial: serial.to_string(),
+        org: org.to_string(),
+        store,
+        dir,
+        _tmp: tmp,
+    }
 }
 
 /// A policy in which the organisation accepts and reaches everyone in its groups.
@@ -284,7 +335,12 @@ pub fn audit_actions(c: &Centre) -> Vec<(String, Value)> {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["action"].as_str().unwrap().to_string(), r["details"].clone()))
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap().to_string(),
+                r["details"].clone(),
+            )
+        })
         .collect()
 }
 
