@@ -273,8 +273,8 @@ run_dodvpn() {
   dd_up || { say "dodvpn: tunnel did not start (logs in $DD_DIR)"; return 1; }
   warm_ping dodvpn || return 1
   iperf_run dodvpn "$SITE_A" "$SITE_B"
-  say "dodvpn: setup latency, $SETUP_REPS repetitions (both processes restarted, on-demand at the first echo)"
-  setup_series dodvpn dd_down dd_up
+  say "dodvpn: setup latency, $SETUP_REPS repetitions (IKE SAs deleted on both sides with \`dodvpn tunnel down\`, traps kept; on-demand at the first echo)"
+  setup_series dodvpn dd_sas_down dd_trapped
   dd_down
 }
 dd_down() {
@@ -288,6 +288,19 @@ dd_up() {
   NETNS_TAG=dodvpn netns_spawn "$B" "$DD_DIR/b.log" "$DODVPN_BIN" tunnel --config "$DD_DIR/b.toml"
   echo "$NETNS_LAST_PID" >"$DD_DIR/b.pid"
   wait_route "$A" "$SITE_NET_B" 10 && wait_route "$B" "$SITE_NET_A" 10 && sleep 0.2
+}
+# The processes stay up (as wireguard-go does between its repetitions): the SAs go, the
+# traps stay, and the next packet negotiates from scratch (IKE_SA_INIT + IKE_AUTH).
+dd_sas_down() {
+  "$DODVPN_BIN" tunnel down --control "$DD_DIR/a.sock" >/dev/null &&
+  "$DODVPN_BIN" tunnel down --control "$DD_DIR/b.sock" >/dev/null
+}
+dd_trapped() { # both daemons back to "trap" with no SA left, then a quiet moment
+  local s
+  for s in a b; do
+    netns_wait_for 5 sh -c "\"$DODVPN_BIN\" tunnel status --control \"$DD_DIR/$s.sock\" --json | jq -e '[.connections[].state] == [\"trap\"]' >/dev/null" || return 1
+  done
+  sleep 0.2
 }
 
 # ------------------------------------------------------------------ run

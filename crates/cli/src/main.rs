@@ -81,6 +81,15 @@ enum TunnelCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Delete the IKE SAs (and their child SAs) of one connection, or of all. Trap
+    /// connections come back up at the next packet.
+    Down {
+        /// The connection's `name`; every connection when absent.
+        conn: Option<String>,
+        /// The daemon's control socket (`control` in its configuration).
+        #[arg(long, default_value = "/run/dodvpn/tunnel.sock")]
+        control: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -191,14 +200,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn run_tunnel(t: TunnelArgs) -> anyhow::Result<()> {
-    if let Some(TunnelCmd::Status { control, json }) = t.cmd {
-        let v = dodvpn_tunnel::control::query(&control)?;
-        if json {
-            output::print(&v, true);
-        } else {
-            print_tunnel_status(&v);
+    use dodvpn_tunnel::control::{request, Request};
+    match t.cmd {
+        Some(TunnelCmd::Status { control, json }) => {
+            let v = request(&control, &Request::Status)?;
+            if json {
+                output::print(&v, true);
+            } else {
+                print_tunnel_status(&v);
+            }
+            return Ok(());
         }
-        return Ok(());
+        Some(TunnelCmd::Down { conn, control }) => {
+            let v = request(&control, &Request::Down { conn })?;
+            println!("deleted {} IKE SA(s)", v["deleted_ike_sas"]);
+            return Ok(());
+        }
+        None => {}
     }
     let path = t.config.context("--config is required")?;
     let cfg = dodvpn_tunnel::TunnelConfig::load(&path)?;
@@ -206,7 +224,7 @@ async fn run_tunnel(t: TunnelArgs) -> anyhow::Result<()> {
     let flag = stop.clone();
     let daemon = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let mut d = dodvpn_tunnel::daemon::Daemon::start(&cfg)?;
-        dodvpn_tunnel::control::serve(&cfg.control, d.status.clone())?;
+        dodvpn_tunnel::control::serve(&cfg.control, d.handle())?;
         println!(
             "tunnel up on {} with {} connection(s); status: dodvpn tunnel status --control {}",
             d.interface(),

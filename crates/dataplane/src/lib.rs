@@ -30,7 +30,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -87,19 +87,16 @@ struct Shared {
     udp: Udp,
     tables: SaTables,
     drops: DropCounters,
-    events: Option<SyncSender<Event>>,
+    events: Option<Box<dyn EventSink>>,
     trap_cfg: TrapConfig,
     stop: AtomicBool,
 }
 
 impl Shared {
     fn emit(&self, ev: Event) {
-        if let Some(tx) = &self.events {
-            match tx.try_send(ev) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    self.drops.inc(DropReason::IkeQueueFull)
-                }
+        if let Some(sink) = &self.events {
+            if !sink.deliver(ev) {
+                self.drops.inc(DropReason::IkeQueueFull)
             }
         }
     }
@@ -123,6 +120,19 @@ impl Shared {
     }
 }
 
+/// Where the data plane reports trap hits and IKE datagrams. `deliver` must not
+/// block (it runs on a packet worker); it returns false when the event was dropped.
+pub trait EventSink: Send + Sync + 'static {
+    /// Hand over one event; false when it was dropped.
+    fn deliver(&self, ev: Event) -> bool;
+}
+
+impl EventSink for SyncSender<Event> {
+    fn deliver(&self, ev: Event) -> bool {
+        self.try_send(ev).is_ok()
+    }
+}
+
 /// The running data plane.
 pub struct Dataplane {
     shared: Arc<Shared>,
@@ -142,7 +152,7 @@ impl Dataplane {
     /// Create the TUN device and the sockets and start the workers.
     /// Events (Acquire, IKE datagrams) go to `events` (never blocks the data
     /// path: when full, they are dropped and counted).
-    pub fn start(cfg: DataplaneConfig, events: Option<SyncSender<Event>>) -> io::Result<Dataplane> {
+    pub fn start<S: EventSink>(cfg: DataplaneConfig, events: Option<S>) -> io::Result<Dataplane> {
         let tun = Tun::create(&cfg.tun)?;
         let udp = Udp::bind(&cfg.udp)?;
         for q in 0..tun.queues() {
@@ -153,7 +163,7 @@ impl Dataplane {
             udp,
             tables: SaTables::new(),
             drops: DropCounters::new(),
-            events,
+            events: events.map(|s| Box::new(s) as Box<dyn EventSink>),
             trap_cfg: cfg.trap,
             stop: AtomicBool::new(false),
         });

@@ -3,14 +3,14 @@
 //! the endpoints negotiate, and deletes what has been idle too long.
 
 use std::net::SocketAddr;
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use dodvpn_dataplane::{
-    Dataplane, DataplaneConfig, Event as DpEvent, InboundEntry, OutboundEntry, SpdAction,
-    TunConfig, UdpConfig,
+    Dataplane, DataplaneConfig, Event as DpEvent, EventSink, InboundEntry, OutboundEntry,
+    SpdAction, TunConfig, UdpConfig,
 };
 use dodvpn_esp::{InboundSa, OutboundSa};
 use dodvpn_ike::{ChildSaInfo, Endpoint, Event, SaId};
@@ -74,15 +74,78 @@ pub struct ChildStatus {
     pub idle_secs: u64,
 }
 
+/// What the control thread waits on: the data plane's reports and commands from
+/// the control socket (or an embedding agent), on one channel so neither waits.
+enum Input {
+    Dataplane(DpEvent),
+    Command(Command),
+}
+
+struct Sink(SyncSender<Input>);
+
+impl EventSink for Sink {
+    fn deliver(&self, ev: DpEvent) -> bool {
+        self.0.try_send(Input::Dataplane(ev)).is_ok()
+    }
+}
+
+enum Command {
+    Status(SyncSender<Status>),
+    /// Delete the IKE SAs (and so the child SAs) of one connection or of all;
+    /// traps stay, so the next packet brings the tunnel back.
+    Down {
+        conn: Option<String>,
+        done: SyncSender<usize>,
+    },
+}
+
+/// A cheap, cloneable way to talk to a running daemon from other threads.
+#[derive(Clone)]
+pub struct Handle {
+    tx: SyncSender<Input>,
+}
+
+/// How long a caller waits for the control thread before giving up.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Handle {
+    fn ask<T>(&self, make: impl FnOnce(SyncSender<T>) -> Command) -> anyhow::Result<T> {
+        let (tx, rx) = sync_channel(1);
+        self.tx
+            .send(Input::Command(make(tx)))
+            .map_err(|_| anyhow::anyhow!("the tunnel daemon has stopped"))?;
+        rx.recv_timeout(ANSWER_TIMEOUT)
+            .map_err(|_| anyhow::anyhow!("the tunnel daemon did not answer within 5 s"))
+    }
+
+    /// A fresh snapshot of the SAs and counters.
+    pub fn status(&self) -> anyhow::Result<Status> {
+        self.ask(Command::Status)
+    }
+
+    /// Take the named connection (or every connection) down; returns how many IKE SAs
+    /// were deleted. Unknown names are an error.
+    pub fn down(&self, conn: Option<&str>) -> anyhow::Result<usize> {
+        let n = self.ask(|done| Command::Down {
+            conn: conn.map(str::to_string),
+            done,
+        })?;
+        if n == usize::MAX {
+            anyhow::bail!("no connection named {:?}", conn.unwrap_or_default());
+        }
+        Ok(n)
+    }
+}
+
 pub struct Daemon {
     dp: Dataplane,
     conns: Vec<Conn>,
-    events: Receiver<DpEvent>,
-    pub status: Arc<Mutex<Status>>,
+    inputs: Receiver<Input>,
+    handle: Handle,
     interface: String,
 }
 
-/// How often idle timers and the status snapshot are looked at.
+/// How often idle timers are looked at.
 const TICK: Duration = Duration::from_millis(250);
 
 impl Daemon {
@@ -105,12 +168,13 @@ impl Daemon {
             ..UdpConfig::default()
         };
         let (tx, rx) = sync_channel(4096);
+        let handle = Handle { tx: tx.clone() };
         let dp_cfg = DataplaneConfig {
             tun,
             udp,
             ..DataplaneConfig::default()
         };
-        let dp = Dataplane::start(dp_cfg, Some(tx))
+        let dp = Dataplane::start(dp_cfg, Some(Sink(tx)))
             .context("cannot start the data plane (TUN device and UDP 500/4500 need root)")?;
         let mut conns = Vec::new();
         for c in &cfg.connections {
@@ -141,8 +205,8 @@ impl Daemon {
         let mut d = Daemon {
             dp,
             conns,
-            events: rx,
-            status: Arc::new(Mutex::new(Status::default())),
+            inputs: rx,
+            handle,
             interface,
         };
         let now = Instant::now();
@@ -152,12 +216,15 @@ impl Daemon {
             }
         }
         d.flush(now);
-        d.snapshot(now);
         Ok(d)
     }
 
     pub fn interface(&self) -> &str {
         &self.interface
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
     }
 
     fn initiate(&mut self, i: usize, now: Instant) {
@@ -210,16 +277,16 @@ impl Daemon {
                 }
             }
             match self
-                .events
+                .inputs
                 .recv_timeout(deadline.saturating_duration_since(now))
             {
-                Ok(ev) => self.on_dataplane(ev),
+                Ok(input) => self.on_input(input),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             // Drain whatever else is already queued before doing timers.
-            while let Ok(ev) = self.events.try_recv() {
-                self.on_dataplane(ev);
+            while let Ok(input) = self.inputs.try_recv() {
+                self.on_input(input);
             }
             let now = Instant::now();
             for c in &mut self.conns {
@@ -232,12 +299,43 @@ impl Daemon {
                 last_tick = now;
                 self.idle(now);
                 self.flush(now);
-                self.snapshot(now);
                 if stop() {
                     return;
                 }
             }
         }
+    }
+
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Dataplane(ev) => self.on_dataplane(ev),
+            Input::Command(Command::Status(reply)) => {
+                let _ = reply.try_send(self.status(Instant::now()));
+            }
+            Input::Command(Command::Down { conn, done }) => {
+                let _ = done.try_send(self.down(conn.as_deref(), Instant::now()));
+            }
+        }
+    }
+
+    fn down(&mut self, conn: Option<&str>, now: Instant) -> usize {
+        if conn.is_some_and(|n| !self.conns.iter().any(|c| c.cfg.name == n)) {
+            return usize::MAX;
+        }
+        let mut n = 0;
+        for c in &mut self.conns {
+            if conn.is_some_and(|name| c.cfg.name != name) {
+                continue;
+            }
+            c.child_wanted = false;
+            if let Some(sa) = c.ike_sa {
+                tracing::info!(conn = %c.cfg.name, "operator: deleting IKE SA");
+                c.ep.delete_ike(now, sa);
+                n += 1;
+            }
+        }
+        self.flush(now);
+        n
     }
 
     fn on_dataplane(&mut self, ev: DpEvent) {
@@ -273,21 +371,31 @@ impl Daemon {
         self.flush(now);
     }
 
-    /// Send what the endpoints want sent, and act on what they report.
+    /// Act on what the endpoints report, then send what they want sent, until both
+    /// are quiet. Events go first so that a responder installs its child SA before
+    /// the IKE_AUTH answer leaves: the initiator's first ESP packet then finds it.
     fn flush(&mut self, now: Instant) {
-        for i in 0..self.conns.len() {
-            while let Some(t) = self.conns[i].ep.poll_transmit() {
-                let r = if t.bytes == [0xff] && !t.nat_t {
-                    self.dp.udp().send_keepalive(t.to)
-                } else {
-                    self.dp.udp().send_ike(t.nat_t, t.to, &t.bytes)
-                };
-                if let Err(e) = r {
-                    tracing::warn!(to = %t.to, error = %e, "cannot send IKE datagram");
+        loop {
+            let mut busy = false;
+            for i in 0..self.conns.len() {
+                while let Some(ev) = self.conns[i].ep.poll_event() {
+                    busy = true;
+                    self.on_ike(i, ev, now);
+                }
+                while let Some(t) = self.conns[i].ep.poll_transmit() {
+                    busy = true;
+                    let r = if t.bytes == [0xff] && !t.nat_t {
+                        self.dp.udp().send_keepalive(t.to)
+                    } else {
+                        self.dp.udp().send_ike(t.nat_t, t.to, &t.bytes)
+                    };
+                    if let Err(e) = r {
+                        tracing::warn!(to = %t.to, error = %e, "cannot send IKE datagram");
+                    }
                 }
             }
-            while let Some(ev) = self.conns[i].ep.poll_event() {
-                self.on_ike(i, ev, now);
+            if !busy {
+                return;
             }
         }
     }
@@ -464,7 +572,7 @@ impl Daemon {
         }
     }
 
-    fn snapshot(&self, now: Instant) {
+    fn status(&self, now: Instant) -> Status {
         let conns = self
             .conns
             .iter()
@@ -522,11 +630,10 @@ impl Daemon {
             .filter(|(_, n)| *n > 0)
             .map(|(r, n)| (r.name().to_string(), n))
             .collect();
-        let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        *st = Status {
+        Status {
             interface: self.interface.clone(),
             connections: conns,
             drops,
-        };
+        }
     }
 }
