@@ -156,7 +156,7 @@ fn install_matching(
     bail!("the centre holds no {want} certificate for the key in this key store")
 }
 
-fn pem_der(pem: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn pem_der(pem: &str) -> anyhow::Result<Vec<u8>> {
     use rustls::pki_types::pem::PemObject;
     Ok(
         rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())

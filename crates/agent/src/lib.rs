@@ -6,5 +6,6 @@ pub mod client;
 pub mod enroll;
 pub mod sse;
 pub mod sync;
+pub mod tunnels;
 
 pub use client::CenterClient;

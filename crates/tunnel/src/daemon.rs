@@ -17,7 +17,9 @@ use dodvpn_ike::{ChildSaInfo, Endpoint, Event, SaId};
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::config::{Connection, Start, TunnelConfig};
+use std::net::IpAddr;
+
+use crate::config::{Start, TunnelConfig};
 
 /// A negotiated child SA as installed in the data plane.
 struct Child {
@@ -30,8 +32,63 @@ struct Child {
     up_since: Instant,
 }
 
+/// One connection as the control thread runs it, however it was configured (the
+/// TOML file of `dodvpn tunnel`, or the centre's signed grants via the agent).
+#[derive(Clone)]
+pub struct ConnSpec {
+    pub name: String,
+    pub local_addr: IpAddr,
+    pub remote_addr: IpAddr,
+    /// Routed into the TUN device (and trapped when `start` is `Trap`).
+    pub remote_subnets: Vec<IpNet>,
+    pub start: Start,
+    /// Delete child SAs idle this long, then the IKE SA ("0s" = never).
+    pub idle_timeout: Duration,
+    pub ike: dodvpn_ike::Config,
+}
+
+/// A session is one IKE SA; both ends name it by its SPI pair, so their reports meet
+/// under one id at the centre (three-point audit, TR A.1 c).
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionId {
+    pub spi_i: u64,
+    pub spi_r: u64,
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}-{:016x}", self.spi_i, self.spi_r)
+    }
+}
+
+/// Byte and packet counts of a session (all its child SAs, current and past).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Counts {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+}
+
+/// What an embedding agent hears about sessions.
+#[derive(Clone, Debug)]
+pub enum SessionEvent {
+    Up {
+        conn: String,
+        session: SessionId,
+    },
+    Down {
+        conn: String,
+        session: SessionId,
+        counts: Counts,
+        reason: String,
+    },
+}
+
+pub type Observer = Box<dyn Fn(SessionEvent) + Send>;
+
 struct Conn {
-    cfg: Connection,
+    cfg: ConnSpec,
     ep: Endpoint,
     local: SocketAddr,
     remote: SocketAddr,
@@ -41,6 +98,10 @@ struct Conn {
     /// Child wanted as soon as the IKE SA is up (a trap hit while negotiating).
     child_wanted: bool,
     children: Vec<Child>,
+    /// The session (first IKE SA's SPIs; kept across IKE rekeys) while established.
+    session: Option<SessionId>,
+    /// Counts of child SAs already gone from the current session.
+    past: Counts,
     last_error: Option<String>,
 }
 
@@ -56,6 +117,8 @@ pub struct ConnStatus {
     pub name: String,
     pub remote: String,
     pub ike_sa: Option<String>,
+    /// The session id both ends report to the centre.
+    pub session: Option<String>,
     pub state: String,
     pub children: Vec<ChildStatus>,
     pub last_error: Option<String>,
@@ -97,6 +160,12 @@ enum Command {
         conn: Option<String>,
         done: SyncSender<usize>,
     },
+    /// Add a connection, or replace the one of that name (its SAs are deleted first).
+    Upsert(Box<ConnSpec>, SyncSender<Result<(), String>>),
+    /// Delete a connection's SAs, routes and traps.
+    Remove(String, SyncSender<bool>),
+    /// Delete the IKE SA with this session id; false if there is none.
+    Cut(String, SyncSender<bool>),
 }
 
 /// A cheap, cloneable way to talk to a running daemon from other threads.
@@ -135,6 +204,22 @@ impl Handle {
         }
         Ok(n)
     }
+
+    /// Add a connection, or replace the one of the same name.
+    pub fn upsert(&self, spec: ConnSpec) -> anyhow::Result<()> {
+        self.ask(|done| Command::Upsert(Box::new(spec), done))?
+            .map_err(|e| anyhow::anyhow!(e))
+    }
+
+    /// Remove a connection (its SAs are deleted, the peer told); false if unknown.
+    pub fn remove(&self, name: &str) -> anyhow::Result<bool> {
+        self.ask(|done| Command::Remove(name.to_string(), done))
+    }
+
+    /// Delete the session (IKE SA) with this id; false if no such session is up here.
+    pub fn cut(&self, session: &str) -> anyhow::Result<bool> {
+        self.ask(|done| Command::Cut(session.to_string(), done))
+    }
 }
 
 pub struct Daemon {
@@ -143,13 +228,42 @@ pub struct Daemon {
     inputs: Receiver<Input>,
     handle: Handle,
     interface: String,
+    observer: Option<Observer>,
+    ike_port: u16,
+    natt_port: u16,
 }
 
 /// How often idle timers are looked at.
 const TICK: Duration = Duration::from_millis(250);
 
 impl Daemon {
+    /// Start the data plane and run the connections of a `dodvpn tunnel` file.
     pub fn start(cfg: &TunnelConfig) -> anyhow::Result<Daemon> {
+        let specs = cfg
+            .connections
+            .iter()
+            .map(|c| {
+                Ok(ConnSpec {
+                    name: c.name.clone(),
+                    local_addr: c.local_addr,
+                    remote_addr: c.remote_addr,
+                    remote_subnets: c.remote_subnets.clone(),
+                    start: c.start,
+                    idle_timeout: c.idle_timeout,
+                    ike: crate::peer::ike_config(c, cfg.natt_port)?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Daemon::with_connections(cfg, specs, None)
+    }
+
+    /// Start the data plane (interface and ports from `cfg`; its `connections` are
+    /// ignored) with these connections; `observer` hears of sessions coming and going.
+    pub fn with_connections(
+        cfg: &TunnelConfig,
+        specs: Vec<ConnSpec>,
+        observer: Option<Observer>,
+    ) -> anyhow::Result<Daemon> {
         let mut tun = TunConfig {
             name: cfg.interface.clone(),
             mtu: cfg.mtu,
@@ -176,47 +290,84 @@ impl Daemon {
         };
         let dp = Dataplane::start(dp_cfg, Some(Sink(tx)))
             .context("cannot start the data plane (TUN device and UDP 500/4500 need root)")?;
-        let mut conns = Vec::new();
-        for c in &cfg.connections {
-            let mut ike = crate::peer::ike_config(c, cfg.natt_port)?;
-            // Our data plane carries ESP only inside UDP (R-DP-5: UDP 500/4500 only).
-            ike.force_encap = true;
-            for net in &c.remote_subnets {
-                dp.tun()
-                    .add_route(*net, None)
-                    .with_context(|| format!("cannot route {net} into {}", cfg.interface))?;
-                if c.start == Start::Trap {
-                    dp.add_trap(*net);
-                }
-            }
-            conns.push(Conn {
-                cfg: c.clone(),
-                ep: Endpoint::new(ike),
-                local: SocketAddr::new(c.local_addr, cfg.ike_port),
-                remote: SocketAddr::new(c.remote_addr, 500),
-                ike_sa: None,
-                established: false,
-                child_wanted: false,
-                children: Vec::new(),
-                last_error: None,
-            });
-        }
         let interface = dp.tun().name().to_string();
         let mut d = Daemon {
             dp,
-            conns,
+            conns: Vec::new(),
             inputs: rx,
             handle,
             interface,
+            observer,
+            ike_port: cfg.ike_port,
+            natt_port: cfg.natt_port,
         };
         let now = Instant::now();
-        for i in 0..d.conns.len() {
-            if d.conns[i].cfg.start == Start::Start {
-                d.initiate(i, now);
-            }
+        for spec in specs {
+            d.add(spec, now)?;
         }
         d.flush(now);
         Ok(d)
+    }
+
+    fn add(&mut self, mut spec: ConnSpec, now: Instant) -> anyhow::Result<()> {
+        if self.conns.iter().any(|c| c.cfg.name == spec.name) {
+            anyhow::bail!("connection name {:?} is used twice", spec.name);
+        }
+        // Our data plane carries ESP only inside UDP (R-DP-5: UDP 500/4500 only).
+        spec.ike.force_encap = true;
+        spec.ike.nat_t_port = self.natt_port;
+        for net in &spec.remote_subnets {
+            self.dp
+                .tun()
+                .add_route(*net, None)
+                .with_context(|| format!("cannot route {net} into {}", self.interface))?;
+            if spec.start == Start::Trap {
+                self.dp.add_trap(*net);
+            }
+        }
+        let start = spec.start;
+        self.conns.push(Conn {
+            ep: Endpoint::new(spec.ike.clone()),
+            local: SocketAddr::new(spec.local_addr, self.ike_port),
+            remote: SocketAddr::new(spec.remote_addr, 500),
+            cfg: spec,
+            ike_sa: None,
+            established: false,
+            child_wanted: false,
+            children: Vec::new(),
+            session: None,
+            past: Counts::default(),
+            last_error: None,
+        });
+        if start == Start::Start {
+            self.initiate(self.conns.len() - 1, now);
+        }
+        Ok(())
+    }
+
+    /// Delete a connection's SAs (telling the peer), then its traps and routes.
+    fn remove(&mut self, name: &str, now: Instant) -> bool {
+        let Some(i) = self.conns.iter().position(|c| c.cfg.name == name) else {
+            return false;
+        };
+        if let Some(sa) = self.conns[i].ike_sa {
+            self.conns[i].ep.delete_ike(now, sa);
+        }
+        self.flush(now);
+        let spis: Vec<u32> = self.conns[i].children.iter().map(|c| c.local_spi).collect();
+        for spi in spis {
+            self.uninstall(i, spi, "connection removed");
+        }
+        self.session_down(i, "connection removed");
+        let c = self.conns.remove(i);
+        for net in &c.cfg.remote_subnets {
+            self.dp.remove_outbound(net);
+            if let Err(e) = self.dp.tun().remove_route(*net) {
+                tracing::debug!(conn = %c.cfg.name, %net, error = %e, "route already gone");
+            }
+        }
+        tracing::info!(conn = %c.cfg.name, "connection removed");
+        true
     }
 
     pub fn interface(&self) -> &str {
@@ -315,7 +466,60 @@ impl Daemon {
             Input::Command(Command::Down { conn, done }) => {
                 let _ = done.try_send(self.down(conn.as_deref(), Instant::now()));
             }
+            Input::Command(Command::Upsert(spec, done)) => {
+                let now = Instant::now();
+                self.remove(&spec.name, now);
+                let r = self.add(*spec, now).map_err(|e| format!("{e:#}"));
+                self.flush(now);
+                let _ = done.try_send(r);
+            }
+            Input::Command(Command::Remove(name, done)) => {
+                let _ = done.try_send(self.remove(&name, Instant::now()));
+            }
+            Input::Command(Command::Cut(session, done)) => {
+                let now = Instant::now();
+                let hit = self.conns.iter().position(|c| {
+                    c.session
+                        .as_ref()
+                        .is_some_and(|id| id.to_string() == session)
+                });
+                if let Some(i) = hit {
+                    let c = &mut self.conns[i];
+                    tracing::info!(conn = %c.cfg.name, %session, "operator cut: deleting IKE SA");
+                    c.child_wanted = false;
+                    if let Some(sa) = c.ike_sa {
+                        c.ep.delete_ike(now, sa);
+                    }
+                    self.flush(now);
+                }
+                let _ = done.try_send(hit.is_some());
+            }
         }
+    }
+
+    /// Current counts of a connection's session: gone child SAs plus live ones.
+    fn counts(c: &Conn) -> Counts {
+        let mut n = c.past;
+        for ch in &c.children {
+            n.bytes_in += ch.inbound.stats.bytes();
+            n.packets_in += ch.inbound.stats.packets();
+            n.bytes_out += ch.outbound.stats.bytes();
+            n.packets_out += ch.outbound.stats.packets();
+        }
+        n
+    }
+
+    fn session_down(&mut self, i: usize, reason: &str) {
+        let c = &mut self.conns[i];
+        if let (Some(obs), Some(session)) = (&self.observer, c.session.take()) {
+            obs(SessionEvent::Down {
+                conn: c.cfg.name.clone(),
+                session,
+                counts: Self::counts(c),
+                reason: reason.to_string(),
+            });
+        }
+        c.past = Counts::default();
     }
 
     fn down(&mut self, conn: Option<&str>, now: Instant) -> usize {
@@ -411,6 +615,17 @@ impl Daemon {
                 c.ike_sa = Some(sa);
                 c.established = true;
                 c.last_error = None;
+                c.session = c.ep.sa(sa).map(|s| {
+                    let (spi_i, spi_r) = s.spis();
+                    SessionId { spi_i, spi_r }
+                });
+                c.past = Counts::default();
+                if let (Some(obs), Some(session)) = (&self.observer, c.session.clone()) {
+                    obs(SessionEvent::Up {
+                        conn: name.clone(),
+                        session,
+                    });
+                }
                 if c.child_wanted && c.children.is_empty() {
                     c.child_wanted = false;
                     c.ep.create_child(now, sa);
@@ -441,8 +656,6 @@ impl Daemon {
                 let c = &mut self.conns[i];
                 if c.ike_sa == Some(sa) {
                     tracing::info!(conn = %name, ?reason, "IKE SA down");
-                    c.ike_sa = None;
-                    c.established = false;
                     let spis: Vec<u32> = c
                         .children
                         .iter()
@@ -452,6 +665,10 @@ impl Daemon {
                     for s in spis {
                         self.uninstall(i, s, "IKE SA down");
                     }
+                    self.session_down(i, &format!("{reason:?}"));
+                    let c = &mut self.conns[i];
+                    c.ike_sa = None;
+                    c.established = false;
                     if !matches!(
                         reason,
                         dodvpn_ike::DownReason::LocalDelete | dodvpn_ike::DownReason::Rekeyed
@@ -521,6 +738,10 @@ impl Daemon {
             return;
         };
         let ch = c.children.remove(pos);
+        c.past.bytes_in += ch.inbound.stats.bytes();
+        c.past.packets_in += ch.inbound.stats.packets();
+        c.past.bytes_out += ch.outbound.stats.bytes();
+        c.past.packets_out += ch.outbound.stats.packets();
         self.dp.remove_inbound(ch.local_spi);
         for n in &ch.remote_nets {
             // Only take the policy down if it still points at this SA (a rekey replaced it otherwise).
@@ -583,6 +804,7 @@ impl Daemon {
                     let (i, r) = sa.spis();
                     format!("{i:016x}_i {r:016x}_r")
                 }),
+                session: c.session.as_ref().map(|s| s.to_string()),
                 state: match (c.ike_sa, c.established) {
                     (None, _) => {
                         if c.cfg.start == Start::Trap {

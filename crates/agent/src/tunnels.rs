@@ -1,0 +1,377 @@
+//! The agent's tunnels (TR D.3, D.4; R-DP-3, R-POL-5): every grant the centre signed
+//! becomes part of one connection to that grant's peer device, run by the same control
+//! thread as `dodvpn tunnel`. Connections start on the first packet and go when idle;
+//! a grant withdrawn, narrowed or expired takes its connection's SAs down at once.
+//!
+//! Peers prove themselves with a tier-2 service certificate issued by the centre's
+//! service CA, not revoked in the last CRL the agent fetched (R-PKI-3, R-PKI-4).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use dodvpn_ike::{KeyStoreSigner, LocalAuth, PeerValidator, RemoteAuth};
+use dodvpn_pki::{KeyStore, Tier};
+use dodvpn_policy::{ConnectionInfo, Role};
+use dodvpn_tunnel::config::Start;
+use dodvpn_tunnel::daemon::{ConnSpec, Daemon, Handle, Observer};
+use dodvpn_tunnel::TunnelConfig;
+use dodvpn_wire::{Identification, TsRange};
+use ipnet::IpNet;
+
+use crate::sync::SyncState;
+
+/// Key-store files the tunnels keep so that they work with the centre away.
+pub const SERVICE_CA_FILE: &str = "service-ca.pem";
+pub const SERVICE_CRL_FILE: &str = "service-crl.pem";
+
+/// Interface and timers of the agent's data plane.
+#[derive(Clone, Debug)]
+pub struct TunnelOptions {
+    pub interface: String,
+    pub mtu: u16,
+    pub ike_port: u16,
+    pub natt_port: u16,
+    /// Child SAs idle this long are deleted, then the IKE SA.
+    pub idle_timeout: Duration,
+    /// Control socket (`dodvpn tunnel status --control …` works on it).
+    pub control: PathBuf,
+}
+
+impl Default for TunnelOptions {
+    fn default() -> Self {
+        TunnelOptions {
+            interface: "dodvpn0".into(),
+            mtu: 1400,
+            ike_port: 500,
+            natt_port: 4500,
+            idle_timeout: Duration::from_secs(60),
+            control: PathBuf::from("/run/dodvpn/agent.sock"),
+        }
+    }
+}
+
+/// Serials of revoked service certificates, from the last CRL that verified.
+pub type Revoked = Arc<RwLock<BTreeSet<u64>>>;
+
+/// Checks a peer's certificate in IKE_AUTH: a tier-2 service certificate of the
+/// centre's service CA, valid now, not revoked, carrying the identity the grant names.
+pub struct ServiceCertValidator {
+    pub service_ca_pem: String,
+    pub revoked: Revoked,
+}
+
+impl PeerValidator for ServiceCertValidator {
+    fn validate(&self, end_entity_der: &[u8], peer_id: &Identification) -> Result<(), String> {
+        let revoked = self.revoked.read().unwrap_or_else(|p| p.into_inner());
+        let info = dodvpn_pki::validate(
+            end_entity_der,
+            Tier::Service,
+            &self.service_ca_pem,
+            unix_now(),
+            &|serial| revoked.contains(&serial),
+        )
+        .map_err(|e| format!("peer certificate refused: {e}"))?;
+        match peer_id.as_str() {
+            Some(name) if info.dns_names.iter().any(|d| d == name) => Ok(()),
+            _ => Err(format!(
+                "the peer's certificate is not issued to identity {peer_id:?}"
+            )),
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The address this host uses towards `peer` (a routing lookup; nothing is sent).
+fn local_addr_towards(peer: IpAddr) -> anyhow::Result<IpAddr> {
+    let any: SocketAddr = if peer.is_ipv4() {
+        "0.0.0.0:0".parse()?
+    } else {
+        "[::]:0".parse()?
+    };
+    let s = UdpSocket::bind(any)?;
+    s.connect(SocketAddr::new(peer, 500))
+        .with_context(|| format!("no route to peer {peer}"))?;
+    Ok(s.local_addr()?.ip())
+}
+
+/// A peer endpoint from connection info: "IP" or "IP:port" (the port is IKE's, 500).
+fn endpoint_ip(s: &str) -> Option<IpAddr> {
+    s.parse::<IpAddr>()
+        .ok()
+        .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
+
+/// Everything one peer device's connection is built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerPlan {
+    pub peer_device: String,
+    pub remote_addr: IpAddr,
+    pub initiate: bool,
+    pub local_identity: String,
+    pub peer_identity: String,
+    pub local_nets: Vec<IpNet>,
+    pub remote_nets: Vec<IpNet>,
+    pub ike_proposals: Vec<String>,
+    pub esp_proposals: Vec<String>,
+    /// (grant id, version): what this plan was built from.
+    pub grants: Vec<(String, u64)>,
+}
+
+/// Group the grants valid at `now` by peer device. Grants without a usable peer
+/// endpoint cannot be dialled and are reported in the second list.
+pub fn plan(
+    grants: &BTreeMap<String, ConnectionInfo>,
+    now: i64,
+) -> (Vec<PeerPlan>, Vec<(String, String)>) {
+    let mut by_peer: BTreeMap<String, PeerPlan> = BTreeMap::new();
+    let mut skipped = Vec::new();
+    for (id, info) in grants {
+        if !info.is_valid_at(now) {
+            skipped.push((id.clone(), "expired or not yet valid".into()));
+            continue;
+        }
+        let Some(addr) = info.peer.endpoint.as_deref().and_then(endpoint_ip) else {
+            skipped.push((id.clone(), "the peer has no reachable endpoint".into()));
+            continue;
+        };
+        let p = by_peer
+            .entry(info.peer.device_id.clone())
+            .or_insert_with(|| PeerPlan {
+                peer_device: info.peer.device_id.clone(),
+                remote_addr: addr,
+                initiate: false,
+                local_identity: info.local.identity.clone(),
+                peer_identity: info.peer.identity.clone(),
+                local_nets: Vec::new(),
+                remote_nets: Vec::new(),
+                ike_proposals: info.ike_proposals.clone(),
+                esp_proposals: info.esp_proposals.clone(),
+                grants: Vec::new(),
+            });
+        p.initiate |= matches!(info.role, Role::Initiator | Role::Both);
+        for n in &info.traffic_selectors.local {
+            if !p.local_nets.contains(n) {
+                p.local_nets.push(*n);
+            }
+        }
+        for n in &info.traffic_selectors.remote {
+            if !p.remote_nets.contains(n) {
+                p.remote_nets.push(*n);
+            }
+        }
+        p.grants.push((id.clone(), info.version));
+    }
+    (by_peer.into_values().collect(), skipped)
+}
+
+/// The agent's running data plane and what it has installed.
+pub struct Tunnels {
+    store: Arc<dyn KeyStore>,
+    opts: TunnelOptions,
+    handle: Handle,
+    revoked: Revoked,
+    service_ca_pem: String,
+    installed: BTreeMap<String, PeerPlan>,
+}
+
+/// What one reconcile did, for progress output.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub replaced: Vec<String>,
+    pub removed: Vec<String>,
+    pub skipped: Vec<(String, String)>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.replaced.is_empty()
+            && self.removed.is_empty()
+            && self.skipped.is_empty()
+    }
+}
+
+impl Tunnels {
+    /// Start the data plane (needs root: TUN and UDP 500/4500) with no connection yet.
+    /// `observer` hears sessions come and go. Returns once the control thread runs.
+    pub fn start(
+        store: Arc<dyn KeyStore>,
+        opts: TunnelOptions,
+        observer: Option<Observer>,
+    ) -> anyhow::Result<Tunnels> {
+        let service_ca_pem = store
+            .get_file(SERVICE_CA_FILE)?
+            .map(String::from_utf8)
+            .transpose()
+            .context("service-ca.pem in the key store is not text")?
+            .context("the key store holds no service CA yet: run the agent once with the centre reachable")?;
+        let revoked: Revoked = Arc::default();
+        if let Some(crl) = store.get_file(SERVICE_CRL_FILE)? {
+            let crl = String::from_utf8(crl).context("service-crl.pem is not text")?;
+            let serials = dodvpn_pki::crl_revoked_serials(&crl, &service_ca_pem)
+                .context("the stored service CRL does not verify")?;
+            *revoked.write().unwrap_or_else(|p| p.into_inner()) = serials.into_iter().collect();
+        }
+        let cfg = TunnelConfig {
+            interface: opts.interface.clone(),
+            mtu: opts.mtu,
+            address: None,
+            ike_port: opts.ike_port,
+            natt_port: opts.natt_port,
+            control: opts.control.clone(),
+            offload: true,
+            connections: Vec::new(),
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("tunnel-control".into())
+            .spawn(
+                move || match Daemon::with_connections(&cfg, Vec::new(), observer) {
+                    Ok(mut d) => {
+                        let handle = d.handle();
+                        if let Err(e) = dodvpn_tunnel::control::serve(&cfg.control, handle.clone())
+                        {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                        let _ = tx.send(Ok(handle));
+                        d.run(&|| false);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                },
+            )?;
+        let handle = rx
+            .recv()
+            .context("the tunnel control thread died while starting")??;
+        Ok(Tunnels {
+            store,
+            opts,
+            handle,
+            revoked,
+            service_ca_pem,
+            installed: BTreeMap::new(),
+        })
+    }
+
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    pub fn revoked(&self) -> &Revoked {
+        &self.revoked
+    }
+
+    /// Replace the revocation list (already verified under the service CA).
+    pub fn set_revoked(&self, serials: impl IntoIterator<Item = u64>) {
+        *self.revoked.write().unwrap_or_else(|p| p.into_inner()) = serials.into_iter().collect();
+    }
+
+    pub fn service_ca_pem(&self) -> &str {
+        &self.service_ca_pem
+    }
+
+    /// Bring the installed connections in line with the grants held in `state`.
+    pub fn reconcile(&mut self, state: &SyncState) -> anyhow::Result<Changes> {
+        let grants: BTreeMap<String, ConnectionInfo> = if state.revoked {
+            BTreeMap::new()
+        } else {
+            state
+                .grants
+                .iter()
+                .map(|(k, v)| (k.clone(), v.info.clone()))
+                .collect()
+        };
+        let (plans, skipped) = plan(&grants, unix_now());
+        let mut changes = Changes {
+            skipped,
+            ..Changes::default()
+        };
+        let wanted: BTreeSet<&String> = plans.iter().map(|p| &p.peer_device).collect();
+        let gone: Vec<String> = self
+            .installed
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .cloned()
+            .collect();
+        for peer in gone {
+            self.handle.remove(&peer)?;
+            self.installed.remove(&peer);
+            changes.removed.push(peer);
+        }
+        for p in plans {
+            if self.installed.get(&p.peer_device) == Some(&p) {
+                continue;
+            }
+            let replacing = self.installed.contains_key(&p.peer_device);
+            let spec = self.spec(&p)?;
+            self.handle.upsert(spec)?;
+            if replacing {
+                changes.replaced.push(p.peer_device.clone());
+            } else {
+                changes.added.push(p.peer_device.clone());
+            }
+            self.installed.insert(p.peer_device.clone(), p);
+        }
+        Ok(changes)
+    }
+
+    fn spec(&self, p: &PeerPlan) -> anyhow::Result<ConnSpec> {
+        let ike: Vec<&str> = p.ike_proposals.iter().map(String::as_str).collect();
+        let esp: Vec<&str> = p.esp_proposals.iter().map(String::as_str).collect();
+        let ike = dodvpn_ike::proposal::parse_ike_proposals(&ike)
+            .map_err(|e| anyhow::anyhow!("peer {}: IKE proposals: {e}", p.peer_device))?;
+        let esp = dodvpn_ike::proposal::parse_esp_proposals(&esp)
+            .map_err(|e| anyhow::anyhow!("peer {}: ESP proposals: {e}", p.peer_device))?;
+        let cert_pem = self
+            .store
+            .cert(Tier::Service)?
+            .context("the key store holds no service certificate")?;
+        let cert_der = crate::enroll::pem_der(&cert_pem)?;
+        let mut ike = dodvpn_ike::Config::new(
+            ike,
+            esp,
+            Identification::fqdn(&p.local_identity),
+            LocalAuth::Cert {
+                cert_der,
+                signer: Arc::new(KeyStoreSigner(self.store.clone())),
+            },
+            RemoteAuth::Cert(Arc::new(ServiceCertValidator {
+                service_ca_pem: self.service_ca_pem.clone(),
+                revoked: self.revoked.clone(),
+            })),
+        );
+        ike.remote_id = Some(Identification::fqdn(&p.peer_identity));
+        ike.local_ts = p
+            .local_nets
+            .iter()
+            .map(|n| TsRange::from_net(*n, 0, 0..=65535))
+            .collect();
+        ike.remote_ts = p
+            .remote_nets
+            .iter()
+            .map(|n| TsRange::from_net(*n, 0, 0..=65535))
+            .collect();
+        Ok(ConnSpec {
+            name: p.peer_device.clone(),
+            local_addr: local_addr_towards(p.remote_addr)?,
+            remote_addr: p.remote_addr,
+            remote_subnets: p.remote_nets.clone(),
+            start: if p.initiate { Start::Trap } else { Start::None },
+            idle_timeout: self.opts.idle_timeout,
+            ike,
+        })
+    }
+}
