@@ -1107,10 +1107,8 @@ impl IkeSa {
                         cert.encoding
                     ));
                 }
-                let info = dodvpn_pki::inspect(&cert.data)
-                    .map_err(|e| format!("peer certificate: {e}"))?;
-                let key =
-                    auth::parse_spki(&info.public_key_spki_der).ok_or("unsupported public key")?;
+                let spki = auth::cert_spki(&cert.data).ok_or("peer certificate unreadable")?;
+                let key = auth::parse_spki(spki).ok_or("unsupported public key")?;
                 auth::verify_signature(&key, a, octets)?;
                 v.validate(&cert.data, id)
             }
