@@ -87,6 +87,12 @@ CONF
   fi
   ip netns exec "$a" ping -c 3 -i 0.2 -W 3 -q -I "$SITE_A" "$SITE_B" >"$work/ping.log" 2>&1 ||
     fail "ping across failed: $(tail -n 2 "$work/ping.log" | tr '\n' ' ') | dodvpn: $(grep -E 'WARN|ERROR|refused|failed' "$work/a.log" | tail -3 | tr '\n' ' ') | charon: $(grep -E 'received|failed|NO_PROP|AUTH' "$db/charon.log" | tail -4 | tr '\n' ' ')" || return 1
+  if [[ "$auth" == rsa* ]]; then
+    # strongSwan names the scheme dodvpn's AUTH used (RFC 7427 AlgorithmIdentifier).
+    local scheme=RSA_EMSA_PKCS1_SHA2_256; [[ "$auth" == rsa-pss ]] && scheme=RSA_EMSA_PSS
+    grep -q "authentication of 'a.test' with $scheme" "$db/charon.log" ||
+      fail "charon did not verify dodvpn's AUTH as $scheme: $(grep -m2 "authentication of 'a.test'" "$db/charon.log" | tr '\n' ' ')" || return 1
+  fi
   local mb="$MB"; [[ "$variant" == rekey ]] && mb=$((MB * 80))
   local t0=$SECONDS
   tcp_transfer "$a" "$b" "$SITE_B" "$SITE_A" "$mb" "$work" 5001 >/dev/null 2>&1 ||
