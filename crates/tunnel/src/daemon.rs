@@ -274,8 +274,14 @@ impl Daemon {
     }
 
     /// Send what the endpoints want sent, and act on what they report.
+    /// Events first: a responder's child SA must be in the data plane before its
+    /// IKE_AUTH response leaves, or the initiator's first (queued) ESP packet can
+    /// arrive before the SA and be dropped as `no_sa_inbound`.
     fn flush(&mut self, now: Instant) {
         for i in 0..self.conns.len() {
+            while let Some(ev) = self.conns[i].ep.poll_event() {
+                self.on_ike(i, ev, now);
+            }
             while let Some(t) = self.conns[i].ep.poll_transmit() {
                 let r = if t.bytes == [0xff] && !t.nat_t {
                     self.dp.udp().send_keepalive(t.to)
