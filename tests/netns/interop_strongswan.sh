@@ -20,12 +20,15 @@ PSK="dodvpn-interop-$$-$RANDOM$RANDOM"
 # rekey-under-load is not in the default set yet: with sub-10-second lifetimes strongSwan
 # deletes its own freshly rekeyed IKE SA ("maximum IKE_SA lifetime"), so the case needs
 # realistic lifetimes and a longer transfer before it proves anything. Run it by name.
-ALL_CASES=(psk-ss-init psk-dv-init ecdsa-ss-init ecdsa-dv-init aes256-ecp384-dv-init chacha-x25519-ss-init
-           nat-dv-init dv-idle-delete)
+ALL_CASES=(psk-ss-init psk-dv-init ecdsa-ss-init ecdsa-dv-init rsa-ss-init rsa-dv-init rsa-pss-ss-init
+           rsa-pss-dv-init aes256-ecp384-dv-init chacha-x25519-ss-init nat-dv-init dv-idle-delete)
 passed=0 failed=0
 fail() { echo "$*" >&2; return 1; }
 
-# run_case NAME AUTH(psk|ecdsa) WHO(ss|dv initiates) SUITE DH(ecp256|ecp384|curve25519) [VARIANT]
+# run_case NAME AUTH(psk|ecdsa|rsa|rsa-pss) WHO(ss|dv initiates) SUITE DH(ecp256|ecp384|curve25519) [VARIANT]
+#   AUTH rsa: RSA-3072 certificates, RSASSA-PKCS1-v1_5 SHA-256 (RFC 7427) both ways;
+#   rsa-pss: the same keys, dodvpn signs RSASSA-PSS and strongSwan signs rsa/pss-sha256 and
+#   demands it in dodvpn's AUTH (ike:rsa/pss-sha256).
 #   VARIANT: rekey (strongSwan rekeys the child every 2 s and IKE every 5 s, with PFS, during a long transfer),
 #            nat (dodvpn behind a masquerading NAT), idle (dodvpn deletes after 3 s idle)
 run_case() {
@@ -46,13 +49,15 @@ run_case() {
   case "$auth" in
     psk)
       cb+=(--auth psk --psk "$PSK"); dvauth="psk = \"$PSK\"" ;;
-    ecdsa)
-      pki_make "$pk" ecdsa a.test b.test
+    ecdsa|rsa|rsa-pss)
+      pki_make "$pk" "${auth%-pss}" a.test b.test
       openssl pkcs8 -topk8 -nocrypt -in "$pk/a.test.key" -out "$pk/a.p8" 2>/dev/null
       cb+=(--auth pubkey --cert "$pk/b.test.crt" --key "$pk/b.test.key" --cacert "$pk/ca.crt")
+      [[ "$auth" == rsa-pss ]] && cb+=(--pubkey-auth rsa/pss-sha256 --remote-pubkey-auth ike:rsa/pss-sha256)
       dvauth="cert = \"$pk/a.test.crt\"
 key = \"$pk/a.p8\"
-ca = \"$pk/ca.crt\"" ;;
+ca = \"$pk/ca.crt\"
+rsa_signature = \"$([[ $auth == rsa-pss ]] && echo pss || echo pkcs1)\"" ;;
   esac
   [[ "$variant" == rekey ]] && cb+=(--rekey-time 2s --life-time 60s --ike-rekey-time 4s)
   swanctl_conf_write "$db/swanctl.conf" "${cb[@]}"
@@ -82,6 +87,12 @@ CONF
   fi
   ip netns exec "$a" ping -c 3 -i 0.2 -W 3 -q -I "$SITE_A" "$SITE_B" >"$work/ping.log" 2>&1 ||
     fail "ping across failed: $(tail -n 2 "$work/ping.log" | tr '\n' ' ') | dodvpn: $(grep -E 'WARN|ERROR|refused|failed' "$work/a.log" | tail -3 | tr '\n' ' ') | charon: $(grep -E 'received|failed|NO_PROP|AUTH' "$db/charon.log" | tail -4 | tr '\n' ' ')" || return 1
+  if [[ "$auth" == rsa* ]]; then
+    # strongSwan names the scheme dodvpn's AUTH used (RFC 7427 AlgorithmIdentifier).
+    local scheme=RSA_EMSA_PKCS1_SHA2_256; [[ "$auth" == rsa-pss ]] && scheme=RSA_EMSA_PSS
+    grep -q "authentication of 'a.test' with $scheme" "$db/charon.log" ||
+      fail "charon did not verify dodvpn's AUTH as $scheme: $(grep -m2 "authentication of 'a.test'" "$db/charon.log" | tr '\n' ' ')" || return 1
+  fi
   local mb="$MB"; [[ "$variant" == rekey ]] && mb=$((MB * 80))
   local t0=$SECONDS
   tcp_transfer "$a" "$b" "$SITE_B" "$SITE_A" "$mb" "$work" 5001 >/dev/null 2>&1 ||
@@ -123,6 +134,10 @@ for c in "${cases[@]}"; do
       psk-dv-init)            run_case "$c" psk dv aes128gcm16 ecp256 ;;
       ecdsa-ss-init)          run_case "$c" ecdsa ss aes128gcm16 ecp256 ;;
       ecdsa-dv-init)          run_case "$c" ecdsa dv aes128gcm16 ecp256 ;;
+      rsa-ss-init)            run_case "$c" rsa ss aes128gcm16 ecp256 ;;
+      rsa-dv-init)            run_case "$c" rsa dv aes128gcm16 ecp256 ;;
+      rsa-pss-ss-init)        run_case "$c" rsa-pss ss aes128gcm16 ecp256 ;;
+      rsa-pss-dv-init)        run_case "$c" rsa-pss dv aes128gcm16 ecp256 ;;
       aes256-ecp384-dv-init)  run_case "$c" psk dv aes256gcm16 ecp384 ;;
       chacha-x25519-ss-init)  run_case "$c" psk ss chacha20poly1305 curve25519 ;;
       rekey-under-load)       run_case "$c" psk ss aes128gcm16 ecp256 rekey ;;

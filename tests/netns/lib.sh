@@ -479,13 +479,16 @@ swanctl_sa_count() { swanctl_cmd "$1" --list-sas --raw 2>/dev/null | grep -o 'li
 #   --rekey-time T (child, 1h)   --ike-rekey-time T (4h)   --reauth-time T (0s)
 #   --dpd-delay T (0s = off)     --dpd-action clear|restart|trap (clear)
 #   --encap yes|no (yes: always UDP-encapsulate; libipsec only does ESP-in-UDP)
+#   --pubkey-auth KW (pubkey): the local `auth` with --auth pubkey, e.g. rsa/pss-sha256 (sign with PSS)
+#   --remote-pubkey-auth KW (as --pubkey-auth): the remote `auth`, e.g. ike:rsa/pss-sha256 (demand
+#                    PSS in the peer's AUTH; without `ike:` the constraint applies to the CA's signatures too)
 #   --mobike yes|no (yes)        --keyingtries N (1)
 swanctl_conf_write() {
   local file="$1"; shift
   local conn=tun child=site laddr=%any raddr=%any lid="" rid="" auth=psk psk="" cert="" key="" cacert=""
   local ike=aes128gcm16-prfsha256-ecp256 esp=aes128gcm16-ecp256 suite="" dh=""
   local lts="" rts="" start=none close=none rekey=1h ikerekey=4h reauth=0s dpd=0s dpdact=clear encap=yes
-  local mobike=yes tries=1 life=""
+  local mobike=yes tries=1 life="" pkauth=pubkey rpkauth=""
   while (($#)); do
     [[ $# -ge 2 ]] || _nl_die "swanctl_conf_write: option $1 needs a value"
     case "$1" in
@@ -493,6 +496,7 @@ swanctl_conf_write() {
       --local-addrs) laddr="$2" ;;    --remote-addrs) raddr="$2" ;;
       --local-id) lid="$2" ;;         --remote-id) rid="$2" ;;
       --auth) auth="$2" ;;            --psk) psk="$2" ;;
+      --pubkey-auth) pkauth="$2" ;;  --remote-pubkey-auth) rpkauth="$2" ;;
       --cert) cert="$2" ;;            --key) key="$2" ;;          --cacert) cacert="$2" ;;
       --ike) ike="$2" ;;              --esp) esp="$2" ;;
       --suite) suite="$2" ;;          --dh) dh="$2" ;;
@@ -529,9 +533,9 @@ $([[ "$rid" != %any ]] && echo "    id-remote = $rid")
     pubkey)
       [[ -f "$cert" && -f "$key" && -f "$cacert" ]] || _nl_die "swanctl_conf_write: --auth pubkey needs existing --cert, --key, --cacert"
       cert="$(realpath "$cert")" key="$(realpath "$key")" cacert="$(realpath "$cacert")"
-      lauth="auth = pubkey
+      lauth="auth = $pkauth
       certs = $cert$([[ -n "$lid" ]] && printf '\n      id = %s' "$lid")"
-      rauth="auth = pubkey
+      rauth="auth = ${rpkauth:-$pkauth}
       cacerts = $cacert$([[ -n "$rid" ]] && printf '\n      id = %s' "$rid")"
       # private keys are only loaded from the swanctl dir (DIR/private/, SWANCTL_DIR=DIR);
       # the secrets section would only hold their passphrases

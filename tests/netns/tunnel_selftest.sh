@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # dodvpn tunnel ↔ dodvpn tunnel in two namespaces: on-demand (trap) setup with PSK and
-# with ECDSA certificates, real ICMP and TCP across, status counters, idle teardown.
+# with ECDSA and RSA certificates, real ICMP and TCP across, status counters, idle teardown; with PSK
+# also a UDP 500/4500 flood of garbage mixed with replays of captured live ESP-in-UDP datagrams.
 # Needs root. Prints PASS/FAIL per case and "N passed, N failed".
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -60,18 +61,35 @@ run_case() { # NAME AUTH_A AUTH_B
   result $rc "$name: status counts the bytes ($bytes out)"
   "$DODVPN_BIN" tunnel status --control "$W/b.sock" | sed 's/^/    /'
   if [[ "$name" == psk ]]; then
-    # Garbage on UDP 500/4500 (from A's outer address to B's) while the tunnel carries traffic:
-    # the live tunnel keeps working and the garbage is counted, not crashed on.
+    # Garbage on UDP 500/4500 (from A's outer address to B's) mixed with replays of real
+    # ESP-in-UDP datagrams of this tunnel, captured on B's side while pings crossed, all
+    # while the tunnel carries traffic: the live tunnel keeps working, the garbage and the
+    # replays are counted as drops, nothing is crashed on or delivered twice.
+    drop_of() { "$DODVPN_BIN" tunnel status --control "$W/b.sock" --json | jq "[.drops[] | select(.[0] == \"$1\") | .[1]] | add // 0"; }
     local before; before="$("$DODVPN_BIN" tunnel status --control "$W/b.sock" --json | jq '[.drops[][1]] | add // 0')"
-    netns_exec "dta$name" python3 "$HERE/udp_flood.py" "$OUTER_B" 3 200000 >"$W/flood.log" 2>&1 &
+    local rp0 to0; rp0="$(drop_of replay)"; to0="$(drop_of too_old)"
+    netns_exec "dtb$name" python3 "$HERE/esp_capture.py" out0 "$OUTER_B" 5 40 "$W/esp.hex" >"$W/capture.log" 2>&1 &
+    local cpid=$!
+    sleep 0.3
+    netns_exec "dta$name" ping -c 40 -i 0.05 -W 2 -q -I "$SITE_A" "$SITE_B" >/dev/null 2>&1
+    wait "$cpid"
+    local captured; captured="$(cat "$W/capture.log")"
+    [[ "${captured:-0}" =~ ^[0-9]+$ && "$captured" -ge 20 ]]; result $? "$name: captured ${captured} live ESP-in-UDP datagrams to replay"
+    netns_exec "dta$name" python3 "$HERE/udp_flood.py" "$OUTER_B" 3 200000 "$W/esp.hex" >"$W/flood.log" 2>&1 &
     local fpid=$!
-    netns_exec "dta$name" ping -c 20 -i 0.1 -W 2 -q -I "$SITE_A" "$SITE_B" >"$W/ping-flood.log" 2>&1
+    netns_exec "dta$name" ping -c 20 -i 0.1 -W 2 -I "$SITE_A" "$SITE_B" >"$W/ping-flood.log" 2>&1
     local received; received="$(grep -oE '[0-9]+ received' "$W/ping-flood.log" | cut -d' ' -f1)"
     wait "$fpid"
-    [[ "${received:-0}" -ge 18 ]]; result $? "$name: tunnel keeps serving under a UDP 500/4500 garbage flood (${received:-0}/20 echoes, $(cat "$W/flood.log") datagrams sent)"
+    local sent replayed; read -r sent replayed <"$W/flood.log"
+    [[ "${received:-0}" -ge 18 ]]; result $? "$name: tunnel keeps serving under a UDP 500/4500 flood of garbage and replays (${received:-0}/20 echoes; ${sent:-0} datagrams sent, ${replayed:-0} of them replays)"
+    ! grep -q 'DUP!' "$W/ping-flood.log"; result $? "$name: no replayed echo request was delivered (no duplicate replies)"
     tcp_transfer "dta$name" "dtb$name" "$SITE_B" "$SITE_A" 4 "$W" 5003 >/dev/null 2>&1; result $? "$name: TCP transfer after the flood, sha256 equal"
-    local after; after="$("$DODVPN_BIN" tunnel status --control "$W/b.sock" --json | jq '[.drops[][1]] | add // 0')"
+    netns_exec "dta$name" ping -c 3 -i 0.2 -W 2 -q -I "$SITE_A" "$SITE_B" >/dev/null 2>&1; result $? "$name: echoes still answered after the flood"
+    sleep 0.5 # the status snapshot is refreshed every 250 ms
+    local after rp1 to1; after="$("$DODVPN_BIN" tunnel status --control "$W/b.sock" --json | jq '[.drops[][1]] | add // 0')"
+    rp1="$(drop_of replay)"; to1="$(drop_of too_old)"
     [[ "$after" -gt "$before" ]] && kill -0 "$pb" 2>/dev/null; result $? "$name: the garbage was counted as drops ($before -> $after) and the daemon lives"
+    [[ "$rp1" -gt "$rp0" ]]; result $? "$name: replays counted as replay drops (replay $rp0 -> $rp1, too_old $to0 -> $to1, ${replayed:-0} sent)"
   fi
   # Idle: the child and the IKE SA go away after idle_timeout.
   netns_wait_for 15 sh -c "\"$DODVPN_BIN\" tunnel status --control \"$W/a.sock\" --json | jq -e '.connections[0].children | length == 0' >/dev/null"
@@ -94,6 +112,20 @@ key = \"$CERTS/a.p8\"
 ca = \"$CERTS/ca.crt\"" "cert = \"$CERTS/b.test.crt\"
 key = \"$CERTS/b.p8\"
 ca = \"$CERTS/ca.crt\""
+
+# RSA certificates: A signs RSASSA-PKCS1-v1_5, B signs RSASSA-PSS (RFC 7427, SHA-256).
+RSACERTS="$(netns_workdir rsacerts)"
+pki_make "$RSACERTS" rsa a.test b.test >/dev/null 2>&1
+for n in a b; do
+  openssl pkcs8 -topk8 -nocrypt -in "$RSACERTS/$n.test.key" -out "$RSACERTS/$n.p8" 2>/dev/null || cp "$RSACERTS/$n.test.key" "$RSACERTS/$n.p8"
+done
+run_case rsa "cert = \"$RSACERTS/a.test.crt\"
+key = \"$RSACERTS/a.p8\"
+ca = \"$RSACERTS/ca.crt\"
+rsa_signature = \"pkcs1\"" "cert = \"$RSACERTS/b.test.crt\"
+key = \"$RSACERTS/b.p8\"
+ca = \"$RSACERTS/ca.crt\"
+rsa_signature = \"pss\""
 
 echo "$pass passed, $fail failed"
 [[ $fail == 0 ]]

@@ -8,11 +8,19 @@ use ring::signature;
 
 use crate::crypto::Prf;
 
-/// Signs AUTH octets with the local private key (ECDSA P-256 / SHA-256,
-/// DER signature, as `dodvpn_pki::KeyStore::sign` produces).
+/// Signs AUTH octets with the local private key for RFC 7427 Digital
+/// Signature authentication (method 14).
 pub trait Signer: Send + Sync {
-    /// ECDSA P-256 SHA-256 DER signature over `msg`.
+    /// Signature over `msg`, in the encoding [`Signer::algorithm_identifier`]
+    /// names (ECDSA: DER `Ecdsa-Sig-Value`; RSA: the octet string, as long as
+    /// the modulus).
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String>;
+
+    /// DER AlgorithmIdentifier sent in front of the signature (RFC 7427 §3).
+    /// The default, ecdsa-with-SHA256, is what `dodvpn_pki::KeyStore::sign` produces.
+    fn algorithm_identifier(&self) -> &'static [u8] {
+        alg::ECDSA_WITH_SHA256
+    }
 }
 
 /// The tier-2 (service) key of a key store signs IKE AUTH.
@@ -57,6 +65,166 @@ impl Signer for EcdsaP256Signer {
             .map(|s| s.as_ref().to_vec())
             .map_err(|e| e.to_string())
     }
+}
+
+/// An in-memory ECDSA P-384 key (PKCS#8), signing with SHA-384.
+pub struct EcdsaP384Signer {
+    key: signature::EcdsaKeyPair,
+    rng: ring::rand::SystemRandom,
+}
+
+impl EcdsaP384Signer {
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, String> {
+        let rng = ring::rand::SystemRandom::new();
+        let key = signature::EcdsaKeyPair::from_pkcs8(
+            &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+            pkcs8,
+            &rng,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(EcdsaP384Signer { key, rng })
+    }
+}
+
+impl Signer for EcdsaP384Signer {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
+        self.key
+            .sign(&self.rng, msg)
+            .map(|s| s.as_ref().to_vec())
+            .map_err(|e| e.to_string())
+    }
+    fn algorithm_identifier(&self) -> &'static [u8] {
+        alg::ECDSA_WITH_SHA384
+    }
+}
+
+/// The RSA signature scheme an [`RsaSigner`] uses (both with SHA-256).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RsaScheme {
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (sha256WithRSAEncryption).
+    Pkcs1Sha256,
+    /// RSASSA-PSS with SHA-256, MGF1-SHA-256, 32-byte salt (RFC 4055, RFC 7427 A.4.3).
+    PssSha256,
+}
+
+/// AlgorithmIdentifier of RSASSA-PSS with SHA-256, MGF1 with SHA-256 and a
+/// 32-octet salt (RFC 4055 §3.1; the same octets as RFC 7427 Appendix A.4.3):
+/// SEQUENCE { id-RSASSA-PSS, RSASSA-PSS-params {
+///   [0] sha256Identifier, [1] { id-mgf1, sha256Identifier }, [2] 32 } }
+pub const RSASSA_PSS_SHA256: &[u8] = &[
+    0x30, 0x41, // SEQUENCE
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a, // id-RSASSA-PSS
+    0x30, 0x34, // RSASSA-PSS-params
+    0xa0, 0x0f, // [0] hashAlgorithm
+    0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0xa1,
+    0x1c, // [1] maskGenAlgorithm
+    0x30, 0x1a, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08, // id-mgf1
+    0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0xa2,
+    0x03, 0x02, 0x01, 0x20, // [2] saltLength 32
+];
+
+/// An in-memory RSA key (PKCS#8, 2048–4096 bits) signing with SHA-256.
+pub struct RsaSigner {
+    key: signature::RsaKeyPair,
+    scheme: RsaScheme,
+    rng: ring::rand::SystemRandom,
+}
+
+impl RsaSigner {
+    pub fn from_pkcs8(pkcs8: &[u8], scheme: RsaScheme) -> Result<Self, String> {
+        let key = signature::RsaKeyPair::from_pkcs8(pkcs8).map_err(|e| e.to_string())?;
+        Ok(RsaSigner {
+            key,
+            scheme,
+            rng: ring::rand::SystemRandom::new(),
+        })
+    }
+
+    pub fn scheme(&self) -> RsaScheme {
+        self.scheme
+    }
+
+    /// Modulus length in bits.
+    pub fn modulus_bits(&self) -> usize {
+        self.key.public().modulus_len() * 8
+    }
+}
+
+impl Signer for RsaSigner {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
+        let padding: &'static dyn signature::RsaEncoding = match self.scheme {
+            RsaScheme::Pkcs1Sha256 => &signature::RSA_PKCS1_SHA256,
+            RsaScheme::PssSha256 => &signature::RSA_PSS_SHA256,
+        };
+        let mut sig = vec![0u8; self.key.public().modulus_len()];
+        self.key
+            .sign(padding, &self.rng, msg, &mut sig)
+            .map_err(|e| e.to_string())?;
+        Ok(sig)
+    }
+    fn algorithm_identifier(&self) -> &'static [u8] {
+        match self.scheme {
+            RsaScheme::Pkcs1Sha256 => alg::SHA256_WITH_RSA,
+            RsaScheme::PssSha256 => RSASSA_PSS_SHA256,
+        }
+    }
+}
+
+/// The kind of key a PKCS#8 PrivateKeyInfo holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    EcP256,
+    EcP384,
+    Rsa,
+}
+
+/// Read the algorithm of a PKCS#8 PrivateKeyInfo (RFC 5208 §5, RFC 5958 §2):
+/// SEQUENCE { version, AlgorithmIdentifier, privateKey, ... }. For EC keys the
+/// curve is the AlgorithmIdentifier parameter (RFC 5915 §1).
+pub fn pkcs8_key_kind(pkcs8: &[u8]) -> Result<KeyKind, String> {
+    let bad = || "not a PKCS#8 PrivateKeyInfo".to_string();
+    let (t, body, _) = der(pkcs8).ok_or_else(bad)?;
+    if t != 0x30 {
+        return Err(bad());
+    }
+    let (t, _version, rest) = der(body).ok_or_else(bad)?;
+    if t != 0x02 {
+        return Err(bad());
+    }
+    let (t, algid, _) = der(rest).ok_or_else(bad)?;
+    if t != 0x30 {
+        return Err(bad());
+    }
+    let (t, oid, params) = der(algid).ok_or_else(bad)?;
+    if t != 0x06 {
+        return Err(bad());
+    }
+    if oid == OID_RSA {
+        return Ok(KeyKind::Rsa);
+    }
+    if oid == OID_EC {
+        return match der(params) {
+            Some((0x06, c, _)) if c == OID_P256 => Ok(KeyKind::EcP256),
+            Some((0x06, c, _)) if c == OID_P384 => Ok(KeyKind::EcP384),
+            _ => Err("EC key on an unsupported curve (P-256 and P-384 are supported)".into()),
+        };
+    }
+    if oid == OID_RSA_PSS {
+        return Err("RSASSA-PSS-restricted keys (id-RSASSA-PSS) are not supported; use an rsaEncryption key".into());
+    }
+    Err("unsupported private key algorithm (ECDSA P-256, P-384 or RSA are supported)".into())
+}
+
+/// A signer for whatever key a PKCS#8 document holds: ECDSA P-256 (SHA-256),
+/// ECDSA P-384 (SHA-384) or RSA (SHA-256 with `rsa_scheme`).
+pub fn signer_from_pkcs8(pkcs8: &[u8], rsa_scheme: RsaScheme) -> Result<Arc<dyn Signer>, String> {
+    Ok(match pkcs8_key_kind(pkcs8)? {
+        KeyKind::EcP256 => Arc::new(EcdsaP256Signer::from_pkcs8(pkcs8)?),
+        KeyKind::EcP384 => Arc::new(EcdsaP384Signer::from_pkcs8(pkcs8)?),
+        KeyKind::Rsa => {
+            Arc::new(RsaSigner::from_pkcs8(pkcs8, rsa_scheme).map_err(|e| format!("RSA key: {e}"))?)
+        }
+    })
 }
 
 /// Decides whether the peer's end-entity certificate is acceptable for the
@@ -131,7 +299,7 @@ pub fn make_auth(local: &LocalAuth, prf: Prf, octets: &[u8]) -> Result<Auth, Str
         }),
         LocalAuth::Cert { signer, .. } => {
             let sig = signer.sign(octets)?;
-            Auth::digital_signature(alg::ECDSA_WITH_SHA256, &sig).map_err(|e| e.to_string())
+            Auth::digital_signature(signer.algorithm_identifier(), &sig).map_err(|e| e.to_string())
         }
     }
 }
@@ -165,6 +333,17 @@ const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
 const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 const OID_RSA_PSS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
 const OID_SHA256: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
+// sha{256,384,512}WithRSAEncryption with the parameters absent: RFC 4055 §5
+// says NULL, and that absent parameters must be accepted as well.
+const SHA256_WITH_RSA_NO_PARAMS: &[u8] = &[
+    0x30, 0x0b, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b,
+];
+const SHA384_WITH_RSA_NO_PARAMS: &[u8] = &[
+    0x30, 0x0b, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c,
+];
+const SHA512_WITH_RSA_NO_PARAMS: &[u8] = &[
+    0x30, 0x0b, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d,
+];
 
 /// Read one DER TLV: (tag, content, rest).
 fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
@@ -187,6 +366,43 @@ fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         return None;
     }
     Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// Read one DER TLV and return it whole (header included) with the rest.
+fn der_whole(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (tag, content, rest) = der(input)?;
+    let whole = &input[..input.len() - rest.len()];
+    debug_assert!(whole.ends_with(content));
+    Some((tag, whole, rest))
+}
+
+/// The SubjectPublicKeyInfo (whole DER) of an X.509 certificate (RFC 5280
+/// §4.1). Only the structure up to the key is read: whether the certificate
+/// is acceptable is the [`PeerValidator`]'s business, so nothing here refuses
+/// e.g. a 20-octet serial number.
+pub fn cert_spki(cert_der: &[u8]) -> Option<&[u8]> {
+    let (0x30, cert, _) = der(cert_der)? else {
+        return None;
+    };
+    let (0x30, mut tbs, _) = der(cert)? else {
+        return None;
+    };
+    // [0] EXPLICIT version, optional.
+    if tbs.first() == Some(&0xa0) {
+        tbs = der(tbs)?.2;
+    }
+    // serialNumber, signature, issuer, validity, subject.
+    for want in [0x02, 0x30, 0x30, 0x30, 0x30] {
+        let (t, _, rest) = der(tbs)?;
+        if t != want {
+            return None;
+        }
+        tbs = rest;
+    }
+    match der_whole(tbs)? {
+        (0x30, spki, _) => Some(spki),
+        _ => None,
+    }
 }
 
 /// Parse a SubjectPublicKeyInfo (RFC 5280 §4.1).
@@ -255,7 +471,19 @@ pub fn verify_signature(key: &PublicKey, auth: &Auth, octets: &[u8]) -> Result<(
                 (PublicKey::Rsa(_), a) if a == alg::SHA512_WITH_RSA => {
                     &s::RSA_PKCS1_2048_8192_SHA512
                 }
-                (PublicKey::Rsa(_), a) if is_pss_sha256(a) => &s::RSA_PSS_2048_8192_SHA256,
+                (PublicKey::Rsa(_), a) if a == SHA256_WITH_RSA_NO_PARAMS => {
+                    &s::RSA_PKCS1_2048_8192_SHA256
+                }
+                (PublicKey::Rsa(_), a) if a == SHA384_WITH_RSA_NO_PARAMS => {
+                    &s::RSA_PKCS1_2048_8192_SHA384
+                }
+                (PublicKey::Rsa(_), a) if a == SHA512_WITH_RSA_NO_PARAMS => {
+                    &s::RSA_PKCS1_2048_8192_SHA512
+                }
+                (PublicKey::Rsa(_), a) => match pss_params(a) {
+                    Some(v) => v,
+                    None => return Err("signature algorithm not supported for this key".into()),
+                },
                 _ => return Err("signature algorithm not supported for this key".into()),
             };
             (a, sig)
@@ -277,15 +505,96 @@ pub fn verify_signature(key: &PublicKey, auth: &Auth, octets: &[u8]) -> Result<(
         .map_err(|_| "bad signature".to_string())
 }
 
-/// RSASSA-PSS AlgorithmIdentifier whose parameters name SHA-256.
-fn is_pss_sha256(alg_id: &[u8]) -> bool {
-    let Some((0x30, body, _)) = der(alg_id) else {
-        return false;
+/// A hash AlgorithmIdentifier (NULL or absent parameters, RFC 4055 §2.1) →
+/// its OID.
+fn hash_oid(alg_id_body: &[u8]) -> Option<&[u8]> {
+    let (t, oid, params) = der(alg_id_body)?;
+    if t != 0x06 {
+        return None;
+    }
+    match params {
+        [] | [0x05, 0x00] => Some(oid),
+        _ => None,
+    }
+}
+
+/// RSASSA-PSS AlgorithmIdentifier (RFC 4055 §3.1) → the verification
+/// algorithm, for the parameter sets `ring` verifies: SHA-256/384/512 with
+/// MGF1 over the same hash and a salt as long as the hash, trailer field 1.
+/// Absent parameters mean SHA-1 with a 20-octet salt, which is refused.
+fn pss_params(alg_id: &[u8]) -> Option<&'static dyn signature::VerificationAlgorithm> {
+    const OID_SHA384: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02];
+    const OID_SHA512: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03];
+    const OID_MGF1: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08];
+    let (0x30, body, []) = der(alg_id)? else {
+        return None;
     };
-    let Some((0x06, oid, params)) = der(body) else {
-        return false;
+    let (0x06, oid, params) = der(body)? else {
+        return None;
     };
-    oid == OID_RSA_PSS && params.windows(OID_SHA256.len()).any(|w| w == OID_SHA256)
+    if oid != OID_RSA_PSS {
+        return None;
+    }
+    let (0x30, mut p, []) = der(params)? else {
+        return None;
+    };
+    // [0] hashAlgorithm (no default we accept: SHA-1).
+    let (0xa0, h, rest) = der(p)? else {
+        return None;
+    };
+    p = rest;
+    let (0x30, h, []) = der(h)? else {
+        return None;
+    };
+    let hash = hash_oid(h)?;
+    let (algo, hlen): (&'static dyn signature::VerificationAlgorithm, u64) = match hash {
+        h if h == OID_SHA256 => (&signature::RSA_PSS_2048_8192_SHA256, 32),
+        h if h == OID_SHA384 => (&signature::RSA_PSS_2048_8192_SHA384, 48),
+        h if h == OID_SHA512 => (&signature::RSA_PSS_2048_8192_SHA512, 64),
+        _ => return None,
+    };
+    // [1] maskGenAlgorithm: MGF1 with the same hash.
+    let (0xa1, m, rest) = der(p)? else {
+        return None;
+    };
+    p = rest;
+    let (0x30, m, []) = der(m)? else {
+        return None;
+    };
+    let (0x06, mgf, mh) = der(m)? else {
+        return None;
+    };
+    let (0x30, mh, []) = der(mh)? else {
+        return None;
+    };
+    if mgf != OID_MGF1 || hash_oid(mh)? != hash {
+        return None;
+    }
+    // [2] saltLength: must equal the hash length (what ring verifies).
+    let (0xa2, sl, rest) = der(p)? else {
+        return None;
+    };
+    p = rest;
+    let (0x02, sl, []) = der(sl)? else {
+        return None;
+    };
+    if sl.is_empty() || sl.len() > 2 || sl[0] & 0x80 != 0 {
+        return None;
+    }
+    let salt = sl.iter().fold(0u64, |a, b| (a << 8) | *b as u64);
+    if salt != hlen {
+        return None;
+    }
+    // [3] trailerField: absent or 1.
+    if !p.is_empty() {
+        let (0xa3, tf, []) = der(p)? else {
+            return None;
+        };
+        if tf != [0x02, 0x01, 0x01] {
+            return None;
+        }
+    }
+    Some(algo)
 }
 
 /// Compare a received ID with the configured expectation (FQDN and

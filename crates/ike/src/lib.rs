@@ -33,7 +33,10 @@ pub mod sa;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use auth::{EcdsaP256Signer, KeyStoreSigner, LocalAuth, PeerValidator, RemoteAuth, Signer};
+pub use auth::{
+    signer_from_pkcs8, EcdsaP256Signer, EcdsaP384Signer, KeyStoreSigner, LocalAuth, PeerValidator,
+    RemoteAuth, RsaScheme, RsaSigner, Signer,
+};
 pub use child::ChildSa;
 pub use crypto::{Group, IkeCipher, Integ, Prf};
 pub use dodvpn_esp::Aead;

@@ -242,16 +242,35 @@ pub fn psk_pair(ike: &str) -> Pair {
 pub struct Identity {
     pub cert_der: Vec<u8>,
     pub pkcs8: Vec<u8>,
+    /// How an RSA key signs (ignored for EC keys).
+    pub rsa_scheme: RsaScheme,
 }
 
 pub fn make_identity(name: &str) -> Identity {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    make_identity_for(name, &rcgen::PKCS_ECDSA_P256_SHA256)
+}
+
+/// A self-signed identity with a fresh EC key of the given rcgen algorithm.
+pub fn make_identity_for(name: &str, alg: &'static rcgen::SignatureAlgorithm) -> Identity {
+    let key = rcgen::KeyPair::generate_for(alg).unwrap();
     let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
     params.serial_number = Some(rcgen::SerialNumber::from(42u64));
     let cert = params.self_signed(&key).unwrap();
     Identity {
         cert_der: cert.der().to_vec(),
         pkcs8: key.serialize_der(),
+        rsa_scheme: RsaScheme::Pkcs1Sha256,
+    }
+}
+
+/// RSA-2048 identities made with openssl (ring cannot generate RSA keys), see
+/// tests/data/README.md: `which` is "a" (rsa-a.example) or "b" (rsa-b.example).
+pub fn rsa_identity(which: &str, scheme: RsaScheme) -> Identity {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+    Identity {
+        cert_der: std::fs::read(format!("{dir}/rsa-{which}.crt.der")).unwrap(),
+        pkcs8: std::fs::read(format!("{dir}/rsa-{which}.pk8")).unwrap(),
+        rsa_scheme: scheme,
     }
 }
 
@@ -283,7 +302,7 @@ pub fn cert_config(
         Identification::fqdn(my_name),
         LocalAuth::Cert {
             cert_der: me.cert_der.clone(),
-            signer: Arc::new(EcdsaP256Signer::from_pkcs8(&me.pkcs8).unwrap()),
+            signer: signer_from_pkcs8(&me.pkcs8, me.rsa_scheme).unwrap(),
         },
         RemoteAuth::Cert(Arc::new(PinValidator {
             accept: trust.then(|| peer.cert_der.clone()),

@@ -46,6 +46,16 @@ pub enum Start {
     None,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RsaSignature {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    #[default]
+    Pkcs1,
+    /// RSASSA-PSS with SHA-256, MGF1-SHA-256, 32-octet salt.
+    Pss,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Connection {
@@ -64,14 +74,18 @@ pub struct Connection {
     pub psk: Option<String>,
     #[serde(default)]
     pub psk_file: Option<PathBuf>,
-    /// Our certificate (PEM), our ECDSA P-256 PKCS#8 key (PEM, 0600), and the CA (PEM)
-    /// that must have issued the peer's certificate.
+    /// Our certificate (PEM), our PKCS#8 key (PEM, 0600: ECDSA P-256, ECDSA P-384 or
+    /// RSA 2048–4096 bits), and the CA (PEM) that must have issued the peer's certificate.
     #[serde(default)]
     pub cert: Option<PathBuf>,
     #[serde(default)]
     pub key: Option<PathBuf>,
     #[serde(default)]
     pub ca: Option<PathBuf>,
+    /// How an RSA `key` signs IKE AUTH (RFC 7427): "pkcs1" (RSASSA-PKCS1-v1_5 with
+    /// SHA-256, the default) or "pss" (RSASSA-PSS with SHA-256). Ignored for EC keys.
+    #[serde(default)]
+    pub rsa_signature: RsaSignature,
     #[serde(default = "default_ike_proposals")]
     pub ike_proposals: Vec<String>,
     #[serde(default = "default_esp_proposals")]
@@ -224,6 +238,33 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(45));
         assert_eq!(cfg.ike_port, 500);
         assert!(!c.ike_proposals.is_empty());
+        assert_eq!(c.rsa_signature, RsaSignature::Pkcs1);
+    }
+
+    #[test]
+    fn rsa_signature_choice() {
+        let conf = |v: &str| {
+            format!(
+                r#"
+                [[connection]]
+                name = "b"
+                local_addr = "192.0.2.1"
+                remote_addr = "192.0.2.2"
+                local_subnets = ["10.10.1.0/24"]
+                remote_subnets = ["10.10.2.0/24"]
+                local_id = "a"
+                cert = "a.pem"
+                key = "a.key"
+                ca = "ca.pem"
+                rsa_signature = "{v}"
+                "#
+            )
+        };
+        let cfg: TunnelConfig = toml::from_str(&conf("pss")).unwrap();
+        assert_eq!(cfg.connections[0].rsa_signature, RsaSignature::Pss);
+        let cfg: TunnelConfig = toml::from_str(&conf("pkcs1")).unwrap();
+        assert_eq!(cfg.connections[0].rsa_signature, RsaSignature::Pkcs1);
+        assert!(toml::from_str::<TunnelConfig>(&conf("pss-sha1")).is_err());
     }
 
     #[test]

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use dodvpn_ike::{EcdsaP256Signer, LocalAuth, PeerValidator, RemoteAuth};
+use dodvpn_ike::{LocalAuth, PeerValidator, RemoteAuth, RsaScheme};
 use dodvpn_wire::{Identification, TsRange};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer, TrustAnchor, UnixTime};
 
-use crate::config::Connection;
+use crate::config::{Connection, RsaSignature};
 
 /// An identity from the configuration: an IP address or an FQDN.
 pub fn identity(s: &str) -> anyhow::Result<Identification> {
@@ -110,15 +110,20 @@ pub fn ike_config(c: &Connection, natt_port: u16) -> anyhow::Result<dodvpn_ike::
             .to_vec();
         let key_der = PrivatePkcs8KeyDer::from_pem_slice(&read(key)?)
             .with_context(|| format!("{} holds no PKCS#8 private key", key.display()))?;
-        let signer = EcdsaP256Signer::from_pkcs8(key_der.secret_pkcs8_der()).map_err(|e| {
-            anyhow::anyhow!("{}: {e} (an ECDSA P-256 key is needed)", key.display())
-        })?;
+        let scheme = match c.rsa_signature {
+            RsaSignature::Pkcs1 => RsaScheme::Pkcs1Sha256,
+            RsaSignature::Pss => RsaScheme::PssSha256,
+        };
+        let signer =
+            dodvpn_ike::signer_from_pkcs8(key_der.secret_pkcs8_der(), scheme).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {e} (an ECDSA P-256, ECDSA P-384 or RSA key is needed)",
+                    key.display()
+                )
+            })?;
         let validator = CaValidator::from_pem(&read(ca)?)?;
         (
-            LocalAuth::Cert {
-                cert_der,
-                signer: Arc::new(signer),
-            },
+            LocalAuth::Cert { cert_der, signer },
             RemoteAuth::Cert(Arc::new(validator)),
         )
     };
