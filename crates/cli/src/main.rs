@@ -131,13 +131,31 @@ enum AgentCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Keep the event stream to the centre and the connection info current.
+    /// Run the VPN device: keep the event stream to the centre, install every grant's
+    /// connection info, bring tunnels up on the first packet and down when idle. Needs
+    /// root (TUN device, UDP 500/4500). With the centre away, tunnels keep working
+    /// from the last signed connection info held in the key store.
     Run {
         #[command(flatten)]
         ks: keystore::KeyStoreArgs,
         /// Override the centre URL stored at enrolment.
         #[arg(long, env = "DODVPN_CENTER")]
         center: Option<String>,
+        /// TUN interface the tunnels use.
+        #[arg(long, default_value = "dodvpn0")]
+        interface: String,
+        /// Inner MTU of the TUN interface.
+        #[arg(long, default_value_t = 1400)]
+        mtu: u16,
+        /// Tunnels idle this long are deleted (and come back on the next packet).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        idle_timeout: std::time::Duration,
+        /// Control socket (`dodvpn tunnel status --control PATH` reads the SAs).
+        #[arg(long, default_value = "/run/dodvpn/agent.sock")]
+        control: PathBuf,
+        /// Only keep the connection info current; no data plane (no root needed).
+        #[arg(long)]
+        sync_only: bool,
     },
     /// Show what the agent holds: identity, version, connection info.
     Status {
@@ -370,9 +388,39 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
             output::print(&res, json);
             Ok(())
         }
-        AgentCmd::Run { ks, center } => {
+        AgentCmd::Run {
+            ks,
+            center,
+            interface,
+            mtu,
+            idle_timeout,
+            control,
+            sync_only,
+        } => {
             let store = ks.open()?;
-            let mut agent = dodvpn_agent::sync::Agent::open(store, center.as_deref())?;
+            let mut agent = dodvpn_agent::sync::Agent::open(store.clone(), center.as_deref())?;
+            if !sync_only {
+                println!(
+                    "agent for device {} (state version {}, {} grants held)",
+                    agent.device_id,
+                    agent.state.version,
+                    agent.state.grants.len()
+                );
+                let opts = dodvpn_agent::tunnels::TunnelOptions {
+                    interface,
+                    mtu,
+                    idle_timeout,
+                    control,
+                    ..Default::default()
+                };
+                let say: dodvpn_agent::run::Say = Arc::new(|line| {
+                    println!("{} {line}", clock());
+                });
+                return tokio::select! {
+                    r = dodvpn_agent::run::run(agent, store, opts, say) => r,
+                    _ = shutdown_signal() => { println!("stopped"); Ok(()) }
+                };
+            }
             println!(
                 "agent for device {} (state version {})",
                 agent.device_id, agent.state.version
@@ -428,4 +476,19 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Wall-clock time of day (UTC) for progress lines.
+fn clock() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let s = d.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        d.subsec_millis()
+    )
 }

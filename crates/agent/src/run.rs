@@ -1,0 +1,191 @@
+//! `dodvpn agent run`: the whole VPN device. The sync loop keeps the signed connection
+//! info current; every change is applied to the tunnels at once; the service CRL is
+//! refreshed in the background; sessions are reported as they come and go.
+//!
+//! With the centre away, the tunnels keep running from the connection info and CRL
+//! last stored in the key store, and on-demand setup still works for those grants.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use dodvpn_pki::KeyStore;
+use dodvpn_tunnel::daemon::SessionEvent;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::client::CenterClient;
+use crate::sync::{Agent, SyncState, Update};
+use crate::tunnels::{Changes, TunnelOptions, Tunnels, SERVICE_CA_FILE, SERVICE_CRL_FILE};
+
+/// How often the service CRL is fetched again.
+const CRL_REFRESH: Duration = Duration::from_secs(60);
+/// How often grants are checked for expiry.
+const EXPIRY_CHECK: Duration = Duration::from_secs(5);
+
+/// Progress lines for the operator (printed by the CLI).
+pub type Say = Arc<dyn Fn(String) + Send + Sync>;
+
+#[derive(Deserialize)]
+struct CaBundle {
+    root: String,
+    service_ca: String,
+}
+
+/// Fetch the service CA (checked against the root stored at enrolment) and the
+/// service CRL (checked under that CA); store both; return the revoked serials.
+pub async fn refresh_pki(client: &CenterClient, store: &dyn KeyStore) -> anyhow::Result<Vec<u64>> {
+    let root = crate::enroll::ca_pem(store)?;
+    let bundle: CaBundle = client.get("/pki/ca").await?;
+    if bundle.root.trim() != root.trim() {
+        anyhow::bail!("the centre presents a different accreditation root than at enrolment");
+    }
+    let crl = client.get_text("/pki/crl/service").await?;
+    let serials = dodvpn_pki::crl_revoked_serials(&crl, &bundle.service_ca)
+        .context("the service CRL does not verify under the service CA")?;
+    store.put_file(SERVICE_CA_FILE, bundle.service_ca.as_bytes())?;
+    store.put_file(SERVICE_CRL_FILE, crl.as_bytes())?;
+    Ok(serials)
+}
+
+fn describe(c: &Changes) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in &c.added {
+        out.push(format!(
+            "tunnel to {p}: ready (comes up on the first packet)"
+        ));
+    }
+    for p in &c.replaced {
+        out.push(format!("tunnel to {p}: grants changed, SAs renegotiated"));
+    }
+    for p in &c.removed {
+        out.push(format!("tunnel to {p}: removed, SAs deleted"));
+    }
+    for (g, why) in &c.skipped {
+        out.push(format!("grant {g}: not installed ({why})"));
+    }
+    out
+}
+
+fn reconcile(tunnels: &Mutex<Tunnels>, state: &SyncState, say: &Say) {
+    let r = tokio::task::block_in_place(|| {
+        tunnels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reconcile(state)
+    });
+    match r {
+        Ok(c) => describe(&c).into_iter().for_each(|l| say(l)),
+        Err(e) => say(format!("cannot apply the grants to the tunnels: {e:#}")),
+    }
+}
+
+/// Run the device until it is revoked (an error) or the future is dropped.
+pub async fn run(
+    mut agent: Agent,
+    store: Arc<dyn KeyStore>,
+    opts: TunnelOptions,
+    say: Say,
+) -> anyhow::Result<()> {
+    match refresh_pki(&agent.client, store.as_ref()).await {
+        Ok(r) => say(format!(
+            "service CA and CRL fetched ({} revoked certificates)",
+            r.len()
+        )),
+        Err(e) => say(format!(
+            "centre unreachable for the CRL ({e:#}); using the stored service CA and CRL"
+        )),
+    }
+    let (sessions_tx, mut sessions_rx) = mpsc::unbounded_channel::<SessionEvent>();
+    let observer = Box::new(move |ev| {
+        let _ = sessions_tx.send(ev);
+    });
+    let tunnels = tokio::task::block_in_place(|| {
+        Tunnels::start(store.clone(), opts.clone(), Some(observer))
+    })?;
+    say(format!(
+        "data plane up on {} (control socket {})",
+        opts.interface,
+        opts.control.display()
+    ));
+    let tunnels = Arc::new(Mutex::new(tunnels));
+    // Grants held from before a restart work at once, centre or not.
+    reconcile(&tunnels, &agent.state, &say);
+    let latest = Arc::new(Mutex::new(agent.state.clone()));
+
+    let reporter = {
+        let say = say.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = sessions_rx.recv().await {
+                match ev {
+                    SessionEvent::Up { conn, session } => {
+                        say(format!("session {session} to {conn}: up"))
+                    }
+                    SessionEvent::Down {
+                        conn,
+                        session,
+                        counts,
+                        reason,
+                    } => say(format!(
+                        "session {session} to {conn}: down ({reason}); {} bytes in, {} bytes out",
+                        counts.bytes_in, counts.bytes_out
+                    )),
+                }
+            }
+        })
+    };
+    let housekeeping = {
+        let (tunnels, latest, say) = (tunnels.clone(), latest.clone(), say.clone());
+        let (client, store) = (agent.client.clone(), store.clone());
+        tokio::spawn(async move {
+            let mut expiry = tokio::time::interval(EXPIRY_CHECK);
+            let mut crl = tokio::time::interval(CRL_REFRESH);
+            loop {
+                tokio::select! {
+                    _ = expiry.tick() => {
+                        let st = latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                        reconcile(&tunnels, &st, &say);
+                    }
+                    _ = crl.tick() => {
+                        if let Ok(serials) = refresh_pki(&client, store.as_ref()).await {
+                            tunnels.lock().unwrap_or_else(|p| p.into_inner()).set_revoked(serials);
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let mut on = |u: &Update, st: &SyncState| {
+        match u {
+            Update::Connected { version } => say(format!(
+                "connected to the centre, resuming after event {version}; {} grants held",
+                st.grants.len()
+            )),
+            Update::GrantInstalled {
+                grant_id,
+                peer,
+                version,
+            } => say(format!(
+                "grant {grant_id} to {peer} installed (version {version})"
+            )),
+            Update::GrantRemoved { grant_id, reason } => {
+                say(format!("grant {grant_id} removed: {reason}"))
+            }
+            Update::PolicyChanged { seq } => say(format!("policy changed (event {seq})")),
+            Update::Revoked => say("this device has been REVOKED: all tunnels go down".into()),
+            Update::Other { seq, kind } => say(format!("event {seq}: {kind}")),
+            Update::Disconnected { error, retry_in } => say(format!(
+                "centre unreachable ({error}); tunnels keep running; retrying in {retry_in:?}"
+            )),
+        }
+        *latest.lock().unwrap_or_else(|p| p.into_inner()) = st.clone();
+        if !matches!(u, Update::Disconnected { .. }) {
+            reconcile(&tunnels, st, &say);
+        }
+    };
+    let r = agent.run(&mut on).await;
+    housekeeping.abort();
+    reporter.abort();
+    r
+}
