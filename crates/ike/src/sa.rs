@@ -905,7 +905,7 @@ impl IkeSa {
             self.enqueue(now, Request::DeleteChild(spi));
         }
         for spi in rekeys {
-            tracing::debug!("child SA {spi:08x}: rekey time");
+            tracing::info!("child SA {spi:08x}: rekey time reached, rekeying");
             self.enqueue(
                 now,
                 Request::Create {
@@ -916,7 +916,7 @@ impl IkeSa {
         }
         if self.ike_rekey_at.is_some_and(|t| now >= t) {
             self.ike_rekey_at = None;
-            tracing::debug!("IKE SA {:016x}: rekey time", self.id());
+            tracing::info!("IKE SA {:016x}: rekey time reached, rekeying", self.id());
             self.rekey(now);
         }
     }

@@ -311,6 +311,7 @@ impl Daemon {
                 }
             }
             Event::IkeSaRekeyed { old, new } => {
+                tracing::info!(conn = %name, old = format!("{old:016x}"), new = format!("{new:016x}"), "IKE SA rekeyed");
                 let c = &mut self.conns[i];
                 if c.ike_sa == Some(old) {
                     c.ike_sa = Some(new);
