@@ -42,6 +42,7 @@ impl Prf {
     }
     /// Output length, which is also the preferred key length (SK_d, SK_pi, SK_pr;
     /// RFC 4868 §2.1.2).
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(self) -> usize {
         match self {
             Prf::HmacSha256 => 32,

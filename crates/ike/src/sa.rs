@@ -441,6 +441,7 @@ impl IkeSa {
 
     /// Answer an IKE_SA_INIT request whose proposal was already selected
     /// (by the endpoint, which also handled cookies and INVALID_KE).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn accept_init(
         cfg: Arc<Config>,
         now: Instant,
@@ -1793,23 +1794,20 @@ impl IkeSa {
             nat_t: self.nat_t,
         });
         let (ni, nr) = (self.ni.clone(), self.nr.clone());
-        match (sa, tsi, tsr) {
-            (Some(sa), Some(tsi), Some(tsr)) => {
-                match self.child_for_request(now, sa, tsi, tsr, None, false, &ni, &nr, None) {
-                    Ok((info, reply)) => {
-                        out.extend(reply);
-                        self.events.push_back(Event::ChildSaUp(info));
-                    }
-                    Err(n) => {
-                        self.events.push_back(Event::ChildSaFailed {
-                            sa: self.id(),
-                            reason: format!("{n:?}"),
-                        });
-                        out.push(notify(n, vec![]));
-                    }
+        if let (Some(sa), Some(tsi), Some(tsr)) = (sa, tsi, tsr) {
+            match self.child_for_request(now, sa, tsi, tsr, None, false, &ni, &nr, None) {
+                Ok((info, reply)) => {
+                    out.extend(reply);
+                    self.events.push_back(Event::ChildSaUp(info));
+                }
+                Err(n) => {
+                    self.events.push_back(Event::ChildSaFailed {
+                        sa: self.id(),
+                        reason: format!("{n:?}"),
+                    });
+                    out.push(notify(n, vec![]));
                 }
             }
-            _ => {}
         }
         self.respond(now, ExchangeType::IkeAuth, id, &out);
     }
@@ -2105,10 +2103,10 @@ impl IkeSa {
                 }
                 Payload::Notify(n) => match n.notify_type {
                     // RFC 4555 §3.5 / §3.8: MOBIKE address update and return routability.
-                    NotifyType::UpdateSaAddresses => {
-                        if payloads.iter().any(|q| matches!(q, Payload::Notify(m) if m.notify_type == NotifyType::NatDetectionSourceIp)) {
-                            out.extend(self.nat_notifies(self.spi_r));
-                        }
+                    NotifyType::UpdateSaAddresses
+                        if payloads.iter().any(|q| matches!(q, Payload::Notify(m) if m.notify_type == NotifyType::NatDetectionSourceIp)) =>
+                    {
+                        out.extend(self.nat_notifies(self.spi_r));
                     }
                     NotifyType::Cookie2 => out.push(notify(NotifyType::Cookie2, n.data.clone())),
                     _ => {}
