@@ -17,19 +17,27 @@ netns_trap_cleanup
 
 MB="${TRANSFER_MB:-8}"
 PSK="dodvpn-interop-$$-$RANDOM$RANDOM"
-# rekey-under-load is not in the default set yet: with sub-10-second lifetimes strongSwan
-# deletes its own freshly rekeyed IKE SA ("maximum IKE_SA lifetime"), so the case needs
-# realistic lifetimes and a longer transfer before it proves anything. Run it by name.
+# Rekey under load, both ways: strongSwan's timers (rekey-under-load-ss) and dodvpn's
+# (rekey-under-load-dv) rekey the child SA (with PFS) and the IKE SA during a rate-limited
+# TCP transfer of ~35 s. Lifetimes: strongSwan keeps its times in whole seconds and makes the
+# IKE over_time (hard lifetime − rekey time) 10 % of rekey_time, so below 10 s it is 0 and
+# charon deletes its own freshly rekeyed IKE SA ("maximum IKE_SA lifetime"). With 12 s child
+# rekeys (life_time 14 s, i.e. 10–12 s with the random share) and 20 s IKE rekeys (over_time 2 s)
+# it rekeys cleanly, and a 35 s transfer spans ≥ 2 child rekeys and ≥ 1 IKE rekey.
+REKEY_CHILD=12 REKEY_IKE=20 REKEY_RATE="${REKEY_RATE:-10mbit}" REKEY_MB="${REKEY_MB:-40}"
 ALL_CASES=(psk-ss-init psk-dv-init ecdsa-ss-init ecdsa-dv-init rsa-ss-init rsa-dv-init rsa-pss-ss-init
-           rsa-pss-dv-init aes256-ecp384-dv-init chacha-x25519-ss-init nat-dv-init dv-idle-delete)
+           rsa-pss-dv-init aes256-ecp384-dv-init chacha-x25519-ss-init nat-dv-init dv-idle-delete
+           rekey-under-load-ss rekey-under-load-dv)
 passed=0 failed=0
 fail() { echo "$*" >&2; return 1; }
+plain() { sed 's/\x1b\[[0-9;]*m//g' "$1"; }   # dodvpn's log without colours
 
 # run_case NAME AUTH(psk|ecdsa|rsa|rsa-pss) WHO(ss|dv initiates) SUITE DH(ecp256|ecp384|curve25519) [VARIANT]
 #   AUTH rsa: RSA-3072 certificates, RSASSA-PKCS1-v1_5 SHA-256 (RFC 7427) both ways;
 #   rsa-pss: the same keys, dodvpn signs RSASSA-PSS and strongSwan signs rsa/pss-sha256 and
 #   demands it in dodvpn's AUTH (ike:rsa/pss-sha256).
-#   VARIANT: rekey (strongSwan rekeys the child every 2 s and IKE every 5 s, with PFS, during a long transfer),
+#   VARIANT: rekey-ss / rekey-dv (strongSwan's / dodvpn's timers rekey the child and the IKE SA,
+#            with PFS, during a long rate-limited transfer),
 #            nat (dodvpn behind a masquerading NAT), idle (dodvpn deletes after 3 s idle)
 run_case() {
   local name="$1" auth="$2" who="$3" suite="$4" dh="$5" variant="${6:-}"
@@ -59,7 +67,10 @@ key = \"$pk/a.p8\"
 ca = \"$pk/ca.crt\"
 rsa_signature = \"$([[ $auth == rsa-pss ]] && echo pss || echo pkcs1)\"" ;;
   esac
-  [[ "$variant" == rekey ]] && cb+=(--rekey-time 2s --life-time 60s --ike-rekey-time 4s)
+  [[ "$variant" == rekey-ss ]] && cb+=(--rekey-time "${REKEY_CHILD}s" --life-time "$((REKEY_CHILD + 2))s" --ike-rekey-time "${REKEY_IKE}s")
+  local dvrekey=""
+  [[ "$variant" == rekey-dv ]] && dvrekey="rekey_time = \"${REKEY_CHILD}s\"
+ike_rekey_time = \"${REKEY_IKE}s\""
   swanctl_conf_write "$db/swanctl.conf" "${cb[@]}"
   cat >"$work/a.toml" <<CONF
 interface = "dvi"
@@ -77,6 +88,7 @@ ike_proposals = ["$suite-$prf-$dvdh"]
 esp_proposals = ["$suite-$dvdh", "$suite"]
 start = "$([[ $who == dv ]] && echo trap || echo none)"
 idle_timeout = "$([[ $variant == idle ]] && echo 3s || echo 0s)"
+$dvrekey
 CONF
   strongswan_start "$b" "$db" || fail "charon did not start (see $db/charon.log)" || return 1
   netns_spawn "$a" "$work/a.log" env DODVPN_LOG=info "$DODVPN_BIN" tunnel --config "$work/a.toml"
@@ -93,15 +105,41 @@ CONF
     grep -q "authentication of 'a.test' with $scheme" "$db/charon.log" ||
       fail "charon did not verify dodvpn's AUTH as $scheme: $(grep -m2 "authentication of 'a.test'" "$db/charon.log" | tr '\n' ' ')" || return 1
   fi
-  local mb="$MB"; [[ "$variant" == rekey ]] && mb=$((MB * 80))
+  local mb="$MB" st0="" rkinfo=""
+  if [[ "$variant" == rekey-* ]]; then
+    mb="$REKEY_MB"
+    # Rate-limit A's side so the transfer outlasts two child rekeys and one IKE rekey.
+    ip netns exec "$a" tc qdisc add dev out0 root tbf rate "$REKEY_RATE" burst 64kb latency 100ms ||
+      fail "tc tbf failed" || return 1
+    st0="$("$DODVPN_BIN" tunnel status --control "$work/a.sock" --json)"
+  fi
   local t0=$SECONDS
   tcp_transfer "$a" "$b" "$SITE_B" "$SITE_A" "$mb" "$work" 5001 >/dev/null 2>&1 ||
-    fail "TCP transfer of $mb MiB failed or sha256 differs" || return 1
-  if [[ "$variant" == rekey ]]; then
-    local rk ik; rk="$(grep -c 'CHILD_SA .* rekeyed\|rekeyed CHILD_SA\|CHILD_SA rekeyed' "$db/charon.log")"
+    fail "TCP transfer of $mb MiB failed or sha256 differs (after $((SECONDS - t0)) s)" || return 1
+  if [[ "$variant" == rekey-* ]]; then
+    ip netns exec "$a" tc qdisc del dev out0 root
+    local st1 rk ik dvrk dvik spi0 spi1 ike0 ike1
+    st1="$("$DODVPN_BIN" tunnel status --control "$work/a.sock" --json)"
+    rk="$(grep -c 'inbound CHILD_SA .* established' "$db/charon.log")"   # charon 5.9: rekeyed children only
     ik="$(grep -c 'IKE_SA .* rekeyed\|rekeyed IKE_SA\|IKE_SA rekeyed' "$db/charon.log")"
-    ((rk >= 1 && ik >= 1)) || fail "no rekey happened during the $((SECONDS - t0)) s transfer (child $rk, IKE $ik)" || return 1
-    echo "rekeys during the transfer: child $rk, IKE $ik" >&2
+    dvrk="$(plain "$work/a.log" | grep -c 'child SA installed.*rekey_of=Some')"
+    dvik="$(plain "$work/a.log" | grep -c 'IKE SA rekeyed')"
+    spi0="$(jq -r '.connections[0].children[0].spi_in' <<<"$st0")" spi1="$(jq -r '[.connections[0].children[].spi_in] | join(",")' <<<"$st1")"
+    ike0="$(jq -r '.connections[0].ike_sa' <<<"$st0")" ike1="$(jq -r '.connections[0].ike_sa' <<<"$st1")"
+    ((rk >= 2 && ik >= 1 && dvrk >= 2 && dvik >= 1)) ||
+      fail "too few rekeys during the $((SECONDS - t0)) s transfer (strongSwan: child $rk, IKE $ik; dodvpn: child $dvrk, IKE $dvik)" || return 1
+    [[ "$spi1" != *"$spi0"* && "$spi1" != "" && "$spi1" != null ]] || fail "child SPI unchanged: $spi0 -> $spi1" || return 1
+    [[ "$ike0" != "$ike1" && "$ike1" != null ]] || fail "IKE SPIs unchanged: $ike0 -> $ike1" || return 1
+    # The side with the short timers started the CREATE_CHILD_SA exchanges (2 child + 1 IKE).
+    local who_rk
+    if [[ "$variant" == rekey-ss ]]; then who_rk="$(grep -c 'generating CREATE_CHILD_SA request' "$db/charon.log")"
+    else who_rk="$(grep -c 'parsed CREATE_CHILD_SA request' "$db/charon.log")"; fi
+    ((who_rk >= 3)) || fail "$variant: only $who_rk CREATE_CHILD_SA exchanges started by the expected side" || return 1
+    local errs
+    errs="$(plain "$work/a.log" | grep -E ' (WARN|ERROR) ' | head -3; grep -iE 'failed|error|expired|TEMPORARY_FAILURE|NO_PROPOSAL|INVALID_|CHILD_SA_NOT_FOUND|retransmit' "$db/charon.log" | head -3)"
+    [[ -z "$errs" ]] || fail "errors in the logs: $errs" || return 1
+    rkinfo="$((SECONDS - t0)) s transfer: child rekeys $dvrk, IKE rekeys $dvik; SPI $spi0 -> $spi1, IKE $ike0 -> $ike1"
+    echo "$rkinfo" >&2
   fi
   if [[ "$variant" == nat ]]; then
     swanctl_list_sas "$db" | grep -q "remote 'a.test' @ $NAT_PUBLIC\[" ||
@@ -120,7 +158,7 @@ CONF
   swanctl_terminate "$db" tun 10 >/dev/null 2>&1
   netns_wait_for 10 sh -c "\"$DODVPN_BIN\" tunnel status --control \"$work/a.sock\" --json | jq -e '.connections[0].children | length == 0' >/dev/null" ||
     fail "dodvpn kept its child SA after strongSwan deleted the IKE SA" || return 1
-  echo "$(grep -m1 -oE '(AES|CHACHA)[A-Z0-9_/-]+' <<<"$sas")" >"$INFO"
+  echo "$(grep -m1 -oE '(AES|CHACHA)[A-Z0-9_/-]+' <<<"$sas")${rkinfo:+; $rkinfo}" >"$INFO"
 }
 
 cases=("$@")
@@ -140,7 +178,8 @@ for c in "${cases[@]}"; do
       rsa-pss-dv-init)        run_case "$c" rsa-pss dv aes128gcm16 ecp256 ;;
       aes256-ecp384-dv-init)  run_case "$c" psk dv aes256gcm16 ecp384 ;;
       chacha-x25519-ss-init)  run_case "$c" psk ss chacha20poly1305 curve25519 ;;
-      rekey-under-load)       run_case "$c" psk ss aes128gcm16 ecp256 rekey ;;
+      rekey-under-load|rekey-under-load-ss) run_case "$c" psk ss aes128gcm16 ecp256 rekey-ss ;;
+      rekey-under-load-dv)    run_case "$c" psk dv aes128gcm16 ecp256 rekey-dv ;;
       nat-dv-init)            run_case "$c" psk dv aes128gcm16 ecp256 nat ;;
       dv-idle-delete)         run_case "$c" psk dv aes128gcm16 ecp256 idle ;;
       *) echo "unknown case $c" >&2; exit 1 ;;

@@ -1,6 +1,7 @@
 //! Child SAs and traffic selector narrowing (RFC 7296 §2.9).
 
 use std::net::IpAddr;
+use std::time::Instant;
 
 use dodvpn_esp::Aead;
 use dodvpn_wire::{TrafficSelector, TsRange};
@@ -18,6 +19,21 @@ pub struct ChildSa {
     pub remote_ts: Vec<TsRange>,
     pub keymat_in: Vec<u8>,
     pub keymat_out: Vec<u8>,
+    /// When our rekey timer fires (None: no timer, or it fired).
+    pub rekey_at: Option<Instant>,
+    /// Hard lifetime: deleted at this time if still there.
+    pub expire_at: Option<Instant>,
+    pub rekey: RekeyState,
+}
+
+/// Where a child SA is in its rekeying (RFC 7296 §2.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RekeyState {
+    Idle,
+    /// Our CREATE_CHILD_SA rekeying it is queued or in flight.
+    Requested,
+    /// A successor exists; this one waits for its DELETE (ours or the peer's).
+    Replaced,
 }
 
 impl core::fmt::Debug for ChildSa {
@@ -29,6 +45,7 @@ impl core::fmt::Debug for ChildSa {
             .field("esn", &self.esn)
             .field("local_ts", &self.local_ts)
             .field("remote_ts", &self.remote_ts)
+            .field("rekey", &self.rekey)
             .finish_non_exhaustive()
     }
 }
@@ -108,4 +125,28 @@ pub fn ranges(ts: &[TrafficSelector]) -> Vec<TsRange> {
             _ => None,
         })
         .collect()
+}
+
+/// RFC 7296 §2.8.1: nonces compare octet by octet, the shorter one padded with zeros.
+pub fn nonce_lt(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len().max(b.len());
+    for i in 0..n {
+        let (x, y) = (
+            a.get(i).copied().unwrap_or(0),
+            b.get(i).copied().unwrap_or(0),
+        );
+        if x != y {
+            return x < y;
+        }
+    }
+    false
+}
+
+/// The lower of two nonces (§2.8.1 order).
+pub fn nonce_min<'a>(a: &'a [u8], b: &'a [u8]) -> &'a [u8] {
+    if nonce_lt(b, a) {
+        b
+    } else {
+        a
+    }
 }

@@ -315,33 +315,36 @@ impl Endpoint {
         }
     }
 
-    /// Drain SA output, register rekeyed SAs, drop closed ones.
+    /// Drain SA output, register rekeyed SAs (and drain them too), drop closed ones.
     fn collect(&mut self) {
-        let mut spawned = Vec::new();
-        let mut closed = Vec::new();
-        let mut ids: Vec<SaId> = self.sas.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
-            let sa = self.sas.get_mut(&id).expect("listed");
-            while let Some(t) = sa.poll_transmit() {
-                self.transmits.push_back(t);
+        loop {
+            let mut spawned = Vec::new();
+            let mut closed = Vec::new();
+            let mut ids: Vec<SaId> = self.sas.keys().copied().collect();
+            ids.sort_unstable();
+            for id in ids {
+                let sa = self.sas.get_mut(&id).expect("listed");
+                while let Some(t) = sa.poll_transmit() {
+                    self.transmits.push_back(t);
+                }
+                while let Some(e) = sa.poll_event() {
+                    self.events.push_back(e);
+                }
+                spawned.append(&mut sa.spawned);
+                if sa.is_closed() {
+                    closed.push(id);
+                }
             }
-            while let Some(e) = sa.poll_event() {
-                self.events.push_back(e);
+            for id in closed {
+                self.sas.remove(&id);
+                self.half_open.retain(|_, v| *v != id);
             }
-            if let Some(n) = sa.spawned.take() {
-                spawned.push(*n);
+            if spawned.is_empty() {
+                return;
             }
-            if sa.is_closed() {
-                closed.push(id);
+            for n in spawned {
+                self.sas.insert(n.id(), n);
             }
-        }
-        for id in closed {
-            self.sas.remove(&id);
-            self.half_open.retain(|_, v| *v != id);
-        }
-        for n in spawned {
-            self.sas.insert(n.id(), n);
         }
     }
 

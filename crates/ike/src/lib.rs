@@ -37,7 +37,7 @@ pub use auth::{
     signer_from_pkcs8, EcdsaP256Signer, EcdsaP384Signer, KeyStoreSigner, LocalAuth, PeerValidator,
     RemoteAuth, RsaScheme, RsaSigner, Signer,
 };
-pub use child::ChildSa;
+pub use child::{ChildSa, RekeyState};
 pub use crypto::{Group, IkeCipher, Integ, Prf};
 pub use dodvpn_esp::Aead;
 pub use endpoint::Endpoint;
@@ -97,11 +97,25 @@ pub struct Config {
     pub half_open_timeout: Duration,
     /// The NAT-T port (datagrams to this port carry the non-ESP marker).
     pub nat_t_port: u16,
+    /// Rekey a child SA this long after it was created (RFC 7296 §2.8); `None` = never.
+    pub rekey_time: Option<Duration>,
+    /// Hard lifetime of a child SA: one not rekeyed by then is deleted; `None` = none.
+    pub life_time: Option<Duration>,
+    /// Rekey the IKE SA this long after it was created; `None` = never.
+    pub ike_rekey_time: Option<Duration>,
+    /// Hard lifetime of an IKE SA: one not rekeyed by then is deleted; `None` = none.
+    pub ike_life_time: Option<Duration>,
+    /// Rekey up to this much earlier than `rekey_time` / `ike_rekey_time`, at random
+    /// per SA (at most half the rekey time), so that two peers with the same policy
+    /// rarely rekey at the same moment (§2.8.1).
+    pub rekey_jitter: Duration,
 }
 
 impl Config {
     /// Defaults: 0.5 s × 2 retransmits, 5 tries, DPD 30 s, keepalive 20 s,
-    /// cookies above 16 half-open SAs, NAT-T port 4500.
+    /// cookies above 16 half-open SAs, NAT-T port 4500; child SAs rekeyed after
+    /// 1 h (deleted after 1 h 6 min), IKE SAs after 4 h (deleted after 4 h 24 min),
+    /// no jitter.
     pub fn new(
         ike_proposals: Vec<IkeSuite>,
         esp_proposals: Vec<EspSuite>,
@@ -126,6 +140,11 @@ impl Config {
             cookie_threshold: 16,
             half_open_timeout: Duration::from_secs(30),
             nat_t_port: 4500,
+            rekey_time: Some(Duration::from_secs(3600)),
+            life_time: Some(Duration::from_secs(3960)),
+            ike_rekey_time: Some(Duration::from_secs(4 * 3600)),
+            ike_life_time: Some(Duration::from_secs(4 * 3960)),
+            rekey_jitter: Duration::ZERO,
         }
     }
 }
@@ -180,6 +199,10 @@ pub struct ChildSaInfo {
     pub udp_encap: bool,
     /// Our inbound SPI of the child SA this one replaces (rekey).
     pub rekey_of: Option<u32>,
+    /// Send with this SA at once. False when the peer started the rekey: it installs
+    /// its inbound SA only when our answer arrives, so we keep sending on the old SA
+    /// until it is deleted (make-before-break, RFC 7296 §2.8).
+    pub switch_outbound: bool,
 }
 
 /// Something that happened.

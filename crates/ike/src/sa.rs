@@ -16,7 +16,7 @@ use dodvpn_wire::{
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::auth::{self, LocalAuth, RemoteAuth};
-use crate::child::{self, ChildSa};
+use crate::child::{self, nonce_lt, nonce_min, ChildSa, RekeyState};
 use crate::crypto::{DhPrivate, Group};
 use crate::keys::{self, IkeKeys};
 use crate::nat::nat_hash;
@@ -173,8 +173,17 @@ pub struct IkeSa {
     last_sent: Instant,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
-    /// A rekeyed IKE SA to hand to the endpoint.
-    pub(crate) spawned: Option<Box<IkeSa>>,
+    /// Rekeyed IKE SAs to hand to the endpoint.
+    pub(crate) spawned: Vec<IkeSa>,
+    /// IKE rekey timer and hard lifetime (§2.8).
+    ike_rekey_at: Option<Instant>,
+    ike_expire_at: Option<Instant>,
+    /// Child rekey collisions (§2.8.1): old local SPI → (the new local SPI the
+    /// peer's exchange created, the lower nonce of that exchange).
+    child_collisions: Vec<(u32, u32, Vec<u8>)>,
+    /// IKE rekey collision (§2.8.2): the SA the peer's exchange created while
+    /// ours was in flight, and the lower nonce of that exchange.
+    ike_collision: Option<(Box<IkeSa>, Vec<u8>)>,
 }
 
 impl core::fmt::Debug for IkeSa {
@@ -229,7 +238,11 @@ impl IkeSa {
             last_sent: now,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            spawned: None,
+            spawned: Vec::new(),
+            ike_rekey_at: None,
+            ike_expire_at: None,
+            child_collisions: Vec::new(),
+            ike_collision: None,
         }
     }
 
@@ -273,6 +286,31 @@ impl IkeSa {
     }
     pub(crate) fn half_open(&self) -> bool {
         self.state == State::InitDone
+    }
+    /// When the IKE SA's rekey timer and hard lifetime fire.
+    pub fn ike_timers(&self) -> (Option<Instant>, Option<Instant>) {
+        (self.ike_rekey_at, self.ike_expire_at)
+    }
+
+    /// `base` less a random share of the configured jitter (at most half of `base`).
+    fn jittered(&self, base: Duration) -> Duration {
+        let j = self.cfg.rekey_jitter.min(base / 2);
+        let ms = j.as_millis() as u64;
+        if ms == 0 {
+            return base;
+        }
+        base - Duration::from_millis(random_u64(&self.rng) % (ms + 1))
+    }
+
+    fn start_ike_timers(&mut self, now: Instant) {
+        self.ike_rekey_at = self.cfg.ike_rekey_time.map(|t| now + self.jittered(t));
+        self.ike_expire_at = self.cfg.ike_life_time.map(|t| now + t);
+    }
+
+    /// Retry delay after a failed rekey.
+    fn rekey_retry(&self, base: Option<Duration>) -> Duration {
+        (base.unwrap_or(Duration::from_secs(60)) / 10)
+            .clamp(Duration::from_secs(1), Duration::from_secs(30))
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -745,6 +783,11 @@ impl IkeSa {
         );
     }
     pub fn rekey_child(&mut self, now: Instant, local_spi: u32) {
+        if let Some(c) = self.children.iter_mut().find(|c| c.local_spi == local_spi) {
+            if c.rekey == RekeyState::Idle {
+                c.rekey = RekeyState::Requested;
+            }
+        }
         self.enqueue(
             now,
             Request::Create {
@@ -813,10 +856,70 @@ impl IkeSa {
                 if self.nat_t && self.local_behind_nat {
                     add(self.last_sent + self.cfg.keepalive_interval);
                 }
+                for x in [self.ike_rekey_at, self.ike_expire_at]
+                    .into_iter()
+                    .flatten()
+                {
+                    add(x);
+                }
+                for c in &self.children {
+                    for x in [c.rekey_at, c.expire_at].into_iter().flatten() {
+                        add(x);
+                    }
+                }
             }
             _ => {}
         }
         t
+    }
+
+    /// Rekey timers and hard lifetimes of the IKE SA and its children (§2.8).
+    fn lifetimes(&mut self, now: Instant) {
+        if self.ike_expire_at.is_some_and(|t| now >= t) {
+            tracing::info!("IKE SA {:016x}: hard lifetime reached, deleting", self.id());
+            self.ike_expire_at = None;
+            self.ike_rekey_at = None;
+            self.queue.push_front(Request::DeleteIke);
+            self.pump(now);
+            return;
+        }
+        let mut deletes = Vec::new();
+        let mut rekeys = Vec::new();
+        for c in &mut self.children {
+            if c.expire_at.is_some_and(|t| now >= t) {
+                c.expire_at = None;
+                c.rekey_at = None;
+                deletes.push(c.local_spi);
+                continue;
+            }
+            if c.rekey_at.is_some_and(|t| now >= t) {
+                c.rekey_at = None;
+                if c.rekey == RekeyState::Idle {
+                    c.rekey = RekeyState::Requested;
+                    rekeys.push(c.local_spi);
+                }
+            }
+        }
+        for spi in deletes {
+            tracing::info!("child SA {spi:08x}: hard lifetime reached, deleting");
+            self.queue.retain(|r| !matches!(r, Request::Create { kind: CreateKind::RekeyChild(x), .. } if *x == spi));
+            self.enqueue(now, Request::DeleteChild(spi));
+        }
+        for spi in rekeys {
+            tracing::info!("child SA {spi:08x}: rekey time reached, rekeying");
+            self.enqueue(
+                now,
+                Request::Create {
+                    kind: CreateKind::RekeyChild(spi),
+                    group: None,
+                },
+            );
+        }
+        if self.ike_rekey_at.is_some_and(|t| now >= t) {
+            self.ike_rekey_at = None;
+            tracing::info!("IKE SA {:016x}: rekey time reached, rekeying", self.id());
+            self.rekey(now);
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -844,6 +947,9 @@ impl IkeSa {
                 let bytes = p.bytes.clone();
                 self.send_raw(now, bytes);
             }
+        }
+        if self.state == State::Established {
+            self.lifetimes(now);
         }
         if self.state == State::Established {
             if self.pending.is_none()
@@ -1117,7 +1223,6 @@ impl IkeSa {
     }
 
     fn on_auth_response(&mut self, now: Instant, payloads: &[Payload], child_spi: u32) {
-        let _ = now;
         if let Some(e) = first_error(payloads) {
             if e == NotifyType::AuthenticationFailed
                 || e.to_wire() < 16384 && find_payload_auth(payloads).is_none()
@@ -1159,6 +1264,7 @@ impl IkeSa {
         }
         self.peer_id = Some(idr.clone());
         self.state = State::Established;
+        self.start_ike_timers(now);
         self.events.push_back(Event::IkeSaUp {
             sa: self.id(),
             local: self.local,
@@ -1169,7 +1275,7 @@ impl IkeSa {
         // First child SA.
         let ni = self.ni.clone();
         let nr = self.nr.clone();
-        match self.child_from_response(payloads, child_spi, None, &ni, &nr) {
+        match self.child_from_response(now, payloads, child_spi, None, &ni, &nr) {
             Ok(info) => self.events.push_back(Event::ChildSaUp(info)),
             Err(reason) => self.events.push_back(Event::ChildSaFailed {
                 sa: self.id(),
@@ -1181,6 +1287,7 @@ impl IkeSa {
     /// Initiator side of a child SA: check the responder's answer and derive keys.
     fn child_from_response(
         &mut self,
+        now: Instant,
         payloads: &[Payload],
         local_spi: u32,
         g_ir: Option<&[u8]>,
@@ -1214,7 +1321,9 @@ impl IkeSa {
         if lts.is_empty() || rts.is_empty() {
             return Err("empty traffic selectors".into());
         }
-        self.install_child(local_spi, choice, g_ir, ni, nr, true, lts, rts, None)
+        self.install_child(
+            local_spi, choice, g_ir, ni, nr, true, lts, rts, None, now, true,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1229,6 +1338,8 @@ impl IkeSa {
         local_ts: Vec<dodvpn_wire::TsRange>,
         remote_ts: Vec<dodvpn_wire::TsRange>,
         rekey_of: Option<u32>,
+        now: Instant,
+        switch_outbound: bool,
     ) -> Result<ChildSaInfo, String> {
         let prf = self.suite.expect("keys").prf;
         let sk_d = &self.keys.as_ref().expect("keys").sk_d;
@@ -1248,6 +1359,9 @@ impl IkeSa {
             remote_ts: remote_ts.clone(),
             keymat_in: keymat_in.clone(),
             keymat_out: keymat_out.clone(),
+            rekey_at: self.cfg.rekey_time.map(|t| now + self.jittered(t)),
+            expire_at: self.cfg.life_time.map(|t| now + t),
+            rekey: RekeyState::Idle,
         };
         self.children.push(c);
         Ok(ChildSaInfo {
@@ -1264,6 +1378,7 @@ impl IkeSa {
             remote_addr: self.remote,
             udp_encap: self.nat_t,
             rekey_of,
+            switch_outbound,
         })
     }
 
@@ -1304,6 +1419,7 @@ impl IkeSa {
                 sa: me.id(),
                 reason,
             });
+            me.rekey_failed(now, kind);
         };
         if let Some(e) = first_error(payloads) {
             return fail_child(self, format!("CREATE_CHILD_SA refused: {e:?}"));
@@ -1339,22 +1455,91 @@ impl IkeSa {
                 if suite.group.id() != ke_group_of(payloads) {
                     return fail_child(self, "KE group mismatch".into());
                 }
-                self.finish_ike_rekey(now, suite, &g_ir, &nonce, &nr, spi, peer_spi, true);
-                // §2.18: the rekey initiator deletes the old IKE SA.
+                let Some(ours) =
+                    self.build_rekeyed(now, suite, &g_ir, &nonce, &nr, spi, peer_spi, true)
+                else {
+                    return fail_child(self, "cannot derive the rekeyed IKE SA's keys".into());
+                };
+                let ours_redundant = match self.ike_collision.take() {
+                    None => {
+                        self.adopt(now, ours);
+                        false
+                    }
+                    Some((theirs, their_min)) => {
+                        // §2.8.2: the SA of the exchange with the lowest nonce is
+                        // redundant; its initiator deletes it, the other peer the old SA.
+                        if nonce_lt(nonce_min(&nonce, &nr), &their_min) {
+                            tracing::debug!("IKE rekey collision: ours is redundant");
+                            self.adopt(now, *theirs);
+                            let mut r = ours;
+                            r.ike_rekey_at = None;
+                            r.enqueue(now, Request::DeleteIke);
+                            self.spawned.push(r);
+                            true
+                        } else {
+                            tracing::debug!("IKE rekey collision: ours survives");
+                            self.adopt(now, ours);
+                            let mut t = *theirs;
+                            t.ike_rekey_at = None;
+                            self.spawned.push(t);
+                            false
+                        }
+                    }
+                };
                 self.state = State::Rekeyed;
                 self.queue.clear();
-                self.queue.push_back(Request::DeleteIke);
+                if !ours_redundant {
+                    // §2.18: the rekey initiator deletes the old IKE SA.
+                    self.queue.push_back(Request::DeleteIke);
+                }
             }
             CreateKind::NewChild | CreateKind::RekeyChild(_) => {
                 let rekey_of = match kind {
                     CreateKind::RekeyChild(old) => Some(old),
                     _ => None,
                 };
-                match self.child_from_response(payloads, spi as u32, g_ir.as_deref(), &nonce, &nr) {
+                match self.child_from_response(
+                    now,
+                    payloads,
+                    spi as u32,
+                    g_ir.as_deref(),
+                    &nonce,
+                    &nr,
+                ) {
                     Ok(mut info) => {
                         info.rekey_of = rekey_of;
-                        self.events.push_back(Event::ChildSaUp(info));
-                        if let Some(old) = rekey_of {
+                        let Some(old) = rekey_of else {
+                            self.events.push_back(Event::ChildSaUp(info));
+                            return;
+                        };
+                        self.set_child_rekey(old, RekeyState::Replaced);
+                        let collision = self
+                            .child_collisions
+                            .iter()
+                            .position(|c| c.0 == old)
+                            .map(|i| self.child_collisions.remove(i));
+                        let redundant = collision.is_some_and(|(_, _, their_min)| {
+                            nonce_lt(nonce_min(&nonce, &nr), &their_min)
+                        });
+                        if redundant {
+                            // §2.8.1: our exchange had the lowest nonce, so the SA we
+                            // created is redundant and ours to delete; the peer
+                            // deletes the old one. Never reported, never used.
+                            tracing::debug!(
+                                "child rekey collision: our SA {:08x} is redundant",
+                                info.local_spi
+                            );
+                            if let Some(c) = self
+                                .children
+                                .iter_mut()
+                                .find(|c| c.local_spi == info.local_spi)
+                            {
+                                c.rekey = RekeyState::Replaced;
+                                c.rekey_at = None;
+                            }
+                            self.queue.push_back(Request::DeleteChild(info.local_spi));
+                        } else {
+                            self.events.push_back(Event::ChildSaUp(info));
                             // §2.8: delete the old child SA.
                             self.queue.push_back(Request::DeleteChild(old));
                         }
@@ -1365,10 +1550,10 @@ impl IkeSa {
         }
     }
 
-    /// Build the rekeyed IKE SA, move the children over, hand it to the endpoint.
+    /// Build the IKE SA an IKE rekey created (no children yet).
     #[allow(clippy::too_many_arguments)]
-    fn finish_ike_rekey(
-        &mut self,
+    fn build_rekeyed(
+        &self,
         now: Instant,
         suite: IkeSuite,
         g_ir: &[u8],
@@ -1377,7 +1562,7 @@ impl IkeSa {
         our_spi: u64,
         peer_spi: u64,
         we_initiated: bool,
-    ) {
+    ) -> Option<IkeSa> {
         let old = self.keys.as_ref().expect("keys");
         let old_prf = self.suite.expect("keys").prf;
         let seed = keys::rekey_skeyseed(old_prf, &old.sk_d, g_ir, ni, nr);
@@ -1386,11 +1571,8 @@ impl IkeSa {
         } else {
             (peer_spi, our_spi)
         };
-        let Ok(new_keys) =
-            keys::derive_ike_keys(suite.prf, suite.cipher, &seed, ni, nr, spi_i, spi_r)
-        else {
-            return;
-        };
+        let new_keys =
+            keys::derive_ike_keys(suite.prf, suite.cipher, &seed, ni, nr, spi_i, spi_r).ok()?;
         let mut n = IkeSa::blank(self.cfg.clone(), now, we_initiated, self.local, self.remote);
         n.spi_i = spi_i;
         n.spi_r = spi_r;
@@ -1402,12 +1584,73 @@ impl IkeSa {
         n.ni = ni.to_vec();
         n.nr = nr.to_vec();
         n.peer_id = self.peer_id.clone();
+        n.start_ike_timers(now);
+        Some(n)
+    }
+
+    /// Make `n` our successor: move the children and the child requests still
+    /// queued over, and hand it to the endpoint.
+    fn adopt(&mut self, now: Instant, mut n: IkeSa) {
         n.children = std::mem::take(&mut self.children);
+        for r in std::mem::take(&mut self.queue) {
+            match r {
+                Request::DeleteChild(_)
+                | Request::Create {
+                    kind: CreateKind::NewChild | CreateKind::RekeyChild(_),
+                    ..
+                } => n.queue.push_back(r),
+                other => self.queue.push_back(other),
+            }
+        }
+        n.pump(now);
         self.events.push_back(Event::IkeSaRekeyed {
             old: self.id(),
             new: n.id(),
         });
-        self.spawned = Some(Box::new(n));
+        self.spawned.push(n);
+    }
+
+    /// Our rekey failed: try again later, unless the peer's colliding rekey
+    /// already replaced the SA.
+    fn rekey_failed(&mut self, now: Instant, kind: CreateKind) {
+        match kind {
+            CreateKind::NewChild => {}
+            CreateKind::RekeyChild(old) => {
+                if let Some(i) = self.child_collisions.iter().position(|c| c.0 == old) {
+                    self.child_collisions.remove(i);
+                    self.set_child_rekey(old, RekeyState::Replaced);
+                } else {
+                    let retry = self.rekey_retry(self.cfg.rekey_time);
+                    if let Some(c) = self.children.iter_mut().find(|c| c.local_spi == old) {
+                        if c.rekey == RekeyState::Requested {
+                            c.rekey = RekeyState::Idle;
+                            c.rekey_at = Some(now + retry);
+                        }
+                    }
+                }
+            }
+            CreateKind::RekeyIke => {
+                if let Some((theirs, _)) = self.ike_collision.take() {
+                    self.adopt(now, *theirs);
+                    self.state = State::Rekeyed;
+                    self.queue.clear();
+                } else if self.state == State::Established {
+                    self.ike_rekey_at = Some(now + self.rekey_retry(self.cfg.ike_rekey_time));
+                }
+            }
+        }
+    }
+
+    fn set_child_rekey(&mut self, local_spi: u32, st: RekeyState) {
+        if let Some(c) = self.children.iter_mut().find(|c| c.local_spi == local_spi) {
+            c.rekey = st;
+            c.rekey_at = None;
+        }
+    }
+
+    /// Whether our CREATE_CHILD_SA of this kind is in flight.
+    fn create_in_flight(&self, f: impl Fn(CreateKind) -> bool) -> bool {
+        matches!(&self.pending, Some(Pending { ctx: Ctx::Create { kind, .. }, .. }) if f(*kind))
     }
 
     fn handle_request(
@@ -1540,6 +1783,7 @@ impl IkeSa {
         out.push(Payload::Authentication(our_auth));
         self.peer_id = Some(idi.clone());
         self.state = State::Established;
+        self.start_ike_timers(now);
         self.events.push_back(Event::IkeSaUp {
             sa: self.id(),
             local: self.local,
@@ -1548,24 +1792,20 @@ impl IkeSa {
             nat_t: self.nat_t,
         });
         let (ni, nr) = (self.ni.clone(), self.nr.clone());
-        #[allow(clippy::single_match)] // (kept as a match: the rekey work edits this block)
-        match (sa, tsi, tsr) {
-            (Some(sa), Some(tsi), Some(tsr)) => {
-                match self.child_for_request(sa, tsi, tsr, None, false, &ni, &nr, None) {
-                    Ok((info, reply)) => {
-                        out.extend(reply);
-                        self.events.push_back(Event::ChildSaUp(info));
-                    }
-                    Err(n) => {
-                        self.events.push_back(Event::ChildSaFailed {
-                            sa: self.id(),
-                            reason: format!("{n:?}"),
-                        });
-                        out.push(notify(n, vec![]));
-                    }
+        if let (Some(sa), Some(tsi), Some(tsr)) = (sa, tsi, tsr) {
+            match self.child_for_request(now, sa, tsi, tsr, None, false, &ni, &nr, None) {
+                Ok((info, reply)) => {
+                    out.extend(reply);
+                    self.events.push_back(Event::ChildSaUp(info));
+                }
+                Err(n) => {
+                    self.events.push_back(Event::ChildSaFailed {
+                        sa: self.id(),
+                        reason: format!("{n:?}"),
+                    });
+                    out.push(notify(n, vec![]));
                 }
             }
-            _ => {}
         }
         self.respond(now, ExchangeType::IkeAuth, id, &out);
     }
@@ -1575,6 +1815,7 @@ impl IkeSa {
     #[allow(clippy::too_many_arguments)]
     fn child_for_request(
         &mut self,
+        now: Instant,
         sa: &Sa,
         tsi: &[TrafficSelector],
         tsr: &[TrafficSelector],
@@ -1626,6 +1867,8 @@ impl IkeSa {
                 local_ts,
                 remote_ts,
                 rekey_of,
+                now,
+                rekey_of.is_none(),
             )
             .map_err(|_| NotifyType::NoProposalChosen)?;
         Ok((info, reply))
@@ -1666,7 +1909,16 @@ impl IkeSa {
         };
         let nr = random_bytes(&self.rng, NONCE_LEN);
         if sa.proposals.iter().any(|p| p.protocol == ProtocolId::Ike) {
-            // IKE SA rekey (§1.3.2).
+            // IKE SA rekey (§1.3.2). Not while our own child SA exchange is in
+            // flight: its result would land on the SA being replaced (§2.25).
+            if self.create_in_flight(|k| k != CreateKind::RekeyIke) {
+                return self.respond(
+                    now,
+                    ExchangeType::CreateChildSa,
+                    id,
+                    &[notify(NotifyType::TemporaryFailure, vec![])],
+                );
+            }
             match proposal::select_ike(&self.cfg.ike_proposals, sa, ke.map(|k| k.group)) {
                 IkeSelection::Chosen(suite, mut chosen) => {
                     let (Some(ke), Some(peer_spi)) = (ke, chosen.spi_u64()) else {
@@ -1702,9 +1954,29 @@ impl IkeSa {
                         }),
                     ];
                     self.respond(now, ExchangeType::CreateChildSa, id, &reply);
-                    self.finish_ike_rekey(now, suite, &g_ir, &ni, &nr, our_spi, peer_spi, false);
+                    let Some(n) =
+                        self.build_rekeyed(now, suite, &g_ir, &ni, &nr, our_spi, peer_spi, false)
+                    else {
+                        return;
+                    };
+                    if self.create_in_flight(|k| k == CreateKind::RekeyIke) {
+                        // §2.8.2: both rekey at once; decided when our answer comes.
+                        self.ike_collision = Some((Box::new(n), nonce_min(&ni, &nr).to_vec()));
+                        return;
+                    }
+                    self.queue.retain(|r| {
+                        !matches!(
+                            r,
+                            Request::Create {
+                                kind: CreateKind::RekeyIke,
+                                ..
+                            }
+                        )
+                    });
+                    self.adopt(now, n);
                     // Wait for the peer's DELETE of this (old) SA.
                     self.state = State::Rekeyed;
+                    self.queue.clear();
                 }
                 IkeSelection::InvalidKe(g) => self.respond(
                     now,
@@ -1735,6 +2007,15 @@ impl IkeSa {
                     .spi_u32()
                     .and_then(|s| self.children.iter().find(|c| c.remote_spi == s));
                 match old {
+                    Some(c) if c.rekey == RekeyState::Replaced => {
+                        // Already replaced (and being deleted): §2.25 TEMPORARY_FAILURE.
+                        return self.respond(
+                            now,
+                            ExchangeType::CreateChildSa,
+                            id,
+                            &[notify(NotifyType::TemporaryFailure, vec![])],
+                        );
+                    }
                     Some(c) => Some(c.local_spi),
                     None => {
                         let spi = n.spi_u32().unwrap_or(0);
@@ -1754,8 +2035,18 @@ impl IkeSa {
             }
             None => None,
         };
-        match self.child_for_request(sa, tsi, tsr, ke, true, &ni, &nr, rekey_of) {
+        let lowest = nonce_min(&ni, &nr).to_vec();
+        match self.child_for_request(now, sa, tsi, tsr, ke, true, &ni, &nr, rekey_of) {
             Ok((info, reply)) => {
+                if let Some(old) = rekey_of {
+                    if self.create_in_flight(|k| k == CreateKind::RekeyChild(old)) {
+                        // §2.8.1: we are rekeying it too; decided when our answer comes.
+                        self.child_collisions.push((old, info.local_spi, lowest));
+                    } else {
+                        self.queue.retain(|r| !matches!(r, Request::Create { kind: CreateKind::RekeyChild(x), .. } if *x == old));
+                        self.set_child_rekey(old, RekeyState::Replaced);
+                    }
+                }
                 let mut out = vec![Payload::SecurityAssociation(Sa::default())];
                 out.clear();
                 let mut it = reply.into_iter();

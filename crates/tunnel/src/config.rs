@@ -101,6 +101,47 @@ pub struct Connection {
     /// Liveness check after this much silence.
     #[serde(default = "default_dpd", with = "humantime_serde_lite")]
     pub dpd: Duration,
+    /// Rekey child SAs after this ("0s" = never); up to 10 % earlier at random.
+    #[serde(default = "default_rekey", with = "humantime_serde_lite")]
+    pub rekey_time: Duration,
+    /// Rekey the IKE SA after this ("0s" = never); up to 10 % earlier at random.
+    #[serde(default = "default_ike_rekey", with = "humantime_serde_lite")]
+    pub ike_rekey_time: Duration,
+    /// Hard lifetime of a child SA not rekeyed by then (default: rekey_time + 10 %).
+    #[serde(default, with = "humantime_serde_lite::option")]
+    pub life_time: Option<Duration>,
+    /// Hard lifetime of an IKE SA not rekeyed by then (default: ike_rekey_time + 10 %).
+    #[serde(default, with = "humantime_serde_lite::option")]
+    pub ike_life_time: Option<Duration>,
+}
+
+impl Connection {
+    /// (rekey time, hard lifetime) of child SAs; `None` = never.
+    pub fn child_lifetimes(&self) -> (Option<Duration>, Option<Duration>) {
+        lifetimes(self.rekey_time, self.life_time)
+    }
+    /// (rekey time, hard lifetime) of the IKE SA; `None` = never.
+    pub fn ike_lifetimes(&self) -> (Option<Duration>, Option<Duration>) {
+        lifetimes(self.ike_rekey_time, self.ike_life_time)
+    }
+    /// How much earlier than its rekey time an SA may be rekeyed (10 % of the shorter one).
+    pub fn rekey_jitter(&self) -> Duration {
+        [self.rekey_time, self.ike_rekey_time]
+            .into_iter()
+            .filter(|d| !d.is_zero())
+            .min()
+            .map_or(Duration::ZERO, |d| d / 10)
+    }
+}
+
+fn lifetimes(rekey: Duration, life: Option<Duration>) -> (Option<Duration>, Option<Duration>) {
+    let rekey = (!rekey.is_zero()).then_some(rekey);
+    let life = match life {
+        Some(l) if l.is_zero() => None,
+        Some(l) => Some(l),
+        None => rekey.map(|r| r + r / 10),
+    };
+    (rekey, life)
 }
 
 fn default_interface() -> String {
@@ -144,6 +185,12 @@ fn default_idle() -> Duration {
 fn default_dpd() -> Duration {
     Duration::from_secs(30)
 }
+fn default_rekey() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_ike_rekey() -> Duration {
+    Duration::from_secs(4 * 3600)
+}
 
 /// Durations written the human way: "30s", "5m", "1h 30m".
 mod humantime_serde_lite {
@@ -152,6 +199,16 @@ mod humantime_serde_lite {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+    }
+    pub mod option {
+        use serde::{Deserialize, Deserializer};
+        use std::time::Duration;
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            let s = String::deserialize(d)?;
+            humantime::parse_duration(&s)
+                .map(Some)
+                .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+        }
     }
 }
 
@@ -199,6 +256,16 @@ impl TunnelConfig {
                     c.name
                 );
             }
+            for (what, (rekey, life)) in [("", c.child_lifetimes()), ("ike_", c.ike_lifetimes())] {
+                if let (Some(r), Some(l)) = (rekey, life) {
+                    if l <= r {
+                        bail!(
+                            "connection {:?}: {what}life_time must be longer than {what}rekey_time",
+                            c.name
+                        );
+                    }
+                }
+            }
             if c.local_addr.is_ipv4() != c.remote_addr.is_ipv4() {
                 bail!(
                     "connection {:?}: local_addr and remote_addr must be the same IP version",
@@ -236,6 +303,21 @@ mod tests {
         let c = &cfg.connections[0];
         assert_eq!(c.start, Start::Trap);
         assert_eq!(c.idle_timeout, Duration::from_secs(45));
+        assert_eq!(
+            c.child_lifetimes(),
+            (
+                Some(Duration::from_secs(3600)),
+                Some(Duration::from_secs(3960))
+            )
+        );
+        assert_eq!(
+            c.ike_lifetimes(),
+            (
+                Some(Duration::from_secs(4 * 3600)),
+                Some(Duration::from_secs(4 * 3960))
+            )
+        );
+        assert_eq!(c.rekey_jitter(), Duration::from_secs(360));
         assert_eq!(cfg.ike_port, 500);
         assert!(!c.ike_proposals.is_empty());
         assert_eq!(c.rsa_signature, RsaSignature::Pkcs1);
@@ -265,6 +347,37 @@ mod tests {
         let cfg: TunnelConfig = toml::from_str(&conf("pkcs1")).unwrap();
         assert_eq!(cfg.connections[0].rsa_signature, RsaSignature::Pkcs1);
         assert!(toml::from_str::<TunnelConfig>(&conf("pss-sha1")).is_err());
+    }
+
+    #[test]
+    fn rekey_times_parse_and_are_checked() {
+        let base = r#"
+            [[connection]]
+            name = "b"
+            local_addr = "192.0.2.1"
+            remote_addr = "192.0.2.2"
+            local_subnets = ["10.10.1.0/24"]
+            remote_subnets = ["10.10.2.0/24"]
+            local_id = "a"
+            psk = "x"
+        "#;
+        let cfg: TunnelConfig = toml::from_str(&format!(
+            "{base}rekey_time = \"20s\"\nike_rekey_time = \"0s\"\n"
+        ))
+        .unwrap();
+        cfg.check().unwrap();
+        let c = &cfg.connections[0];
+        assert_eq!(
+            c.child_lifetimes(),
+            (Some(Duration::from_secs(20)), Some(Duration::from_secs(22)))
+        );
+        assert_eq!(c.ike_lifetimes(), (None, None));
+        assert_eq!(c.rekey_jitter(), Duration::from_secs(2));
+        let cfg: TunnelConfig = toml::from_str(&format!(
+            "{base}rekey_time = \"20s\"\nlife_time = \"15s\"\n"
+        ))
+        .unwrap();
+        assert!(cfg.check().unwrap_err().to_string().contains("life_time"));
     }
 
     #[test]

@@ -30,6 +30,8 @@ struct Child {
     inbound: Arc<InboundEntry>,
     outbound: Arc<OutboundEntry>,
     up_since: Instant,
+    /// A rekey created its successor; it only waits for its DELETE.
+    replaced: bool,
 }
 
 /// One connection as the control thread runs it, however it was configured (the
@@ -632,6 +634,7 @@ impl Daemon {
                 }
             }
             Event::IkeSaRekeyed { old, new } => {
+                tracing::info!(conn = %name, old = format!("{old:016x}"), new = format!("{new:016x}"), "IKE SA rekeyed");
                 let c = &mut self.conns[i];
                 if c.ike_sa == Some(old) {
                     c.ike_sa = Some(new);
@@ -708,19 +711,40 @@ impl Daemon {
                 4500
             },
         );
-        let inbound = self.dp.install_inbound(inbound);
-        let mut nets = remote_nets.iter();
-        let Some(first) = nets.next() else {
+        if remote_nets.is_empty() {
             return tracing::warn!(conn = %c.cfg.name, "child SA without remote selectors");
+        }
+        // Make-before-break (RFC 7296 §2.8): the new inbound SA first, the old one stays
+        // until it is deleted. Outbound moves to the new SA at once when we started the
+        // rekey (the peer already has its inbound SA); when the peer did, only once the
+        // old SA is deleted (see `uninstall`), unless nothing protects the nets yet.
+        let inbound = self.dp.install_inbound(inbound);
+        let protected = |n: &IpNet| {
+            matches!(self.dp.tables().load().spd.get(n), Some(SpdAction::Protect(e))
+                if c.children.iter().any(|ch| Arc::ptr_eq(e, &ch.outbound)))
         };
-        let outbound = self.dp.install_outbound(*first, outbound, peer);
-        for n in nets {
-            self.dp
-                .tables()
-                .set_policy(*n, SpdAction::Protect(outbound.clone()));
+        let switch = info.switch_outbound || !remote_nets.iter().all(protected);
+        let outbound = if switch {
+            let mut nets = remote_nets.iter();
+            let first = nets.next().expect("checked");
+            let outbound = self.dp.install_outbound(*first, outbound, peer);
+            for n in nets {
+                self.dp
+                    .tables()
+                    .set_policy(*n, SpdAction::Protect(outbound.clone()));
+            }
+            outbound
+        } else {
+            Arc::new(OutboundEntry::new(outbound, peer))
+        };
+        if let Some(old) = info.rekey_of {
+            for ch in c.children.iter_mut().filter(|ch| ch.local_spi == old) {
+                ch.replaced = true;
+            }
         }
         tracing::info!(conn = %c.cfg.name, spi_in = format!("{:08x}", info.local_spi), spi_out = format!("{:08x}", info.remote_spi),
-            aead = ?info.aead, "child SA installed for {:?}", remote_nets);
+            aead = ?info.aead, rekey_of = ?info.rekey_of.map(|s| format!("{s:08x}")), outbound = switch,
+            "child SA installed for {:?}", remote_nets);
         c.children.push(Child {
             ike_sa: info.ike_sa,
             local_spi: info.local_spi,
@@ -729,6 +753,7 @@ impl Daemon {
             inbound,
             outbound,
             up_since: Instant::now(),
+            replaced: false,
         });
     }
 
@@ -744,9 +769,24 @@ impl Daemon {
         c.past.packets_out += ch.outbound.stats.packets();
         self.dp.remove_inbound(ch.local_spi);
         for n in &ch.remote_nets {
-            // Only take the policy down if it still points at this SA (a rekey replaced it otherwise).
+            // Only touch the policy if it still points at this SA (a rekey moved it otherwise).
             let ours = matches!(self.dp.tables().load().spd.get(n), Some(SpdAction::Protect(e)) if Arc::ptr_eq(e, &ch.outbound));
-            if ours {
+            if !ours {
+                continue;
+            }
+            // A successor (the peer's rekey) takes over: the newest SA for this net that
+            // is not itself replaced.
+            let next = c
+                .children
+                .iter()
+                .filter(|o| o.remote_nets.contains(n))
+                .max_by_key(|o| (!o.replaced, o.up_since));
+            if let Some(o) = next {
+                self.dp
+                    .tables()
+                    .set_policy(*n, SpdAction::Protect(o.outbound.clone()));
+                tracing::info!(conn = %c.cfg.name, spi_out = format!("{:08x}", o.remote_spi), "outbound for {n} moved to the successor SA");
+            } else {
                 self.dp.remove_outbound(n);
                 if c.cfg.start == Start::Trap {
                     self.dp.add_trap(*n);

@@ -143,5 +143,8 @@ pub fn ike_config(c: &Connection, natt_port: u16) -> anyhow::Result<dodvpn_ike::
     cfg.force_encap = c.force_encap;
     cfg.dpd_delay = c.dpd;
     cfg.nat_t_port = natt_port;
+    (cfg.rekey_time, cfg.life_time) = c.child_lifetimes();
+    (cfg.ike_rekey_time, cfg.ike_life_time) = c.ike_lifetimes();
+    cfg.rekey_jitter = c.rekey_jitter();
     Ok(cfg)
 }
