@@ -48,13 +48,14 @@ pub enum DropReason {
     /// Sending on the UDP socket failed.
     UdpSend,
     /// Inbound: decrypted packet with an address outside the SA's traffic
-    /// selectors (transit between peers, spoofed source).
+    /// selectors (transit between peers, spoofed source), or whose IP header
+    /// cannot be read.
     InboundSelector,
     /// Inbound: decrypted packet inside the selectors but not an allowed
     /// service (protocol, port, host, or a connection opened by the wrong side).
     InboundFiltered,
     /// Outbound: packet routed to an SA whose selectors do not cover its
-    /// source or destination.
+    /// source or destination (or whose IP header cannot be read).
     OutboundSelector,
     /// Outbound: packet inside the selectors but not an allowed service.
     OutboundFiltered,

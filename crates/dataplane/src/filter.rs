@@ -48,10 +48,11 @@
 //!   rule's opening direction (it might hide a SYN).
 //! * Anything that is not an IPv4/IPv6 packet is refused.
 //!
-//! With TSO/GSO the TUN may hand a super-packet; all its segments share the
-//! first header's addresses, protocol and ports, so checking that header is
-//! enough (the TCP flags of a super-packet are those of its first segment;
-//! only ACK/PSH/FIN differ between segments, never SYN).
+//! With TSO/GSO the TUN hands super-packets; the TX worker receives them
+//! already split into segments (tun-rs `recv_multiple`) and checks each
+//! segment. Checking only a super-packet's first header would decide the
+//! same: all its segments share addresses, protocol and ports, and only the
+//! first can carry SYN.
 
 use std::net::IpAddr;
 
