@@ -6,8 +6,13 @@
 //!     --spi-in 0x1000 --key-in <hex key||salt> \
 //!     --remote 10.10.2.0/24 [--remote …] [--src 10.10.1.1] [--trap 10.10.3.0/24] \
 //!     [--mtu 1400] [--queues N] [--no-offload] [--no-gso] [--no-gro] \
-//!     [--ike-port 500|0] [--stats FILE] [--run-secs N]
+//!     [--ike-port 500|0] [--stats FILE] [--run-secs N] \
+//!     [--local 10.10.1.0/24 [--local …] [--allow local|remote:tcp|udp|icmp|icmpv6|any|N[:443,8000-8099]] …]
 //! ```
+//! With `--local`, both SAs get a [`PacketFilter`] whose selectors are the
+//! `--local` and `--remote` nets and whose rules are the `--allow`s (none:
+//! everything between the selectors); `--allow local:tcp:443` lets our
+//! hosts open TCP to the peer's port 443.
 //! Prints `ready` on stdout once the data path runs; Acquire events are
 //! printed as `event acquire …`; `--stats FILE` is rewritten every 200 ms
 //! with the counters (`drop.replay N`, `sa.in.… packets=…`, …).
@@ -17,7 +22,7 @@ use std::process::exit;
 use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
-use dodvpn_dataplane::{Dataplane, DataplaneConfig, Event};
+use dodvpn_dataplane::{Dataplane, DataplaneConfig, Event, FlowRule, PacketFilter, Side};
 use dodvpn_esp::{Aead, InboundSa, OutboundSa};
 use ipnet::IpNet;
 
@@ -52,6 +57,42 @@ fn spi(s: &str) -> u32 {
     u32::from_str_radix(s, 16).unwrap_or_else(|_| usage("bad SPI (hex)"))
 }
 
+/// `OPENER:PROTO[:PORTS]`, e.g. `local:tcp:443`, `remote:udp:5000-5010,53`, `local:icmp`.
+fn allow(s: &str) -> FlowRule {
+    fn bad() -> ! {
+        usage("bad --allow (OPENER:PROTO[:PORTS], e.g. local:tcp:443)")
+    }
+    let mut it = s.split(':');
+    let opener = match it.next() {
+        Some("local") => Side::Local,
+        Some("remote") => Side::Remote,
+        _ => bad(),
+    };
+    let proto = match it.next() {
+        Some("tcp") => Some(6),
+        Some("udp") => Some(17),
+        Some("icmp") => Some(1),
+        Some("icmpv6") => Some(58),
+        Some("any") => None,
+        Some(n) => Some(n.parse::<u8>().unwrap_or_else(|_| bad())),
+        None => bad(),
+    };
+    let mut ports: Vec<(u16, u16)> = Vec::new();
+    if let Some(list) = it.next() {
+        for r in list.split(',') {
+            let (lo, hi) = r.split_once('-').unwrap_or((r, r));
+            ports.push((
+                lo.parse().unwrap_or_else(|_| bad()),
+                hi.parse().unwrap_or_else(|_| bad()),
+            ));
+        }
+    }
+    if it.next().is_some() {
+        bad()
+    }
+    FlowRule::service(opener, proto, &ports)
+}
+
 fn main() {
     log::set_logger(&Logger).ok();
     log::set_max_level(if std::env::var_os("DP_DEBUG").is_some() {
@@ -66,6 +107,8 @@ fn main() {
     let (mut spi_out, mut spi_in, mut key_out, mut key_in) = (None, None, None, None);
     let mut remotes: Vec<IpNet> = Vec::new();
     let mut traps: Vec<IpNet> = Vec::new();
+    let mut locals: Vec<IpNet> = Vec::new();
+    let mut rules: Vec<FlowRule> = Vec::new();
     let mut src: Option<IpAddr> = None;
     let mut stats: Option<String> = None;
     let mut run_secs: Option<u64> = None;
@@ -97,6 +140,8 @@ fn main() {
             "--key-out" => key_out = Some(hex(&val())),
             "--key-in" => key_in = Some(hex(&val())),
             "--remote" => remotes.push(val().parse().unwrap_or_else(|_| usage("bad --remote"))),
+            "--local" => locals.push(val().parse().unwrap_or_else(|_| usage("bad --local"))),
+            "--allow" => rules.push(allow(&val())),
             "--trap" => traps.push(val().parse().unwrap_or_else(|_| usage("bad --trap"))),
             "--src" => src = Some(val().parse().unwrap_or_else(|_| usage("bad --src"))),
             "--ike-port" => {
@@ -139,19 +184,33 @@ fn main() {
     )
     .unwrap_or_else(|e| usage(&e.to_string()));
 
+    if !rules.is_empty() && locals.is_empty() {
+        usage("--allow needs --local (the filter's local selector)");
+    }
+    let filter = (!locals.is_empty())
+        .then(|| std::sync::Arc::new(PacketFilter::new(locals, remotes.clone(), rules)));
+
     let (ev_tx, ev_rx) = sync_channel::<Event>(1024);
     let dp = Dataplane::start(cfg, Some(ev_tx)).unwrap_or_else(|e| {
         eprintln!("static_tunnel: cannot start the data plane: {e}");
         exit(1)
     });
-    dp.install_inbound(inb);
+    match &filter {
+        Some(f) => dp.install_inbound_filtered(inb, f.clone()),
+        None => dp.install_inbound(inb),
+    };
     // One outbound SA shared by every --remote selector (a copy per selector
     // would reuse sequence numbers, i.e. nonces).
     let mut out = Some(out);
     let mut entry = None;
     for net in &remotes {
         match (&entry, out.take()) {
-            (None, Some(sa)) => entry = Some(dp.install_outbound(*net, sa, peer)),
+            (None, Some(sa)) => {
+                entry = Some(match &filter {
+                    Some(f) => dp.install_outbound_filtered(*net, sa, peer, f.clone()),
+                    None => dp.install_outbound(*net, sa, peer),
+                })
+            }
             (Some(e), _) => {
                 dp.tables().set_policy(
                     *net,

@@ -47,11 +47,23 @@ pub enum DropReason {
     TunWrite,
     /// Sending on the UDP socket failed.
     UdpSend,
+    /// Inbound: decrypted packet with an address outside the SA's traffic
+    /// selectors (transit between peers, spoofed source), or whose IP header
+    /// cannot be read.
+    InboundSelector,
+    /// Inbound: decrypted packet inside the selectors but not an allowed
+    /// service (protocol, port, host, or a connection opened by the wrong side).
+    InboundFiltered,
+    /// Outbound: packet routed to an SA whose selectors do not cover its
+    /// source or destination (or whose IP header cannot be read).
+    OutboundSelector,
+    /// Outbound: packet inside the selectors but not an allowed service.
+    OutboundFiltered,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 20] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::NoSaOutbound,
         DropReason::PolicyDiscard,
         DropReason::NoSaInbound,
@@ -72,6 +84,10 @@ impl DropReason {
         DropReason::SealError,
         DropReason::TunWrite,
         DropReason::UdpSend,
+        DropReason::InboundSelector,
+        DropReason::InboundFiltered,
+        DropReason::OutboundSelector,
+        DropReason::OutboundFiltered,
     ];
 
     /// Stable snake_case name (used in stats output).
@@ -97,6 +113,26 @@ impl DropReason {
             DropReason::SealError => "seal_error",
             DropReason::TunWrite => "tun_write",
             DropReason::UdpSend => "udp_send",
+            DropReason::InboundSelector => "inbound_selector",
+            DropReason::InboundFiltered => "inbound_filtered",
+            DropReason::OutboundSelector => "outbound_selector",
+            DropReason::OutboundFiltered => "outbound_filtered",
+        }
+    }
+
+    /// The drop reason for a refused [`Verdict`](crate::filter::Verdict) in
+    /// `dir` (`None` for [`Verdict::Allow`](crate::filter::Verdict::Allow)).
+    pub fn from_verdict(
+        dir: crate::filter::Direction,
+        v: crate::filter::Verdict,
+    ) -> Option<DropReason> {
+        use crate::filter::{Direction as D, Verdict as V};
+        match (dir, v) {
+            (_, V::Allow) => None,
+            (D::Inbound, V::OutsideSelectors | V::NotIp) => Some(DropReason::InboundSelector),
+            (D::Inbound, V::NoRule) => Some(DropReason::InboundFiltered),
+            (D::Outbound, V::OutsideSelectors | V::NotIp) => Some(DropReason::OutboundSelector),
+            (D::Outbound, V::NoRule) => Some(DropReason::OutboundFiltered),
         }
     }
 

@@ -9,6 +9,11 @@
 //!   TOS copied from the inner header (TR D.7 b). RFC 3948 framing on 4500.
 //! * [`SaTables`]: SPD (longest-prefix match on the inner destination →
 //!   SA + peer, or trap) and SAD (SPI → SA), swapped atomically at run time.
+//! * [`PacketFilter`]: per-SA check of inner packets against the child SA's
+//!   traffic selectors and the allowed services (R-DP-7, no transit), before
+//!   sealing and after opening; refusals are counted as
+//!   [`DropReason::InboundSelector`], [`DropReason::InboundFiltered`],
+//!   [`DropReason::OutboundSelector`], [`DropReason::OutboundFiltered`].
 //! * [`TrapQueue`]: packets waiting for an SA; an [`Event::Acquire`] asks the
 //!   IKE layer for one; [`Dataplane::install_outbound`] flushes them in order.
 //! * [`Dataplane`]: the worker threads (one TX worker per TUN queue:
@@ -20,6 +25,7 @@
 
 pub mod counters;
 pub mod demux;
+pub mod filter;
 pub mod sad;
 pub mod spd;
 pub mod trap;
@@ -42,6 +48,7 @@ use ipnet::IpNet;
 
 pub use counters::{DropCounters, DropReason, SaStats};
 pub use demux::{demux_udp4500, Demux, Event, IkeDatagram};
+pub use filter::{Direction, FlowRule, PacketFilter, Side, Verdict};
 pub use sad::{InboundEntry, OutboundEntry, SaTables, Sad, Spd, SpdAction, Tables, Trap};
 pub use spd::{packet_dst, PrefixTable};
 pub use trap::{Pushed, TrapConfig, TrapQueue};
@@ -234,6 +241,18 @@ impl Dataplane {
         self.shared.tables.install_inbound(sa)
     }
 
+    /// Install an inbound SA whose decrypted packets must pass `filter`
+    /// (in [`Direction::Inbound`]) before they are written to the TUN.
+    pub fn install_inbound_filtered(
+        &self,
+        sa: InboundSa,
+        filter: Arc<PacketFilter>,
+    ) -> Arc<InboundEntry> {
+        self.shared
+            .tables
+            .install_inbound_filtered(sa, Some(filter))
+    }
+
     /// Remove an inbound SA.
     pub fn remove_inbound(&self, spi: u32) -> Option<Arc<InboundEntry>> {
         self.shared.tables.remove_inbound(spi)
@@ -256,7 +275,25 @@ impl Dataplane {
         sa: OutboundSa,
         peer: SocketAddr,
     ) -> Arc<OutboundEntry> {
-        let entry = Arc::new(OutboundEntry::new(sa, peer));
+        self.install_outbound_entry(selector, OutboundEntry::new(sa, peer))
+    }
+
+    /// [`install_outbound`](Self::install_outbound) with a filter: packets
+    /// must pass `filter` (in [`Direction::Outbound`]) before sealing, queued
+    /// trap packets included. To share the SA with more selectors, use
+    /// `tables().set_policy(net, SpdAction::Protect(entry))`.
+    pub fn install_outbound_filtered(
+        &self,
+        selector: IpNet,
+        sa: OutboundSa,
+        peer: SocketAddr,
+        filter: Arc<PacketFilter>,
+    ) -> Arc<OutboundEntry> {
+        self.install_outbound_entry(selector, OutboundEntry::with_filter(sa, peer, Some(filter)))
+    }
+
+    fn install_outbound_entry(&self, selector: IpNet, entry: OutboundEntry) -> Arc<OutboundEntry> {
+        let entry = Arc::new(entry);
         let trap = match self.shared.tables.load().spd.get(&selector) {
             Some(SpdAction::Trap(t)) => Some(t.clone()),
             _ => None,
@@ -289,6 +326,13 @@ impl Dataplane {
             let len = pkt.len();
             if len > 65_536 {
                 return;
+            }
+            if let Some(f) = entry.filter() {
+                let v = f.verdict(Direction::Outbound, pkt);
+                if let Some(r) = DropReason::from_verdict(Direction::Outbound, v) {
+                    s.drops.inc(r);
+                    return;
+                }
             }
             buf[HEADROOM..HEADROOM + len].copy_from_slice(pkt);
             let nh = if pkt[0] >> 4 == 6 { NH_IPV6 } else { NH_IPV4 };
@@ -420,6 +464,13 @@ fn tx_worker(s: &Shared, q: usize) {
             };
             match tables.outbound(dst) {
                 Some(SpdAction::Protect(e)) => {
+                    if let Some(f) = e.filter() {
+                        let v = f.verdict(Direction::Outbound, pkt);
+                        if let Some(r) = DropReason::from_verdict(Direction::Outbound, v) {
+                            s.drops.inc(r);
+                            continue;
+                        }
+                    }
                     let tos = outer_tos(pkt);
                     let nh = if dst.is_ipv4() { NH_IPV4 } else { NH_IPV6 };
                     let r =
@@ -531,6 +582,14 @@ fn rx_worker(s: &Shared, v6: bool) {
                                 if decap_ecn(meta.tos, inner) == EcnDecap::Drop {
                                     s.drops.inc(DropReason::EcnCe);
                                     continue;
+                                }
+                                if let Some(f) = e.filter() {
+                                    let v = f.verdict(Direction::Inbound, inner);
+                                    if let Some(r) = DropReason::from_verdict(Direction::Inbound, v)
+                                    {
+                                        s.drops.inc(r);
+                                        continue;
+                                    }
                                 }
                                 e.stats.record_at(1, inner.len() as u64, now_ns);
                                 let o = &mut outs[n_out];

@@ -14,6 +14,7 @@ use dodvpn_esp::{InboundSa, OutboundSa};
 use ipnet::IpNet;
 
 use crate::counters::SaStats;
+use crate::filter::PacketFilter;
 use crate::spd::PrefixTable;
 use crate::trap::{TrapConfig, TrapQueue};
 
@@ -29,11 +30,21 @@ pub struct OutboundEntry {
     /// When it was installed.
     pub created: Instant,
     spi: u32,
+    filter: Option<Arc<PacketFilter>>,
 }
 
 impl OutboundEntry {
-    /// A new entry.
+    /// A new entry (no filter: everything the SPD sends here is sealed).
     pub fn new(sa: OutboundSa, peer: SocketAddr) -> Self {
+        Self::with_filter(sa, peer, None)
+    }
+    /// A new entry whose packets are checked against `filter`
+    /// ([`Direction::Outbound`](crate::filter::Direction::Outbound)) before sealing.
+    pub fn with_filter(
+        sa: OutboundSa,
+        peer: SocketAddr,
+        filter: Option<Arc<PacketFilter>>,
+    ) -> Self {
         let spi = sa.spi();
         Self {
             sa: Mutex::new(sa),
@@ -41,11 +52,17 @@ impl OutboundEntry {
             stats: SaStats::default(),
             created: Instant::now(),
             spi,
+            filter,
         }
     }
     /// SPI (the peer's inbound SPI).
     pub fn spi(&self) -> u32 {
         self.spi
+    }
+    /// The filter checked before sealing, if any.
+    #[inline]
+    pub fn filter(&self) -> Option<&Arc<PacketFilter>> {
+        self.filter.as_ref()
     }
 }
 
@@ -59,22 +76,35 @@ pub struct InboundEntry {
     /// When it was installed.
     pub created: Instant,
     spi: u32,
+    filter: Option<Arc<PacketFilter>>,
 }
 
 impl InboundEntry {
-    /// A new entry.
+    /// A new entry (no filter: every authentic packet goes to the TUN).
     pub fn new(sa: InboundSa) -> Self {
+        Self::with_filter(sa, None)
+    }
+    /// A new entry whose decrypted packets are checked against `filter`
+    /// ([`Direction::Inbound`](crate::filter::Direction::Inbound)) before
+    /// they reach the TUN.
+    pub fn with_filter(sa: InboundSa, filter: Option<Arc<PacketFilter>>) -> Self {
         let spi = sa.spi();
         Self {
             sa: Mutex::new(sa),
             stats: SaStats::default(),
             created: Instant::now(),
             spi,
+            filter,
         }
     }
     /// Our SPI.
     pub fn spi(&self) -> u32 {
         self.spi
+    }
+    /// The filter checked after opening, if any.
+    #[inline]
+    pub fn filter(&self) -> Option<&Arc<PacketFilter>> {
+        self.filter.as_ref()
     }
 }
 
@@ -170,7 +200,17 @@ impl SaTables {
 
     /// Install (or replace) an inbound SA.
     pub fn install_inbound(&self, sa: InboundSa) -> Arc<InboundEntry> {
-        let e = Arc::new(InboundEntry::new(sa));
+        self.install_inbound_filtered(sa, None)
+    }
+
+    /// Install (or replace) an inbound SA whose decrypted packets must pass
+    /// `filter` (none: no check).
+    pub fn install_inbound_filtered(
+        &self,
+        sa: InboundSa,
+        filter: Option<Arc<PacketFilter>>,
+    ) -> Arc<InboundEntry> {
+        let e = Arc::new(InboundEntry::with_filter(sa, filter));
         let e2 = e.clone();
         self.update(move |t| t.sad.insert(e2.spi(), e2));
         e

@@ -288,8 +288,11 @@ fn stop(env: &mut Env, idx: usize) {
     let _ = c.wait();
 }
 
-#[test]
-fn static_tunnel_between_namespaces() {
+/// Two namespaces `dp{tag}<pid>a` / `…b` joined by a veth, each running
+/// `static_tunnel` (A: site 10.10.1.0/24 at 192.0.2.1, B: 10.10.2.0/24 at
+/// 192.0.2.2, remote selector the other site), with `extra_a` / `extra_b`
+/// appended to their arguments; returns once both print `ready`.
+fn two_sites(tag: &str, extra_a: &[&str], extra_b: &[&str]) -> Sites {
     assert!(
         dodvpn_dataplane::is_root(),
         "this test creates network namespaces and TUN devices: run it as root"
@@ -308,43 +311,25 @@ fn static_tunnel_between_namespaces() {
     }
     let bin = tunnel_bin();
     let id = std::process::id();
-    let dir = std::env::temp_dir().join(format!("dp-netns-{id}"));
+    let dir = std::env::temp_dir().join(format!("dp-netns-{tag}-{id}"));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     let mut env = Env {
-        a: format!("dpt{id}a"),
-        b: format!("dpt{id}b"),
+        a: format!("dp{tag}{id}a"),
+        b: format!("dp{tag}{id}b"),
         dir: dir.clone(),
         children: Vec::new(),
     };
     let (a, b) = (env.a.clone(), env.b.clone());
+    let (va, vb) = (format!("dp{tag}va"), format!("dp{tag}vb"));
     sh(&["ip", "netns", "add", &a]);
     sh(&["ip", "netns", "add", &b]);
     sh(&[
-        "ip", "link", "add", "dptva", "netns", &a, "type", "veth", "peer", "name", "dptvb",
-        "netns", &b,
+        "ip", "link", "add", &va, "netns", &a, "type", "veth", "peer", "name", &vb, "netns", &b,
     ]);
-    sh(&[
-        "ip",
-        "-n",
-        &a,
-        "addr",
-        "add",
-        "192.0.2.1/24",
-        "dev",
-        "dptva",
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &b,
-        "addr",
-        "add",
-        "192.0.2.2/24",
-        "dev",
-        "dptvb",
-    ]);
-    for (ns, ifn) in [(&a, "dptva"), (&b, "dptvb")] {
+    sh(&["ip", "-n", &a, "addr", "add", "192.0.2.1/24", "dev", &va]);
+    sh(&["ip", "-n", &b, "addr", "add", "192.0.2.2/24", "dev", &vb]);
+    for (ns, ifn) in [(&a, &va), (&b, &vb)] {
         sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         sh(&["ip", "-n", ns, "link", "set", ifn, "up"]);
     }
@@ -399,14 +384,8 @@ fn static_tunnel_between_namespaces() {
                 "--spi-in".into(),
                 spi(SPI_BA),
             ],
-            s(&[
-                "--remote",
-                "10.10.2.0/24",
-                "--src",
-                "10.10.1.1",
-                "--trap",
-                "10.10.3.0/24",
-            ]),
+            s(&["--remote", "10.10.2.0/24", "--src", "10.10.1.1"]),
+            s(extra_a),
         ]
         .concat(),
     );
@@ -442,6 +421,7 @@ fn static_tunnel_between_namespaces() {
                 spi(SPI_AB),
             ],
             s(&["--remote", "10.10.1.0/24", "--src", "10.10.2.1"]),
+            s(extra_b),
         ]
         .concat(),
     );
@@ -462,6 +442,33 @@ fn static_tunnel_between_namespaces() {
             },
         );
     }
+    Sites {
+        env,
+        dir,
+        log_a,
+        st_a,
+        st_b,
+    }
+}
+
+struct Sites {
+    env: Env,
+    dir: PathBuf,
+    log_a: PathBuf,
+    st_a: PathBuf,
+    st_b: PathBuf,
+}
+
+#[test]
+fn static_tunnel_between_namespaces() {
+    let Sites {
+        mut env,
+        dir,
+        log_a,
+        st_a,
+        st_b,
+    } = two_sites("t", &["--trap", "10.10.3.0/24"], &[]);
+    let (a, b) = (env.a.clone(), env.b.clone());
     eprintln!("{}", fs::read_to_string(&log_a).unwrap());
 
     // 1. ping through the tunnel.
@@ -699,6 +706,156 @@ fn static_tunnel_between_namespaces() {
     eprintln!(
         "B counters: {:?}",
         end_b.iter().filter(|(_, v)| **v > 0).collect::<Vec<_>>()
+    );
+    eprintln!("{}", fs::read_to_string(&st_b).unwrap());
+}
+
+/// Packets counted on the first `sa.in.…` line of a stats file.
+fn sa_in_packets(path: &Path) -> u64 {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("sa.in."))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|f| f.strip_prefix("packets="))
+                .and_then(|v| v.parse().ok())
+        })
+        .expect("no sa.in line in the stats file")
+}
+
+/// A TCP echo server on `ip` and each of `ports` in namespace `ns`, running
+/// until the test ends.
+fn echo_server(env: &mut Env, ns: &str, ip: &str, ports: &[u16]) {
+    let ports: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+    let script = format!(
+        "import socket,threading\n\
+         def serve(p):\n  s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n  \
+         s.bind(('{ip}', p)); s.listen(8); ready.release()\n  while True:\n    \
+         c,_=s.accept(); c.sendall(c.recv(100)); c.close()\n\
+         ports=[{}]\nready=threading.Semaphore(0)\n\
+         for p in ports: threading.Thread(target=serve, args=(p,), daemon=True).start()\n\
+         for p in ports: ready.acquire()\n\
+         print('listening', flush=True)\nthreading.Event().wait()",
+        ports.join(",")
+    );
+    let mut child = in_ns(ns, &["python3", "-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 echo server");
+    let out = child.stdout.take().unwrap();
+    env.children.push(child);
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(out).read_line(&mut line).unwrap();
+    assert!(line.contains("listening"), "echo server did not start");
+}
+
+/// Whether a TCP connection from `ns` to `dst:port` (optionally from
+/// `src:sport`) completes and echoes within 2 s.
+fn tcp_echo(ns: &str, dst: &str, port: u16, src: Option<(&str, u16)>) -> bool {
+    let source = match src {
+        Some((ip, p)) => format!(", source_address=('{ip}', {p})"),
+        None => String::new(),
+    };
+    let script = format!(
+        "import socket\ns=socket.create_connection(('{dst}', {port}), timeout=2{source})\n\
+         s.sendall(b'dodvpn'); assert s.recv(100) == b'dodvpn'"
+    );
+    ns_ok(ns, &["python3", "-c", &script])
+}
+
+/// R-DP-7 / TR 8.1 d: B installs a filter that allows only TCP 443 opened
+/// by A (A's tunnel has no filter, so everything A sends reaches B's
+/// inbound check). A connection to 443 works; TCP 22, UDP 443 and ping are
+/// refused on B's inbound side; B cannot open a connection to A (refused
+/// on B's outbound side, even from source port 443); a packet A routes
+/// into the tunnel for a third site is refused as transit; every refusal is
+/// counted and none is counted as SA traffic.
+#[test]
+fn filter_allows_only_the_granted_service() {
+    let Sites {
+        mut env,
+        log_a: _,
+        st_a: _,
+        st_b,
+        dir: _,
+    } = two_sites(
+        "f",
+        &["--remote", "10.10.7.0/24"],
+        &["--local", "10.10.2.0/24", "--allow", "remote:tcp:443"],
+    );
+    let (a, b) = (env.a.clone(), env.b.clone());
+    let g = |k: &str| stats(&st_b).get(k).copied().unwrap_or(0);
+    wait_for("B stats file", Duration::from_secs(5), || {
+        stats(&st_b).contains_key("drop.outbound_filtered")
+    });
+
+    // B opens to A: refused before sealing, from an ephemeral port and from
+    // the service port alike (a SYN from the non-opener).
+    echo_server(&mut env, &a, "10.10.1.1", &[443, 5001]);
+    let out0 = g("drop.outbound_filtered");
+    assert!(
+        !tcp_echo(&b, "10.10.1.1", 5001, None),
+        "B opened a connection to A"
+    );
+    assert!(
+        !tcp_echo(&b, "10.10.1.1", 443, Some(("10.10.2.1", 443))),
+        "B opened a connection to A from port 443"
+    );
+    wait_counter(&st_b, "drop.outbound_filtered", out0 + 2);
+
+    // A opens to B's 443: allowed, both ways.
+    echo_server(&mut env, &b, "10.10.2.1", &[443, 22]);
+    assert!(
+        tcp_echo(&a, "10.10.2.1", 443, None),
+        "TCP 443 opened by A did not get through the filter"
+    );
+
+    // TCP 22 (listening, so without the filter it would connect): refused.
+    let in0 = g("drop.inbound_filtered");
+    assert!(
+        !tcp_echo(&a, "10.10.2.1", 22, None),
+        "TCP 22 got through the filter"
+    );
+    wait_counter(&st_b, "drop.inbound_filtered", in0 + 1);
+
+    // UDP 443: refused, and not counted as SA traffic.
+    std::thread::sleep(Duration::from_millis(600)); // last retransmissions, stats refresh
+    let in1 = g("drop.inbound_filtered");
+    let sa_before = sa_in_packets(&st_b);
+    udp_send(&a, "10.10.2.1", 443, b"not allowed");
+    wait_counter(&st_b, "drop.inbound_filtered", in1 + 1);
+    assert_eq!(
+        sa_in_packets(&st_b),
+        sa_before,
+        "a filtered packet was counted in the SA's statistics"
+    );
+
+    // ICMP is not granted either.
+    let in2 = g("drop.inbound_filtered");
+    assert!(
+        !ns_ok(
+            &a,
+            &["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.10.2.1"]
+        ),
+        "ping got through a TCP-443-only filter"
+    );
+    wait_counter(&st_b, "drop.inbound_filtered", in2 + 2);
+
+    // Transit: A sends to a third site through B; B's local selector does
+    // not cover it.
+    let sel0 = g("drop.inbound_selector");
+    let _ = ns_ok(
+        &a,
+        &["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.10.7.1"],
+    );
+    wait_counter(&st_b, "drop.inbound_selector", sel0 + 2);
+
+    // The granted service still works after all that.
+    assert!(
+        tcp_echo(&a, "10.10.2.1", 443, None),
+        "TCP 443 broken at the end"
     );
     eprintln!("{}", fs::read_to_string(&st_b).unwrap());
 }
