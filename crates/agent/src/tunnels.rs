@@ -13,9 +13,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use dodvpn_dataplane::{FlowRule, Side};
 use dodvpn_ike::{KeyStoreSigner, LocalAuth, PeerValidator, RemoteAuth};
 use dodvpn_pki::{KeyStore, Tier};
-use dodvpn_policy::{ConnectionInfo, Role};
+use dodvpn_policy::{ConnectionInfo, Proto, Role};
 use dodvpn_tunnel::config::Start;
 use dodvpn_tunnel::daemon::{ConnSpec, Daemon, Handle, Observer};
 use dodvpn_tunnel::TunnelConfig;
@@ -123,6 +124,8 @@ pub struct PeerPlan {
     pub remote_nets: Vec<IpNet>,
     pub ike_proposals: Vec<String>,
     pub esp_proposals: Vec<String>,
+    /// What the grants let through (R-DP-7), as data-plane rules.
+    pub rules: Vec<FlowRule>,
     /// (grant id, version): what this plan was built from.
     pub grants: Vec<(String, u64)>,
 }
@@ -156,8 +159,10 @@ pub fn plan(
                 remote_nets: Vec::new(),
                 ike_proposals: info.ike_proposals.clone(),
                 esp_proposals: info.esp_proposals.clone(),
+                rules: Vec::new(),
                 grants: Vec::new(),
             });
+        p.rules.extend(rules_of(info));
         p.initiate |= matches!(info.role, Role::Initiator | Role::Both);
         for n in &info.traffic_selectors.local {
             if !p.local_nets.contains(n) {
@@ -171,7 +176,42 @@ pub fn plan(
         }
         p.grants.push((id.clone(), info.version));
     }
-    (by_peer.into_values().collect(), skipped)
+    let mut plans: Vec<PeerPlan> = by_peer.into_values().collect();
+    for p in &mut plans {
+        if p.rules.is_empty() {
+            // Grants that name no service allow nothing; an empty rule list would
+            // mean "everything within the selectors".
+            p.rules.push(FlowRule::service(Side::Local, Some(255), &[]));
+        }
+    }
+    (plans, skipped)
+}
+
+/// One grant's services as rules: the initiator (applicant) opens connections to the
+/// responder's hosts; replies come back; the other way round nothing is opened.
+pub fn rules_of(info: &ConnectionInfo) -> Vec<FlowRule> {
+    let openers: &[Side] = match info.role {
+        Role::Initiator => &[Side::Local],
+        Role::Responder => &[Side::Remote],
+        Role::Both => &[Side::Local, Side::Remote],
+    };
+    let mut out = Vec::new();
+    for opener in openers {
+        for svc in &info.services {
+            let proto = match svc.proto {
+                Proto::Any => None,
+                Proto::Tcp => Some(dodvpn_dataplane::filter::proto::TCP),
+                Proto::Udp => Some(dodvpn_dataplane::filter::proto::UDP),
+                Proto::Icmp => Some(dodvpn_dataplane::filter::proto::ICMP),
+            };
+            let ports: Vec<(u16, u16)> = svc.ports.iter().map(|r| (r.start, r.end)).collect();
+            let mut rule = FlowRule::service(*opener, proto, &ports);
+            rule.local_hosts = info.traffic_selectors.local.clone();
+            rule.remote_hosts = info.traffic_selectors.remote.clone();
+            out.push(rule);
+        }
+    }
+    out
 }
 
 /// The agent's running data plane and what it has installed.
@@ -372,6 +412,7 @@ impl Tunnels {
             start: if p.initiate { Start::Trap } else { Start::None },
             idle_timeout: self.opts.idle_timeout,
             ike,
+            rules: p.rules.clone(),
         })
     }
 }

@@ -83,7 +83,7 @@ pub struct Lab {
 const PASSPHRASE: &str = "demo-keystore-passphrase";
 const CENTRE_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
-fn run(cmd: &mut Command) -> anyhow::Result<String> {
+fn run_cmd(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -99,12 +99,15 @@ fn run(cmd: &mut Command) -> anyhow::Result<String> {
 }
 
 fn ip(args: &[&str]) -> anyhow::Result<String> {
-    run(Command::new("ip").args(args))
+    run_cmd(Command::new("ip").args(args))
 }
 
 impl Lab {
     /// Create the bridge namespace (which also hosts the centre) and one namespace per site.
-    pub fn build(work: PathBuf, specs: &[(&'static str, &'static str, &'static str)]) -> anyhow::Result<Lab> {
+    pub fn build(
+        work: PathBuf,
+        specs: &[(&'static str, &'static str, &'static str)],
+    ) -> anyhow::Result<Lab> {
         if !nix_is_root() {
             bail!("the demo builds network namespaces and TUN devices: run it as root");
         }
@@ -121,7 +124,15 @@ impl Lab {
         lab.owned.lock().unwrap().work = Some(work.clone());
         lab.add_ns(&lab.wan.clone())?;
         ip(&["-n", &lab.wan, "link", "add", "br0", "type", "bridge"])?;
-        ip(&["-n", &lab.wan, "addr", "add", &format!("{CENTRE_ADDR}/24"), "dev", "br0"])?;
+        ip(&[
+            "-n",
+            &lab.wan,
+            "addr",
+            "add",
+            &format!("{CENTRE_ADDR}/24"),
+            "dev",
+            "br0",
+        ])?;
         ip(&["-n", &lab.wan, "link", "set", "br0", "up"])?;
         ip(&["-n", &lab.wan, "link", "set", "lo", "up"])?;
         for (i, (key, name, kind)) in specs.iter().enumerate() {
@@ -131,19 +142,40 @@ impl Lab {
             let outer = Ipv4Addr::new(192, 0, 2, 10 + n);
             let (a, b) = (format!("{tag}{key}"), "out0".to_string());
             let a: String = a.chars().take(15).collect();
-            ip(&["-n", &lab.wan, "link", "add", &a, "type", "veth", "peer", "name", &b, "netns", &ns])?;
+            ip(&[
+                "-n", &lab.wan, "link", "add", &a, "type", "veth", "peer", "name", &b, "netns", &ns,
+            ])?;
             ip(&["-n", &lab.wan, "link", "set", &a, "master", "br0", "up"])?;
-            ip(&["-n", &ns, "addr", "add", &format!("{outer}/24"), "dev", "out0"])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{outer}/24"),
+                "dev",
+                "out0",
+            ])?;
             ip(&["-n", &ns, "link", "set", "out0", "up"])?;
             ip(&["-n", &ns, "link", "set", "lo", "up"])?;
             // The site's inside network: a dummy interface (ifb where there is no dummy).
             if ip(&["-n", &ns, "link", "add", "site0", "type", "dummy"]).is_err() {
                 ip(&["-n", &ns, "link", "add", "site0", "type", "ifb"])?;
             }
-            ip(&["-n", &ns, "addr", "add", &format!("10.{n}.0.1/24"), "dev", "site0"])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("10.{n}.0.1/24"),
+                "dev",
+                "site0",
+            ])?;
             ip(&["-n", &ns, "link", "set", "site0", "up"])?;
-            for k in ["net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"] {
-                run(Command::new("ip").args(["netns", "exec", &ns, "sysctl", "-qw", k]))?;
+            for k in [
+                "net.ipv4.conf.all.rp_filter=0",
+                "net.ipv4.conf.default.rp_filter=0",
+            ] {
+                run_cmd(Command::new("ip").args(["netns", "exec", &ns, "sysctl", "-qw", k]))?;
             }
             lab.sites.push(Site {
                 key,
@@ -167,7 +199,13 @@ impl Lab {
     }
 
     /// Start a long-running process inside a namespace, logging to WORK/LOG.
-    pub fn spawn(&self, ns: &str, log: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<u32> {
+    pub fn spawn(
+        &self,
+        ns: &str,
+        log: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<u32> {
         let f = std::fs::File::create(self.work.join(log))?;
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns])
@@ -178,9 +216,15 @@ impl Lab {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().with_context(|| format!("cannot start {args:?}"))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {args:?}"))?;
         let pid = child.id();
-        self.owned.lock().unwrap().children.push((log.to_string(), child));
+        self.owned
+            .lock()
+            .unwrap()
+            .children
+            .push((log.to_string(), child));
         Ok(pid)
     }
 
@@ -195,16 +239,18 @@ impl Lab {
 
     /// `dodvpn ARGS` inside a namespace, waiting for it; its stdout.
     pub fn dodvpn(&self, ns: &str, args: &[&str]) -> anyhow::Result<String> {
-        run(Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(&self.exe)
-            .args(args)
-            .env("DODVPN_KEYSTORE_PASSPHRASE", PASSPHRASE))
+        run_cmd(
+            Command::new("ip")
+                .args(["netns", "exec", ns])
+                .arg(&self.exe)
+                .args(args)
+                .env("DODVPN_KEYSTORE_PASSPHRASE", PASSPHRASE),
+        )
     }
 
     /// `dodvpn admin --json ARGS` as the provider (or with another credential file).
     pub fn admin_as(&self, credential: &Path, args: &[&str]) -> anyhow::Result<Value> {
-        let ca = self.work.join("center/pki/root.crt");
+        let ca = self.work.join("center/pki/root.pem");
         let mut full = vec!["admin", "--json", "--center", &self.center_url];
         let ca = ca.to_string_lossy().to_string();
         let cred = credential.to_string_lossy().to_string();
@@ -229,7 +275,18 @@ impl Lab {
     pub fn ping(&self, from: &str, to_addr: &str) -> bool {
         let s = self.site(from);
         Command::new("ip")
-            .args(["netns", "exec", &s.ns, "ping", "-c1", "-W1", "-q", "-I", &s.host(), to_addr])
+            .args([
+                "netns",
+                "exec",
+                &s.ns,
+                "ping",
+                "-c1",
+                "-W1",
+                "-q",
+                "-I",
+                &s.host(),
+                to_addr,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -257,7 +314,12 @@ impl Lab {
         let code = format!(
             "import socket,threading\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind(('{addr}',{port}))\nl.listen(64)\ndef h(c):\n  with c:\n    while True:\n      d=c.recv(4096)\n      if not d: return\n      c.sendall(d)\nwhile True:\n  c,_=l.accept()\n  threading.Thread(target=h,args=(c,),daemon=True).start()\n"
         );
-        self.spawn(&s.ns.clone(), &format!("echo-{at}-{port}.log"), &["python3", "-c", &code], &[])?;
+        self.spawn(
+            &s.ns.clone(),
+            &format!("echo-{at}-{port}.log"),
+            &["python3", "-c", &code],
+            &[],
+        )?;
         Ok(())
     }
 
@@ -336,4 +398,601 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration
         std::thread::sleep(Duration::from_millis(50));
     }
     None
+}
+
+/// The six TR §9 sites: key, organisation name, kind.
+pub const SITES: &[(&str, &str, &str)] = &[
+    ("hosp", "Core Hospital", "hospital"),
+    ("clinic", "Clinic", "clinic"),
+    ("pharm", "Pharmacy", "pharmacy"),
+    ("lab", "Lab", "lab"),
+    ("vendor", "Equipment Vendor", "vendor"),
+    ("outsider", "Outsider", "clinic"),
+];
+
+/// The vendor's contracted host inside the hospital, and its maintenance port.
+pub const EQUIPMENT: &str = "10.1.0.50";
+pub const MAINTENANCE_PORT: u16 = 22;
+
+/// Checks passed and failed, printed as they happen.
+#[derive(Default)]
+pub struct Report {
+    pub passed: usize,
+    pub failed: Vec<String>,
+}
+
+impl Report {
+    pub fn check(&mut self, ok: bool, what: &str) -> bool {
+        if ok {
+            self.passed += 1;
+            println!("  ✔ {what}");
+        } else {
+            self.failed.push(what.to_string());
+            println!("  ✘ {what}");
+        }
+        ok
+    }
+}
+
+pub fn step(title: &str) {
+    println!("\n== {title}");
+}
+
+impl Lab {
+    /// Start the centre in the bridge namespace and wait until it answers.
+    pub fn start_centre(&self) -> anyhow::Result<()> {
+        let data = self.work.join("center");
+        let listen = format!("{CENTRE_ADDR}:8443");
+        let data_s = data.to_string_lossy().to_string();
+        let exe = self.exe.to_string_lossy().to_string();
+        self.spawn(
+            &self.wan,
+            "center.log",
+            &[
+                &exe,
+                "center",
+                "--data",
+                &data_s,
+                "--listen",
+                &listen,
+                "--tls-name",
+                &CENTRE_ADDR.to_string(),
+            ],
+            &[],
+        )?;
+        wait_for(Duration::from_secs(60), || {
+            data.join("admin.token").exists() && self.admin(&["org", "list"]).is_ok()
+        })
+        .context("the centre did not come up within 60 s (see center.log)")?;
+        Ok(())
+    }
+
+    /// TR D.6 a–l for every site, through the CLI: organisation, order, registration,
+    /// provisioning of the tier-1 key, delivery, application, approval, enrolment with a
+    /// separate tier-2 key, service start.
+    pub fn enrol_all(&mut self) -> anyhow::Result<()> {
+        let vendor_org = self.admin(&["org", "create", "Device Provider", "--kind", "vendor"])?;
+        let vendor_org = vendor_org["id"].as_str().context("org id")?.to_string();
+        let order = self.admin(&["order", "create", "--org", &vendor_org, "--model", "DV-100"])?;
+        let order = order["id"].as_str().context("order id")?.to_string();
+        let ca = self
+            .work
+            .join("center/pki/root.pem")
+            .to_string_lossy()
+            .to_string();
+        let token = self
+            .work
+            .join("center/admin.token")
+            .to_string_lossy()
+            .to_string();
+        for i in 0..self.sites.len() {
+            let s = self.sites[i].clone();
+            let org = self.admin(&["org", "create", s.name, "--kind", s.kind])?;
+            let org = org["id"].as_str().context("org id")?.to_string();
+            let dev = self.admin(&[
+                "device",
+                "register",
+                "--serial",
+                &format!("DEMO-{}", s.key),
+                "--model",
+                "DV-100",
+                "--owner",
+                &org,
+                "--order",
+                &order,
+                "--endpoint",
+                &s.outer.to_string(),
+                "--subnet",
+                &s.subnet(),
+            ])?;
+            let dev = dev["id"].as_str().context("device id")?.to_string();
+            let ks = s.keystore.to_string_lossy().to_string();
+            self.dodvpn(
+                &self.wan,
+                &[
+                    "device",
+                    "provision",
+                    "--center",
+                    &self.center_url,
+                    "--ca",
+                    &ca,
+                    "--credential-file",
+                    &token,
+                    "--keystore",
+                    &ks,
+                    "--device",
+                    &dev,
+                ],
+            )?;
+            self.admin(&["device", "deliver", &dev])?;
+            self.admin(&["service", "apply", &dev])?;
+            self.admin(&["service", "approve", &dev])?;
+            self.dodvpn(
+                &s.ns,
+                &[
+                    "agent",
+                    "enroll",
+                    "--keystore",
+                    &ks,
+                    "--center",
+                    &self.center_url,
+                ],
+            )?;
+            self.admin(&["service", "start", &dev])?;
+            println!(
+                "  {:<18} device {dev} enrolled (tier 1 → tier 2), site {} at {}",
+                s.name,
+                s.subnet(),
+                s.outer
+            );
+            self.sites[i].org = org;
+            self.sites[i].device = dev;
+        }
+        Ok(())
+    }
+
+    pub fn set_policy(&self, key: &str, policy: &Value) -> anyhow::Result<()> {
+        let f = self.work.join(format!("policy-{key}.json"));
+        std::fs::write(&f, policy.to_string())?;
+        self.admin(&[
+            "policy",
+            "set",
+            &self.site(key).org,
+            "--file",
+            &f.to_string_lossy(),
+        ])?;
+        Ok(())
+    }
+
+    pub fn start_agent(&self, key: &str, idle: Duration) -> anyhow::Result<()> {
+        let s = self.site(key);
+        let ks = s.keystore.to_string_lossy().to_string();
+        let ctl = s.control().to_string_lossy().to_string();
+        let exe = self.exe.to_string_lossy().to_string();
+        let idle = format!("{}ms", idle.as_millis());
+        self.spawn(
+            &s.ns.clone(),
+            &format!("agent-{key}.log"),
+            &[
+                &exe,
+                "agent",
+                "run",
+                "--keystore",
+                &ks,
+                "--control",
+                &ctl,
+                "--idle-timeout",
+                &idle,
+            ],
+            &[
+                ("DODVPN_KEYSTORE_PASSPHRASE", PASSPHRASE),
+                ("DODVPN_LOG", "info"),
+            ],
+        )?;
+        wait_for(Duration::from_secs(20), || self.tunnel_status(key).is_ok())
+            .with_context(|| format!("the agent of {key} did not start (see agent-{key}.log)"))?;
+        Ok(())
+    }
+
+    /// Apply for a connection from one site's device to another's; granted or not.
+    pub fn apply(&self, from: &str, to: &str) -> anyhow::Result<(bool, String)> {
+        let r = self.admin(&[
+            "connection",
+            "apply",
+            "--from",
+            &self.site(from).device,
+            "--to",
+            &self.site(to).device,
+        ])?;
+        let o = &r["outcomes"][0];
+        Ok((
+            o["granted"].as_bool().unwrap_or(false),
+            o["reason"].as_str().unwrap_or_default().to_string(),
+        ))
+    }
+
+    /// Does the agent at `key` hold a connection (installed grant) to `peer`?
+    pub fn has_connection(&self, key: &str, peer: &str) -> bool {
+        let dev = &self.site(peer).device;
+        self.tunnel_status(key).is_ok_and(|v| {
+            v["connections"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["name"].as_str() == Some(dev)))
+        })
+    }
+
+    /// Audit actions recorded by the centre, in order.
+    pub fn audit_actions(&self) -> anyhow::Result<Vec<String>> {
+        let v = self.admin(&["audit", "list", "--limit", "100000"])?;
+        Ok(v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r["action"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+/// Ping every 50 ms until no answer for a full probe; the time from `t0` to the first
+/// failed probe.
+pub fn time_until_cut(
+    lab: &Lab,
+    from: &str,
+    to_addr: &str,
+    t0: Instant,
+    limit: Duration,
+) -> Option<Duration> {
+    let s = lab.site(from);
+    while t0.elapsed() < limit {
+        let started = t0.elapsed();
+        let ok = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &s.ns,
+                "ping",
+                "-c1",
+                "-W",
+                "0.3",
+                "-q",
+                "-I",
+                &s.host(),
+                to_addr,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|st| st.success());
+        if !ok {
+            return Some(started);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// The scenario of TR §9, checked step by step.
+pub fn scenario(lab: &mut Lab, args: &DemoArgs, report: &mut Report) -> anyhow::Result<()> {
+    let open = serde_json::json!({"inbound": [{"from": "*", "services": ["any"]}], "outbound": [{"to": "*", "services": ["any"]}]});
+
+    step("Centre (embedded SQLite) starting in its own namespace");
+    lab.start_centre()?;
+    println!(
+        "  centre at {} ; data, audit database and logs under {}",
+        lab.center_url,
+        lab.work.display()
+    );
+
+    step("Enrolling six sites through TR D.6 a–l (real CLI, real key stores)");
+    lab.enrol_all()?;
+
+    step("Groups and policies: A = hospital, lab, vendor; B = hospital, clinic, pharmacy; C = outsider");
+    for (g, members) in [
+        ("A", &["hosp", "lab", "vendor"][..]),
+        ("B", &["hosp", "clinic", "pharm"][..]),
+        ("C", &["outsider"][..]),
+    ] {
+        lab.admin(&["group", "create", g])?;
+        for m in members {
+            lab.admin(&["group", "add", g, &lab.site(m).device])?;
+        }
+    }
+    for k in ["clinic", "pharm", "lab", "outsider"] {
+        lab.set_policy(k, &open)?;
+    }
+    let vendor_org = lab.site("vendor").org.clone();
+    lab.set_policy("hosp", &serde_json::json!({
+        "inbound": [
+            {"from": "group:B", "services": ["any"]},
+            {"from": "kind:lab", "services": ["any"]},
+            {"from": format!("org:{vendor_org}"), "hosts": [format!("{EQUIPMENT}/32")], "services": [format!("tcp/{MAINTENANCE_PORT}")], "require_approval": true}
+        ],
+        "outbound": [{"to": "*", "services": ["any"]}]
+    }))?;
+    lab.set_policy("vendor", &serde_json::json!({"inbound": [], "outbound": [{"to": "kind:hospital", "services": [format!("tcp/{MAINTENANCE_PORT}")]}]}))?;
+    println!("  hospital accepts group B and the lab for any service, the vendor only at {EQUIPMENT} tcp/{MAINTENANCE_PORT} inside an approval window");
+
+    step("Agents starting in every site (each holds only its own key store)");
+    for s in lab.sites.clone() {
+        lab.start_agent(s.key, args.idle_timeout)?;
+    }
+    // The hospital's equipment and its services.
+    let hosp_ns = lab.site("hosp").ns.clone();
+    ip(&[
+        "-n",
+        &hosp_ns,
+        "addr",
+        "add",
+        &format!("{EQUIPMENT}/32"),
+        "dev",
+        "site0",
+    ])?;
+    lab.echo_server("hosp", EQUIPMENT, MAINTENANCE_PORT)?;
+    lab.echo_server("hosp", EQUIPMENT, 80)?;
+    lab.echo_server("hosp", &lab.site("hosp").host(), 8080)?;
+
+    step("Connection applications (TR D.6 k)");
+    for (from, to, want) in [
+        ("clinic", "hosp", true),
+        ("pharm", "hosp", true),
+        ("lab", "hosp", true),
+        ("clinic", "lab", false),
+        ("outsider", "hosp", false),
+        ("outsider", "clinic", false),
+        ("vendor", "hosp", false),
+    ] {
+        let (granted, why) = lab.apply(from, to)?;
+        let what = if want { "granted" } else { "refused" };
+        report.check(
+            granted == want,
+            &format!(
+                "{from} → {to}: {what}{}",
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({why})")
+                }
+            ),
+        );
+    }
+    let pushed = wait_for(Duration::from_secs(10), || {
+        lab.has_connection("clinic", "hosp")
+            && lab.has_connection("hosp", "clinic")
+            && lab.has_connection("lab", "hosp")
+    });
+    report.check(
+        pushed.is_some(),
+        &format!(
+            "grants pushed to both ends and installed{}",
+            pushed
+                .map(|d| format!(" in {} ms", d.as_millis()))
+                .unwrap_or_default()
+        ),
+    );
+
+    step("On demand: no tunnel until traffic, then up at the first packet");
+    report.check(
+        lab.live_children("clinic") == 0 && lab.live_children("hosp") == 0,
+        "no SA exists before any traffic",
+    );
+    let hosp_host = lab.site("hosp").host();
+    let t0 = Instant::now();
+    let first = lab.ping("clinic", &hosp_host);
+    report.check(
+        first,
+        &format!(
+            "clinic → hospital: the first echo is answered ({} ms including tunnel setup)",
+            t0.elapsed().as_millis()
+        ),
+    );
+    report.check(
+        lab.tcp("clinic", &hosp_host, 8080),
+        "clinic → hospital: TCP through the tunnel",
+    );
+    report.check(
+        lab.ping("pharm", &hosp_host) && lab.ping("lab", &hosp_host),
+        "pharmacy and lab reach the hospital too: the hospital holds three sessions at once",
+    );
+    let sessions = lab
+        .tunnel_status("hosp")
+        .ok()
+        .and_then(|v| {
+            v["connections"]
+                .as_array()
+                .map(|cs| cs.iter().filter(|c| c["state"] == "established").count())
+        })
+        .unwrap_or(0);
+    report.check(
+        sessions >= 3,
+        &format!("hospital: {sessions} established IKE SAs (multi-session)"),
+    );
+
+    step("Isolation: no grant, no path");
+    let lab_host = lab.site("lab").host();
+    report.check(
+        !lab.ping("clinic", &lab_host),
+        "clinic → lab: unreachable (different groups)",
+    );
+    report.check(
+        !lab.ping("outsider", &hosp_host) && !lab.ping("outsider", &lab.site("clinic").host()),
+        "outsider → anyone: unreachable",
+    );
+    report.check(
+        !lab.ping("pharm", &lab.site("clinic").host()),
+        "pharmacy → clinic: unreachable (no grant; the hospital never forwards between its peers)",
+    );
+
+    step("Idle: tunnels go down by themselves");
+    let idle = wait_for(args.idle_timeout * 3 + Duration::from_secs(5), || {
+        lab.live_children("clinic") == 0
+    });
+    report.check(
+        idle.is_some(),
+        &format!("clinic's SAs deleted after {:?} idle", args.idle_timeout),
+    );
+    report.check(
+        lab.ping("clinic", &hosp_host),
+        "…and back on demand at the next packet",
+    );
+
+    step("Vendor maintenance window (TR §9.2): only the contracted equipment and port");
+    let hosp_org = lab.site("hosp").org.clone();
+    let cred = lab.work.join("hosp-admin.token");
+    lab.admin(&["org", "admin", &hosp_org, "--out", &cred.to_string_lossy()])?;
+    let appr = lab.admin_as(
+        &cred,
+        &[
+            "approval",
+            "open",
+            "--approver",
+            &hosp_org,
+            "--applicant",
+            &vendor_org,
+            "--minutes",
+            "30",
+        ],
+    )?;
+    let appr = appr["id"].as_str().context("approval id")?.to_string();
+    println!("  the hospital opened approval window {appr} for the vendor");
+    let (granted, why) = lab.apply("vendor", "hosp")?;
+    report.check(
+        granted,
+        &format!("vendor → hospital: granted inside the window {why}"),
+    );
+    wait_for(Duration::from_secs(10), || {
+        lab.has_connection("vendor", "hosp")
+    });
+    report.check(
+        lab.tcp("vendor", EQUIPMENT, MAINTENANCE_PORT),
+        &format!("vendor → {EQUIPMENT}:{MAINTENANCE_PORT}: open"),
+    );
+    report.check(
+        !lab.tcp("vendor", EQUIPMENT, 80),
+        &format!("vendor → {EQUIPMENT}:80: refused by the hospital's agent (not contracted)"),
+    );
+    report.check(
+        !lab.ping("vendor", &hosp_host),
+        "vendor → the hospital's other hosts: unreachable",
+    );
+    let t0 = Instant::now();
+    lab.admin_as(&cred, &["approval", "close", &appr])?;
+    let cut = time_until_cut(lab, "vendor", EQUIPMENT, t0, Duration::from_secs(5));
+    report.check(
+        cut.is_some_and(|d| d <= Duration::from_secs(2)),
+        &format!(
+            "window closed: the vendor's path is cut {}",
+            cut.map(|d| format!("{} ms after the change", d.as_millis()))
+                .unwrap_or_else(|| "— NOT within 5 s".into())
+        ),
+    );
+    report.check(
+        !lab.tcp("vendor", EQUIPMENT, MAINTENANCE_PORT),
+        "vendor → equipment after the window: refused",
+    );
+
+    step("Revocation cuts a live tunnel");
+    report.check(lab.ping("pharm", &hosp_host), "pharmacy ↔ hospital live");
+    let pharm_dev = lab.site("pharm").device.clone();
+    let t0 = Instant::now();
+    lab.admin(&[
+        "device",
+        "revoke",
+        &pharm_dev,
+        "--reason",
+        "demo: stolen device",
+    ])?;
+    let cut = time_until_cut(lab, "pharm", &hosp_host, t0, Duration::from_secs(5));
+    report.check(
+        cut.is_some_and(|d| d <= Duration::from_secs(2)),
+        &format!(
+            "pharmacy revoked: tunnel cut {}",
+            cut.map(|d| format!("{} ms after the revocation", d.as_millis()))
+                .unwrap_or_else(|| "— NOT within 5 s".into())
+        ),
+    );
+    report.check(
+        !lab.ping("pharm", &hosp_host),
+        "the revoked pharmacy stays out",
+    );
+
+    step("Audit");
+    let actions = lab.audit_actions()?;
+    for a in [
+        "connection.granted",
+        "connection.denied",
+        "approval.opened",
+        "approval.closed",
+        "connection.withdrawn",
+        "device.revoked",
+    ] {
+        report.check(actions.iter().any(|x| x == a), &format!("audit holds {a}"));
+    }
+    let v = lab.admin(&["audit", "verify"])?;
+    report.check(
+        v["ok"].as_bool() == Some(true),
+        &format!("audit chain verifies ({} records)", v["records"]),
+    );
+    Ok(())
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let work = match &args.work {
+        Some(w) => w.clone(),
+        None => std::env::temp_dir().join(format!("dodvpn-demo-{}", std::process::id())),
+    };
+    let keep = args.keep || args.work.is_some();
+    println!("dodvpn demo: a DOD-VPN on one machine (TR §9). Ctrl-C stops it and removes everything it made.");
+    let lab = tokio::task::spawn_blocking({
+        let work = work.clone();
+        move || Lab::build(work, SITES)
+    })
+    .await??;
+    let cleanup = lab.clone();
+    let mut lab2 = lab.clone();
+    let args2 = args.clone();
+    let scenario = tokio::task::spawn_blocking(move || {
+        let mut report = Report::default();
+        let r = scenario(&mut lab2, &args2, &mut report);
+        (r, report)
+    });
+    let outcome = tokio::select! {
+        r = scenario => Some(r?),
+        _ = crate::shutdown_signal() => None,
+    };
+    let Some((r, report)) = outcome else {
+        println!("\nstopping: removing namespaces and processes");
+        cleanup.cleanup(keep);
+        return Ok(());
+    };
+    println!(
+        "\n{} checks passed, {} failed",
+        report.passed,
+        report.failed.len()
+    );
+    for f in &report.failed {
+        println!("  failed: {f}");
+    }
+    if let Err(e) = &r {
+        println!("the demo stopped early: {e:#}");
+    }
+    println!("audit log: `dodvpn admin audit list` against {} (database {}/center/center.db); API description at {}/openapi.json",
+        lab.center_url, work.display(), lab.center_url);
+    if !args.exit && r.is_ok() {
+        println!("everything stays up for you to explore (e.g. `ip netns exec {} ping {}`); Ctrl-C to stop", lab.site("clinic").ns, lab.site("hosp").host());
+        crate::shutdown_signal().await;
+    }
+    cleanup.cleanup(keep);
+    if keep {
+        println!("kept {}", work.display());
+    }
+    r?;
+    if !report.failed.is_empty() {
+        anyhow::bail!(
+            "{} of {} checks failed",
+            report.failed.len(),
+            report.passed + report.failed.len()
+        );
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! `dodvpn`: one binary for the centre, the device agent and the administrator CLI.
 
 mod admin;
+mod demo;
 mod keystore;
 mod output;
 
@@ -38,6 +39,10 @@ enum Cmd {
     /// Static IPsec connections (IKEv2 + ESP, userspace over TUN + UDP) from a TOML
     /// file; `dodvpn tunnel status` lists the SAs with their counters.
     Tunnel(TunnelArgs),
+    /// The TR §9 network on this machine (as root): a centre and six sites in network
+    /// namespaces, enrolled for real, showing on-demand tunnels, group isolation, a vendor
+    /// maintenance window and a revocation, with live progress. Ctrl-C cleans up.
+    Demo(demo::DemoArgs),
     /// The VPN device agent.
     Agent {
         #[command(subcommand)]
@@ -214,6 +219,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Agent { cmd } => run_agent(cmd).await,
         Cmd::Tunnel(t) => run_tunnel(t).await,
+        Cmd::Demo(a) => demo::run(a).await,
     }
 }
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use dodvpn_dataplane::{
-    Dataplane, DataplaneConfig, Event as DpEvent, EventSink, InboundEntry, OutboundEntry,
-    SpdAction, TunConfig, UdpConfig,
+    Dataplane, DataplaneConfig, Event as DpEvent, EventSink, FlowRule, InboundEntry, OutboundEntry,
+    PacketFilter, SpdAction, TunConfig, UdpConfig,
 };
 use dodvpn_esp::{InboundSa, OutboundSa};
 use dodvpn_ike::{ChildSaInfo, Endpoint, Event, SaId};
@@ -47,6 +47,10 @@ pub struct ConnSpec {
     /// Delete child SAs idle this long, then the IKE SA ("0s" = never).
     pub idle_timeout: Duration,
     pub ike: dodvpn_ike::Config,
+    /// Services allowed through this connection's child SAs (R-DP-7); empty = all.
+    /// Every child SA also drops decrypted packets outside its own traffic selectors,
+    /// so nothing transits from one peer to another (TR 8.1 d).
+    pub rules: Vec<FlowRule>,
 }
 
 /// A session is one IKE SA; both ends name it by its SPI pair, so their reports meet
@@ -253,6 +257,7 @@ impl Daemon {
                     start: c.start,
                     idle_timeout: c.idle_timeout,
                     ike: crate::peer::ike_config(c, cfg.natt_port)?,
+                    rules: Vec::new(),
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -718,7 +723,13 @@ impl Daemon {
         // until it is deleted. Outbound moves to the new SA at once when we started the
         // rekey (the peer already has its inbound SA); when the peer did, only once the
         // old SA is deleted (see `uninstall`), unless nothing protects the nets yet.
-        let inbound = self.dp.install_inbound(inbound);
+        let local_nets: Vec<IpNet> = info.local_ts.iter().flat_map(|t| t.to_nets()).collect();
+        let filter = Arc::new(PacketFilter::new(
+            local_nets,
+            remote_nets.clone(),
+            c.cfg.rules.clone(),
+        ));
+        let inbound = self.dp.install_inbound_filtered(inbound, filter.clone());
         let protected = |n: &IpNet| {
             matches!(self.dp.tables().load().spd.get(n), Some(SpdAction::Protect(e))
                 if c.children.iter().any(|ch| Arc::ptr_eq(e, &ch.outbound)))
@@ -727,7 +738,9 @@ impl Daemon {
         let outbound = if switch {
             let mut nets = remote_nets.iter();
             let first = nets.next().expect("checked");
-            let outbound = self.dp.install_outbound(*first, outbound, peer);
+            let outbound =
+                self.dp
+                    .install_outbound_filtered(*first, outbound, peer, filter.clone());
             for n in nets {
                 self.dp
                     .tables()
@@ -735,7 +748,7 @@ impl Daemon {
             }
             outbound
         } else {
-            Arc::new(OutboundEntry::new(outbound, peer))
+            Arc::new(OutboundEntry::with_filter(outbound, peer, Some(filter)))
         };
         if let Some(old) = info.rekey_of {
             for ch in c.children.iter_mut().filter(|ch| ch.local_spi == old) {
