@@ -348,6 +348,41 @@ async fn both_ends_report_under_one_session_id(backend: Backend) {
         "{text}"
     );
 
+    // Another organisation's administrator sees none of it; the own one does.
+    let other = c.org("Lab", "lab");
+    let cred = tempfile::NamedTempFile::new().unwrap();
+    c.admin_ok(&[
+        "org",
+        "admin",
+        &other,
+        "--out",
+        cred.path().to_str().unwrap(),
+    ]);
+    let listed = c
+        .admin_as(cred.path(), &["session", "list", "--all"])
+        .unwrap();
+    assert!(ids(&listed).is_empty());
+    let e = c
+        .admin_as(cred.path(), &["session", "show", &sid])
+        .unwrap_err();
+    assert!(e.contains("404"), "{e}");
+    let e = c
+        .admin_as(cred.path(), &["session", "cut", &sid])
+        .unwrap_err();
+    assert!(e.contains("404"), "{e}");
+    let own = tempfile::NamedTempFile::new().unwrap();
+    c.admin_ok(&[
+        "org",
+        "admin",
+        &a.org,
+        "--out",
+        own.path().to_str().unwrap(),
+    ]);
+    let listed = c
+        .admin_as(own.path(), &["session", "list", "--all"])
+        .unwrap();
+    assert_eq!(ids(&listed), vec![sid.clone()]);
+
     // Unknown ids: a clear 404, well formed or not.
     for bad in ["0000000000000001-0000000000000002", "nope"] {
         let e = c.admin(&["session", "show", bad]).unwrap_err();
