@@ -167,6 +167,17 @@ impl CenterClient {
             .with_context(|| format!("unexpected answer from the centre: {}", truncate(&text)))
     }
 
+    /// Report one of this device's sessions to the centre (R-AUD-2; needs the service
+    /// certificate). A report the centre already holds is accepted again without being
+    /// recorded twice, so a report may be retried freely.
+    pub async fn report_session(
+        &self,
+        report: &dodvpn_policy::SessionReport,
+    ) -> anyhow::Result<()> {
+        let _: serde_json::Value = self.post("/api/v1/device/sessions", report).await?;
+        Ok(())
+    }
+
     pub fn raw(&self) -> &reqwest::Client {
         &self.http
     }

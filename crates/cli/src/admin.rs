@@ -81,6 +81,9 @@ enum AdminCmd {
     /// Certificates: list and revoke.
     #[command(subcommand)]
     Cert(CertCmd),
+    /// Tunnel sessions as both ends report them (three-point audit); cut one.
+    #[command(subcommand)]
+    Session(SessionCmd),
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -291,6 +294,27 @@ enum CertCmd {
 }
 
 #[derive(Subcommand)]
+enum SessionCmd {
+    /// Live sessions (or all with --all).
+    List {
+        /// Include sessions that are down.
+        #[arg(long)]
+        all: bool,
+        /// Only sessions with this device at one end.
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// One session with both ends' reports side by side.
+    Show { id: String },
+    /// Cut a live session: both devices are told to drop it now (audited).
+    Cut {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCmd {
     List {
         #[arg(long, default_value_t = 0)]
@@ -454,6 +478,13 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
         AdminCmd::Cert(cmd) => match cmd {
             CertCmd::List { device } => c.get(&format!("/api/v1/certs?device={}", device.unwrap_or_default())).await?,
             CertCmd::Revoke { serial, reason } => c.post(&format!("/api/v1/certs/{serial}/revoke"), &json!({"reason": reason})).await?,
+        },
+        AdminCmd::Session(cmd) => match cmd {
+            SessionCmd::List { all, device } => {
+                c.get(&format!("/api/v1/sessions?all={all}&device={}", device.unwrap_or_default())).await?
+            }
+            SessionCmd::Show { id } => c.get(&format!("/api/v1/sessions/{id}")).await?,
+            SessionCmd::Cut { id, reason } => c.post(&format!("/api/v1/sessions/{id}/cut"), &json!({"reason": reason})).await?,
         },
         AdminCmd::Audit(cmd) => match cmd {
             AuditCmd::List { after, limit } => c.get(&format!("/api/v1/audit?after={after}&limit={limit}")).await?,

@@ -177,6 +177,10 @@ async fn openapi_describes_every_route() {
         "/api/v1/approvals",
         "/api/v1/grants",
         "/api/v1/audit/verify",
+        "/api/v1/device/sessions",
+        "/api/v1/sessions",
+        "/api/v1/sessions/{id}",
+        "/api/v1/sessions/{id}/cut",
         "/pki/crl/{tier}",
         "/pki/status/{serial}",
     ] {
@@ -191,6 +195,8 @@ async fn openapi_describes_every_route() {
         }
     }
     assert!(v["components"]["schemas"]["ErrorBody"].is_object());
+    assert!(v["components"]["schemas"]["SessionReport"].is_object());
+    assert!(v["components"]["schemas"]["SessionDetail"].is_object());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -60,6 +60,7 @@
 
 mod conninfo;
 mod service;
+pub mod session;
 mod window;
 
 pub use conninfo::{
@@ -69,6 +70,7 @@ pub use conninfo::{
 pub use service::{
     allows, intersect_services, normalize_services, union_services, PortRange, Proto, Service,
 };
+pub use session::{session_id, SessionEvent, SessionReport};
 pub use window::TimeWindow;
 
 use ipnet::IpNet;

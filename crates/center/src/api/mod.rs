@@ -7,6 +7,7 @@ mod audit;
 mod device;
 mod orgs;
 mod pki;
+mod sessions;
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ pub const MAX_BODY: usize = 64 * 1024;
         (name = "device", description = "Calls made by the VPN device itself over mutual TLS (steps i–k, push)"),
         (name = "policy", description = "Groups (provider policy), approvals and grants"),
         (name = "pki", description = "CA bundle, CRLs and certificate status (VA service)"),
+        (name = "sessions", description = "Tunnel sessions as both ends report them (three-point audit) and operator cut"),
         (name = "audit", description = "Hash-chained audit log")
     )
 )]
@@ -73,6 +75,10 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .routes(routes!(device::connect))
         .routes(routes!(device::whoami))
         .routes(routes!(device::my_certs))
+        .routes(routes!(sessions::report))
+        .routes(routes!(sessions::list))
+        .routes(routes!(sessions::get))
+        .routes(routes!(sessions::cut))
         .routes(routes!(pki::ca_bundle))
         .routes(routes!(pki::crl))
         .routes(routes!(pki::cert_status))
