@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use dodvpn_pki::KeyStore;
-use dodvpn_tunnel::daemon::SessionEvent;
+use dodvpn_policy::{SessionEvent as ReportKind, SessionReport};
+use dodvpn_tunnel::daemon::{Counts, SessionEvent};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -22,6 +23,49 @@ use crate::tunnels::{Changes, TunnelOptions, Tunnels, SERVICE_CA_FILE, SERVICE_C
 const CRL_REFRESH: Duration = Duration::from_secs(60);
 /// How often grants are checked for expiry.
 const EXPIRY_CHECK: Duration = Duration::from_secs(5);
+
+/// How often unsent session reports are retried, and how many are kept.
+const REPORT_RETRY: Duration = Duration::from_secs(5);
+const MAX_PENDING_REPORTS: usize = 10_000;
+
+/// The report the centre gets for a session event (three-point audit, TR A.1 c).
+fn session_report(ev: &SessionEvent, tunnels: &Mutex<Tunnels>) -> SessionReport {
+    let (conn, session, counts, event, reason) = match ev {
+        SessionEvent::Up { conn, session } => {
+            (conn, session, Counts::default(), ReportKind::Up, None)
+        }
+        SessionEvent::Down {
+            conn,
+            session,
+            counts,
+            reason,
+        } => (
+            conn,
+            session,
+            *counts,
+            ReportKind::Down,
+            Some(reason.clone()),
+        ),
+    };
+    SessionReport {
+        session_id: session.to_string(),
+        event,
+        peer_device_id: conn.clone(),
+        grant_ids: tunnels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .grants_for(conn),
+        bytes_in: counts.bytes_in,
+        bytes_out: counts.bytes_out,
+        packets_in: counts.packets_in,
+        packets_out: counts.packets_out,
+        at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+        reason,
+    }
+}
 
 /// Progress lines for the operator (printed by the CLI).
 pub type Say = Arc<dyn Fn(String) + Send + Sync>;
@@ -114,22 +158,52 @@ pub async fn run(
     let latest = Arc::new(Mutex::new(agent.state.clone()));
 
     let reporter = {
-        let say = say.clone();
+        let (say, client, tunnels) = (say.clone(), agent.client.clone(), tunnels.clone());
         tokio::spawn(async move {
-            while let Some(ev) = sessions_rx.recv().await {
-                match ev {
-                    SessionEvent::Up { conn, session } => {
-                        say(format!("session {session} to {conn}: up"))
+            // Reports wait here until the centre has taken them (it may be away).
+            let mut pending: std::collections::VecDeque<SessionReport> = Default::default();
+            loop {
+                let ev = if pending.is_empty() {
+                    sessions_rx.recv().await
+                } else {
+                    tokio::select! {
+                        ev = sessions_rx.recv() => ev,
+                        _ = tokio::time::sleep(REPORT_RETRY) => None,
                     }
-                    SessionEvent::Down {
-                        conn,
-                        session,
-                        counts,
-                        reason,
-                    } => say(format!(
-                        "session {session} to {conn}: down ({reason}); {} bytes in, {} bytes out",
-                        counts.bytes_in, counts.bytes_out
-                    )),
+                };
+                if let Some(ev) = ev {
+                    let report = session_report(&ev, &tunnels);
+                    match &ev {
+                        SessionEvent::Up { conn, session } => {
+                            say(format!("session {session} to {conn}: up"))
+                        }
+                        SessionEvent::Down {
+                            conn,
+                            session,
+                            counts,
+                            reason,
+                        } => say(format!(
+                            "session {session} to {conn}: down ({reason}); {} bytes in, {} bytes out",
+                            counts.bytes_in, counts.bytes_out
+                        )),
+                    }
+                    pending.push_back(report);
+                    if pending.len() > MAX_PENDING_REPORTS {
+                        pending.pop_front();
+                        say("too many unreported sessions: the oldest report was dropped".into());
+                    }
+                }
+                while let Some(r) = pending.front() {
+                    match client.report_session(r).await {
+                        Ok(()) => {
+                            pending.pop_front();
+                        }
+                        Err(e) if crate::client::refusal_code(&e).is_some() => {
+                            say(format!("the centre refused a session report: {e:#}"));
+                            pending.pop_front();
+                        }
+                        Err(_) => break, // unreachable: retry later
+                    }
                 }
             }
         })
@@ -174,6 +248,21 @@ pub async fn run(
             }
             Update::PolicyChanged { seq } => say(format!("policy changed (event {seq})")),
             Update::Revoked => say("this device has been REVOKED: all tunnels go down".into()),
+            Update::SessionCut { session_id, reason } => {
+                let cut = tokio::task::block_in_place(|| {
+                    let t = tunnels.lock().unwrap_or_else(|p| p.into_inner());
+                    t.handle().cut(session_id)
+                });
+                match cut {
+                    Ok(true) => say(format!(
+                        "session {session_id} cut by an operator ({reason}): SAs deleted"
+                    )),
+                    Ok(false) => say(format!(
+                        "session {session_id} cut by an operator: not up here"
+                    )),
+                    Err(e) => say(format!("cannot cut session {session_id}: {e:#}")),
+                }
+            }
             Update::Other { seq, kind } => say(format!("event {seq}: {kind}")),
             Update::Disconnected { error, retry_in } => say(format!(
                 "centre unreachable ({error}); tunnels keep running; retrying in {retry_in:?}"

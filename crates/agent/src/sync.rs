@@ -75,6 +75,11 @@ pub enum Update {
         seq: i64,
     },
     Revoked,
+    /// An operator cut this session (`dodvpn admin session cut`).
+    SessionCut {
+        session_id: String,
+        reason: String,
+    },
     Other {
         seq: i64,
         kind: String,
@@ -212,6 +217,16 @@ impl Agent {
                 Update::Revoked
             }
             "policy_changed" => Update::PolicyChanged { seq: ev.seq },
+            "session_cut" => Update::SessionCut {
+                session_id: ev.payload["session_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                reason: ev.payload["reason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            },
             _ => Update::Other {
                 seq: ev.seq,
                 kind: ev.kind.clone(),

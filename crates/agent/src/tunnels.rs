@@ -222,6 +222,9 @@ pub struct Tunnels {
     revoked: Revoked,
     service_ca_pem: String,
     installed: BTreeMap<String, PeerPlan>,
+    /// Grants last installed per peer, kept after removal so a session that ends
+    /// because its grants went can still be reported under them.
+    last_grants: BTreeMap<String, Vec<String>>,
 }
 
 /// What one reconcile did, for progress output.
@@ -303,6 +306,7 @@ impl Tunnels {
             revoked,
             service_ca_pem,
             installed: BTreeMap::new(),
+            last_grants: BTreeMap::new(),
         })
     }
 
@@ -317,6 +321,14 @@ impl Tunnels {
     /// Replace the revocation list (already verified under the service CA).
     pub fn set_revoked(&self, serials: impl IntoIterator<Item = u64>) {
         *self.revoked.write().unwrap_or_else(|p| p.into_inner()) = serials.into_iter().collect();
+    }
+
+    /// The grants an installed connection to this peer device carries.
+    pub fn grants_for(&self, peer_device: &str) -> Vec<String> {
+        self.last_grants
+            .get(peer_device)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn service_ca_pem(&self) -> &str {
@@ -363,6 +375,10 @@ impl Tunnels {
             } else {
                 changes.added.push(p.peer_device.clone());
             }
+            self.last_grants.insert(
+                p.peer_device.clone(),
+                p.grants.iter().map(|(g, _)| g.clone()).collect(),
+            );
             self.installed.insert(p.peer_device.clone(), p);
         }
         Ok(changes)

@@ -836,6 +836,60 @@ pub fn scenario(lab: &mut Lab, args: &DemoArgs, report: &mut Report) -> anyhow::
         "…and back on demand at the next packet",
     );
 
+    step("Three-point audit: both ends report the session to the centre under one id");
+    let hosp_dev = lab.site("hosp").device.clone();
+    let clinic_dev = lab.site("clinic").device.clone();
+    let both_ends = |v: &Value| {
+        v["ends"].as_array().is_some_and(|e| {
+            let who: Vec<&str> = e.iter().filter_map(|x| x["device_id"].as_str()).collect();
+            who.contains(&hosp_dev.as_str()) && who.contains(&clinic_dev.as_str())
+        })
+    };
+    lab.ping("clinic", &hosp_host);
+    let mut live = None;
+    wait_for(Duration::from_secs(5), || {
+        live = lab
+            .admin(&["session", "list", "--device", &clinic_dev])
+            .ok()
+            .and_then(|v| v.as_array().and_then(|a| a.last().cloned()))
+            .and_then(|s| s["id"].as_str().map(String::from))
+            .and_then(|id| {
+                lab.admin(&["session", "show", &id])
+                    .ok()
+                    .filter(both_ends)
+                    .map(|_| id)
+            });
+        live.is_some()
+    });
+    report.check(
+        live.is_some(),
+        "clinic ↔ hospital session: reported up by both ends, one session id",
+    );
+    if let Some(id) = live {
+        lab.admin(&["session", "cut", &id, "--reason", "demo: operator cut"])?;
+        let gone = wait_for(Duration::from_secs(3), || {
+            ["clinic", "hosp"].iter().all(|k| {
+                lab.tunnel_status(k)
+                    .is_ok_and(|v| !v.to_string().contains(&id))
+            })
+        });
+        report.check(
+            gone.is_some(),
+            &format!("operator cut session {id}: SAs deleted at both ends"),
+        );
+        let downs = wait_for(Duration::from_secs(5), || {
+            lab.admin(&["session", "show", &id]).is_ok_and(|v| {
+                v["ends"]
+                    .as_array()
+                    .is_some_and(|e| e.len() == 2 && e.iter().all(|x| !x["down_at"].is_null()))
+            })
+        });
+        report.check(
+            downs.is_some(),
+            "both ends reported the cut session down, with their byte counts",
+        );
+    }
+
     step("Vendor maintenance window (TR §9.2): only the contracted equipment and port");
     let hosp_org = lab.site("hosp").org.clone();
     let cred = lab.work.join("hosp-admin.token");
@@ -925,6 +979,9 @@ pub fn scenario(lab: &mut Lab, args: &DemoArgs, report: &mut Report) -> anyhow::
         "approval.closed",
         "connection.withdrawn",
         "device.revoked",
+        "session.up",
+        "session.down",
+        "session.cut",
     ] {
         report.check(actions.iter().any(|x| x == a), &format!("audit holds {a}"));
     }

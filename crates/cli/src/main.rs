@@ -448,6 +448,9 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
                     }
                     PolicyChanged { seq } => println!("policy changed (event {seq})"),
                     Revoked => println!("this device has been REVOKED"),
+                    SessionCut { session_id, reason } => {
+                        println!("session {session_id} cut by an operator: {reason}")
+                    }
                     Other { seq, kind } => println!("event {seq}: {kind}"),
                     Disconnected { error, retry_in } => {
                         eprintln!("centre unreachable ({error}); retrying in {retry_in:?}")
