@@ -206,7 +206,10 @@ impl Lab {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<u32> {
-        let f = std::fs::File::create(self.work.join(log))?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.work.join(log))?;
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns])
             .args(args)
@@ -234,6 +237,16 @@ impl Lab {
         if let Some(pos) = o.children.iter().position(|(l, _)| l == log) {
             let (_, mut c) = o.children.remove(pos);
             terminate(&mut c);
+        }
+    }
+
+    /// Kill one process this lab started (by its log name) with SIGKILL: a crash.
+    pub fn kill9(&self, log: &str) {
+        let mut o = self.owned.lock().unwrap();
+        if let Some(pos) = o.children.iter().position(|(l, _)| l == log) {
+            let (_, mut c) = o.children.remove(pos);
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 
@@ -944,6 +957,51 @@ pub fn scenario(lab: &mut Lab, args: &DemoArgs, report: &mut Report) -> anyhow::
         !lab.tcp("vendor", EQUIPMENT, MAINTENANCE_PORT),
         "vendor → equipment after the window: refused",
     );
+
+    step("Resilience: the centre goes away, an agent crashes");
+    lab.stop("center.log");
+    println!("  centre stopped");
+    report.check(
+        lab.ping("clinic", &hosp_host),
+        "centre down: clinic → hospital still works",
+    );
+    wait_for(args.idle_timeout * 3 + Duration::from_secs(5), || {
+        lab.live_children("clinic") == 0
+    });
+    report.check(
+        lab.ping("clinic", &hosp_host),
+        "centre down: after idle teardown, on-demand setup still works for the grants held",
+    );
+    lab.kill9(&format!("agent-clinic.log"));
+    println!("  clinic's agent killed with SIGKILL");
+    lab.start_agent("clinic", args.idle_timeout)?;
+    let back = wait_for(Duration::from_secs(10), || lab.ping("clinic", &hosp_host));
+    report.check(back.is_some(), "agent restarted with the centre still down: its grants came back from the key store and the tunnel works");
+    lab.start_centre()?;
+    println!("  centre back");
+    let grant = lab
+        .admin(&[
+            "grant",
+            "list",
+            "--device",
+            &clinic_dev,
+            "--status",
+            "active",
+        ])?
+        .as_array()
+        .and_then(|a| a.first().cloned())
+        .and_then(|g| g["id"].as_str().map(String::from))
+        .context("clinic holds no active grant")?;
+    let t0 = Instant::now();
+    lab.admin(&[
+        "grant",
+        "withdraw",
+        &grant,
+        "--reason",
+        "demo: policy review",
+    ])?;
+    let cut = time_until_cut(lab, "clinic", &hosp_host, t0, Duration::from_secs(10));
+    report.check(cut.is_some(), &format!("agents resynchronised with the restarted centre: a grant withdrawn there cut the clinic's path {}", cut.map(|d| format!("{} ms later", d.as_millis())).unwrap_or_default()));
 
     step("Revocation cuts a live tunnel");
     report.check(lab.ping("pharm", &hosp_host), "pharmacy ↔ hospital live");
