@@ -972,7 +972,7 @@ pub fn scenario(lab: &mut Lab, args: &DemoArgs, report: &mut Report) -> anyhow::
         lab.ping("clinic", &hosp_host),
         "centre down: after idle teardown, on-demand setup still works for the grants held",
     );
-    lab.kill9(&format!("agent-clinic.log"));
+    lab.kill9("agent-clinic.log");
     println!("  clinic's agent killed with SIGKILL");
     lab.start_agent("clinic", args.idle_timeout)?;
     let back = wait_for(Duration::from_secs(10), || lab.ping("clinic", &hosp_host));

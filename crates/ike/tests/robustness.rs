@@ -17,16 +17,17 @@ fn established() -> (Pair, Vec<Vec<u8>>) {
     (p, real)
 }
 
-#[derive(Debug, PartialEq)]
-struct Snapshot(
-    Vec<(
-        u64,
-        State,
-        (u32, u32),
-        Vec<u32>,
-        Option<dodvpn_ike::keys::IkeKeys>,
-    )>,
+/// One SA as seen from outside: id, state, message ids, child SPIs, keys.
+type SaView = (
+    u64,
+    State,
+    (u32, u32),
+    Vec<u32>,
+    Option<dodvpn_ike::keys::IkeKeys>,
 );
+
+#[derive(Debug, PartialEq)]
+struct Snapshot(Vec<SaView>);
 
 fn snap(e: &Endpoint) -> Snapshot {
     Snapshot(
