@@ -193,8 +193,12 @@ impl Lab {
     }
 
     fn add_ns(&self, ns: &str) -> anyhow::Result<()> {
+        let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        if owned.done {
+            bail!("the demo is stopping");
+        }
         ip(&["netns", "add", ns])?;
-        self.owned.lock().unwrap().namespaces.push(ns.to_string());
+        owned.namespaces.push(ns.to_string());
         Ok(())
     }
 
@@ -1078,7 +1082,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let Some((r, report)) = outcome else {
         println!("\nstopping: removing namespaces and processes");
         cleanup.cleanup(keep);
-        return Ok(());
+        println!(
+            "stopped; nothing left behind{}",
+            if keep {
+                format!(" but {}", work.display())
+            } else {
+                String::new()
+            }
+        );
+        // The scenario thread cannot be interrupted mid-step; leave without it.
+        std::process::exit(130);
     };
     println!(
         "\n{} checks passed, {} failed",
