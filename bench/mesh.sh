@@ -46,6 +46,7 @@ PROBE="$HERE/mesh/probe.py"
 PASS="mesh-bench-keystore-passphrase"
 CENTRE=192.0.2.1
 URL="https://$CENTRE:8443"
+export DODVPN_KEYSTORE_PASSPHRASE="$PASS"   # the sites' key stores (provision, enrol, agent)
 
 ((PEERS * 2 < SITES)) || { echo "PEERS ($PEERS) must be < SITES/2 ($SITES)" >&2; exit 2; }
 ((SITES <= 240)) || { echo "SITES at most 240" >&2; exit 2; }
@@ -221,7 +222,6 @@ run_dodvpn() {
 
   say "dodvpn: starting $SITES agents (idle timeout $IDLE_TIMEOUT)"
   t0="$(now_ms)"
-  export DODVPN_KEYSTORE_PASSPHRASE="$PASS"
   for ((n = 1; n <= SITES; n++)); do
     DODVPN_LOG=warn NETNS_TAG=agent netns_spawn "$(ns_of "$n")" "$work/agent-$n.log" \
       "$BIN" agent run --keystore "$work/ks-$n" --control "$work/agent-$n.sock" --idle-timeout "$IDLE_TIMEOUT"
