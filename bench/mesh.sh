@@ -161,8 +161,8 @@ enrol_site() { # N : TR D.6 a-l for site N; writes work/site-N.env
   ip netns exec "$ns" "$BIN" agent enroll --keystore "$ks" --center "$URL" >/dev/null
   admin service start "$dev" >/dev/null
   admin group add mesh "$dev" >/dev/null
-  printf '%s\n' '{"inbound":[{"from":"*","services":["any"]}],"outbound":[{"to":"*","services":["any"]}]}' >"$work/policy.json"
-  admin policy set "$org" --file "$work/policy.json" >/dev/null
+  printf '%s\n' '{"inbound":[{"from":"*","services":["any"]}],"outbound":[{"to":"*","services":["any"]}]}' >"$work/policy-$n.json"
+  admin policy set "$org" --file "$work/policy-$n.json" >/dev/null
   echo "ORG=$org DEV=$dev" >"$work/site-$n.env"
 }
 dev_of() { sed -n 's/.*DEV=\([^ ]*\).*/\1/p' "$work/site-$1.env"; }
