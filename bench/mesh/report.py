@@ -128,7 +128,10 @@ def main():
         return "–" if x is None else f"{x:,.{nd}f}"
 
     def ratio(x, y):
-        return "–" if x is None or y in (None, 0) else f"{x / y:.2f}"
+        if x is None or y in (None, 0):
+            return "–"
+        r = x / y
+        return f"{r:.2f}" if r >= 0.1 else f"{r:.4f}"
 
     rows = [
         ("all pairs up, median of runs (ms)", g(d, "up", "all_up_ms_median"), g(n, "up", "all_up_ms_median")),
