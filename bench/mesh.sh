@@ -236,7 +236,7 @@ run_dodvpn() {
   PHASE[dodvpn_agents_start_s]="$(( $(now_ms) - t0 ))e-3"
   sleep 3
   rss_snapshot "$work/rss-dodvpn-nogrants.txt" "${AGENT_PID[@]}"
-  echo "$(rss_of "$CENTRE_PID")" >"$work/rss-centre.txt"
+  rss_snapshot "$work/rss-centre.txt" "$CENTRE_PID"
 
   say "dodvpn: $((SITES * PEERS)) connection applications (site i -> i+1..i+$PEERS)"
   t0="$(now_ms)"

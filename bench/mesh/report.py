@@ -137,7 +137,7 @@ def main():
         ("all pairs up, median of runs (ms)", g(d, "up", "all_up_ms_median"), g(n, "up", "all_up_ms_median")),
         ("per pair first reply p50 (ms)", g(d, "up", "per_pair_first_reply_ms", "p50"), g(n, "up", "per_pair_first_reply_ms", "p50")),
         ("per pair first reply p99 (ms)", g(d, "up", "per_pair_first_reply_ms", "p99"), g(n, "up", "per_pair_first_reply_ms", "p99")),
-        ("RSS per node, idle (KiB, median)", g(d, "memory", "agent_rss_kib_grants_installed", "p50"), g(n, "memory", "node_rss_kib_idle", "p50")),
+        ("RSS per node, no tunnels (KiB, median)", g(d, "memory", "agent_rss_kib_grants_installed", "p50"), g(n, "memory", "node_rss_kib_idle", "p50")),
         ("RSS per node, tunnels live (KiB, median)", g(d, "memory", "agent_rss_kib_tunnels_live", "p50"), g(n, "memory", "node_rss_kib_tunnels_live", "p50")),
         ("RSS per idle grant, both ends (KiB)", g(d, "memory", "per_idle_grant_kib"), None),
         ("RSS per live tunnel, both ends (KiB)", g(d, "memory", "per_live_tunnel_kib"), g(n, "memory", "per_live_tunnel_kib")),
