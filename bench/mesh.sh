@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/mesh.sh — a many-site mesh, dodvpn and nebula side by side (issue 4, performance).
 #
-#   sudo bash bench/mesh.sh                      # 50 sites x 5 peers = 250 pairs (~15 min on 2 cores)
+#   sudo bash bench/mesh.sh                      # 50 sites x 5 peers = 250 pairs (~4 min on 2 cores)
 #   SITES=6 PEERS=2 REPS=3 sudo -E bash bench/mesh.sh   # smoke run (~2 min)
 #
 # One run, in network namespaces on one bridge ("internet" 192.0.2.0/24):
