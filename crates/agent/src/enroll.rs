@@ -308,8 +308,11 @@ pub struct RouterEnrolled {
     pub fingerprint: String,
     /// The issued service certificate (PEM).
     pub certificate: String,
-    /// The service CA that issued it (PEM): the router's trust anchor for its peers.
+    /// The service CA that issued it (PEM): what the router's peers must chain to.
     pub service_ca: String,
+    /// The root CA above the service CA (PEM): IKE implementations such as strongSwan
+    /// want the chain up to a self-signed root.
+    pub root_ca: String,
     pub recovered: bool,
 }
 
@@ -385,6 +388,7 @@ pub async fn enroll_for_csr(
         fingerprint: info.fingerprint_sha256_hex,
         certificate,
         service_ca: bundle.service_ca,
+        root_ca: bundle.root,
         recovered,
     })
 }

@@ -131,10 +131,14 @@ enum AgentCmd {
         /// Where to write the issued service certificate (PEM) for the router.
         #[arg(long, requires = "csr")]
         cert_out: Option<PathBuf>,
-        /// Where to write the service CA certificate (PEM), the router's trust anchor for
-        /// its peers (default: service-ca.pem next to --cert-out).
+        /// Where to write the service CA certificate (PEM) that every peer's certificate
+        /// is issued by (default: service-ca.pem next to --cert-out).
         #[arg(long, requires = "csr")]
         ca_out: Option<PathBuf>,
+        /// Where to write the root CA certificate (PEM) above the service CA; strongSwan
+        /// needs the chain up to it (default: root-ca.pem next to the service CA).
+        #[arg(long, requires = "csr")]
+        root_out: Option<PathBuf>,
     },
     /// TR D.6 k: apply to connect to a peer device or to a group.
     Connect {
@@ -377,6 +381,7 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
             csr: Some(csr),
             cert_out: Some(cert_out),
             ca_out,
+            root_out,
         } => {
             let bytes = std::fs::read(&csr).with_context(|| {
                 format!("cannot read the certificate request {}", csr.display())
@@ -391,7 +396,12 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
             );
             let e = dodvpn_agent::enroll::enroll_for_csr(&center, store, &req).await?;
             let ca_out = ca_out.unwrap_or_else(|| cert_out.with_file_name("service-ca.pem"));
-            for (path, text) in [(&cert_out, &e.certificate), (&ca_out, &e.service_ca)] {
+            let root_out = root_out.unwrap_or_else(|| ca_out.with_file_name("root-ca.pem"));
+            for (path, text) in [
+                (&cert_out, &e.certificate),
+                (&ca_out, &e.service_ca),
+                (&root_out, &e.root_ca),
+            ] {
                 let tmp = path.with_extension("tmp");
                 std::fs::write(&tmp, text)
                     .with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -399,7 +409,7 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
             println!(
-                "enrolled: device {} service certificate serial {} fingerprint {}{}\n  certificate: {}\n  service CA:  {}\n  IKE identity: {}",
+                "enrolled: device {} service certificate serial {} fingerprint {}{}\n  certificate: {}\n  service CA:  {}\n  root CA:     {}\n  IKE identity: {}",
                 e.device_id,
                 e.serial,
                 e.fingerprint,
@@ -410,6 +420,7 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
                 },
                 cert_out.display(),
                 ca_out.display(),
+                root_out.display(),
                 e.identity
             );
             Ok(())

@@ -144,6 +144,8 @@ async fn a_router_enrols_from_its_own_request_and_gets_its_connection_info() {
     assert_eq!(info.dns_names, vec![format!("{router}.dodvpn")]);
     assert_eq!(info.tier, Some(dodvpn_pki::Tier::Service));
     let ca = std::fs::read_to_string(dir.join("service-ca.pem")).unwrap();
+    let root = std::fs::read_to_string(dir.join("root-ca.pem")).unwrap();
+    assert_eq!(root.trim(), c.ca_pem().trim(), "the root CA is written too");
     dodvpn_pki::validate(
         &pem_body(&pem),
         dodvpn_pki::Tier::Service,
