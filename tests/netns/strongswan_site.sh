@@ -118,8 +118,10 @@ g1="$(admin connection apply --from "$clinic" --to "$router" | jq -r '.outcomes[
 admin grant show "$g1" >"$work/grant1.json" || die "grant show"
 
 # swanctl.conf for the router, by hand from one or more grants' router-side connection
-# info: one IKE connection to the clinic, its child covering every grant's selectors;
-# the router initiates (trap) only if one of the grants makes it the initiator.
+# info: one IKE connection to the clinic, its child covering every grant's selectors.
+# A router with in-kernel IPsec would use start_action = trap where a grant makes it the
+# initiator; kernel-libipsec has no trap support (INTEROP-NOTES), so here the router
+# initiates with `swanctl --initiate` instead.
 write_swanctl() { # GRANT_JSON...
   local infos ts_l ts_r ike esp lid rid peer start
   infos="$(jq -s '[.[] | if .applicant_connection_info.info.local.device_id == "'"$router"'" then .applicant_connection_info.info else .target_connection_info.info end]' "$@")"
@@ -128,7 +130,6 @@ write_swanctl() { # GRANT_JSON...
   ts_l="$(jq -r '[.[].traffic_selectors.local[]] | unique | join(",")' <<<"$infos")"
   ts_r="$(jq -r '[.[].traffic_selectors.remote[]] | unique | join(",")' <<<"$infos")"
   ike="$(jq -r '.[0].ike_proposals | join(",")' <<<"$infos")" esp="$(jq -r '.[0].esp_proposals | join(",")' <<<"$infos")"
-  start="$(jq -r 'if any(.[]; .role != "responder") then "trap" else "none" end' <<<"$infos")"
   cat >"$ss/swanctl.conf" <<EOF
 # written by hand from \`dodvpn admin grant show\` (grants: $(jq -r '[.[].grant_id] | join(" ")' <<<"$infos"))
 connections {
@@ -156,7 +157,7 @@ connections {
         local_ts = $ts_l
         remote_ts = $ts_r
         esp_proposals = $esp
-        start_action = $start
+        start_action = none
       }
     }
   }
@@ -198,9 +199,21 @@ check "the session shows in 'dodvpn admin session list', reported up by the dodv
   test "$rc" = 0
 
 # ---------------------------------------------------------------- the router initiates
-# One-way grant: a new connection from the hospital side is not allowed in by the clinic.
-ip netns exec "$HOSP" ping -c1 -W2 -q -I "$HR_HOST" "$CL_HOST" >/dev/null 2>&1; rc=$?
-check "router → clinic with only the clinic's grant: refused (one-way grant)" test "$rc" != 0
+# One-way grant: the clinic's filter is stateless, so ICMP passes either way, but a TCP
+# connection from the hospital side (a SYN from the non-opener) is not let in.
+tcp_open() { # NS SRC DST PORT : can SRC open a TCP connection to DST:PORT (2 s)?
+  ip netns exec "$1" python3 -c "import socket,sys
+try:
+    socket.create_connection(('$3',$4),timeout=2,source_address=('$2',0)).close()
+except OSError: sys.exit(1)"
+}
+netns_spawn "$CLINIC" "$work/listen.log" timeout 300 python3 -c "import socket
+l=socket.socket(); l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); l.bind(('$CL_HOST',8080)); l.listen(16)
+while True: l.accept()[0].close()"
+netns_wait_for 5 ip netns exec "$CLINIC" sh -c "ss -ltn | grep -q '$CL_HOST:8080 '" || die "listener"
+tcp_open "$HOSP" "$HR_HOST" "$CL_HOST" 8080; rc=$?
+check "router host → clinic TCP with only the clinic's grant: refused (the grant is one-way; ICMP passes either way)" \
+  test "$rc" != 0
 # The provider applies on the router's behalf (it runs no agent): a second grant router → clinic.
 g2="$(admin connection apply --from "$router" --to "$clinic" | jq -r '.outcomes[0].grant_id')"
 [[ -n "$g2" && "$g2" != null ]] || die "router → clinic not granted"
@@ -212,10 +225,15 @@ swanctl_terminate "$ss" clinic 5
 swanctl_load "$ss" || die "swanctl reload"
 netns_wait_for 10 no_children || true
 mark="$(wc -l <"$ss/charon.log")"
-ip netns exec "$HOSP" ping -c3 -i0.3 -W5 -q -I "$HR_HOST" "$CL_HOST" >/dev/null 2>&1; rc=$?
-check "router → clinic: strongSwan's trap brings the tunnel up and the echo is answered" test "$rc" = 0
-check "this time the router initiated (charon: initiating IKE_SA)" \
-  sh -c "tail -n +$mark '$ss/charon.log' | grep -q 'initiating IKE_SA clinic'"
+swanctl_initiate "$ss" site 15; rc=$?
+check "router → clinic: strongSwan initiates and the clinic's agent accepts it as responder" test "$rc" = 0
+check "this time the router initiated (charon: initiating IKE_SA, clinic authenticated)" \
+  sh -c "tail -n +$mark '$ss/charon.log' | grep -q 'initiating IKE_SA clinic' &&
+         tail -n +$mark '$ss/charon.log' | grep -q \"authentication of '$clinic.dodvpn'.*successful\""
+ip netns exec "$HOSP" ping -c3 -i0.3 -W3 -q -I "$HR_HOST" "$CL_HOST" >/dev/null 2>&1; rc=$?
+check "router host → clinic: echo answered through the router-initiated tunnel" test "$rc" = 0
+tcp_open "$HOSP" "$HR_HOST" "$CL_HOST" 8080; rc=$?
+check "router host → clinic TCP connection now allowed (router → clinic grant)" test "$rc" = 0
 tcp_transfer "$HOSP" "$CLINIC" "$CL_HOST" "$HR_HOST" "$MB" "$work" 5003 >/dev/null 2>&1; rc=$?
 check "TCP router host → clinic, $MB MiB, sha256 equal on both ends" test "$rc" = 0
 
