@@ -227,3 +227,168 @@ pub async fn enroll(center: &str, store: Arc<dyn KeyStore>) -> anyhow::Result<En
         recovered,
     })
 }
+
+/// A PKCS#10 request made on a router (or any IKEv2 gateway) that keeps its own key.
+#[derive(Debug)]
+pub struct RouterCsr {
+    /// PEM, as the centre takes it (converted from DER if given so).
+    pub pem: String,
+    /// SubjectPublicKeyInfo (DER) of the router's key.
+    pub spki: Vec<u8>,
+    /// DNS names the request asks for (the centre decides the names; these are checked).
+    pub dns_names: Vec<String>,
+}
+
+/// Read and check a router's certificate request (PEM or DER): well formed and signed by
+/// the key it carries, so a bad file is refused here with a clear message rather than
+/// after a round trip to the centre.
+pub fn parse_router_csr(bytes: &[u8]) -> anyhow::Result<RouterCsr> {
+    use base64::Engine;
+    use x509_parser::certification_request::X509CertificationRequest;
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    use x509_parser::prelude::FromDer;
+
+    let der = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(bytes)
+            .map_err(|e| anyhow::anyhow!("the certificate request is not valid PEM: {e}"))?;
+        if pem.label != "CERTIFICATE REQUEST" && pem.label != "NEW CERTIFICATE REQUEST" {
+            bail!(
+                "the file holds a PEM '{}', not a CERTIFICATE REQUEST (make one with `pki --req` or `openssl req -new`)",
+                pem.label
+            );
+        }
+        pem.contents
+    } else {
+        bytes.to_vec()
+    };
+    let (rest, csr) = X509CertificationRequest::from_der(&der).map_err(|e| {
+        anyhow::anyhow!("the file is not a PKCS#10 certificate request (PEM or DER): {e}")
+    })?;
+    if !rest.is_empty() {
+        bail!("the certificate request has trailing bytes after it");
+    }
+    csr.verify_signature().map_err(|e| {
+        anyhow::anyhow!(
+            "the certificate request's signature does not verify with the key it carries: {e}"
+        )
+    })?;
+    let mut dns_names = Vec::new();
+    if let Some(exts) = csr.requested_extensions() {
+        for e in exts {
+            if let ParsedExtension::SubjectAlternativeName(san) = e {
+                for n in &san.general_names {
+                    if let GeneralName::DNSName(d) = n {
+                        dns_names.push(d.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let spki = csr.certification_request_info.subject_pki.raw.to_vec();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE REQUEST-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE REQUEST-----\n");
+    Ok(RouterCsr {
+        pem,
+        spki,
+        dns_names,
+    })
+}
+
+#[derive(Debug)]
+pub struct RouterEnrolled {
+    pub device_id: String,
+    /// The router's IKE identity (the DNS name in its service certificate).
+    pub identity: String,
+    pub serial: u64,
+    pub fingerprint: String,
+    /// The issued service certificate (PEM).
+    pub certificate: String,
+    /// The service CA that issued it (PEM): what the router's peers must chain to.
+    pub service_ca: String,
+    /// The root CA above the service CA (PEM): IKE implementations such as strongSwan
+    /// want the chain up to a self-signed root.
+    pub root_ca: String,
+    pub recovered: bool,
+}
+
+/// TR D.6 i–j for a device whose tier-2 key lives elsewhere, e.g. a standard IKEv2
+/// router: authenticate with the tier-1 certificate in `store` (as [`enroll`] does), but
+/// submit the router's own certificate request, so its key never leaves it. Step j is
+/// confirmed with the tier-1 certificate, since only the router can use the new one.
+/// Safe to re-run: a certificate issued for this request's key is fetched again.
+pub async fn enroll_for_csr(
+    center: &str,
+    store: Arc<dyn KeyStore>,
+    csr: &RouterCsr,
+) -> anyhow::Result<RouterEnrolled> {
+    let ca = ca_pem(store.as_ref())?;
+    if store.cert(Tier::Device)?.is_none() {
+        bail!("the key store holds no device certificate: the device provider must provision it first");
+    }
+    let tier1 = CenterClient::device(center, &ca, store.clone(), Tier::Device)?;
+    #[derive(Deserialize)]
+    struct WhoAmI {
+        device_id: String,
+    }
+    let who: WhoAmI = tier1.get("/api/v1/device/whoami").await?;
+    let identity = format!("{}.dodvpn", who.device_id);
+    if let Some(wrong) = csr.dns_names.iter().find(|d| **d != identity) {
+        bail!(
+            "the certificate request asks for the name '{wrong}', but this device's IKE identity is '{identity}': make the request with that name (e.g. `pki --req … --san {identity}`) or with none"
+        );
+    }
+    let (serial, certificate, recovered) = match tier1
+        .post::<_, CertIssued>(
+            "/api/v1/device/enroll",
+            &serde_json::json!({"csr": csr.pem}),
+        )
+        .await
+    {
+        Ok(issued) => (issued.serial, issued.certificate, false),
+        Err(e) if refusal_code(&e) == Some("already_enrolled") => {
+            let certs: Vec<CertRecord> = tier1.get("/api/v1/device/certs").await?;
+            let found = certs.iter().rev().find(|c| {
+                c.tier == "service"
+                    && c.revoked_ms.is_none()
+                    && pem_der(&c.certificate)
+                        .ok()
+                        .and_then(|d| dodvpn_pki::inspect(&d).ok())
+                        .is_some_and(|i| i.public_key_spki_der == csr.spki)
+            });
+            match found {
+                Some(c) => (c.serial, c.certificate.clone(), true),
+                None => bail!(
+                    "{e}; the service certificate it holds is for another key, not the one in this request (revoke it first to enrol a new key)"
+                ),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    let info = dodvpn_pki::inspect(&pem_der(&certificate)?)?;
+    if info.public_key_spki_der != csr.spki {
+        bail!("the centre returned a certificate for another key than the request's");
+    }
+    let bundle: CaBundle = tier1.get("/pki/ca").await?;
+    let _: serde_json::Value = tier1
+        .post(
+            "/api/v1/device/service-cert/installed",
+            &serde_json::json!({"fingerprint": info.fingerprint_sha256_hex}),
+        )
+        .await
+        .context("the certificate was issued, but confirming its installation (step j) failed; run the command again")?;
+    Ok(RouterEnrolled {
+        device_id: who.device_id,
+        identity,
+        serial,
+        fingerprint: info.fingerprint_sha256_hex,
+        certificate,
+        service_ca: bundle.service_ca,
+        root_ca: bundle.root,
+        recovered,
+    })
+}

@@ -273,6 +273,10 @@ enum GrantCmd {
         #[arg(long)]
         device: Option<String>,
     },
+    /// One grant with both ends' connection info (the ends your organisation owns):
+    /// identities, traffic selectors, services and proposals, e.g. to configure a
+    /// standard IKEv2 router by hand.
+    Show { id: String },
     Withdraw {
         id: String,
         #[arg(long)]
@@ -470,6 +474,7 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
                 c.get(&format!("/api/v1/grants?status={}&device={}", status.unwrap_or_default(), device.unwrap_or_default()))
                     .await?
             }
+            GrantCmd::Show { id } => c.get(&format!("/api/v1/grants/{id}")).await?,
             GrantCmd::Withdraw { id, reason } => {
                 c.post::<_, Value>(&format!("/api/v1/grants/{id}/withdraw"), &json!({"reason": reason})).await?;
                 json!({"withdrawn": id})

@@ -115,13 +115,30 @@ enum DeviceCmd {
 #[derive(Subcommand)]
 enum AgentCmd {
     /// TR D.6 i–j: authenticate with the device certificate and obtain a service
-    /// certificate for a separate tier-2 key.
+    /// certificate for a separate tier-2 key. With --csr, for a standard IKEv2 router
+    /// that keeps its own key: the router's certificate request is submitted instead and
+    /// the certificate written to --cert-out (the key store holds only the tier-1 key).
     Enroll {
         #[command(flatten)]
         ks: keystore::KeyStoreArgs,
         /// The centre's URL, e.g. https://centre.example:8443
         #[arg(long, env = "DODVPN_CENTER")]
         center: String,
+        /// A PKCS#10 certificate request (PEM or DER) made on the router, e.g. with
+        /// strongSwan `pki --req --type priv --in KEY --dn "CN=…" --san <device-id>.dodvpn`.
+        #[arg(long, requires = "cert_out")]
+        csr: Option<PathBuf>,
+        /// Where to write the issued service certificate (PEM) for the router.
+        #[arg(long, requires = "csr")]
+        cert_out: Option<PathBuf>,
+        /// Where to write the service CA certificate (PEM) that every peer's certificate
+        /// is issued by (default: service-ca.pem next to --cert-out).
+        #[arg(long, requires = "csr")]
+        ca_out: Option<PathBuf>,
+        /// Where to write the root CA certificate (PEM) above the service CA; strongSwan
+        /// needs the chain up to it (default: root-ca.pem next to the service CA).
+        #[arg(long, requires = "csr")]
+        root_out: Option<PathBuf>,
     },
     /// TR D.6 k: apply to connect to a peer device or to a group.
     Connect {
@@ -358,7 +375,57 @@ async fn shutdown_signal() {
 
 async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
     match cmd {
-        AgentCmd::Enroll { ks, center } => {
+        AgentCmd::Enroll {
+            ks,
+            center,
+            csr: Some(csr),
+            cert_out: Some(cert_out),
+            ca_out,
+            root_out,
+        } => {
+            let bytes = std::fs::read(&csr).with_context(|| {
+                format!("cannot read the certificate request {}", csr.display())
+            })?;
+            let req = dodvpn_agent::enroll::parse_router_csr(&bytes)
+                .with_context(|| format!("{} refused", csr.display()))?;
+            let store = ks.open()?;
+            eprintln!(
+                "enrolling the key of {} with {center} using the device certificate in {} …",
+                csr.display(),
+                store.describe()
+            );
+            let e = dodvpn_agent::enroll::enroll_for_csr(&center, store, &req).await?;
+            let ca_out = ca_out.unwrap_or_else(|| cert_out.with_file_name("service-ca.pem"));
+            let root_out = root_out.unwrap_or_else(|| ca_out.with_file_name("root-ca.pem"));
+            for (path, text) in [
+                (&cert_out, &e.certificate),
+                (&ca_out, &e.service_ca),
+                (&root_out, &e.root_ca),
+            ] {
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, text)
+                    .with_context(|| format!("cannot write {}", tmp.display()))?;
+                std::fs::rename(&tmp, path)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            println!(
+                "enrolled: device {} service certificate serial {} fingerprint {}{}\n  certificate: {}\n  service CA:  {}\n  root CA:     {}\n  IKE identity: {}",
+                e.device_id,
+                e.serial,
+                e.fingerprint,
+                if e.recovered {
+                    " (recovered after an interrupted run)"
+                } else {
+                    ""
+                },
+                cert_out.display(),
+                ca_out.display(),
+                root_out.display(),
+                e.identity
+            );
+            Ok(())
+        }
+        AgentCmd::Enroll { ks, center, .. } => {
             let store = ks.open()?;
             eprintln!(
                 "enrolling with {center} using the device certificate in {} …",

@@ -1476,6 +1476,70 @@ pub async fn list_grants(
     ))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct GrantDetail {
+    pub grant: GrantRecord,
+    /// The applicant's (initiator's) connection info, as signed and pushed to it; absent
+    /// when the caller's organisation does not own the applicant.
+    pub applicant_connection_info: Option<grants::SignedInfo>,
+    /// The target's (responder's) connection info; absent when the caller's organisation
+    /// does not own the target.
+    pub target_connection_info: Option<grants::SignedInfo>,
+}
+
+/// One grant with its connection info: what an operator needs to configure a device by
+/// hand that does not run the agent (e.g. a standard IKEv2 router). The provider sees
+/// both ends; an organisation's administrator only its own end(s).
+#[utoipa::path(get, path = "/api/v1/grants/{id}", tag = "policy", params(("id" = String, Path)),
+    responses((status = 200, body = GrantDetail), (status = 404, body = ErrorBody)))]
+pub async fn get_grant(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<GrantDetail>, ApiError> {
+    caller.require_admin()?;
+    let r = sqlx::query(
+        "SELECT g.id, g.applicant_device, g.target_device, g.status, g.version, g.not_after, g.end_reason, \
+         g.info_applicant, g.info_target, a.owner_org, t.owner_org FROM grants g \
+         JOIN devices a ON a.id = g.applicant_device JOIN devices t ON t.id = g.target_device WHERE g.id = $1",
+    )
+    .bind(&id)
+    .fetch_optional(&c.db.pool)
+    .await
+    .map_err(ApiError::db)?
+    .ok_or_else(|| ApiError::not_found(format!("no grant {id}")))?;
+    let (ao, to): (String, String) = (r.get(9), r.get(10));
+    let (see_a, see_t) = (
+        caller.require_org(&ao).is_ok(),
+        caller.require_org(&to).is_ok(),
+    );
+    if !see_a && !see_t {
+        return Err(ApiError::not_found(format!("no grant {id}")));
+    }
+    let info = |col: usize, visible: bool| -> Result<Option<grants::SignedInfo>, ApiError> {
+        if !visible {
+            return Ok(None);
+        }
+        let text: String = r.get(col);
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|_| ApiError::internal("stored connection info unreadable"))
+    };
+    Ok(Json(GrantDetail {
+        applicant_connection_info: info(7, see_a)?,
+        target_connection_info: info(8, see_t)?,
+        grant: GrantRecord {
+            id: r.get(0),
+            applicant_device: r.get(1),
+            target_device: r.get(2),
+            status: r.get(3),
+            version: r.get(4),
+            not_after: r.get(5),
+            end_reason: r.get(6),
+        },
+    }))
+}
+
 #[utoipa::path(post, path = "/api/v1/grants/{id}/withdraw", tag = "policy", params(("id" = String, Path)),
     request_body = Revoke, responses((status = 200), (status = 404, body = ErrorBody)))]
 pub async fn withdraw_grant(

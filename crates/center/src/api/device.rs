@@ -103,6 +103,10 @@ pub struct WhoAmI {
 }
 
 /// TR D.6 j: the device confirms, with the new service certificate itself, that it is installed.
+/// A device whose service key lives elsewhere (a standard IKEv2 router enrolled from its
+/// own certificate request, `dodvpn agent enroll --csr`) cannot use that certificate here,
+/// so the tier-1 certificate that requested it may confirm it too; the audit record says
+/// which tier confirmed.
 #[utoipa::path(post, path = "/api/v1/device/service-cert/installed", tag = "device", request_body = Installed,
     responses((status = 200, body = WhoAmI), (status = 403, body = ErrorBody)))]
 pub async fn service_cert_installed(
@@ -110,7 +114,10 @@ pub async fn service_cert_installed(
     caller: Caller,
     body: Result<Json<Installed>, JsonRejection>,
 ) -> Result<Json<WhoAmI>, ApiError> {
-    let dev = caller.device(Tier::Service)?.clone();
+    let dev = match caller.device(Tier::Device) {
+        Ok(d) => d.clone(),
+        Err(_) => caller.device(Tier::Service)?.clone(),
+    };
     let Json(body) = body?;
     let mut tx = c.db.begin_write().await?;
     let serial = confirm_installed(&mut tx, &dev.device_id, "service", &body.fingerprint).await?;
@@ -124,7 +131,7 @@ pub async fn service_cert_installed(
         &caller.actor(),
         "service_cert.installed",
         &dev.device_id,
-        serde_json::json!({"serial": serial, "step": "j"}),
+        serde_json::json!({"serial": serial, "step": "j", "confirmed_with": dev.tier.as_str()}),
     )
     .await?;
     tx.commit().await?;

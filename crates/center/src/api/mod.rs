@@ -67,6 +67,7 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .routes(routes!(admin::close_approval))
         .routes(routes!(admin::apply_connection))
         .routes(routes!(admin::list_grants))
+        .routes(routes!(admin::get_grant))
         .routes(routes!(admin::withdraw_grant))
         .routes(routes!(device::enroll))
         .routes(routes!(device::service_cert_installed))
