@@ -491,13 +491,8 @@ impl Daemon {
                         .is_some_and(|id| id.to_string() == session)
                 });
                 if let Some(i) = hit {
-                    let c = &mut self.conns[i];
-                    tracing::info!(conn = %c.cfg.name, %session, "operator cut: deleting IKE SA");
-                    c.child_wanted = false;
-                    if let Some(sa) = c.ike_sa {
-                        c.ep.delete_ike(now, sa);
-                    }
-                    self.flush(now);
+                    tracing::info!(conn = %self.conns[i].cfg.name, %session, "operator cut: deleting IKE SA");
+                    self.take_down(i, now, "cut by an operator");
                 }
                 let _ = done.try_send(hit.is_some());
             }
@@ -534,19 +529,38 @@ impl Daemon {
             return usize::MAX;
         }
         let mut n = 0;
-        for c in &mut self.conns {
-            if conn.is_some_and(|name| c.cfg.name != name) {
+        for i in 0..self.conns.len() {
+            if conn.is_some_and(|name| self.conns[i].cfg.name != name) {
                 continue;
             }
-            c.child_wanted = false;
-            if let Some(sa) = c.ike_sa {
-                tracing::info!(conn = %c.cfg.name, "operator: deleting IKE SA");
-                c.ep.delete_ike(now, sa);
+            if self.conns[i].ike_sa.is_some() {
+                tracing::info!(conn = %self.conns[i].cfg.name, "operator: deleting IKE SA");
+                self.take_down(i, now, "taken down by an operator");
                 n += 1;
             }
         }
-        self.flush(now);
         n
+    }
+
+    /// Delete a connection's IKE SA and take its child SAs out of the data plane at
+    /// once, without waiting for the peer's answer: traffic stops now. The connection
+    /// stays (traps re-armed), so a later packet may negotiate afresh.
+    fn take_down(&mut self, i: usize, now: Instant, why: &str) {
+        let c = &mut self.conns[i];
+        c.child_wanted = false;
+        let Some(sa) = c.ike_sa else {
+            return;
+        };
+        c.ep.delete_ike(now, sa);
+        let spis: Vec<u32> = c.children.iter().map(|ch| ch.local_spi).collect();
+        for spi in spis {
+            self.uninstall(i, spi, why);
+        }
+        self.session_down(i, why);
+        let c = &mut self.conns[i];
+        c.ike_sa = None;
+        c.established = false;
+        self.flush(now);
     }
 
     fn on_dataplane(&mut self, ev: DpEvent) {
