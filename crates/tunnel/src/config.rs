@@ -56,14 +56,29 @@ pub enum RsaSignature {
     Pss,
 }
 
+/// One `local_map` entry: `{ real = "10.2.0.0/24", visible = "100.64.1.0/24" }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapEntry {
+    pub real: IpNet,
+    pub visible: IpNet,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Connection {
     pub name: String,
     pub local_addr: IpAddr,
     pub remote_addr: IpAddr,
+    /// Our traffic selectors, as the peer sees them (the visible prefixes
+    /// where `local_map` maps a real one).
     pub local_subnets: Vec<IpNet>,
     pub remote_subnets: Vec<IpNet>,
+    /// Address mapping of our real prefixes (R-DP-8, overlapping site ranges):
+    /// outbound sources real → visible, inbound destinations visible → real.
+    /// IPv4, same prefix length.
+    #[serde(default)]
+    pub local_map: Vec<MapEntry>,
     /// Our identity: an FQDN ("site-a.example") or a DN ("CN=site-a").
     pub local_id: String,
     /// The identity the peer must prove; absent = whatever its certificate or PSK proves.
@@ -116,6 +131,10 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// `local_map` as (real, visible) pairs.
+    pub fn local_pairs(&self) -> Vec<(IpNet, IpNet)> {
+        self.local_map.iter().map(|m| (m.real, m.visible)).collect()
+    }
     /// (rekey time, hard lifetime) of child SAs; `None` = never.
     pub fn child_lifetimes(&self) -> (Option<Duration>, Option<Duration>) {
         lifetimes(self.rekey_time, self.life_time)
@@ -255,6 +274,9 @@ impl TunnelConfig {
                     "connection {:?}: local_subnets and remote_subnets must not be empty",
                     c.name
                 );
+            }
+            if let Err(e) = dodvpn_dataplane::NetMap::new(&c.local_pairs()) {
+                bail!("connection {:?}: local_map: {e}", c.name);
             }
             for (what, (rekey, life)) in [("", c.child_lifetimes()), ("ike_", c.ike_lifetimes())] {
                 if let (Some(r), Some(l)) = (rekey, life) {
