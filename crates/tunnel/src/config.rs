@@ -304,6 +304,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn local_map_is_parsed_and_checked() {
+        let conf = |map: &str| {
+            let cfg: TunnelConfig = toml::from_str(&format!(
+                r#"
+                [[connection]]
+                name = "h"
+                local_addr = "192.0.2.1"
+                remote_addr = "192.0.2.2"
+                local_subnets = ["100.64.1.0/24"]
+                remote_subnets = ["10.1.0.0/24"]
+                local_id = "a.test"
+                psk = "not a real secret"
+                local_map = [{map}]
+                "#
+            ))
+            .unwrap();
+            cfg
+        };
+        let ok = conf(r#"{ real = "10.2.0.0/24", visible = "100.64.1.0/24" }"#);
+        ok.check().unwrap();
+        assert_eq!(
+            ok.connections[0].local_pairs(),
+            vec![(
+                "10.2.0.0/24".parse().unwrap(),
+                "100.64.1.0/24".parse().unwrap()
+            )]
+        );
+        let err = conf(r#"{ real = "10.2.0.0/24", visible = "100.64.0.0/23" }"#)
+            .check()
+            .unwrap_err();
+        assert!(err.to_string().contains("local_map"), "{err}");
+        assert!(conf(r#"{ real = "fd00::/64", visible = "fd01::/64" }"#)
+            .check()
+            .is_err());
+    }
+
+    #[test]
     fn parses_a_full_connection_and_applies_defaults() {
         let cfg: TunnelConfig = toml::from_str(
             r#"
