@@ -128,6 +128,9 @@ pub struct PeerPlan {
     pub rules: Vec<FlowRule>,
     /// (grant id, version): what this plan was built from.
     pub grants: Vec<(String, u64)>,
+    /// Our (real, visible) prefixes where the centre mapped our subnets
+    /// (R-DP-8); `local_nets` and the rules' local hosts are visible ones.
+    pub local_map: Vec<(IpNet, IpNet)>,
 }
 
 /// Group the grants valid at `now` by peer device. Grants without a usable peer
@@ -161,12 +164,18 @@ pub fn plan(
                 esp_proposals: info.esp_proposals.clone(),
                 rules: Vec::new(),
                 grants: Vec::new(),
+                local_map: Vec::new(),
             });
+        for m in &info.local.mapping() {
+            if !p.local_map.contains(m) {
+                p.local_map.push(*m);
+            }
+        }
         p.rules.extend(rules_of(info));
         p.initiate |= matches!(info.role, Role::Initiator | Role::Both);
-        for n in &info.traffic_selectors.local {
-            if !p.local_nets.contains(n) {
-                p.local_nets.push(*n);
+        for n in local_selectors(info) {
+            if !p.local_nets.contains(&n) {
+                p.local_nets.push(n);
             }
         }
         for n in &info.traffic_selectors.remote {
@@ -185,6 +194,17 @@ pub fn plan(
         }
     }
     (plans, skipped)
+}
+
+/// Our selectors of `info` as the peer sees them. The centre already sends
+/// visible selectors (R-DP-8); one still inside a mapped real prefix is moved
+/// into its visible prefix, so the data plane's check after translation holds.
+fn local_selectors(info: &ConnectionInfo) -> Vec<IpNet> {
+    dodvpn_policy::mapping::to_visible(
+        &info.traffic_selectors.local,
+        &info.local.subnets,
+        &info.local.mapped_subnets,
+    )
 }
 
 /// One grant's services as rules: the initiator (applicant) opens connections to the
@@ -206,7 +226,7 @@ pub fn rules_of(info: &ConnectionInfo) -> Vec<FlowRule> {
             };
             let ports: Vec<(u16, u16)> = svc.ports.iter().map(|r| (r.start, r.end)).collect();
             let mut rule = FlowRule::service(*opener, proto, &ports);
-            rule.local_hosts = info.traffic_selectors.local.clone();
+            rule.local_hosts = local_selectors(info);
             rule.remote_hosts = info.traffic_selectors.remote.clone();
             out.push(rule);
         }
@@ -429,6 +449,67 @@ impl Tunnels {
             idle_timeout: self.opts.idle_timeout,
             ike,
             rules: p.rules.clone(),
+            local_map: p.local_map.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dodvpn_policy::{LocalEnd, PeerEnd, TrafficSelectors};
+
+    fn n(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn info(local_ts: &str, mapped: &[&str]) -> ConnectionInfo {
+        ConnectionInfo {
+            grant_id: "g1".into(),
+            version: 1,
+            issued_at: 0,
+            not_after: i64::MAX,
+            role: Role::Initiator,
+            local: LocalEnd {
+                device_id: "clinic".into(),
+                identity: "clinic.dodvpn".into(),
+                subnets: vec![n("10.2.0.0/24")],
+                mapped_subnets: mapped.iter().map(|s| n(s)).collect(),
+            },
+            peer: PeerEnd {
+                device_id: "hosp".into(),
+                org_id: "o".into(),
+                identity: "hosp.dodvpn".into(),
+                endpoint: Some("192.0.2.1".into()),
+                subnets: vec![n("10.1.0.0/24")],
+            },
+            traffic_selectors: TrafficSelectors {
+                local: vec![n(local_ts)],
+                remote: vec![n("10.1.0.0/24")],
+            },
+            services: vec!["tcp/443".parse().unwrap()],
+            ike_proposals: vec![],
+            esp_proposals: vec![],
+        }
+    }
+
+    #[test]
+    fn a_mapped_site_negotiates_and_filters_its_visible_prefix() {
+        // R-DP-8: the centre sends visible selectors; a real one (an older
+        // centre, or a host range inside the real prefix) is moved too.
+        for ts in ["100.64.1.0/24", "10.2.0.0/24"] {
+            let grants = BTreeMap::from([("g1".to_string(), info(ts, &["100.64.1.0/24"]))]);
+            let (plans, skipped) = plan(&grants, 1);
+            assert!(skipped.is_empty());
+            let p = &plans[0];
+            assert_eq!(p.local_map, vec![(n("10.2.0.0/24"), n("100.64.1.0/24"))]);
+            assert_eq!(p.local_nets, vec![n("100.64.1.0/24")]);
+            assert_eq!(p.rules[0].local_hosts, vec![n("100.64.1.0/24")]);
+        }
+        // Unmapped: nothing to translate, real selectors.
+        let grants = BTreeMap::from([("g1".to_string(), info("10.2.0.0/24", &[]))]);
+        let (plans, _) = plan(&grants, 1);
+        assert!(plans[0].local_map.is_empty());
+        assert_eq!(plans[0].local_nets, vec![n("10.2.0.0/24")]);
     }
 }

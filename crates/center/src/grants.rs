@@ -81,7 +81,7 @@ pub async fn load_party(
     device_id: &str,
 ) -> Result<(Party, SubscriberPolicy), ApiError> {
     let row = sqlx::query(
-        "SELECT d.id, d.owner_org, d.endpoint, d.subnets, o.kind, o.checksheet_passed, o.policy \
+        "SELECT d.id, d.owner_org, d.endpoint, d.subnets, o.kind, o.checksheet_passed, o.policy, d.mapped_subnets \
          FROM devices d JOIN orgs o ON o.id = d.owner_org WHERE d.id = $1",
     )
     .bind(device_id)
@@ -98,6 +98,7 @@ pub async fn load_party(
     let subnets: String = row.get(3);
     let kind: String = row.get(4);
     let policy: String = row.get(6);
+    let mapped: String = row.get(7);
     let party = Party {
         device_id: row.get(0),
         org_id: row.get(1),
@@ -107,6 +108,8 @@ pub async fn load_party(
         groups: groups.into_iter().collect::<BTreeSet<_>>(),
         subnets: serde_json::from_str(&subnets)
             .map_err(|_| ApiError::internal("stored subnets unreadable"))?,
+        mapped_subnets: serde_json::from_str(&mapped)
+            .map_err(|_| ApiError::internal("stored mapped subnets unreadable"))?,
         endpoint: row.get(2),
         checksheet_passed: row.get::<i64, _>(5) != 0,
         identity: service_identity(device_id),
@@ -400,8 +403,11 @@ pub async fn reevaluate(
                     None => true,
                     Some(old) => {
                         old.info.services != grant.services
-                            || old.info.traffic_selectors.remote != grant.target_hosts
-                            || old.info.traffic_selectors.local != grant.applicant_hosts
+                            || old.info.traffic_selectors.remote
+                                != pt.to_visible(&grant.target_hosts)
+                            || old.info.traffic_selectors.local
+                                != pa.to_visible(&grant.applicant_hosts)
+                            // A (re)mapping changes the visible selectors (R-DP-8).
                             || grant.not_after < old_not_after
                     }
                 };

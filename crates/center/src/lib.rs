@@ -12,6 +12,7 @@ pub mod error;
 pub mod grants;
 pub mod hub;
 pub mod init;
+pub mod mapping;
 pub mod server;
 
 use std::sync::Arc;

@@ -94,3 +94,10 @@ fn tr9_network_end_to_end() {
         assert!(stdout.contains(must), "missing check {must:?}:\n{stdout}");
     }
 }
+
+/// R-DP-8: two clinics with the same inside subnet reach one hospital and each other
+/// through address mapping (`local_map`), with real ICMP, TCP and UDP.
+#[test]
+fn overlapping_sites_reach_the_hospital_through_mapping() {
+    run("mapping_selftest.sh");
+}

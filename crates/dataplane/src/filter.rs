@@ -58,6 +58,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::netmap::NetMap;
+
 /// IANA protocol numbers the filter knows.
 pub mod proto {
     /// ICMP.
@@ -360,6 +362,7 @@ pub struct PacketFilter {
     c_local: Nets,
     c_remote: Nets,
     c_rules: Vec<Compiled>,
+    netmap: NetMap,
 }
 
 impl PacketFilter {
@@ -384,7 +387,24 @@ impl PacketFilter {
             local,
             remote,
             rules,
+            netmap: NetMap::default(),
         }
+    }
+
+    /// The same filter, for an SA whose site's real prefixes are seen by
+    /// the peer through `netmap` (R-DP-8): the data plane translates the
+    /// source of outbound packets (real → visible) *before* checking them,
+    /// and the destination of inbound packets (visible → real) *after*;
+    /// `local` and the rules' `local_hosts` are therefore visible prefixes.
+    pub fn with_netmap(mut self, netmap: NetMap) -> PacketFilter {
+        self.netmap = netmap;
+        self
+    }
+
+    /// The SA's address mapping (empty: none).
+    #[inline]
+    pub fn netmap(&self) -> &NetMap {
+        &self.netmap
     }
 
     /// Our nets (the local traffic selector).

@@ -14,6 +14,9 @@
 //!   sealing and after opening; refusals are counted as
 //!   [`DropReason::InboundSelector`], [`DropReason::InboundFiltered`],
 //!   [`DropReason::OutboundSelector`], [`DropReason::OutboundFiltered`].
+//! * [`NetMap`]: stateless 1:1 prefix translation (R-DP-8, overlapping site
+//!   ranges) carried by an SA's filter: outbound sources real → visible
+//!   before the filter, inbound destinations visible → real after it.
 //! * [`TrapQueue`]: packets waiting for an SA; an [`Event::Acquire`] asks the
 //!   IKE layer for one; [`Dataplane::install_outbound`] flushes them in order.
 //! * [`Dataplane`]: the worker threads (one TX worker per TUN queue:
@@ -26,6 +29,7 @@
 pub mod counters;
 pub mod demux;
 pub mod filter;
+pub mod netmap;
 pub mod sad;
 pub mod spd;
 pub mod trap;
@@ -49,6 +53,7 @@ use ipnet::IpNet;
 pub use counters::{DropCounters, DropReason, SaStats};
 pub use demux::{demux_udp4500, Demux, Event, IkeDatagram};
 pub use filter::{Direction, FlowRule, PacketFilter, Side, Verdict};
+pub use netmap::{NetMap, NetMapError};
 pub use sad::{InboundEntry, OutboundEntry, SaTables, Sad, Spd, SpdAction, Tables, Trap};
 pub use spd::{packet_dst, PrefixTable};
 pub use trap::{Pushed, TrapConfig, TrapQueue};
@@ -328,6 +333,7 @@ impl Dataplane {
                 return;
             }
             if let Some(f) = entry.filter() {
+                f.netmap().outbound(pkt);
                 let v = f.verdict(Direction::Outbound, pkt);
                 if let Some(r) = DropReason::from_verdict(Direction::Outbound, v) {
                     s.drops.inc(r);
@@ -457,13 +463,17 @@ fn tx_worker(s: &Shared, q: usize) {
         for i in 0..n {
             let len = sizes[i];
             let buf = &mut bufs[i];
-            let pkt = &buf[HEADROOM..HEADROOM + len];
-            let Some(dst) = packet_dst(pkt) else {
+            let Some(dst) = packet_dst(&buf[HEADROOM..HEADROOM + len]) else {
                 s.drops.inc(DropReason::NotIp);
                 continue;
             };
             match tables.outbound(dst) {
                 Some(SpdAction::Protect(e)) => {
+                    if let Some(f) = e.filter() {
+                        // R-DP-8: our real source becomes the visible one first.
+                        f.netmap().outbound(&mut buf[HEADROOM..HEADROOM + len]);
+                    }
+                    let pkt = &buf[HEADROOM..HEADROOM + len];
                     if let Some(f) = e.filter() {
                         let v = f.verdict(Direction::Outbound, pkt);
                         if let Some(r) = DropReason::from_verdict(Direction::Outbound, v) {
@@ -490,7 +500,7 @@ fn tx_worker(s: &Shared, q: usize) {
                 }
                 Some(SpdAction::Trap(t)) => {
                     let now = *now.get_or_insert_with(Instant::now);
-                    s.trap(t, pkt, dst, now);
+                    s.trap(t, &buf[HEADROOM..HEADROOM + len], dst, now);
                 }
                 Some(SpdAction::Discard) => s.drops.inc(DropReason::PolicyDiscard),
                 None => s.drops.inc(DropReason::NoSaOutbound),
@@ -590,6 +600,8 @@ fn rx_worker(s: &Shared, v6: bool) {
                                         s.drops.inc(r);
                                         continue;
                                     }
+                                    // R-DP-8: the visible destination back to our real one.
+                                    f.netmap().inbound(inner);
                                 }
                                 e.stats.record_at(1, inner.len() as u64, now_ns);
                                 let o = &mut outs[n_out];

@@ -1,7 +1,7 @@
 //! Connection info: what the centre signs and pushes to each end of a grant
 //! (R-POL-2, R-ENR-2: all IPsec parameters arrive online).
 
-use crate::{Grant, Party, Service};
+use crate::{mapping, Grant, Party, Service};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -32,8 +32,27 @@ pub struct LocalEnd {
     pub device_id: String,
     /// IKE identity of this device's service certificate.
     pub identity: String,
-    /// This site's own subnets.
+    /// This site's own subnets (real addresses).
     pub subnets: Vec<IpNet>,
+    /// Where the centre mapped this site's subnets because they overlap
+    /// another site's (R-DP-8): the visible prefix of each of `subnets`,
+    /// pairwise, same lengths (an unmapped one is repeated as it is). Peers
+    /// and the traffic selectors only know the visible prefixes; this end
+    /// translates. Absent (empty) = nothing mapped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mapped_subnets: Vec<IpNet>,
+}
+
+impl LocalEnd {
+    /// (real, visible) pairs that differ: what the data plane translates.
+    pub fn mapping(&self) -> Vec<(IpNet, IpNet)> {
+        self.subnets
+            .iter()
+            .zip(&self.mapped_subnets)
+            .filter(|(r, v)| r != v)
+            .map(|(r, v)| (*r, *v))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,12 +64,13 @@ pub struct PeerEnd {
     pub identity: String,
     pub endpoint: Option<String>,
     /// Only the peer's addresses covered by the grant; the rest of the peer's
-    /// network is not disclosed.
+    /// network is not disclosed. Visible addresses (R-DP-8).
     pub subnets: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// As negotiated in IKE: visible addresses on both sides (R-DP-8).
 pub struct TrafficSelectors {
     pub local: Vec<IpNet>,
     pub remote: Vec<IpNet>,
@@ -109,8 +129,10 @@ pub fn connection_info_pair(
     target: &Party,
     now: i64,
 ) -> (ConnectionInfo, ConnectionInfo) {
-    let one =
-        |role: Role, me: &Party, mine: &[IpNet], peer: &Party, theirs: &[IpNet]| ConnectionInfo {
+    // The grant names real addresses; each end's are shown as visible (R-DP-8).
+    let one = |role: Role, me: &Party, mine: &[IpNet], peer: &Party, theirs: &[IpNet]| {
+        let theirs = peer.to_visible(theirs);
+        ConnectionInfo {
             grant_id: grant_id.to_string(),
             version,
             issued_at: now,
@@ -120,22 +142,28 @@ pub fn connection_info_pair(
                 device_id: me.device_id.clone(),
                 identity: me.identity.clone(),
                 subnets: me.subnets.clone(),
+                mapped_subnets: if me.mapped_subnets.is_empty() {
+                    Vec::new()
+                } else {
+                    mapping::visible_subnets(&me.subnets, &me.mapped_subnets)
+                },
             },
             peer: PeerEnd {
                 device_id: peer.device_id.clone(),
                 org_id: peer.org_id.clone(),
                 identity: peer.identity.clone(),
                 endpoint: peer.endpoint.clone(),
-                subnets: theirs.to_vec(),
+                subnets: theirs.clone(),
             },
             traffic_selectors: TrafficSelectors {
-                local: mine.to_vec(),
-                remote: theirs.to_vec(),
+                local: me.to_visible(mine),
+                remote: theirs,
             },
             services: grant.services.clone(),
             ike_proposals: strings(DEFAULT_IKE_PROPOSALS),
             esp_proposals: strings(DEFAULT_ESP_PROPOSALS),
-        };
+        }
+    };
     (
         one(
             Role::Initiator,

@@ -59,6 +59,7 @@
 //! ```
 
 mod conninfo;
+pub mod mapping;
 mod service;
 pub mod session;
 mod window;
@@ -177,6 +178,11 @@ pub struct Party {
     /// The site's own address ranges behind the device.
     #[serde(default)]
     pub subnets: Vec<IpNet>,
+    /// The prefix each of `subnets` is known by to the peers (pairwise),
+    /// where the centre mapped it because it overlaps another site's
+    /// (R-DP-8, [`mapping`]); empty = nothing mapped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mapped_subnets: Vec<IpNet>,
     /// Outer address (host or host:port) where the device is reachable, if known.
     #[serde(default)]
     pub endpoint: Option<String>,
@@ -187,6 +193,14 @@ pub struct Party {
     /// certificate (group C).
     #[serde(default)]
     pub identity: String,
+}
+
+impl Party {
+    /// `hosts` inside this site's subnets, as its peers see them (visible
+    /// prefixes, R-DP-8).
+    pub fn to_visible(&self, hosts: &[IpNet]) -> Vec<IpNet> {
+        mapping::to_visible(hosts, &self.subnets, &self.mapped_subnets)
+    }
 }
 
 /// What the provider allows inside one group.

@@ -17,6 +17,7 @@ fn party(device: &str, org: &str, kind: OrgKind, groups: &[&str], subnet: &str) 
         org_kind: kind,
         groups: groups.iter().map(|g| g.to_string()).collect(),
         subnets: vec![net(subnet)],
+        mapped_subnets: Vec::new(),
         endpoint: Some(format!("{device}.example:4500")),
         checksheet_passed: true,
         identity: format!("CN={device}"),
@@ -926,4 +927,62 @@ fn canonical_bytes_are_stable_and_ordered() {
     let back: ConnectionInfo = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(back, ci);
     assert_eq!(back.canonical_bytes(), bytes);
+}
+
+#[test]
+fn mapped_sites_are_shown_by_their_visible_prefixes() {
+    // R-DP-8: the clinic's 10.4.0.0/24 also exists elsewhere; the centre
+    // mapped it to 100.64.1.0/24. The hospital also had its 10.1.0.0/16
+    // mapped (both ends of an overlap are), so its granted host moves too.
+    let mut w = world();
+    w.clinic.mapped_subnets = vec![net("100.64.1.0/24")];
+    let g = grant(run(
+        &w,
+        &w.clinic,
+        &w.clinic_policy,
+        &w.hospital,
+        &w.hospital_policy,
+        &[],
+        MON,
+    ));
+    assert_eq!(
+        g.applicant_hosts,
+        vec![net("10.4.0.0/24")],
+        "grants stay real"
+    );
+    let (ci_c, ci_h) = connection_info_pair("g1", 1, &g, &w.clinic, &w.hospital, MON);
+    assert_eq!(ci_c.local.subnets, vec![net("10.4.0.0/24")]);
+    assert_eq!(ci_c.local.mapped_subnets, vec![net("100.64.1.0/24")]);
+    assert_eq!(
+        ci_c.local.mapping(),
+        vec![(net("10.4.0.0/24"), net("100.64.1.0/24"))]
+    );
+    assert_eq!(ci_c.traffic_selectors.local, vec![net("100.64.1.0/24")]);
+    assert_eq!(ci_h.peer.subnets, vec![net("100.64.1.0/24")]);
+    assert_eq!(ci_h.traffic_selectors.remote, vec![net("100.64.1.0/24")]);
+    assert!(ci_h.local.mapped_subnets.is_empty());
+    let text = String::from_utf8(ci_h.canonical_bytes()).unwrap();
+    assert!(
+        !text.contains("mapped_subnets"),
+        "absent when unmapped: {text}"
+    );
+    let back: ConnectionInfo = serde_json::from_slice(&ci_c.canonical_bytes()).unwrap();
+    assert_eq!(back, ci_c);
+
+    // The hospital mapped too: a rule's host (real 10.1.5.20) keeps its offset.
+    w.hospital.mapped_subnets = vec![net("100.65.0.0/16")];
+    let g = grant(run(
+        &w,
+        &w.vendor,
+        &w.vendor_policy,
+        &w.hospital,
+        &w.hospital_policy,
+        &[maintenance_approval(&w, MON - H, MON + 2 * H)],
+        MON,
+    ));
+    let (ci_v, ci_h) = connection_info_pair("g2", 1, &g, &w.vendor, &w.hospital, MON);
+    assert_eq!(ci_v.traffic_selectors.remote, vec![net("100.65.5.20/32")]);
+    assert_eq!(ci_v.peer.subnets, vec![net("100.65.5.20/32")]);
+    assert_eq!(ci_h.traffic_selectors.local, vec![net("100.65.5.20/32")]);
+    assert_eq!(ci_h.local.subnets, vec![net("10.1.0.0/16")]);
 }

@@ -113,6 +113,7 @@ fn arb_party(id: &'static str) -> impl Strategy<Value = Party> {
             subnets: vec![format!("10.{net}.0.0/16")
                 .parse::<IpNet>()
                 .unwrap_or_else(|_| unreachable!())],
+            mapped_subnets: Vec::new(),
             endpoint: None,
             checksheet_passed: checksheet,
             identity: format!("CN=dev-{id}"),

@@ -56,14 +56,29 @@ pub enum RsaSignature {
     Pss,
 }
 
+/// One `local_map` entry: `{ real = "10.2.0.0/24", visible = "100.64.1.0/24" }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapEntry {
+    pub real: IpNet,
+    pub visible: IpNet,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Connection {
     pub name: String,
     pub local_addr: IpAddr,
     pub remote_addr: IpAddr,
+    /// Our traffic selectors, as the peer sees them (the visible prefixes
+    /// where `local_map` maps a real one).
     pub local_subnets: Vec<IpNet>,
     pub remote_subnets: Vec<IpNet>,
+    /// Address mapping of our real prefixes (R-DP-8, overlapping site ranges):
+    /// outbound sources real → visible, inbound destinations visible → real.
+    /// IPv4, same prefix length.
+    #[serde(default)]
+    pub local_map: Vec<MapEntry>,
     /// Our identity: an FQDN ("site-a.example") or a DN ("CN=site-a").
     pub local_id: String,
     /// The identity the peer must prove; absent = whatever its certificate or PSK proves.
@@ -116,6 +131,10 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// `local_map` as (real, visible) pairs.
+    pub fn local_pairs(&self) -> Vec<(IpNet, IpNet)> {
+        self.local_map.iter().map(|m| (m.real, m.visible)).collect()
+    }
     /// (rekey time, hard lifetime) of child SAs; `None` = never.
     pub fn child_lifetimes(&self) -> (Option<Duration>, Option<Duration>) {
         lifetimes(self.rekey_time, self.life_time)
@@ -256,6 +275,9 @@ impl TunnelConfig {
                     c.name
                 );
             }
+            if let Err(e) = dodvpn_dataplane::NetMap::new(&c.local_pairs()) {
+                bail!("connection {:?}: local_map: {e}", c.name);
+            }
             for (what, (rekey, life)) in [("", c.child_lifetimes()), ("ike_", c.ike_lifetimes())] {
                 if let (Some(r), Some(l)) = (rekey, life) {
                     if l <= r {
@@ -280,6 +302,43 @@ impl TunnelConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_map_is_parsed_and_checked() {
+        let conf = |map: &str| {
+            let cfg: TunnelConfig = toml::from_str(&format!(
+                r#"
+                [[connection]]
+                name = "h"
+                local_addr = "192.0.2.1"
+                remote_addr = "192.0.2.2"
+                local_subnets = ["100.64.1.0/24"]
+                remote_subnets = ["10.1.0.0/24"]
+                local_id = "a.test"
+                psk = "not a real secret"
+                local_map = [{map}]
+                "#
+            ))
+            .unwrap();
+            cfg
+        };
+        let ok = conf(r#"{ real = "10.2.0.0/24", visible = "100.64.1.0/24" }"#);
+        ok.check().unwrap();
+        assert_eq!(
+            ok.connections[0].local_pairs(),
+            vec![(
+                "10.2.0.0/24".parse().unwrap(),
+                "100.64.1.0/24".parse().unwrap()
+            )]
+        );
+        let err = conf(r#"{ real = "10.2.0.0/24", visible = "100.64.0.0/23" }"#)
+            .check()
+            .unwrap_err();
+        assert!(err.to_string().contains("local_map"), "{err}");
+        assert!(conf(r#"{ real = "fd00::/64", visible = "fd01::/64" }"#)
+            .check()
+            .is_err());
+    }
 
     #[test]
     fn parses_a_full_connection_and_applies_defaults() {

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use dodvpn_dataplane::{
-    Dataplane, DataplaneConfig, Event as DpEvent, EventSink, FlowRule, InboundEntry, OutboundEntry,
-    PacketFilter, SpdAction, TunConfig, UdpConfig,
+    Dataplane, DataplaneConfig, Event as DpEvent, EventSink, FlowRule, InboundEntry, NetMap,
+    OutboundEntry, PacketFilter, SpdAction, TunConfig, UdpConfig,
 };
 use dodvpn_esp::{InboundSa, OutboundSa};
 use dodvpn_ike::{ChildSaInfo, Endpoint, Event, SaId};
@@ -51,6 +51,11 @@ pub struct ConnSpec {
     /// Every child SA also drops decrypted packets outside its own traffic selectors,
     /// so nothing transits from one peer to another (TR 8.1 d).
     pub rules: Vec<FlowRule>,
+    /// Our real prefixes and the visible ones the peer knows them by (R-DP-8):
+    /// every child SA translates outbound sources real → visible and inbound
+    /// destinations visible → real. The IKE selectors (`ike.local_ts`) and the
+    /// rules' local hosts name the visible prefixes. IPv4; empty = no mapping.
+    pub local_map: Vec<(IpNet, IpNet)>,
 }
 
 /// A session is one IKE SA; both ends name it by its SPI pair, so their reports meet
@@ -258,6 +263,7 @@ impl Daemon {
                     idle_timeout: c.idle_timeout,
                     ike: crate::peer::ike_config(c, cfg.natt_port)?,
                     rules: Vec::new(),
+                    local_map: c.local_pairs(),
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -323,6 +329,8 @@ impl Daemon {
         // Our data plane carries ESP only inside UDP (R-DP-5: UDP 500/4500 only).
         spec.ike.force_encap = true;
         spec.ike.nat_t_port = self.natt_port;
+        NetMap::new(&spec.local_map)
+            .map_err(|e| anyhow::anyhow!("connection {:?}: local_map: {e}", spec.name))?;
         for net in &spec.remote_subnets {
             self.dp
                 .tun()
@@ -738,11 +746,16 @@ impl Daemon {
         // rekey (the peer already has its inbound SA); when the peer did, only once the
         // old SA is deleted (see `uninstall`), unless nothing protects the nets yet.
         let local_nets: Vec<IpNet> = info.local_ts.iter().flat_map(|t| t.to_nets()).collect();
-        let filter = Arc::new(PacketFilter::new(
-            local_nets,
-            remote_nets.clone(),
-            c.cfg.rules.clone(),
-        ));
+        let netmap = match NetMap::new(&c.cfg.local_map) {
+            Ok(m) => m,
+            Err(e) => {
+                return tracing::error!(conn = %c.cfg.name, error = %e, "cannot map addresses")
+            }
+        };
+        let filter = Arc::new(
+            PacketFilter::new(local_nets, remote_nets.clone(), c.cfg.rules.clone())
+                .with_netmap(netmap),
+        );
         let inbound = self.dp.install_inbound_filtered(inbound, filter.clone());
         let protected = |n: &IpNet| {
             matches!(self.dp.tables().load().spd.get(n), Some(SpdAction::Protect(e))

@@ -133,6 +133,10 @@ pub struct Device {
     pub endpoint: Option<String>,
     #[schema(value_type = Vec<String>)]
     pub subnets: Vec<IpNet>,
+    /// The prefix each of `subnets` is seen by at its peers, where the centre
+    /// mapped it because it overlaps another site's (R-DP-8); empty = none.
+    #[schema(value_type = Vec<String>)]
+    pub mapped_subnets: Vec<IpNet>,
     pub groups: Vec<String>,
     pub created_ms: i64,
 }
@@ -142,7 +146,7 @@ async fn load_device(
     id: &str,
 ) -> Result<Device, ApiError> {
     let r = sqlx::query(
-        "SELECT id, serial, model, owner_org, order_id, status, endpoint, subnets, created_ms FROM devices WHERE id = $1",
+        "SELECT id, serial, model, owner_org, order_id, status, endpoint, subnets, created_ms, mapped_subnets FROM devices WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(tx_or_pool)
@@ -150,6 +154,7 @@ async fn load_device(
     .map_err(ApiError::db)?
     .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
     let subnets: String = r.get(7);
+    let mapped: String = r.get(9);
     Ok(Device {
         id: r.get(0),
         serial: r.get(1),
@@ -159,6 +164,7 @@ async fn load_device(
         status: r.get(5),
         endpoint: r.get(6),
         subnets: serde_json::from_str(&subnets).unwrap_or_default(),
+        mapped_subnets: serde_json::from_str(&mapped).unwrap_or_default(),
         groups: vec![],
         created_ms: r.get(8),
     })
@@ -260,6 +266,11 @@ pub async fn register_device(
         serde_json::json!({"serial": body.serial, "model": body.model, "owner": body.owner_org, "order": body.order_id, "step": "c"}),
     )
     .await?;
+    // R-DP-8: a range another site also uses is mapped, on both devices.
+    let remapped = crate::mapping::remap(&mut tx, &caller.actor()).await?;
+    if !remapped.is_empty() {
+        grants::reevaluate(&c, &mut tx, &caller.actor(), Some(&remapped)).await?;
+    }
     let d = load_device(&mut *tx.tx, &id).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(d)))
@@ -352,11 +363,13 @@ pub async fn set_network(
     let d = device_for(&c, &caller, &id).await?;
     caller.require_org(&d.owner_org)?;
     let mut tx = c.db.begin_write().await?;
-    sqlx::query("UPDATE devices SET endpoint = $2, subnets = $3, updated_ms = $4 WHERE id = $1")
+    let mapped = crate::mapping::realigned(&mut tx, &id, &body.subnets).await?;
+    sqlx::query("UPDATE devices SET endpoint = $2, subnets = $3, updated_ms = $4, mapped_subnets = $5 WHERE id = $1")
         .bind(&id)
         .bind(&body.endpoint)
         .bind(serde_json::to_string(&body.subnets).unwrap_or_else(|_| "[]".into()))
         .bind(tx.now)
+        .bind(serde_json::to_string(&mapped).unwrap_or_else(|_| "[]".into()))
         .execute(&mut *tx.tx)
         .await
         .map_err(ApiError::db)?;
@@ -367,7 +380,11 @@ pub async fn set_network(
         serde_json::json!({"endpoint": body.endpoint, "subnets": body.subnets}),
     )
     .await?;
-    grants::reevaluate(&c, &mut tx, &caller.actor(), Some(&set_of([id.clone()]))).await?;
+    // R-DP-8: re-plan overlaps; grants of every device whose visible prefixes moved
+    // are re-issued with this one's.
+    let mut touched = crate::mapping::remap(&mut tx, &caller.actor()).await?;
+    touched.insert(id.clone());
+    grants::reevaluate(&c, &mut tx, &caller.actor(), Some(&touched)).await?;
     let d = load_device(&mut *tx.tx, &id).await?;
     tx.commit().await?;
     Ok(Json(with_groups(&c, d).await?))
