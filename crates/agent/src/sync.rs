@@ -23,6 +23,10 @@ use crate::sse::SseParser;
 
 pub const STATE_FILE: &str = "state.json";
 
+/// Longest wait between reconnection attempts: a centre back from an outage reaches
+/// every agent within this, so changes made then cut tunnels promptly.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SignedInfo {
     pub info: ConnectionInfo,
@@ -317,7 +321,7 @@ impl Agent {
                 &self.state,
             );
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(30));
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 }

@@ -140,6 +140,7 @@ fn info(
             device_id: "dev-me".into(),
             identity: "dev-me.dodvpn".into(),
             subnets: vec!["10.1.0.0/24".parse().unwrap()],
+            mapped_subnets: Vec::new(),
         },
         peer: PeerEnd {
             device_id: peer.into(),

@@ -1,5 +1,5 @@
 //! `dodvpn demo`: the TR §9 network on one machine. A centre on the embedded default
-//! (SQLite) and six sites, each in its own network namespace on a shared "internet"
+//! (SQLite) and seven sites (two of them on the same private range), each in its own network namespace on a shared "internet"
 //! bridge, enrolled through the real flow (TR D.6 a–l) with the real CLI. Then it shows,
 //! and checks, what the DOD-VPN is for: on-demand tunnels, group isolation, a vendor
 //! maintenance window, and a revocation cutting a live tunnel.
@@ -106,7 +106,7 @@ impl Lab {
     /// Create the bridge namespace (which also hosts the centre) and one namespace per site.
     pub fn build(
         work: PathBuf,
-        specs: &[(&'static str, &'static str, &'static str)],
+        specs: &[(&'static str, &'static str, &'static str, u8)],
     ) -> anyhow::Result<Lab> {
         if !nix_is_root() {
             bail!("the demo builds network namespaces and TUN devices: run it as root");
@@ -135,11 +135,11 @@ impl Lab {
         ])?;
         ip(&["-n", &lab.wan, "link", "set", "br0", "up"])?;
         ip(&["-n", &lab.wan, "link", "set", "lo", "up"])?;
-        for (i, (key, name, kind)) in specs.iter().enumerate() {
-            let n = i as u8 + 1;
+        for (i, (key, name, kind, n)) in specs.iter().enumerate() {
+            let n = *n;
             let ns = format!("{tag}-{key}");
             lab.add_ns(&ns)?;
-            let outer = Ipv4Addr::new(192, 0, 2, 10 + n);
+            let outer = Ipv4Addr::new(192, 0, 2, 11 + i as u8);
             let (a, b) = (format!("{tag}{key}"), "out0".to_string());
             let a: String = a.chars().take(15).collect();
             ip(&[
@@ -418,13 +418,15 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration
 }
 
 /// The six TR §9 sites: key, organisation name, kind.
-pub const SITES: &[(&str, &str, &str)] = &[
-    ("hosp", "Core Hospital", "hospital"),
-    ("clinic", "Clinic", "clinic"),
-    ("pharm", "Pharmacy", "pharmacy"),
-    ("lab", "Lab", "lab"),
-    ("vendor", "Equipment Vendor", "vendor"),
-    ("outsider", "Outsider", "clinic"),
+/// The second clinic uses the same private range as the first (TR D.7 c).
+pub const SITES: &[(&str, &str, &str, u8)] = &[
+    ("hosp", "Core Hospital", "hospital", 1),
+    ("clinic", "Clinic", "clinic", 2),
+    ("pharm", "Pharmacy", "pharmacy", 3),
+    ("lab", "Lab", "lab", 4),
+    ("vendor", "Equipment Vendor", "vendor", 5),
+    ("outsider", "Outsider", "clinic", 6),
+    ("clinic2", "Second Clinic", "clinic", 2),
 ];
 
 /// The vendor's contracted host inside the hospital, and its maintenance port.
@@ -701,13 +703,13 @@ pub fn scenario(lab: &mut Lab, args: &DemoArgs, report: &mut Report) -> anyhow::
         lab.work.display()
     );
 
-    step("Enrolling six sites through TR D.6 a–l (real CLI, real key stores)");
+    step("Enrolling seven sites through TR D.6 a–l (real CLI, real key stores); two clinics share 10.2.0.0/24");
     lab.enrol_all()?;
 
-    step("Groups and policies: A = hospital, lab, vendor; B = hospital, clinic, pharmacy; C = outsider");
+    step("Groups and policies: A = hospital, lab, vendor; B = hospital, both clinics, pharmacy; C = outsider");
     for (g, members) in [
         ("A", &["hosp", "lab", "vendor"][..]),
-        ("B", &["hosp", "clinic", "pharm"][..]),
+        ("B", &["hosp", "clinic", "pharm", "clinic2"][..]),
         ("C", &["outsider"][..]),
     ] {
         lab.admin(&["group", "create", g])?;
@@ -715,7 +717,7 @@ pub fn scenario(lab: &mut Lab, args: &DemoArgs, report: &mut Report) -> anyhow::
             lab.admin(&["group", "add", g, &lab.site(m).device])?;
         }
     }
-    for k in ["clinic", "pharm", "lab", "outsider"] {
+    for k in ["clinic", "pharm", "lab", "outsider", "clinic2"] {
         lab.set_policy(k, &open)?;
     }
     let vendor_org = lab.site("vendor").org.clone();
@@ -824,6 +826,63 @@ pub fn scenario(lab: &mut Lab, args: &DemoArgs, report: &mut Report) -> anyhow::
         sessions >= 3,
         &format!("hospital: {sessions} established IKE SAs (multi-session)"),
     );
+
+    step("Overlapping private ranges (TR D.7 c): both clinics are 10.2.0.0/24 inside");
+    let visible = |key: &str| -> Option<Ipv4Addr> {
+        let d = lab.admin(&["device", "show", &lab.site(key).device]).ok()?;
+        let net = d["mapped_subnets"][0].as_str()?.to_string();
+        let base: Ipv4Addr = net.split('/').next()?.parse().ok()?;
+        println!(
+            "  {:<14} inside {} is seen by its peers as {net}",
+            lab.site(key).name,
+            lab.site(key).subnet()
+        );
+        Some(Ipv4Addr::from(u32::from(base) + 1))
+    };
+    let (v1, v2) = (visible("clinic"), visible("clinic2"));
+    report.check(
+        v1.is_some() && v2.is_some() && v1 != v2,
+        "the centre gave the two clinics distinct visible prefixes",
+    );
+    let (granted, why) = lab.apply("clinic2", "hosp")?;
+    report.check(granted, &format!("second clinic → hospital: granted {why}"));
+    wait_for(Duration::from_secs(10), || {
+        lab.has_connection("clinic2", "hosp")
+    });
+    report.check(
+        lab.ping("clinic2", &hosp_host) && lab.tcp("clinic2", &hosp_host, 8080),
+        "second clinic (also 10.2.0.1 inside) → hospital: ICMP and TCP",
+    );
+    report.check(
+        lab.ping("clinic", &hosp_host),
+        "first clinic → hospital still works",
+    );
+    if let (Some(v1), Some(v2)) = (v1, v2) {
+        let hs = lab.site("hosp");
+        let ping = |to: Ipv4Addr| {
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &hs.ns,
+                    "ping",
+                    "-c1",
+                    "-W1",
+                    "-q",
+                    "-I",
+                    &hs.host(),
+                    &to.to_string(),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|st| st.success())
+        };
+        report.check(
+            ping(v1) && ping(v2),
+            &format!("hospital → {v1} and {v2}: each answered by its own clinic"),
+        );
+    }
 
     step("Isolation: no grant, no path");
     let lab_host = lab.site("lab").host();
@@ -963,6 +1022,16 @@ pub fn scenario(lab: &mut Lab, args: &DemoArgs, report: &mut Report) -> anyhow::
     );
 
     step("Resilience: the centre goes away, an agent crashes");
+    let connects = |lab: &Lab| -> Vec<usize> {
+        lab.sites
+            .iter()
+            .map(|s| {
+                std::fs::read_to_string(lab.work.join(format!("agent-{}.log", s.key)))
+                    .map(|t| t.matches("connected to the centre").count())
+                    .unwrap_or(0)
+            })
+            .collect()
+    };
     lab.stop("center.log");
     println!("  centre stopped");
     report.check(
@@ -981,8 +1050,22 @@ pub fn scenario(lab: &mut Lab, args: &DemoArgs, report: &mut Report) -> anyhow::
     lab.start_agent("clinic", args.idle_timeout)?;
     let back = wait_for(Duration::from_secs(10), || lab.ping("clinic", &hosp_host));
     report.check(back.is_some(), "agent restarted with the centre still down: its grants came back from the key store and the tunnel works");
+    let before = connects(lab);
     lab.start_centre()?;
-    println!("  centre back");
+    let back = wait_for(Duration::from_secs(15), || {
+        connects(lab)
+            .iter()
+            .zip(&before)
+            .all(|(now, then)| now > then)
+    });
+    report.check(
+        back.is_some(),
+        &format!(
+            "centre back: every agent reconnected{}",
+            back.map(|d| format!(" within {} ms", d.as_millis()))
+                .unwrap_or_default()
+        ),
+    );
     let grant = lab
         .admin(&[
             "grant",
