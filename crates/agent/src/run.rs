@@ -5,6 +5,7 @@
 //! With the centre away, the tunnels keep running from the connection info and CRL
 //! last stored in the key store, and on-demand setup still works for those grants.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ const EXPIRY_CHECK: Duration = Duration::from_secs(5);
 /// How often unsent session reports are retried, and how many are kept.
 const REPORT_RETRY: Duration = Duration::from_secs(5);
 const MAX_PENDING_REPORTS: usize = 10_000;
+/// Key-store file holding session reports the centre has not taken yet.
+const PENDING_REPORTS_FILE: &str = "pending-session-reports.json";
 
 /// The report the centre gets for a session event (three-point audit, TR A.1 c).
 fn session_report(ev: &SessionEvent, tunnels: &Mutex<Tunnels>) -> SessionReport {
@@ -159,9 +162,24 @@ pub async fn run(
 
     let reporter = {
         let (say, client, tunnels) = (say.clone(), agent.client.clone(), tunnels.clone());
+        let store = store.clone();
         tokio::spawn(async move {
-            // Reports wait here until the centre has taken them (it may be away).
-            let mut pending: std::collections::VecDeque<SessionReport> = Default::default();
+            // Reports wait here until the centre has taken them (it may be away); the
+            // queue is kept in the key store so a restart or a crash loses none.
+            let mut pending: VecDeque<SessionReport> = store
+                .get_file(PENDING_REPORTS_FILE)
+                .ok()
+                .flatten()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            let save = |pending: &VecDeque<SessionReport>| {
+                if let Err(e) = serde_json::to_vec(pending)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|b| Ok(store.put_file(PENDING_REPORTS_FILE, &b)?))
+                {
+                    tracing::warn!(error = %e, "cannot keep unsent session reports");
+                }
+            };
             loop {
                 let ev = if pending.is_empty() {
                     sessions_rx.recv().await
@@ -192,7 +210,9 @@ pub async fn run(
                         pending.pop_front();
                         say("too many unreported sessions: the oldest report was dropped".into());
                     }
+                    save(&pending);
                 }
+                let queued = pending.len();
                 while let Some(r) = pending.front() {
                     match client.report_session(r).await {
                         Ok(()) => {
@@ -204,6 +224,9 @@ pub async fn run(
                         }
                         Err(_) => break, // unreachable: retry later
                     }
+                }
+                if pending.len() != queued {
+                    save(&pending);
                 }
             }
         })

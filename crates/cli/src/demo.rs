@@ -1011,6 +1011,10 @@ pub fn scenario(lab: &mut Lab, args: &DemoArgs, report: &mut Report) -> anyhow::
             })
             .collect()
     };
+    let clinic_log = lab.work.join("agent-clinic.log");
+    let mark = std::fs::metadata(&clinic_log)
+        .map(|m| m.len() as usize)
+        .unwrap_or(0);
     lab.stop("center.log");
     println!("  centre stopped");
     report.check(
@@ -1024,6 +1028,21 @@ pub fn scenario(lab: &mut Lab, args: &DemoArgs, report: &mut Report) -> anyhow::
         lab.ping("clinic", &hosp_host),
         "centre down: after idle teardown, on-demand setup still works for the grants held",
     );
+    // Sessions that came and went while the centre was away: their reports wait in
+    // the key store, across the crash below.
+    let offline: Vec<String> = std::fs::read_to_string(&clinic_log)
+        .unwrap_or_default()
+        .get(mark..)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(": down ("))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .skip_while(|w| *w != "session")
+                .nth(1)
+                .map(String::from)
+        })
+        .collect();
     lab.kill9("agent-clinic.log");
     println!("  clinic's agent killed with SIGKILL");
     lab.start_agent("clinic", args.idle_timeout)?;
@@ -1044,6 +1063,24 @@ pub fn scenario(lab: &mut Lab, args: &DemoArgs, report: &mut Report) -> anyhow::
             back.map(|d| format!(" within {} ms", d.as_millis()))
                 .unwrap_or_default()
         ),
+    );
+    let delivered = !offline.is_empty()
+        && wait_for(Duration::from_secs(15), || {
+            offline.iter().all(|id| {
+                lab.admin(&["session", "show", id]).is_ok_and(|v| {
+                    v["ends"].as_array().is_some_and(|e| {
+                        e.iter().any(|x| {
+                            x["device_id"].as_str() == Some(clinic_dev.as_str())
+                                && !x["down_at"].is_null()
+                        })
+                    })
+                })
+            })
+        })
+        .is_some();
+    report.check(
+        delivered,
+        &format!("the clinic's reports of {} session(s) held while the centre was away, across its crash, reached the centre", offline.len()),
     );
     let grant = lab
         .admin(&[
