@@ -1000,6 +1000,32 @@ pub fn scenario(lab: &mut Lab, args: &DemoArgs, report: &mut Report) -> anyhow::
         "vendor → equipment after the window: refused",
     );
 
+    step("A policy narrowed: the hospital now accepts the lab for TCP 8080 only");
+    report.check(
+        lab.ping("lab", &hosp_host) && lab.tcp("lab", &hosp_host, 8080),
+        "lab → hospital: ICMP and TCP 8080 before",
+    );
+    let t0 = Instant::now();
+    lab.set_policy("hosp", &serde_json::json!({
+        "inbound": [
+            {"from": "group:B", "services": ["any"]},
+            {"from": "kind:lab", "services": ["tcp/8080"]},
+            {"from": format!("org:{vendor_org}"), "hosts": [format!("{EQUIPMENT}/32")], "services": [format!("tcp/{MAINTENANCE_PORT}")], "require_approval": true}
+        ],
+        "outbound": [{"to": "*", "services": ["any"]}]
+    }))?;
+    let cut = time_until_cut(lab, "lab", &hosp_host, t0, Duration::from_secs(5));
+    check_cut(
+        report,
+        cut,
+        "the lab's grant re-issued narrower: its ICMP is refused",
+        "the policy change",
+    );
+    report.check(
+        lab.tcp("lab", &hosp_host, 8080),
+        "lab → hospital TCP 8080 still works on the renegotiated tunnel",
+    );
+
     step("Resilience: the centre goes away, an agent crashes");
     let connects = |lab: &Lab| -> Vec<usize> {
         lab.sites
