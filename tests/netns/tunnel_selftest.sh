@@ -135,5 +135,35 @@ key = \"$RSACERTS/b.p8\"
 ca = \"$RSACERTS/ca.crt\"
 rsa_signature = \"pss\""
 
+# Dual stack inside: one connection carries the IPv4 and the IPv6 site networks (the outer
+# addresses stay IPv4). Both families cross the on-demand tunnel; traffic selectors of both
+# families are negotiated.
+run_dual_stack() {
+  local W; W="$(netns_workdir tun-dual)"
+  netns_pair dtadual dtbdual 1500 >/dev/null
+  ip -n dtadual addr add fd00:a::1/64 dev site0 nodad
+  ip -n dtbdual addr add fd00:b::1/64 dev site0 nodad
+  conf "$W/a.toml" dva "$W/a.sock" "$OUTER_A" "$OUTER_B" "$SITE_NET_A\", \"fd00:a::/64" "$SITE_NET_B\", \"fd00:b::/64" a.test b.test "$PSK" 30s
+  conf "$W/b.toml" dvb "$W/b.sock" "$OUTER_B" "$OUTER_A" "$SITE_NET_B\", \"fd00:b::/64" "$SITE_NET_A\", \"fd00:a::/64" b.test a.test "$PSK" 30s
+  netns_spawn dtadual "$W/a.log" env DODVPN_LOG=info "$DODVPN_BIN" tunnel --config "$W/a.toml"; local pa=$NETNS_LAST_PID
+  netns_spawn dtbdual "$W/b.log" env DODVPN_LOG=info "$DODVPN_BIN" tunnel --config "$W/b.toml"; local pb=$NETNS_LAST_PID
+  netns_wait_for 10 grep -q ready "$W/a.log" && netns_wait_for 10 grep -q ready "$W/b.log" \
+    || { result 1 "dual stack: daemons start" "$(tail -3 "$W/a.log" "$W/b.log")"; return; }
+  netns_exec dtadual ping -6 -c 3 -i 0.2 -W 2 -I fd00:a::1 fd00:b::1 >"$W/ping6.log" 2>&1
+  result $? "dual stack: IPv6 echo across the on-demand tunnel" "$(tail -2 "$W/ping6.log")"
+  grep -q "icmp_seq=1 " "$W/ping6.log"
+  result $? "dual stack: the first IPv6 packet, trapped on the second selector, was queued and delivered"
+  netns_exec dtadual ping -c 3 -i 0.2 -W 2 -I "$SITE_A" "$SITE_B" >/dev/null 2>&1
+  result $? "dual stack: IPv4 echo on the same connection"
+  local st; st="$("$DODVPN_BIN" tunnel status --control "$W/a.sock" --json)"
+  jq -e '[.connections[0].children[].remote[]] | (index("fd00:b::/64") != null) and (index("'"$SITE_NET_B"'") != null)' <<<"$st" >/dev/null
+  result $? "dual stack: the child SA's selectors hold both families" "$(jq -c '[.connections[0].children[].remote]' <<<"$st")"
+  netns_exec dtbdual ping -6 -c 2 -i 0.2 -W 2 -I fd00:b::1 fd00:a::1 >/dev/null 2>&1
+  result $? "dual stack: IPv6 echo from the responder's side"
+  netns_kill "$pa" "$pb"
+  netns_del dtadual dtbdual
+}
+run_dual_stack
+
 echo "$pass passed, $fail failed"
 [[ $fail == 0 ]]

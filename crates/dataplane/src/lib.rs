@@ -285,8 +285,7 @@ impl Dataplane {
 
     /// [`install_outbound`](Self::install_outbound) with a filter: packets
     /// must pass `filter` (in [`Direction::Outbound`]) before sealing, queued
-    /// trap packets included. To share the SA with more selectors, use
-    /// `tables().set_policy(net, SpdAction::Protect(entry))`.
+    /// trap packets included. To share the SA with more selectors, use [`Self::protect`].
     pub fn install_outbound_filtered(
         &self,
         selector: IpNet,
@@ -299,20 +298,26 @@ impl Dataplane {
 
     fn install_outbound_entry(&self, selector: IpNet, entry: OutboundEntry) -> Arc<OutboundEntry> {
         let entry = Arc::new(entry);
+        self.protect(selector, &entry);
+        entry
+    }
+
+    /// Protect one more selector with an installed outbound SA; packets waiting in a
+    /// trap on that selector are sent with it, as for the first one.
+    pub fn protect(&self, selector: IpNet, entry: &Arc<OutboundEntry>) {
         let trap = match self.shared.tables.load().spd.get(&selector) {
             Some(SpdAction::Trap(t)) => Some(t.clone()),
             _ => None,
         };
         if let Some(t) = &trap {
-            self.flush_trap(t, &entry);
+            self.flush_trap(t, entry);
         }
         self.shared
             .tables
             .set_policy(selector, SpdAction::Protect(entry.clone()));
         if let Some(t) = &trap {
-            self.flush_trap(t, &entry);
+            self.flush_trap(t, entry);
         }
-        entry
     }
 
     /// Remove the SPD entry for `selector` (SA or trap).

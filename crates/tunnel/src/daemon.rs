@@ -769,9 +769,7 @@ impl Daemon {
                 self.dp
                     .install_outbound_filtered(*first, outbound, peer, filter.clone());
             for n in nets {
-                self.dp
-                    .tables()
-                    .set_policy(*n, SpdAction::Protect(outbound.clone()));
+                self.dp.protect(*n, &outbound);
             }
             outbound
         } else {
