@@ -877,7 +877,7 @@ pub fn scenario(lab: &mut Lab, args: &DemoArgs, report: &mut Report) -> anyhow::
     );
     report.check(
         !lab.ping("pharm", &lab.site("clinic").host()),
-        "pharmacy → clinic: unreachable (no grant; the hospital never forwards between its peers)",
+        "pharmacy → clinic: unreachable (no grant between them)",
     );
 
     step("Idle: tunnels go down by themselves");
@@ -980,7 +980,9 @@ pub fn scenario(lab: &mut Lab, args: &DemoArgs, report: &mut Report) -> anyhow::
     );
     report.check(
         !lab.tcp("vendor", EQUIPMENT, 80),
-        &format!("vendor → {EQUIPMENT}:80: refused by the hospital's agent (not contracted)"),
+        &format!(
+            "vendor → {EQUIPMENT}:80: refused by the agents' service filters (not contracted)"
+        ),
     );
     report.check(
         !lab.ping("vendor", &hosp_host),

@@ -6,12 +6,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
-use dodvpn_agent::sse::SseParser;
 use dodvpn_policy::{session_id, SessionEvent, SessionReport};
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 macro_rules! both_backends {
@@ -489,47 +485,6 @@ async fn garbage_reports_are_refused_with_clear_codes() {
     assert_eq!(session_audit(&c, &sid).len(), 1);
 }
 
-/// Open a device's event stream; events arrive on the channel.
-async fn stream(site: &Site, c: &Centre) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
-    let resp = site
-        .tier2(c)
-        .request(reqwest::Method::GET, "/api/v1/device/events?since=0")
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        resp.status().is_success(),
-        "stream refused: {}",
-        resp.status()
-    );
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut p = SseParser::default();
-        let mut body = resp.bytes_stream();
-        while let Some(Ok(chunk)) = body.next().await {
-            for e in p.push(&chunk).unwrap() {
-                let v: Value = serde_json::from_str(&e.data).unwrap();
-                if tx.send(v).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    rx
-}
-
-async fn next_kind(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Value>, kind: &str) -> Value {
-    loop {
-        let v = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no {kind} event within 10 s"))
-            .expect("stream ended");
-        if v["kind"] == json!(kind) {
-            return v;
-        }
-    }
-}
-
 async fn cut_reaches_both_ends_and_is_audited(backend: Backend) {
     let c = Centre::start(backend);
     let (a, b, _x, grant) = setup(&c).await;
@@ -562,8 +517,8 @@ async fn cut_reaches_both_ends_and_is_audited(backend: Backend) {
         ))
         .await
         .unwrap();
-    let mut rx_a = stream(&a, &c).await;
-    let mut rx_b = stream(&b, &c).await;
+    let mut rx_a = stream(&a, &c, 0).await;
+    let mut rx_b = stream(&b, &c, 0).await;
     next_kind(&mut rx_a, "hello").await;
     next_kind(&mut rx_b, "hello").await;
 

@@ -62,7 +62,7 @@ fn strongswan_router_as_a_site() {
 /// TR §9 end to end (issue 4): `dodvpn demo --exit` builds a centre and six sites in
 /// namespaces, enrols them through D.6 a–l and checks, with real ICMP and TCP traffic
 /// and the centre's audit log: on-demand tunnels and idle teardown, multi-session at
-/// the hospital (§9.5), group isolation and no transit, the vendor's maintenance window
+/// the hospital (§9.5), group isolation, overlapping ranges, the vendor's maintenance window
 /// limited to the contracted host and port (§9.2), the three-point session audit and an
 /// operator cut, a centre outage and an agent crash, grant withdrawal and revocation
 /// cutting live tunnels within 2 s.

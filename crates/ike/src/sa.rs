@@ -554,6 +554,22 @@ impl IkeSa {
         self.send_raw(now, bytes);
     }
 
+    /// The suite and the SK_e / SK_a keys for messages we send (`ours`) or receive.
+    fn sk_keys(&self, ours: bool) -> Result<(IkeSuite, &[u8], &[u8]), Error> {
+        let suite = self
+            .suite
+            .ok_or_else(|| Error::Protocol("no keys".into()))?;
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or_else(|| Error::Protocol("no keys".into()))?;
+        Ok(if self.initiator == ours {
+            (suite, &keys.sk_ei, &keys.sk_ai)
+        } else {
+            (suite, &keys.sk_er, &keys.sk_ar)
+        })
+    }
+
     /// Encrypt `payloads` into an SK message (§3.14).
     fn encrypt(
         &self,
@@ -562,18 +578,7 @@ impl IkeSa {
         msg_id: u32,
         payloads: &[Payload],
     ) -> Result<Vec<u8>, Error> {
-        let suite = self
-            .suite
-            .ok_or_else(|| Error::Protocol("no keys".into()))?;
-        let keys = self
-            .keys
-            .as_ref()
-            .ok_or_else(|| Error::Protocol("no keys".into()))?;
-        let (ek, ak) = if self.initiator {
-            (&keys.sk_ei, &keys.sk_ai)
-        } else {
-            (&keys.sk_er, &keys.sk_ar)
-        };
+        let (suite, ek, ak) = self.sk_keys(true)?;
         let mut plain = Vec::new();
         let inner = emit_payload_chain(payloads, &mut plain)?;
         let header = IkeHeader::new(
@@ -599,18 +604,7 @@ impl IkeSa {
 
     /// Verify and decrypt an SK message from the peer.
     fn decrypt(&self, bytes: &[u8]) -> Result<Vec<Payload>, Error> {
-        let suite = self
-            .suite
-            .ok_or_else(|| Error::Protocol("no keys".into()))?;
-        let keys = self
-            .keys
-            .as_ref()
-            .ok_or_else(|| Error::Protocol("no keys".into()))?;
-        let (ek, ak) = if self.initiator {
-            (&keys.sk_er, &keys.sk_ar)
-        } else {
-            (&keys.sk_ei, &keys.sk_ai)
-        };
+        let (suite, ek, ak) = self.sk_keys(false)?;
         let loc = locate_encrypted(bytes)?;
         if loc.fragment.is_some() {
             return Err(Error::Protocol("IKE fragments not supported".into()));

@@ -9,8 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dodvpn_agent::sse::SseParser;
 use dodvpn_agent::CenterClient;
 use dodvpn_pki::{FileKeyStore, KeyStore, Tier};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_dodvpn");
@@ -347,4 +349,52 @@ pub fn audit_actions(c: &Centre) -> Vec<(String, Value)> {
 pub fn mode_of(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Open a device's event stream from `since`; events arrive on the channel.
+pub async fn stream(
+    site: &Site,
+    c: &Centre,
+    since: i64,
+) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+    let client = site.tier2(c);
+    let resp = client
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/v1/device/events?since={since}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_success(),
+        "stream refused: {}",
+        resp.status()
+    );
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut p = SseParser::default();
+        let mut body = resp.bytes_stream();
+        while let Some(Ok(chunk)) = body.next().await {
+            for e in p.push(&chunk).unwrap() {
+                let v: Value = serde_json::from_str(&e.data).unwrap();
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+pub async fn next_kind(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Value>, kind: &str) -> Value {
+    loop {
+        let v = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} event within 10 s"))
+            .expect("stream ended");
+        if v["kind"] == json!(kind) {
+            return v;
+        }
+    }
 }
