@@ -1,30 +1,101 @@
 #!/usr/bin/env bash
-# Install what the tests and benchmarks need on a fresh Debian machine (idempotent).
-# Runs apt-get only when something is missing; needs root for that.
+# What the tests, the demo and the benchmarks need, in one list, and the one check of it.
+#
+#   scripts/setup.sh                   install every package below that is missing (needs root)
+#   scripts/setup.sh --check NEED...   exit 1 naming the missing package(s) of NEEDs; installs nothing
+#   scripts/setup.sh --list            print the table (package, need, what proves it is installed)
+#
+# A NEED is a group of packages that one kind of test uses (the second column below). Test
+# scripts and test binaries call `--check` instead of keeping their own lists, so a package
+# missing from this file is named by the first test that needs it.
 set -euo pipefail
 
-PKGS=(
-  softhsm2 opensc                       # PKCS#11 key store tests (R-PKI-3)
-  postgresql postgresql-client          # scale-out back-end tests (R-OPS-1)
-  strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins strongswan-pki  # interop peer
-  iperf3 nftables iptables iproute2 iputils-ping socat jq python3  # data-plane tests in namespaces
-  wireguard-go wireguard-tools nebula   # benchmark peers (bench/dataplane)
-  openssl sqlite3
-)
+# package                         need        what proves it is installed (a command or a file)
+NEEDS="
+iproute2                          netns       ip
+iputils-ping                      netns       ping
+coreutils                         netns       timeout sha256sum
+mount                             netns       mount
+jq                                netns       jq
+socat                             socat       socat
+python3                           python      python3
+tcpdump                           capture     tcpdump
+nftables                          nat         nft
+iptables                          nat         iptables
+iperf3                            iperf3      iperf3
+strongswan-charon                 strongswan  /usr/lib/ipsec/charon
+strongswan-swanctl                strongswan  swanctl
+strongswan-pki                    strongswan  pki
+libstrongswan                     strongswan  /usr/lib/ipsec/plugins/libstrongswan-kdf.so
+libstrongswan-standard-plugins    strongswan  /usr/lib/ipsec/plugins/libstrongswan-openssl.so
+libstrongswan-extra-plugins       strongswan  /usr/lib/ipsec/plugins/libstrongswan-curve25519.so
+libcharon-extra-plugins           strongswan  /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so
+wireguard-go                      wireguard   wireguard-go
+wireguard-tools                   wireguard   wg
+nebula                            nebula      nebula nebula-cert
+softhsm2                          pkcs11      softhsm2-util /usr/lib/softhsm/libsofthsm2.so
+opensc                            pkcs11      pkcs11-tool
+postgresql                        postgresql  /usr/lib/postgresql
+postgresql-client                 postgresql  psql
+openssl                           openssl     openssl
+sqlite3                           sqlite      sqlite3
+"
 
+rows() { grep -v '^[[:space:]]*$' <<<"$NEEDS"; }
+
+installed() { # PROOF... : every proof is a command on PATH or an existing file
+  local p
+  for p in "$@"; do
+    if [[ "$p" == /* ]]; then [[ -e "$p" ]] || return 1
+    else command -v "$p" >/dev/null 2>&1 || return 1; fi
+  done
+}
+
+check() { # NEED... : name what is missing, exit 1
+  local -a missing=() known=()
+  local pkg need proofs want
+  while read -r pkg need proofs; do
+    known+=("$need")
+    for want in "$@"; do
+      [[ "$want" == "$need" ]] || continue
+      # shellcheck disable=SC2086
+      installed $proofs || missing+=("$pkg (for '$need': $proofs)")
+    done
+  done < <(rows)
+  for want in "$@"; do
+    [[ " ${known[*]} " == *" $want "* ]] || { echo "setup: unknown need '$want' (scripts/setup.sh --list shows them)" >&2; exit 2; }
+  done
+  if ((${#missing[@]})); then
+    printf 'setup: missing Debian package: %s\n' "${missing[@]}" >&2
+    echo "setup: run scripts/setup.sh as root to install them" >&2
+    exit 1
+  fi
+}
+
+case "${1:-}" in
+  --check) shift; check "$@"; exit 0 ;;
+  --list) rows; exit 0 ;;
+  -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+  "") ;;
+  *) echo "setup: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+esac
+
+mapfile -t pkgs < <(rows | awk '{print $1}' | sort -u)
 missing=()
-for p in "${PKGS[@]}"; do
+for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
-    echo "setup: missing Debian packages: ${missing[*]} — run as root or install them" >&2
+    echo "setup: missing Debian packages: ${missing[*]}: run as root or install them" >&2
     exit 1
   fi
   echo "setup: installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# Installed is not enough: each package must provide what the tests use.
+check $(rows | awk '{print $2}' | sort -u)
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"

@@ -12,7 +12,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/lib.sh"
 DODVPN_BIN="${DODVPN_BIN:-$here/../../target/debug/dodvpn}"
 [[ -x "$DODVPN_BIN" ]] || { echo "build dodvpn first (cargo build -p dodvpn) or set DODVPN_BIN" >&2; exit 1; }
-require_root_and_tools strongswan socat
+require_root_and_tools strongswan socat openssl nat
 netns_trap_cleanup
 
 MB="${TRANSFER_MB:-8}"
@@ -28,7 +28,6 @@ REKEY_CHILD=12 REKEY_IKE=20 REKEY_RATE="${REKEY_RATE:-10mbit}" REKEY_MB="${REKEY
 ALL_CASES=(psk-ss-init psk-dv-init ecdsa-ss-init ecdsa-dv-init rsa-ss-init rsa-dv-init rsa-pss-ss-init
            rsa-pss-dv-init aes256-ecp384-dv-init chacha-x25519-ss-init nat-dv-init dv-idle-delete
            rekey-under-load-ss rekey-under-load-dv)
-passed=0 failed=0
 fail() { echo "$*" >&2; return 1; }
 plain() { sed 's/\x1b\[[0-9;]*m//g' "$1"; }   # dodvpn's log without colours
 
@@ -184,10 +183,9 @@ for c in "${cases[@]}"; do
       dv-idle-delete)         run_case "$c" psk dv aes128gcm16 ecp256 idle ;;
       *) echo "unknown case $c" >&2; exit 1 ;;
     esac ) 2>"$INFO.err"
-  if [[ $? == 0 ]]; then echo "PASS $c ($(cat "$INFO"))"; passed=$((passed+1))
-  else echo "FAIL $c: $(tail -n 3 "$INFO.err" | tr '\n' ' ')"; failed=$((failed+1)); fi
+  if [[ $? == 0 ]]; then result 0 "$c ($(cat "$INFO"))"
+  else result 1 "$c" "$(tail -n 3 "$INFO.err" | tr '\n' ' ')"; fi
   cleanup_all >/dev/null 2>&1; _nl_init 2>/dev/null || true
 done
 rm -f "$INFO" "$INFO.err"
-echo "$passed passed, $failed failed"
-[[ $failed == 0 ]]
+netns_summary

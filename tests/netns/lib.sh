@@ -10,11 +10,11 @@
 # Everything this file creates (namespaces, processes, work directories) is recorded in a
 # state file and removed by cleanup_all.  Traffic only ever goes to addresses inside the
 # namespaces created here (192.0.2.0/24, 198.51.100.0/24 documentation ranges, 10.10.x.0/24
-# site subnets).  Facts about running the peers on these machines: see
-# ../shared/spec/INTEROP-NOTES.md (no in-kernel ESP: strongSwan runs kernel-libipsec).
+# site subnets).  How the peers run here (no in-kernel ESP: strongSwan runs
+# kernel-libipsec): docs/TESTING.md.
 #
 # Functions (arguments in CAPS, optional in [brackets]):
-#   require_root_and_tools [strongswan] [wireguard] [nebula] [iperf3] [socat] [nat]
+#   require_root_and_tools [NEED...]      root, TUN, netns, and the NEEDs of scripts/setup.sh --list
 #   netns_trap_cleanup
 #   netns_pair A B [MTU]                 veth A<->B, outer 192.0.2.1/.2, sites 10.10.1.1/24, 10.10.2.1/24
 #   netns_nat A NAT B [MTU]              A (198.51.100.2) behind masquerading NAT (192.0.2.1) <-> B (192.0.2.2)
@@ -65,8 +65,23 @@ CHARON_BIN="${CHARON_BIN:-/usr/lib/ipsec/charon}"
 _nl_state=""     # state file; lines: "ns NAME" | "pid PID STARTTIME DESC" | "dir PATH"
 _nl_root=""      # top work directory of this run
 
+_nl_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# fd 9: the script's own stderr, kept so that errors raised inside a call whose stderr is
+# redirected (2>/dev/null) are still seen.
+exec 9>&2
 _nl_log() { printf '[netns] %s\n' "$*" >&2; }
-_nl_die() { printf '[netns] ERROR: %s\n' "$*" >&2; exit 1; }
+_nl_die() { printf '[netns] ERROR: %s (%s line %s)\n' "$*" "${BASH_SOURCE[2]:-$0}" "${BASH_LINENO[1]:-?}" >&9; exit 1; }
+
+# Where the top level of the script is: the EXIT trap names it when the script stops early.
+# (Inside a trap handler BASH_COMMAND stays the command that was running when the trap
+# fired, so the handler's own commands, which would give wrong line numbers, are skipped.)
+_nl_where="start" _nl_cmd=""
+trap '[[ "$BASH_COMMAND" == "$_nl_cmd" ]] || { _nl_cmd="$BASH_COMMAND"; _nl_where="${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND"; }' DEBUG
+_nl_on_exit() { # the status the script exits with
+  if [[ $1 != 0 && $_nl_summarised == 0 ]]; then
+    printf '[netns] ERROR: %s stopped early with status %s, at %s\n' "${0##*/}" "$1" "$_nl_where" >&9
+  fi
+}
 
 _nl_init() {
   [[ -n "$_nl_state" && -f "$_nl_state" ]] && return 0
@@ -97,48 +112,32 @@ _nl_track_pid() { # PID DESC
 }
 
 # ---------------------------------------------------------------- checks
-# require_root_and_tools [FEATURE...] — FEATURE: strongswan wireguard nebula iperf3 socat nat python
+# require_root_and_tools [NEED...] — NEED as in scripts/setup.sh (strongswan wireguard nebula
+# iperf3 socat nat python capture ...); "netns" is always checked. The list of what provides
+# each need lives only in scripts/setup.sh, which names the missing package.
 require_root_and_tools() {
   if [[ "$(id -u)" -ne 0 ]]; then
-    echo "ERROR: this script needs root (network namespaces, veth, TUN, mount). Run it with sudo or as root." >&2
-    exit 1
+    _nl_die "this script needs root (network namespaces, veth, TUN, mount). Run it with sudo or as root."
   fi
-  local -a need=(ip:iproute2 ping:iputils-ping timeout:coreutils sha256sum:coreutils mount:mount
-                 jq:jq)
-  local f
-  for f in "$@"; do
-    case "$f" in
-      strongswan) need+=("$CHARON_BIN:strongswan-charon" swanctl:strongswan-swanctl pki:strongswan-pki
-                         "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so:libcharon-extra-plugins"
-                         "/usr/lib/ipsec/plugins/libstrongswan-openssl.so:libstrongswan-standard-plugins"
-                         "/usr/lib/ipsec/plugins/libstrongswan-curve25519.so:libstrongswan-extra-plugins"
-                         "/usr/lib/ipsec/plugins/libstrongswan-kdf.so:libstrongswan") ;;
-      wireguard)  need+=(wireguard-go:wireguard-go wg:wireguard-tools) ;;
-      nebula)     need+=(nebula:nebula nebula-cert:nebula) ;;
-      iperf3)     need+=(iperf3:iperf3) ;;
-      socat)      need+=(socat:socat) ;;
-      nat)        need+=(nft:nftables) ;;
-      python)     need+=(python3:python3) ;;
-      *) _nl_die "require_root_and_tools: unknown feature '$f'" ;;
-    esac
-  done
-  local -a miss_cmd=() miss_pkg=()
-  local item cmd pkg
-  for item in "${need[@]}"; do
-    cmd="${item%%:*}"; pkg="${item#*:}"
-    if [[ "$cmd" == /* ]]; then [[ -e "$cmd" ]] && continue
-    else command -v "$cmd" >/dev/null 2>&1 && continue; fi
-    if [[ "$cmd" == nft ]] && command -v iptables >/dev/null 2>&1; then continue; fi
-    miss_cmd+=("$cmd")
-    [[ " ${miss_pkg[*]} " == *" $pkg "* ]] || miss_pkg+=("$pkg")
-  done
-  if ((${#miss_cmd[@]})); then
-    echo "ERROR: missing commands: ${miss_cmd[*]}" >&2
-    echo "       install: apt-get install -y --no-install-recommends ${miss_pkg[*]}" >&2
-    exit 1
-  fi
+  "$_nl_repo/scripts/setup.sh" --check netns "$@" 2>&9 || _nl_die "a package this test needs is missing (above)"
   [[ -c /dev/net/tun ]] || _nl_die "/dev/net/tun is missing (TUN support needed)"
   ip netns list >/dev/null 2>&1 || _nl_die "'ip netns' does not work here"
+}
+
+# ---------------------------------------------------------------- results
+# result RC NAME [REASON] — one PASS/FAIL line and the count; netns_summary prints
+# "N passed, N failed" and returns 1 on any failure. A script that exits without its
+# summary says where it stopped (see _nl_on_exit).
+NETNS_PASSED=0 NETNS_FAILED=0 _nl_summarised=0
+result() {
+  if [[ $1 == 0 ]]; then echo "PASS $2"; NETNS_PASSED=$((NETNS_PASSED + 1))
+  else echo "FAIL $2${3:+: $3}"; NETNS_FAILED=$((NETNS_FAILED + 1)); fi
+}
+check() { local what="$1"; shift; "$@"; result $? "$what"; } # check NAME CMD...
+netns_summary() {
+  _nl_summarised=1
+  echo "$NETNS_PASSED passed, $NETNS_FAILED failed"
+  [[ $NETNS_FAILED == 0 ]]
 }
 
 # ---------------------------------------------------------------- cleanup
@@ -219,7 +218,7 @@ netns_del() {
 
 netns_trap_cleanup() {
   _nl_init
-  trap cleanup_all EXIT
+  trap 'rc=$?; _nl_on_exit $rc; cleanup_all; exit $rc' EXIT
   trap 'echo "[netns] interrupted, cleaning up" >&2; exit 130' INT
   trap 'exit 143' TERM
   trap 'exit 129' HUP

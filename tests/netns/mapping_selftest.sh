@@ -15,11 +15,9 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 . "$HERE/lib.sh"
 DODVPN_BIN="${DODVPN_BIN:-$HERE/../../target/debug/dodvpn}"
 [[ -x "$DODVPN_BIN" ]] || { echo "build dodvpn first (cargo build -p dodvpn) or set DODVPN_BIN" >&2; exit 1; }
-require_root_and_tools socat
+require_root_and_tools socat python
 netns_trap_cleanup
 
-pass=0; fail=0
-result() { if [[ $1 == 0 ]]; then echo "PASS $2"; pass=$((pass+1)); else echo "FAIL $2${3:+: $3}"; fail=$((fail+1)); fi; }
 
 A=dmpa$$; B=dmpb$$; H=dmph$$
 W="$(netns_workdir mapping)"
@@ -141,5 +139,4 @@ result $? "the hospital has one tunnel per clinic"
 "$DODVPN_BIN" tunnel status --control "$W/h.sock" | sed 's/^/    /'
 
 netns_del "$A" "$B" "$H"
-echo "$pass passed, $fail failed"
-[[ $fail == 0 ]]
+netns_summary

@@ -26,7 +26,6 @@ MB="${TRANSFER_MB:-20}"
 P="st$$"              # namespace prefix, unique per run
 PSK="dodvpn-selftest-$$-$RANDOM$RANDOM"
 ALL_CASES=(psk-direct ecdsa-direct rsa3072-direct psk-nat ecdsa-nat chacha-x25519-direct)
-passed=0 failed=0
 
 fail() { echo "$*" >&2; return 1; }
 
@@ -115,15 +114,10 @@ for c in "${cases[@]}"; do
     *) echo "unknown case '$c' (known: ${ALL_CASES[*]})" >&2; false ;;
   esac ) 2>"${TMPDIR:-/tmp}/selftest-$$.err"
   rc=$?
-  if ((rc == 0)); then
-    echo "PASS $c ($(cat "$INFO"); $((SECONDS - t0)) s)"; passed=$((passed + 1))
-  else
-    echo "FAIL $c: $(grep -v '^\[netns\] warning' "${TMPDIR:-/tmp}/selftest-$$.err" | tail -n 3 | tr '\n' ' ')"
-    failed=$((failed + 1))
-  fi
+  if ((rc == 0)); then result 0 "$c ($(cat "$INFO"); $((SECONDS - t0)) s)"
+  else result 1 "$c" "$(grep -v '^\[netns\] warning' "${TMPDIR:-/tmp}/selftest-$$.err" | tail -n 3 | tr '\n' ' ')"; fi
   rm -f "${TMPDIR:-/tmp}/selftest-$$.err" "$INFO"
   strongswan_stop
   netns_del "${P}a" "${P}b" "${P}n"
 done
-echo "$passed passed, $failed failed"
-((failed == 0))
+netns_summary

@@ -26,13 +26,7 @@ CENTRE=192.0.2.1 CL_OUT=192.0.2.11 HR_OUT=192.0.2.12
 CL_HOST=10.1.0.1 HR_HOST=10.2.0.1
 URL="https://$CENTRE:8443"
 export DODVPN_KEYSTORE_PASSPHRASE="strongswan-site-$$-$RANDOM"
-passed=0 failed=0
-check() { # DESCRIPTION CMD... : one check, counted
-  local what="$1"; shift
-  if "$@"; then echo "PASS $what"; passed=$((passed + 1))
-  else echo "FAIL $what"; failed=$((failed + 1)); fi
-}
-die() { echo "FAIL setup: $*"; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
+die() { result 1 "setup" "$*"; netns_summary; exit 1; }
 admin() { ip netns exec "$WAN" "$DODVPN_BIN" admin --json --center "$URL" --ca "$work/centre/pki/root.pem" \
   --credential-file "$work/centre/admin.token" "$@"; }
 jid() { jq -r "$1"; }
@@ -120,7 +114,7 @@ admin grant show "$g1" >"$work/grant1.json" || die "grant show"
 # swanctl.conf for the router, by hand from one or more grants' router-side connection
 # info: one IKE connection to the clinic, its child covering every grant's selectors.
 # A router with in-kernel IPsec would use start_action = trap where a grant makes it the
-# initiator; kernel-libipsec has no trap support (INTEROP-NOTES), so here the router
+# initiator; kernel-libipsec has no trap support (docs/TESTING.md), so here the router
 # initiates with `swanctl --initiate` instead.
 write_swanctl() { # GRANT_JSON...
   local infos ts_l ts_r ike esp lid rid peer start
@@ -257,5 +251,4 @@ check "withdrawing the grant at the centre cuts clinic → router within 2 s (${
 netns_wait_for 5 no_children; rc=$?
 check "the clinic deleted its SAs with the grant (router: $(swanctl_sa_count "$ss") IKE SAs left)" test "$rc" = 0
 
-echo "$passed passed, $failed failed"
-[[ $failed == 0 ]]
+netns_summary

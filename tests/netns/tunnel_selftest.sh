@@ -8,11 +8,9 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 . "$HERE/lib.sh"
 DODVPN_BIN="${DODVPN_BIN:-$HERE/../../target/debug/dodvpn}"
 [[ -x "$DODVPN_BIN" ]] || { echo "build dodvpn first (cargo build -p dodvpn) or set DODVPN_BIN" >&2; exit 1; }
-require_root_and_tools socat
+require_root_and_tools socat python openssl
 netns_trap_cleanup
 
-pass=0; fail=0
-result() { if [[ $1 == 0 ]]; then echo "PASS $2"; pass=$((pass+1)); else echo "FAIL $2${3:+: $3}"; fail=$((fail+1)); fi; }
 
 conf() { # FILE IFACE CTRL LOCAL REMOTE LNET RNET LID RID AUTHLINES IDLE
   cat > "$1" <<CONF
@@ -111,7 +109,7 @@ PSK='psk = "a test key that is long enough"'
 run_case psk "$PSK" "$PSK"
 
 CERTS="$(netns_workdir certs)"
-pki_make "$CERTS" ecdsa a.test b.test >/dev/null 2>&1
+pki_make "$CERTS" ecdsa a.test b.test >/dev/null
 for n in a b; do
   openssl pkcs8 -topk8 -nocrypt -in "$CERTS/$n.test.key" -out "$CERTS/$n.p8" 2>/dev/null || cp "$CERTS/$n.test.key" "$CERTS/$n.p8"
 done
@@ -123,7 +121,7 @@ ca = \"$CERTS/ca.crt\""
 
 # RSA certificates: A signs RSASSA-PKCS1-v1_5, B signs RSASSA-PSS (RFC 7427, SHA-256).
 RSACERTS="$(netns_workdir rsacerts)"
-pki_make "$RSACERTS" rsa a.test b.test >/dev/null 2>&1
+pki_make "$RSACERTS" rsa a.test b.test >/dev/null
 for n in a b; do
   openssl pkcs8 -topk8 -nocrypt -in "$RSACERTS/$n.test.key" -out "$RSACERTS/$n.p8" 2>/dev/null || cp "$RSACERTS/$n.test.key" "$RSACERTS/$n.p8"
 done
@@ -165,5 +163,4 @@ run_dual_stack() {
 }
 run_dual_stack
 
-echo "$pass passed, $fail failed"
-[[ $fail == 0 ]]
+netns_summary

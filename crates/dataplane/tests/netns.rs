@@ -297,18 +297,18 @@ fn two_sites(tag: &str, extra_a: &[&str], extra_b: &[&str]) -> Sites {
         dodvpn_dataplane::is_root(),
         "this test creates network namespaces and TUN devices: run it as root"
     );
-    for tool in ["ip", "ping", "tcpdump", "python3", "sha256sum"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            found,
-            "{tool} is required (apt-get install iproute2 iputils-ping tcpdump python3 coreutils)"
-        );
-    }
+    // What this test needs is listed once, in scripts/setup.sh, which names a missing package.
+    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/setup.sh");
+    let check = Command::new("bash")
+        .arg(&setup)
+        .args(["--check", "netns", "capture", "python"])
+        .output()
+        .expect("run scripts/setup.sh --check");
+    assert!(
+        check.status.success(),
+        "a package this test needs is missing:\n{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let bin = tunnel_bin();
     let id = std::process::id();
     let dir = std::env::temp_dir().join(format!("dp-netns-{tag}-{id}"));

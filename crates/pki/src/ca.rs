@@ -2,7 +2,7 @@
 //! (tier 2), the centre's TLS and signing certificates; issuing and CRLs.
 //!
 //! The root key sits beside the others in the embedded default; an operator
-//! who wants the "offline root" of REQUIREMENTS §1 moves `root.key` away after
+//! who wants an offline root (the accreditation authority of the requirements) moves `root.key` away after
 //! `create` (loading needs only the root certificate then).
 
 use std::path::{Path, PathBuf};

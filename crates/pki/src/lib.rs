@@ -1,4 +1,4 @@
-//! dodvpn-pki: the two-tier PKI of ISO/TR 11636 D.5/D.8 (REQUIREMENTS §2).
+//! dodvpn-pki: the two-tier PKI of ISO/TR 11636 D.5/D.8 (R-PKI-1 to R-PKI-5).
 //!
 //! * R-PKI-1 tier 1, *device certificates*: issued by the device CA to a key
 //!   generated inside the device's key store ([`KeyStore`]).
