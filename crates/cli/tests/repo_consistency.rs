@@ -21,12 +21,21 @@ fn conformance_references(text: &str) -> Vec<(String, String, String)> {
     let mut i = 0;
     while i + 1 < bytes.len() {
         if bytes[i] == ':' && bytes[i + 1] == ':' {
-            // The function after `::`.
-            let mut end = i + 2;
-            while end < bytes.len() && is_ident(bytes[end]) {
-                end += 1;
+            // The function after `::`; in `::module::function` the last name counts.
+            let mut name_start = i + 2;
+            let mut end = name_start;
+            loop {
+                while end < bytes.len() && is_ident(bytes[end]) {
+                    end += 1;
+                }
+                let more = end + 2 < bytes.len() && bytes[end] == ':' && bytes[end + 1] == ':' && is_ident(bytes[end + 2]);
+                if !more || end == name_start {
+                    break;
+                }
+                name_start = end + 2;
+                end = name_start;
             }
-            let function: String = bytes[i + 2..end].iter().collect();
+            let function: String = bytes[name_start..end].iter().collect();
             // What stands before `::`: `crate/file`, or nothing (same file as before).
             let mut start = i;
             while start > 0 && (is_ident(bytes[start - 1]) || bytes[start - 1] == '/' || bytes[start - 1] == '-') {
@@ -124,9 +133,9 @@ fn every_test_named_in_conformance_exists() {
 
 #[test]
 fn the_parser_sees_continuations_and_skips_prose() {
-    let refs = conformance_references("a/b::one, ::two; and c/d::three or Rust's std::fs or x::");
+    let refs = conformance_references("a/b::one, ::two; and c/d::three or Rust's std::fs or x:: and e/f::m::four");
     let names: Vec<String> = refs.iter().map(|(k, f, n)| format!("{k}/{f}::{n}")).collect();
-    assert_eq!(names, ["a/b::one", "a/b::two", "c/d::three"]);
+    assert_eq!(names, ["a/b::one", "a/b::two", "c/d::three", "e/f::four"]);
 }
 
 /// Every `require_root_and_tools NEED...` and `setup.sh --check NEED...` in the test and
