@@ -149,7 +149,10 @@ pub fn ruleset(outer: &[String], opts: &FirewallOptions) -> anyhow::Result<Strin
     );
     let _ = writeln!(r, "  }}");
     let _ = writeln!(r, "  chain forward {{");
-    let _ = writeln!(r, "    type filter hook forward priority filter; policy accept;");
+    let _ = writeln!(
+        r,
+        "    type filter hook forward priority filter; policy accept;"
+    );
     let _ = writeln!(r, "    oifname != {outer_set} accept");
     let _ = writeln!(r, "    ct mark {mark} accept");
     for a in &opts.allow_out {
@@ -236,8 +239,9 @@ impl GatewayFirewall {
             }
         }
         let text = ruleset(&outer, opts)?;
-        nft(&["-f", "-"], Some(&text))
-            .with_context(|| format!("cannot install the gateway firewall (nftables table inet {TABLE})"))?;
+        nft(&["-f", "-"], Some(&text)).with_context(|| {
+            format!("cannot install the gateway firewall (nftables table inet {TABLE})")
+        })?;
         Ok(GatewayFirewall { outer })
     }
 }
@@ -264,7 +268,10 @@ mod tests {
         assert_eq!(a.service, Service::any());
         let a: Allow = "2001:db8::/32,udp/53,123".parse().unwrap();
         assert_eq!(a.service.ports.len(), 2);
-        let e = "10.1.0.300,tcp/22".parse::<Allow>().unwrap_err().to_string();
+        let e = "10.1.0.300,tcp/22"
+            .parse::<Allow>()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not an address or a prefix"), "{e}");
         let e = "10.1.0.5,smtp".parse::<Allow>().unwrap_err().to_string();
         assert!(e.contains("expected tcp, udp, icmp or any"), "{e}");
