@@ -69,7 +69,7 @@ fn gateway_drops_what_routes_around_the_tunnels() {
     run("gateway_firewall.sh");
 }
 
-/// TR §9 end to end (issue 4): `dodvpn demo --exit` builds a centre and six sites in
+/// TR §9 end to end (issue 4): `dodvpn demo --exit` builds a centre and seven sites in
 /// namespaces, enrols them through D.6 a–l and checks, with real ICMP and TCP traffic
 /// and the centre's audit log: on-demand tunnels and idle teardown, multi-session at
 /// the hospital (§9.5), group isolation, overlapping ranges, the vendor's maintenance window

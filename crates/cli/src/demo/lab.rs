@@ -473,7 +473,7 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration
     None
 }
 
-/// The six TR §9 sites: key, organisation name, kind.
+/// The seven TR §9 sites: key, organisation name, kind, inside network number.
 /// The second clinic uses the same private range as the first (TR D.7 c).
 pub const SITES: &[(&str, &str, &str, u8)] = &[
     ("hosp", "Core Hospital", "hospital", 1),
