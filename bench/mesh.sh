@@ -153,13 +153,7 @@ enrol_site() { # N : TR D.6 a-l for site N; writes work/site-N.env
   org="$(admin org create "Mesh site $n" --kind hospital | jq -r .id)"
   dev="$(admin device register --serial "MESH-$TAG-$n" --model MESH-1 --owner "$org" --order "$ORDER" \
           --endpoint "192.0.2.$((10 + n))" --subnet "10.$n.0.0/24" | jq -r .id)"
-  ip netns exec "$WAN" "$BIN" device provision --center "$URL" --ca "$work/center/pki/root.pem" \
-    --credential-file "$work/center/admin.token" --keystore "$ks" --device "$dev" >/dev/null
-  admin device deliver "$dev" >/dev/null
-  admin service apply "$dev" >/dev/null
-  admin service approve "$dev" >/dev/null
-  ip netns exec "$ns" "$BIN" agent enroll --keystore "$ks" --center "$URL" >/dev/null
-  admin service start "$dev" >/dev/null
+  d6_enrol "$BIN" "$WAN" "$ns" "$URL" "$work/center" "$dev" "$ks" || return 1
   admin group add mesh "$dev" >/dev/null
   printf '%s\n' '{"inbound":[{"from":"*","services":["any"]}],"outbound":[{"to":"*","services":["any"]}]}' >"$work/policy-$n.json"
   admin policy set "$org" --file "$work/policy-$n.json" >/dev/null

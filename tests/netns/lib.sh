@@ -795,3 +795,25 @@ tcp_transfer() {
   TCP_TRANSFER_SHA="$h1"
   [[ -n "$h1" && "$h1" == "$h2" ]] || { _nl_log "sha256 mismatch: sent $h1, received ${h2:-nothing}"; return 1; }
 }
+
+# ---------------------------------------------------------------- dodvpn: TR D.6 enrolment
+# d6_enrol BIN WAN_NS DEVICE_NS URL CENTRE_DATA DEVICE KEYSTORE [AGENT_ENROLL_ARGS...]
+#   TR D.6 d–l for a registered device and its key store directory: the
+#   provider (in WAN_NS, with CENTRE_DATA's root and admin token) provisions the tier-1 key
+#   and delivers; the service is applied for and approved; the device (in DEVICE_NS) enrols
+#   its tier-2 key (extra arguments go to `agent enroll`, e.g. --csr); the service starts.
+#   Passphrase from DODVPN_KEYSTORE_PASSPHRASE. The same sequence as crates/cli/src/demo/enrol.rs.
+d6_enrol() {
+  local bin="$1" wan="$2" dns="$3" url="$4" data="$5" dev="$6" ks="$7" s; shift 7
+  local c=(--center "$url" --ca "$data/pki/root.pem" --credential-file "$data/admin.token")
+  ip netns exec "$wan" "$bin" device provision "${c[@]}" --keystore "$ks" --device "$dev" >/dev/null ||
+    { _nl_log "d6_enrol: provision $dev failed"; return 1; }
+  for s in "device deliver" "service apply" "service approve"; do
+    # shellcheck disable=SC2086
+    ip netns exec "$wan" "$bin" admin --json "${c[@]}" $s "$dev" >/dev/null || { _nl_log "d6_enrol: $s $dev failed"; return 1; }
+  done
+  ip netns exec "$dns" "$bin" agent enroll --keystore "$ks" --center "$url" "$@" >/dev/null ||
+    { _nl_log "d6_enrol: agent enroll $dev failed"; return 1; }
+  ip netns exec "$wan" "$bin" admin --json "${c[@]}" service start "$dev" >/dev/null ||
+    { _nl_log "d6_enrol: service start $dev failed"; return 1; }
+}

@@ -57,17 +57,7 @@ clinic="$(admin device register --serial SS-CLINIC --model DV-100 --owner "$clin
 router="$(admin device register --serial SS-ROUTER --model "standard IKEv2 router" --owner "$hosp_org" \
   --order "$order" --endpoint "$HR_OUT" --subnet 10.2.0.0/24 | jid .id)"
 [[ -n "$clinic" && "$clinic" != null && -n "$router" && "$router" != null ]] || die "device registration"
-for d in clinic router; do
-  dev="${!d}"
-  ip netns exec "$WAN" "$DODVPN_BIN" device provision --center "$URL" --ca "$work/centre/pki/root.pem" \
-    --credential-file "$work/centre/admin.token" --keystore "$work/$d-ks" --device "$dev" >/dev/null || die "provision $d"
-  for s in "device deliver" "service apply" "service approve"; do
-    # shellcheck disable=SC2086
-    admin $s "$dev" >/dev/null || die "$s $d"
-  done
-done
-ip netns exec "$CLINIC" "$DODVPN_BIN" agent enroll --keystore "$work/clinic-ks" --center "$URL" >/dev/null ||
-  die "clinic enrolment"
+d6_enrol "$DODVPN_BIN" "$WAN" "$CLINIC" "$URL" "$work/centre" "$clinic" "$work/clinic-ks" || die "clinic enrolment"
 
 # The router makes its key and certificate request itself (strongSwan's pki); the key
 # stays in its swanctl directory.
@@ -83,12 +73,11 @@ out="$(ip netns exec "$HOSP" "$DODVPN_BIN" agent enroll --keystore "$work/router
 check "a garbage certificate request is refused: $(tail -1 <<<"$out")" \
   grep -q "not a PKCS#10 certificate request" <<<"$out"
 # The operator enrols the router from its request with the router's tier-1 key store.
-out="$(ip netns exec "$HOSP" "$DODVPN_BIN" agent enroll --keystore "$work/router-ks" --center "$URL" \
-  --csr "$work/router.csr" --cert-out "$ss/x509/router.crt" --ca-out "$ss/x509ca/service-ca.pem" --root-out "$ss/x509ca/root-ca.pem" 2>&1)" ||
-  die "router enrolment: $out"
-check "router enrolled from its own request; step j confirmed (status $(admin device show "$router" | jid .status))" \
-  test "$(admin device show "$router" | jid .status)" = service_installed
-for dev in "$clinic" "$router"; do admin service start "$dev" >/dev/null || die "service start $dev"; done
+d6_enrol "$DODVPN_BIN" "$WAN" "$HOSP" "$URL" "$work/centre" "$router" "$work/router-ks" \
+  --csr "$work/router.csr" --cert-out "$ss/x509/router.crt" --ca-out "$ss/x509ca/service-ca.pem" --root-out "$ss/x509ca/root-ca.pem" ||
+  die "router enrolment"
+check "router enrolled from its own request; step j confirmed, so its service could start (status $(admin device show "$router" | jid .status))" \
+  test "$(admin device show "$router" | jid .status)" = in_service
 
 # Groups and policies: both in group B, both organisations open to the group.
 open='{"inbound":[{"from":"*","services":["any"]}],"outbound":[{"to":"*","services":["any"]}]}'

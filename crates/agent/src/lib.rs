@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod enroll;
+pub mod firewall;
 pub mod run;
 pub mod sse;
 pub mod sync;

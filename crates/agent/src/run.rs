@@ -17,6 +17,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::client::CenterClient;
+use crate::firewall::{FirewallOptions, GatewayFirewall};
 use crate::sync::{Agent, SyncState, Update};
 use crate::tunnels::{Changes, TunnelOptions, Tunnels, SERVICE_CA_FILE, SERVICE_CRL_FILE};
 
@@ -127,13 +128,46 @@ fn reconcile(tunnels: &Mutex<Tunnels>, state: &SyncState, say: &Say) {
     }
 }
 
-/// Run the device until it is revoked (an error) or the future is dropped.
+/// The interface the centre is reached over: the outer one, unless the operator named it.
+async fn outer_towards_centre(center: &str) -> anyhow::Result<String> {
+    let url = reqwest::Url::parse(center).with_context(|| format!("centre URL {center:?}"))?;
+    let host = url.host_str().context("the centre URL names no host")?;
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addr = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+        .await
+        .with_context(|| format!("cannot resolve the centre {host}"))?
+        .next()
+        .with_context(|| format!("the centre {host} has no address"))?;
+    tokio::task::block_in_place(|| crate::firewall::interface_towards(addr.ip()))
+}
+
+/// Run the device until it is revoked (an error) or the future is dropped. The gateway
+/// firewall goes up first and comes down when this returns or is dropped; without it
+/// the device does not run.
 pub async fn run(
     mut agent: Agent,
     store: Arc<dyn KeyStore>,
     opts: TunnelOptions,
+    fw: FirewallOptions,
     say: Say,
 ) -> anyhow::Result<()> {
+    let outer = if fw.outer.is_empty() {
+        vec![outer_towards_centre(&agent.client.base)
+            .await
+            .context("cannot find the outer interface (name it with --outer-interface)")?]
+    } else {
+        fw.outer.clone()
+    };
+    let firewall =
+        tokio::task::block_in_place(|| GatewayFirewall::install(outer, &opts.interface, &fw))
+            .context("the agent does not run without its gateway firewall")?;
+    say(format!(
+        "gateway firewall up (nftables table inet {}): from {} only this gateway's own address and the tunnels; {} inbound and {} outbound exceptions",
+        crate::firewall::TABLE,
+        firewall.outer.join(", "),
+        fw.allow_in.len(),
+        fw.allow_out.len()
+    ));
     match refresh_pki(&agent.client, store.as_ref()).await {
         Ok(r) => say(format!(
             "service CA and CRL fetched ({} revoked certificates)",
@@ -299,5 +333,6 @@ pub async fn run(
     let r = agent.run(&mut on).await;
     housekeeping.abort();
     reporter.abort();
+    drop(firewall);
     r
 }

@@ -178,6 +178,19 @@ enum AgentCmd {
         /// Only keep the connection info current; no data plane (no root needed).
         #[arg(long)]
         sync_only: bool,
+        /// Outer (untrusted) interface of this gateway; repeatable. Default: the one that
+        /// routes to the centre. From it only this gateway's own address and the tunnels
+        /// are reachable, and nothing is forwarded to it (nftables table inet dodvpn_agent).
+        #[arg(long = "outer-interface", value_name = "IFACE")]
+        outer_interface: Vec<String>,
+        /// Let outside hosts reach an inside destination around the tunnels: NET[,SERVICE]
+        /// (e.g. 10.1.0.80,tcp/443). Repeatable; nothing is allowed by default.
+        #[arg(long, value_name = "NET[,SERVICE]")]
+        allow_in: Vec<dodvpn_agent::firewall::Allow>,
+        /// Let inside hosts reach an outside destination through this gateway:
+        /// NET[,SERVICE] (e.g. 0.0.0.0/0,tcp/443). Repeatable; nothing by default.
+        #[arg(long, value_name = "NET[,SERVICE]")]
+        allow_out: Vec<dodvpn_agent::firewall::Allow>,
     },
     /// Show what the agent holds: identity, version, connection info.
     Status {
@@ -469,6 +482,9 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
             idle_timeout,
             control,
             sync_only,
+            outer_interface,
+            allow_in,
+            allow_out,
         } => {
             let store = ks.open()?;
             let mut agent = dodvpn_agent::sync::Agent::open(store.clone(), center.as_deref())?;
@@ -489,8 +505,13 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
                 let say: dodvpn_agent::run::Say = Arc::new(|line| {
                     println!("{} {line}", clock());
                 });
+                let fw = dodvpn_agent::firewall::FirewallOptions {
+                    outer: outer_interface,
+                    allow_in,
+                    allow_out,
+                };
                 return tokio::select! {
-                    r = dodvpn_agent::run::run(agent, store, opts, say) => r,
+                    r = dodvpn_agent::run::run(agent, store, opts, fw, say) => r,
                     _ = shutdown_signal() => { println!("stopped"); Ok(()) }
                 };
             }

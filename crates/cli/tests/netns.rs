@@ -59,7 +59,17 @@ fn strongswan_router_as_a_site() {
     run("strongswan_site.sh");
 }
 
-/// TR §9 end to end (issue 4): `dodvpn demo --exit` builds a centre and six sites in
+/// Issue 9.3: the agent is its site's gateway. Plain IP routed around the tunnels via
+/// the site's outer address reaches the inside host without the agent and gets no answer
+/// with it, while the peer site's host does, through the tunnel with a grant. Nothing is
+/// forwarded inside → outside; `--allow-in` / `--allow-out` open exactly what they name;
+/// SIGTERM removes the nftables table, SIGKILL leaves the site closed; no nft, no agent.
+#[test]
+fn gateway_drops_what_routes_around_the_tunnels() {
+    run("gateway_firewall.sh");
+}
+
+/// TR §9 end to end (issue 4): `dodvpn demo --exit` builds a centre and seven sites in
 /// namespaces, enrols them through D.6 a–l and checks, with real ICMP and TCP traffic
 /// and the centre's audit log: on-demand tunnels and idle teardown, multi-session at
 /// the hospital (§9.5), group isolation, overlapping ranges, the vendor's maintenance window
@@ -90,6 +100,8 @@ fn tr9_network_end_to_end() {
         "reported up by both ends, one session id",
         "pharmacy revoked: tunnel cut",
         "on-demand setup still works",
+        "the outsider around the tunnels → the sites' inside",
+        "the revoked pharmacy's agent stopped by itself and was reaped",
     ] {
         assert!(stdout.contains(must), "missing check {must:?}:\n{stdout}");
     }

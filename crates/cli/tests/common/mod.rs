@@ -291,22 +291,44 @@ pub fn register(c: &Centre, org: &str, serial: &str, subnet: &str) -> String {
         .to_string()
 }
 
-/// Every step c–l for one device, through the library (fast path for tests that
-/// are about something else).
+/// TR D.6 d–l through the real CLI, written once (shared with `dodvpn demo`).
+#[path = "../../src/demo/enrol.rs"]
+mod enrol;
+
+/// `dodvpn ARGS` on this host with the test passphrase; its stdout.
+pub fn dodvpn(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("DODVPN_KEYSTORE_PASSPHRASE", PASSPHRASE)
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "dodvpn {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// Every step c–l for one device (registration here, the rest through the shared D.6
+/// sequence), for tests that are about something else.
 pub async fn onboard(c: &Centre, org: &str, serial: &str, subnet: &str) -> Site {
     let id = register(c, org, serial, subnet);
-    let (tmp, dir, store) = new_store();
-    let admin = c.client();
-    dodvpn_agent::enroll::provision(&admin, &c.ca_pem(), store.as_ref(), &id)
-        .await
-        .unwrap();
-    c.admin_ok(&["device", "deliver", &id]);
-    c.admin_ok(&["service", "apply", &id]);
-    c.admin_ok(&["service", "approve", &id]);
-    dodvpn_agent::enroll::enroll(&c.url, store.clone())
-        .await
-        .unwrap();
-    c.admin_ok(&["service", "start", &id]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("keystore");
+    let (ca, cred) = (c.ca_path(), c.credential_path());
+    enrol::D6 {
+        center: &c.url,
+        ca: &ca,
+        credential: &cred,
+        provider: &dodvpn,
+        device: &dodvpn,
+    }
+    .enrol(&id, &dir)
+    .unwrap_or_else(|e| panic!("D.6 enrolment of {serial}: {e:#}"));
+    let store: Arc<dyn KeyStore> =
+        Arc::new(FileKeyStore::open(&dir, PASSPHRASE.as_bytes()).unwrap());
     Site {
         id,
         serial: serial.to_string(),
