@@ -832,45 +832,74 @@ mod tests {
         assert_eq!(verify_stored(None, &rows).unwrap().count, 4);
         rows[2].details = "{not json".into();
         let err = verify_stored(None, &rows).unwrap_err();
-        assert!(matches!(err, ChainError::Unreadable { seq: 3, .. }), "{err:?}");
+        assert!(
+            matches!(err, ChainError::Unreadable { seq: 3, .. }),
+            "{err:?}"
+        );
         assert_eq!(err.seq(), 3);
         assert_eq!(err.code(), "unreadable");
-        assert!(err.to_string().starts_with("audit record 3 cannot be read: its details are not JSON"));
+        assert!(err
+            .to_string()
+            .starts_with("audit record 3 cannot be read: its details are not JSON"));
         // An earlier break is the first bad record.
         rows[1].actor = "mallory".into();
-        assert_eq!(verify_stored(None, &rows), Err(ChainError::Edited { seq: 2 }));
+        assert_eq!(
+            verify_stored(None, &rows),
+            Err(ChainError::Edited { seq: 2 })
+        );
         // Shown as text, never dropped.
         assert_eq!(rows[2].lossy().details, serde_json::json!("{not json"));
         let mut neg = stored(&c[0]);
         neg.seq = -5;
-        assert!(matches!(neg.parse(), Err(ChainError::Unreadable { seq: -5, .. })));
+        assert!(matches!(
+            neg.parse(),
+            Err(ChainError::Unreadable { seq: -5, .. })
+        ));
     }
 
     #[test]
     fn checkpoint_continues_or_is_lost() {
         let c = chain(6);
         let rows: Vec<StoredRecord> = c.iter().map(stored).collect();
-        let cp = Checkpoint { seq: 3, hash: c[2].hash.clone() };
+        let cp = Checkpoint {
+            seq: 3,
+            hash: c[2].hash.clone(),
+        };
         let s = verify_stored(Some(&cp), &rows[2..]).unwrap();
         assert_eq!((s.count, s.head_hash.as_str()), (4, c[5].hash.as_str()));
         // Nothing new since the checkpoint.
-        let last = Checkpoint { seq: 6, hash: c[5].hash.clone() };
-        assert_eq!(verify_stored(Some(&last), &rows[5..]).unwrap().head_hash, c[5].hash);
+        let last = Checkpoint {
+            seq: 6,
+            hash: c[5].hash.clone(),
+        };
+        assert_eq!(
+            verify_stored(Some(&last), &rows[5..]).unwrap().head_hash,
+            c[5].hash
+        );
         // Checkpoint record gone (truncated, or an older database).
         assert_eq!(
             verify_stored(Some(&last), &rows[..0]),
-            Err(ChainError::CheckpointLost { seq: 6, what: "missing" })
+            Err(ChainError::CheckpointLost {
+                seq: 6,
+                what: "missing"
+            })
         );
         assert_eq!(
             verify_stored(Some(&cp), &rows[3..]),
-            Err(ChainError::CheckpointLost { seq: 3, what: "missing" })
+            Err(ChainError::CheckpointLost {
+                seq: 3,
+                what: "missing"
+            })
         );
         // Checkpoint record rewritten.
         let mut bad = rows.clone();
         bad[2].actor = "mallory".into();
         assert_eq!(
             verify_stored(Some(&cp), &bad[2..]),
-            Err(ChainError::CheckpointLost { seq: 3, what: "altered" })
+            Err(ChainError::CheckpointLost {
+                seq: 3,
+                what: "altered"
+            })
         );
         // A break after the checkpoint is named.
         let mut bad = rows.clone();
@@ -880,7 +909,10 @@ mod tests {
             Err(ChainError::Unreadable { seq: 5, .. })
         ));
         // A checkpoint at 0 is genesis.
-        let zero = Checkpoint { seq: 0, hash: GENESIS.into() };
+        let zero = Checkpoint {
+            seq: 0,
+            hash: GENESIS.into(),
+        };
         assert_eq!(verify_stored(Some(&zero), &rows).unwrap().count, 6);
     }
 

@@ -93,7 +93,11 @@ impl ChainGuard {
             }
             Err(e) => {
                 let _ = db.read_only.set(e.to_string());
-                tracing::error!(first_bad_record = e.seq(), problem = e.code(), "{e}; the centre is now read-only");
+                tracing::error!(
+                    first_bad_record = e.seq(),
+                    problem = e.code(),
+                    "{e}; the centre is now read-only"
+                );
                 Ok(Outcome::Broken(e))
             }
         }

@@ -186,7 +186,14 @@ struct Pending {
 }
 
 impl Pending {
-    fn of(r: &Refusal, count: u64, first_ms: i64, last_ms: i64, repeated: bool, window_ms: i64) -> Pending {
+    fn of(
+        r: &Refusal,
+        count: u64,
+        first_ms: i64,
+        last_ms: i64,
+        repeated: bool,
+        window_ms: i64,
+    ) -> Pending {
         Pending {
             actor: r.source.clone(),
             action: format!("refused.{}", r.code),

@@ -370,7 +370,11 @@ fn services(v: &[String]) -> anyhow::Result<Option<Vec<dodvpn_policy::Service>>>
 pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
     let json = a.json;
     // Offline verification needs no centre.
-    if let AdminCmd::Audit(AuditCmd::Verify { file: Some(f), excerpt }) = &a.cmd {
+    if let AdminCmd::Audit(AuditCmd::Verify {
+        file: Some(f),
+        excerpt,
+    }) = &a.cmd
+    {
         let text =
             std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
         let recs = dodvpn_audit::from_jsonl(&text).map_err(|e| anyhow::anyhow!("{e}"))?;

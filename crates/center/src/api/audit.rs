@@ -116,7 +116,11 @@ async fn visible(
     let mut out = Vec::new();
     let mut after = after;
     loop {
-        let want = if filter.is_some() { BATCH } else { limit - out.len() as i64 };
+        let want = if filter.is_some() {
+            BATCH
+        } else {
+            limit - out.len() as i64
+        };
         let rows = sqlx::query(&format!(
             "SELECT {COLS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2"
         ))
@@ -343,5 +347,7 @@ pub async fn revoke_auditor(
         .await?;
     }
     tx.commit().await?;
-    Ok(Json(serde_json::json!({"id": id, "org_id": org, "revoked": true})))
+    Ok(Json(
+        serde_json::json!({"id": id, "org_id": org, "revoked": true}),
+    ))
 }
