@@ -338,6 +338,23 @@ async fn a_flood_of_refusals_gives_a_few_records_with_the_count() {
         "{}",
         tls[0]
     );
+    // A revoked certificate: the handshake passes (revocation is the database's to
+    // decide), the call is refused, and the record names the device.
+    c.admin_ok(&["device", "revoke", &site.id, "--reason", "stolen"]);
+    let t2 = site.tier2(&c);
+    for _ in 0..5 {
+        let e = format!(
+            "{:#}",
+            t2.get::<Value>("/api/v1/device/state").await.unwrap_err()
+        );
+        assert!(e.contains("revoked"), "{e}");
+    }
+    let (n, sum, revoked) = refusal_records(&c, "refused.revoked");
+    assert!(
+        n == 1 && sum == 1,
+        "first at once, the rest counted: {revoked:?}"
+    );
+    assert_eq!(revoked[0]["details"]["device"], json!(site.id));
     let after = records(&c, &c.credential_path()).len();
     assert!(
         after - before <= 12,
