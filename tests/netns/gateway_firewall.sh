@@ -16,8 +16,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/lib.sh"
 DODVPN_BIN="${DODVPN_BIN:-$here/../../target/debug/dodvpn}"
 [[ -x "$DODVPN_BIN" ]] || { echo "build dodvpn first (cargo build -p dodvpn) or set DODVPN_BIN" >&2; exit 1; }
-require_root_and_tools python
-command -v nft >/dev/null || { echo "nft (nftables) is needed" >&2; exit 1; }
+require_root_and_tools python nat
 netns_trap_cleanup
 
 work="$(netns_workdir gwfw)"
@@ -27,14 +26,8 @@ CENTRE=192.0.2.1 A_OUT=192.0.2.11 B_OUT=192.0.2.12 X_OUT=192.0.2.13
 INSIDE=10.1.0.50 B_HOST=10.2.0.1
 URL="https://$CENTRE:8443"
 export DODVPN_KEYSTORE_PASSPHRASE="gateway-firewall-$$-$RANDOM"
-passed=0 failed=0
-check() { # DESCRIPTION CMD... : one check, counted
-  local what="$1"; shift
-  if "$@"; then echo "PASS $what"; passed=$((passed + 1))
-  else echo "FAIL $what"; failed=$((failed + 1)); fi
-}
 not() { ! "$@"; }
-die() { echo "FAIL setup: $*"; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
+die() { result 1 "setup" "$*"; netns_summary; exit 1; }
 admin() { ip netns exec "$WAN" "$DODVPN_BIN" admin --json --center "$URL" --ca "$work/centre/pki/root.pem" \
   --credential-file "$work/centre/admin.token" "$@"; }
 jid() { jq -r "$1"; }
@@ -163,5 +156,4 @@ out="$(ip netns exec "$A" "$DODVPN_BIN" agent run --keystore "$work/a-ks" --cont
 check "a malformed --allow-in is refused: $(grep -m1 'not an address' <<<"$out")" refused "$rc" "$out" 'not an address or a prefix' 
 
 netns_kill "$pid_b"
-echo "$passed passed, $failed failed"
-((failed == 0))
+netns_summary

@@ -22,6 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 /// `prev_hash` of the first record: 64 hex zeros.
@@ -77,15 +78,21 @@ pub struct Summary {
 }
 
 /// Why a chain failed verification. `seq` is the sequence number the broken
-/// record claims.
+/// record claims (or, for [`ChainError::Reordered`], the place it stands at).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
     #[error("audit record {seq} was altered: its content no longer matches its hash")]
     Edited { seq: u64 },
     #[error("audit records are missing: record {after_seq} is followed by record {found_seq}")]
     Missing { after_seq: u64, found_seq: u64 },
-    #[error("audit record {seq} is out of order (not after the record before it)")]
-    Reordered { seq: u64 },
+    /// Every record is intact and the hash links still chain them all, but they
+    /// are stored in another order (or under other numbers) than they were written.
+    #[error("audit records were reordered: record {found} stands where record {at} belongs; every record is intact, only their order or numbering was changed")]
+    Reordered { at: u64, found: u64 },
+    /// A sequence number that does not grow: a duplicated record, or one moved
+    /// back behind a later one with other damage besides.
+    #[error("audit record {seq} is out of order (its number is not after the record before it)")]
+    OutOfOrder { seq: u64 },
     #[error("audit record {seq} does not link to the record before it (a record was replaced or rewritten)")]
     BadLink { seq: u64 },
     #[error("audit record {seq} has a timestamp earlier than the record before it")]
@@ -94,6 +101,156 @@ pub enum ChainError {
         "the audit chain does not start at the genesis record (seq 1 linked to the all-zero hash)"
     )]
     BadGenesis,
+    /// The stored row cannot even be read as a record (e.g. its details are not JSON).
+    #[error("audit record {seq} cannot be read: {reason}")]
+    Unreadable { seq: i64, reason: String },
+    /// A record verified earlier (the checkpoint) is gone or was rewritten.
+    #[error("audit record {seq} was verified earlier but is now {what}: records were deleted or rewritten, or the database was restored from an older copy")]
+    CheckpointLost { seq: u64, what: &'static str },
+}
+
+impl ChainError {
+    /// Stable machine-readable name of the problem.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ChainError::Edited { .. } => "edited",
+            ChainError::Missing { .. } => "missing",
+            ChainError::Reordered { .. } => "reordered",
+            ChainError::OutOfOrder { .. } => "out_of_order",
+            ChainError::BadLink { .. } => "bad_link",
+            ChainError::TimeWentBackwards { .. } => "time_went_backwards",
+            ChainError::BadGenesis => "bad_genesis",
+            ChainError::Unreadable { .. } => "unreadable",
+            ChainError::CheckpointLost { .. } => "checkpoint_lost",
+        }
+    }
+
+    /// Sequence number of the first record found bad (the place where the chain breaks).
+    pub fn seq(&self) -> i64 {
+        let s = match self {
+            ChainError::Edited { seq }
+            | ChainError::OutOfOrder { seq }
+            | ChainError::BadLink { seq }
+            | ChainError::TimeWentBackwards { seq }
+            | ChainError::CheckpointLost { seq, .. } => *seq,
+            ChainError::Missing { found_seq, .. } => *found_seq,
+            ChainError::Reordered { at, .. } => *at,
+            ChainError::BadGenesis => 1,
+            ChainError::Unreadable { seq, .. } => return *seq,
+        };
+        i64::try_from(s).unwrap_or(i64::MAX)
+    }
+}
+
+/// A record as a database row holds it: `details` as text, `seq` as a signed
+/// integer. Reading it can fail; [`verify_stored`] names the row that does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub seq: i64,
+    pub ts_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub details: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl StoredRecord {
+    pub fn parse(&self) -> Result<Record, ChainError> {
+        let unreadable = |reason: String| ChainError::Unreadable {
+            seq: self.seq,
+            reason,
+        };
+        let seq = u64::try_from(self.seq)
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| unreadable("its sequence number is not positive".into()))?;
+        let details = serde_json::from_str(&self.details)
+            .map_err(|e| unreadable(format!("its details are not JSON ({e})")))?;
+        Ok(Record {
+            seq,
+            ts_ms: self.ts_ms,
+            actor: self.actor.clone(),
+            action: self.action.clone(),
+            subject: self.subject.clone(),
+            details,
+            prev_hash: self.prev_hash.clone(),
+            hash: self.hash.clone(),
+        })
+    }
+
+    /// For display and export: unreadable details become a JSON string holding the
+    /// stored text (so the record shows, and fails verification, instead of vanishing).
+    pub fn lossy(&self) -> Record {
+        self.parse().unwrap_or_else(|_| Record {
+            seq: u64::try_from(self.seq).unwrap_or(0),
+            ts_ms: self.ts_ms,
+            actor: self.actor.clone(),
+            action: self.action.clone(),
+            subject: self.subject.clone(),
+            details: serde_json::from_str(&self.details)
+                .unwrap_or_else(|_| serde_json::Value::String(self.details.clone())),
+            prev_hash: self.prev_hash.clone(),
+            hash: self.hash.clone(),
+        })
+    }
+}
+
+/// A point up to which the chain was verified: the last good record's number and hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// Verify stored rows. With `checkpoint = None`, `rows` is the whole chain from
+/// genesis. With a checkpoint at seq N > 0, `rows` are the rows with seq >= N in
+/// seq order: the first must be the checkpoint record itself, unchanged, and the
+/// rest must continue it. The first unreadable row is reported as
+/// [`ChainError::Unreadable`] unless an earlier row already fails.
+pub fn verify_stored(
+    checkpoint: Option<&Checkpoint>,
+    rows: &[StoredRecord],
+) -> Result<Summary, ChainError> {
+    let mut recs = Vec::with_capacity(rows.len());
+    let mut unreadable = None;
+    for row in rows {
+        match row.parse() {
+            Ok(r) => recs.push(r),
+            Err(e) => {
+                unreadable = Some(e);
+                break;
+            }
+        }
+    }
+    let summary = match checkpoint.filter(|cp| cp.seq > 0) {
+        None => verify(&recs),
+        Some(cp) => {
+            let lost = |what| ChainError::CheckpointLost { seq: cp.seq, what };
+            let first = match (recs.first(), rows.first()) {
+                (Some(r), _) if r.seq == cp.seq => r,
+                // The checkpoint row itself is unreadable.
+                (None, Some(row)) if row.seq == cp.seq as i64 => return Err(lost("unreadable")),
+                _ => return Err(lost("missing")),
+            };
+            if first.hash != cp.hash || first.expected_hash() != first.hash {
+                return Err(lost("altered"));
+            }
+            verify_from(Some(first), &recs[1..]).map(|mut s| {
+                // Count the rows looked at, checkpoint record included.
+                s.count += 1;
+                s.first_ts.get_or_insert(first.ts_ms);
+                s.last_ts.get_or_insert(first.ts_ms);
+                s
+            })
+        }
+    }?;
+    match unreadable {
+        Some(e) => Err(e),
+        None => Ok(summary),
+    }
 }
 
 /// A line of a JSON Lines export that could not be read.
@@ -236,6 +393,12 @@ pub fn verify_from<'a>(
     start: Option<&Record>,
     records: impl IntoIterator<Item = &'a Record>,
 ) -> Result<Summary, ChainError> {
+    let records: Vec<&Record> = records.into_iter().collect();
+    check_links(start, &records).map_err(|e| written_order(start, &records).unwrap_or(e))
+}
+
+/// The checks of [`verify_from`], record by record in the order given.
+fn check_links(start: Option<&Record>, records: &[&Record]) -> Result<Summary, ChainError> {
     // (seq, hash, ts) of the last good record; genesis is "seq 0".
     let mut prev: Option<(u64, String, i64)> = start.map(|r| (r.seq, r.hash.clone(), r.ts_ms));
     let mut count = 0u64;
@@ -259,7 +422,7 @@ pub fn verify_from<'a>(
             Some((pseq, phash, pts)) => {
                 let expected = pseq.saturating_add(1);
                 if r.seq <= *pseq {
-                    return Err(ChainError::Reordered { seq: r.seq });
+                    return Err(ChainError::OutOfOrder { seq: r.seq });
                 }
                 if r.seq > expected {
                     return Err(ChainError::Missing {
@@ -289,6 +452,85 @@ pub fn verify_from<'a>(
         first_ts,
         last_ts,
     })
+}
+
+/// Explain a failure as a reordering if it is one: rebuild the order the records
+/// were written in by following their hash links from `start` (or genesis). If
+/// that reaches every record, each intact at its written position and in time
+/// order, the only damage is the order (or the numbers) they are stored in.
+fn written_order(start: Option<&Record>, records: &[&Record]) -> Option<ChainError> {
+    let mut by_prev: HashMap<&str, &Record> = HashMap::with_capacity(records.len());
+    for r in records {
+        if by_prev.insert(r.prev_hash.as_str(), r).is_some() {
+            // Two records claim the same predecessor: a duplicate or a fork.
+            return None;
+        }
+    }
+    let base = start.map_or(0, |s| s.seq);
+    let (mut hash, mut ts) = match start {
+        Some(s) => (s.hash.as_str(), s.ts_ms),
+        None => (GENESIS, i64::MIN),
+    };
+    let mut written: HashMap<&str, u64> = HashMap::with_capacity(records.len());
+    for pos in 1..=records.len() as u64 {
+        let r = by_prev.get(hash)?;
+        let seq = base.checked_add(pos)?;
+        let h = record_hash(
+            &r.prev_hash,
+            seq,
+            r.ts_ms,
+            &r.actor,
+            &r.action,
+            &r.subject,
+            &r.details,
+        );
+        if h != r.hash || r.ts_ms < ts {
+            return None;
+        }
+        written.insert(r.hash.as_str(), seq);
+        hash = r.hash.as_str();
+        ts = r.ts_ms;
+    }
+    if written.len() != records.len() {
+        return None;
+    }
+    records.iter().enumerate().find_map(|(i, r)| {
+        let at = base + 1 + i as u64;
+        let found = written[r.hash.as_str()];
+        (found != at || r.seq != at).then_some(ChainError::Reordered { at, found })
+    })
+}
+
+/// Check an excerpt of a chain (e.g. one organisation's records): each record
+/// is intact, numbers grow, and records that are neighbours in the chain link.
+/// Returns how many records were checked. Gaps are expected and not reported;
+/// that the excerpt belongs to the whole chain is shown by the centre's verify.
+pub fn verify_excerpt<'a>(
+    records: impl IntoIterator<Item = &'a Record>,
+) -> Result<u64, ChainError> {
+    let mut prev: Option<&Record> = None;
+    let mut count = 0;
+    for r in records {
+        if r.expected_hash() != r.hash {
+            return Err(ChainError::Edited { seq: r.seq });
+        }
+        if let Some(p) = prev {
+            if r.seq <= p.seq {
+                return Err(ChainError::OutOfOrder { seq: r.seq });
+            }
+            if r.seq == p.seq + 1 && r.prev_hash != p.hash {
+                return Err(ChainError::BadLink { seq: r.seq });
+            }
+            if r.ts_ms < p.ts_ms {
+                return Err(ChainError::TimeWentBackwards { seq: r.seq });
+            }
+        } else if r.seq == 1 && r.prev_hash != GENESIS {
+            return Err(ChainError::BadGenesis);
+        }
+        count += 1;
+        prev = Some(r);
+    }
+    Ok(count)
 }
 
 /// JSON Lines export: one record per line, each line ending in `\n`.
@@ -525,30 +767,166 @@ mod tests {
 
     #[test]
     fn reordered_records_detected() {
+        // Two neighbours swap places in an export (numbers kept).
         let mut c = chain(5);
         c.swap(1, 2);
-        assert_eq!(
-            verify(&c),
-            Err(ChainError::Missing {
-                after_seq: 1,
-                found_seq: 3
-            })
-        );
+        assert_eq!(verify(&c), Err(ChainError::Reordered { at: 2, found: 3 }));
         let mut c = chain(5);
         c.swap(3, 4);
-        let err = verify(&c).unwrap_err();
-        assert!(matches!(
-            err,
-            ChainError::Missing { .. } | ChainError::Reordered { .. }
-        ));
-        // A record moved back behind a later one.
+        assert_eq!(verify(&c), Err(ChainError::Reordered { at: 4, found: 5 }));
+        // A record moved back behind later ones.
         let mut c = chain(5);
         let r = c.remove(1);
         c.insert(3, r);
-        assert!(verify(&c).is_err());
+        assert_eq!(verify(&c), Err(ChainError::Reordered { at: 2, found: 3 }));
+        // In a database the rows swap their numbers: the content is intact.
+        let mut c = chain(5);
+        c.swap(2, 3);
+        (c[2].seq, c[3].seq) = (3, 4);
+        assert_eq!(verify(&c), Err(ChainError::Reordered { at: 3, found: 4 }));
+        // A segment after a trusted record.
+        let mut c = chain(6);
+        c.swap(4, 5);
+        assert_eq!(
+            verify_from(Some(&c[2]), &c[3..]),
+            Err(ChainError::Reordered { at: 5, found: 6 })
+        );
+    }
+
+    #[test]
+    fn reordering_with_other_damage_reports_the_damage() {
+        // Swapped and one of them edited: not a pure reordering.
+        let mut c = chain(5);
+        c.swap(1, 2);
+        c[1].actor = "mallory".into();
+        assert_eq!(verify(&c), Err(ChainError::Edited { seq: 3 }));
+        // A duplicated record is out of order, not a reordering.
         let mut c = chain(3);
         c.push(c[1].clone());
-        assert_eq!(verify(&c), Err(ChainError::Reordered { seq: 2 }));
+        assert_eq!(verify(&c), Err(ChainError::OutOfOrder { seq: 2 }));
+        // A swap that also makes time go backwards is not "only reordered".
+        let mut c = chain(3);
+        c[2].ts_ms = c[1].ts_ms;
+        c[2].hash = c[2].expected_hash();
+        c.swap(1, 2);
+        assert!(verify(&c).is_err());
+    }
+
+    fn stored(r: &Record) -> StoredRecord {
+        StoredRecord {
+            seq: r.seq as i64,
+            ts_ms: r.ts_ms,
+            actor: r.actor.clone(),
+            action: r.action.clone(),
+            subject: r.subject.clone(),
+            details: r.details.to_string(),
+            prev_hash: r.prev_hash.clone(),
+            hash: r.hash.clone(),
+        }
+    }
+
+    #[test]
+    fn unreadable_row_is_named() {
+        let c = chain(4);
+        let mut rows: Vec<StoredRecord> = c.iter().map(stored).collect();
+        assert_eq!(verify_stored(None, &rows).unwrap().count, 4);
+        rows[2].details = "{not json".into();
+        let err = verify_stored(None, &rows).unwrap_err();
+        assert!(
+            matches!(err, ChainError::Unreadable { seq: 3, .. }),
+            "{err:?}"
+        );
+        assert_eq!(err.seq(), 3);
+        assert_eq!(err.code(), "unreadable");
+        assert!(err
+            .to_string()
+            .starts_with("audit record 3 cannot be read: its details are not JSON"));
+        // An earlier break is the first bad record.
+        rows[1].actor = "mallory".into();
+        assert_eq!(
+            verify_stored(None, &rows),
+            Err(ChainError::Edited { seq: 2 })
+        );
+        // Shown as text, never dropped.
+        assert_eq!(rows[2].lossy().details, serde_json::json!("{not json"));
+        let mut neg = stored(&c[0]);
+        neg.seq = -5;
+        assert!(matches!(
+            neg.parse(),
+            Err(ChainError::Unreadable { seq: -5, .. })
+        ));
+    }
+
+    #[test]
+    fn checkpoint_continues_or_is_lost() {
+        let c = chain(6);
+        let rows: Vec<StoredRecord> = c.iter().map(stored).collect();
+        let cp = Checkpoint {
+            seq: 3,
+            hash: c[2].hash.clone(),
+        };
+        let s = verify_stored(Some(&cp), &rows[2..]).unwrap();
+        assert_eq!((s.count, s.head_hash.as_str()), (4, c[5].hash.as_str()));
+        // Nothing new since the checkpoint.
+        let last = Checkpoint {
+            seq: 6,
+            hash: c[5].hash.clone(),
+        };
+        assert_eq!(
+            verify_stored(Some(&last), &rows[5..]).unwrap().head_hash,
+            c[5].hash
+        );
+        // Checkpoint record gone (truncated, or an older database).
+        assert_eq!(
+            verify_stored(Some(&last), &rows[..0]),
+            Err(ChainError::CheckpointLost {
+                seq: 6,
+                what: "missing"
+            })
+        );
+        assert_eq!(
+            verify_stored(Some(&cp), &rows[3..]),
+            Err(ChainError::CheckpointLost {
+                seq: 3,
+                what: "missing"
+            })
+        );
+        // Checkpoint record rewritten.
+        let mut bad = rows.clone();
+        bad[2].actor = "mallory".into();
+        assert_eq!(
+            verify_stored(Some(&cp), &bad[2..]),
+            Err(ChainError::CheckpointLost {
+                seq: 3,
+                what: "altered"
+            })
+        );
+        // A break after the checkpoint is named.
+        let mut bad = rows.clone();
+        bad[4].details = "[".into();
+        assert!(matches!(
+            verify_stored(Some(&cp), &bad[2..]),
+            Err(ChainError::Unreadable { seq: 5, .. })
+        ));
+        // A checkpoint at 0 is genesis.
+        let zero = Checkpoint {
+            seq: 0,
+            hash: GENESIS.into(),
+        };
+        assert_eq!(verify_stored(Some(&zero), &rows).unwrap().count, 6);
+    }
+
+    #[test]
+    fn excerpt_checks_each_record_and_neighbour_links() {
+        let c = chain(6);
+        let ex = [c[0].clone(), c[2].clone(), c[3].clone(), c[5].clone()];
+        assert_eq!(verify_excerpt(&ex), Ok(4));
+        assert!(verify(&ex).is_err(), "an excerpt is not a whole chain");
+        let mut bad = ex.clone();
+        bad[1].subject = "other".into();
+        assert_eq!(verify_excerpt(&bad), Err(ChainError::Edited { seq: 3 }));
+        let bad = [c[3].clone(), c[2].clone()];
+        assert_eq!(verify_excerpt(&bad), Err(ChainError::OutOfOrder { seq: 3 }));
     }
 
     #[test]

@@ -17,6 +17,24 @@ use crate::error::ApiError;
 use crate::Center;
 
 pub const ADMIN_PREFIX: &str = "dodvpn-admin";
+/// Read-only auditor credentials: `dodvpn-auditor.<id>.<secret>` (api/audit.rs).
+pub const AUDITOR_PREFIX: &str = "dodvpn-auditor";
+
+/// Filled with the authenticated caller's actor name, so the refusal audit
+/// (refusals.rs) can say who was refused after the handler answered.
+#[derive(Clone, Default)]
+pub struct CallerSlot(Arc<std::sync::Mutex<Option<String>>>);
+
+impl CallerSlot {
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|g| g.clone())
+    }
+    fn set(&self, actor: String) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = Some(actor);
+        }
+    }
+}
 
 /// The client certificate of this TLS connection, if any (set by the server loop).
 #[derive(Clone, Debug)]
@@ -58,6 +76,19 @@ pub enum Caller {
         org_id: String,
     },
     Device(DeviceCaller),
+    /// A read-only auditor of one organisation: may read only that organisation's
+    /// audit records (api/audit.rs).
+    Auditor {
+        auditor_id: String,
+        org_id: String,
+    },
+}
+
+fn auditor_read_only() -> ApiError {
+    ApiError::forbidden(
+        "auditor_read_only",
+        "an auditor credential may only read its organisation's audit log",
+    )
 }
 
 #[derive(Clone, Debug)]
@@ -74,12 +105,14 @@ impl Caller {
             Caller::Provider { admin_id } => format!("admin:{admin_id}"),
             Caller::OrgAdmin { admin_id, org_id } => format!("org-admin:{admin_id}@{org_id}"),
             Caller::Device(d) => format!("device:{}({})", d.device_id, d.tier.as_str()),
+            Caller::Auditor { auditor_id, org_id } => format!("auditor:{auditor_id}@{org_id}"),
         }
     }
 
     pub fn require_provider(&self) -> Result<(), ApiError> {
         match self {
             Caller::Provider { .. } => Ok(()),
+            Caller::Auditor { .. } => Err(auditor_read_only()),
             _ => Err(ApiError::forbidden(
                 "provider_only",
                 "only the provider's operator may do this",
@@ -100,6 +133,7 @@ impl Caller {
                 "admin_only",
                 "this needs an administrator credential",
             )),
+            Caller::Auditor { .. } => Err(auditor_read_only()),
         }
     }
 
@@ -112,6 +146,16 @@ impl Caller {
                 "admin_only",
                 "this needs an administrator credential",
             )),
+            Caller::Auditor { .. } => Err(auditor_read_only()),
+        }
+    }
+
+    /// Whose audit records the caller may read: None = all (provider), or one
+    /// organisation (its administrators and its auditors).
+    pub fn audit_scope(&self) -> Result<Option<&str>, ApiError> {
+        match self {
+            Caller::Auditor { org_id, .. } => Ok(Some(org_id)),
+            _ => self.org_scope(),
         }
     }
 
@@ -149,37 +193,60 @@ impl FromRequestParts<Arc<Center>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, center: &Arc<Center>) -> Result<Self, ApiError> {
-        if let Some(h) = parts.headers.get(axum::http::header::AUTHORIZATION) {
-            let h = h
-                .to_str()
-                .map_err(|_| ApiError::unauthenticated("malformed Authorization header"))?;
-            let token = h.strip_prefix("Bearer ").ok_or_else(|| {
-                ApiError::unauthenticated("Authorization must be 'Bearer <credential>'")
-            })?;
-            return admin_from_token(center, token.trim()).await;
+        let caller = authenticate(parts, center).await?;
+        if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+            slot.set(caller.actor());
         }
-        if let Some(peer) = parts.extensions.get::<PeerCert>() {
-            return device_from_cert(center, peer).await;
-        }
-        Err(ApiError::unauthenticated(
-            "no credential: send an administrator credential or use mutual TLS with a device certificate",
-        ))
+        Ok(caller)
     }
 }
 
-async fn admin_from_token(center: &Center, token: &str) -> Result<Caller, ApiError> {
+async fn authenticate(parts: &Parts, center: &Center) -> Result<Caller, ApiError> {
+    if let Some(h) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        let h = h
+            .to_str()
+            .map_err(|_| ApiError::unauthenticated("malformed Authorization header"))?;
+        let token = h.strip_prefix("Bearer ").ok_or_else(|| {
+            ApiError::unauthenticated("Authorization must be 'Bearer <credential>'")
+        })?;
+        let token = token.trim();
+        if token.starts_with(AUDITOR_PREFIX) {
+            return auditor_from_token(center, token).await;
+        }
+        return admin_from_token(center, token).await;
+    }
+    if let Some(peer) = parts.extensions.get::<PeerCert>() {
+        return device_from_cert(center, peer).await;
+    }
+    Err(ApiError::unauthenticated(
+        "no credential: send an administrator credential or use mutual TLS with a device certificate",
+    ))
+}
+
+/// Check `<prefix>.<id>.<secret>` against `table` (admins or auditors); the
+/// row's org_id when the secret matches.
+async fn check_token(
+    center: &Center,
+    token: &str,
+    want_prefix: &str,
+    table: &str,
+) -> Result<(String, Option<String>), ApiError> {
     let bad = || ApiError::unauthenticated("invalid administrator credential");
     let mut parts = token.splitn(3, '.');
     let (prefix, id, secret) = (parts.next(), parts.next(), parts.next());
-    let (Some(ADMIN_PREFIX), Some(id), Some(secret)) = (prefix, id, secret) else {
+    let (Some(prefix), Some(id), Some(secret)) = (prefix, id, secret) else {
         return Err(bad());
     };
-    let row =
-        sqlx::query("SELECT org_id, secret_hash FROM admins WHERE id = $1 AND revoked_ms IS NULL")
-            .bind(id)
-            .fetch_optional(&center.db.pool)
-            .await
-            .map_err(ApiError::db)?;
+    if prefix != want_prefix {
+        return Err(bad());
+    }
+    let row = sqlx::query(&format!(
+        "SELECT org_id, secret_hash FROM {table} WHERE id = $1 AND revoked_ms IS NULL"
+    ))
+    .bind(id)
+    .fetch_optional(&center.db.pool)
+    .await
+    .map_err(ApiError::db)?;
     // Hash even when the id is unknown, so timing does not reveal which ids exist.
     let presented = hash_secret(secret);
     let Some(row) = row else {
@@ -190,13 +257,23 @@ async fn admin_from_token(center: &Center, token: &str) -> Result<Caller, ApiErr
     if !bool::from(presented.as_bytes().ct_eq(stored.as_bytes())) {
         return Err(bad());
     }
-    let org: Option<String> = row.get(0);
+    Ok((id.to_string(), row.get(0)))
+}
+
+async fn auditor_from_token(center: &Center, token: &str) -> Result<Caller, ApiError> {
+    let (id, org) = check_token(center, token, AUDITOR_PREFIX, "auditors").await?;
+    Ok(Caller::Auditor {
+        auditor_id: id,
+        org_id: org.unwrap_or_default(),
+    })
+}
+
+async fn admin_from_token(center: &Center, token: &str) -> Result<Caller, ApiError> {
+    let (id, org) = check_token(center, token, ADMIN_PREFIX, "admins").await?;
     Ok(match org {
-        None => Caller::Provider {
-            admin_id: id.to_string(),
-        },
+        None => Caller::Provider { admin_id: id },
         Some(org_id) => Caller::OrgAdmin {
-            admin_id: id.to_string(),
+            admin_id: id,
             org_id,
         },
     })

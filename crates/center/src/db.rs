@@ -35,6 +35,9 @@ pub struct Db {
     write_lock: Mutex<()>,
     /// Woken after each commit that added events (the local half of fan-out).
     pub events_committed: Arc<Notify>,
+    /// Set when the audit chain is found broken (chain_guard.rs): why no change
+    /// may be written any more.
+    pub read_only: std::sync::OnceLock<String>,
 }
 
 pub fn now_ms() -> i64 {
@@ -86,10 +89,18 @@ impl Db {
             url: url.to_string(),
             write_lock: Mutex::new(()),
             events_committed: Arc::new(Notify::new()),
+            read_only: std::sync::OnceLock::new(),
         })
     }
 
     pub async fn begin_write(&self) -> Result<WriteTx<'_>, ApiError> {
+        if let Some(why) = self.read_only.get() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "audit_chain_broken",
+                format!("the centre is read-only because its audit chain is broken: {why}"),
+            ));
+        }
         let guard = match self.backend {
             Backend::Sqlite => Some(self.write_lock.lock().await),
             Backend::Postgres => None,

@@ -66,13 +66,27 @@ impl ApiError {
     }
 }
 
+/// Which error an answer carried, left on the response for the refusal audit
+/// (refusals.rs), which runs after the handler.
+#[derive(Clone, Debug)]
+pub struct ErrorInfo {
+    pub code: &'static str,
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let info = ErrorInfo {
+            code: self.code,
+            message: self.message.clone(),
+        };
         let body = ErrorBody {
             error: self.code.to_string(),
             message: self.message,
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        resp.extensions_mut().insert(info);
+        resp
     }
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::auth::{hash_secret, ADMIN_PREFIX};
+use crate::chain_guard::{ChainGuard, Outcome};
 use crate::db::Db;
 use crate::{hub, new_id, Center};
 
@@ -80,6 +81,8 @@ pub async fn open(cfg: &CenterConfig) -> anyhow::Result<(Arc<Center>, InitReport
     let url = cfg.database_url();
     let db = Arc::new(Db::open(&url).await?);
     lines.push(("database".into(), crate::db::redact_url(&url)));
+    let chain = Arc::new(ChainGuard::open(&cfg.data_dir));
+    lines.push(check_chain(&chain, &db).await?);
 
     let admin_credential_file = ensure_provider_admin(&db, &cfg.data_dir).await?;
     if let Some(f) = &admin_credential_file {
@@ -90,7 +93,11 @@ pub async fn open(cfg: &CenterConfig) -> anyhow::Result<(Arc<Center>, InitReport
         db: db.clone(),
         pki,
         hub: hub.clone(),
+        chain: chain.clone(),
+        refusals: Arc::new(crate::refusals::Refusals::from_env()),
     });
+    tokio::spawn(center.refusals.clone().run(db.clone()));
+    tokio::spawn(crate::chain_guard::run(chain, db.clone()));
     tokio::spawn(hub.run_dispatcher(db));
     let sweeper = center.clone();
     tokio::spawn(async move {
@@ -110,6 +117,37 @@ pub async fn open(cfg: &CenterConfig) -> anyhow::Result<(Arc<Center>, InitReport
             admin_credential_file,
         },
     ))
+}
+
+/// Verify the audit chain from the checkpoint (chain_guard.rs); a break makes the
+/// centre read-only and is the line the operator sees.
+async fn check_chain(chain: &ChainGuard, db: &Db) -> anyhow::Result<(String, String)> {
+    let outcome = chain
+        .check(db)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot verify the audit chain: {}", e.message))?;
+    Ok(match outcome {
+        Outcome::Intact {
+            from_seq,
+            checked,
+            head_seq,
+        } => (
+            "audit chain".into(),
+            if head_seq == 0 {
+                "empty".into()
+            } else {
+                format!("intact: records {from_seq}–{head_seq} verified ({checked} checked)")
+            },
+        ),
+        Outcome::Broken(e) => (
+            "AUDIT CHAIN BROKEN".into(),
+            format!(
+                "{e} (first bad record: {}); the centre is READ-ONLY: every change is refused until an intact database is restored / 監査ログのハッシュチェーンが壊れています（最初の不正レコード: {}）。読み取り専用で起動しました",
+                e.seq(),
+                e.seq()
+            ),
+        ),
+    })
 }
 
 /// Create the provider's first administrator if none exists, and write its credential

@@ -7,12 +7,14 @@
 
 pub mod api;
 pub mod auth;
+pub mod chain_guard;
 pub mod db;
 pub mod error;
 pub mod grants;
 pub mod hub;
 pub mod init;
 pub mod mapping;
+pub mod refusals;
 pub mod server;
 
 use std::sync::Arc;
@@ -23,6 +25,10 @@ pub struct Center {
     pub db: Arc<db::Db>,
     pub pki: dodvpn_pki::Pki,
     pub hub: Arc<hub::Hub>,
+    /// Verifies the audit chain at start and while running (chain_guard.rs).
+    pub chain: Arc<chain_guard::ChainGuard>,
+    /// Aggregated audit of refused calls and handshakes (refusals.rs).
+    pub refusals: Arc<refusals::Refusals>,
 }
 
 /// A short random identifier with a readable prefix, e.g. `org-3f9a0c1d2e4b`.

@@ -62,17 +62,29 @@ pub fn pem_certs(pem: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 pub struct Prepared {
     acceptor: TlsAcceptor,
     app: axum::Router,
+    center: Arc<Center>,
 }
 
 /// Build everything that can fail before the first connection is accepted.
 pub fn prepare(center: Arc<Center>) -> anyhow::Result<Prepared> {
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(&center)?));
-    let app = crate::api::router(center);
-    Ok(Prepared { acceptor, app })
+    let app = crate::api::router(center.clone()).layer(axum::middleware::from_fn_with_state(
+        center.clone(),
+        crate::refusals::observe,
+    ));
+    Ok(Prepared {
+        acceptor,
+        app,
+        center,
+    })
 }
 
 pub async fn serve(prepared: Prepared, listener: TcpListener) -> anyhow::Result<()> {
-    let Prepared { acceptor, app } = prepared;
+    let Prepared {
+        acceptor,
+        app,
+        center,
+    } = prepared;
     loop {
         let (tcp, remote) = match listener.accept().await {
             Ok(c) => c,
@@ -86,6 +98,7 @@ pub async fn serve(prepared: Prepared, listener: TcpListener) -> anyhow::Result<
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
+        let center = center.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(
                 std::time::Duration::from_secs(15),
@@ -96,6 +109,7 @@ pub async fn serve(prepared: Prepared, listener: TcpListener) -> anyhow::Result<
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::info!(%remote, error = %e, "TLS handshake refused");
+                    crate::refusals::tls_refused(&center, remote, &e).await;
                     return;
                 }
                 Err(_) => return,

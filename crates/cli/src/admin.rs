@@ -111,6 +111,16 @@ enum OrgCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Issue a read-only auditor credential for one organisation (printed once): it
+    /// reads, verifies and exports that organisation's audit records, nothing else.
+    Auditor {
+        id: String,
+        #[arg(long, default_value = "auditor")]
+        label: String,
+        /// Write the credential to this file (0600) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Record the organisation's security check sheet result (R-POL-6).
     Checksheet {
         id: String,
@@ -330,7 +340,13 @@ enum AuditCmd {
     Verify {
         #[arg(long)]
         file: Option<PathBuf>,
+        /// FILE is one organisation's export (its own records, with gaps): check each
+        /// record and the links between neighbours.
+        #[arg(long, requires = "file")]
+        excerpt: bool,
     },
+    /// Revoke an auditor credential.
+    RevokeAuditor { id: String },
     /// Write the whole log as JSON lines for auditors.
     Export {
         #[arg(long)]
@@ -354,10 +370,29 @@ fn services(v: &[String]) -> anyhow::Result<Option<Vec<dodvpn_policy::Service>>>
 pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
     let json = a.json;
     // Offline verification needs no centre.
-    if let AdminCmd::Audit(AuditCmd::Verify { file: Some(f) }) = &a.cmd {
+    if let AdminCmd::Audit(AuditCmd::Verify {
+        file: Some(f),
+        excerpt,
+    }) = &a.cmd
+    {
         let text =
             std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
         let recs = dodvpn_audit::from_jsonl(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if *excerpt {
+            return match dodvpn_audit::verify_excerpt(recs.iter()) {
+                Ok(n) => {
+                    output::print(&json!({"ok": true, "records": n, "excerpt": true}), json);
+                    Ok(())
+                }
+                Err(e) => {
+                    output::print(
+                        &json!({"ok": false, "records": recs.len(), "error": e.to_string(), "problem": e.code(), "first_bad_seq": e.seq()}),
+                        json,
+                    );
+                    anyhow::bail!("the audit excerpt does not verify: {e}")
+                }
+            };
+        }
         return match dodvpn_audit::verify(recs.iter()) {
             Ok(s) => {
                 output::print(
@@ -368,7 +403,7 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
             }
             Err(e) => {
                 output::print(
-                    &json!({"ok": false, "records": recs.len(), "error": e.to_string()}),
+                    &json!({"ok": false, "records": recs.len(), "error": e.to_string(), "problem": e.code(), "first_bad_seq": e.seq()}),
                     json,
                 );
                 anyhow::bail!("the audit log does not verify: {e}")
@@ -383,6 +418,16 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
             OrgCmd::Show { id } => c.get(&format!("/api/v1/orgs/{id}")).await?,
             OrgCmd::Admin { id, label, out } => {
                 let v: Value = c.post(&format!("/api/v1/orgs/{id}/admins"), &json!({"label": label})).await?;
+                if let Some(out) = out {
+                    let cred = v["credential"].as_str().context("no credential in the answer")?;
+                    dodvpn_center::init::write_secret_file(&out, cred.as_bytes())?;
+                    json!({"id": v["id"], "org_id": v["org_id"], "credential_file": out.display().to_string()})
+                } else {
+                    v
+                }
+            }
+            OrgCmd::Auditor { id, label, out } => {
+                let v: Value = c.post(&format!("/api/v1/orgs/{id}/auditors"), &json!({"label": label})).await?;
                 if let Some(out) = out {
                     let cred = v["credential"].as_str().context("no credential in the answer")?;
                     dodvpn_center::init::write_secret_file(&out, cred.as_bytes())?;
@@ -501,6 +546,7 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
                 }
                 v
             }
+            AuditCmd::RevokeAuditor { id } => c.post(&format!("/api/v1/auditors/{id}/revoke"), &json!({})).await?,
             AuditCmd::Export { out } => {
                 let text = c.get_text("/api/v1/audit/export").await?;
                 let n = text.lines().count();

@@ -461,9 +461,14 @@ async fn an_organisation_sees_and_changes_only_its_own() {
     assert!(as_a(&["org", "create", "Mine", "--kind", "lab"])
         .unwrap_err()
         .contains("provider_only"));
-    assert!(as_a(&["audit", "list"])
-        .unwrap_err()
-        .contains("provider_only"));
+    // Its own audit trail it reads (issue 9): only records naming it, its refusals among them.
+    let own = as_a(&["audit", "list"]).unwrap();
+    let own = own.as_array().unwrap();
+    assert!(own.iter().all(|r| r.to_string().contains(&a)), "{own:?}");
+    assert!(!own.iter().any(|r| r.to_string().contains(&dev_b)));
+    assert!(own
+        .iter()
+        .any(|r| r["action"] == json!("refused.other_organisation")));
     // Its own policy it may set.
     as_a(&["policy", "set", &a, "--file", f.path().to_str().unwrap()]).unwrap();
     // The other organisation's device is untouched.

@@ -200,7 +200,7 @@ async fn require_device_provider(c: &Center, caller: &Caller) -> Result<(), ApiE
                 ))
             }
         }
-        Caller::Device(_) => Err(ApiError::forbidden(
+        Caller::Device(_) | Caller::Auditor { .. } => Err(ApiError::forbidden(
             "admin_only",
             "this needs an administrator credential",
         )),

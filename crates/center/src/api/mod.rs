@@ -86,6 +86,8 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
         .routes(routes!(audit::export))
+        .routes(routes!(audit::create_auditor))
+        .routes(routes!(audit::revoke_auditor))
         .with_state(center)
         .split_for_parts();
     (router, api)
