@@ -26,17 +26,6 @@ use dodvpn_dataplane::{Dataplane, DataplaneConfig, Event, FlowRule, PacketFilter
 use dodvpn_esp::{Aead, InboundSa, OutboundSa};
 use ipnet::IpNet;
 
-struct Logger;
-impl log::Log for Logger {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= log::max_level()
-    }
-    fn log(&self, r: &log::Record) {
-        eprintln!("[{}] {}", r.level(), r.args());
-    }
-    fn flush(&self) {}
-}
-
 fn usage(msg: &str) -> ! {
     eprintln!("static_tunnel: {msg}\nsee the header of examples/static_tunnel.rs for usage");
     exit(2)
@@ -94,12 +83,14 @@ fn allow(s: &str) -> FlowRule {
 }
 
 fn main() {
-    log::set_logger(&Logger).ok();
-    log::set_max_level(if std::env::var_os("DP_DEBUG").is_some() {
-        log::LevelFilter::Debug
-    } else {
-        log::LevelFilter::Info
-    });
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(if std::env::var_os("DP_DEBUG").is_some() {
+            tracing::Level::DEBUG
+        } else {
+            tracing::Level::INFO
+        })
+        .init();
     let mut cfg = DataplaneConfig::default();
     cfg.tun.name = "dp0".into();
     let (mut listen, mut peer) = (None::<SocketAddr>, None::<SocketAddr>);

@@ -56,24 +56,26 @@
 
 use std::net::IpAddr;
 
+use dodvpn_wire::ip::{self, IpHeader, TcpHeader, UdpHeader, UpperLayer};
 use ipnet::IpNet;
 
 use crate::netmap::NetMap;
 
 /// IANA protocol numbers the filter knows.
 pub mod proto {
+    use dodvpn_wire::ip;
     /// ICMP.
-    pub const ICMP: u8 = 1;
+    pub const ICMP: u8 = ip::PROTO_ICMP;
     /// TCP.
-    pub const TCP: u8 = 6;
+    pub const TCP: u8 = ip::PROTO_TCP;
     /// UDP.
-    pub const UDP: u8 = 17;
+    pub const UDP: u8 = ip::PROTO_UDP;
     /// ICMPv6.
-    pub const ICMPV6: u8 = 58;
+    pub const ICMPV6: u8 = ip::PROTO_ICMPV6;
 }
 
 /// Longest IPv6 extension header chain walked before giving up.
-pub const MAX_EXT_HEADERS: usize = 8;
+pub const MAX_EXT_HEADERS: usize = ip::MAX_EXT_HEADERS;
 
 /// One end of the SA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -218,9 +220,14 @@ struct Flow {
     l4: L4,
 }
 
-#[inline]
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+impl From<IpAddr> for Addr {
+    #[inline]
+    fn from(a: IpAddr) -> Addr {
+        match a {
+            IpAddr::V4(a) => Addr::V4(u32::from(a)),
+            IpAddr::V6(a) => Addr::V6(u128::from(a)),
+        }
+    }
 }
 
 /// The transport part of a packet whose upper-layer protocol is `p`, found
@@ -228,126 +235,50 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 #[inline]
 fn transport(p: u8, l4: &[u8]) -> L4 {
     match p {
-        proto::TCP => {
-            if l4.len() < 20 {
-                return L4::Malformed;
-            }
-            let flags = l4[13];
-            L4::Ports {
-                sport: u16::from_be_bytes([l4[0], l4[1]]),
-                dport: u16::from_be_bytes([l4[2], l4[3]]),
-                syn_only: flags & 0x02 != 0 && flags & 0x10 == 0,
-            }
-        }
-        proto::UDP => {
-            if l4.len() < 8 {
-                return L4::Malformed;
-            }
-            L4::Ports {
-                sport: u16::from_be_bytes([l4[0], l4[1]]),
-                dport: u16::from_be_bytes([l4[2], l4[3]]),
+        proto::TCP => match TcpHeader::parse(l4) {
+            Ok(t) => L4::Ports {
+                sport: t.src_port,
+                dport: t.dst_port,
+                syn_only: t.is_connection_request(),
+            },
+            Err(_) => L4::Malformed,
+        },
+        proto::UDP => match UdpHeader::parse(l4) {
+            Ok(u) => L4::Ports {
+                sport: u.src_port,
+                dport: u.dst_port,
                 syn_only: false,
-            }
-        }
+            },
+            Err(_) => L4::Malformed,
+        },
         proto::ICMP | proto::ICMPV6 => L4::Icmp,
         _ => L4::Other,
     }
 }
 
-fn parse(pkt: &[u8]) -> Option<Flow> {
-    match pkt.first()? >> 4 {
-        4 => {
-            if pkt.len() < 20 {
-                return None;
-            }
-            let ihl = usize::from(pkt[0] & 0x0f) * 4;
-            if ihl < 20 || ihl > pkt.len() {
-                return None;
-            }
-            let src = Addr::V4(u32::from_be_bytes(pkt[12..16].try_into().ok()?));
-            let dst = Addr::V4(u32::from_be_bytes(pkt[16..20].try_into().ok()?));
-            let p = pkt[9];
-            let offset = be16(pkt, 6)? & 0x1fff;
-            let l4 = match offset {
-                0 => transport(p, &pkt[ihl..]),
-                1 if p == proto::TCP => L4::Malformed,
-                _ => L4::Fragment,
-            };
-            Some(Flow {
-                src,
-                dst,
-                proto: Some(p),
-                l4,
-            })
-        }
-        6 => {
-            if pkt.len() < 40 {
-                return None;
-            }
-            let src = Addr::V6(u128::from_be_bytes(pkt[8..24].try_into().ok()?));
-            let dst = Addr::V6(u128::from_be_bytes(pkt[24..40].try_into().ok()?));
-            let mut nh = pkt[6];
-            let mut off = 40usize;
-            let unknown = Flow {
-                src,
-                dst,
-                proto: None,
-                l4: L4::Unknown,
-            };
-            for _ in 0..=MAX_EXT_HEADERS {
-                match nh {
-                    // Hop-by-hop, routing, destination options: (len + 1) * 8.
-                    0 | 43 | 60 => {
-                        let (Some(&next), Some(&len)) = (pkt.get(off), pkt.get(off + 1)) else {
-                            return Some(unknown);
-                        };
-                        nh = next;
-                        off += (usize::from(len) + 1) * 8;
-                    }
-                    // Authentication header: (len + 2) * 4.
-                    51 => {
-                        let (Some(&next), Some(&len)) = (pkt.get(off), pkt.get(off + 1)) else {
-                            return Some(unknown);
-                        };
-                        nh = next;
-                        off += (usize::from(len) + 2) * 4;
-                    }
-                    // Fragment header: 8 bytes.
-                    44 => {
-                        let (Some(&next), Some(fo)) = (pkt.get(off), be16(pkt, off + 2)) else {
-                            return Some(unknown);
-                        };
-                        if fo >> 3 != 0 {
-                            // Non-first fragment: `next` is whatever follows
-                            // in the first fragment; match on it only.
-                            return Some(Flow {
-                                src,
-                                dst,
-                                proto: Some(next),
-                                l4: L4::Fragment,
-                            });
-                        }
-                        nh = next;
-                        off += 8;
-                    }
-                    // Extension headers we do not walk.
-                    135 | 139 | 140 | 253 | 254 => return Some(unknown),
-                    p => {
-                        let Some(l4) = pkt.get(off..) else {
-                            return Some(unknown);
-                        };
-                        return Some(Flow {
-                            src,
-                            dst,
-                            proto: Some(p),
-                            l4: transport(p, l4),
-                        });
-                    }
-                }
-            }
-            Some(unknown)
-        }
-        _ => None,
+#[inline]
+fn flow(h: &IpHeader) -> Flow {
+    let (proto, l4) = match h.upper_layer() {
+        Ok(UpperLayer::Header { protocol, offset }) => (
+            Some(protocol),
+            transport(protocol, h.bytes().get(offset..).unwrap_or_default()),
+        ),
+        // RFC 1858: an IPv4 TCP fragment at offset 1 could rewrite the flags
+        // of the first one.
+        Ok(UpperLayer::LaterFragment {
+            protocol: proto::TCP,
+            fragment_offset: 1,
+        }) if !h.is_ipv6() => (Some(proto::TCP), L4::Malformed),
+        // No transport header: match on the protocol only (for IPv6, the one
+        // named in the fragment header, i.e. what follows in the first).
+        Ok(UpperLayer::LaterFragment { protocol, .. }) => (Some(protocol), L4::Fragment),
+        Ok(UpperLayer::Opaque) | Err(_) => (None, L4::Unknown),
+    };
+    Flow {
+        src: h.src().into(),
+        dst: h.dst().into(),
+        proto,
+        l4,
     }
 }
 
@@ -429,9 +360,10 @@ impl PacketFilter {
 
     /// Like [`allows`](Self::allows), with the reason for a refusal.
     pub fn verdict(&self, dir: Direction, pkt: &[u8]) -> Verdict {
-        let Some(f) = parse(pkt) else {
+        let Ok(h) = dodvpn_wire::peek_ip(pkt) else {
             return Verdict::NotIp;
         };
+        let f = flow(&h);
         let (local, remote) = match dir {
             Direction::Outbound => (f.src, f.dst),
             Direction::Inbound => (f.dst, f.src),
@@ -494,10 +426,7 @@ pub enum Verdict {
 impl PacketFilter {
     /// Whether `addr` is inside the selector of `side`.
     pub fn in_selector(&self, side: Side, addr: IpAddr) -> bool {
-        let a = match addr {
-            IpAddr::V4(a) => Addr::V4(u32::from(a)),
-            IpAddr::V6(a) => Addr::V6(u128::from(a)),
-        };
+        let a = Addr::from(addr);
         match side {
             Side::Local => self.c_local.contains(a),
             Side::Remote => self.c_remote.contains(a),

@@ -46,7 +46,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use dodvpn_esp::{
-    decap_ecn, outer_tos, EcnDecap, InboundSa, OutboundSa, HEADROOM, NH_IPV4, NH_IPV6, TAILROOM,
+    decap_ecn, EcnDecap, InboundSa, OutboundSa, HEADROOM, NH_IPV4, NH_IPV6, TAILROOM,
 };
 use ipnet::IpNet;
 
@@ -345,9 +345,13 @@ impl Dataplane {
                     return;
                 }
             }
+            let Ok(ip) = dodvpn_wire::peek_ip(pkt) else {
+                s.drops.inc(DropReason::NotIp);
+                return;
+            };
+            let nh = if ip.is_ipv6() { NH_IPV6 } else { NH_IPV4 };
+            let tos = ip.tos();
             buf[HEADROOM..HEADROOM + len].copy_from_slice(pkt);
-            let nh = if pkt[0] >> 4 == 6 { NH_IPV6 } else { NH_IPV4 };
-            let tos = outer_tos(pkt);
             let sealed = entry
                 .sa
                 .lock()
@@ -456,7 +460,7 @@ fn tx_worker(s: &Shared, q: usize) {
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                log::debug!("TUN read: {e}");
+                tracing::debug!("TUN read: {e}");
                 s.drops.inc(DropReason::NotIp);
                 continue;
             }
@@ -468,10 +472,13 @@ fn tx_worker(s: &Shared, q: usize) {
         for i in 0..n {
             let len = sizes[i];
             let buf = &mut bufs[i];
-            let Some(dst) = packet_dst(&buf[HEADROOM..HEADROOM + len]) else {
+            let Ok(ip) = dodvpn_wire::peek_ip(&buf[HEADROOM..HEADROOM + len]) else {
                 s.drops.inc(DropReason::NotIp);
                 continue;
             };
+            // One read of the header: the mapping below rewrites the source
+            // address only, so the TOS octet (and the family) stay valid.
+            let (dst, tos) = (ip.dst(), ip.tos());
             match tables.outbound(dst) {
                 Some(SpdAction::Protect(e)) => {
                     if let Some(f) = e.filter() {
@@ -486,7 +493,6 @@ fn tx_worker(s: &Shared, q: usize) {
                             continue;
                         }
                     }
-                    let tos = outer_tos(pkt);
                     let nh = if dst.is_ipv4() { NH_IPV4 } else { NH_IPV6 };
                     let r =
                         e.sa.lock()
@@ -498,7 +504,7 @@ fn tx_worker(s: &Shared, q: usize) {
                             out.push((i, sl, e.peer, tos));
                         }
                         Err(err) => {
-                            log::debug!("seal: {err}");
+                            tracing::debug!("seal: {err}");
                             s.drops.inc(DropReason::SealError);
                         }
                     }
@@ -556,7 +562,7 @@ fn rx_worker(s: &Shared, v6: bool) {
     let flush = |outs: &mut Vec<Vec<u8>>, n: &mut usize, gro: &mut tun_rs::GROTable| {
         if *n > 0 {
             if let Err(e) = dev.send_multiple(gro, &mut outs[..*n], HEADROOM) {
-                log::debug!("TUN write: {e}");
+                tracing::debug!("TUN write: {e}");
                 s.drops.inc(DropReason::TunWrite);
             }
             *n = 0;
@@ -574,7 +580,7 @@ fn rx_worker(s: &Shared, v6: bool) {
                 continue
             }
             Err(e) => {
-                log::debug!("UDP recv: {e}");
+                tracing::debug!("UDP recv: {e}");
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
@@ -659,7 +665,7 @@ fn ike_worker(s: &Shared, v6: bool) {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) => {}
             Err(e) => {
-                log::debug!("IKE recv: {e}");
+                tracing::debug!("IKE recv: {e}");
                 std::thread::sleep(Duration::from_millis(10));
             }
         }

@@ -32,12 +32,13 @@
 //! IPv4 only: IPv6 packets pass unchanged, and [`NetMap::new`] refuses IPv6
 //! pairs. Nothing allocates per packet.
 
+use dodvpn_wire::ip::{tcp, udp, v4, PROTO_ICMP as ICMP, PROTO_TCP as TCP, PROTO_UDP as UDP};
 use ipnet::IpNet;
 
-/// IANA protocol numbers.
-const ICMP: u8 = 1;
-const TCP: u8 = 6;
-const UDP: u8 = 17;
+/// Where the checksum field ends in a TCP / UDP header: a segment shorter
+/// than that is left alone.
+const TCP_CSUM_END: usize = tcp::CHECKSUM + 2;
+const UDP_CSUM_END: usize = udp::CHECKSUM + 2;
 
 /// A configured mapping could not be built.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,8 +81,8 @@ pub enum Field {
 impl Field {
     fn offset(self) -> usize {
         match self {
-            Field::Src => 12,
-            Field::Dst => 16,
+            Field::Src => v4::SRC,
+            Field::Dst => v4::DST,
         }
     }
     fn other(self) -> Field {
@@ -249,14 +250,25 @@ fn adjust_at(b: &mut [u8], at: usize, delta: u32, kind: L4Csum, udp: bool) -> u3
     delta16(old, new)
 }
 
-/// Length of an IPv4 header at the start of `pkt`, if it is one we can read.
+/// What the translation needs of an IPv4 header.
+struct V4Header {
+    /// IHL × 4.
+    len: usize,
+    protocol: u8,
+    /// A fragment other than the first: no transport header.
+    later_fragment: bool,
+}
+
+/// The IPv4 header at the start of `pkt`, if it is one we can read.
 #[inline]
-fn v4_header(pkt: &[u8]) -> Option<usize> {
-    if pkt.len() < 20 || pkt[0] >> 4 != 4 {
-        return None;
-    }
-    let ihl = usize::from(pkt[0] & 0x0f) * 4;
-    (ihl >= 20 && pkt.len() >= ihl).then_some(ihl)
+fn v4_header(pkt: &[u8]) -> Option<V4Header> {
+    let h = dodvpn_wire::peek_ip(pkt).ok()?;
+    let (fragment_offset, _) = h.ipv4_fragment()?;
+    Some(V4Header {
+        len: h.header_len(),
+        protocol: h.next_header(),
+        later_fragment: fragment_offset != 0,
+    })
 }
 
 /// Rewrite address `field` of the IPv4 packet `pkt` to `map(old)` when that
@@ -268,7 +280,7 @@ pub fn translate(
     l4: L4Csum,
     map: impl Fn(u32) -> Option<u32>,
 ) -> bool {
-    let Some(ihl) = v4_header(pkt) else {
+    let Some(h) = v4_header(pkt) else {
         return false;
     };
     let at = field.offset();
@@ -281,19 +293,17 @@ pub fn translate(
     }
     let d = delta32(old, new);
     pkt[at..at + 4].copy_from_slice(&new.to_be_bytes());
-    adjust_at(pkt, 10, d, L4Csum::Full, false);
-    // Non-first fragments have no transport header.
-    if rd16(pkt, 6) & 0x1fff != 0 {
+    adjust_at(pkt, v4::CHECKSUM, d, L4Csum::Full, false);
+    if h.later_fragment {
         return true;
     }
-    let proto = pkt[9];
-    let seg = &mut pkt[ihl..];
-    match proto {
-        TCP if seg.len() >= 18 => {
-            adjust_at(seg, 16, d, l4, false);
+    let seg = &mut pkt[h.len..];
+    match h.protocol {
+        TCP if seg.len() >= TCP_CSUM_END => {
+            adjust_at(seg, tcp::CHECKSUM, d, l4, false);
         }
-        UDP if seg.len() >= 8 => {
-            adjust_at(seg, 6, d, l4, true);
+        UDP if seg.len() >= UDP_CSUM_END => {
+            adjust_at(seg, udp::CHECKSUM, d, l4, true);
         }
         ICMP => icmp_error(seg, field.other(), &map),
         _ => {}
@@ -311,7 +321,7 @@ fn icmp_error(icmp: &mut [u8], field: Field, map: &impl Fn(u32) -> Option<u32>) 
         return;
     }
     let (head, quoted) = icmp.split_at_mut(8);
-    let Some(ihl) = v4_header(quoted) else {
+    let Some(h) = v4_header(quoted) else {
         return;
     };
     let at = field.offset();
@@ -325,13 +335,16 @@ fn icmp_error(icmp: &mut [u8], field: Field, map: &impl Fn(u32) -> Option<u32>) 
     let d = delta32(old, new);
     quoted[at..at + 4].copy_from_slice(&new.to_be_bytes());
     let mut icmp_delta = d;
-    icmp_delta += adjust_at(quoted, 10, d, L4Csum::Full, false);
-    if rd16(quoted, 6) & 0x1fff == 0 {
-        let proto = quoted[9];
-        let seg = &mut quoted[ihl..];
-        match proto {
-            TCP if seg.len() >= 18 => icmp_delta += adjust_at(seg, 16, d, L4Csum::Full, false),
-            UDP if seg.len() >= 8 => icmp_delta += adjust_at(seg, 6, d, L4Csum::Full, true),
+    icmp_delta += adjust_at(quoted, v4::CHECKSUM, d, L4Csum::Full, false);
+    if !h.later_fragment {
+        let seg = &mut quoted[h.len..];
+        match h.protocol {
+            TCP if seg.len() >= TCP_CSUM_END => {
+                icmp_delta += adjust_at(seg, tcp::CHECKSUM, d, L4Csum::Full, false)
+            }
+            UDP if seg.len() >= UDP_CSUM_END => {
+                icmp_delta += adjust_at(seg, udp::CHECKSUM, d, L4Csum::Full, true)
+            }
             _ => {}
         }
     }

@@ -184,20 +184,12 @@ impl<T> PrefixTable<T> {
 }
 
 /// Destination address of an IPv4/IPv6 packet, read straight from the
-/// header (no allocation, no full parse). `None` if too short / not IP.
+/// header by `dodvpn_wire::peek_ip` (no allocation, no full parse). `None`
+/// if it is not a packet that reader accepts (too short, not IP, IPv4
+/// header length below 20 or past the buffer).
 #[inline]
 pub fn packet_dst(pkt: &[u8]) -> Option<IpAddr> {
-    match pkt.first()? >> 4 {
-        4 if pkt.len() >= 20 => {
-            let b: [u8; 4] = pkt[16..20].try_into().ok()?;
-            Some(IpAddr::from(b))
-        }
-        6 if pkt.len() >= 40 => {
-            let b: [u8; 16] = pkt[24..40].try_into().ok()?;
-            Some(IpAddr::from(b))
-        }
-        _ => None,
-    }
+    dodvpn_wire::peek_ip(pkt).ok().map(|h| h.dst())
 }
 
 #[cfg(test)]
@@ -271,5 +263,8 @@ mod tests {
         assert_eq!(packet_dst(&v6), Some(a("2001::")));
         assert_eq!(packet_dst(&v4[..10]), None);
         assert_eq!(packet_dst(&[0x10; 40]), None);
+        assert_eq!(packet_dst(&v6[..39]), None);
+        v4[0] = 0x44;
+        assert_eq!(packet_dst(&v4), None, "IHL below 5");
     }
 }

@@ -90,7 +90,7 @@ impl Tun {
                     break;
                 }
                 Err(e) => {
-                    log::warn!(
+                    tracing::warn!(
                         "TUN {} (offload={off}, multi_queue={mq}) failed: {e}; falling back",
                         cfg.name
                     );
@@ -102,7 +102,7 @@ impl Tun {
         let offload = first.tcp_gso();
         let udp_gso = first.udp_gso();
         if cfg.offload && !offload {
-            log::warn!("TUN {}: running without offloads (plain TUN)", cfg.name);
+            tracing::warn!("TUN {}: running without offloads (plain TUN)", cfg.name);
         }
         let mut queues = vec![first];
         if mq {
@@ -110,7 +110,7 @@ impl Tun {
                 match queues[0].try_clone() {
                     Ok(q) => queues.push(q),
                     Err(e) => {
-                        log::warn!(
+                        tracing::warn!(
                             "TUN {}: extra queue failed: {e}; using {}",
                             cfg.name,
                             queues.len()
@@ -121,7 +121,7 @@ impl Tun {
             }
         }
         let name = queues[0].name().unwrap_or_else(|_| cfg.name.clone());
-        log::info!(
+        tracing::info!(
             "TUN {name}: mtu {} offload={offload} udp_gso={udp_gso} queues={}",
             cfg.mtu,
             queues.len()

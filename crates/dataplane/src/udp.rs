@@ -134,7 +134,7 @@ impl UdpSock {
         }
         let gro = cfg.gro && setsockopt_int(fd, SOL_UDP, UDP_GRO, 1).is_ok();
         if cfg.gro && !gro {
-            log::info!("UDP GRO unavailable on {addr}; receiving datagram by datagram");
+            tracing::info!("UDP GRO unavailable on {addr}; receiving datagram by datagram");
         }
         sock.set_read_timeout(Some(cfg.recv_timeout))?;
         let local = sock
@@ -382,7 +382,9 @@ impl TxBatch {
                 && (code == libc::EIO || code == libc::EINVAL)
                 && sock.gso.swap(false, Relaxed)
             {
-                log::warn!("UDP GSO send failed ({err}); falling back to one datagram per message");
+                tracing::warn!(
+                    "UDP GSO send failed ({err}); falling back to one datagram per message"
+                );
             }
             if g.iov_len > 1 && !sock.gso() {
                 // Split this group into single datagrams and retry.
@@ -399,7 +401,7 @@ impl TxBatch {
                 self.groups.splice(start..start + 1, singles);
                 continue;
             }
-            log::debug!("sendmmsg to {}: {err}", g.dst);
+            tracing::debug!("sendmmsg to {}: {err}", g.dst);
             self.failed += g.iov_len as u64;
             start += 1;
         }

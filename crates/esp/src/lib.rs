@@ -22,15 +22,18 @@
 //! |<-AAD->|  (SPI || SeqLow, or SPI || SeqHigh || SeqLow with ESN)
 //! ```
 //!
-//! The UDP encapsulation of RFC 3948 (non-ESP marker, keepalives) is the
-//! I/O layer's business; [`is_nat_keepalive`] and [`is_non_esp_marker`]
-//! are the two trivial classifiers it needs.
+//! The bytes themselves (ESP header, trailer, the inner IP header's TOS /
+//! Traffic Class) are read and written by `dodvpn-wire`; the UDP
+//! encapsulation of RFC 3948 (non-ESP marker, keepalives) is the I/O
+//! layer's business, with `dodvpn_wire::classify_udp4500`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 use core::ops::Range;
 
+use dodvpn_wire::esp as wire;
+use dodvpn_wire::{check_esp_trailer, esp_pad_len, write_esp_trailer, EspHeader};
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 
 mod replay;
@@ -40,7 +43,7 @@ pub use replay::{ReplayWindow, DEFAULT_WINDOW, MAX_WINDOW, MIN_WINDOW};
 pub use tos::{decap_ecn, outer_tos, EcnDecap};
 
 /// Length of the ESP header: SPI (4) + sequence number (4).
-pub const ESP_HEADER_LEN: usize = 8;
+pub const ESP_HEADER_LEN: usize = wire::ESP_HEADER_LEN;
 /// Length of the explicit IV carried in each packet (RFC 4106 §3.1,
 /// RFC 7634 §2).
 pub const IV_LEN: usize = 8;
@@ -54,7 +57,7 @@ pub const SALT_LEN: usize = 4;
 /// Largest padding ESP can express (the Pad Length field is one octet).
 pub const MAX_PAD: usize = 255;
 /// Pad Length + Next Header.
-pub const TRAILER_LEN: usize = 2;
+pub const TRAILER_LEN: usize = wire::ESP_TRAILER_LEN;
 /// Bytes the caller must leave free behind the inner packet so that any
 /// padding choice fits: [`MAX_PAD`] + [`TRAILER_LEN`] + [`TAG_LEN`].
 pub const TAILROOM: usize = MAX_PAD + TRAILER_LEN + TAG_LEN;
@@ -66,11 +69,11 @@ pub const MIN_PACKET_LEN: usize = HEADROOM + TRAILER_LEN + TAG_LEN;
 pub const PAD_ALIGN: usize = 4;
 
 /// Next Header value for an IPv4 inner packet (tunnel mode).
-pub const NH_IPV4: u8 = 4;
+pub const NH_IPV4: u8 = wire::NEXT_HEADER_IPV4;
 /// Next Header value for an IPv6 inner packet (tunnel mode).
-pub const NH_IPV6: u8 = 41;
+pub const NH_IPV6: u8 = wire::NEXT_HEADER_IPV6;
 /// Next Header value for a dummy packet (RFC 4303 §2.6, "no next header").
-pub const NH_NONE: u8 = 59;
+pub const NH_NONE: u8 = wire::NEXT_HEADER_NONE;
 
 /// Bytes the caller must leave free behind the inner packet (see
 /// [`TAILROOM`]).
@@ -80,7 +83,7 @@ pub const fn tailroom() -> usize {
 
 /// Minimal padding for an inner packet of `inner_len` bytes.
 pub const fn min_padding(inner_len: usize) -> usize {
-    (PAD_ALIGN - (inner_len + TRAILER_LEN) % PAD_ALIGN) % PAD_ALIGN
+    esp_pad_len(inner_len, PAD_ALIGN)
 }
 
 /// The length of the ESP packet that [`OutboundSa::seal`] produces for an
@@ -382,26 +385,6 @@ fn aad_for(spi: u32, seq: u64, esn: bool) -> ([u8; 12], usize) {
     }
 }
 
-/// The SPI of an ESP packet (for looking up the inbound SA), if it is long
-/// enough to have one.
-pub fn esp_spi(esp_packet: &[u8]) -> Option<u32> {
-    esp_packet
-        .get(..4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-/// RFC 3948 §2.3: a NAT-keepalive is a UDP payload of the single octet 0xFF.
-pub fn is_nat_keepalive(udp_payload: &[u8]) -> bool {
-    udp_payload == [0xFF]
-}
-
-/// RFC 3948 §2.2: on port 4500 a payload starting with four zero octets
-/// (the non-ESP marker, where an ESP packet's SPI would be; SPI 0 is
-/// reserved) is an IKE message, not ESP.
-pub fn is_non_esp_marker(udp_payload: &[u8]) -> bool {
-    udp_payload.len() >= 4 && udp_payload[..4] == [0, 0, 0, 0]
-}
-
 /// Outbound SA: seals inner packets into ESP packets.
 pub struct OutboundSa {
     spi: u32,
@@ -590,15 +573,15 @@ impl OutboundSa {
                 have: buf.len(),
             });
         }
-        buf[0..4].copy_from_slice(&self.spi.to_be_bytes());
-        buf[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
-        buf[8..HEADROOM].copy_from_slice(&iv);
-        let pad_start = HEADROOM + inner_len;
-        for (i, b) in buf[pad_start..pad_start + pad].iter_mut().enumerate() {
-            *b = (i + 1) as u8;
-        }
-        buf[ct_end - 2] = pad as u8;
-        buf[ct_end - 1] = next_header;
+        let header = EspHeader {
+            spi: self.spi,
+            seq: seq as u32,
+        };
+        buf[..ESP_HEADER_LEN].copy_from_slice(&header.to_bytes());
+        buf[ESP_HEADER_LEN..HEADROOM].copy_from_slice(&iv);
+        // pad <= MAX_PAD was checked above, so the trailer always fits.
+        write_esp_trailer(&mut buf[HEADROOM + inner_len..ct_end], next_header)
+            .map_err(|_| Error::InvalidPadding(extra_pad))?;
         let (aad, aad_len) = aad_for(self.spi, seq, self.esn);
         let tag = self
             .cipher
@@ -702,14 +685,16 @@ impl InboundSa {
         if pkt.len() < MIN_PACKET_LEN {
             return Err(Error::Truncated { len: pkt.len() });
         }
-        let spi = u32::from_be_bytes([pkt[0], pkt[1], pkt[2], pkt[3]]);
-        if spi != self.spi {
-            return Err(Error::WrongSpi {
-                expected: self.spi,
-                got: spi,
-            });
-        }
-        let seq_low = u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]]);
+        let (spi, seq_low) = match EspHeader::parse(pkt) {
+            Ok(h) if h.spi == self.spi => (h.spi, h.seq),
+            // Long enough (checked above): only the reserved SPI 0 fails.
+            other => {
+                return Err(Error::WrongSpi {
+                    expected: self.spi,
+                    got: other.map_or(0, |h| h.spi),
+                })
+            }
+        };
         let seq = if self.esn {
             self.window.infer_esn(seq_low)
         } else {
@@ -726,20 +711,13 @@ impl InboundSa {
         // Authentic: only now does the packet move the window.
         self.window.update(seq)?;
 
-        let pt = &pkt[HEADROOM..HEADROOM + pt_len];
         // pt_len >= TRAILER_LEN is guaranteed by MIN_PACKET_LEN.
-        let next_header = pt[pt_len - 1];
-        let pad_len = pt[pt_len - 2] as usize;
-        if pad_len + TRAILER_LEN > pt_len {
-            return Err(Error::BadPadding);
-        }
-        let inner_len = pt_len - TRAILER_LEN - pad_len;
-        let padding = &pt[inner_len..inner_len + pad_len];
-        if padding.iter().enumerate().any(|(i, &b)| b != (i + 1) as u8) {
-            return Err(Error::BadPadding);
-        }
-        match next_header {
-            NH_IPV4 | NH_IPV6 => Ok((HEADROOM..HEADROOM + inner_len, next_header)),
+        let trailer =
+            check_esp_trailer(&pkt[HEADROOM..HEADROOM + pt_len]).map_err(|_| Error::BadPadding)?;
+        match trailer.next_header {
+            next_header @ (NH_IPV4 | NH_IPV6) => {
+                Ok((HEADROOM..HEADROOM + trailer.payload_len, next_header))
+            }
             NH_NONE => Err(Error::DummyPacket),
             other => Err(Error::BadNextHeader(other)),
         }

@@ -12,6 +12,8 @@
 //! dropped. The outer DSCP is not copied inward (RFC 4301 §5.1.2.1 leaves
 //! that optional; we keep the sender's inner DSCP).
 
+use dodvpn_wire::{peek_ip, set_tos};
+
 const NOT_ECT: u8 = 0b00;
 const ECT1: u8 = 0b01;
 const ECT0: u8 = 0b10;
@@ -20,12 +22,9 @@ const CE: u8 = 0b11;
 /// The TOS (IPv4) / Traffic Class (IPv6) octet to put on the outer header
 /// for `inner_packet`: DSCP and ECN copied (RFC 6040 normal mode).
 /// 0 for anything that is not an IPv4 or IPv6 packet.
+#[inline]
 pub fn outer_tos(inner_packet: &[u8]) -> u8 {
-    match inner_packet {
-        [b0, b1, ..] if b0 >> 4 == 4 => *b1,
-        [b0, b1, ..] if b0 >> 4 == 6 => ((b0 & 0x0f) << 4) | (b1 >> 4),
-        _ => 0,
-    }
+    peek_ip(inner_packet).map_or(0, |h| h.tos())
 }
 
 /// What [`decap_ecn`] did.
@@ -41,34 +40,22 @@ pub enum EcnDecap {
 
 /// Combine the outer header's ECN field (from `outer_tos`, the TOS /
 /// Traffic Class octet of the received outer packet) into the decrypted
-/// inner packet, per RFC 6040 §4.2.
+/// inner packet, per RFC 6040 §4.2. Anything that is not an IPv4 or IPv6
+/// packet is left unchanged.
+#[inline]
 pub fn decap_ecn(outer_tos: u8, inner_packet: &mut [u8]) -> EcnDecap {
     let outer = outer_tos & 0b11;
-    let (is_v4, inner) = match *inner_packet {
-        [b0, b1, ..] if b0 >> 4 == 4 && inner_packet.len() >= 20 => (true, b1 & 0b11),
-        [b0, b1, ..] if b0 >> 4 == 6 => (false, (b1 >> 4) & 0b11),
-        _ => return EcnDecap::Unchanged,
+    let Ok(h) = peek_ip(inner_packet) else {
+        return EcnDecap::Unchanged;
     };
-    let new = match (inner, outer) {
+    let tos = h.tos();
+    let new = match (tos & 0b11, outer) {
         (NOT_ECT, CE) => return EcnDecap::Drop,
         (NOT_ECT, _) => return EcnDecap::Unchanged,
         (ECT0, ECT1) => ECT1,
         (ECT0 | ECT1, CE) => CE,
         _ => return EcnDecap::Unchanged,
     };
-    if is_v4 {
-        let old_word = u16::from_be_bytes([inner_packet[0], inner_packet[1]]);
-        inner_packet[1] = (inner_packet[1] & !0b11) | new;
-        let new_word = u16::from_be_bytes([inner_packet[0], inner_packet[1]]);
-        // RFC 1624 incremental update: HC' = ~(~HC + ~m + m').
-        let hc = u16::from_be_bytes([inner_packet[10], inner_packet[11]]);
-        let mut sum = u32::from(!hc) + u32::from(!old_word) + u32::from(new_word);
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        inner_packet[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    } else {
-        inner_packet[1] = (inner_packet[1] & !0x30) | (new << 4);
-    }
+    set_tos(inner_packet, (tos & !0b11) | new);
     EcnDecap::Rewritten
 }

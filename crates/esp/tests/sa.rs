@@ -2,6 +2,7 @@
 //! malformed input, ESN, sequence exhaustion, counters, DSCP/ECN.
 
 use dodvpn_esp::*;
+use dodvpn_wire::EspHeader;
 
 const SPI: u32 = 0xc0ff_ee01;
 
@@ -64,7 +65,7 @@ fn round_trip_all_aeads_v4_v6_esn() {
                     expect_seq += 1;
                     assert_eq!(esp.len(), sealed_len(inner.len()));
                     assert_eq!((esp.len() - HEADROOM - TAG_LEN) % 4, 0, "4-byte alignment");
-                    assert_eq!(esp_spi(&esp), Some(SPI));
+                    assert_eq!(EspHeader::parse(&esp).map(|h| h.spi), Ok(SPI));
                     assert_eq!(&esp[4..8], &(expect_seq as u32).to_be_bytes());
                     assert_eq!(
                         &esp[8..16],
@@ -562,6 +563,14 @@ fn dscp_and_ecn() {
     assert_eq!(outer_tos(&[]), 0);
     assert_eq!(outer_tos(&[0x45]), 0);
     assert_eq!(outer_tos(&[0x00, 0xff]), 0);
+    // Not a packet: a header shorter than its fixed part, or IHL below 5.
+    assert_eq!(outer_tos(&[0x45, 0xb8]), 0);
+    assert_eq!(outer_tos(&ipv6(40, 0x2e, 0)[..39]), 0);
+    let mut bad_ihl = ipv4(20, 0xb9, 0);
+    bad_ihl[0] = 0x44;
+    assert_eq!(outer_tos(&bad_ihl), 0);
+    assert_eq!(decap_ecn(0b11, &mut bad_ihl), EcnDecap::Unchanged);
+    assert_eq!(bad_ihl[1], 0xb9);
 
     fn v4_checksum_ok(p: &[u8]) -> bool {
         let mut s = 0u32;
@@ -632,18 +641,6 @@ fn dscp_and_ecn() {
             }
         }
     }
-}
-
-#[test]
-fn udp_encapsulation_classifiers() {
-    assert!(is_nat_keepalive(&[0xff]));
-    assert!(!is_nat_keepalive(&[0xff, 0xff]));
-    assert!(!is_nat_keepalive(&[]));
-    assert!(is_non_esp_marker(&[0, 0, 0, 0, 0x21]));
-    assert!(!is_non_esp_marker(&[0, 0, 0]));
-    assert!(!is_non_esp_marker(&[0, 0, 0, 1]));
-    assert_eq!(esp_spi(&[1, 2, 3]), None);
-    assert_eq!(esp_spi(&[1, 2, 3, 4, 5]), Some(0x0102_0304));
 }
 
 #[test]

@@ -60,7 +60,7 @@ impl EspHeader {
     }
 }
 
-fn gcd(a: u128, b: u128) -> u128 {
+const fn gcd(a: u128, b: u128) -> u128 {
     if b == 0 {
         a
     } else {
@@ -72,22 +72,36 @@ fn gcd(a: u128, b: u128) -> u128 {
 /// multiple of the cipher's `block` size and of 4 (RFC 4303 §2.4). Use
 /// `block` = 1 for AES-GCM / ChaCha20-Poly1305, 16 for AES-CBC. Extra
 /// (TFC) padding is the caller's business.
-pub fn esp_pad_len(payload_len: usize, block: usize) -> usize {
-    // u128 arithmetic: no overflow for any usize inputs.
-    let b = block.max(1) as u128;
+#[inline]
+pub const fn esp_pad_len(payload_len: usize, block: usize) -> usize {
+    // u128 arithmetic: no overflow for any usize inputs. With a constant
+    // `block` (the data path's case) this folds to a mask.
+    let b = if block == 0 { 1 } else { block as u128 };
     let align = b / gcd(b, 4) * 4;
     ((align - (payload_len as u128 + 2) % align) % align) as usize
 }
 
-/// Append RFC 4303 default padding (1, 2, 3, …), the pad length and the
-/// next header. Errors if `pad_len > 255`.
-pub fn push_esp_trailer(out: &mut Vec<u8>, pad_len: usize, next_header: u8) -> Result<()> {
-    let p = u8::try_from(pad_len).map_err(|_| Error::Unencodable {
-        what: "ESP pad length",
-    })?;
-    out.extend(1..=p);
-    out.push(p);
-    out.push(next_header);
+/// Length of the fields behind the padding: Pad Length and Next Header.
+pub const ESP_TRAILER_LEN: usize = 2;
+
+/// Write RFC 4303 default padding (1, 2, 3, …), the pad length and the
+/// next header into `trailer`, in place: its length is the padding's + 2.
+/// Errors if that is below 2 or the padding above 255.
+#[inline]
+pub fn write_esp_trailer(trailer: &mut [u8], next_header: u8) -> Result<()> {
+    let pad_len = trailer
+        .len()
+        .checked_sub(ESP_TRAILER_LEN)
+        .and_then(|p| u8::try_from(p).ok())
+        .ok_or(Error::Unencodable {
+            what: "ESP pad length",
+        })?;
+    let (pad, fields) = trailer.split_at_mut(usize::from(pad_len));
+    for (i, b) in pad.iter_mut().enumerate() {
+        *b = (i + 1) as u8;
+    }
+    fields[0] = pad_len;
+    fields[1] = next_header;
     Ok(())
 }
 
@@ -104,6 +118,7 @@ pub struct EspTrailer {
 /// packet ‖ padding ‖ pad length ‖ next header): the pad length must fit and
 /// the padding bytes must be 1, 2, 3, … (RFC 4303 §2.4 default padding,
 /// checked on open). Offsets are relative to `plaintext`.
+#[inline]
 pub fn check_esp_trailer(plaintext: &[u8]) -> Result<EspTrailer> {
     let n = plaintext.len();
     if n < 2 {

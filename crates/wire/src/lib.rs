@@ -10,8 +10,12 @@
 //!   inside of an SK payload; [`locate_encrypted`], [`emit_encrypted`] and
 //!   [`emit_encrypted_fragment`] give the `ike` crate the AAD and body ranges
 //!   for in-place AEAD.
-//! * Data plane: [`EspHeader`], ESP trailer helpers, [`classify_udp4500`],
-//!   [`peek_ip`]: borrow-only and allocation-free.
+//! * Data plane: [`EspHeader`], the ESP trailer ([`esp_pad_len`],
+//!   [`write_esp_trailer`], [`check_esp_trailer`]), [`classify_udp4500`],
+//!   and the IP / TCP / UDP headers ([`peek_ip`], [`IpHeader`],
+//!   [`TcpHeader`], [`UdpHeader`], [`set_tos`]): borrow-only,
+//!   allocation-free, used by `dodvpn-esp` and `dodvpn-dataplane` on every
+//!   packet.
 //!
 //! No function in this crate panics on any input bytes.
 //!
@@ -66,11 +70,11 @@ mod ts;
 pub use codepoints::*;
 pub use error::{Error, Result};
 pub use esp::{
-    check_esp_trailer, classify_udp4500, esp_pad_len, push_esp_trailer, EspHeader, EspTrailer,
-    Udp4500, ESP_HEADER_LEN, NON_ESP_MARKER,
+    check_esp_trailer, classify_udp4500, esp_pad_len, write_esp_trailer, EspHeader, EspTrailer,
+    Udp4500, ESP_HEADER_LEN, ESP_TRAILER_LEN, NON_ESP_MARKER,
 };
 pub use header::{Flags, IkeHeader, IKE_HEADER_LEN};
-pub use ip::{peek_ip, IpPeek};
+pub use ip::{peek_ip, set_tos, IpHeader, TcpHeader, UdpHeader, UpperLayer};
 pub use message::{
     emit_encrypted, emit_encrypted_fragment, emit_payload_chain, locate_encrypted,
     parse_payload_chain, EncryptedLocation, Message, GENERIC_HEADER_LEN,

@@ -301,17 +301,26 @@ proptest! {
     }
 
     #[test]
-    fn esp_trailer_round_trip(payload in bytes(100), block in prop_oneof![Just(1usize), Just(8), Just(16)], nh in any::<u8>()) {
+    fn esp_trailer_round_trip(payload in bytes(100), block in prop_oneof![Just(1usize), Just(4), Just(8), Just(16)], nh in any::<u8>()) {
+        let pad = esp_pad_len(payload.len(), block);
         let mut v = payload.clone();
-        push_esp_trailer(&mut v, esp_pad_len(payload.len(), block), nh).unwrap();
+        v.resize(payload.len() + pad + ESP_TRAILER_LEN, 0);
+        write_esp_trailer(&mut v[payload.len()..], nh).unwrap();
         prop_assert_eq!(v.len() % block.max(4), 0);
         let t = check_esp_trailer(&v).unwrap();
         prop_assert_eq!(t.payload_len, payload.len());
+        prop_assert_eq!(t.pad_len as usize, pad);
         prop_assert_eq!(t.next_header, nh);
+        // Any single changed padding or pad-length byte is caught.
+        if pad > 0 {
+            let mut bad = v.clone();
+            bad[payload.len()] ^= 0x80;
+            prop_assert!(check_esp_trailer(&bad).is_err());
+        }
     }
 
     #[test]
-    fn ip_peek_never_panics(b in bytes(128), v6 in any::<bool>()) {
+    fn ip_peek_never_panics(b in bytes(128), v6 in any::<bool>(), tos in any::<u8>()) {
         let _ = peek_ip(&b);
         // Force a plausible version nibble to get past the first check.
         let mut b = b;
@@ -319,8 +328,73 @@ proptest! {
             *x = if v6 { 0x60 | (*x & 0x0f) } else { 0x40 | (*x & 0x0f) };
         }
         if let Ok(h) = peek_ip(&b) {
-            prop_assert!(h.total_len <= b.len());
-            prop_assert!(h.l4_offset <= h.total_len);
+            prop_assert!(h.header_len() <= b.len());
+            prop_assert_eq!(h.version(), if v6 { 6 } else { 4 });
+            match h.upper_layer() {
+                Ok(UpperLayer::Header { offset, protocol }) => {
+                    prop_assert!(offset >= h.header_len() && offset <= b.len());
+                    let _ = (TcpHeader::parse(&b[offset..]), UdpHeader::parse(&b[offset..]));
+                    if !v6 { prop_assert_eq!(protocol, b[9]); }
+                }
+                Ok(UpperLayer::LaterFragment { fragment_offset, .. }) => prop_assert!(fragment_offset != 0),
+                Ok(UpperLayer::Opaque) => prop_assert!(v6),
+                Err(_) => prop_assert!(v6, "IPv4 has no chain to cut"),
+            }
+            // set_tos changes that octet and nothing a reader sees besides.
+            let (src, dst, len, ul) = (h.src(), h.dst(), h.declared_len(), h.upper_layer());
+            let mut c = b.clone();
+            prop_assert!(set_tos(&mut c, tos));
+            let h2 = peek_ip(&c).unwrap();
+            prop_assert_eq!(h2.tos(), tos);
+            prop_assert_eq!((h2.src(), h2.dst(), h2.declared_len(), h2.upper_layer()), (src, dst, len, ul));
+        }
+    }
+
+    /// The header fields read back what an independent encoder wrote.
+    #[test]
+    fn ip_fields_round_trip(
+        v6 in any::<bool>(), tos in any::<u8>(), proto in any::<u8>(),
+        src in any::<[u8; 16]>(), dst in any::<[u8; 16]>(),
+        ihl in 5u8..=15, frag in any::<u16>(), tail in bytes(40),
+    ) {
+        let p = if v6 {
+            let mut p = vec![0x60 | (tos >> 4), tos << 4, 0, 0, 0, 0, proto, 64];
+            p.extend_from_slice(&src);
+            p.extend_from_slice(&dst);
+            p.extend_from_slice(&tail);
+            let pl = (p.len() - 40) as u16;
+            p[4..6].copy_from_slice(&pl.to_be_bytes());
+            p
+        } else {
+            let mut p = vec![0x40 | ihl, tos, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0];
+            p[6..8].copy_from_slice(&frag.to_be_bytes());
+            p.extend_from_slice(&src[..4]);
+            p.extend_from_slice(&dst[..4]);
+            p.resize(usize::from(ihl) * 4, 1);
+            p.extend_from_slice(&tail);
+            let tl = p.len() as u16;
+            p[2..4].copy_from_slice(&tl.to_be_bytes());
+            p
+        };
+        let h = peek_ip(&p).unwrap();
+        prop_assert_eq!(h.tos(), tos);
+        prop_assert_eq!(h.declared_len(), p.len());
+        if v6 {
+            prop_assert_eq!(h.src(), IpAddr::V6(Ipv6Addr::from(src)));
+            prop_assert_eq!(h.dst(), IpAddr::V6(Ipv6Addr::from(dst)));
+            prop_assert_eq!(h.next_header(), proto);
+        } else {
+            let a4 = |a: &[u8; 16]| IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
+            prop_assert_eq!(h.src(), a4(&src));
+            prop_assert_eq!(h.dst(), a4(&dst));
+            prop_assert_eq!(h.header_len(), usize::from(ihl) * 4);
+            let want = if frag & 0x1fff == 0 {
+                UpperLayer::Header { protocol: proto, offset: usize::from(ihl) * 4 }
+            } else {
+                UpperLayer::LaterFragment { protocol: proto, fragment_offset: frag & 0x1fff }
+            };
+            prop_assert_eq!(h.upper_layer(), Ok(want));
+            prop_assert_eq!(h.ipv4_fragment(), Some((frag & 0x1fff, frag & 0x2000 != 0)));
         }
     }
 }
