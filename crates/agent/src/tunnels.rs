@@ -14,13 +14,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use dodvpn_dataplane::{FlowRule, Side};
-use dodvpn_ike::{KeyStoreSigner, LocalAuth, PeerValidator, RemoteAuth};
+use dodvpn_ike::{LocalAuth, PeerValidator, RemoteAuth};
 use dodvpn_pki::{KeyStore, Tier};
 use dodvpn_policy::{ConnectionInfo, Proto, Role};
 use dodvpn_tunnel::config::Start;
 use dodvpn_tunnel::daemon::{ConnSpec, Daemon, Handle, Observer};
 use dodvpn_tunnel::TunnelConfig;
 use dodvpn_wire::{Identification, TsRange};
+
+use crate::signer::KeyStoreSigner;
 use ipnet::IpNet;
 
 use crate::sync::SyncState;

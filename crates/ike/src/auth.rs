@@ -17,25 +17,9 @@ pub trait Signer: Send + Sync {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String>;
 
     /// DER AlgorithmIdentifier sent in front of the signature (RFC 7427 §3).
-    /// The default, ecdsa-with-SHA256, is what `dodvpn_pki::KeyStore::sign` produces.
+    /// The default, ecdsa-with-SHA256, is what the centre's key stores produce.
     fn algorithm_identifier(&self) -> &'static [u8] {
         alg::ECDSA_WITH_SHA256
-    }
-}
-
-/// The tier-2 (service) key of a key store signs IKE AUTH.
-impl Signer for dyn dodvpn_pki::KeyStore {
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
-        dodvpn_pki::KeyStore::sign(self, dodvpn_pki::Tier::Service, msg).map_err(|e| e.to_string())
-    }
-}
-
-/// Adapter so an `Arc<dyn KeyStore>` can be used as `Arc<dyn Signer>`.
-pub struct KeyStoreSigner(pub Arc<dyn dodvpn_pki::KeyStore>);
-
-impl Signer for KeyStoreSigner {
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
-        <dyn dodvpn_pki::KeyStore as Signer>::sign(&*self.0, msg)
     }
 }
 

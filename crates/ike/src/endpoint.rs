@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use dodvpn_wire::{ExchangeType, Flags, IkeHeader, Message, Notify, NotifyType, Payload};
 use ring::hmac;
-use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::proposal::{self, IkeSelection};
+use crate::rng::Rng;
+use crate::sa::payloads::Found;
 use crate::sa::IkeSa;
 use crate::{Config, Error, Event, SaId, Transmit};
 
@@ -21,7 +22,7 @@ const COOKIE_ROTATION: Duration = Duration::from_secs(120);
 /// An IKE endpoint with one configuration and any number of IKE SAs.
 pub struct Endpoint {
     cfg: Arc<Config>,
-    rng: SystemRandom,
+    rng: Rng,
     sas: HashMap<SaId, IkeSa>,
     /// (SPIi, initiator address) → our SPI for SAs we answered, so a
     /// retransmitted or replayed IKE_SA_INIT never creates a second SA.
@@ -36,9 +37,21 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(cfg: Config) -> Endpoint {
-        let rng = SystemRandom::new();
+        Endpoint::with_rng(cfg, Rng::system())
+    }
+
+    /// An endpoint whose nonces, SPIs, cookie secrets and rekey jitter come from
+    /// a deterministic stream seeded with `seed` (Diffie-Hellman keys and IVs
+    /// still come from the OS): for tests and fuzzing that must replay a run,
+    /// e.g. choose which end of a rekey collision has the lower nonce. Never
+    /// for production, where these values must be unpredictable.
+    pub fn with_seed(cfg: Config, seed: u64) -> Endpoint {
+        Endpoint::with_rng(cfg, Rng::seeded(&seed.to_be_bytes()))
+    }
+
+    fn with_rng(cfg: Config, rng: Rng) -> Endpoint {
         let mut cookie_secret = [0u8; 32];
-        rng.fill(&mut cookie_secret).expect("system RNG");
+        rng.fill(&mut cookie_secret);
         Endpoint {
             cfg: Arc::new(cfg),
             rng,
@@ -65,7 +78,7 @@ impl Endpoint {
         local: SocketAddr,
         remote: SocketAddr,
     ) -> Result<SaId, Error> {
-        let sa = IkeSa::connect(self.cfg.clone(), now, local, remote)?;
+        let sa = IkeSa::connect_with(self.cfg.clone(), self.rng.fork(), now, local, remote)?;
         let id = sa.id();
         self.sas.insert(id, sa);
         self.collect();
@@ -176,7 +189,7 @@ impl Endpoint {
             None => self.cookie_rotate_at = Some(now + COOKIE_ROTATION),
             Some(t) if now >= t => {
                 self.cookie_prev = Some(self.cookie_secret);
-                self.rng.fill(&mut self.cookie_secret).expect("system RNG");
+                self.rng.fill(&mut self.cookie_secret);
                 self.cookie_version = self.cookie_version.wrapping_add(1);
                 self.cookie_rotate_at = Some(now + COOKIE_ROTATION);
             }
@@ -231,18 +244,15 @@ impl Endpoint {
         let Ok(msg) = Message::parse(datagram) else {
             return;
         };
-        let ni = msg.payloads.iter().find_map(|p| match p {
-            Payload::Nonce(n) => Some(n.clone()),
-            _ => None,
-        });
-        let Some(ni) = ni else { return };
+        let found = Found::of(&msg.payloads);
+        let Some(ni) = found.nonce else { return };
         // §2.6: demand a cookie when too many SAs are half-open.
         self.rotate_cookie_secret(now);
         let half_open = self.sas.values().filter(|s| s.half_open()).count();
         if half_open >= self.cfg.cookie_threshold {
             let ok = match msg.payloads.first() {
                 Some(Payload::Notify(n)) if n.notify_type == NotifyType::Cookie => {
-                    self.cookie_valid(&n.data, &ni, from.ip(), header.spi_i)
+                    self.cookie_valid(&n.data, ni, from.ip(), header.spi_i)
                 }
                 _ => false,
             };
@@ -250,7 +260,7 @@ impl Endpoint {
                 let c = self.cookie_for(
                     &self.cookie_secret.clone(),
                     self.cookie_version,
-                    &ni,
+                    ni,
                     from.ip(),
                     header.spi_i,
                 );
@@ -258,15 +268,7 @@ impl Endpoint {
                 return;
             }
         }
-        let sa_payload = msg.payloads.iter().find_map(|p| match p {
-            Payload::SecurityAssociation(s) => Some(s),
-            _ => None,
-        });
-        let ke_group = msg.payloads.iter().find_map(|p| match p {
-            Payload::KeyExchange(k) => Some(k.group),
-            _ => None,
-        });
-        let (Some(sa_payload), Some(ke_group)) = (sa_payload, ke_group) else {
+        let (Some(sa_payload), Some(ke_group)) = (found.sa, found.ke.map(|k| k.group)) else {
             self.stateless_reply(
                 from,
                 to,
@@ -279,6 +281,7 @@ impl Endpoint {
             IkeSelection::Chosen(suite, chosen) => {
                 match IkeSa::accept_init(
                     self.cfg.clone(),
+                    self.rng.fork(),
                     now,
                     to,
                     from,

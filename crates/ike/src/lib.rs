@@ -28,13 +28,14 @@ pub mod endpoint;
 pub mod keys;
 pub mod nat;
 pub mod proposal;
+mod rng;
 pub mod sa;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use auth::{
-    signer_from_pkcs8, EcdsaP256Signer, EcdsaP384Signer, KeyStoreSigner, LocalAuth, PeerValidator,
+    signer_from_pkcs8, EcdsaP256Signer, EcdsaP384Signer, LocalAuth, PeerValidator,
     RemoteAuth, RsaScheme, RsaSigner, Signer,
 };
 pub use child::{ChildSa, RekeyState};

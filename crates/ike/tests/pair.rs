@@ -46,9 +46,18 @@ pub struct Pair {
 
 impl Pair {
     pub fn new(a: Config, b: Config) -> Pair {
+        Pair::with(Endpoint::new(a), Endpoint::new(b))
+    }
+
+    /// Endpoints with seeded nonces and SPIs: a run can be replayed.
+    pub fn seeded(a: Config, b: Config, seed_a: u64, seed_b: u64) -> Pair {
+        Pair::with(Endpoint::with_seed(a, seed_a), Endpoint::with_seed(b, seed_b))
+    }
+
+    fn with(a: Endpoint, b: Endpoint) -> Pair {
         Pair {
-            a: Endpoint::new(a),
-            b: Endpoint::new(b),
+            a,
+            b,
             now: Instant::now(),
             in_flight: Vec::new(),
             filter: Box::new(|_, _| Fate::Deliver),

@@ -1,0 +1,239 @@
+//! IKE_AUTH (§1.2, §2.15): identities, AUTH, certificates, and the first
+//! child SA carried in the same exchange.
+
+use std::time::Instant;
+
+use dodvpn_wire::{CertEncoding, Certificate, ExchangeType, Identification, NotifyType, Payload};
+
+use super::exchange::Ctx;
+use super::payloads::{first_error, notify, Found};
+use super::{IkeSa, Keyed, State};
+use crate::auth::{self, LocalAuth, RemoteAuth};
+use crate::{child, proposal, DownReason, Event};
+
+impl IkeSa {
+    /// Our IKE_AUTH request, right after the IKE_SA_INIT answer.
+    pub(super) fn send_auth(&mut self, now: Instant, keyed: &Keyed) {
+        let prf = keyed.suite.prf;
+        let child_spi = self.rng.spi();
+        let mut payloads = vec![Payload::IdInitiator(self.cfg.local_id.clone())];
+        if let LocalAuth::Cert { cert_der, .. } = &self.cfg.local_auth {
+            payloads.push(Payload::Certificate(Certificate {
+                encoding: CertEncoding::X509Signature,
+                data: cert_der.clone(),
+            }));
+        }
+        if let Some(r) = &self.cfg.remote_id {
+            payloads.push(Payload::IdResponder(r.clone()));
+        }
+        let octets = auth::signed_octets(
+            &self.msg1,
+            &self.nr,
+            prf,
+            &keyed.keys.sk_pi,
+            &self.cfg.local_id,
+        );
+        let a = match auth::make_auth(&self.cfg.local_auth, prf, &octets) {
+            Ok(a) => a,
+            Err(e) => return self.fail(format!("cannot sign: {e}")),
+        };
+        payloads.push(Payload::Authentication(a));
+        payloads.push(Payload::SecurityAssociation(proposal::esp_sa_payload(
+            &self.cfg.esp_proposals,
+            child_spi,
+            false,
+        )));
+        payloads.push(Payload::TsInitiator(child::to_wire(&self.cfg.local_ts)));
+        payloads.push(Payload::TsResponder(child::to_wire(&self.cfg.remote_ts)));
+        match self.encrypt(ExchangeType::IkeAuth, false, 1, &payloads) {
+            Ok(b) => {
+                self.next_req_id = 2;
+                self.state = State::AuthSent;
+                self.start_request(now, 1, b, Ctx::Auth { child_spi });
+            }
+            Err(e) => self.fail(e.to_string()),
+        }
+    }
+
+    /// Authenticate the peer's AUTH payload; returns a reason on failure.
+    fn verify_peer(
+        &self,
+        keyed: &Keyed,
+        id: &Identification,
+        cert: Option<&Certificate>,
+        a: &dodvpn_wire::Auth,
+        octets: &[u8],
+    ) -> Result<(), String> {
+        if let Some(want) = &self.cfg.remote_id {
+            if !auth::id_matches(want, id) {
+                return Err("peer identity does not match the configured remote identity".into());
+            }
+        }
+        match &self.cfg.remote_auth {
+            RemoteAuth::Psk(k) => auth::verify_psk(keyed.suite.prf, k, octets, a),
+            RemoteAuth::Cert(v) => {
+                let cert = cert.ok_or("peer sent no certificate")?;
+                if cert.encoding != CertEncoding::X509Signature {
+                    return Err(format!(
+                        "certificate encoding {:?} not supported",
+                        cert.encoding
+                    ));
+                }
+                let spki = auth::cert_spki(&cert.data).ok_or("peer certificate unreadable")?;
+                let key = auth::parse_spki(spki).ok_or("unsupported public key")?;
+                auth::verify_signature(&key, a, octets)?;
+                v.validate(&cert.data, id)
+            }
+        }
+    }
+
+    fn up(&mut self, now: Instant, peer_id: Identification) {
+        self.peer_id = Some(peer_id.clone());
+        self.state = State::Established;
+        self.start_ike_timers(now);
+        self.events.push_back(Event::IkeSaUp {
+            sa: self.id(),
+            local: self.local,
+            remote: self.remote,
+            peer_id,
+            nat_t: self.nat_t,
+        });
+    }
+
+    pub(super) fn on_auth_response(
+        &mut self,
+        now: Instant,
+        keyed: &Keyed,
+        payloads: &[Payload],
+        child_spi: u32,
+    ) {
+        let found = Found::of(payloads);
+        if let Some(e) = first_error(payloads) {
+            if e == NotifyType::AuthenticationFailed
+                || e.to_wire() < 16384 && found.auth.is_none()
+            {
+                self.events.push_back(Event::AuthFailed {
+                    sa: self.id(),
+                    reason: format!("peer answered {e:?}"),
+                });
+                return self.fail(format!("IKE_AUTH refused: {e:?}"));
+            }
+        }
+        let (Some(idr), Some(a)) = (found.idr, found.auth) else {
+            self.events.push_back(Event::AuthFailed {
+                sa: self.id(),
+                reason: "IKE_AUTH response without IDr/AUTH".into(),
+            });
+            return self.fail("bad IKE_AUTH response".into());
+        };
+        let octets = auth::signed_octets(
+            &self.msg2,
+            &self.ni,
+            keyed.suite.prf,
+            &keyed.keys.sk_pr,
+            idr,
+        );
+        if let Err(reason) = self.verify_peer(keyed, idr, found.cert, a, &octets) {
+            self.events.push_back(Event::AuthFailed {
+                sa: self.id(),
+                reason: reason.clone(),
+            });
+            return self.fail(format!("peer authentication failed: {reason}"));
+        }
+        self.up(now, idr.clone());
+        // First child SA.
+        let ni = self.ni.clone();
+        let nr = self.nr.clone();
+        match self.child_from_response(now, keyed, payloads, child_spi, None, &ni, &nr) {
+            Ok(info) => self.events.push_back(Event::ChildSaUp(info)),
+            Err(reason) => self.events.push_back(Event::ChildSaFailed {
+                sa: self.id(),
+                reason,
+            }),
+        }
+    }
+
+    pub(super) fn on_auth_request(
+        &mut self,
+        now: Instant,
+        keyed: &Keyed,
+        id: u32,
+        payloads: &[Payload],
+    ) {
+        let found = Found::of(payloads);
+        let prf = keyed.suite.prf;
+        let verdict = match (found.idi, found.auth) {
+            (Some(idi), Some(a)) => {
+                let octets = auth::signed_octets(&self.msg1, &self.nr, prf, &keyed.keys.sk_pi, idi);
+                self.verify_peer(keyed, idi, found.cert, a, &octets)
+                    .map(|()| idi.clone())
+            }
+            _ => Err("IKE_AUTH without IDi/AUTH".into()),
+        };
+        let idi = match verdict {
+            Ok(idi) => idi,
+            Err(reason) => {
+                self.respond(
+                    now,
+                    ExchangeType::IkeAuth,
+                    id,
+                    &[notify(NotifyType::AuthenticationFailed, vec![])],
+                );
+                self.events.push_back(Event::AuthFailed {
+                    sa: self.id(),
+                    reason: reason.clone(),
+                });
+                self.close(DownReason::Failed(format!(
+                    "peer authentication failed: {reason}"
+                )));
+                return;
+            }
+        };
+        let octets = auth::signed_octets(
+            &self.msg2,
+            &self.ni,
+            prf,
+            &keyed.keys.sk_pr,
+            &self.cfg.local_id,
+        );
+        let our_auth = match auth::make_auth(&self.cfg.local_auth, prf, &octets) {
+            Ok(a) => a,
+            Err(e) => {
+                self.respond(
+                    now,
+                    ExchangeType::IkeAuth,
+                    id,
+                    &[notify(NotifyType::AuthenticationFailed, vec![])],
+                );
+                self.close(DownReason::Failed(format!("cannot sign: {e}")));
+                return;
+            }
+        };
+        let mut out = vec![Payload::IdResponder(self.cfg.local_id.clone())];
+        if let LocalAuth::Cert { cert_der, .. } = &self.cfg.local_auth {
+            out.push(Payload::Certificate(Certificate {
+                encoding: CertEncoding::X509Signature,
+                data: cert_der.clone(),
+            }));
+        }
+        out.push(Payload::Authentication(our_auth));
+        self.up(now, idi);
+        let (ni, nr) = (self.ni.clone(), self.nr.clone());
+        if let (Some(sa), Some(tsi), Some(tsr)) = (found.sa, found.tsi, found.tsr) {
+            match self.child_for_request(now, keyed, sa, tsi, tsr, None, false, &ni, &nr, None) {
+                Ok((info, reply)) => {
+                    out.extend(reply);
+                    self.events.push_back(Event::ChildSaUp(info));
+                }
+                Err(n) => {
+                    self.events.push_back(Event::ChildSaFailed {
+                        sa: self.id(),
+                        reason: format!("{n:?}"),
+                    });
+                    out.push(notify(n, vec![]));
+                }
+            }
+        }
+        self.respond(now, ExchangeType::IkeAuth, id, &out);
+    }
+}

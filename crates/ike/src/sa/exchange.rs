@@ -1,0 +1,225 @@
+//! Requests and responses (§2.1–2.3): a window of one, retransmission of our
+//! requests, the cached answer for a retransmitted request, SK payload
+//! protection (§3.14), and the answer to an authentic request that does not
+//! parse (§2.21).
+
+use std::time::Instant;
+
+use dodvpn_wire::{
+    emit_encrypted, emit_payload_chain, locate_encrypted, parse_payload_chain, Delete,
+    ExchangeType, Flags, IkeHeader, Payload,
+};
+
+use super::payloads::notify;
+use super::{IkeSa, Keyed, State};
+use crate::crypto::{DhPrivate, Group};
+use crate::{Error, Transmit};
+
+/// What a CREATE_CHILD_SA we started is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CreateKind {
+    NewChild,
+    /// Rekey of the child with this local (inbound) SPI.
+    RekeyChild(u32),
+    RekeyIke,
+}
+
+/// A request we want to send.
+#[derive(Debug)]
+pub(super) enum Request {
+    Liveness,
+    DeleteChild(u32),
+    DeleteIke,
+    Create {
+        kind: CreateKind,
+        group: Option<Group>,
+    },
+}
+
+/// Exchange context kept while a request is outstanding.
+#[derive(Debug)]
+pub(super) enum Ctx {
+    Init,
+    Auth {
+        child_spi: u32,
+    },
+    Liveness,
+    DeleteChild(u32),
+    DeleteIke,
+    Create {
+        kind: CreateKind,
+        nonce: Vec<u8>,
+        dh: Option<DhPrivate>,
+        /// New local SPI: ESP (u32) or IKE (u64).
+        spi: u64,
+    },
+}
+
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub msg_id: u32,
+    pub bytes: Vec<u8>,
+    pub tries: u32,
+    pub deadline: Instant,
+    pub ctx: Ctx,
+}
+
+/// A message that passed the integrity check: its payloads, or why they do not parse.
+pub(super) type Opened = Result<Vec<Payload>, dodvpn_wire::Error>;
+
+impl IkeSa {
+    pub(super) fn send_raw(&mut self, now: Instant, bytes: Vec<u8>) {
+        self.last_sent = now;
+        self.transmits.push_back(Transmit {
+            to: self.remote,
+            from: self.local,
+            bytes,
+            nat_t: self.nat_t,
+        });
+    }
+
+    pub(super) fn start_request(&mut self, now: Instant, msg_id: u32, bytes: Vec<u8>, ctx: Ctx) {
+        self.pending = Some(Pending {
+            msg_id,
+            bytes: bytes.clone(),
+            tries: 1,
+            deadline: now + self.cfg.retransmit_base,
+            ctx,
+        });
+        self.send_raw(now, bytes);
+    }
+
+    /// The SK_e / SK_a keys for messages we send (`ours`) or receive.
+    fn sk_keys<'k>(&self, keyed: &'k Keyed, ours: bool) -> (&'k [u8], &'k [u8]) {
+        let k = &keyed.keys;
+        if self.initiator == ours {
+            (&k.sk_ei, &k.sk_ai)
+        } else {
+            (&k.sk_er, &k.sk_ar)
+        }
+    }
+
+    /// Encrypt `payloads` into an SK message (§3.14).
+    pub(super) fn encrypt(
+        &self,
+        exchange: ExchangeType,
+        response: bool,
+        msg_id: u32,
+        payloads: &[Payload],
+    ) -> Result<Vec<u8>, Error> {
+        let keyed = self
+            .keyed
+            .as_deref()
+            .ok_or_else(|| Error::Protocol("no keys".into()))?;
+        let (ek, ak) = self.sk_keys(keyed, true);
+        let mut plain = Vec::new();
+        let inner = emit_payload_chain(payloads, &mut plain)?;
+        let header = IkeHeader::new(
+            self.spi_i,
+            self.spi_r,
+            exchange,
+            Flags::new(self.initiator, response),
+            msg_id,
+        );
+        let cipher = keyed.suite.cipher;
+        let mut out = Vec::new();
+        let loc = emit_encrypted(&header, &[], inner, cipher.body_len(plain.len()), &mut out)?;
+        cipher.seal(ek, ak, &mut out, loc.body.start, &plain, self.rng.secure())?;
+        Ok(out)
+    }
+
+    /// Verify and decrypt an SK message from the peer. `Err`: not authentic (or
+    /// not an SK message we take), to be dropped; `Ok(Err)`: authentic, but the
+    /// payload chain inside does not parse.
+    pub(super) fn open(&self, keyed: &Keyed, bytes: &[u8]) -> Result<Opened, Error> {
+        let (ek, ak) = self.sk_keys(keyed, false);
+        let loc = locate_encrypted(bytes)?;
+        if loc.fragment.is_some() {
+            return Err(Error::Protocol("IKE fragments not supported".into()));
+        }
+        let mut buf = bytes.to_vec();
+        let range = keyed.suite.cipher.open(ek, ak, &mut buf, loc.body.start)?;
+        Ok(parse_payload_chain(loc.inner_next, &buf[range]))
+    }
+
+    pub(super) fn respond(
+        &mut self,
+        now: Instant,
+        exchange: ExchangeType,
+        msg_id: u32,
+        payloads: &[Payload],
+    ) {
+        match self.encrypt(exchange, true, msg_id, payloads) {
+            Ok(bytes) => {
+                self.last_resp = Some((msg_id, bytes.clone()));
+                self.send_raw(now, bytes);
+            }
+            Err(e) => tracing::warn!("cannot encrypt response: {e}"),
+        }
+    }
+
+    /// An authentic request whose payloads do not parse gets the error notify
+    /// RFC 7296 names for it (§2.5 UNSUPPORTED_CRITICAL_PAYLOAD with the payload
+    /// type, otherwise §2.21 INVALID_SYNTAX). In IKE_AUTH the SA is not set up.
+    pub(super) fn reject_malformed(
+        &mut self,
+        now: Instant,
+        exchange: ExchangeType,
+        msg_id: u32,
+        e: &dodvpn_wire::Error,
+    ) {
+        tracing::debug!("IKE SA {:016x}: malformed request {msg_id}: {e}", self.id());
+        let (t, data) = e.notify();
+        self.respond(now, exchange, msg_id, &[notify(t, data)]);
+        if self.state == State::InitDone {
+            self.fail(format!("malformed IKE_AUTH request: {e}"));
+        }
+    }
+
+    /// Queue a request; sent when the window is free.
+    pub(super) fn enqueue(&mut self, now: Instant, r: Request) {
+        self.queue.push_back(r);
+        self.pump(now);
+    }
+
+    pub(super) fn pump(&mut self, now: Instant) {
+        while self.pending.is_none() && matches!(self.state, State::Established | State::Rekeyed) {
+            let Some(r) = self.queue.pop_front() else {
+                return;
+            };
+            if let Err(e) = self.send_request(now, r) {
+                tracing::warn!("request not sent: {e}");
+            }
+        }
+    }
+
+    fn send_request(&mut self, now: Instant, r: Request) -> Result<(), Error> {
+        let id = self.next_req_id;
+        let (exchange, payloads, ctx) = match r {
+            Request::Liveness => (ExchangeType::Informational, vec![], Ctx::Liveness),
+            Request::DeleteChild(spi) => {
+                if !self.children.iter().any(|c| c.local_spi == spi) {
+                    return Ok(());
+                }
+                (
+                    ExchangeType::Informational,
+                    vec![Payload::Delete(Delete::esp(&[spi]))],
+                    Ctx::DeleteChild(spi),
+                )
+            }
+            Request::DeleteIke => {
+                self.state = State::Deleting;
+                (
+                    ExchangeType::Informational,
+                    vec![Payload::Delete(Delete::ike())],
+                    Ctx::DeleteIke,
+                )
+            }
+            Request::Create { kind, group } => self.build_create(kind, group)?,
+        };
+        let bytes = self.encrypt(exchange, false, id, &payloads)?;
+        self.next_req_id = id.wrapping_add(1);
+        self.start_request(now, id, bytes, ctx);
+        Ok(())
+    }
+}
