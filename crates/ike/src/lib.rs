@@ -35,8 +35,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use auth::{
-    signer_from_pkcs8, EcdsaP256Signer, EcdsaP384Signer, LocalAuth, PeerValidator,
-    RemoteAuth, RsaScheme, RsaSigner, Signer,
+    signer_from_pkcs8, EcdsaP256Signer, EcdsaP384Signer, LocalAuth, PeerValidator, RemoteAuth,
+    RsaScheme, RsaSigner, Signer,
 };
 pub use child::{ChildSa, RekeyState};
 pub use crypto::{Group, IkeCipher, Integ, Prf};

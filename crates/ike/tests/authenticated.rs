@@ -31,7 +31,12 @@ fn notifies(payloads: &[Payload]) -> Vec<Notify> {
 }
 
 /// Send `chain` (first payload type `first`) as an authentic request from b to a.
-fn forge_request(e: &mut Established, exchange: ExchangeType, first: PayloadType, chain: &[u8]) -> u32 {
+fn forge_request(
+    e: &mut Established,
+    exchange: ExchangeType,
+    first: PayloadType,
+    chain: &[u8],
+) -> u32 {
     let sa = e.sa(true);
     let id = sa.message_ids().1;
     let bytes = seal_as_peer(sa, exchange, false, id, first, chain);
@@ -44,10 +49,18 @@ fn unsupported_critical_payload_is_answered_with_its_type() {
     let mut e = Established::new();
     // One payload of unknown type 200 with the critical bit set (§2.5).
     let chain = [0u8, 0x80, 0, 8, 1, 2, 3, 4];
-    let id = forge_request(&mut e, ExchangeType::Informational, PayloadType::from(200), &chain);
+    let id = forge_request(
+        &mut e,
+        ExchangeType::Informational,
+        PayloadType::from(200),
+        &chain,
+    );
     let (h, payloads) = the_answer(&mut e, true);
     assert!(h.flags.response());
-    assert_eq!((h.message_id, h.exchange_type), (id, ExchangeType::Informational));
+    assert_eq!(
+        (h.message_id, h.exchange_type),
+        (id, ExchangeType::Informational)
+    );
     let n = notifies(&payloads);
     assert_eq!(n.len(), 1);
     assert_eq!(n[0].notify_type, NotifyType::UnsupportedCriticalPayload);
@@ -67,9 +80,17 @@ fn garbled_chain_is_answered_invalid_syntax() {
     let mut e = Established::new();
     // A Nonce payload whose length runs past the end of the chain.
     let chain = [0u8, 0, 0, 40, 1, 2, 3, 4];
-    let id = forge_request(&mut e, ExchangeType::CreateChildSa, PayloadType::Nonce, &chain);
+    let id = forge_request(
+        &mut e,
+        ExchangeType::CreateChildSa,
+        PayloadType::Nonce,
+        &chain,
+    );
     let (h, payloads) = the_answer(&mut e, true);
-    assert_eq!((h.message_id, h.exchange_type), (id, ExchangeType::CreateChildSa));
+    assert_eq!(
+        (h.message_id, h.exchange_type),
+        (id, ExchangeType::CreateChildSa)
+    );
     let n = notifies(&payloads);
     assert_eq!(n.len(), 1);
     assert_eq!(n[0].notify_type, NotifyType::InvalidSyntax);
@@ -77,7 +98,14 @@ fn garbled_chain_is_answered_invalid_syntax() {
     // A retransmission of the same request gets the same answer, not a second one.
     let before = e.sa(true).message_ids();
     let sa = e.sa(true);
-    let bytes = seal_as_peer(sa, ExchangeType::CreateChildSa, false, id, PayloadType::Nonce, &chain);
+    let bytes = seal_as_peer(
+        sa,
+        ExchangeType::CreateChildSa,
+        false,
+        id,
+        PayloadType::Nonce,
+        &chain,
+    );
     e.a.handle(e.now, B, A, &bytes);
     let (h2, p2) = the_answer(&mut e, true);
     assert_eq!(h2.message_id, id);
@@ -91,11 +119,21 @@ fn a_forged_icv_is_still_dropped_silently() {
     let mut e = Established::new();
     let sa = e.sa(true);
     let id = sa.message_ids().1;
-    let mut bytes = seal_as_peer(sa, ExchangeType::Informational, false, id, PayloadType::from(200), &[0, 0x80, 0, 4]);
+    let mut bytes = seal_as_peer(
+        sa,
+        ExchangeType::Informational,
+        false,
+        id,
+        PayloadType::from(200),
+        &[0, 0x80, 0, 4],
+    );
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     e.a.handle(e.now, B, A, &bytes);
-    assert!(e.a.poll_transmit().is_none(), "no answer to an unauthenticated message");
+    assert!(
+        e.a.poll_transmit().is_none(),
+        "no answer to an unauthenticated message"
+    );
     assert_eq!(e.sa(true).message_ids().1, id);
 }
 
@@ -116,7 +154,14 @@ fn malformed_ike_auth_request_is_answered_and_no_sa_is_set_up() {
     let half_open = b.sa(idb).unwrap();
     assert_eq!(half_open.state(), State::InitDone);
     let chain = [0u8, 0x80, 0, 5, 9];
-    let bytes = seal_as_peer(half_open, ExchangeType::IkeAuth, false, 1, PayloadType::from(201), &chain);
+    let bytes = seal_as_peer(
+        half_open,
+        ExchangeType::IkeAuth,
+        false,
+        1,
+        PayloadType::from(201),
+        &chain,
+    );
     // Keep the keys to read the answer: the SA is gone afterwards.
     let reader = a.sa(a.sa_ids()[0]).unwrap();
     b.handle(now, A, B, &bytes);
@@ -161,9 +206,19 @@ fn malformed_authentic_response_ends_the_sa() {
     let _request = e.a.poll_transmit().unwrap();
     let sa = e.sa(true);
     let id = sa.message_ids().0 - 1;
-    let bytes = seal_as_peer(sa, ExchangeType::Informational, true, id, PayloadType::Nonce, &[0, 0, 0, 99]);
+    let bytes = seal_as_peer(
+        sa,
+        ExchangeType::Informational,
+        true,
+        id,
+        PayloadType::Nonce,
+        &[0, 0, 0, 99],
+    );
     e.a.handle(e.now, B, A, &bytes);
-    assert!(e.a.poll_transmit().is_none(), "a response is never answered");
+    assert!(
+        e.a.poll_transmit().is_none(),
+        "a response is never answered"
+    );
     assert!(e.a.sa(ida).is_none());
     let mut down = None;
     while let Some(ev) = e.a.poll_event() {
@@ -177,10 +232,15 @@ fn malformed_authentic_response_ends_the_sa() {
 #[test]
 fn the_driver_reaches_the_exchanges() {
     // A fixed input: a CREATE_CHILD_SA rekey of the child with a real proposal, KE, nonce.
-    let answered: usize = [&[0u8, 0, 0, 2, 1, 3, 0, 0, 5, 0, 0][..], &[1; 64], &[2; 64], &[9; 90]]
-        .iter()
-        .map(|d| run(d))
-        .sum();
+    let answered: usize = [
+        &[0u8, 0, 0, 2, 1, 3, 0, 0, 5, 0, 0][..],
+        &[1; 64],
+        &[2; 64],
+        &[9; 90],
+    ]
+    .iter()
+    .map(|d| run(d))
+    .sum();
     assert!(answered >= 4, "{answered} forged requests answered");
 }
 

@@ -51,7 +51,10 @@ impl Pair {
 
     /// Endpoints with seeded nonces and SPIs: a run can be replayed.
     pub fn seeded(a: Config, b: Config, seed_a: u64, seed_b: u64) -> Pair {
-        Pair::with(Endpoint::with_seed(a, seed_a), Endpoint::with_seed(b, seed_b))
+        Pair::with(
+            Endpoint::with_seed(a, seed_a),
+            Endpoint::with_seed(b, seed_b),
+        )
     }
 
     fn with(a: Endpoint, b: Endpoint) -> Pair {

@@ -244,8 +244,14 @@ fn child_rekey_collision(seed_a: u64, seed_b: u64) -> bool {
 fn simultaneous_child_rekey_leaves_exactly_one_sa() {
     // The seeds choose the outcome: with (1, 2) b's exchange has the lowest
     // nonce, with (3, 2) a's does. Both are checked the same way otherwise.
-    assert!(child_rekey_collision(SEEDS_A_WINS.0, SEEDS_A_WINS.1), "a's exchange survives");
-    assert!(!child_rekey_collision(SEEDS_B_WINS.0, SEEDS_B_WINS.1), "b's exchange survives");
+    assert!(
+        child_rekey_collision(SEEDS_A_WINS.0, SEEDS_A_WINS.1),
+        "a's exchange survives"
+    );
+    assert!(
+        !child_rekey_collision(SEEDS_B_WINS.0, SEEDS_B_WINS.1),
+        "b's exchange survives"
+    );
 }
 
 const SEEDS_A_WINS: (u64, u64) = (1, 2);

@@ -109,8 +109,7 @@ impl IkeSa {
     ) {
         let found = Found::of(payloads);
         if let Some(e) = first_error(payloads) {
-            if e == NotifyType::AuthenticationFailed
-                || e.to_wire() < 16384 && found.auth.is_none()
+            if e == NotifyType::AuthenticationFailed || e.to_wire() < 16384 && found.auth.is_none()
             {
                 self.events.push_back(Event::AuthFailed {
                     sa: self.id(),

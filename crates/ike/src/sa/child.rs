@@ -316,8 +316,7 @@ impl IkeSa {
             None => None,
         };
         let lowest = nonce_min(ni, &nr).to_vec();
-        match self.child_for_request(now, keyed, sa, tsi, tsr, found.ke, true, ni, &nr, rekey_of)
-        {
+        match self.child_for_request(now, keyed, sa, tsi, tsr, found.ke, true, ni, &nr, rekey_of) {
             Ok((info, reply)) => {
                 if let Some(old) = rekey_of {
                     if self.create_in_flight(|k| k == CreateKind::RekeyChild(old)) {
@@ -428,8 +427,8 @@ impl IkeSa {
             .iter()
             .position(|c| c.0 == old)
             .map(|i| self.child_collisions.remove(i));
-        let redundant = collision
-            .is_some_and(|(_, _, their_min)| nonce_lt(nonce_min(&nonce, nr), &their_min));
+        let redundant =
+            collision.is_some_and(|(_, _, their_min)| nonce_lt(nonce_min(&nonce, nr), &their_min));
         if redundant {
             // §2.8.1: our exchange had the lowest nonce, so the SA we created is
             // redundant and ours to delete; the peer deletes the old one. Never

@@ -18,7 +18,9 @@ impl IkeSa {
         for p in payloads {
             match p {
                 Payload::Delete(d) if d.protocol == ProtocolId::Ike => delete_ike = true,
-                Payload::Delete(d) if d.protocol == ProtocolId::Esp || d.protocol == ProtocolId::Ah => {
+                Payload::Delete(d)
+                    if d.protocol == ProtocolId::Esp || d.protocol == ProtocolId::Ah =>
+                {
                     let mut ours = Vec::new();
                     for spi in d.spis_u32() {
                         if let Some(i) = self.children.iter().position(|c| c.remote_spi == spi) {

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dodvpn_wire::{ExchangeType, IkeHeader, Identification, Message};
+use dodvpn_wire::{ExchangeType, Identification, IkeHeader, Message};
 
 use crate::child::{ChildSa, RekeyState};
 use crate::crypto::{DhPrivate, Group};

@@ -68,7 +68,8 @@ impl IkeSa {
             }),
         ];
         self.respond(now, ExchangeType::CreateChildSa, id, &reply);
-        let Some(n) = self.build_rekeyed(now, keyed, suite, &g_ir, ni, &nr, our_spi, peer_spi, false)
+        let Some(n) =
+            self.build_rekeyed(now, keyed, suite, &g_ir, ni, &nr, our_spi, peer_spi, false)
         else {
             return;
         };
@@ -123,11 +124,7 @@ impl IkeSa {
         let Some(ours) =
             self.build_rekeyed(now, keyed, suite, &g_ir, nonce, nr, spi, peer_spi, true)
         else {
-            return self.create_failed(
-                now,
-                kind,
-                "cannot derive the rekeyed IKE SA's keys".into(),
-            );
+            return self.create_failed(now, kind, "cannot derive the rekeyed IKE SA's keys".into());
         };
         let ours_redundant = match self.ike_collision.take() {
             None => {

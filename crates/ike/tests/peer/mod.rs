@@ -116,7 +116,14 @@ pub fn seal_as_peer(
     let mut out = Vec::new();
     let loc = emit_encrypted(&header, &[], first, cipher.body_len(chain.len()), &mut out).unwrap();
     cipher
-        .seal(ek, ak, &mut out, loc.body.start, chain, &ring::rand::SystemRandom::new())
+        .seal(
+            ek,
+            ak,
+            &mut out,
+            loc.body.start,
+            chain,
+            &ring::rand::SystemRandom::new(),
+        )
         .unwrap();
     out
 }
@@ -257,7 +264,12 @@ fn payload(u: &mut Input<'_>, cfg: &Config, child_spis: &[u32]) -> Payload {
         }
         1 => {
             let s = spi(u);
-            Payload::Notify(Notify::with_spi(ProtocolId::Esp, s, NotifyType::RekeySa, vec![]))
+            Payload::Notify(Notify::with_spi(
+                ProtocolId::Esp,
+                s,
+                NotifyType::RekeySa,
+                vec![],
+            ))
         }
         2 => match u.u8() % 3 {
             0 => Payload::Delete(Delete::ike()),
@@ -384,7 +396,10 @@ pub fn run(data: &[u8]) -> usize {
             break;
         }
         let before = sa.message_ids();
-        let live = matches!(sa.state(), State::Established | State::Rekeyed | State::Deleting);
+        let live = matches!(
+            sa.state(),
+            State::Established | State::Rekeyed | State::Deleting
+        );
         let child_spis: Vec<u32> = sa.children().iter().map(|c| c.remote_spi).collect();
         let op = u.u8() % 8;
         let ep = e.endpoint(victim);
@@ -412,7 +427,11 @@ pub fn run(data: &[u8]) -> usize {
                 } else if msg_id == before.1.wrapping_sub(1) {
                     assert!(answers <= 1, "a retransmission gets the cached answer");
                 } else {
-                    assert_eq!(answers, 0, "request {msg_id} (expecting {}) ignored", before.1);
+                    assert_eq!(
+                        answers, 0,
+                        "request {msg_id} (expecting {}) ignored",
+                        before.1
+                    );
                 }
             }
             // A response to the victim's outstanding request (or a stray one).
@@ -428,9 +447,17 @@ pub fn run(data: &[u8]) -> usize {
                 let bytes = seal_as_peer(sa, exchange, true, msg_id, first, &body);
                 let (from, to) = addresses(sa);
                 ep.handle(now, from, to, &bytes);
-                assert_eq!(drain_answers(ep, id, msg_id), 0, "responses are not answered");
+                assert_eq!(
+                    drain_answers(ep, id, msg_id),
+                    0,
+                    "responses are not answered"
+                );
                 if let Some(s) = ep.sa(id) {
-                    assert_eq!(s.message_ids().1, before.1, "a response never moves the peer's ID");
+                    assert_eq!(
+                        s.message_ids().1,
+                        before.1,
+                        "a response never moves the peer's ID"
+                    );
                 }
             }
             // The victim starts something.
@@ -496,7 +523,10 @@ fn drain_answers(ep: &mut Endpoint, id: SaId, msg_id: u32) -> usize {
         }
         let (h, _payloads) = open_from(sa, &t.bytes);
         if h.flags.response() {
-            assert_eq!(h.message_id, msg_id, "a response to a request that was not made");
+            assert_eq!(
+                h.message_id, msg_id,
+                "a response to a request that was not made"
+            );
             answers += 1;
         }
     }
