@@ -15,7 +15,7 @@ pub struct Conn {
     /// The centre's URL.
     #[arg(long, env = "DODVPN_CENTER", default_value = "https://127.0.0.1:8443")]
     pub center: String,
-    /// CA certificate that issued the centre's TLS certificate (DATA/pki/root.crt).
+    /// CA certificate that issued the centre's TLS certificate (DATA/pki/root.pem).
     #[arg(long, env = "DODVPN_CA")]
     pub ca: PathBuf,
     /// File holding the administrator credential (DATA/admin.token, or one from `org admin`).
@@ -512,7 +512,9 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
             ApprovalCmd::Close { id } => c.post(&format!("/api/v1/approvals/{id}/close"), &json!({})).await?,
         },
         AdminCmd::Connection(ConnectionCmd::Apply { from, to, group }) => {
-            c.post("/api/v1/connections", &json!({"from_device": from, "to_device": to, "to_group": group})).await?
+            let v: Value =
+                c.post("/api/v1/connections", &json!({"from_device": from, "to_device": to, "to_group": group})).await?;
+            return output::application(&v, json);
         }
         AdminCmd::Grant(cmd) => match cmd {
             GrantCmd::List { status, device } => {

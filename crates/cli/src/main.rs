@@ -471,8 +471,7 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
                 .client
                 .post("/api/v1/device/connections", &body)
                 .await?;
-            output::print(&res, json);
-            Ok(())
+            output::application(&res, json)
         }
         AgentCmd::Run {
             ks,

@@ -3,6 +3,37 @@
 
 use serde_json::Value;
 
+/// The refused outcomes of a connection application (`outcomes[]` or one outcome), as
+/// "target: reason" lines; empty when everything asked for was granted.
+pub fn refusals(v: &Value) -> Vec<String> {
+    let one = |o: &Value| {
+        (o["granted"] == Value::Bool(false)).then(|| {
+            format!(
+                "{}: {}",
+                o["target_device"].as_str().unwrap_or("?"),
+                o["reason"].as_str().unwrap_or("refused")
+            )
+        })
+    };
+    match v["outcomes"].as_array() {
+        Some(list) => list.iter().filter_map(one).collect(),
+        None => one(v).into_iter().collect(),
+    }
+}
+
+/// Print an application's answer; a refusal is an error (non-zero exit), in both languages.
+pub fn application(v: &Value, json: bool) -> anyhow::Result<()> {
+    print(v, json);
+    let refused = refusals(v);
+    if refused.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the application was refused / 接続申請は拒否されました:\n  {}",
+        refused.join("\n  ")
+    )
+}
+
 pub fn print(v: &Value, json: bool) {
     if json {
         println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
@@ -50,5 +81,27 @@ fn scalar(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn refusals_are_found_in_one_outcome_and_in_lists() {
+        assert!(refusals(&json!({"target_device": "d1", "granted": true})).is_empty());
+        assert_eq!(
+            refusals(&json!({"target_device": "d1", "granted": false, "reason": "not in a group"})),
+            ["d1: not in a group"]
+        );
+        let list = json!({"outcomes": [
+            {"target_device": "a", "granted": true},
+            {"target_device": "b", "granted": false, "reason": "policy"}
+        ]});
+        assert_eq!(refusals(&list), ["b: policy"]);
+        assert!(application(&list, true).is_err());
+        assert!(application(&json!({"outcomes": []}), true).is_ok());
     }
 }

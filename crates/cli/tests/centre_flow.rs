@@ -254,7 +254,7 @@ async fn groups_and_two_sided_policy(b: Backend) {
         c.admin_ok(&["group", "add", "B", d]);
     }
     // Deny by default: before any subscriber policy, even group members reach no one.
-    let r = c.admin_ok(&["connection", "apply", "--from", &cl.id, "--to", &h.id]);
+    let r = c.admin_refused(&["connection", "apply", "--from", &cl.id, "--to", &h.id]);
     assert_eq!(r["outcomes"][0]["granted"], json!(false), "{r}");
     for org in [&hosp, &clinic, &pharm, &lab, &outsider_org] {
         set_policy(&c, org, &open_policy());
@@ -281,7 +281,7 @@ async fn groups_and_two_sided_policy(b: Backend) {
     let r = c.admin_ok(&["connection", "apply", "--from", &cl.id, "--to", &h.id]);
     assert_eq!(r["outcomes"][0]["granted"], json!(true), "{r}");
     // Clinic ↔ lab: no common group (TR D.3).
-    let r = c.admin_ok(&["connection", "apply", "--from", &cl.id, "--to", &lb.id]);
+    let r = c.admin_refused(&["connection", "apply", "--from", &cl.id, "--to", &lb.id]);
     assert_eq!(r["outcomes"][0]["granted"], json!(false));
     assert!(
         r["outcomes"][0]["reason"]
@@ -291,10 +291,10 @@ async fn groups_and_two_sided_policy(b: Backend) {
         "{r}"
     );
     // The outsider (group C) reaches no one, even with an open policy.
-    let r = c.admin_ok(&["connection", "apply", "--from", &out.id, "--to", &h.id]);
+    let r = c.admin_refused(&["connection", "apply", "--from", &out.id, "--to", &h.id]);
     assert_eq!(r["outcomes"][0]["granted"], json!(false));
     // Vendor → hospital needs the hospital's approval window.
-    let r = c.admin_ok(&["connection", "apply", "--from", &vd.id, "--to", &h.id]);
+    let r = c.admin_refused(&["connection", "apply", "--from", &vd.id, "--to", &h.id]);
     assert_eq!(r["outcomes"][0]["granted"], json!(false));
     assert!(
         r["outcomes"][0]["reason"]

@@ -616,20 +616,27 @@ impl Lab {
     }
 
     /// Apply for a connection from one site's device to another's; granted or not.
+    /// A refusal exits non-zero and still prints its answer.
     pub fn apply(&self, from: &str, to: &str) -> anyhow::Result<(bool, String)> {
-        let r = self.admin(&[
-            "connection",
-            "apply",
-            "--from",
-            &self.site(from).device,
-            "--to",
-            &self.site(to).device,
-        ])?;
+        let ca = self.work.join("center/pki/root.pem");
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.wan])
+            .arg(&self.exe)
+            .args(["admin", "--json", "--center", &self.center_url, "--ca"])
+            .arg(&ca)
+            .arg("--credential-file")
+            .arg(self.work.join("center/admin.token"))
+            .args(["connection", "apply", "--from", &self.site(from).device, "--to", &self.site(to).device])
+            .output()
+            .context("run dodvpn admin connection apply")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let r: Value = serde_json::from_str(&stdout).with_context(|| {
+            format!("connection apply printed no JSON: {stdout}{}", String::from_utf8_lossy(&out.stderr))
+        })?;
         let o = &r["outcomes"][0];
-        Ok((
-            o["granted"].as_bool().unwrap_or(false),
-            o["reason"].as_str().unwrap_or_default().to_string(),
-        ))
+        let granted = o["granted"].as_bool().unwrap_or(false);
+        anyhow::ensure!(granted == out.status.success(), "connection apply exited {} for granted={granted}", out.status);
+        Ok((granted, o["reason"].as_str().unwrap_or_default().to_string()))
     }
 
     /// Does the agent at `key` hold a connection (installed grant) to `peer`?

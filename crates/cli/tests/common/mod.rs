@@ -220,6 +220,28 @@ impl Centre {
         }
     }
 
+    /// A command that must fail (exit non-zero) and still print its JSON answer, as a
+    /// refused connection application does.
+    pub fn admin_refused(&self, args: &[&str]) -> Value {
+        let out = Command::new(BIN)
+            .args(["admin", "--json", "--center", &self.url])
+            .arg("--ca")
+            .arg(self.ca_path())
+            .arg("--credential-file")
+            .arg(self.credential_path())
+            .args(args)
+            .output()
+            .expect("run dodvpn admin");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "admin {args:?} succeeded but should be refused: {text}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("refused"),
+            "admin {args:?}: the refusal is not explained: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("admin {args:?} printed non-JSON ({e}): {text}"))
+    }
+
     pub fn admin_ok(&self, args: &[&str]) -> Value {
         self.admin(args)
             .unwrap_or_else(|e| panic!("dodvpn admin {args:?} failed: {e}"))
