@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod db;
+pub mod device_state;
 pub mod error;
 pub mod grants;
 pub mod hub;

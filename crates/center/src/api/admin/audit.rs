@@ -51,13 +51,12 @@ impl From<dodvpn_audit::Record> for AuditRecord {
     }
 }
 
-const COLS: &str = "seq, ts_ms, actor, action, subject, details, prev_hash, hash";
+pub(crate) const COLS: &str = "seq, ts_ms, actor, action, subject, details, prev_hash, hash";
 
-async fn all_records(c: &Center) -> Result<Vec<dodvpn_audit::Record>, ApiError> {
+pub(crate) async fn all_records(c: &Center) -> Result<Vec<dodvpn_audit::Record>, ApiError> {
     let rows = sqlx::query(&format!("SELECT {COLS} FROM audit ORDER BY seq"))
         .fetch_all(&c.db.pool)
-        .await
-        .map_err(ApiError::db)?;
+        .await?;
     rows.iter().map(audit_record).collect()
 }
 
@@ -75,8 +74,7 @@ pub async fn list(
     .bind(p.after)
     .bind(limit)
     .fetch_all(&c.db.pool)
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     let recs = rows
         .iter()
         .map(audit_record)
