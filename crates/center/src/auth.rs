@@ -245,8 +245,7 @@ async fn check_token(
     ))
     .bind(id)
     .fetch_optional(&center.db.pool)
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     // Hash even when the id is unknown, so timing does not reveal which ids exist.
     let presented = hash_secret(secret);
     let Some(row) = row else {
@@ -286,8 +285,7 @@ async fn device_from_cert(center: &Center, peer: &PeerCert) -> Result<Caller, Ap
     )
     .bind(peer.serial as i64)
     .fetch_optional(&center.db.pool)
-    .await
-    .map_err(ApiError::db)?
+    .await?
     .ok_or_else(|| ApiError::forbidden("unknown_certificate", "this certificate was not issued by this centre"))?;
     let fingerprint: String = row.get(2);
     if !bool::from(fingerprint.as_bytes().ct_eq(peer.fingerprint.as_bytes())) {

@@ -128,8 +128,7 @@ pub async fn rows_from(db: &Db, from: i64) -> Result<Vec<StoredRecord>, ApiError
     ))
     .bind(from)
     .fetch_all(&db.pool)
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     rows.iter().map(stored_record).collect()
 }
 
@@ -141,7 +140,7 @@ pub fn stored_record(r: &AnyRow) -> Result<StoredRecord, ApiError> {
             .unwrap_or_else(|_| "\u{fffd}".to_string())
     };
     Ok(StoredRecord {
-        seq: r.try_get("seq").map_err(ApiError::db)?,
+        seq: r.try_get("seq")?,
         ts_ms: r.try_get("ts_ms").unwrap_or(i64::MIN),
         actor: text("actor"),
         action: text("action"),

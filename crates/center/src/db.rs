@@ -105,13 +105,12 @@ impl Db {
             Backend::Sqlite => Some(self.write_lock.lock().await),
             Backend::Postgres => None,
         };
-        let mut tx = self.pool.begin().await.map_err(ApiError::db)?;
+        let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(PG_WRITE_LOCK)
                 .execute(&mut *tx)
-                .await
-                .map_err(ApiError::db)?;
+                .await?;
         }
         Ok(WriteTx {
             tx,
@@ -126,8 +125,7 @@ impl Db {
         let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
             .bind(key)
             .fetch_optional(&self.pool)
-            .await
-            .map_err(ApiError::db)?;
+            .await?;
         Ok(row.map(|r| r.get::<String, _>(0)))
     }
 }
@@ -168,8 +166,7 @@ impl WriteTx<'_> {
             "SELECT seq, ts_ms, actor, action, subject, details, prev_hash, hash FROM audit ORDER BY seq DESC LIMIT 1",
         )
         .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(ApiError::db)?
+        .await?
         .map(|r| audit_record(&r))
         .transpose()?;
         let rec = dodvpn_audit::next(prev.as_ref(), self.now, actor, action, subject, details);
@@ -185,8 +182,7 @@ impl WriteTx<'_> {
         .bind(&rec.prev_hash)
         .bind(&rec.hash)
         .execute(&mut *self.tx)
-        .await
-        .map_err(ApiError::db)?;
+        .await?;
         Ok(())
     }
 
@@ -199,8 +195,7 @@ impl WriteTx<'_> {
     ) -> Result<i64, ApiError> {
         let next: Option<i64> = sqlx::query("SELECT MAX(seq) FROM events")
             .fetch_one(&mut *self.tx)
-            .await
-            .map_err(ApiError::db)?
+            .await?
             .try_get(0)
             .ok();
         let seq = next.unwrap_or(0) + 1;
@@ -211,8 +206,7 @@ impl WriteTx<'_> {
             .bind(payload.to_string())
             .bind(self.now)
             .execute(&mut *self.tx)
-            .await
-            .map_err(ApiError::db)?;
+            .await?;
         self.events += 1;
         Ok(seq)
     }
@@ -222,8 +216,7 @@ impl WriteTx<'_> {
         let cur = sqlx::query("SELECT value FROM meta WHERE key = $1")
             .bind(name)
             .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(ApiError::db)?
+            .await?
             .map(|r| r.get::<String, _>(0));
         let next = match cur {
             Some(v) => u64::from_str(&v).map_err(|_| ApiError::internal("corrupt counter"))? + 1,
@@ -238,8 +231,7 @@ impl WriteTx<'_> {
             .bind(name)
             .bind(next.to_string())
             .execute(&mut *self.tx)
-            .await
-            .map_err(ApiError::db)?;
+            .await?;
         Ok(next)
     }
 
@@ -249,10 +241,9 @@ impl WriteTx<'_> {
             sqlx::query("SELECT pg_notify($1, '')")
                 .bind(PG_EVENT_CHANNEL)
                 .execute(&mut *self.tx)
-                .await
-                .map_err(ApiError::db)?;
+                .await?;
         }
-        self.tx.commit().await.map_err(ApiError::db)?;
+        self.tx.commit().await?;
         if self.events > 0 {
             self.db.events_committed.notify_one();
         }
@@ -261,16 +252,16 @@ impl WriteTx<'_> {
 }
 
 pub fn audit_record(r: &AnyRow) -> Result<dodvpn_audit::Record, ApiError> {
-    let details: String = r.try_get("details").map_err(ApiError::db)?;
+    let details: String = r.try_get("details")?;
     Ok(dodvpn_audit::Record {
-        seq: r.try_get::<i64, _>("seq").map_err(ApiError::db)? as u64,
-        ts_ms: r.try_get("ts_ms").map_err(ApiError::db)?,
-        actor: r.try_get("actor").map_err(ApiError::db)?,
-        action: r.try_get("action").map_err(ApiError::db)?,
-        subject: r.try_get("subject").map_err(ApiError::db)?,
+        seq: r.try_get::<i64, _>("seq")? as u64,
+        ts_ms: r.try_get("ts_ms")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        subject: r.try_get("subject")?,
         details: serde_json::from_str(&details)
             .map_err(|_| ApiError::internal("audit record with unreadable details"))?,
-        prev_hash: r.try_get("prev_hash").map_err(ApiError::db)?,
-        hash: r.try_get("hash").map_err(ApiError::db)?,
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
     })
 }

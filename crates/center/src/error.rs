@@ -51,7 +51,12 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
-    pub fn db(e: sqlx::Error) -> Self {
+}
+
+/// Storage errors: a unique violation is a 409 `duplicate`; anything else is logged and
+/// answered 503 `storage` without its details.
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
         if let sqlx::Error::Database(d) = &e {
             if d.is_unique_violation() {
                 return Self::conflict("duplicate", "an object with that identity already exists");

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::db::WriteTx;
+use crate::device_state::DeviceState;
 use crate::error::ApiError;
 use crate::{new_id, Center};
 
@@ -46,14 +47,15 @@ async fn service_gate(tx: &mut WriteTx<'_>, device_id: &str) -> Result<Option<St
     let row = sqlx::query("SELECT status FROM devices WHERE id = $1")
         .bind(device_id)
         .fetch_optional(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no device {device_id}")))?;
-    let status: String = row.get(0);
-    match status.as_str() {
-        "in_service" => {}
-        "revoked" => return Ok(Some(format!("device {device_id} is revoked"))),
-        "suspended" => return Ok(Some(format!("service to device {device_id} is stopped"))),
+    let status: DeviceState = row.get::<String, _>(0).parse()?;
+    match status {
+        DeviceState::InService => {}
+        DeviceState::Revoked => return Ok(Some(format!("device {device_id} is revoked"))),
+        DeviceState::Suspended => {
+            return Ok(Some(format!("service to device {device_id} is stopped")))
+        }
         other => {
             return Ok(Some(format!(
                 "device {device_id} is not in service yet ({other})"
@@ -66,8 +68,7 @@ async fn service_gate(tx: &mut WriteTx<'_>, device_id: &str) -> Result<Option<St
     .bind(device_id)
     .bind(tx.now / 1000)
     .fetch_one(&mut *tx.tx)
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     if certs == 0 {
         return Ok(Some(format!(
             "device {device_id} has no valid service certificate"
@@ -86,15 +87,13 @@ pub async fn load_party(
     )
     .bind(device_id)
     .fetch_optional(&mut *tx.tx)
-    .await
-    .map_err(ApiError::db)?
+    .await?
     .ok_or_else(|| ApiError::not_found(format!("no device {device_id}")))?;
     let groups: Vec<String> =
         sqlx::query_scalar("SELECT group_name FROM memberships WHERE device_id = $1")
             .bind(device_id)
             .fetch_all(&mut *tx.tx)
-            .await
-            .map_err(ApiError::db)?;
+            .await?;
     let subnets: String = row.get(3);
     let kind: String = row.get(4);
     let policy: String = row.get(6);
@@ -127,8 +126,7 @@ pub fn service_identity(device_id: &str) -> String {
 pub async fn provider_policy(tx: &mut WriteTx<'_>) -> Result<ProviderPolicy, ApiError> {
     let rows = sqlx::query("SELECT name, policy FROM groups_")
         .fetch_all(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+        .await?;
     let mut groups = BTreeMap::new();
     for r in rows {
         let p: String = r.get(1);
@@ -151,8 +149,7 @@ async fn approvals(
     .bind(approver)
     .bind(applicant)
     .fetch_all(&mut *tx.tx)
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     Ok(rows
         .iter()
         .map(|r| Approval {
@@ -209,8 +206,7 @@ pub async fn apply(
     .bind(applicant)
     .bind(target)
     .fetch_optional(&mut *tx.tx)
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     let id = match existing {
         Some(id) => {
             issue(center, tx, actor, &id, &grant, &a, &t, true).await?;
@@ -285,8 +281,7 @@ async fn issue(
             .bind(&jt)
             .bind(grant.not_after)
             .execute(&mut *tx.tx)
-            .await
-            .map_err(ApiError::db)?;
+            .await?;
     } else {
         sqlx::query(
             "INSERT INTO grants (id, applicant_device, target_device, status, version, info_applicant, info_target, not_after, created_ms) \
@@ -301,8 +296,7 @@ async fn issue(
         .bind(grant.not_after)
         .bind(tx.now)
         .execute(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+        .await?;
     }
     tx.audit(
         actor,
@@ -347,8 +341,7 @@ pub async fn withdraw(
     )
     .bind(id)
     .fetch_optional(&mut *tx.tx)
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     let Some(row) = row else { return Ok(()) };
     let (a, t): (String, String) = (row.get(0), row.get(1));
     sqlx::query(
@@ -358,8 +351,7 @@ pub async fn withdraw(
     .bind(tx.now)
     .bind(reason)
     .execute(&mut *tx.tx)
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     tx.audit(
         actor,
         "connection.withdrawn",
@@ -382,8 +374,7 @@ pub async fn reevaluate(
 ) -> Result<(), ApiError> {
     let rows = sqlx::query("SELECT id, applicant_device, target_device, info_applicant, not_after FROM grants WHERE status = 'active'")
         .fetch_all(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+        .await?;
     for r in rows {
         let (id, a, t): (String, String, String) = (r.get(0), r.get(1), r.get(2));
         if let Some(set) = devices {
@@ -428,15 +419,13 @@ pub async fn expire(center: &Center) -> Result<(), ApiError> {
     )
     .bind(now_s)
     .fetch_one(&center.db.pool)
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     let windows: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM approvals WHERE closed_ms IS NULL AND not_after <= $1",
     )
     .bind(now_s)
     .fetch_one(&center.db.pool)
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     if due == 0 && windows == 0 {
         return Ok(());
     }
@@ -445,8 +434,7 @@ pub async fn expire(center: &Center) -> Result<(), ApiError> {
         sqlx::query_scalar("SELECT id FROM grants WHERE status = 'active' AND not_after <= $1")
             .bind(now_s)
             .fetch_all(&mut *tx.tx)
-            .await
-            .map_err(ApiError::db)?;
+            .await?;
     for id in ids {
         withdraw(&mut tx, "centre", &id, "validity ended").await?;
     }
@@ -454,15 +442,13 @@ pub async fn expire(center: &Center) -> Result<(), ApiError> {
         sqlx::query_scalar("SELECT id FROM approvals WHERE closed_ms IS NULL AND not_after <= $1")
             .bind(now_s)
             .fetch_all(&mut *tx.tx)
-            .await
-            .map_err(ApiError::db)?;
+            .await?;
     for id in closed {
         sqlx::query("UPDATE approvals SET closed_ms = $2 WHERE id = $1")
             .bind(&id)
             .bind(tx.now)
             .execute(&mut *tx.tx)
-            .await
-            .map_err(ApiError::db)?;
+            .await?;
         tx.audit("centre", "approval.expired", &id, serde_json::json!({}))
             .await?;
     }

@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod chain_guard;
 pub mod db;
+pub mod device_state;
 pub mod error;
 pub mod grants;
 pub mod hub;

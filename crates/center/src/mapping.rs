@@ -25,8 +25,7 @@ pub async fn load(
     let row = sqlx::query("SELECT subnets, mapped_subnets FROM devices WHERE id = $1")
         .bind(device_id)
         .fetch_optional(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no device {device_id}")))?;
     Ok((
         nets(&row.get::<String, _>(0))?,
@@ -51,8 +50,7 @@ pub async fn remap(tx: &mut WriteTx<'_>, actor: &str) -> Result<HashSet<String>,
     let rows =
         sqlx::query("SELECT id, subnets, mapped_subnets FROM devices ORDER BY created_ms, id")
             .fetch_all(&mut *tx.tx)
-            .await
-            .map_err(ApiError::db)?;
+            .await?;
     let mut devices = Vec::with_capacity(rows.len());
     for r in rows {
         devices.push(MappedDevice {
@@ -70,8 +68,7 @@ pub async fn remap(tx: &mut WriteTx<'_>, actor: &str) -> Result<HashSet<String>,
             .bind(serde_json::to_string(&mapped).unwrap_or_else(|_| "[]".into()))
             .bind(tx.now)
             .execute(&mut *tx.tx)
-            .await
-            .map_err(ApiError::db)?;
+            .await?;
         let subnets = devices
             .iter()
             .find(|d| d.device_id == id)

@@ -16,11 +16,13 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
-use super::admin::{
-    confirm_installed, store_cert, Application, ApplicationResult, CertIssued, CsrBody, Installed,
-    SERVICE_CERT_DAYS,
+use super::admin::certs::{
+    cert_from_row, confirm_installed, store_cert, CertIssued, CertRecord, CsrBody, Installed,
+    CERT_COLS, SERVICE_CERT_DAYS,
 };
+use super::admin::grants::{run_application, Application, ApplicationResult};
 use crate::auth::{Caller, Tier};
+use crate::device_state::DeviceState;
 use crate::error::{ApiError, ErrorBody};
 use crate::grants::SignedInfo;
 use crate::hub::Event;
@@ -44,20 +46,22 @@ pub async fn enroll(
     let status: String = sqlx::query_scalar("SELECT status FROM devices WHERE id = $1")
         .bind(&dev.device_id)
         .fetch_one(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+        .await?;
     let current: Option<i64> = sqlx::query_scalar(
         "SELECT MAX(not_after) FROM certs WHERE device_id = $1 AND tier = 'service' AND revoked_ms IS NULL",
     )
     .bind(&dev.device_id)
     .fetch_one(&mut *tx.tx)
-    .await
-    .map_err(ApiError::db)?;
-    let renewal = match (status.as_str(), current) {
-        ("service_approved", _) => false,
-        ("enrolled" | "service_installed" | "in_service" | "suspended", Some(na)) if na - tx.now / 1000 < RENEW_WINDOW_SECS => true,
-        ("enrolled" | "service_installed" | "in_service" | "suspended", _) => {
-            return Err(ApiError::conflict("already_enrolled", "this device already holds a valid service certificate"))
+    .await?;
+    let status: DeviceState = status.parse()?;
+    let renewal = match (status, current) {
+        (DeviceState::ServiceApproved, _) => false,
+        (st, Some(na)) if st.is_enrolled() && na - tx.now / 1000 < RENEW_WINDOW_SECS => true,
+        (st, _) if st.is_enrolled() => {
+            return Err(ApiError::conflict(
+                "already_enrolled",
+                "this device already holds a valid service certificate",
+            ))
         }
         (other, _) => {
             return Err(ApiError::conflict(
@@ -76,12 +80,12 @@ pub async fn enroll(
     )?;
     store_cert(&mut tx, "service", &dev.device_id, &body.csr, &cert).await?;
     if !renewal {
-        sqlx::query("UPDATE devices SET status = 'enrolled', updated_ms = $2 WHERE id = $1")
+        sqlx::query("UPDATE devices SET status = $3, updated_ms = $2 WHERE id = $1")
             .bind(&dev.device_id)
             .bind(tx.now)
+            .bind(DeviceState::Enrolled.as_str())
             .execute(&mut *tx.tx)
-            .await
-            .map_err(ApiError::db)?;
+            .await?;
     }
     tx.audit(
         &caller.actor(),
@@ -121,12 +125,15 @@ pub async fn service_cert_installed(
     let Json(body) = body?;
     let mut tx = c.db.begin_write().await?;
     let serial = confirm_installed(&mut tx, &dev.device_id, "service", &body.fingerprint).await?;
-    sqlx::query("UPDATE devices SET status = 'service_installed', updated_ms = $2 WHERE id = $1 AND status = 'enrolled'")
+    // Only the first confirmation moves the device; a repeat (or one after a renewal)
+    // leaves its state alone.
+    sqlx::query("UPDATE devices SET status = $3, updated_ms = $2 WHERE id = $1 AND status = $4")
         .bind(&dev.device_id)
         .bind(tx.now)
+        .bind(DeviceState::ServiceInstalled.as_str())
+        .bind(DeviceState::Enrolled.as_str())
         .execute(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+        .await?;
     tx.audit(
         &caller.actor(),
         "service_cert.installed",
@@ -159,10 +166,10 @@ pub async fn whoami(caller: Caller) -> Result<Json<WhoAmI>, ApiError> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DeviceState {
+pub struct DeviceSnapshot {
     /// The sequence number of the newest event for this device; resume the stream from it.
     pub version: i64,
-    pub status: String,
+    pub status: DeviceState,
     /// Every live grant's connection info for this device, signed by the centre.
     pub connection_info: Vec<SignedInfo>,
     /// Certificate that signs connection info (PEM).
@@ -170,30 +177,27 @@ pub struct DeviceState {
 }
 
 /// Full state, for a device starting up or resynchronising.
-#[utoipa::path(get, path = "/api/v1/device/state", tag = "device", responses((status = 200, body = DeviceState), (status = 403, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/device/state", tag = "device", responses((status = 200, body = DeviceSnapshot), (status = 403, body = ErrorBody)))]
 pub async fn state(
     State(c): State<Arc<Center>>,
     caller: Caller,
-) -> Result<Json<DeviceState>, ApiError> {
+) -> Result<Json<DeviceSnapshot>, ApiError> {
     let dev = caller.device(Tier::Service)?;
     let version: Option<i64> =
         sqlx::query_scalar("SELECT MAX(seq) FROM events WHERE device_id = $1")
             .bind(&dev.device_id)
             .fetch_one(&c.db.pool)
-            .await
-            .map_err(ApiError::db)?;
+            .await?;
     let status: String = sqlx::query_scalar("SELECT status FROM devices WHERE id = $1")
         .bind(&dev.device_id)
         .fetch_one(&c.db.pool)
-        .await
-        .map_err(ApiError::db)?;
+        .await?;
     let rows = sqlx::query(
         "SELECT applicant_device, info_applicant, info_target FROM grants WHERE status = 'active' AND (applicant_device = $1 OR target_device = $1)",
     )
     .bind(&dev.device_id)
     .fetch_all(&c.db.pool)
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     let mut infos = Vec::new();
     for r in rows {
         let a: String = r.get(0);
@@ -207,9 +211,9 @@ pub async fn state(
                 .map_err(|_| ApiError::internal("stored connection info unreadable"))?,
         );
     }
-    Ok(Json(DeviceState {
+    Ok(Json(DeviceSnapshot {
         version: version.unwrap_or(0),
-        status,
+        status: status.parse()?,
         connection_info: infos,
         signer_certificate: c.pki.signer_cert_pem().to_string(),
     }))
@@ -238,8 +242,7 @@ pub async fn events(
         .bind(&dev.device_id)
         .bind(q.since)
         .fetch_all(&c.db.pool)
-        .await
-        .map_err(ApiError::db)?;
+        .await?;
     let backlog: Vec<Event> = rows
         .iter()
         .map(|r| {
@@ -297,7 +300,7 @@ pub async fn connect(
         ));
     }
     Ok(Json(
-        super::admin::run_application(
+        run_application(
             &c,
             &caller.actor(),
             &dev.device_id,
@@ -310,19 +313,18 @@ pub async fn connect(
 
 /// This device's certificates (both tiers), so a device that crashed between issuance
 /// and storing can install what was issued to it. Either tier may ask.
-#[utoipa::path(get, path = "/api/v1/device/certs", tag = "device", responses((status = 200, body = [super::admin::CertRecord])))]
+#[utoipa::path(get, path = "/api/v1/device/certs", tag = "device", responses((status = 200, body = [CertRecord])))]
 pub async fn my_certs(
     State(c): State<Arc<Center>>,
     caller: Caller,
-) -> Result<Json<Vec<super::admin::CertRecord>>, ApiError> {
+) -> Result<Json<Vec<CertRecord>>, ApiError> {
     let who = whoami_of(&caller)?;
     let rows = sqlx::query(&format!(
         "SELECT {} FROM certs WHERE device_id = $1 ORDER BY serial",
-        super::admin::CERT_COLS
+        CERT_COLS
     ))
     .bind(&who.device_id)
     .fetch_all(&c.db.pool)
-    .await
-    .map_err(ApiError::db)?;
-    Ok(Json(rows.iter().map(super::admin::cert_from_row).collect()))
+    .await?;
+    Ok(Json(rows.iter().map(cert_from_row).collect()))
 }

@@ -3,9 +3,7 @@
 //! from the router: a route without a description does not compile into the router.
 
 mod admin;
-mod audit;
 mod device;
-mod orgs;
 mod pki;
 mod sessions;
 
@@ -40,35 +38,47 @@ struct ApiDoc;
 
 pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi::OpenApi) {
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(orgs::create_org, orgs::list_orgs))
-        .routes(routes!(orgs::get_org))
-        .routes(routes!(orgs::create_org_admin))
-        .routes(routes!(orgs::put_policy, orgs::get_policy))
-        .routes(routes!(orgs::put_checksheet))
-        .routes(routes!(admin::create_order, admin::list_orders))
-        .routes(routes!(admin::register_device, admin::list_devices))
-        .routes(routes!(admin::get_device))
-        .routes(routes!(admin::set_network))
-        .routes(routes!(admin::issue_device_cert))
-        .routes(routes!(admin::device_cert_installed))
-        .routes(routes!(admin::deliver))
-        .routes(routes!(admin::service_apply))
-        .routes(routes!(admin::service_approve))
-        .routes(routes!(admin::service_start))
-        .routes(routes!(admin::service_stop))
-        .routes(routes!(admin::revoke_device))
-        .routes(routes!(admin::revoke_cert))
-        .routes(routes!(admin::list_certs))
-        .routes(routes!(admin::create_group, admin::list_groups))
-        .routes(routes!(admin::put_group))
-        .routes(routes!(admin::add_member))
-        .routes(routes!(admin::remove_member))
-        .routes(routes!(admin::open_approval, admin::list_approvals))
-        .routes(routes!(admin::close_approval))
-        .routes(routes!(admin::apply_connection))
-        .routes(routes!(admin::list_grants))
-        .routes(routes!(admin::get_grant))
-        .routes(routes!(admin::withdraw_grant))
+        .routes(routes!(admin::orgs::create_org, admin::orgs::list_orgs))
+        .routes(routes!(admin::orgs::get_org))
+        .routes(routes!(admin::orgs::create_org_admin))
+        .routes(routes!(admin::orgs::put_policy, admin::orgs::get_policy))
+        .routes(routes!(admin::orgs::put_checksheet))
+        .routes(routes!(
+            admin::orders::create_order,
+            admin::orders::list_orders
+        ))
+        .routes(routes!(
+            admin::devices::register_device,
+            admin::devices::list_devices
+        ))
+        .routes(routes!(admin::devices::get_device))
+        .routes(routes!(admin::devices::set_network))
+        .routes(routes!(admin::certs::issue_device_cert))
+        .routes(routes!(admin::certs::device_cert_installed))
+        .routes(routes!(admin::devices::deliver))
+        .routes(routes!(admin::devices::service_apply))
+        .routes(routes!(admin::devices::service_approve))
+        .routes(routes!(admin::devices::service_start))
+        .routes(routes!(admin::devices::service_stop))
+        .routes(routes!(admin::devices::revoke_device))
+        .routes(routes!(admin::certs::revoke_cert))
+        .routes(routes!(admin::certs::list_certs))
+        .routes(routes!(
+            admin::groups::create_group,
+            admin::groups::list_groups
+        ))
+        .routes(routes!(admin::groups::put_group))
+        .routes(routes!(admin::groups::add_member))
+        .routes(routes!(admin::groups::remove_member))
+        .routes(routes!(
+            admin::approvals::open_approval,
+            admin::approvals::list_approvals
+        ))
+        .routes(routes!(admin::approvals::close_approval))
+        .routes(routes!(admin::grants::apply_connection))
+        .routes(routes!(admin::grants::list_grants))
+        .routes(routes!(admin::grants::get_grant))
+        .routes(routes!(admin::grants::withdraw_grant))
         .routes(routes!(device::enroll))
         .routes(routes!(device::service_cert_installed))
         .routes(routes!(device::state))
@@ -83,11 +93,11 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .routes(routes!(pki::ca_bundle))
         .routes(routes!(pki::crl))
         .routes(routes!(pki::cert_status))
-        .routes(routes!(audit::list))
-        .routes(routes!(audit::verify))
-        .routes(routes!(audit::export))
-        .routes(routes!(audit::create_auditor))
-        .routes(routes!(audit::revoke_auditor))
+        .routes(routes!(admin::audit::list))
+        .routes(routes!(admin::audit::verify))
+        .routes(routes!(admin::audit::export))
+        .routes(routes!(admin::audit::create_auditor))
+        .routes(routes!(admin::audit::revoke_auditor))
         .with_state(center)
         .split_for_parts();
     (router, api)

@@ -55,8 +55,7 @@ pub async fn crl(
     let rows = sqlx::query("SELECT serial, revoked_ms FROM certs WHERE tier = $1 AND revoked_ms IS NOT NULL ORDER BY serial")
         .bind(&tier)
         .fetch_all(&c.db.pool)
-        .await
-        .map_err(ApiError::db)?;
+        .await?;
     let revoked: Vec<dodvpn_pki::RevokedEntry> = rows
         .iter()
         .map(|r| dodvpn_pki::RevokedEntry {
@@ -104,8 +103,7 @@ pub async fn cert_status(
         sqlx::query("SELECT tier, device_id, revoked_ms, not_after FROM certs WHERE serial = $1")
             .bind(serial as i64)
             .fetch_optional(&c.db.pool)
-            .await
-            .map_err(ApiError::db)?;
+            .await?;
     let produced_at = crate::db::now_ms() / 1000;
     let status = match row {
         None => CertStatus {

@@ -85,8 +85,7 @@ pub async fn report(
         )
         .bind(g)
         .fetch_optional(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+        .await?;
         let ok = row.is_some_and(|row| {
             let (a, t, status): (String, String, String) = (row.get(0), row.get(1), row.get(2));
             let ended: Option<i64> = row.get(3);
@@ -113,8 +112,7 @@ pub async fn report(
     .bind(event)
     .bind(r.at)
     .fetch_optional(&mut *tx.tx)
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     if let Some(d) = dup {
         let same = d.get::<String, _>(0) == grants_json
             && d.get::<i64, _>(1) == r.bytes_in as i64
@@ -144,8 +142,7 @@ pub async fn report(
         sqlx::query("SELECT device_lo, device_hi, grant_ids, status FROM sessions WHERE id = $1")
             .bind(&r.session_id)
             .fetch_optional(&mut *tx.tx)
-            .await
-            .map_err(ApiError::db)?;
+            .await?;
     match existing {
         Some(s) => {
             let (slo, shi): (String, String) = (s.get(0), s.get(1));
@@ -175,8 +172,7 @@ pub async fn report(
             .bind(&status)
             .bind(tx.now)
             .execute(&mut *tx.tx)
-            .await
-            .map_err(ApiError::db)?;
+            .await?;
         }
         None => {
             let grants: BTreeSet<&String> = r.grant_ids.iter().collect();
@@ -191,8 +187,7 @@ pub async fn report(
             .bind(if r.event == SessionEvent::Down { "down" } else { "up" })
             .bind(tx.now)
             .execute(&mut *tx.tx)
-            .await
-            .map_err(ApiError::db)?;
+            .await?;
         }
     }
     sqlx::query(
@@ -211,8 +206,7 @@ pub async fn report(
     .bind(&r.reason)
     .bind(tx.now)
     .execute(&mut *tx.tx)
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     tx.audit(
         &caller.actor(),
         &format!("session.{event}"),
@@ -352,8 +346,7 @@ pub async fn list(
     .bind(q.device.as_deref().unwrap_or(""))
     .bind(scope)
     .fetch_all(&c.db.pool)
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     Ok(Json(rows.iter().map(summary_from_row).collect()))
 }
 
@@ -373,8 +366,7 @@ async fn load_summary(
     ))
     .bind(id)
     .fetch_optional(exec)
-    .await
-    .map_err(ApiError::db)?
+    .await?
     .map(|r| summary_from_row(&r))
     .ok_or_else(none)?;
     if let Some(org) = caller.org_scope()? {
@@ -385,8 +377,7 @@ async fn load_summary(
         .bind(&s.device_a)
         .bind(&s.device_b)
         .fetch_one(&c.db.pool)
-        .await
-        .map_err(ApiError::db)?;
+        .await?;
         if n == 0 {
             return Err(none());
         }
@@ -401,8 +392,7 @@ async fn detail(c: &Center, s: SessionSummary) -> Result<SessionDetail, ApiError
     )
     .bind(&s.id)
     .fetch_all(&c.db.pool)
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     let reports: Vec<ReportRecord> = rows
         .iter()
         .map(|r| ReportRecord {
@@ -525,8 +515,7 @@ pub async fn cut(
     .bind(caller.actor())
     .bind(&reason)
     .execute(&mut *tx.tx)
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     tx.audit(
         &caller.actor(),
         "session.cut",

@@ -71,8 +71,7 @@ impl OrgFilter {
         let mut ids: HashSet<String> = sqlx::query("SELECT id FROM devices WHERE owner_org = $1")
             .bind(org_id)
             .fetch_all(&c.db.pool)
-            .await
-            .map_err(ApiError::db)?
+            .await?
             .iter()
             .map(|r| r.get::<String, _>(0))
             .collect();
@@ -127,8 +126,7 @@ async fn visible(
         .bind(after)
         .bind(want)
         .fetch_all(&c.db.pool)
-        .await
-        .map_err(ApiError::db)?;
+        .await?;
         let done = (rows.len() as i64) < want;
         for row in &rows {
             let stored = stored_record(row)?;
@@ -276,7 +274,7 @@ pub async fn create_auditor(
         ));
     }
     let mut tx = c.db.begin_write().await?;
-    crate::api::orgs::org_exists(&mut tx, &id).await?;
+    crate::api::admin::orgs::org_exists(&mut tx, &id).await?;
     let auditor_id = new_id("aud");
     let secret = crate::init::random_secret();
     sqlx::query(
@@ -288,8 +286,7 @@ pub async fn create_auditor(
     .bind(label)
     .bind(tx.now)
     .execute(&mut *tx.tx)
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     tx.audit(
         &caller.actor(),
         "auditor.created",
@@ -321,8 +318,7 @@ pub async fn revoke_auditor(
     let row = sqlx::query("SELECT org_id, revoked_ms FROM auditors WHERE id = $1")
         .bind(&id)
         .fetch_optional(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+        .await?;
     let Some(row) = row else {
         return Err(ApiError::not_found(format!("no auditor {id}")));
     };
@@ -336,8 +332,7 @@ pub async fn revoke_auditor(
             .bind(&id)
             .bind(tx.now)
             .execute(&mut *tx.tx)
-            .await
-            .map_err(ApiError::db)?;
+            .await?;
         tx.audit(
             &caller.actor(),
             "auditor.revoked",

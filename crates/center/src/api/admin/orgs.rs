@@ -33,7 +33,7 @@ pub struct Org {
     pub created_ms: i64,
 }
 
-fn org_from_row(r: &sqlx::any::AnyRow) -> Org {
+pub(crate) fn org_from_row(r: &sqlx::any::AnyRow) -> Org {
     Org {
         id: r.get(0),
         name: r.get(1),
@@ -80,7 +80,7 @@ pub async fn create_org(
         .bind(tx.now)
         .execute(&mut *tx.tx)
         .await
-        .map_err(|e| match ApiError::db(e) {
+        .map_err(|e| match ApiError::from(e) {
             e if e.status == StatusCode::CONFLICT => ApiError::conflict("duplicate_name", "an organisation with that name exists"),
             e => e,
         })?;
@@ -122,8 +122,7 @@ pub async fn list_orgs(
             .fetch_all(&c.db.pool)
             .await
         }
-    }
-    .map_err(ApiError::db)?;
+    }?;
     Ok(Json(rows.iter().map(org_from_row).collect()))
 }
 
@@ -139,8 +138,7 @@ pub async fn get_org(
         sqlx::query("SELECT id, name, kind, checksheet_passed, created_ms FROM orgs WHERE id = $1")
             .bind(&id)
             .fetch_optional(&c.db.pool)
-            .await
-            .map_err(ApiError::db)?
+            .await?
             .ok_or_else(|| ApiError::not_found(format!("no organisation {id}")))?;
     Ok(Json(org_from_row(&r)))
 }
@@ -184,8 +182,7 @@ pub async fn create_org_admin(
     .bind(&body.label)
     .bind(tx.now)
     .execute(&mut *tx.tx)
-    .await
-    .map_err(ApiError::db)?;
+    .await?;
     tx.audit(
         &caller.actor(),
         "admin.created",
@@ -208,8 +205,7 @@ pub(crate) async fn org_exists(tx: &mut crate::db::WriteTx<'_>, id: &str) -> Res
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orgs WHERE id = $1")
         .bind(id)
         .fetch_one(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+        .await?;
     if n == 0 {
         return Err(ApiError::not_found(format!("no organisation {id}")));
     }
@@ -240,8 +236,7 @@ pub async fn put_policy(
         .bind(&id)
         .bind(&text)
         .execute(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+        .await?;
     tx.audit(
         &caller.actor(),
         "policy.subscriber_changed",
@@ -258,7 +253,13 @@ pub async fn put_policy(
         )
         .await?;
     }
-    grants::reevaluate(&c, &mut tx, &caller.actor(), Some(&super::set_of(devices))).await?;
+    grants::reevaluate(
+        &c,
+        &mut tx,
+        &caller.actor(),
+        Some(&crate::api::set_of(devices)),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(PolicyDoc(policy)))
 }
@@ -271,7 +272,7 @@ pub(crate) async fn org_devices(
         .bind(org)
         .fetch_all(&mut *tx.tx)
         .await
-        .map_err(ApiError::db)
+        .map_err(ApiError::from)
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{id}/policy", tag = "organisations", params(("id" = String, Path)),
@@ -285,8 +286,7 @@ pub async fn get_policy(
     let text: String = sqlx::query_scalar("SELECT policy FROM orgs WHERE id = $1")
         .bind(&id)
         .fetch_optional(&c.db.pool)
-        .await
-        .map_err(ApiError::db)?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no organisation {id}")))?;
     let p =
         serde_json::from_str(&text).map_err(|_| ApiError::internal("stored policy unreadable"))?;
@@ -316,8 +316,7 @@ pub async fn put_checksheet(
         .bind(&id)
         .bind(body.passed as i64)
         .execute(&mut *tx.tx)
-        .await
-        .map_err(ApiError::db)?;
+        .await?;
     tx.audit(
         &caller.actor(),
         "org.checksheet",
@@ -326,13 +325,18 @@ pub async fn put_checksheet(
     )
     .await?;
     let devices = org_devices(&mut tx, &id).await?;
-    grants::reevaluate(&c, &mut tx, &caller.actor(), Some(&super::set_of(devices))).await?;
+    grants::reevaluate(
+        &c,
+        &mut tx,
+        &caller.actor(),
+        Some(&crate::api::set_of(devices)),
+    )
+    .await?;
     let r =
         sqlx::query("SELECT id, name, kind, checksheet_passed, created_ms FROM orgs WHERE id = $1")
             .bind(&id)
             .fetch_one(&mut *tx.tx)
-            .await
-            .map_err(ApiError::db)?;
+            .await?;
     let org = org_from_row(&r);
     tx.commit().await?;
     Ok(Json(org))

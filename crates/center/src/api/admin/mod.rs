@@ -1,0 +1,12 @@
+//! Administrator calls, one module per resource: organisations, orders, devices
+//! (TR D.6 b–h, l), certificates, groups (provider policy), approval windows, grants,
+//! and the audit log. Each change is one transaction with its audit record.
+
+pub mod approvals;
+pub mod audit;
+pub mod certs;
+pub mod devices;
+pub mod grants;
+pub mod groups;
+pub mod orders;
+pub mod orgs;
