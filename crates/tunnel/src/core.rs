@@ -146,8 +146,8 @@ pub enum Command {
     /// prefix uses the outbound half until a `Protect` names it.
     InstallChild {
         local_spi: u32,
-        inbound: InboundSa,
-        outbound: OutboundSa,
+        inbound: Box<InboundSa>,
+        outbound: Box<OutboundSa>,
         /// Where its ESP goes (the peer's NAT-T address).
         peer: SocketAddr,
         /// Checked before sealing and after opening.
@@ -660,8 +660,8 @@ impl Core {
         let switch = info.switch_outbound || !remote_nets.iter().all(protected);
         self.commands.push_back(Command::InstallChild {
             local_spi: info.local_spi,
-            inbound,
-            outbound,
+            inbound: Box::new(inbound),
+            outbound: Box::new(outbound),
             peer,
             filter,
         });

@@ -359,9 +359,9 @@ impl Daemon {
                     peer,
                     filter,
                 } => {
-                    let inbound = self.dp.install_inbound_filtered(inbound, filter.clone());
+                    let inbound = self.dp.install_inbound_filtered(*inbound, filter.clone());
                     let outbound =
-                        Arc::new(OutboundEntry::with_filter(outbound, peer, Some(filter)));
+                        Arc::new(OutboundEntry::with_filter(*outbound, peer, Some(filter)));
                     self.installed.0.insert(local_spi, (inbound, outbound));
                 }
                 CoreCommand::Protect { net, local_spi } => match self.installed.0.get(&local_spi) {
