@@ -19,6 +19,7 @@ use dodvpn_pki::{KeyStore, Tier};
 use dodvpn_policy::{ConnectionInfo, Proto, Role};
 use dodvpn_tunnel::config::Start;
 use dodvpn_tunnel::daemon::{ConnSpec, Daemon, Handle, Observer};
+use dodvpn_tunnel::peer::{PeerCertValidator, UnixTime, EKU_CLIENT_AUTH, EKU_SERVER_AUTH};
 use dodvpn_tunnel::TunnelConfig;
 use dodvpn_wire::{Identification, TsRange};
 
@@ -67,23 +68,43 @@ pub struct ServiceCertValidator {
     pub revoked: Revoked,
 }
 
+impl ServiceCertValidator {
+    /// [`PeerValidator::validate`] at a given time.
+    pub fn validate_at(
+        &self,
+        end_entity_der: &[u8],
+        peer_id: &Identification,
+        now: UnixTime,
+    ) -> Result<(), String> {
+        let revoked = self.revoked.clone();
+        // The path is checked by the tunnel's validator (webpki); the tier-2 profile
+        // and the CRL's serials are the centre's rules on top of it.
+        PeerCertValidator::from_pem(self.service_ca_pem.as_bytes())
+            .map_err(|e| format!("peer certificate refused: the service CA: {e:#}"))?
+            .requiring_usages(&[EKU_CLIENT_AUTH, EKU_SERVER_AUTH])
+            .requiring_identity()
+            .with_profile(|der| match dodvpn_pki::inspect(der) {
+                Ok(info) if info.tier == Some(Tier::Service) => Ok(()),
+                Ok(info) => Err(format!(
+                    "peer certificate refused: wrong certificate profile: expected a tier-2 service certificate, found {}",
+                    info.profile.map_or("no dodvpn profile".to_string(), |p| p.to_string())
+                )),
+                Err(e) => Err(format!("peer certificate refused: {e}")),
+            })
+            .with_revocation(move |serial| {
+                // dodvpn serials are 64-bit; a longer one cannot be in our CRL.
+                serial.len() <= 8 && {
+                    let n = serial.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+                    revoked.read().unwrap_or_else(|p| p.into_inner()).contains(&n)
+                }
+            })
+            .validate_at(end_entity_der, peer_id, now)
+    }
+}
+
 impl PeerValidator for ServiceCertValidator {
     fn validate(&self, end_entity_der: &[u8], peer_id: &Identification) -> Result<(), String> {
-        let revoked = self.revoked.read().unwrap_or_else(|p| p.into_inner());
-        let info = dodvpn_pki::validate(
-            end_entity_der,
-            Tier::Service,
-            &self.service_ca_pem,
-            unix_now(),
-            &|serial| revoked.contains(&serial),
-        )
-        .map_err(|e| format!("peer certificate refused: {e}"))?;
-        match peer_id.as_str() {
-            Some(name) if info.dns_names.iter().any(|d| d == name) => Ok(()),
-            _ => Err(format!(
-                "the peer's certificate is not issued to identity {peer_id:?}"
-            )),
-        }
+        self.validate_at(end_entity_der, peer_id, UnixTime::now())
     }
 }
 

@@ -82,6 +82,23 @@ fn a_tier_one_device_certificate_is_refused_in_ike() {
 }
 
 #[test]
+fn an_expired_service_certificate_is_refused() {
+    let (_d, pki) = new_pki();
+    let (_s, _dev, svc) = device(&pki, "dev-42", (1, 2));
+    let v = validator(&pki);
+    let id = Identification::fqdn("dev-42.dodvpn");
+    let at = |days: i64| {
+        dodvpn_tunnel::peer::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            (now() + days * 86_400) as u64,
+        ))
+    };
+    v.validate_at(&svc.der, &id, at(29))
+        .expect("valid for 30 days");
+    let e = v.validate_at(&svc.der, &id, at(31)).unwrap_err();
+    assert!(e.contains("refused") && e.contains("Expired"), "{e}");
+}
+
+#[test]
 fn a_certificate_of_another_centre_is_refused() {
     let (_d, pki) = new_pki();
     let (_d2, foreign) = new_pki();

@@ -7,7 +7,8 @@ use anyhow::{bail, Context};
 use dodvpn_ike::{LocalAuth, PeerValidator, RemoteAuth, RsaScheme};
 use dodvpn_wire::{Identification, TsRange};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer, TrustAnchor, UnixTime};
+pub use rustls_pki_types::UnixTime;
+use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer, TrustAnchor};
 
 use crate::config::{Connection, RsaSignature};
 
@@ -22,15 +23,36 @@ pub fn identity(s: &str) -> anyhow::Result<Identification> {
     Ok(Identification::fqdn(s))
 }
 
-/// Checks a peer certificate: issued by the configured CA (any intermediates must be
-/// the CA itself here), inside its validity, and carrying the peer's FQDN identity as
-/// a DNS name.
-pub struct CaValidator {
+/// extendedKeyUsage id-kp-serverAuth (1.3.6.1.5.5.7.3.1), DER content of the OID.
+pub const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+/// extendedKeyUsage id-kp-clientAuth (1.3.6.1.5.5.7.3.2).
+pub const EKU_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+
+type RevokedCheck = Box<dyn Fn(&[u8]) -> bool + Send + Sync>;
+type ProfileCheck = Box<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>;
+
+/// The one check of IKE peers' certificates, used by `dodvpn tunnel` (the CA of its
+/// TOML file) and by the agent (the centre's service CA, its CRL and the tier-2
+/// profile). The path (issuer, signature, validity, basic constraints, extended key
+/// usage) is validated by rustls-webpki; what is ours to decide comes on top: a
+/// profile check, revoked serials, and how the IKE identity binds to the certificate.
+pub struct PeerCertValidator {
     anchors: Vec<TrustAnchor<'static>>,
+    /// (OID, required): each must pass; "not required" means "if the certificate
+    /// lists extended key usages at all".
+    usages: Vec<(&'static [u8], bool)>,
+    /// The identity must be a DNS name in the certificate (else only FQDN-like
+    /// identities are checked against it).
+    identity_required: bool,
+    revoked: Option<RevokedCheck>,
+    profile: Option<ProfileCheck>,
 }
 
-impl CaValidator {
-    pub fn from_pem(pem: &[u8]) -> anyhow::Result<CaValidator> {
+impl PeerCertValidator {
+    /// Trust the CA certificates in `pem`. By default: IKE certificates may carry
+    /// serverAuth, clientAuth, both or no EKU at all; FQDN-like identities must be
+    /// among the certificate's DNS names.
+    pub fn from_pem(pem: &[u8]) -> anyhow::Result<PeerCertValidator> {
         let mut anchors = Vec::new();
         for der in CertificateDer::pem_slice_iter(pem) {
             let der = der.context("the CA file is not readable PEM")?;
@@ -41,36 +63,110 @@ impl CaValidator {
         if anchors.is_empty() {
             bail!("the CA file holds no certificate");
         }
-        Ok(CaValidator { anchors })
+        Ok(PeerCertValidator {
+            anchors,
+            usages: vec![(EKU_SERVER_AUTH, false)],
+            identity_required: false,
+            revoked: None,
+            profile: None,
+        })
     }
-}
 
-impl PeerValidator for CaValidator {
-    fn validate(&self, end_entity_der: &[u8], peer_id: &Identification) -> Result<(), String> {
-        let der = CertificateDer::from(end_entity_der.to_vec());
+    /// Require each of these extended key usages (instead of the default).
+    pub fn requiring_usages(mut self, oids: &[&'static [u8]]) -> Self {
+        self.usages = oids.iter().map(|o| (*o, true)).collect();
+        self
+    }
+
+    /// Refuse identities that are not a DNS name of the certificate (IP addresses too).
+    pub fn requiring_identity(mut self) -> Self {
+        self.identity_required = true;
+        self
+    }
+
+    /// Refuse certificates whose serial (big-endian, no leading zeros) is revoked.
+    pub fn with_revocation(
+        mut self,
+        is_revoked: impl Fn(&[u8]) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.revoked = Some(Box::new(is_revoked));
+        self
+    }
+
+    /// Check the certificate (DER) against a profile before anything else.
+    pub fn with_profile(
+        mut self,
+        check: impl Fn(&[u8]) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.profile = Some(Box::new(check));
+        self
+    }
+
+    /// [`PeerValidator::validate`] at a given time.
+    pub fn validate_at(
+        &self,
+        end_entity_der: &[u8],
+        peer_id: &Identification,
+        now: UnixTime,
+    ) -> Result<(), String> {
+        if let Some(check) = &self.profile {
+            check(end_entity_der)?;
+        }
+        let der = CertificateDer::from(end_entity_der);
         let ee = webpki::EndEntityCert::try_from(&der)
-            .map_err(|e| format!("unreadable certificate: {e}"))?;
-        // IKE certificates may carry serverAuth, clientAuth, both or no EKU at all.
-        const SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
-        ee.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
-            &self.anchors,
-            &[],
-            UnixTime::now(),
-            webpki::KeyUsage::required_if_present(SERVER_AUTH),
-            None,
-            None,
-        )
-        .map_err(|e| format!("certificate refused: {e}"))?;
-        if let Some(name) = peer_id.as_str() {
-            if name.contains('.') || !name.contains('@') {
+            .map_err(|e| format!("certificate refused: unreadable: {e}"))?;
+        for (oid, required) in &self.usages {
+            let usage = if *required {
+                webpki::KeyUsage::required(oid)
+            } else {
+                webpki::KeyUsage::required_if_present(oid)
+            };
+            ee.verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &self.anchors,
+                &[],
+                now,
+                usage,
+                None,
+                None,
+            )
+            .map_err(|e| format!("certificate refused: {e}"))?;
+        }
+        if let Some(is_revoked) = &self.revoked {
+            let serial = ee.serial();
+            let serial = &serial[serial.iter().take_while(|b| **b == 0).count()..];
+            if is_revoked(serial) {
+                return Err(format!(
+                    "certificate refused: serial {} is revoked",
+                    hex(serial)
+                ));
+            }
+        }
+        let name = peer_id.as_str();
+        let checked =
+            name.filter(|n| self.identity_required || n.contains('.') || !n.contains('@'));
+        match checked {
+            Some(name) => {
                 let dns = rustls_pki_types::ServerName::try_from(name.to_string())
                     .map_err(|_| format!("bad identity {name:?}"))?;
                 ee.verify_is_valid_for_subject_name(&dns)
-                    .map_err(|_| format!("the certificate is not valid for identity {name:?}"))?;
+                    .map_err(|_| format!("the certificate is not issued to identity {name:?}"))
             }
+            None if self.identity_required => Err(format!(
+                "the certificate is not issued to identity {peer_id:?}"
+            )),
+            None => Ok(()),
         }
-        Ok(())
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl PeerValidator for PeerCertValidator {
+    fn validate(&self, end_entity_der: &[u8], peer_id: &Identification) -> Result<(), String> {
+        self.validate_at(end_entity_der, peer_id, UnixTime::now())
     }
 }
 
@@ -121,7 +217,7 @@ pub fn ike_config(c: &Connection, natt_port: u16) -> anyhow::Result<dodvpn_ike::
                     key.display()
                 )
             })?;
-        let validator = CaValidator::from_pem(&read(ca)?)?;
+        let validator = PeerCertValidator::from_pem(&read(ca)?)?;
         (
             LocalAuth::Cert { cert_der, signer },
             RemoteAuth::Cert(Arc::new(validator)),

@@ -1,0 +1,806 @@
+//! The tunnel's decisions, without I/O: which child SAs go into the data plane and
+//! when they leave it (make-before-break on rekey, idle teardown, operator cuts),
+//! which traps are armed, and which IKE datagrams leave.
+//!
+//! Driven in the manner of quinn-proto's `Connection`: every call takes `now`, and
+//! what the core wants done is drained with [`Core::poll_command`]. The data plane's
+//! counters come in through a [`Meter`]. The daemon (`crate::daemon`) is the loop
+//! around it; the tests drive two cores over an in-memory network with a fake clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dodvpn_dataplane::{FlowRule, NetMap, PacketFilter};
+use dodvpn_esp::{InboundSa, OutboundSa};
+use dodvpn_ike::{ChildSaInfo, DownReason, Endpoint, Event, SaId, State, Transmit};
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::config::Start;
+
+/// One connection as the core runs it, however it was configured (the TOML file of
+/// `dodvpn tunnel`, or the centre's signed grants via the agent).
+#[derive(Clone)]
+pub struct ConnSpec {
+    pub name: String,
+    pub local_addr: IpAddr,
+    pub remote_addr: IpAddr,
+    /// Routed into the TUN device (and trapped when `start` is `Trap`).
+    pub remote_subnets: Vec<IpNet>,
+    pub start: Start,
+    /// Delete child SAs idle this long, then the IKE SA ("0s" = never).
+    pub idle_timeout: Duration,
+    pub ike: dodvpn_ike::Config,
+    /// Services allowed through this connection's child SAs (R-DP-7); empty = all.
+    /// Every child SA also drops decrypted packets outside its own traffic selectors,
+    /// so nothing transits from one peer to another (TR 8.1 d).
+    pub rules: Vec<FlowRule>,
+    /// Our real prefixes and the visible ones the peer knows them by (R-DP-8):
+    /// every child SA translates outbound sources real → visible and inbound
+    /// destinations visible → real. The IKE selectors (`ike.local_ts`) and the
+    /// rules' local hosts name the visible prefixes. IPv4; empty = no mapping.
+    pub local_map: Vec<(IpNet, IpNet)>,
+}
+
+/// A session is one IKE SA; both ends name it by its SPI pair, so their reports meet
+/// under one id at the centre (three-point audit, TR A.1 c).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SessionId {
+    pub spi_i: u64,
+    pub spi_r: u64,
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}-{:016x}", self.spi_i, self.spi_r)
+    }
+}
+
+/// Byte and packet counts of a session (all its child SAs, current and past).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.packets_in += o.packets_in;
+        self.packets_out += o.packets_out;
+    }
+}
+
+/// What an embedding agent hears about sessions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionEvent {
+    Up {
+        conn: String,
+        session: SessionId,
+    },
+    Down {
+        conn: String,
+        session: SessionId,
+        counts: Counts,
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnStatus {
+    pub name: String,
+    pub remote: String,
+    pub ike_sa: Option<String>,
+    /// The session id both ends report to the centre.
+    pub session: Option<String>,
+    pub state: String,
+    pub children: Vec<ChildStatus>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ChildStatus {
+    pub spi_in: String,
+    pub spi_out: String,
+    pub remote: Vec<String>,
+    pub bytes_in: u64,
+    pub packets_in: u64,
+    pub bytes_out: u64,
+    pub packets_out: u64,
+    pub age_secs: u64,
+    pub idle_secs: u64,
+}
+
+/// Traffic of one installed child SA, as the data plane counted it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    pub counts: Counts,
+    /// The last packet either way, if any.
+    pub last_activity: Option<Instant>,
+}
+
+/// The data plane's counters, read by the core (it never writes through this).
+pub trait Meter {
+    /// Usage of the child SA with this inbound SPI; zero if it is not installed (yet).
+    fn usage(&self, local_spi: u32) -> Usage;
+}
+
+/// What the core wants done, in order. Data-plane commands that come before a
+/// `Send` must be applied before it leaves: a responder's child SA is then in place
+/// before its IKE_AUTH answer reaches the initiator, whose first ESP packet finds it.
+#[derive(Debug)]
+pub enum Command {
+    /// Route this prefix into the TUN device.
+    AddRoute(IpNet),
+    RemoveRoute(IpNet),
+    /// Point the prefix at a fresh trap: its packets wait and raise a trap hit.
+    Trap(IpNet),
+    /// Remove the prefix's outbound policy (SA or trap).
+    Unprotect(IpNet),
+    /// Install the inbound half of a child SA and keep its outbound half ready; no
+    /// prefix uses the outbound half until a `Protect` names it.
+    InstallChild {
+        local_spi: u32,
+        inbound: Box<InboundSa>,
+        outbound: Box<OutboundSa>,
+        /// Where its ESP goes (the peer's NAT-T address).
+        peer: SocketAddr,
+        /// Checked before sealing and after opening.
+        filter: Arc<PacketFilter>,
+    },
+    /// Send the prefix's packets with the outbound half of this child SA; packets
+    /// waiting in a trap on the prefix leave with it.
+    Protect {
+        net: IpNet,
+        local_spi: u32,
+    },
+    /// Remove the child SA's inbound half and forget its outbound half.
+    RemoveChild {
+        local_spi: u32,
+    },
+    /// An IKE datagram (or a NAT keepalive) for the network.
+    Send(Transmit),
+    Session(SessionEvent),
+}
+
+/// `down` named a connection that does not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownConn(pub String);
+
+/// What the data plane's SPD holds for one prefix, as the core set it (the core is
+/// its only writer, so this is exact).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    Trap,
+    /// The outbound half of the child SA with this inbound SPI.
+    Protect(u32),
+}
+
+/// A negotiated child SA as installed in the data plane.
+struct Child {
+    ike_sa: SaId,
+    local_spi: u32,
+    remote_spi: u32,
+    remote_nets: Vec<IpNet>,
+    up_since: Instant,
+    /// A rekey created its successor; it only waits for its DELETE.
+    replaced: bool,
+}
+
+struct Conn {
+    cfg: ConnSpec,
+    ep: Endpoint,
+    local: SocketAddr,
+    remote: SocketAddr,
+    /// The IKE SA we use for this connection, once there is one.
+    ike_sa: Option<SaId>,
+    established: bool,
+    /// Child wanted as soon as the IKE SA is up (a trap hit while negotiating).
+    child_wanted: bool,
+    children: Vec<Child>,
+    /// The session (first IKE SA's SPIs; kept across IKE rekeys) while established.
+    session: Option<SessionId>,
+    /// Counts of child SAs already gone from the current session.
+    past: Counts,
+    last_error: Option<String>,
+}
+
+/// How often idle timers are looked at.
+pub const IDLE_CHECK: Duration = Duration::from_millis(250);
+
+pub struct Core {
+    conns: Vec<Conn>,
+    spd: HashMap<IpNet, Policy>,
+    commands: VecDeque<Command>,
+    ike_port: u16,
+    natt_port: u16,
+    next_idle_check: Option<Instant>,
+}
+
+impl Core {
+    /// A core whose IKE leaves from `ike_port` and whose ESP uses `natt_port`.
+    pub fn new(ike_port: u16, natt_port: u16) -> Core {
+        Core {
+            conns: Vec::new(),
+            spd: HashMap::new(),
+            commands: VecDeque::new(),
+            ike_port,
+            natt_port,
+            next_idle_check: None,
+        }
+    }
+
+    /// The next thing to do, in order.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// When [`Core::handle_timeout`] wants to be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let ike = self.conns.iter().filter_map(|c| c.ep.poll_timeout()).min();
+        let idle = self
+            .conns
+            .iter()
+            .any(|c| !c.cfg.idle_timeout.is_zero() && !c.children.is_empty())
+            .then_some(self.next_idle_check)
+            .flatten();
+        [ike, idle].into_iter().flatten().min()
+    }
+
+    /// Add a connection: its routes and traps, and its IKE SA if it starts at once.
+    pub fn add(&mut self, now: Instant, mut spec: ConnSpec, m: &dyn Meter) -> anyhow::Result<()> {
+        if self.conns.iter().any(|c| c.cfg.name == spec.name) {
+            anyhow::bail!("connection name {:?} is used twice", spec.name);
+        }
+        // Our data plane carries ESP only inside UDP (R-DP-5: UDP 500/4500 only).
+        spec.ike.force_encap = true;
+        spec.ike.nat_t_port = self.natt_port;
+        NetMap::new(&spec.local_map)
+            .map_err(|e| anyhow::anyhow!("connection {:?}: local_map: {e}", spec.name))?;
+        for net in &spec.remote_subnets {
+            self.commands.push_back(Command::AddRoute(*net));
+            if spec.start == Start::Trap {
+                self.set_trap(*net);
+            }
+        }
+        let start = spec.start;
+        self.conns.push(Conn {
+            ep: Endpoint::new(spec.ike.clone()),
+            local: SocketAddr::new(spec.local_addr, self.ike_port),
+            remote: SocketAddr::new(spec.remote_addr, 500),
+            cfg: spec,
+            ike_sa: None,
+            established: false,
+            child_wanted: false,
+            children: Vec::new(),
+            session: None,
+            past: Counts::default(),
+            last_error: None,
+        });
+        if start == Start::Start {
+            self.initiate(self.conns.len() - 1, now, m);
+        }
+        self.drain(now, m);
+        Ok(())
+    }
+
+    /// Delete a connection's SAs (telling the peer), then its traps and routes; false
+    /// if there is no such connection.
+    pub fn remove(&mut self, now: Instant, name: &str, m: &dyn Meter) -> bool {
+        let Some(i) = self.conns.iter().position(|c| c.cfg.name == name) else {
+            return false;
+        };
+        if let Some(sa) = self.conns[i].ike_sa {
+            self.conns[i].ep.delete_ike(now, sa);
+        }
+        self.drain(now, m);
+        let spis: Vec<u32> = self.conns[i].children.iter().map(|c| c.local_spi).collect();
+        for spi in spis {
+            self.uninstall(i, spi, "connection removed", m);
+        }
+        self.session_down(i, "connection removed", m);
+        let c = self.conns.remove(i);
+        for net in &c.cfg.remote_subnets {
+            self.unprotect(*net);
+            self.commands.push_back(Command::RemoveRoute(*net));
+        }
+        tracing::info!(conn = %c.cfg.name, "connection removed");
+        true
+    }
+
+    /// An IKE datagram from the network (NAT-T marker already stripped).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        local: SocketAddr,
+        data: &[u8],
+        m: &dyn Meter,
+    ) {
+        // Connections are told apart by the peer's address (static configuration).
+        if let Some(c) = self
+            .conns
+            .iter_mut()
+            .find(|c| c.cfg.remote_addr == remote.ip())
+        {
+            c.ep.handle(now, remote, local, data);
+        } else {
+            tracing::debug!("IKE from unknown peer {remote} ignored");
+        }
+        self.drain(now, m);
+    }
+
+    /// A packet for `first_packet_dst` hit a trap: negotiate its connection.
+    pub fn handle_trap_hit(
+        &mut self,
+        now: Instant,
+        selector: IpNet,
+        first_packet_dst: IpAddr,
+        m: &dyn Meter,
+    ) {
+        if let Some(i) = self.conns.iter().position(|c| {
+            c.cfg
+                .remote_subnets
+                .iter()
+                .any(|n| n.contains(&first_packet_dst))
+        }) {
+            tracing::info!(conn = %self.conns[i].cfg.name, %selector, "first packet for {first_packet_dst}: negotiating");
+            self.initiate(i, now, m);
+        }
+        self.drain(now, m);
+    }
+
+    /// Time passed: IKE timers that are due, and idle child SAs.
+    pub fn handle_timeout(&mut self, now: Instant, m: &dyn Meter) {
+        for c in &mut self.conns {
+            if c.ep.poll_timeout().is_some_and(|t| t <= now) {
+                c.ep.handle_timeout(now);
+            }
+        }
+        self.drain(now, m);
+        if self.next_idle_check.is_none_or(|t| t <= now) {
+            self.next_idle_check = Some(now + IDLE_CHECK);
+            self.idle(now, m);
+            self.drain(now, m);
+        }
+    }
+
+    /// Take the named connection (or every one) down: returns how many IKE SAs were
+    /// deleted. Traps stay, so the next packet brings the tunnel back.
+    pub fn down(
+        &mut self,
+        now: Instant,
+        conn: Option<&str>,
+        m: &dyn Meter,
+    ) -> Result<usize, UnknownConn> {
+        if let Some(name) = conn.filter(|n| !self.conns.iter().any(|c| c.cfg.name == *n)) {
+            return Err(UnknownConn(name.to_string()));
+        }
+        let mut n = 0;
+        for i in 0..self.conns.len() {
+            if conn.is_some_and(|name| self.conns[i].cfg.name != name) {
+                continue;
+            }
+            if self.conns[i].ike_sa.is_some() {
+                tracing::info!(conn = %self.conns[i].cfg.name, "operator: deleting IKE SA");
+                self.take_down(i, now, "taken down by an operator", m);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Delete the IKE SA with this session id; false if no such session is up here.
+    pub fn cut(&mut self, now: Instant, session: &str, m: &dyn Meter) -> bool {
+        let hit = self.conns.iter().position(|c| {
+            c.session
+                .as_ref()
+                .is_some_and(|id| id.to_string() == session)
+        });
+        if let Some(i) = hit {
+            tracing::info!(conn = %self.conns[i].cfg.name, %session, "operator cut: deleting IKE SA");
+            self.take_down(i, now, "cut by an operator", m);
+        }
+        hit.is_some()
+    }
+
+    /// The connections, their SAs and counters as of `now`.
+    pub fn status(&self, now: Instant, m: &dyn Meter) -> Vec<ConnStatus> {
+        self.conns
+            .iter()
+            .map(|c| ConnStatus {
+                name: c.cfg.name.clone(),
+                remote: c.remote.ip().to_string(),
+                ike_sa: c.ike_sa.and_then(|id| c.ep.sa(id)).map(|sa| {
+                    let (i, r) = sa.spis();
+                    format!("{i:016x}_i {r:016x}_r")
+                }),
+                session: c.session.as_ref().map(|s| s.to_string()),
+                state: match (c.ike_sa, c.established) {
+                    (None, _) => {
+                        if c.cfg.start == Start::Trap {
+                            "trap"
+                        } else {
+                            "down"
+                        }
+                    }
+                    (Some(_), false) => "connecting",
+                    (Some(_), true) => "established",
+                }
+                .into(),
+                children: c
+                    .children
+                    .iter()
+                    .map(|ch| {
+                        let u = m.usage(ch.local_spi);
+                        ChildStatus {
+                            spi_in: format!("{:08x}", ch.local_spi),
+                            spi_out: format!("{:08x}", ch.remote_spi),
+                            remote: ch.remote_nets.iter().map(|n| n.to_string()).collect(),
+                            bytes_in: u.counts.bytes_in,
+                            packets_in: u.counts.packets_in,
+                            bytes_out: u.counts.bytes_out,
+                            packets_out: u.counts.packets_out,
+                            age_secs: now.saturating_duration_since(ch.up_since).as_secs(),
+                            idle_secs: now
+                                .saturating_duration_since(u.last_activity.unwrap_or(ch.up_since))
+                                .as_secs(),
+                        }
+                    })
+                    .collect(),
+                last_error: c.last_error.clone(),
+            })
+            .collect()
+    }
+
+    fn set_trap(&mut self, net: IpNet) {
+        self.spd.insert(net, Policy::Trap);
+        self.commands.push_back(Command::Trap(net));
+    }
+
+    fn protect(&mut self, net: IpNet, local_spi: u32) {
+        self.spd.insert(net, Policy::Protect(local_spi));
+        self.commands.push_back(Command::Protect { net, local_spi });
+    }
+
+    fn unprotect(&mut self, net: IpNet) {
+        self.spd.remove(&net);
+        self.commands.push_back(Command::Unprotect(net));
+    }
+
+    fn initiate(&mut self, i: usize, now: Instant, m: &dyn Meter) {
+        let c = &self.conns[i];
+        // An IKE SA on its way out (idle delete, peer delete) cannot carry a new child:
+        // start afresh rather than wait for it to finish going.
+        let leaving = c.ike_sa.and_then(|id| c.ep.sa(id)).is_none_or(|sa| {
+            matches!(sa.state(), State::Deleting | State::Closed | State::Rekeyed)
+        });
+        if leaving && c.ike_sa.is_some() {
+            // Its session ends here: the old SA's own end is no longer ours to report.
+            self.session_down(i, "replaced by a new IKE SA", m);
+        }
+        let c = &mut self.conns[i];
+        if leaving {
+            c.ike_sa = None;
+            c.established = false;
+        }
+        if c.ike_sa.is_some() {
+            if c.established {
+                if let Some(sa) = c.ike_sa {
+                    if c.children.is_empty() && c.ep.create_child(now, sa) {
+                        tracing::info!(conn = %c.cfg.name, "creating a child SA on the existing IKE SA");
+                    }
+                }
+            } else {
+                c.child_wanted = true;
+            }
+            return;
+        }
+        match c.ep.connect(now, c.local, c.remote) {
+            Ok(sa) => {
+                tracing::info!(conn = %c.cfg.name, "initiating IKE to {}", c.remote);
+                c.ike_sa = Some(sa);
+                c.established = false;
+            }
+            Err(e) => c.last_error = Some(format!("cannot initiate: {e}")),
+        }
+    }
+
+    /// Act on what the endpoints report, then queue what they want sent, until all
+    /// are quiet. Events go first, so their data-plane commands precede the datagrams.
+    fn drain(&mut self, now: Instant, m: &dyn Meter) {
+        loop {
+            let mut busy = false;
+            for i in 0..self.conns.len() {
+                while let Some(ev) = self.conns[i].ep.poll_event() {
+                    busy = true;
+                    self.on_ike(i, ev, now, m);
+                }
+                while let Some(t) = self.conns[i].ep.poll_transmit() {
+                    busy = true;
+                    self.commands.push_back(Command::Send(t));
+                }
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+
+    fn on_ike(&mut self, i: usize, ev: Event, now: Instant, m: &dyn Meter) {
+        let name = self.conns[i].cfg.name.clone();
+        match ev {
+            Event::IkeSaUp {
+                sa, remote, nat_t, ..
+            } => {
+                tracing::info!(conn = %name, %remote, nat_t, "IKE SA established");
+                let c = &mut self.conns[i];
+                c.ike_sa = Some(sa);
+                c.established = true;
+                c.last_error = None;
+                c.session = c.ep.sa(sa).map(|s| {
+                    let (spi_i, spi_r) = s.spis();
+                    SessionId { spi_i, spi_r }
+                });
+                c.past = Counts::default();
+                if let Some(session) = c.session.clone() {
+                    self.commands.push_back(Command::Session(SessionEvent::Up {
+                        conn: name.clone(),
+                        session,
+                    }));
+                }
+                let c = &mut self.conns[i];
+                if c.child_wanted && c.children.is_empty() {
+                    c.child_wanted = false;
+                    c.ep.create_child(now, sa);
+                }
+            }
+            Event::IkeSaRekeyed { old, new } => {
+                tracing::info!(conn = %name, old = format!("{old:016x}"), new = format!("{new:016x}"), "IKE SA rekeyed");
+                let c = &mut self.conns[i];
+                if c.ike_sa == Some(old) {
+                    c.ike_sa = Some(new);
+                }
+                for ch in &mut c.children {
+                    if ch.ike_sa == old {
+                        ch.ike_sa = new;
+                    }
+                }
+            }
+            Event::ChildSaUp(info) => self.install(i, info, now),
+            Event::ChildSaDeleted { local_spi, .. } => self.uninstall(i, local_spi, "deleted", m),
+            Event::ChildSaFailed { reason, .. } => {
+                tracing::warn!(conn = %name, %reason, "child SA refused");
+                self.conns[i].last_error = Some(reason);
+            }
+            Event::AuthFailed { reason, .. } => {
+                tracing::warn!(conn = %name, %reason, "authentication failed");
+                self.conns[i].last_error = Some(format!("authentication failed: {reason}"));
+            }
+            Event::IkeSaDown { sa, reason } => {
+                let c = &mut self.conns[i];
+                if c.ike_sa == Some(sa) {
+                    tracing::info!(conn = %name, ?reason, "IKE SA down");
+                    let spis: Vec<u32> = c
+                        .children
+                        .iter()
+                        .filter(|ch| ch.ike_sa == sa)
+                        .map(|ch| ch.local_spi)
+                        .collect();
+                    for s in spis {
+                        self.uninstall(i, s, "IKE SA down", m);
+                    }
+                    self.session_down(i, &format!("{reason:?}"), m);
+                    let c = &mut self.conns[i];
+                    c.ike_sa = None;
+                    c.established = false;
+                    if !matches!(reason, DownReason::LocalDelete | DownReason::Rekeyed) {
+                        c.last_error = Some(format!("IKE SA down: {reason:?}"));
+                    }
+                    if c.cfg.start == Start::Start {
+                        self.initiate(i, now, m);
+                    }
+                }
+            }
+        }
+    }
+
+    fn install(&mut self, i: usize, info: ChildSaInfo, now: Instant) {
+        let c = &self.conns[i];
+        let inbound = match InboundSa::new(info.local_spi, info.aead, &info.keymat_in, info.esn) {
+            Ok(sa) => sa,
+            Err(e) => {
+                return tracing::error!(conn = %c.cfg.name, error = %e, "cannot build inbound SA")
+            }
+        };
+        let outbound = match OutboundSa::new(info.remote_spi, info.aead, &info.keymat_out, info.esn)
+        {
+            Ok(sa) => sa,
+            Err(e) => {
+                return tracing::error!(conn = %c.cfg.name, error = %e, "cannot build outbound SA")
+            }
+        };
+        let remote_nets: Vec<IpNet> = info.remote_ts.iter().flat_map(|t| t.to_nets()).collect();
+        // ESP goes to the peer's NAT-T port, from wherever its IKE now comes.
+        let peer = SocketAddr::new(
+            info.remote_addr.ip(),
+            if info.udp_encap {
+                info.remote_addr.port()
+            } else {
+                4500
+            },
+        );
+        if remote_nets.is_empty() {
+            return tracing::warn!(conn = %c.cfg.name, "child SA without remote selectors");
+        }
+        let local_nets: Vec<IpNet> = info.local_ts.iter().flat_map(|t| t.to_nets()).collect();
+        let netmap = match NetMap::new(&c.cfg.local_map) {
+            Ok(m) => m,
+            Err(e) => {
+                return tracing::error!(conn = %c.cfg.name, error = %e, "cannot map addresses")
+            }
+        };
+        let filter = Arc::new(
+            PacketFilter::new(local_nets, remote_nets.clone(), c.cfg.rules.clone())
+                .with_netmap(netmap),
+        );
+        // Make-before-break (RFC 7296 §2.8): the new inbound SA first, the old one stays
+        // until it is deleted. Outbound moves to the new SA at once when we started the
+        // rekey (the peer already has its inbound SA); when the peer did, only once the
+        // old SA is deleted (see `uninstall`), unless nothing protects the nets yet.
+        let protected = |n: &IpNet| {
+            matches!(self.spd.get(n), Some(Policy::Protect(s))
+                if c.children.iter().any(|ch| ch.local_spi == *s))
+        };
+        let switch = info.switch_outbound || !remote_nets.iter().all(protected);
+        self.commands.push_back(Command::InstallChild {
+            local_spi: info.local_spi,
+            inbound: Box::new(inbound),
+            outbound: Box::new(outbound),
+            peer,
+            filter,
+        });
+        if switch {
+            for n in &remote_nets {
+                self.protect(*n, info.local_spi);
+            }
+        }
+        let c = &mut self.conns[i];
+        if let Some(old) = info.rekey_of {
+            for ch in c.children.iter_mut().filter(|ch| ch.local_spi == old) {
+                ch.replaced = true;
+            }
+        }
+        tracing::info!(conn = %c.cfg.name, spi_in = format!("{:08x}", info.local_spi), spi_out = format!("{:08x}", info.remote_spi),
+            aead = ?info.aead, rekey_of = ?info.rekey_of.map(|s| format!("{s:08x}")), outbound = switch,
+            "child SA installed for {:?}", remote_nets);
+        c.children.push(Child {
+            ike_sa: info.ike_sa,
+            local_spi: info.local_spi,
+            remote_spi: info.remote_spi,
+            remote_nets,
+            up_since: now,
+            replaced: false,
+        });
+    }
+
+    fn uninstall(&mut self, i: usize, local_spi: u32, why: &str, m: &dyn Meter) {
+        let c = &mut self.conns[i];
+        let Some(pos) = c.children.iter().position(|ch| ch.local_spi == local_spi) else {
+            return;
+        };
+        let ch = c.children.remove(pos);
+        c.past += m.usage(ch.local_spi).counts;
+        self.commands.push_back(Command::RemoveChild {
+            local_spi: ch.local_spi,
+        });
+        for n in &ch.remote_nets {
+            // Only touch the policy if it still points at this SA (a rekey moved it otherwise).
+            if self.spd.get(n) != Some(&Policy::Protect(ch.local_spi)) {
+                continue;
+            }
+            // A successor (the peer's rekey) takes over: the newest SA for this net that
+            // is not itself replaced.
+            let c = &self.conns[i];
+            let next = c
+                .children
+                .iter()
+                .filter(|o| o.remote_nets.contains(n))
+                .max_by_key(|o| (!o.replaced, o.up_since))
+                .map(|o| (o.local_spi, o.remote_spi));
+            if let Some((spi_in, spi_out)) = next {
+                tracing::info!(conn = %c.cfg.name, spi_out = format!("{spi_out:08x}"), "outbound for {n} moved to the successor SA");
+                self.protect(*n, spi_in);
+            } else {
+                let trap = c.cfg.start == Start::Trap;
+                self.unprotect(*n);
+                if trap {
+                    self.set_trap(*n);
+                }
+            }
+        }
+        tracing::info!(conn = %self.conns[i].cfg.name, spi_in = format!("{:08x}", ch.local_spi), "child SA removed ({why})");
+    }
+
+    /// Current counts of a connection's session: gone child SAs plus live ones.
+    fn counts(c: &Conn, m: &dyn Meter) -> Counts {
+        let mut n = c.past;
+        for ch in &c.children {
+            n += m.usage(ch.local_spi).counts;
+        }
+        n
+    }
+
+    fn session_down(&mut self, i: usize, reason: &str, m: &dyn Meter) {
+        let c = &mut self.conns[i];
+        if let Some(session) = c.session.take() {
+            let counts = Self::counts(c, m);
+            self.commands
+                .push_back(Command::Session(SessionEvent::Down {
+                    conn: c.cfg.name.clone(),
+                    session,
+                    counts,
+                    reason: reason.to_string(),
+                }));
+        }
+        self.conns[i].past = Counts::default();
+    }
+
+    /// Delete a connection's IKE SA and take its child SAs out of the data plane at
+    /// once, without waiting for the peer's answer: traffic stops now. The connection
+    /// stays (traps re-armed), so a later packet may negotiate afresh.
+    fn take_down(&mut self, i: usize, now: Instant, why: &str, m: &dyn Meter) {
+        let c = &mut self.conns[i];
+        c.child_wanted = false;
+        let Some(sa) = c.ike_sa else {
+            return;
+        };
+        c.ep.delete_ike(now, sa);
+        let spis: Vec<u32> = c.children.iter().map(|ch| ch.local_spi).collect();
+        for spi in spis {
+            self.uninstall(i, spi, why, m);
+        }
+        self.session_down(i, why, m);
+        let c = &mut self.conns[i];
+        c.ike_sa = None;
+        c.established = false;
+        self.drain(now, m);
+    }
+
+    /// Delete child SAs idle longer than the connection's idle timeout, then the IKE SA.
+    fn idle(&mut self, now: Instant, m: &dyn Meter) {
+        for c in &mut self.conns {
+            let limit = c.cfg.idle_timeout;
+            if limit.is_zero() {
+                continue;
+            }
+            let idle: Vec<(SaId, u32)> = c
+                .children
+                .iter()
+                .filter(|ch| {
+                    let last = m
+                        .usage(ch.local_spi)
+                        .last_activity
+                        .map_or(ch.up_since, |t| t.max(ch.up_since));
+                    now.saturating_duration_since(last) >= limit
+                })
+                .map(|ch| (ch.ike_sa, ch.local_spi))
+                .collect();
+            for (sa, spi) in &idle {
+                tracing::info!(conn = %c.cfg.name, spi_in = format!("{spi:08x}"), "idle: deleting child SA");
+                c.ep.delete_child(now, *sa, *spi);
+            }
+            if !idle.is_empty() && idle.len() == c.children.len() {
+                if let Some(sa) = c.ike_sa {
+                    tracing::info!(conn = %c.cfg.name, "idle: deleting IKE SA");
+                    c.ep.delete_ike(now, sa);
+                }
+            }
+        }
+    }
+}
