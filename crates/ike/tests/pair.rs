@@ -258,19 +258,35 @@ pub struct Identity {
     pub rsa_scheme: RsaScheme,
 }
 
-pub fn make_identity(name: &str) -> Identity {
-    make_identity_for(name, &rcgen::PKCS_ECDSA_P256_SHA256)
+/// The key types of the fixed identities in tests/data (see its README).
+#[derive(Clone, Copy)]
+pub enum KeyAlg {
+    P256,
+    P384,
+    Ed25519,
 }
 
-/// A self-signed identity with a fresh EC key of the given rcgen algorithm.
-pub fn make_identity_for(name: &str, alg: &'static rcgen::SignatureAlgorithm) -> Identity {
-    let key = rcgen::KeyPair::generate_for(alg).unwrap();
-    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
-    params.serial_number = Some(rcgen::SerialNumber::from(42u64));
-    let cert = params.self_signed(&key).unwrap();
+pub fn make_identity(name: &str) -> Identity {
+    make_identity_for(name, KeyAlg::P256)
+}
+
+/// A fixed self-signed identity for `name` ("a.example", "b.example" or "e.example"),
+/// made once with openssl (tests/data/README.md).
+pub fn make_identity_for(name: &str, alg: KeyAlg) -> Identity {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+    let alg = match alg {
+        KeyAlg::P256 => "p256",
+        KeyAlg::P384 => "p384",
+        KeyAlg::Ed25519 => "ed25519",
+    };
+    let who = name.strip_suffix(".example").expect("a fixture name: a/b/e.example");
+    let read = |ext: &str| {
+        std::fs::read(format!("{dir}/{alg}-{who}.{ext}"))
+            .unwrap_or_else(|e| panic!("fixture {alg}-{who}.{ext}: {e}"))
+    };
     Identity {
-        cert_der: cert.der().to_vec(),
-        pkcs8: key.serialize_der(),
+        cert_der: read("crt.der"),
+        pkcs8: read("pk8"),
         rsa_scheme: RsaScheme::Pkcs1Sha256,
     }
 }

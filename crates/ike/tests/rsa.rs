@@ -48,12 +48,12 @@ fn sign_verify_round_trip_each_algorithm() {
         ),
         (
             "ecdsa p256",
-            make_identity_for("e.example", &rcgen::PKCS_ECDSA_P256_SHA256),
+            make_identity_for("e.example", KeyAlg::P256),
             alg::ECDSA_WITH_SHA256,
         ),
         (
             "ecdsa p384",
-            make_identity_for("e.example", &rcgen::PKCS_ECDSA_P384_SHA384),
+            make_identity_for("e.example", KeyAlg::P384),
             alg::ECDSA_WITH_SHA384,
         ),
     ];
@@ -159,7 +159,7 @@ fn wrong_algorithm_or_garbage_signature_is_refused() {
     };
     assert!(verify_signature(&key, &a, &msg).is_err());
     // An RSA signature against an EC key.
-    let ec = make_identity_for("e.example", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let ec = make_identity_for("e.example", KeyAlg::P256);
     let a = Auth::digital_signature(alg::SHA256_WITH_RSA, &pkcs1).unwrap();
     assert!(verify_signature(&key_of(&ec.cert_der), &a, &msg).is_err());
 }
@@ -168,11 +168,11 @@ fn wrong_algorithm_or_garbage_signature_is_refused() {
 fn signer_chooser_detects_key_types() {
     let rsa = rsa_identity("a", RsaScheme::Pkcs1Sha256);
     assert_eq!(pkcs8_key_kind(&rsa.pkcs8), Ok(KeyKind::Rsa));
-    let p256 = make_identity_for("e.example", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let p256 = make_identity_for("e.example", KeyAlg::P256);
     assert_eq!(pkcs8_key_kind(&p256.pkcs8), Ok(KeyKind::EcP256));
-    let p384 = make_identity_for("e.example", &rcgen::PKCS_ECDSA_P384_SHA384);
+    let p384 = make_identity_for("e.example", KeyAlg::P384);
     assert_eq!(pkcs8_key_kind(&p384.pkcs8), Ok(KeyKind::EcP384));
-    let ed = make_identity_for("e.example", &rcgen::PKCS_ED25519);
+    let ed = make_identity_for("e.example", KeyAlg::Ed25519);
     assert!(signer_from_pkcs8(&ed.pkcs8, RsaScheme::Pkcs1Sha256).is_err());
     assert!(signer_from_pkcs8(b"\x30\x03\x02\x01\x00", RsaScheme::Pkcs1Sha256).is_err());
     assert!(signer_from_pkcs8(&rsa.pkcs8[..100], RsaScheme::Pkcs1Sha256).is_err());
@@ -223,7 +223,7 @@ fn rsa_certificate_handshakes() {
     }
     // RSA on one side, ECDSA P-384 on the other.
     let ia = rsa_identity("a", RsaScheme::PssSha256);
-    let ib = make_identity_for("b.example", &rcgen::PKCS_ECDSA_P384_SHA384);
+    let ib = make_identity_for("b.example", KeyAlg::P384);
     let a = cert_config(s, &ia, "rsa-a.example", &ib, "b.example", true);
     let b = cert_config(s, &ib, "b.example", &ia, "rsa-a.example", true);
     let mut p = Pair::new(a, b);
