@@ -364,30 +364,6 @@ async fn a_flood_of_refusals_gives_a_few_records_with_the_count() {
     assert_eq!(c.admin_ok(&["audit", "verify"])["ok"], json!(true));
 }
 
-/// A client presenting a certificate made by hand.
-fn client_with_cert(c: &Centre, cert_pem: &str, key: &KeyPair) -> reqwest::Client {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(c.ca_pem().as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let chain =
-        vec![rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()];
-    let key =
-        rustls::pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)
-    .unwrap();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(cfg)
-        .build()
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_organisation_and_its_auditor_read_verify_and_export_only_its_own_trail() {

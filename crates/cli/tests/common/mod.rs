@@ -442,3 +442,29 @@ pub async fn next_kind(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Value>, kin
         }
     }
 }
+
+/// A client presenting a certificate made by hand (expired, or from a CA the centre
+/// never trusted): mutual TLS against the centre.
+pub fn client_with_cert(c: &Centre, cert_pem: &str, key: &rcgen::KeyPair) -> reqwest::Client {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(c.ca_pem().as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let chain =
+        vec![rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()];
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(cfg)
+        .build()
+        .unwrap()
+}
