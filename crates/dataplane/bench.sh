@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Throughput of the static ESP tunnel against the plain veth, between two
-# network namespaces (needs root, iperf3, iproute2, python3).
+# network namespaces (needs root; what else it needs: scripts/setup.sh --check).
 #
 #   crates/dataplane/bench.sh [--secs 10] [--aead aes128gcm] [--mtu 1400] [-- extra static_tunnel args]
 #
@@ -21,10 +21,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench.sh: must run as root (network namespaces)" >&2; exit 1; }
-for t in iperf3 ip python3; do command -v $t >/dev/null || { echo "bench.sh: $t missing (apt-get install iperf3 iproute2 python3)" >&2; exit 1; }; done
-
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+"$ROOT/scripts/setup.sh" --check netns iperf3 python
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 (cd "$ROOT" && cargo build -q --release -p dodvpn-dataplane --example static_tunnel)
 BIN=$CARGO_TARGET_DIR/release/examples/static_tunnel
