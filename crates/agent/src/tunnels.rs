@@ -84,7 +84,8 @@ impl ServiceCertValidator {
             .requiring_usages(&[EKU_CLIENT_AUTH, EKU_SERVER_AUTH])
             .requiring_identity()
             .with_profile(|der| match dodvpn_pki::inspect(der) {
-                Ok(info) if info.tier == Some(Tier::Service) => Ok(()),
+                Ok(info) if info.tier == Some(Tier::Service) => dodvpn_pki::check_certificate_key(der)
+                    .map_err(|e| format!("peer certificate refused: its key: {e}")),
                 Ok(info) => Err(format!(
                     "peer certificate refused: wrong certificate profile: expected a tier-2 service certificate, found {}",
                     info.profile.map_or("no dodvpn profile".to_string(), |p| p.to_string())

@@ -213,7 +213,7 @@ pub fn signer_from_pkcs8(pkcs8: &[u8], rsa_scheme: RsaScheme) -> Result<Arc<dyn 
 
 /// Decides whether the peer's end-entity certificate is acceptable for the
 /// identity it claimed (chain, validity, revocation, ID ↔ certificate
-/// binding). Plug `dodvpn_pki::validate` + CRL in here.
+/// binding). The agent's and the tunnel's validators check the path, profile and CRL.
 pub trait PeerValidator: Send + Sync {
     fn validate(&self, end_entity_der: &[u8], peer_id: &Identification) -> Result<(), String>;
 }

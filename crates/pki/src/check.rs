@@ -99,6 +99,12 @@ pub(crate) fn check_public_key(spki: &SubjectPublicKeyInfo) -> Result<(), PkiErr
     }
 }
 
+/// The certificate's key is one R-PKI-5 accepts (P-256, P-384, RSA 3072–8192): a peer
+/// checks this too, not only the centre when it issues.
+pub fn check_certificate_key(der: &[u8]) -> Result<(), PkiError> {
+    check_public_key(parse_cert(der)?.public_key())
+}
+
 /// Serial as u64: dodvpn issues 64-bit serials, a longer one is not ours.
 fn serial_u64(raw: &[u8]) -> Result<u64, PkiError> {
     let skip = raw.iter().take_while(|b| **b == 0).count();

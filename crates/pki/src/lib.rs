@@ -42,7 +42,7 @@ mod tls;
 
 pub use ca::{IssuedCert, Pki, PkiPaths, RevokedEntry};
 pub use check::{
-    crl_info, crl_revoked_serials, inspect, validate, validate_profile, verify_blob, CertInfo,
+    check_certificate_key, crl_info, crl_revoked_serials, inspect, validate, validate_profile, verify_blob, CertInfo,
     CrlInfo,
 };
 pub use error::PkiError;

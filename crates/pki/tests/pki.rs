@@ -799,3 +799,20 @@ fn rustls_mtls_with_a_key_store_key() {
     empty.generate(Tier::Device).unwrap();
     assert!(client_cert_resolver(Arc::new(empty), Tier::Device).is_err());
 }
+
+#[test]
+fn certificate_keys_outside_the_accepted_set_are_refused() {
+    let (_d, pki, _p) = new_pki();
+    let (_k, _store, dev, svc) = enrolled(&pki);
+    check_certificate_key(&dev.der).expect("an issued device certificate has an accepted key");
+    check_certificate_key(&svc.der).expect("an issued service certificate has an accepted key");
+    // An Ed25519 key is not among R-PKI-5's algorithms: refused, by name.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["x.example".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let err = check_certificate_key(cert.der()).unwrap_err().to_string();
+    assert!(err.contains("public key algorithm"), "{err}");
+    assert!(check_certificate_key(b"not a certificate").is_err());
+}
