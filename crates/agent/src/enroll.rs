@@ -140,10 +140,10 @@ async fn provision_new(
 ) -> anyhow::Result<(u64, String, bool)> {
     ensure_key(store, Tier::Device)?;
     let csr = dodvpn_pki::csr_pem(store, Tier::Device, device_id)?;
-    Ok(match admin
+    let answer = admin
         .post::<_, CertIssued>(path, &serde_json::json!({"csr": csr}))
-        .await
-    {
+        .await;
+    Ok(match answer {
         Ok(issued) => {
             store.put_cert(Tier::Device, &issued.certificate)?;
             store.put_file(CA_FILE, issued.ca.root.as_bytes())?;

@@ -113,9 +113,17 @@ async fn provision_repeatable(backend: Backend) {
     assert_eq!(again["status"], json!("installed"));
     provision_cli(&c, &dir, &id).expect("provision run a third time");
     assert_eq!(status(&c, &id), json!("installed"));
-    assert_eq!(count(&c, "device_cert.installed"), 1, "a repeat is not a new step");
+    assert_eq!(
+        count(&c, "device_cert.installed"),
+        1,
+        "a repeat is not a new step"
+    );
     let device_certs = certs_of(&c, &id, "device");
-    assert_eq!(device_certs.len(), 1, "no second certificate: {device_certs:?}");
+    assert_eq!(
+        device_certs.len(),
+        1,
+        "no second certificate: {device_certs:?}"
+    );
     assert_eq!(device_certs[0]["serial"], issued["serial"]);
 
     // Another certificate is still refused, with a clear 409.
@@ -163,7 +171,11 @@ async fn provision_rerun_after_a_crash_confirms_installation_postgres() {
 }
 
 /// A device registered, provisioned, delivered and approved (c–h), ready to enrol.
-fn approved(c: &Centre, serial: &str, subnet: &str) -> (String, tempfile::TempDir, std::path::PathBuf) {
+fn approved(
+    c: &Centre,
+    serial: &str,
+    subnet: &str,
+) -> (String, tempfile::TempDir, std::path::PathBuf) {
     let org = c.org(&format!("Clinic {serial}"), "clinic");
     let id = register(c, &org, serial, subnet);
     let tmp = tempfile::tempdir().unwrap();
@@ -191,8 +203,9 @@ async fn enrol_rerun_after_a_crash_recovers_the_issued_certificate() {
     let store = open_store(&dir);
     store.generate(Tier::Service).unwrap();
     let csr = dodvpn_pki::csr_pem(store.as_ref(), Tier::Service, "service").unwrap();
-    let tier1 = dodvpn_agent::CenterClient::device(&c.url, &c.ca_pem(), store.clone(), Tier::Device)
-        .unwrap();
+    let tier1 =
+        dodvpn_agent::CenterClient::device(&c.url, &c.ca_pem(), store.clone(), Tier::Device)
+            .unwrap();
     let issued: Value = tier1
         .post("/api/v1/device/enroll", &json!({ "csr": csr }))
         .await
@@ -201,16 +214,24 @@ async fn enrol_rerun_after_a_crash_recovers_the_issued_certificate() {
     c.spawn();
     assert_eq!(status(&c, &id), json!("enrolled"));
     assert!(store.cert(Tier::Service).unwrap().is_none());
+    // Running enrol again installs the certificate issued before the crash.
     let out = enroll_cli(&c, &dir).expect("enrol re-run after the crash");
     assert!(out.contains("recovered"), "{out}");
-    assert!(out.contains(&format!("serial {}", issued["serial"])), "{out}");
+    assert!(
+        out.contains(&format!("serial {}", issued["serial"])),
+        "{out}"
+    );
     assert_eq!(status(&c, &id), json!("service_installed"));
     assert_eq!(
         store.cert(Tier::Service).unwrap().as_deref(),
         issued["certificate"].as_str(),
         "the key store holds the certificate issued before the crash"
     );
-    assert_eq!(certs_of(&c, &id, "service").len(), 1, "nothing issued twice");
+    assert_eq!(
+        certs_of(&c, &id, "service").len(),
+        1,
+        "nothing issued twice"
+    );
     assert_eq!(count(&c, "service_cert.issued"), 1);
 
     // j: the client stored the certificate, the centre died before confirming it.
@@ -232,7 +253,10 @@ async fn enrol_rerun_after_a_crash_recovers_the_issued_certificate() {
     c.spawn();
     assert_eq!(status(&c, &id2), json!("enrolled"));
     let out = enroll_cli(&c, &dir2).expect("enrol re-run before step j");
-    assert!(out.contains(&format!("serial {}", issued2["serial"])), "{out}");
+    assert!(
+        out.contains(&format!("serial {}", issued2["serial"])),
+        "{out}"
+    );
     assert_eq!(status(&c, &id2), json!("service_installed"));
     assert_eq!(certs_of(&c, &id2, "service").len(), 1);
 
@@ -253,7 +277,10 @@ async fn enrol_rerun_after_a_crash_recovers_the_issued_certificate() {
     std::fs::remove_file(copy_dir.join("tier2.key.enc")).unwrap();
     std::fs::remove_file(copy_dir.join("tier2.crt.pem")).unwrap();
     let err = enroll_cli(&c, &copy_dir).unwrap_err().to_string();
-    assert!(err.contains("no service certificate for the key in this key store"), "{err}");
+    assert!(
+        err.contains("no service certificate for the key in this key store"),
+        "{err}"
+    );
     assert_eq!(certs_of(&c, &id2, "service").len(), 1);
 
     // Both devices go on to service.
@@ -275,14 +302,28 @@ async fn enrol_rerun_after_service_install_was_committed_changes_nothing() {
     assert_eq!(before.len(), 1);
     std::fs::remove_file(dir.join("files/agent.json")).unwrap();
     let out = enroll_cli(&c, &dir).expect("enrol re-run after step j was committed");
-    assert!(out.contains(&format!("serial {}", before[0]["serial"])), "{out}");
-    assert!(dir.join("files/agent.json").exists(), "the client records it now");
-    assert_eq!(status(&c, &id), json!("in_service"), "the state is left alone");
-    assert_eq!(certs_of(&c, &id, "service"), before, "nothing issued or changed");
+    assert!(
+        out.contains(&format!("serial {}", before[0]["serial"])),
+        "{out}"
+    );
+    assert!(
+        dir.join("files/agent.json").exists(),
+        "the client records it now"
+    );
+    assert_eq!(
+        status(&c, &id),
+        json!("in_service"),
+        "the state is left alone"
+    );
+    assert_eq!(
+        certs_of(&c, &id, "service"),
+        before,
+        "nothing issued or changed"
+    );
     // A confirmation for another certificate is refused.
     let store = open_store(&dir);
-    let tier1 = dodvpn_agent::CenterClient::device(&c.url, &c.ca_pem(), store, Tier::Device)
-        .unwrap();
+    let tier1 =
+        dodvpn_agent::CenterClient::device(&c.url, &c.ca_pem(), store, Tier::Device).unwrap();
     let err = tier1
         .post::<_, Value>(
             "/api/v1/device/service-cert/installed",
