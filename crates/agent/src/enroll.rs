@@ -85,19 +85,65 @@ pub async fn provision(
     store: &dyn KeyStore,
     device_id: &str,
 ) -> anyhow::Result<Provisioned> {
-    if store.cert(Tier::Device)?.is_some() {
-        bail!(
-            "this key store already holds a device certificate ({})",
-            store.describe()
-        );
-    }
+    let path = format!("/api/v1/devices/{device_id}/device-cert");
+    let (serial, fingerprint, recovered) = if let Some(held) = store.cert(Tier::Device)? {
+        // Stored before, but installation may never have been confirmed (a crash):
+        // confirm it again, if the centre issued this very certificate to this device.
+        let fingerprint = dodvpn_pki::inspect(&pem_der(&held)?)?.fingerprint_sha256_hex;
+        let certs: Vec<CertRecord> = admin
+            .get(&format!("/api/v1/certs?device={device_id}"))
+            .await?;
+        let Some(mine) = certs.iter().find(|c| {
+            c.tier == "device"
+                && c.revoked_ms.is_none()
+                && pem_der(&c.certificate)
+                    .ok()
+                    .and_then(|d| dodvpn_pki::inspect(&d).ok())
+                    .is_some_and(|i| i.fingerprint_sha256_hex == fingerprint)
+        }) else {
+            bail!(
+                "this key store already holds a device certificate ({}), and it is not a valid device certificate of device {device_id}",
+                store.describe()
+            );
+        };
+        if store.get_file(CA_FILE)?.is_none() {
+            store.put_file(CA_FILE, ca_pem.as_bytes())?;
+        }
+        (mine.serial, fingerprint, true)
+    } else {
+        provision_new(admin, ca_pem, store, device_id, &path).await?
+    };
+    let _: serde_json::Value = admin
+        .post(
+            &format!("{path}/installed"),
+            &serde_json::json!({"fingerprint": fingerprint}),
+        )
+        .await
+        .context(
+            "the certificate is stored, but confirming installation failed; run provision again",
+        )?;
+    Ok(Provisioned {
+        serial,
+        fingerprint,
+        recovered,
+    })
+}
+
+/// D.6 d for a key store that holds no device certificate yet: certify its key, or
+/// fetch the certificate issued for it by an earlier run that never stored it.
+async fn provision_new(
+    admin: &CenterClient,
+    ca_pem: &str,
+    store: &dyn KeyStore,
+    device_id: &str,
+    path: &str,
+) -> anyhow::Result<(u64, String, bool)> {
     ensure_key(store, Tier::Device)?;
     let csr = dodvpn_pki::csr_pem(store, Tier::Device, device_id)?;
-    let path = format!("/api/v1/devices/{device_id}/device-cert");
-    let (serial, fingerprint, recovered) = match admin
-        .post::<_, CertIssued>(&path, &serde_json::json!({"csr": csr}))
-        .await
-    {
+    let answer = admin
+        .post::<_, CertIssued>(path, &serde_json::json!({"csr": csr}))
+        .await;
+    Ok(match answer {
         Ok(issued) => {
             store.put_cert(Tier::Device, &issued.certificate)?;
             store.put_file(CA_FILE, issued.ca.root.as_bytes())?;
@@ -118,20 +164,6 @@ pub async fn provision(
             )
         }
         Err(e) => return Err(e),
-    };
-    let _: serde_json::Value = admin
-        .post(
-            &format!("{path}/installed"),
-            &serde_json::json!({"fingerprint": fingerprint}),
-        )
-        .await
-        .context(
-            "the certificate is stored, but confirming installation failed; run provision again",
-        )?;
-    Ok(Provisioned {
-        serial,
-        fingerprint,
-        recovered,
     })
 }
 

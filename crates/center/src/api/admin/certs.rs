@@ -165,6 +165,32 @@ pub(crate) async fn confirm_installed(
     Ok(serial as u64)
 }
 
+/// Whether step e was already committed for this very certificate: the device moved
+/// on from 'certified' (and is not revoked) and its valid device certificate with this
+/// fingerprint is marked installed.
+async fn already_installed(
+    tx: &mut WriteTx<'_>,
+    id: &str,
+    fingerprint: &str,
+) -> Result<bool, ApiError> {
+    let status: Option<String> = sqlx::query_scalar(
+        "SELECT d.status FROM devices d JOIN certs c ON c.device_id = d.id \
+         WHERE d.id = $1 AND c.tier = 'device' AND c.fingerprint = $2 \
+         AND c.revoked_ms IS NULL AND c.installed = 1",
+    )
+    .bind(id)
+    .bind(fingerprint.to_ascii_lowercase())
+    .fetch_optional(&mut *tx.tx)
+    .await?;
+    Ok(match status {
+        None => false,
+        Some(s) => !matches!(
+            s.parse::<DeviceState>()?,
+            DeviceState::Registered | DeviceState::Certified | DeviceState::Revoked
+        ),
+    })
+}
+
 /// TR D.6 e: the device provider confirms the device certificate is in the key store.
 #[utoipa::path(post, path = "/api/v1/devices/{id}/device-cert/installed", tag = "devices", params(("id" = String, Path)),
     request_body = Installed, responses((status = 200, body = Device), (status = 409, body = ErrorBody)))]
@@ -177,6 +203,14 @@ pub async fn device_cert_installed(
     require_device_provider(&c, &caller).await?;
     let Json(body) = body?;
     let mut tx = c.db.begin_write().await?;
+    // A repeat for the certificate already confirmed (the client crashed before it
+    // heard the answer) answers as the first did and changes nothing; any other
+    // certificate still gets the 409 below.
+    if already_installed(&mut tx, &id, &body.fingerprint).await? {
+        let d = load_device(&mut *tx.tx, &id).await?;
+        tx.commit().await?;
+        return Ok(Json(d));
+    }
     let serial = confirm_installed(&mut tx, &id, "device", &body.fingerprint).await?;
     transition(&mut tx, &id, DeviceState::Installed, "confirm installation").await?;
     tx.audit(
