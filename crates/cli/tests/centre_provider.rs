@@ -129,7 +129,7 @@ async fn device_provider_is_a_granted_contracted_role(b: Backend) {
     );
     refused(
         c.admin_as(
-            &hosp_cred.path(),
+            hosp_cred.path(),
             &["org", "device-provider", "grant", &hosp],
         ),
         "provider_only",
@@ -150,7 +150,7 @@ async fn device_provider_is_a_granted_contracted_role(b: Backend) {
     let seen = c.admin_as(vc, &["device", "show", &dev]).unwrap();
     assert_eq!(seen["owner_org"], json!(hosp));
     let owner_view = c
-        .admin_as(&hosp_cred.path(), &["device", "show", &dev])
+        .admin_as(hosp_cred.path(), &["device", "show", &dev])
         .unwrap();
     assert_eq!(owner_view["confirmed"], json!(false));
     assert_eq!(owner_view["registered_by"], json!(vendor));
@@ -166,12 +166,12 @@ async fn device_provider_is_a_granted_contracted_role(b: Backend) {
         "device provider confirms its own",
     );
     let conf = c
-        .admin_as(&hosp_cred.path(), &["device", "confirm", &dev])
+        .admin_as(hosp_cred.path(), &["device", "confirm", &dev])
         .unwrap();
     assert_eq!(conf["confirmed"], json!(true));
     // Confirming again is harmless.
     assert_eq!(
-        c.admin_as(&hosp_cred.path(), &["device", "confirm", &dev])
+        c.admin_as(hosp_cred.path(), &["device", "confirm", &dev])
             .unwrap()["confirmed"],
         json!(true)
     );

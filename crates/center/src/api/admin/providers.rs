@@ -109,8 +109,8 @@ pub(crate) async fn require_device_provider_of(
     Ok(())
 }
 
-/// May `caller` see device `d`: its owner's administrator, or a device provider
-/// contracted to serve that owner.
+/// Whether `caller` serves `owner_org` as a device provider with a contract, so that it
+/// sees that owner's devices.
 pub(crate) async fn serves(c: &Center, caller: &Caller, owner_org: &str) -> Result<bool, ApiError> {
     match caller {
         Caller::OrgAdmin { org_id, .. } => {
