@@ -40,6 +40,7 @@ pub const AUDITED_CODES: &[&str] = &[
     "provider_only",
     "admin_only",
     "not_device_provider",
+    "no_provider_contract",
     "auditor_read_only",
     "revoked",
     "expired",

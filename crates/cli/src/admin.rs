@@ -127,6 +127,36 @@ enum OrgCmd {
         #[arg(long)]
         passed: bool,
     },
+    /// Grant or revoke the device provider role (TR D.6 c–f): never implied by an
+    /// organisation's kind.
+    #[command(subcommand)]
+    DeviceProvider(DeviceProviderCmd),
+    /// Which owner organisations a device provider serves.
+    #[command(subcommand)]
+    ProviderContract(ProviderContractCmd),
+}
+
+#[derive(Subcommand)]
+enum DeviceProviderCmd {
+    /// Make ORG a device provider (it still needs a contract per owner).
+    Grant { org: String },
+    /// Withdraw the role: ORG no longer registers, certifies or delivers devices.
+    Revoke { org: String },
+}
+
+#[derive(Subcommand)]
+enum ProviderContractCmd {
+    /// Record that device provider PROVIDER_ORG serves owner OWNER_ORG.
+    Add {
+        provider_org: String,
+        owner_org: String,
+    },
+    /// End that contract.
+    Remove {
+        provider_org: String,
+        owner_org: String,
+    },
+    List,
 }
 
 #[derive(Subcommand)]
@@ -189,6 +219,11 @@ enum DeviceCmd {
         endpoint: Option<String>,
         #[arg(long = "subnet")]
         subnets: Vec<String>,
+    },
+    /// Step c: the owner (or the provider) confirms a device a device provider
+    /// registered for it; it cannot be certified before.
+    Confirm {
+        id: String,
     },
     /// Step f: the certified device is handed to its owner.
     Deliver {
@@ -437,6 +472,19 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
                 }
             }
             OrgCmd::Checksheet { id, passed } => c.put(&format!("/api/v1/orgs/{id}/checksheet"), &json!({"passed": passed})).await?,
+            OrgCmd::DeviceProvider(DeviceProviderCmd::Grant { org }) => {
+                c.put(&format!("/api/v1/orgs/{org}/device-provider"), &json!({})).await?
+            }
+            OrgCmd::DeviceProvider(DeviceProviderCmd::Revoke { org }) => c.delete(&format!("/api/v1/orgs/{org}/device-provider")).await?,
+            OrgCmd::ProviderContract(cmd) => match cmd {
+                ProviderContractCmd::Add { provider_org, owner_org } => {
+                    c.post("/api/v1/provider-contracts", &json!({"provider_org": provider_org, "owner_org": owner_org})).await?
+                }
+                ProviderContractCmd::Remove { provider_org, owner_org } => {
+                    c.delete(&format!("/api/v1/provider-contracts/{provider_org}/{owner_org}")).await?
+                }
+                ProviderContractCmd::List => c.get("/api/v1/provider-contracts").await?,
+            },
         },
         AdminCmd::Policy(cmd) => match cmd {
             PolicyCmd::Set { org, file } => {
@@ -472,6 +520,7 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
             DeviceCmd::Network { id, endpoint, subnets } => {
                 c.put(&format!("/api/v1/devices/{id}/network"), &json!({"endpoint": endpoint, "subnets": subnets})).await?
             }
+            DeviceCmd::Confirm { id } => c.post(&format!("/api/v1/devices/{id}/confirm"), &json!({})).await?,
             DeviceCmd::Deliver { id } => c.post(&format!("/api/v1/devices/{id}/deliver"), &json!({})).await?,
             DeviceCmd::Revoke { id, reason } => c.post(&format!("/api/v1/devices/{id}/revoke"), &json!({"reason": reason})).await?,
         },

@@ -90,7 +90,10 @@ async fn steps_a_to_l_through_the_cli(b: Backend) {
     let vendor = c.org("Imaging Vendor", "vendor");
     // b) order
     let order = c.admin_ok(&["order", "create", "--org", &hosp, "--model", "DV-100"]);
-    // c) registration by the device provider: a vendor-organisation administrator
+    // c) registration by the device provider: the provider made the vendor one and
+    // contracted it to serve the hospital
+    c.admin_ok(&["org", "device-provider", "grant", &vendor]);
+    c.admin_ok(&["org", "provider-contract", "add", &vendor, &hosp]);
     let vendor_cred = tempfile::NamedTempFile::new().unwrap();
     c.admin_ok(&[
         "org",
@@ -126,6 +129,8 @@ async fn steps_a_to_l_through_the_cli(b: Backend) {
         )
         .unwrap();
     let dev = dev["id"].as_str().unwrap().to_string();
+    // The owner's side confirms the device before it is certified (here the provider).
+    c.admin_ok(&["device", "confirm", &dev]);
     // d) + e) provisioning: the tier-1 key is generated in the key store
     let ks = tempfile::tempdir().unwrap();
     let ksd = ks.path().join("ks");

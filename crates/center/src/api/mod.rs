@@ -44,6 +44,16 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .routes(routes!(admin::orgs::put_policy, admin::orgs::get_policy))
         .routes(routes!(admin::orgs::put_checksheet))
         .routes(routes!(
+            admin::providers::grant_role,
+            admin::providers::revoke_role
+        ))
+        .routes(routes!(
+            admin::providers::add_contract,
+            admin::providers::list_contracts
+        ))
+        .routes(routes!(admin::providers::remove_contract))
+        .routes(routes!(admin::providers::confirm_device))
+        .routes(routes!(
             admin::orders::create_order,
             admin::orders::list_orders
         ))

@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::devices::*;
 use super::orgs::check_name;
+use super::providers::{require_confirmed, require_device_provider_of};
 use crate::api::set_of;
 use crate::auth::Caller;
 use crate::db::WriteTx;
@@ -99,10 +100,11 @@ pub async fn issue_device_cert(
     Path(id): Path<String>,
     body: Result<Json<CsrBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CertIssued>), ApiError> {
-    require_device_provider(&c, &caller).await?;
+    require_device_provider_of(&c, &caller, &id).await?;
     let Json(body) = body?;
     let mut tx = c.db.begin_write().await?;
     let d = load_device(&mut *tx.tx, &id).await?;
+    require_confirmed(&mut tx, &id).await?;
     transition(
         &mut tx,
         &id,
@@ -200,7 +202,7 @@ pub async fn device_cert_installed(
     Path(id): Path<String>,
     body: Result<Json<Installed>, JsonRejection>,
 ) -> Result<Json<Device>, ApiError> {
-    require_device_provider(&c, &caller).await?;
+    require_device_provider_of(&c, &caller, &id).await?;
     let Json(body) = body?;
     let mut tx = c.db.begin_write().await?;
     // A repeat for the certificate already confirmed (the client crashed before it

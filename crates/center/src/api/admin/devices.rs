@@ -12,6 +12,9 @@ use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
 use super::orgs::{check_name, org_exists};
+use super::providers::{
+    require_device_provider, require_device_provider_for, require_device_provider_of, serves,
+};
 use crate::api::set_of;
 use crate::auth::Caller;
 use crate::db::WriteTx;
@@ -59,6 +62,10 @@ pub struct Device {
     pub mapped_subnets: Vec<IpNet>,
     pub groups: Vec<String>,
     pub created_ms: i64,
+    /// The device provider organisation that registered it (None: the provider).
+    pub registered_by: Option<String>,
+    /// Whether the owner's side has confirmed it (needed before step d).
+    pub confirmed: bool,
 }
 
 pub(crate) async fn load_device(
@@ -66,7 +73,7 @@ pub(crate) async fn load_device(
     id: &str,
 ) -> Result<Device, ApiError> {
     let r = sqlx::query(
-        "SELECT id, serial, model, owner_org, order_id, status, endpoint, subnets, created_ms, mapped_subnets FROM devices WHERE id = $1",
+        "SELECT id, serial, model, owner_org, order_id, status, endpoint, subnets, created_ms, mapped_subnets, registered_by, confirmed_ms FROM devices WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(tx_or_pool)
@@ -86,6 +93,8 @@ pub(crate) async fn load_device(
         mapped_subnets: serde_json::from_str(&mapped).unwrap_or_default(),
         groups: vec![],
         created_ms: r.get(8),
+        registered_by: r.get(10),
+        confirmed: r.get::<Option<i64>, _>(11).is_some(),
     })
 }
 
@@ -97,31 +106,6 @@ pub(crate) async fn with_groups(c: &Center, mut d: Device) -> Result<Device, Api
     .fetch_all(&c.db.pool)
     .await?;
     Ok(d)
-}
-
-/// The device provider role: the provider's operator or a vendor organisation's admin.
-pub(crate) async fn require_device_provider(c: &Center, caller: &Caller) -> Result<(), ApiError> {
-    match caller {
-        Caller::Provider { .. } => Ok(()),
-        Caller::OrgAdmin { org_id, .. } => {
-            let kind: Option<String> = sqlx::query_scalar("SELECT kind FROM orgs WHERE id = $1")
-                .bind(org_id)
-                .fetch_optional(&c.db.pool)
-                .await?;
-            if kind.as_deref() == Some("vendor") {
-                Ok(())
-            } else {
-                Err(ApiError::forbidden(
-                    "not_device_provider",
-                    "only a device provider (vendor) or the provider may do this",
-                ))
-            }
-        }
-        Caller::Device(_) | Caller::Auditor { .. } => Err(ApiError::forbidden(
-            "admin_only",
-            "this needs an administrator credential",
-        )),
-    }
 }
 
 pub(crate) fn validate_subnets(subnets: &[IpNet]) -> Result<(), ApiError> {
@@ -141,6 +125,7 @@ pub async fn register_device(
 ) -> Result<(StatusCode, Json<Device>), ApiError> {
     require_device_provider(&c, &caller).await?;
     let Json(body) = body?;
+    let registered_by = require_device_provider_for(&c, &caller, &body.owner_org).await?;
     check_name("serial", &body.serial)?;
     check_name("model", &body.model)?;
     validate_subnets(&body.subnets)?;
@@ -158,8 +143,8 @@ pub async fn register_device(
     }
     let id = new_id("dev");
     sqlx::query(
-        "INSERT INTO devices (id, serial, model, owner_org, order_id, status, endpoint, subnets, created_ms, updated_ms) \
-         VALUES ($1,$2,$3,$4,$5,$9,$6,$7,$8,$8)",
+        "INSERT INTO devices (id, serial, model, owner_org, order_id, status, endpoint, subnets, created_ms, updated_ms, registered_by, confirmed_ms) \
+         VALUES ($1,$2,$3,$4,$5,$9,$6,$7,$8,$8,$10,$11)",
     )
     .bind(&id)
     .bind(&body.serial)
@@ -170,6 +155,9 @@ pub async fn register_device(
     .bind(serde_json::to_string(&body.subnets).unwrap_or_else(|_| "[]".into()))
     .bind(tx.now)
     .bind(DeviceState::Registered.as_str())
+    .bind(&registered_by)
+    // A device provider's registration waits for the owner's confirmation.
+    .bind(if registered_by.is_none() { Some(tx.now) } else { None })
     .execute(&mut *tx.tx)
     .await
     .map_err(|e| match ApiError::from(e) {
@@ -180,7 +168,7 @@ pub async fn register_device(
         &caller.actor(),
         "device.registered",
         &id,
-        serde_json::json!({"serial": body.serial, "model": body.model, "owner": body.owner_org, "order": body.order_id, "step": "c"}),
+        serde_json::json!({"serial": body.serial, "model": body.model, "owner": body.owner_org, "order": body.order_id, "registered_by": registered_by, "confirmed": registered_by.is_none(), "step": "c"}),
     )
     .await?;
     // R-DP-8: a range another site also uses is mapped, on both devices.
@@ -236,7 +224,9 @@ pub async fn list_devices(
 pub(crate) async fn device_for(c: &Center, caller: &Caller, id: &str) -> Result<Device, ApiError> {
     let d = load_device(&c.db.pool, id).await?;
     match caller {
-        Caller::OrgAdmin { org_id, .. } if *org_id != d.owner_org => {
+        Caller::OrgAdmin { org_id, .. }
+            if *org_id != d.owner_org && !serves(c, caller, &d.owner_org).await? =>
+        {
             // Not revealing whether another organisation's device exists.
             Err(ApiError::not_found(format!("no device {id}")))
         }
@@ -362,9 +352,9 @@ macro_rules! step {
 pub(crate) async fn who_device_provider(
     c: &Center,
     caller: &Caller,
-    _id: &str,
+    id: &str,
 ) -> Result<(), ApiError> {
-    require_device_provider(c, caller).await
+    require_device_provider_of(c, caller, id).await
 }
 pub(crate) async fn who_owner(c: &Center, caller: &Caller, id: &str) -> Result<(), ApiError> {
     caller.require_admin()?;

@@ -10,3 +10,4 @@ pub mod grants;
 pub mod groups;
 pub mod orders;
 pub mod orgs;
+pub mod providers;
