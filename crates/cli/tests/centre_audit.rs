@@ -364,7 +364,6 @@ async fn a_flood_of_refusals_gives_a_few_records_with_the_count() {
     assert_eq!(c.admin_ok(&["audit", "verify"])["ok"], json!(true));
 }
 
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_organisation_and_its_auditor_read_verify_and_export_only_its_own_trail() {
     let c = start(Backend::Sqlite);

@@ -163,7 +163,6 @@ fn base64_decode(s: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
 
-
 fn leaf(
     cn: &str,
     not_before: time::OffsetDateTime,

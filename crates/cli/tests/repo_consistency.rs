@@ -28,7 +28,10 @@ fn conformance_references(text: &str) -> Vec<(String, String, String)> {
                 while end < bytes.len() && is_ident(bytes[end]) {
                     end += 1;
                 }
-                let more = end + 2 < bytes.len() && bytes[end] == ':' && bytes[end + 1] == ':' && is_ident(bytes[end + 2]);
+                let more = end + 2 < bytes.len()
+                    && bytes[end] == ':'
+                    && bytes[end + 1] == ':'
+                    && is_ident(bytes[end + 2]);
                 if !more || end == name_start {
                     break;
                 }
@@ -38,7 +41,11 @@ fn conformance_references(text: &str) -> Vec<(String, String, String)> {
             let function: String = bytes[name_start..end].iter().collect();
             // What stands before `::`: `crate/file`, or nothing (same file as before).
             let mut start = i;
-            while start > 0 && (is_ident(bytes[start - 1]) || bytes[start - 1] == '/' || bytes[start - 1] == '-') {
+            while start > 0
+                && (is_ident(bytes[start - 1])
+                    || bytes[start - 1] == '/'
+                    || bytes[start - 1] == '-')
+            {
                 start -= 1;
             }
             let before: String = bytes[start..i].iter().collect();
@@ -68,7 +75,10 @@ fn candidate_files(krate: &str, file: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for dir in ["tests", "src", "benches", "examples"] {
         let base = root.join(dir);
-        for path in [base.join(format!("{file}.rs")), base.join(file).join("mod.rs")] {
+        for path in [
+            base.join(format!("{file}.rs")),
+            base.join(file).join("mod.rs"),
+        ] {
             if path.is_file() {
                 found.push(path);
             }
@@ -82,7 +92,9 @@ fn candidate_files(krate: &str, file: &str) -> Vec<PathBuf> {
 }
 
 fn collect_named(dir: &Path, name: &str, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -101,16 +113,23 @@ fn defines(path: &Path, function: &str) -> bool {
     // A file that is a module directory's root may keep its tests in sibling files.
     text.contains(&needle)
         || (path.file_name().is_some_and(|n| n == "mod.rs")
-            && fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
-                fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&needle))
-            }))
+            && fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&needle))))
 }
 
 #[test]
 fn every_test_named_in_conformance_exists() {
-    let text = fs::read_to_string(repo().join("docs/CONFORMANCE.md")).expect("read docs/CONFORMANCE.md");
+    let text =
+        fs::read_to_string(repo().join("docs/CONFORMANCE.md")).expect("read docs/CONFORMANCE.md");
     let refs = conformance_references(&text);
-    assert!(refs.len() > 50, "found only {} test references: is the parser broken?", refs.len());
+    assert!(
+        refs.len() > 50,
+        "found only {} test references: is the parser broken?",
+        refs.len()
+    );
     let mut broken = BTreeSet::new();
     for (krate, file, function) in &refs {
         if krate == "crate" && file == "file" {
@@ -120,7 +139,11 @@ fn every_test_named_in_conformance_exists() {
         if !files.iter().any(|f| defines(f, function)) {
             broken.insert(format!(
                 "{krate}/{file}::{function} ({})",
-                if files.is_empty() { "no such file".to_string() } else { "no such fn in that file".to_string() }
+                if files.is_empty() {
+                    "no such file".to_string()
+                } else {
+                    "no such fn in that file".to_string()
+                }
             ));
         }
     }
@@ -133,8 +156,13 @@ fn every_test_named_in_conformance_exists() {
 
 #[test]
 fn the_parser_sees_continuations_and_skips_prose() {
-    let refs = conformance_references("a/b::one, ::two; and c/d::three or Rust's std::fs or x:: and e/f::m::four");
-    let names: Vec<String> = refs.iter().map(|(k, f, n)| format!("{k}/{f}::{n}")).collect();
+    let refs = conformance_references(
+        "a/b::one, ::two; and c/d::three or Rust's std::fs or x:: and e/f::m::four",
+    );
+    let names: Vec<String> = refs
+        .iter()
+        .map(|(k, f, n)| format!("{k}/{f}::{n}"))
+        .collect();
     assert_eq!(names, ["a/b::one", "a/b::two", "c/d::three", "e/f::four"]);
 }
 
@@ -153,7 +181,10 @@ fn every_need_a_script_checks_is_in_setup() {
         .lines()
         .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
         .collect();
-    assert!(known.contains("strongswan") && known.contains("capture"), "setup --list: {known:?}");
+    assert!(
+        known.contains("strongswan") && known.contains("capture"),
+        "setup --list: {known:?}"
+    );
 
     let mut scripts = Vec::new();
     for dir in ["tests/netns", "bench", "scripts"] {
@@ -164,14 +195,18 @@ fn every_need_a_script_checks_is_in_setup() {
     for script in &scripts {
         let text = fs::read_to_string(script).unwrap_or_default();
         for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
-            let needs = if let Some(rest) = line.trim_start().strip_prefix("require_root_and_tools ") {
-                rest
-            } else if let Some((_, rest)) = line.split_once("setup.sh --check ") {
-                rest
-            } else {
-                continue;
-            };
-            for need in needs.split_whitespace().take_while(|w| w.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())) {
+            let needs =
+                if let Some(rest) = line.trim_start().strip_prefix("require_root_and_tools ") {
+                    rest
+                } else if let Some((_, rest)) = line.split_once("setup.sh --check ") {
+                    rest
+                } else {
+                    continue;
+                };
+            for need in needs.split_whitespace().take_while(|w| {
+                w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            }) {
                 seen += 1;
                 if !known.contains(need) {
                     unknown.insert(format!("{}: {need}", script.display()));
@@ -180,11 +215,16 @@ fn every_need_a_script_checks_is_in_setup() {
         }
     }
     assert!(seen >= 5, "found only {seen} needs in the scripts");
-    assert!(unknown.is_empty(), "scripts check needs that scripts/setup.sh does not list: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "scripts check needs that scripts/setup.sh does not list: {unknown:?}"
+    );
 }
 
 fn collect_with_ext(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {

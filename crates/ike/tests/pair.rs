@@ -279,7 +279,9 @@ pub fn make_identity_for(name: &str, alg: KeyAlg) -> Identity {
         KeyAlg::P384 => "p384",
         KeyAlg::Ed25519 => "ed25519",
     };
-    let who = name.strip_suffix(".example").expect("a fixture name: a/b/e.example");
+    let who = name
+        .strip_suffix(".example")
+        .expect("a fixture name: a/b/e.example");
     let read = |ext: &str| {
         std::fs::read(format!("{dir}/{alg}-{who}.{ext}"))
             .unwrap_or_else(|e| panic!("fixture {alg}-{who}.{ext}: {e}"))

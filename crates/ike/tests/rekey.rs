@@ -226,7 +226,10 @@ fn an_ike_rekey_collision_leaves_one_sa_and_loses_no_child() {
         assert!(
             p.a_events.iter().chain(&p.b_events).any(|e| matches!(
                 e,
-                Event::IkeSaDown { reason: DownReason::PeerDeleted, .. }
+                Event::IkeSaDown {
+                    reason: DownReason::PeerDeleted,
+                    ..
+                }
             )),
             "seeds {seed_a}/{seed_b} no longer collide: pick new ones"
         );

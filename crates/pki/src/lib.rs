@@ -42,8 +42,8 @@ mod tls;
 
 pub use ca::{IssuedCert, Pki, PkiPaths, RevokedEntry};
 pub use check::{
-    check_certificate_key, crl_info, crl_revoked_serials, inspect, validate, validate_profile, verify_blob, CertInfo,
-    CrlInfo,
+    check_certificate_key, crl_info, crl_revoked_serials, inspect, validate, validate_profile,
+    verify_blob, CertInfo, CrlInfo,
 };
 pub use error::PkiError;
 pub use keystore::file::FileKeyStore;

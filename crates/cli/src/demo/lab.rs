@@ -626,17 +626,34 @@ impl Lab {
             .arg(&ca)
             .arg("--credential-file")
             .arg(self.work.join("center/admin.token"))
-            .args(["connection", "apply", "--from", &self.site(from).device, "--to", &self.site(to).device])
+            .args([
+                "connection",
+                "apply",
+                "--from",
+                &self.site(from).device,
+                "--to",
+                &self.site(to).device,
+            ])
             .output()
             .context("run dodvpn admin connection apply")?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let r: Value = serde_json::from_str(&stdout).with_context(|| {
-            format!("connection apply printed no JSON: {stdout}{}", String::from_utf8_lossy(&out.stderr))
+            format!(
+                "connection apply printed no JSON: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
         })?;
         let o = &r["outcomes"][0];
         let granted = o["granted"].as_bool().unwrap_or(false);
-        anyhow::ensure!(granted == out.status.success(), "connection apply exited {} for granted={granted}", out.status);
-        Ok((granted, o["reason"].as_str().unwrap_or_default().to_string()))
+        anyhow::ensure!(
+            granted == out.status.success(),
+            "connection apply exited {} for granted={granted}",
+            out.status
+        );
+        Ok((
+            granted,
+            o["reason"].as_str().unwrap_or_default().to_string(),
+        ))
     }
 
     /// Does the agent at `key` hold a connection (installed grant) to `peer`?

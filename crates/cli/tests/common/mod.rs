@@ -233,13 +233,17 @@ impl Centre {
             .output()
             .expect("run dodvpn admin");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(!out.status.success(), "admin {args:?} succeeded but should be refused: {text}");
+        assert!(
+            !out.status.success(),
+            "admin {args:?} succeeded but should be refused: {text}"
+        );
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("refused"),
             "admin {args:?}: the refusal is not explained: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("admin {args:?} printed non-JSON ({e}): {text}"))
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("admin {args:?} printed non-JSON ({e}): {text}"))
     }
 
     pub fn admin_ok(&self, args: &[&str]) -> Value {
