@@ -8,7 +8,12 @@
 # A NEED is a group of packages that one kind of test uses (the second column below). Test
 # scripts and test binaries call `--check` instead of keeping their own lists, so a package
 # missing from this file is named by the first test that needs it.
+#
+# A package written `pypi:NAME==VERSION` comes from PyPI, pinned, into one virtualenv of the
+# project's own ($DODVPN_PYTOOLS, default /opt/dodvpn/pytools): Debian's python refuses
+# system-wide pip installs, and a pin keeps the fuzzer's verdicts repeatable.
 set -euo pipefail
+PYTOOLS=${DODVPN_PYTOOLS:-/opt/dodvpn/pytools}
 
 # package                         need        what proves it is installed (a command or a file)
 NEEDS="
@@ -39,9 +44,11 @@ postgresql                        postgresql  /usr/lib/postgresql
 postgresql-client                 postgresql  psql
 openssl                           openssl     openssl
 sqlite3                           sqlite      sqlite3
+python3-venv                      apifuzz     python3
+pypi:schemathesis==4.32.5         apifuzz     $PYTOOLS/bin/schemathesis
 "
 
-rows() { grep -v '^[[:space:]]*$' <<<"$NEEDS"; }
+rows() { grep -v '^[[:space:]]*$' <<<"${NEEDS//\$PYTOOLS/$PYTOOLS}"; }
 
 installed() { # PROOF... : every proof is a command on PATH or an existing file
   local p
@@ -59,14 +66,16 @@ check() { # NEED... : name what is missing, exit 1
     for want in "$@"; do
       [[ "$want" == "$need" ]] || continue
       # shellcheck disable=SC2086
-      installed $proofs || missing+=("$pkg (for '$need': $proofs)")
+      local from="Debian package: $pkg"
+      [[ "$pkg" == pypi:* ]] && from="PyPI package: ${pkg#pypi:}"
+      installed $proofs || missing+=("$from (for '$need': $proofs)")
     done
   done < <(rows)
   for want in "$@"; do
     [[ " ${known[*]} " == *" $want "* ]] || { echo "setup: unknown need '$want' (scripts/setup.sh --list shows them)" >&2; exit 2; }
   done
   if ((${#missing[@]})); then
-    printf 'setup: missing Debian package: %s\n' "${missing[@]}" >&2
+    printf 'setup: missing %s\n' "${missing[@]}" >&2
     echo "setup: run scripts/setup.sh as root to install them" >&2
     exit 1
   fi
@@ -80,7 +89,8 @@ case "${1:-}" in
   *) echo "setup: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 esac
 
-mapfile -t pkgs < <(rows | awk '{print $1}' | sort -u)
+mapfile -t pkgs < <(rows | awk '$1 !~ /^pypi:/ {print $1}' | sort -u)
+mapfile -t pypi < <(rows | awk '$1 ~ /^pypi:/ {print substr($1, 6)}' | sort -u)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -94,6 +104,18 @@ if ((${#missing[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+for req in "${pypi[@]}"; do
+  name=${req%%==*}; want=${req#*==}
+  have=$("$PYTOOLS/bin/python" -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p' || true)
+  [[ "$have" == "$want" ]] && continue
+  if ! mkdir -p "$PYTOOLS" 2>/dev/null; then
+    echo "setup: cannot create $PYTOOLS for $req: run as root or set DODVPN_PYTOOLS" >&2
+    exit 1
+  fi
+  echo "setup: installing $req from PyPI into $PYTOOLS"
+  [[ -x "$PYTOOLS/bin/python" ]] || python3 -m venv "$PYTOOLS"
+  "$PYTOOLS/bin/python" -m pip install -q --disable-pip-version-check "$req" >/dev/null
+done
 # Installed is not enough: each package must provide what the tests use.
 check $(rows | awk '{print $2}' | sort -u)
 

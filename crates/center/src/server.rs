@@ -134,9 +134,12 @@ pub async fn serve(prepared: Prepared, listener: TcpListener) -> anyhow::Result<
                     app.clone().call(req)
                 },
             );
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-                .await;
+                .await
+            {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            }
         });
     }
 }

@@ -176,3 +176,85 @@ async fn storage_refuses_an_unknown_state() {
         .await
         .unwrap();
 }
+
+/// Every operation says who may call it and which errors it can answer (issue 9 point 6;
+/// crates/cli/tests/api_schema.rs checks the server against it).
+#[tokio::test]
+async fn openapi_declares_credentials_and_errors_on_every_operation() {
+    let lab = lab().await;
+    let (_, api) = lab.call("GET", "/openapi.json", None).await;
+    let schemes = &api["components"]["securitySchemes"];
+    assert_eq!(schemes["admin_bearer"]["scheme"], "bearer", "{schemes}");
+    assert_eq!(schemes["device_mtls"]["type"], "mutualTLS", "{schemes}");
+    let mut checked = 0;
+    for (path, item) in api["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let security = op["security"]
+                .as_array()
+                .expect("security on every operation");
+            let codes: Vec<&str> = op["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert!(codes.contains(&"400"), "{method} {path}: {codes:?}");
+            if path.starts_with("/pki/") {
+                assert_eq!(security[0], serde_json::json!({}), "{path} is public");
+            } else {
+                let want = if path.starts_with("/api/v1/device/") {
+                    "device_mtls"
+                } else {
+                    "admin_bearer"
+                };
+                assert!(
+                    security[0].get(want).is_some(),
+                    "{method} {path}: {security:?}"
+                );
+                assert!(
+                    codes.contains(&"401") && codes.contains(&"403"),
+                    "{method} {path}: {codes:?}"
+                );
+            }
+            if op.get("requestBody").is_some() {
+                for c in ["413", "415", "422"] {
+                    assert!(codes.contains(&c), "{method} {path}: {codes:?}");
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "{checked} operations");
+    let events = &api["paths"]["/api/v1/device/events"]["get"]["responses"]["200"]["content"];
+    assert!(events.get("text/event-stream").is_some(), "{events}");
+    let minutes = &api["components"]["schemas"]["NewApproval"]["properties"]["minutes"];
+    assert_eq!(
+        (minutes["minimum"].as_i64(), minutes["maximum"].as_i64()),
+        (Some(1), Some(1440)),
+        "{minutes}"
+    );
+    let kinds = &api["components"]["schemas"]["OrgKind"]["enum"];
+    assert_eq!(kinds.as_array().map(Vec::len), Some(6), "{kinds}");
+}
+
+/// axum's own rejections (a path that does not parse, an unknown method) answer the
+/// same JSON error body as the handlers.
+#[tokio::test]
+async fn extractor_rejections_answer_the_json_error_body() {
+    let lab = lab().await;
+    let (s, body) = lab
+        .call(
+            "POST",
+            "/api/v1/certs/not-a-number/revoke",
+            Some(serde_json::json!({"reason": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "bad_request", "{body}");
+    let (s, body) = lab.call("PATCH", "/api/v1/orgs", None).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["error"], "method_not_allowed", "{body}");
+    let (s, body) = lab.call("GET", "/api/v1/no-such-route", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "not_found", "{body}");
+}

@@ -111,6 +111,7 @@ impl PolicyError {
 
 /// Kind of subscriber organisation (TR Table A.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OrgKind {
     Hospital,

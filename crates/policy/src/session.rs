@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_GRANTS: usize = 64;
 /// Longest device or grant id accepted.
 pub const MAX_ID_LEN: usize = 64;
-/// Longest `reason` accepted.
+/// Longest `reason` accepted, in characters (as JSON Schema's maxLength counts).
 pub const MAX_REASON_LEN: usize = 256;
 
 /// What happened to the session at the reporting end.
@@ -72,11 +72,14 @@ impl std::str::FromStr for SessionEvent {
 #[serde(deny_unknown_fields)]
 pub struct SessionReport {
     /// `"{spi_i:016x}-{spi_r:016x}"`, see [`session_id`].
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{16}-[0-9a-f]{16}$"))]
     pub session_id: String,
     pub event: SessionEvent,
     /// The device at the other end.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub peer_device_id: String,
     /// The grants whose child SAs this IKE SA carries (1–64).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 64))]
     pub grant_ids: Vec<String>,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -84,8 +87,9 @@ pub struct SessionReport {
     pub packets_out: u64,
     /// When it happened at the reporting end (Unix seconds).
     pub at: i64,
-    /// Why the session went down (only with `event = "down"`).
+    /// Why the session went down (only with `event = "down"`; at most 256 printable characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 256))]
     pub reason: Option<String>,
 }
 
@@ -195,11 +199,11 @@ impl SessionReport {
                 ))
             }
             (Some(r), SessionEvent::Down)
-                if r.len() > MAX_REASON_LEN || r.chars().any(char::is_control) =>
+                if r.chars().count() > MAX_REASON_LEN || r.chars().any(char::is_control) =>
             {
                 return Err(err(
                     "invalid_reason",
-                    format!("reason must be at most {MAX_REASON_LEN} bytes of printable text"),
+                    format!("reason must be at most {MAX_REASON_LEN} printable characters"),
                 ))
             }
             _ => {}

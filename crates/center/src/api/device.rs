@@ -112,7 +112,8 @@ pub struct WhoAmI {
 /// so the tier-1 certificate that requested it may confirm it too; the audit record says
 /// which tier confirmed.
 #[utoipa::path(post, path = "/api/v1/device/service-cert/installed", tag = "device", request_body = Installed,
-    responses((status = 200, body = WhoAmI), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = WhoAmI), (status = 403, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "unknown_certificate: no such valid certificate for this device")))]
 pub async fn service_cert_installed(
     State(c): State<Arc<Center>>,
     caller: Caller,
@@ -229,7 +230,9 @@ pub struct Since {
 /// The device's event stream (server-sent events; each `id:` is a sequence number).
 /// Missed events are replayed from `since`, so a dropped stream never loses an update.
 #[utoipa::path(get, path = "/api/v1/device/events", tag = "device", params(Since),
-    responses((status = 200, description = "text/event-stream of Event", body = Event), (status = 403, body = ErrorBody)))]
+    responses((status = 200, content_type = "text/event-stream",
+        description = "Server-sent events, one `Event` (JSON) in each `data:` field, `id:` its sequence number; the stream stays open",
+        body = String), (status = 403, body = ErrorBody)))]
 pub async fn events(
     State(c): State<Arc<Center>>,
     caller: Caller,

@@ -3,6 +3,7 @@
 //! from the router: a route without a description does not compile into the router.
 
 mod admin;
+mod contract;
 mod device;
 mod pki;
 mod sessions;
@@ -24,6 +25,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "dodvpn centre API", description = "Control plane of the Dynamic On-Demand VPN (ISO/TR 11636)"),
+    // What each `data:` field of the device's event stream carries.
+    components(schemas(crate::hub::Event)),
     tags(
         (name = "organisations", description = "Subscribers and their administrators, policies and check sheets"),
         (name = "devices", description = "TR D.6 steps b–h, l: order, register, certify, deliver, apply, approve, start"),
@@ -110,6 +113,8 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .routes(routes!(admin::audit::revoke_auditor))
         .with_state(center)
         .split_for_parts();
+    let mut api = api;
+    utoipa::Modify::modify(&contract::Contract, &mut api);
     (router, api)
 }
 
@@ -123,6 +128,7 @@ pub fn router(center: Arc<Center>) -> axum::Router {
         )
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(contract::json_errors))
 }
 
 /// Parse `ids` like "dev-1,dev-2" into a set (used by re-evaluation).

@@ -473,8 +473,9 @@ pub async fn get(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CutBody {
-    /// Why (recorded in the audit log and sent to both devices).
+    /// Why (1–256 printable characters; recorded in the audit log and sent to both devices).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub reason: Option<String>,
 }
 
@@ -494,11 +495,7 @@ pub async fn cut(
     caller.require_admin()?;
     let Json(body) = body?;
     let reason = body.reason.unwrap_or_else(|| "cut by the operator".into());
-    if reason.is_empty() || reason.len() > MAX_REASON_LEN || reason.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!(
-            "reason must be 1-{MAX_REASON_LEN} bytes of printable text"
-        )));
-    }
+    super::admin::orgs::check_text("reason", &reason, MAX_REASON_LEN)?;
     let mut tx = c.db.begin_write().await?;
     let s = load_summary(&c, &caller, &mut *tx.tx, &id).await?;
     if s.status != "up" {

@@ -30,6 +30,7 @@ pub struct NewApproval {
     #[serde(default)]
     pub applicant_device: Option<String>,
     /// How long the window stays open, 1–1440 minutes.
+    #[schema(minimum = 1, maximum = 1440)]
     pub minutes: u32,
 }
 

@@ -27,7 +27,8 @@ pub struct Page {
     /// Records after this sequence number.
     #[serde(default)]
     pub after: i64,
-    /// At most this many (default 100, max 10000).
+    /// At most this many (default 100; larger values are read as 10000).
+    #[param(minimum = 1)]
     pub limit: Option<i64>,
 }
 
@@ -242,7 +243,8 @@ pub async fn export(
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewAuditor {
-    /// Who holds it, e.g. "external auditor, 2026 review" (1–200 characters).
+    /// Who holds it, e.g. "external auditor, 2026 review" (1–200 printable characters).
+    #[schema(min_length = 1, max_length = 200)]
     pub label: String,
 }
 

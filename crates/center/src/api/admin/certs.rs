@@ -12,7 +12,7 @@ use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
 use super::devices::*;
-use super::orgs::check_name;
+use super::orgs::check_text;
 use super::providers::{require_confirmed, require_device_provider_of};
 use crate::api::set_of;
 use crate::auth::Caller;
@@ -229,7 +229,8 @@ pub async fn device_cert_installed(
 
 /// Revoke one certificate. A device certificate takes the whole device with it.
 #[utoipa::path(post, path = "/api/v1/certs/{serial}/revoke", tag = "pki", params(("serial" = u64, Path)),
-    request_body = Revoke, responses((status = 200, body = CertRecord), (status = 404, body = ErrorBody)))]
+    request_body = Revoke, responses((status = 200, body = CertRecord), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "already_revoked")))]
 pub async fn revoke_cert(
     State(c): State<Arc<Center>>,
     caller: Caller,
@@ -238,7 +239,11 @@ pub async fn revoke_cert(
 ) -> Result<Json<CertRecord>, ApiError> {
     caller.require_admin()?;
     let Json(body) = body?;
-    check_name("reason", &body.reason)?;
+    check_text(
+        "reason",
+        &body.reason,
+        dodvpn_policy::session::MAX_REASON_LEN,
+    )?;
     let rec = cert_record(&c.db.pool, serial).await?;
     let d = device_for(&c, &caller, &rec.device_id).await?;
     caller.require_org(&d.owner_org)?;

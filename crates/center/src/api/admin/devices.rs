@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
-use super::orgs::{check_name, org_exists};
+use super::orgs::{check_name, check_text, org_exists};
 use super::providers::{
     require_device_provider, require_device_provider_for, require_device_provider_of, serves,
 };
@@ -22,14 +22,18 @@ use crate::device_state::DeviceState;
 use crate::error::{ApiError, ErrorBody};
 use crate::grants::{self};
 use crate::{new_id, Center};
+use dodvpn_policy::session::MAX_REASON_LEN;
 
 // ---------- devices (steps c–h, l) ----------
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDevice {
-    /// The manufacturer's serial number; unique across the network.
+    /// The manufacturer's serial number; unique across the network (1–200 printable characters).
+    #[schema(min_length = 1, max_length = 200)]
     pub serial: String,
+    /// 1–200 printable characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub model: String,
     pub owner_org: String,
     #[serde(default)]
@@ -37,9 +41,9 @@ pub struct NewDevice {
     /// Outer address the device is reachable at (host:port or host), if fixed.
     #[serde(default)]
     pub endpoint: Option<String>,
-    /// Inside networks behind the device.
+    /// Inside networks behind the device (at most 64).
     #[serde(default)]
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<String>, max_items = 64)]
     pub subnets: Vec<IpNet>,
 }
 
@@ -250,7 +254,8 @@ pub async fn get_device(
 #[serde(deny_unknown_fields)]
 pub struct Network {
     pub endpoint: Option<String>,
-    #[schema(value_type = Vec<String>)]
+    /// Inside networks behind the device (at most 64).
+    #[schema(value_type = Vec<String>, max_items = 64)]
     pub subnets: Vec<IpNet>,
 }
 
@@ -431,6 +436,8 @@ step!(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Revoke {
+    /// Why (1–256 printable characters; kept in the audit log).
+    #[schema(min_length = 1, max_length = 256)]
     pub reason: String,
 }
 
@@ -446,7 +453,7 @@ pub async fn revoke_device(
 ) -> Result<Json<Device>, ApiError> {
     caller.require_admin()?;
     let Json(body) = body?;
-    check_name("reason", &body.reason)?;
+    check_text("reason", &body.reason, MAX_REASON_LEN)?;
     let d = device_for(&c, &caller, &id).await?;
     caller.require_org(&d.owner_org)?;
     let mut tx = c.db.begin_write().await?;

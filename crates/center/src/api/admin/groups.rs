@@ -23,6 +23,8 @@ use crate::Center;
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupBody {
+    /// 1–200 printable characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Members must have passed the security check sheet (R-POL-6).
     #[serde(default)]

@@ -21,6 +21,8 @@ use crate::{new_id, Center};
 #[serde(deny_unknown_fields)]
 pub struct NewOrder {
     pub org_id: String,
+    /// 1–200 printable characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub model: String,
 }
 

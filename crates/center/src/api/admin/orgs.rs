@@ -18,9 +18,11 @@ use crate::{grants, new_id, Center};
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrg {
-    /// Unique display name, e.g. "Central Hospital".
+    /// Unique display name, e.g. "Central Hospital" (1–200 printable characters).
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// hospital | clinic | pharmacy | lab | vendor | patient
+    #[schema(value_type = OrgKind)]
     pub kind: String,
 }
 
@@ -43,10 +45,17 @@ pub(crate) fn org_from_row(r: &sqlx::any::AnyRow) -> Org {
     }
 }
 
+/// Names and labels: 1–200 printable characters, not only spaces (the schemas say
+/// `minLength 1, maxLength 200`; JSON Schema counts characters, so this does too).
 pub(crate) fn check_name(what: &str, s: &str) -> Result<(), ApiError> {
-    if s.trim().is_empty() || s.len() > 200 || s.chars().any(|c| c.is_control()) {
+    check_text(what, s, 200)
+}
+
+/// Free text of at most `max` characters, printable and not blank.
+pub(crate) fn check_text(what: &str, s: &str, max: usize) -> Result<(), ApiError> {
+    if s.trim().is_empty() || s.chars().count() > max || s.chars().any(|c| c.is_control()) {
         return Err(ApiError::bad_request(format!(
-            "{what} must be 1–200 printable characters"
+            "{what} must be 1–{max} printable characters"
         )));
     }
     Ok(())
@@ -146,6 +155,8 @@ pub async fn get_org(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAdmin {
+    /// Who holds the credential (1–200 printable characters).
+    #[schema(min_length = 1, max_length = 200)]
     pub label: String,
 }
 
