@@ -289,6 +289,19 @@ impl Changes {
     }
 }
 
+/// When the agent goes (SIGTERM drops its tasks, and with them the last
+/// reference), every IKE SA is deleted and the peers told, with a bounded wait
+/// (`dodvpn_tunnel::daemon::SHUTDOWN_WAIT`), so none keeps a stale SA until DPD.
+impl Drop for Tunnels {
+    fn drop(&mut self) {
+        match self.handle.shutdown() {
+            Ok(n) if n > 0 => tracing::info!(ike_sas = n, "agent stopping: IKE SAs deleted"),
+            Ok(_) => {}
+            Err(e) => tracing::debug!("agent stopping: {e:#}"),
+        }
+    }
+}
+
 impl Tunnels {
     /// Start the data plane (needs root: TUN and UDP 500/4500) with no connection yet.
     /// `observer` hears sessions come and go. Returns once the control thread runs.

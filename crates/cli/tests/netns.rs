@@ -49,6 +49,16 @@ fn dodvpn_interoperates_with_strongswan_both_directions() {
     run("interop_strongswan.sh");
 }
 
+/// Issue 16, transport (R-DP-2): against strongSwan in both directions, with ping and
+/// TCP (sha256) each case: IKE fragmentation (RFC 7383) with RSA-4096 certificates over
+/// a path that drops IP fragments; IPv6-only outer addresses with IPv4 and IPv6 inner;
+/// certificate chains through one and two intermediates; DELETE on SIGTERM (initiator
+/// and responder) and on `dodvpn tunnel down`, seen by strongSwan right after.
+#[test]
+fn transport_interop_with_strongswan() {
+    run("interop_transport.sh");
+}
+
 /// A strongSwan site (issue 4, item 7): a hospital's standard IKEv2 router (charon with
 /// kernel-libipsec) enrolled from its own certificate request and configured by hand from
 /// `dodvpn admin grant show`, talking to a clinic's dodvpn agent through the centre:
