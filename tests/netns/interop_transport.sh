@@ -193,8 +193,12 @@ CONF
     chain1|chain2)
       # strongSwan built dodvpn's chain from what dodvpn sent (it has only the root of it).
       local n=1; [[ "$variant" == chain2 ]] && n=2
-      local got; got="$(grep -c "received cert \"CN=a-int" "$db/charon.log")"
+      local got sent
+      got="$(grep -c "received issuer cert \"CN=a-int" "$db/charon.log")"
       ((got >= n)) || fail "strongSwan received $got of dodvpn's $n intermediates" || return 1
+      # ... and dodvpn, which trusts only the root too, took strongSwan's chain (the SA is up).
+      sent="$(grep -c "sending issuer cert \"CN=b-int" "$db/charon.log")"
+      ((sent >= n)) || fail "strongSwan sent $sent of its $n intermediates" || return 1
       grep -q 'reached self-signed root ca with a path length of '"$n" "$db/charon.log" ||
         fail "strongSwan did not build a path of length $n: $(grep -m3 'path length\|using trusted' "$db/charon.log" | tr '\n' ' ')" || return 1
       info="path length $n both ways" ;;
