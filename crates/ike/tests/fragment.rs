@@ -113,10 +113,18 @@ fn ike_auth_over_a_path_that_drops_ip_fragments() {
     assert!(up(&p.b_events), "responder up: {:?}", p.b_events);
     assert_eq!(Pair::child_ups(&p.a_events).len(), 1);
     // Both IKE_AUTH messages went as fragments, none larger than the budget.
-    let frags: Vec<&(char, Transmit)> = p.log.iter().filter(|(_, t)| is_fragment(&t.bytes)).collect();
+    let frags: Vec<&(char, Transmit)> = p
+        .log
+        .iter()
+        .filter(|(_, t)| is_fragment(&t.bytes))
+        .collect();
     assert!(frags.iter().any(|(to, _)| *to == 'a'));
     assert!(frags.iter().any(|(to, _)| *to == 'b'));
-    assert!(frags.len() >= 2 * 5, "two RSA certificates and two more each: {}", frags.len());
+    assert!(
+        frags.len() >= 2 * 5,
+        "two RSA certificates and two more each: {}",
+        frags.len()
+    );
     for (_, t) in &p.log {
         assert!(t.bytes.len() <= fragment::max_message_len(576, false, false));
     }
@@ -148,13 +156,16 @@ fn fragmentation_is_negotiated_in_ike_sa_init() {
         .log
         .iter()
         .filter(|(_, t)| {
-            IkeHeader::parse(&t.bytes).is_ok_and(|h| h.exchange_type == dodvpn_wire::ExchangeType::IkeSaInit)
+            IkeHeader::parse(&t.bytes)
+                .is_ok_and(|h| h.exchange_type == dodvpn_wire::ExchangeType::IkeSaInit)
         })
         .map(|(_, t)| Message::parse(&t.bytes).unwrap())
         .collect();
     assert_eq!(init.len(), 2);
     for m in &init {
-        assert!(m.find_notify(NotifyType::Ikev2FragmentationSupported).is_some());
+        assert!(m
+            .find_notify(NotifyType::Ikev2FragmentationSupported)
+            .is_some());
     }
     // Below the fragment size: IKE_AUTH stays one message each way.
     assert!(up(&p.a_events));

@@ -402,7 +402,7 @@ impl Core {
 
     /// Before exit: delete every IKE SA of every connection, telling each peer
     /// (RFC 7296 §1.4.1), and take the child SAs out of the data plane. Returns how
-    /// many IKE SAs are being deleted; [`Core::deleting`] says when the peers have
+    /// many IKE SAs are being deleted; [`Core::ike_sas_left`] says when the peers have
     /// all answered.
     pub fn shutdown(&mut self, now: Instant, m: &dyn Meter) -> usize {
         let mut n = 0;
@@ -423,18 +423,23 @@ impl Core {
                 .ep
                 .sa_ids()
                 .iter()
-                .filter(|id| self.conns[i].ep.sa(**id).is_some_and(|s| waits_for_delete(s.state())))
+                .filter(|id| {
+                    self.conns[i]
+                        .ep
+                        .sa(**id)
+                        .is_some_and(|s| waits_for_delete(s.state()))
+                })
                 .count();
         }
         self.drain(now, m);
         n
     }
 
-    /// Whether some IKE SA still waits for the peer to answer our DELETE.
-    pub fn deleting(&self) -> bool {
+    /// Whether some IKE SA is still up or waiting for the peer to answer our
+    /// DELETE; after [`Core::shutdown`], whether there is still an answer to wait for.
+    pub fn ike_sas_left(&self) -> bool {
         self.conns.iter().any(|c| {
-            c.ep
-                .sa_ids()
+            c.ep.sa_ids()
                 .iter()
                 .any(|id| c.ep.sa(*id).is_some_and(|s| waits_for_delete(s.state())))
         })

@@ -323,7 +323,7 @@ impl Daemon {
         let _ = self.apply();
         tracing::info!(ike_sas = n, "shutting down: DELETE sent to the peers");
         let end = start + wait;
-        while self.core.deleting() {
+        while self.core.ike_sas_left() {
             let now = Instant::now();
             if now >= end {
                 tracing::warn!("shutting down: a peer did not answer our DELETE in {wait:?}");

@@ -163,8 +163,10 @@ impl PeerCertValidator {
                 intermediates.len()
             ));
         }
-        let intermediates: Vec<CertificateDer<'_>> =
-            intermediates.iter().map(|d| CertificateDer::from(*d)).collect();
+        let intermediates: Vec<CertificateDer<'_>> = intermediates
+            .iter()
+            .map(|d| CertificateDer::from(*d))
+            .collect();
         let crls: Vec<&webpki::CertRevocationList<'_>> = self.crls.iter().collect();
         let revocation = webpki::RevocationOptionsBuilder::new(&crls).ok().map(|b| {
             b.with_depth(webpki::RevocationCheckDepth::Chain)
@@ -300,7 +302,8 @@ pub fn ike_config(c: &Connection, natt_port: u16) -> anyhow::Result<dodvpn_ike::
             .with_context(|| format!("connection {:?}: crls", c.name))?;
         if let Some(chain) = &c.chain {
             for der in CertificateDer::pem_slice_iter(&read(chain)?) {
-                let der = der.with_context(|| format!("{} is not readable PEM", chain.display()))?;
+                let der =
+                    der.with_context(|| format!("{} is not readable PEM", chain.display()))?;
                 local_chain.push(der.to_vec());
             }
             if local_chain.is_empty() {

@@ -238,7 +238,8 @@ fn chains_of_one_and_two_intermediates_are_built_to_the_anchor() {
     let v = PeerCertValidator::from_pem(root.pem.as_bytes()).unwrap();
     let id = fqdn("peer.example");
     let one = leaf(&int1, "peer.example", 5, &both());
-    v.validate_chain_at(&one, &[&int1_der], &id, in_2027()).unwrap();
+    v.validate_chain_at(&one, &[&int1_der], &id, in_2027())
+        .unwrap();
     let two = leaf(&int2, "peer.example", 6, &both());
     v.validate_chain_at(&two, &[&int2_der, &int1_der], &id, in_2027())
         .unwrap();
@@ -257,7 +258,8 @@ fn chains_of_one_and_two_intermediates_are_built_to_the_anchor() {
     assert_eq!(v.ca_key_hashes().len(), 1);
     assert_eq!(
         v.ca_key_hashes()[0],
-        dodvpn_ike::auth::spki_sha1(&CertificateDer::from_pem_slice(root.pem.as_bytes()).unwrap()).unwrap()
+        dodvpn_ike::auth::spki_sha1(&CertificateDer::from_pem_slice(root.pem.as_bytes()).unwrap())
+            .unwrap()
     );
 }
 
@@ -275,10 +277,13 @@ fn path_length_constraint_and_chain_length_are_enforced() {
         .unwrap_err();
     assert!(e.contains("certificate refused"), "{e}");
     let one = leaf(&int1, "peer.example", 7, &both());
-    v.validate_chain_at(&one, &[&int1_der], &id, in_2027()).unwrap();
+    v.validate_chain_at(&one, &[&int1_der], &id, in_2027())
+        .unwrap();
     // More than MAX_INTERMEDIATES are not even looked at.
     let many: Vec<&[u8]> = vec![&int1_der; dodvpn_tunnel::peer::MAX_INTERMEDIATES + 1];
-    let e = v.validate_chain_at(&one, &many, &id, in_2027()).unwrap_err();
+    let e = v
+        .validate_chain_at(&one, &many, &id, in_2027())
+        .unwrap_err();
     assert!(e.contains("intermediate CA certificates sent"), "{e}");
 }
 
@@ -294,7 +299,8 @@ fn each_element_is_checked_against_its_issuers_crl() {
         .unwrap()
         .with_crls(&[crl(&int1, &[9])])
         .unwrap();
-    v.validate_chain_at(&good, &[&int1_der], &id, in_2027()).unwrap();
+    v.validate_chain_at(&good, &[&int1_der], &id, in_2027())
+        .unwrap();
     let e = v
         .validate_chain_at(&bad, &[&int1_der], &id, in_2027())
         .unwrap_err();
@@ -314,7 +320,8 @@ fn each_element_is_checked_against_its_issuers_crl() {
         .unwrap()
         .with_crls(&[crl(&other, &[5, 0x77])])
         .unwrap();
-    v.validate_chain_at(&good, &[&int1_der], &id, in_2027()).unwrap();
+    v.validate_chain_at(&good, &[&int1_der], &id, in_2027())
+        .unwrap();
     // Garbage is a clear error at start-up, not a silent pass.
     let e = PeerCertValidator::from_pem(root.pem.as_bytes())
         .unwrap()

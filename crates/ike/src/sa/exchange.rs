@@ -140,11 +140,8 @@ impl IkeSa {
             msg_id,
         );
         let cipher = keyed.suite.cipher;
-        let max = fragment::max_message_len(
-            self.cfg.fragment_size,
-            self.remote.is_ipv6(),
-            self.nat_t,
-        );
+        let max =
+            fragment::max_message_len(self.cfg.fragment_size, self.remote.is_ipv6(), self.nat_t);
         let whole = IKE_HEADER_LEN + 4 + cipher.body_len(plain.len());
         if !self.fragmentation || whole <= max {
             let mut out = Vec::new();
@@ -198,7 +195,9 @@ impl IkeSa {
         };
         // §2.5: fragments only when both sides said they support them.
         if !self.fragmentation {
-            return Err(Error::Protocol("IKE fragment, but fragmentation was not negotiated".into()));
+            return Err(Error::Protocol(
+                "IKE fragment, but fragmentation was not negotiated".into(),
+            ));
         }
         let f = Fragment {
             message_id: IkeHeader::parse(bytes)?.message_id,
