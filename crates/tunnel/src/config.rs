@@ -486,4 +486,32 @@ mod tests {
         let typo = bad.replace("local_id", "lcoal_id");
         assert!(toml::from_str::<TunnelConfig>(&typo).is_err());
     }
+
+    #[test]
+    fn fragmentation_and_chain_keys() {
+        let base = r#"
+            [[connection]]
+            name = "b"
+            local_addr = "2001:db8::1"
+            remote_addr = "2001:db8::2"
+            local_subnets = ["10.10.1.0/24", "fd00:1::/64"]
+            remote_subnets = ["10.10.2.0/24"]
+            local_id = "a"
+            psk = "x"
+        "#;
+        let cfg: TunnelConfig = toml::from_str(base).unwrap();
+        cfg.check().unwrap();
+        let c = &cfg.connections[0];
+        assert!(c.fragmentation);
+        assert_eq!(c.fragment_size, 1280);
+        assert!(c.chain.is_none() && c.crls.is_empty());
+        let small = format!("{base}\n            fragment_size = 575\n");
+        let cfg: TunnelConfig = toml::from_str(&small).unwrap();
+        assert!(cfg.check().unwrap_err().to_string().contains("fragment_size 575"));
+        let off = format!("{base}\n            fragmentation = false\n            fragment_size = 576\n");
+        let cfg: TunnelConfig = toml::from_str(&off).unwrap();
+        cfg.check().unwrap();
+        assert!(!cfg.connections[0].fragmentation);
+        assert_eq!(cfg.connections[0].fragment_size, 576);
+    }
 }
