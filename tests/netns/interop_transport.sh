@@ -10,6 +10,8 @@
 #   chain1-*, chain2-*   each side's certificate issued by its own chain of one or two
 #             intermediate CAs below a common root, which is all the other side trusts:
 #             every CERT payload read, the chain built, our own chain sent.
+#   certreq-*  the same with one intermediate and strongSwan `send_cert = ifasked` (routers'
+#             default): strongSwan sends its chain only because dodvpn's CERTREQ asked.
 #   sigterm-*, down-dv   SIGTERM to `dodvpn tunnel` (initiator / responder) and `dodvpn tunnel
 #             down`: strongSwan gets the DELETE and lists no SA right after.
 #
@@ -29,7 +31,7 @@ netns_trap_cleanup
 MB="${TRANSFER_MB:-4}"
 PSK="dodvpn-transport-$$-$RANDOM$RANDOM"
 ALL_CASES=(frag-ss-init frag-dv-init v6-ss-init v6-dv-init chain1-ss-init chain1-dv-init
-           chain2-ss-init chain2-dv-init sigterm-dv-init sigterm-ss-init down-dv)
+           chain2-ss-init chain2-dv-init certreq-ss-init certreq-dv-init sigterm-dv-init sigterm-ss-init down-dv)
 V6_A=2001:db8:16::1 V6_B=2001:db8:16::2
 SITE6_A=fd00:16:1::1 SITE6_B=fd00:16:2::1 SITE6_NET_A=fd00:16:1::/64 SITE6_NET_B=fd00:16:2::/64
 fail() { echo "$*" >&2; return 1; }
@@ -111,9 +113,10 @@ tcp6_transfer() {
   [[ "$(sha256sum <"$dir/tx6.bin" | cut -d' ' -f1)" == "$(sha256sum <"$dir/rx6.bin" 2>/dev/null | cut -d' ' -f1)" ]]
 }
 
-# run_case NAME WHO(ss|dv initiates) VARIANT(frag|v6|chain1|chain2|sigterm|down)
+# run_case NAME WHO(ss|dv initiates) VARIANT(frag|v6|chain1|chain2|certreq|sigterm|down)
 run_case() {
-  local name="$1" who="$2" variant="$3"
+  local name="$1" who="$2" variant="$3" ifasked=""
+  [[ "$variant" == certreq ]] && variant=chain1 ifasked=1
   local h; h="$(printf '%s' "$name" | cksum | cut -c1-5)"
   local a="it${h}a$$" b="it${h}b$$" work db pk
   a="${a:0:14}"; b="${b:0:14}"
@@ -139,6 +142,7 @@ run_case() {
       cb+=(--auth pubkey --cert "$pk/b.test.crt" --key "$pk/b.test.key" --cacert "$pk/root.crt")
       # strongSwan sends the intermediates it has (swanctl loads DIR/x509ca).
       mkdir -p "$db/x509ca"; cp "$pk"/b-int*.crt "$db/x509ca/"
+      [[ -n "$ifasked" ]] && cb+=(--send-cert ifasked)
       dvauth="cert = \"$pk/a.test.crt\"
 key = \"$pk/a.p8\"
 ca = \"$pk/root.crt\"
@@ -201,7 +205,13 @@ CONF
       ((sent >= n)) || fail "strongSwan sent $sent of its $n intermediates" || return 1
       grep -q 'reached self-signed root ca with a path length of '"$n" "$db/charon.log" ||
         fail "strongSwan did not build a path of length $n: $(grep -m3 'path length\|using trusted' "$db/charon.log" | tr '\n' ' ')" || return 1
-      info="path length $n both ways" ;;
+      info="path length $n both ways"
+      if [[ -n "$ifasked" ]]; then
+        grep -q 'received cert request for "CN=dodvpn transport root"' "$db/charon.log" ||
+          fail "strongSwan got no CERTREQ for the root from dodvpn" || return 1
+        grep -q "send_cert = CERT_SEND_IF_ASKED" "$db/charon.log" || fail "strongSwan not configured ifasked" || return 1
+        info+="; strongSwan (send_cert = ifasked) sent its chain on dodvpn's CERTREQ"
+      fi ;;
   esac
   case "$variant" in
     sigterm)
@@ -254,6 +264,8 @@ for c in "${cases[@]}"; do
       chain1-dv-init)  run_case "$c" dv chain1 ;;
       chain2-ss-init)  run_case "$c" ss chain2 ;;
       chain2-dv-init)  run_case "$c" dv chain2 ;;
+      certreq-ss-init) run_case "$c" ss certreq ;;
+      certreq-dv-init) run_case "$c" dv certreq ;;
       sigterm-dv-init) run_case "$c" dv sigterm ;;
       sigterm-ss-init) run_case "$c" ss sigterm ;;
       down-dv)         run_case "$c" dv down ;;

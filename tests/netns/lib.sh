@@ -483,12 +483,13 @@ swanctl_sa_count() { swanctl_cmd "$1" --list-sas --raw 2>/dev/null | grep -o 'li
 #                    PSS in the peer's AUTH; without `ike:` the constraint applies to the CA's signatures too)
 #   --mobike yes|no (yes)        --keyingtries N (1)
 #   --fragmentation yes|accept|force|no (yes: IKE fragmentation, RFC 7383)
+#   --send-cert always|ifasked|never (always)
 swanctl_conf_write() {
   local file="$1"; shift
   local conn=tun child=site laddr=%any raddr=%any lid="" rid="" auth=psk psk="" cert="" key="" cacert=""
   local ike=aes128gcm16-prfsha256-ecp256 esp=aes128gcm16-ecp256 suite="" dh=""
   local lts="" rts="" start=none close=none rekey=1h ikerekey=4h reauth=0s dpd=0s dpdact=clear encap=yes
-  local mobike=yes tries=1 life="" pkauth=pubkey rpkauth="" frag=yes
+  local mobike=yes tries=1 life="" pkauth=pubkey rpkauth="" frag=yes sendcert=always
   while (($#)); do
     [[ $# -ge 2 ]] || _nl_die "swanctl_conf_write: option $1 needs a value"
     case "$1" in
@@ -506,7 +507,7 @@ swanctl_conf_write() {
       --life-time) life="$2" ;;
       --dpd-delay) dpd="$2" ;;        --dpd-action) dpdact="$2" ;;
       --encap) encap="$2" ;;          --mobike) mobike="$2" ;;    --keyingtries) tries="$2" ;;
-      --fragmentation) frag="$2" ;;
+      --fragmentation) frag="$2" ;;   --send-cert) sendcert="$2" ;;
       *) _nl_die "swanctl_conf_write: unknown option $1" ;;
     esac
     shift 2
@@ -561,7 +562,7 @@ connections {
     encap = $encap
     mobike = $mobike
     fragmentation = $frag
-    send_cert = always
+    send_cert = $sendcert
     rekey_time = $ikerekey
     reauth_time = $reauth
     dpd_delay = $dpd
