@@ -344,3 +344,45 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn forged_fragments_never_displace_real_ones() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let (mut p, _, _) = rsa_pair(576, 2);
+    let seen: Rc<RefCell<Vec<Transmit>>> = Rc::default();
+    let s = seen.clone();
+    p.filter = Box::new(move |t, _| {
+        if is_fragment(&t.bytes) && t.to == Pair::b_addr() {
+            s.borrow_mut().push(t.clone());
+            Fate::Delay(std::time::Duration::from_millis(100))
+        } else {
+            Fate::Deliver
+        }
+    });
+    let now = p.now;
+    p.a.connect(now, Pair::a_addr(), Pair::b_addr()).unwrap();
+    p.drive_for(std::time::Duration::from_millis(50));
+    let real = seen.borrow().clone();
+    assert!(
+        real.len() >= 3,
+        "IKE_AUTH went as fragments: {}",
+        real.len()
+    );
+    for t in &real {
+        // A bad ICV; and a larger Total Fragments (which would restart reassembly
+        // if it were believed) with the same bad ICV.
+        let mut forged = t.clone();
+        *forged.bytes.last_mut().unwrap() ^= 1;
+        p.deliver(forged.clone());
+        let total = u16::from_be_bytes([forged.bytes[34], forged.bytes[35]]);
+        forged.bytes[34..36].copy_from_slice(&(total + 5).to_be_bytes());
+        p.deliver(forged);
+    }
+    assert!(!up(&p.b_events));
+    p.drive();
+    assert!(up(&p.a_events), "{:?}", p.a_events);
+    assert!(up(&p.b_events), "{:?}", p.b_events);
+    // The first transmission sufficed: no retransmission was needed.
+    assert_eq!(seen.borrow().len(), real.len());
+}

@@ -507,8 +507,13 @@ mod tests {
         assert!(c.chain.is_none() && c.crls.is_empty());
         let small = format!("{base}\n            fragment_size = 575\n");
         let cfg: TunnelConfig = toml::from_str(&small).unwrap();
-        assert!(cfg.check().unwrap_err().to_string().contains("fragment_size 575"));
-        let off = format!("{base}\n            fragmentation = false\n            fragment_size = 576\n");
+        assert!(cfg
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("fragment_size 575"));
+        let off =
+            format!("{base}\n            fragmentation = false\n            fragment_size = 576\n");
         let cfg: TunnelConfig = toml::from_str(&off).unwrap();
         cfg.check().unwrap();
         assert!(!cfg.connections[0].fragmentation);
