@@ -386,3 +386,50 @@ fn forged_fragments_never_displace_real_ones() {
     // The first transmission sufficed: no retransmission was needed.
     assert_eq!(seen.borrow().len(), real.len());
 }
+
+#[test]
+fn a_retransmitted_fragmented_request_is_answered_once() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let (mut p, _, _) = rsa_pair(576, 2);
+    let to_b = Rc::new(Cell::new(0u32));
+    let to_a = Rc::new(Cell::new(0u32));
+    let dropped = Rc::new(Cell::new(0u32));
+    let first_round = Rc::new(Cell::new(None::<u32>));
+    let (tb, ta, fr, dr) = (
+        to_b.clone(),
+        to_a.clone(),
+        first_round.clone(),
+        dropped.clone(),
+    );
+    p.filter = Box::new(move |t, _| {
+        if !is_fragment(&t.bytes) {
+            return Fate::Deliver;
+        }
+        if t.to == Pair::b_addr() {
+            tb.set(tb.get() + 1);
+            return Fate::Deliver;
+        }
+        ta.set(ta.get() + 1);
+        // All of B's first answer is lost (A's whole request had gone out by then).
+        let first = *fr.get().get_or_insert(tb.get());
+        fr.set(Some(first));
+        if tb.get() == first {
+            dr.set(dr.get() + 1);
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    p.connect();
+    assert!(up(&p.a_events) && up(&p.b_events));
+    let n = first_round.get().unwrap();
+    assert_eq!(to_b.get(), 2 * n, "A sent its request twice");
+    let m = dropped.get();
+    assert!(m >= 2, "B's answer went as fragments");
+    assert_eq!(
+        to_a.get(),
+        2 * m,
+        "B answered the retransmission once, not once per fragment"
+    );
+}
