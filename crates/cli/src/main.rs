@@ -289,7 +289,9 @@ async fn run_tunnel(t: TunnelArgs) -> anyhow::Result<()> {
         d.run(&|| flag.load(std::sync::atomic::Ordering::Relaxed));
         // Tell every peer before we go (RFC 7296 §1.4.1), so none keeps a stale SA.
         let n = d.shutdown(dodvpn_tunnel::daemon::SHUTDOWN_WAIT);
-        println!("deleted {n} IKE SA(s), the peers told / IKE SA を {n} 件削除し、相手に通知しました");
+        println!(
+            "deleted {n} IKE SA(s), the peers told / IKE SA を {n} 件削除し、相手に通知しました"
+        );
         Ok(())
     });
     let mut daemon = daemon;

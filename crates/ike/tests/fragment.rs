@@ -433,3 +433,69 @@ fn a_retransmitted_fragmented_request_is_answered_once() {
         "B answered the retransmission once, not once per fragment"
     );
 }
+
+/// Seven distinct DER certificates to stand in for intermediates.
+fn pool() -> Vec<Vec<u8>> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+    [
+        "p256-e",
+        "p384-a",
+        "p384-b",
+        "p384-e",
+        "ed25519-a",
+        "ed25519-b",
+        "ed25519-e",
+    ]
+    .iter()
+    .map(|n| std::fs::read(format!("{dir}/{n}.crt.der")).unwrap())
+    .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// Whatever chain A is configured with and whichever of its CAs B's CERTREQ
+    /// names, B's validator is shown exactly A's chain in order, cut below the
+    /// named CA; more than five CERT payloads in all are refused.
+    #[test]
+    fn cert_payload_lists_arrive_whole_in_order(
+        picks in proptest::collection::vec(0usize..7, 0..7),
+        requested in proptest::option::of(0usize..7),
+        size in prop_oneof![Just(576usize), Just(1280), Just(8000)],
+    ) {
+        let pool = pool();
+        // Distinct certificates, in the order picked.
+        let mut chain: Vec<Vec<u8>> = Vec::new();
+        for i in picks {
+            if !chain.contains(&pool[i]) {
+                chain.push(pool[i].clone());
+            }
+        }
+        let a_id = make_identity("a.example");
+        let b_id = make_identity("b.example");
+        let mut a = cert_config("aes128gcm16-prfsha256-ecp256", &a_id, "a.example", &b_id, "b.example", true);
+        let mut b = cert_config("aes128gcm16-prfsha256-ecp256", &b_id, "b.example", &a_id, "a.example", true);
+        a.local_chain = chain.clone();
+        let named = requested.and_then(|r| chain.get(r).cloned());
+        let rec = Arc::new(ChainRecorder {
+            accept: a_id.cert_der.clone(),
+            seen: Mutex::new(Vec::new()),
+            hashes: named.iter().map(|c| auth::spki_sha1(c).unwrap()).collect(),
+        });
+        b.remote_auth = RemoteAuth::Cert(rec.clone());
+        a.fragment_size = size;
+        b.fragment_size = size;
+        let mut p = Pair::new(a, b);
+        p.connect();
+        let expected: Vec<Vec<u8>> = match &named {
+            Some(n) => chain.iter().take_while(|c| *c != n).cloned().collect(),
+            None => chain.clone(),
+        };
+        if 1 + expected.len() > 5 {
+            prop_assert!(!up(&p.b_events));
+            prop_assert!(rec.seen.lock().unwrap().is_empty());
+        } else {
+            prop_assert!(up(&p.b_events), "{:?}", p.b_events);
+            prop_assert_eq!(rec.seen.lock().unwrap().clone(), vec![expected]);
+        }
+    }
+}
