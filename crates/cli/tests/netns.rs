@@ -63,7 +63,8 @@ fn transport_interop_with_strongswan() {
 /// kernel-libipsec) enrolled from its own certificate request and configured by hand from
 /// `dodvpn admin grant show`, talking to a clinic's dodvpn agent through the centre:
 /// on-demand setup from the agent, TCP with sha256 both ways, the router initiating under
-/// a reverse grant, the session in the centre's list, grant withdrawal cutting within 2 s.
+/// a reverse grant, the session in the centre's list, SIGTERM to the agent sending the
+/// router DELETE (no SA left within 3 s), grant withdrawal cutting within 2 s.
 #[test]
 fn strongswan_router_as_a_site() {
     run("strongswan_site.sh");
