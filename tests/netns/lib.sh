@@ -482,12 +482,14 @@ swanctl_sa_count() { swanctl_cmd "$1" --list-sas --raw 2>/dev/null | grep -o 'li
 #   --remote-pubkey-auth KW (as --pubkey-auth): the remote `auth`, e.g. ike:rsa/pss-sha256 (demand
 #                    PSS in the peer's AUTH; without `ike:` the constraint applies to the CA's signatures too)
 #   --mobike yes|no (yes)        --keyingtries N (1)
+#   --fragmentation yes|accept|force|no (yes: IKE fragmentation, RFC 7383)
+#   --send-cert always|ifasked|never (always)
 swanctl_conf_write() {
   local file="$1"; shift
   local conn=tun child=site laddr=%any raddr=%any lid="" rid="" auth=psk psk="" cert="" key="" cacert=""
   local ike=aes128gcm16-prfsha256-ecp256 esp=aes128gcm16-ecp256 suite="" dh=""
   local lts="" rts="" start=none close=none rekey=1h ikerekey=4h reauth=0s dpd=0s dpdact=clear encap=yes
-  local mobike=yes tries=1 life="" pkauth=pubkey rpkauth=""
+  local mobike=yes tries=1 life="" pkauth=pubkey rpkauth="" frag=yes sendcert=always
   while (($#)); do
     [[ $# -ge 2 ]] || _nl_die "swanctl_conf_write: option $1 needs a value"
     case "$1" in
@@ -505,6 +507,7 @@ swanctl_conf_write() {
       --life-time) life="$2" ;;
       --dpd-delay) dpd="$2" ;;        --dpd-action) dpdact="$2" ;;
       --encap) encap="$2" ;;          --mobike) mobike="$2" ;;    --keyingtries) tries="$2" ;;
+      --fragmentation) frag="$2" ;;   --send-cert) sendcert="$2" ;;
       *) _nl_die "swanctl_conf_write: unknown option $1" ;;
     esac
     shift 2
@@ -558,7 +561,8 @@ connections {
     proposals = $ike
     encap = $encap
     mobike = $mobike
-    send_cert = always
+    fragmentation = $frag
+    send_cert = $sendcert
     rekey_time = $ikerekey
     reauth_time = $reauth
     dpd_delay = $dpd
@@ -782,7 +786,7 @@ tcp_transfer() {
   netns_spawn "$dst" "$dir/socat-rx.log" timeout 120 socat -u \
     "TCP-LISTEN:$port,bind=$daddr,reuseaddr" "OPEN:$dir/rx.bin,creat,trunc"
   local rxpid="$NETNS_LAST_PID"
-  netns_wait_for 5 ip netns exec "$dst" sh -c "ss -ltn | grep -q '$daddr:$port '" || { netns_kill "$rxpid"; return 1; }
+  netns_wait_for 5 ip netns exec "$dst" sh -c "ss -ltn | grep -qF '$daddr:$port '" || { netns_kill "$rxpid"; return 1; }
   if ! ip netns exec "$src" timeout 120 socat -u "OPEN:$dir/tx.bin" "TCP:$daddr:$port,bind=$saddr" 2>"$dir/socat-tx.log"; then
     netns_kill "$rxpid"; _nl_log "socat sender failed: $(cat "$dir/socat-tx.log")"; return 1
   fi

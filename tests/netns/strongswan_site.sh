@@ -88,8 +88,12 @@ admin policy set "$clinic_org" --file "$work/open.json" >/dev/null && admin poli
   die "policies"
 
 # ---------------------------------------------------------------- the clinic's agent
-netns_spawn "$CLINIC" "$work/agent.log" env DODVPN_LOG=info "$DODVPN_BIN" agent run --keystore "$work/clinic-ks" \
-  --control "$work/clinic.sock" --idle-timeout 60s
+start_agent() {
+  netns_spawn "$CLINIC" "$work/agent.log" env DODVPN_LOG=info "$DODVPN_BIN" agent run --keystore "$work/clinic-ks" \
+    --control "$work/clinic.sock" --idle-timeout 60s
+  AGENT_PID="$NETNS_LAST_PID"
+}
+start_agent
 status() { ip netns exec "$CLINIC" "$DODVPN_BIN" tunnel status --json --control "$work/clinic.sock"; }
 children() { status 2>/dev/null | jq '[.connections[]?.children[]?] | length'; }
 no_children() { [ "$(children)" = 0 ]; }
@@ -219,6 +223,17 @@ tcp_open "$HOSP" "$HR_HOST" "$CL_HOST" 8080; rc=$?
 check "router host → clinic TCP connection now allowed (router → clinic grant)" test "$rc" = 0
 tcp_transfer "$HOSP" "$CLINIC" "$CL_HOST" "$HR_HOST" "$MB" "$work" 5003 >/dev/null 2>&1; rc=$?
 check "TCP router host → clinic, $MB MiB, sha256 equal on both ends" test "$rc" = 0
+
+# ---------------------------------------------------------------- the agent stops (issue 16 point 6)
+mark="$(wc -l <"$ss/charon.log")"
+kill -TERM "$AGENT_PID"
+netns_wait_for 3 sh -c "[ \"\$(swanctl --list-sas --uri unix://$ss/charon.vici 2>/dev/null | grep -c ESTABLISHED)\" = 0 ]"; rc=$?
+check "SIGTERM to the agent: the router is sent DELETE and lists no SA within 3 s ($(swanctl_sa_count "$ss") left)" \
+  sh -c "[ $rc = 0 ] && tail -n +$mark '$ss/charon.log' | grep -q 'received DELETE for IKE_SA'"
+netns_wait_for 10 sh -c "! kill -0 $AGENT_PID 2>/dev/null" || die "the agent did not exit after SIGTERM"
+mv "$work/agent.log" "$work/agent-1.log"
+start_agent
+netns_wait_for 20 status || die "the clinic's agent did not restart: $(tail -3 "$work/agent.log")"
 
 # ---------------------------------------------------------------- withdrawal cuts the path
 admin grant withdraw "$g2" --reason "test: reverse grant ends" >/dev/null || die "withdraw $g2"

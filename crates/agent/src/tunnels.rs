@@ -289,6 +289,19 @@ impl Changes {
     }
 }
 
+/// When the agent goes (SIGTERM drops its tasks, and with them the last
+/// reference), every IKE SA is deleted and the peers told, with a bounded wait
+/// (`dodvpn_tunnel::daemon::SHUTDOWN_WAIT`), so none keeps a stale SA until DPD.
+impl Drop for Tunnels {
+    fn drop(&mut self) {
+        match self.handle.shutdown() {
+            Ok(n) if n > 0 => tracing::info!(ike_sas = n, "agent stopping: IKE SAs deleted"),
+            Ok(_) => {}
+            Err(e) => tracing::debug!("agent stopping: {e:#}"),
+        }
+    }
+}
+
 impl Tunnels {
     /// Start the data plane (needs root: TUN and UDP 500/4500) with no connection yet.
     /// `observer` hears sessions come and go. Returns once the control thread runs.
@@ -535,5 +548,30 @@ mod tests {
         let (plans, _) = plan(&grants, 1);
         assert!(plans[0].local_map.is_empty());
         assert_eq!(plans[0].local_nets, vec![n("10.2.0.0/24")]);
+    }
+
+    #[test]
+    fn ipv6_endpoints_from_the_centre_are_dialled() {
+        // Issue 16 point 4: the centre's endpoints may be IPv6, bare or with a port.
+        for (ep, want) in [
+            ("2001:db8::7", "2001:db8::7"),
+            ("[2001:db8::7]:500", "2001:db8::7"),
+            ("192.0.2.1:500", "192.0.2.1"),
+        ] {
+            let mut i = info("10.2.0.0/24", &[]);
+            i.peer.endpoint = Some(ep.into());
+            let grants = BTreeMap::from([("g1".to_string(), i)]);
+            let (plans, skipped) = plan(&grants, 1);
+            assert!(skipped.is_empty(), "{ep}: {skipped:?}");
+            assert_eq!(
+                plans[0].remote_addr,
+                want.parse::<IpAddr>().unwrap(),
+                "{ep}"
+            );
+        }
+        let mut i = info("10.2.0.0/24", &[]);
+        i.peer.endpoint = Some("[2001:db8::7".into());
+        let (plans, skipped) = plan(&BTreeMap::from([("g1".to_string(), i)]), 1);
+        assert!(plans.is_empty() && skipped.len() == 1);
     }
 }

@@ -287,14 +287,25 @@ async fn run_tunnel(t: TunnelArgs) -> anyhow::Result<()> {
         );
         println!("ready");
         d.run(&|| flag.load(std::sync::atomic::Ordering::Relaxed));
+        // Tell every peer before we go (RFC 7296 §1.4.1), so none keeps a stale SA.
+        let n = d.shutdown(dodvpn_tunnel::daemon::SHUTDOWN_WAIT);
+        println!(
+            "deleted {n} IKE SA(s), the peers told / IKE SA を {n} 件削除し、相手に通知しました"
+        );
         Ok(())
     });
+    let mut daemon = daemon;
     tokio::select! {
-        r = daemon => r.context("tunnel daemon failed")?,
+        r = &mut daemon => r.context("tunnel daemon failed")?,
         _ = shutdown_signal() => {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            println!("stopping");
-            Ok(())
+            println!("stopping: deleting the IKE SAs / 停止します: IKE SA を削除しています");
+            // The loop notices within a tick, then waits at most SHUTDOWN_WAIT.
+            let limit = dodvpn_tunnel::daemon::SHUTDOWN_WAIT + std::time::Duration::from_secs(2);
+            match tokio::time::timeout(limit, daemon).await {
+                Ok(r) => r.context("tunnel daemon failed")?,
+                Err(_) => Ok(()),
+            }
         }
     }
 }

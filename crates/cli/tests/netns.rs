@@ -49,11 +49,22 @@ fn dodvpn_interoperates_with_strongswan_both_directions() {
     run("interop_strongswan.sh");
 }
 
+/// Issue 16, transport (R-DP-2): against strongSwan in both directions, with ping and
+/// TCP (sha256) each case: IKE fragmentation (RFC 7383) with RSA-4096 certificates over
+/// a path that drops IP fragments; IPv6-only outer addresses with IPv4 and IPv6 inner;
+/// certificate chains through one and two intermediates; DELETE on SIGTERM (initiator
+/// and responder) and on `dodvpn tunnel down`, seen by strongSwan right after.
+#[test]
+fn transport_interop_with_strongswan() {
+    run("interop_transport.sh");
+}
+
 /// A strongSwan site (issue 4, item 7): a hospital's standard IKEv2 router (charon with
 /// kernel-libipsec) enrolled from its own certificate request and configured by hand from
 /// `dodvpn admin grant show`, talking to a clinic's dodvpn agent through the centre:
 /// on-demand setup from the agent, TCP with sha256 both ways, the router initiating under
-/// a reverse grant, the session in the centre's list, grant withdrawal cutting within 2 s.
+/// a reverse grant, the session in the centre's list, SIGTERM to the agent sending the
+/// router DELETE (no SA left within 3 s), grant withdrawal cutting within 2 s.
 #[test]
 fn strongswan_router_as_a_site() {
     run("strongswan_site.sh");

@@ -216,6 +216,35 @@ pub fn signer_from_pkcs8(pkcs8: &[u8], rsa_scheme: RsaScheme) -> Result<Arc<dyn 
 /// binding). The agent's and the tunnel's validators check the path, profile and CRL.
 pub trait PeerValidator: Send + Sync {
     fn validate(&self, end_entity_der: &[u8], peer_id: &Identification) -> Result<(), String>;
+
+    /// Like [`PeerValidator::validate`], with the intermediate CA certificates
+    /// (DER) the peer sent in its further CERT payloads (RFC 7296 §3.6), in the
+    /// order received. The default ignores them: a validator that builds no
+    /// chains accepts only end-entity certificates issued by its anchors.
+    fn validate_chain(
+        &self,
+        end_entity_der: &[u8],
+        intermediates: &[&[u8]],
+        peer_id: &Identification,
+    ) -> Result<(), String> {
+        let _ = intermediates;
+        self.validate(end_entity_der, peer_id)
+    }
+
+    /// SHA-1 hashes of the trusted CAs' SubjectPublicKeyInfo, sent in CERTREQ
+    /// (RFC 7296 §3.7) so the peer knows which chain to send. Default: none
+    /// (no CERTREQ is sent).
+    fn ca_key_hashes(&self) -> Vec<[u8; 20]> {
+        Vec::new()
+    }
+}
+
+/// SHA-1 of a certificate's SubjectPublicKeyInfo (the CERTREQ authority hash,
+/// RFC 7296 §3.7); `None` if the certificate does not parse.
+pub fn spki_sha1(cert_der: &[u8]) -> Option<[u8; 20]> {
+    let spki = cert_spki(cert_der)?;
+    let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, spki);
+    d.as_ref().try_into().ok()
 }
 
 /// How we authenticate ourselves.

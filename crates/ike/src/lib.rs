@@ -25,6 +25,7 @@ pub mod auth;
 pub mod child;
 pub mod crypto;
 pub mod endpoint;
+pub mod fragment;
 pub mod keys;
 pub mod nat;
 pub mod proposal;
@@ -110,13 +111,24 @@ pub struct Config {
     /// per SA (at most half the rekey time), so that two peers with the same policy
     /// rarely rekey at the same moment (§2.8.1).
     pub rekey_jitter: Duration,
+    /// Intermediate CA certificates (DER) sent after our own certificate, the one
+    /// our certificate's issuer first (RFC 7296 §3.6). Empty: only our certificate.
+    pub local_chain: Vec<Vec<u8>>,
+    /// Offer and accept IKE fragmentation (RFC 7383).
+    pub fragmentation: bool,
+    /// Largest IP datagram an encrypted IKE message may take before it is cut into
+    /// fragments (IP and UDP headers included); at least
+    /// [`fragment::MIN_FRAGMENT_SIZE`].
+    pub fragment_size: usize,
+    /// Limits on reassembling the peer's fragments.
+    pub fragment_limits: fragment::Limits,
 }
 
 impl Config {
     /// Defaults: 0.5 s × 2 retransmits, 5 tries, DPD 30 s, keepalive 20 s,
     /// cookies above 16 half-open SAs, NAT-T port 4500; child SAs rekeyed after
     /// 1 h (deleted after 1 h 6 min), IKE SAs after 4 h (deleted after 4 h 24 min),
-    /// no jitter.
+    /// no jitter; IKE fragmentation offered, fragments of at most 1280 bytes.
     pub fn new(
         ike_proposals: Vec<IkeSuite>,
         esp_proposals: Vec<EspSuite>,
@@ -146,6 +158,10 @@ impl Config {
             ike_rekey_time: Some(Duration::from_secs(4 * 3600)),
             ike_life_time: Some(Duration::from_secs(4 * 3960)),
             rekey_jitter: Duration::ZERO,
+            local_chain: Vec::new(),
+            fragmentation: true,
+            fragment_size: fragment::DEFAULT_FRAGMENT_SIZE,
+            fragment_limits: fragment::Limits::default(),
         }
     }
 }

@@ -97,6 +97,14 @@ pub struct Connection {
     pub key: Option<PathBuf>,
     #[serde(default)]
     pub ca: Option<PathBuf>,
+    /// Intermediate CA certificates (PEM, the issuer of `cert` first) sent after
+    /// our certificate, for peers that trust only the root.
+    #[serde(default)]
+    pub chain: Option<PathBuf>,
+    /// CRLs (DER or PEM) of `ca` or of intermediates: every certificate of the
+    /// peer's chain whose issuer has a CRL here is checked against it.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
     /// How an RSA `key` signs IKE AUTH (RFC 7427): "pkcs1" (RSASSA-PKCS1-v1_5 with
     /// SHA-256, the default) or "pss" (RSASSA-PSS with SHA-256). Ignored for EC keys.
     #[serde(default)]
@@ -113,6 +121,14 @@ pub struct Connection {
     /// Always encapsulate ESP in UDP 4500 (strongSwan with kernel-libipsec needs it).
     #[serde(default)]
     pub force_encap: bool,
+    /// Offer and accept IKE fragmentation (RFC 7383); on by default.
+    #[serde(default = "default_true")]
+    pub fragmentation: bool,
+    /// Largest IP datagram (IP and UDP headers included) an encrypted IKE message
+    /// may take before it is cut into fragments: 576 to 65535, default 1280 for
+    /// IPv4 and IPv6 alike.
+    #[serde(default = "default_fragment_size")]
+    pub fragment_size: usize,
     /// Liveness check after this much silence.
     #[serde(default = "default_dpd", with = "humantime_serde_lite")]
     pub dpd: Duration,
@@ -195,6 +211,9 @@ fn default_esp_proposals() -> Vec<String> {
         "chacha20poly1305".into(),
     ]
 }
+fn default_fragment_size() -> usize {
+    dodvpn_ike::fragment::DEFAULT_FRAGMENT_SIZE
+}
 fn default_start() -> Start {
     Start::Trap
 }
@@ -249,6 +268,13 @@ impl TunnelConfig {
         for c in &self.connections {
             if !names.insert(&c.name) {
                 bail!("connection name {:?} is used twice", c.name);
+            }
+            if !(dodvpn_ike::fragment::MIN_FRAGMENT_SIZE..=65535).contains(&c.fragment_size) {
+                bail!(
+                    "connection {:?}: fragment_size {} is out of range (576 to 65535 bytes)",
+                    c.name,
+                    c.fragment_size
+                );
             }
             let psk = c.psk.is_some() || c.psk_file.is_some();
             let cert = c.cert.is_some() || c.key.is_some() || c.ca.is_some();
@@ -459,5 +485,38 @@ mod tests {
             .contains("cert, key and ca"));
         let typo = bad.replace("local_id", "lcoal_id");
         assert!(toml::from_str::<TunnelConfig>(&typo).is_err());
+    }
+
+    #[test]
+    fn fragmentation_and_chain_keys() {
+        let base = r#"
+            [[connection]]
+            name = "b"
+            local_addr = "2001:db8::1"
+            remote_addr = "2001:db8::2"
+            local_subnets = ["10.10.1.0/24", "fd00:1::/64"]
+            remote_subnets = ["10.10.2.0/24"]
+            local_id = "a"
+            psk = "x"
+        "#;
+        let cfg: TunnelConfig = toml::from_str(base).unwrap();
+        cfg.check().unwrap();
+        let c = &cfg.connections[0];
+        assert!(c.fragmentation);
+        assert_eq!(c.fragment_size, 1280);
+        assert!(c.chain.is_none() && c.crls.is_empty());
+        let small = format!("{base}\n            fragment_size = 575\n");
+        let cfg: TunnelConfig = toml::from_str(&small).unwrap();
+        assert!(cfg
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("fragment_size 575"));
+        let off =
+            format!("{base}\n            fragmentation = false\n            fragment_size = 576\n");
+        let cfg: TunnelConfig = toml::from_str(&off).unwrap();
+        cfg.check().unwrap();
+        assert!(!cfg.connections[0].fragmentation);
+        assert_eq!(cfg.connections[0].fragment_size, 576);
     }
 }

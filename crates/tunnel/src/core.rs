@@ -210,6 +210,11 @@ struct Conn {
     last_error: Option<String>,
 }
 
+/// An SA in one of these states has (or will have) our DELETE on the wire.
+fn waits_for_delete(s: State) -> bool {
+    matches!(s, State::Established | State::Rekeyed | State::Deleting)
+}
+
 /// How often idle timers are looked at.
 pub const IDLE_CHECK: Duration = Duration::from_millis(250);
 
@@ -393,6 +398,51 @@ impl Core {
             }
         }
         Ok(n)
+    }
+
+    /// Before exit: delete every IKE SA of every connection, telling each peer
+    /// (RFC 7296 §1.4.1), and take the child SAs out of the data plane. Returns how
+    /// many IKE SAs are being deleted; [`Core::ike_sas_left`] says when the peers have
+    /// all answered.
+    pub fn shutdown(&mut self, now: Instant, m: &dyn Meter) -> usize {
+        let mut n = 0;
+        for i in 0..self.conns.len() {
+            if self.conns[i].ike_sa.is_some() {
+                self.take_down(i, now, "shutting down", m);
+            }
+            // Also SAs the connection no longer names (one a rekey replaced that is
+            // still waiting for its DELETE, a responder SA of a collision).
+            let c = &mut self.conns[i];
+            for id in c.ep.sa_ids() {
+                let state = c.ep.sa(id).map(|s| s.state());
+                if matches!(state, Some(State::Established | State::Rekeyed)) {
+                    c.ep.delete_ike(now, id);
+                }
+            }
+            n += self.conns[i]
+                .ep
+                .sa_ids()
+                .iter()
+                .filter(|id| {
+                    self.conns[i]
+                        .ep
+                        .sa(**id)
+                        .is_some_and(|s| waits_for_delete(s.state()))
+                })
+                .count();
+        }
+        self.drain(now, m);
+        n
+    }
+
+    /// Whether some IKE SA is still up or waiting for the peer to answer our
+    /// DELETE; after [`Core::shutdown`], whether there is still an answer to wait for.
+    pub fn ike_sas_left(&self) -> bool {
+        self.conns.iter().any(|c| {
+            c.ep.sa_ids()
+                .iter()
+                .any(|id| c.ep.sa(*id).is_some_and(|s| waits_for_delete(s.state())))
+        })
     }
 
     /// Delete the IKE SA with this session id; false if no such session is up here.

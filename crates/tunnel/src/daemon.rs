@@ -59,12 +59,19 @@ enum Command {
     Remove(String, SyncSender<bool>),
     /// Delete the IKE SA with this session id; false if there is none.
     Cut(String, SyncSender<bool>),
+    /// Delete every IKE SA, wait for the peers' answers, then stop the loop.
+    Shutdown(SyncSender<usize>),
 }
 
 /// A cheap, cloneable way to talk to a running daemon from other threads.
 #[derive(Clone)]
 pub struct Handle {
     tx: SyncSender<Input>,
+}
+
+/// Whether this host (network namespace) can open IPv6 UDP sockets at all.
+fn ipv6_available() -> bool {
+    std::net::UdpSocket::bind((std::net::Ipv6Addr::UNSPECIFIED, 0)).is_ok()
 }
 
 /// How long a caller waits for the control thread before giving up.
@@ -113,7 +120,23 @@ impl Handle {
     pub fn cut(&self, session: &str) -> anyhow::Result<bool> {
         self.ask(|done| Command::Cut(session.to_string(), done))
     }
+
+    /// Before the process exits: delete every IKE SA, telling each peer, wait at
+    /// most [`SHUTDOWN_WAIT`] for their answers, and stop the daemon's loop.
+    /// Returns how many IKE SAs were deleted.
+    pub fn shutdown(&self) -> anyhow::Result<usize> {
+        let (tx, rx) = sync_channel(1);
+        self.tx
+            .send(Input::Command(Command::Shutdown(tx)))
+            .map_err(|_| anyhow::anyhow!("the tunnel daemon has stopped"))?;
+        rx.recv_timeout(SHUTDOWN_WAIT + ANSWER_TIMEOUT)
+            .map_err(|_| anyhow::anyhow!("the tunnel daemon did not stop in time"))
+    }
 }
+
+/// How long shutting down waits for the peers to answer our DELETEs: a DELETE
+/// and one retransmission (RFC 7296 §2.4 lets us go without an answer).
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 
 /// The child SAs installed in the data plane, by inbound SPI, with their counters.
 #[derive(Default)]
@@ -197,6 +220,9 @@ impl Daemon {
         let udp = UdpConfig {
             ike_port: cfg.ike_port,
             natt_port: cfg.natt_port,
+            // IKE and ESP-in-UDP over IPv6 too, wherever the host has IPv6: a
+            // connection (or, for the agent, a centre-given endpoint) may be IPv6.
+            bind_v6: ipv6_available().then_some(std::net::Ipv6Addr::UNSPECIFIED),
             ..UdpConfig::default()
         };
         let (tx, rx) = sync_channel(4096);
@@ -258,12 +284,22 @@ impl Daemon {
                 .inputs
                 .recv_timeout(deadline.saturating_duration_since(now))
             {
+                Ok(Input::Command(Command::Shutdown(done))) => {
+                    let n = self.shutdown(SHUTDOWN_WAIT);
+                    let _ = done.try_send(n);
+                    return;
+                }
                 Ok(input) => self.on_input(input),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             // Drain whatever else is already queued before doing timers.
             while let Ok(input) = self.inputs.try_recv() {
+                if let Input::Command(Command::Shutdown(done)) = input {
+                    let n = self.shutdown(SHUTDOWN_WAIT);
+                    let _ = done.try_send(n);
+                    return;
+                }
                 self.on_input(input);
             }
             let now = Instant::now();
@@ -276,6 +312,39 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Delete every IKE SA, telling each peer, and wait up to `wait` for their
+    /// answers (IKE datagrams only: trap hits would start new SAs, and commands
+    /// get no answer). Returns how many IKE SAs were deleted.
+    pub fn shutdown(&mut self, wait: Duration) -> usize {
+        let start = Instant::now();
+        let n = self.core.shutdown(start, &self.installed);
+        let _ = self.apply();
+        tracing::info!(ike_sas = n, "shutting down: DELETE sent to the peers");
+        let end = start + wait;
+        while self.core.ike_sas_left() {
+            let now = Instant::now();
+            if now >= end {
+                tracing::warn!("shutting down: a peer did not answer our DELETE in {wait:?}");
+                break;
+            }
+            let deadline = self.core.poll_timeout().map_or(end, |t| t.min(end));
+            match self
+                .inputs
+                .recv_timeout(deadline.saturating_duration_since(now))
+            {
+                Ok(Input::Dataplane(DpEvent::Ike(d))) => {
+                    self.core
+                        .handle_datagram(now, d.remote, d.local, &d.data, &self.installed)
+                }
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.core.handle_timeout(Instant::now(), &self.installed);
+            let _ = self.apply();
+        }
+        n
     }
 
     fn on_input(&mut self, input: Input) {
@@ -317,6 +386,11 @@ impl Daemon {
                 let hit = self.core.cut(now, &session, m);
                 let _ = self.apply();
                 let _ = done.try_send(hit);
+            }
+            // Handled by `run`, which stops afterwards.
+            Input::Command(Command::Shutdown(done)) => {
+                let n = self.shutdown(SHUTDOWN_WAIT);
+                let _ = done.try_send(n);
             }
         }
         let _ = self.apply();

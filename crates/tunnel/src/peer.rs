@@ -28,6 +28,10 @@ pub const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0
 /// extendedKeyUsage id-kp-clientAuth (1.3.6.1.5.5.7.3.2).
 pub const EKU_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
 
+/// Most intermediate CA certificates taken from a peer (a chain of the peer's
+/// certificate, this many intermediates and our anchor).
+pub const MAX_INTERMEDIATES: usize = 4;
+
 type RevokedCheck = Box<dyn Fn(&[u8]) -> bool + Send + Sync>;
 type ProfileCheck = Box<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>;
 
@@ -38,6 +42,11 @@ type ProfileCheck = Box<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>;
 /// profile check, revoked serials, and how the IKE identity binds to the certificate.
 pub struct PeerCertValidator {
     anchors: Vec<TrustAnchor<'static>>,
+    /// SHA-1 of each anchor's SubjectPublicKeyInfo, for CERTREQ.
+    anchor_hashes: Vec<[u8; 20]>,
+    /// CRLs of the anchor or of intermediates: each element of the chain whose
+    /// issuer has a CRL here is checked against it.
+    crls: Vec<webpki::CertRevocationList<'static>>,
     /// (OID, required): each must pass; "not required" means "if the certificate
     /// lists extended key usages at all".
     usages: Vec<(&'static [u8], bool)>,
@@ -54,17 +63,21 @@ impl PeerCertValidator {
     /// among the certificate's DNS names.
     pub fn from_pem(pem: &[u8]) -> anyhow::Result<PeerCertValidator> {
         let mut anchors = Vec::new();
+        let mut anchor_hashes = Vec::new();
         for der in CertificateDer::pem_slice_iter(pem) {
             let der = der.context("the CA file is not readable PEM")?;
             let ta = webpki::anchor_from_trusted_cert(&der)
                 .context("the CA certificate is not usable as a trust anchor")?;
             anchors.push(ta.to_owned());
+            anchor_hashes.extend(dodvpn_ike::auth::spki_sha1(&der));
         }
         if anchors.is_empty() {
             bail!("the CA file holds no certificate");
         }
         Ok(PeerCertValidator {
             anchors,
+            anchor_hashes,
+            crls: Vec::new(),
             usages: vec![(EKU_SERVER_AUTH, false)],
             identity_required: false,
             revoked: None,
@@ -82,6 +95,28 @@ impl PeerCertValidator {
     pub fn requiring_identity(mut self) -> Self {
         self.identity_required = true;
         self
+    }
+
+    /// Check each element of the chain against these CRLs (DER or PEM), each
+    /// signed by the CA that issued the element; an element whose issuer has no
+    /// CRL here is not checked. An expired CRL still counts (it cannot unrevoke).
+    pub fn with_crls(mut self, crls: &[Vec<u8>]) -> anyhow::Result<Self> {
+        for data in crls {
+            let ders: Vec<Vec<u8>> = if data.starts_with(b"-----") {
+                rustls_pki_types::CertificateRevocationListDer::pem_slice_iter(data)
+                    .map(|d| d.map(|d| d.to_vec()))
+                    .collect::<Result<_, _>>()
+                    .context("a CRL file is not readable PEM")?
+            } else {
+                vec![data.clone()]
+            };
+            for der in ders {
+                let crl = webpki::OwnedCertRevocationList::from_der(&der)
+                    .map_err(|e| anyhow::anyhow!("a CRL does not parse: {e}"))?;
+                self.crls.push(crl.into());
+            }
+        }
+        Ok(self)
     }
 
     /// Refuse certificates whose serial (big-endian, no leading zeros) is revoked.
@@ -109,6 +144,35 @@ impl PeerCertValidator {
         peer_id: &Identification,
         now: UnixTime,
     ) -> Result<(), String> {
+        self.validate_chain_at(end_entity_der, &[], peer_id, now)
+    }
+
+    /// [`PeerValidator::validate_chain`] at a given time: a path from the
+    /// end-entity certificate through the peer's intermediates (at most
+    /// [`MAX_INTERMEDIATES`], in any order) to one of our anchors.
+    pub fn validate_chain_at(
+        &self,
+        end_entity_der: &[u8],
+        intermediates: &[&[u8]],
+        peer_id: &Identification,
+        now: UnixTime,
+    ) -> Result<(), String> {
+        if intermediates.len() > MAX_INTERMEDIATES {
+            return Err(format!(
+                "certificate refused: {} intermediate CA certificates sent, at most {MAX_INTERMEDIATES} are taken",
+                intermediates.len()
+            ));
+        }
+        let intermediates: Vec<CertificateDer<'_>> = intermediates
+            .iter()
+            .map(|d| CertificateDer::from(*d))
+            .collect();
+        let crls: Vec<&webpki::CertRevocationList<'_>> = self.crls.iter().collect();
+        let revocation = webpki::RevocationOptionsBuilder::new(&crls).ok().map(|b| {
+            b.with_depth(webpki::RevocationCheckDepth::Chain)
+                .with_status_policy(webpki::UnknownStatusPolicy::Allow)
+                .build()
+        });
         if let Some(check) = &self.profile {
             check(end_entity_der)?;
         }
@@ -124,10 +188,10 @@ impl PeerCertValidator {
             ee.verify_for_usage(
                 webpki::ALL_VERIFICATION_ALGS,
                 &self.anchors,
-                &[],
+                &intermediates,
                 now,
                 usage,
-                None,
+                revocation,
                 None,
             )
             .map_err(|e| format!("certificate refused: {e}"))?;
@@ -168,6 +232,17 @@ impl PeerValidator for PeerCertValidator {
     fn validate(&self, end_entity_der: &[u8], peer_id: &Identification) -> Result<(), String> {
         self.validate_at(end_entity_der, peer_id, UnixTime::now())
     }
+    fn validate_chain(
+        &self,
+        end_entity_der: &[u8],
+        intermediates: &[&[u8]],
+        peer_id: &Identification,
+    ) -> Result<(), String> {
+        self.validate_chain_at(end_entity_der, intermediates, peer_id, UnixTime::now())
+    }
+    fn ca_key_hashes(&self) -> Vec<[u8; 20]> {
+        self.anchor_hashes.clone()
+    }
 }
 
 fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
@@ -182,6 +257,7 @@ pub fn ike_config(c: &Connection, natt_port: u16) -> anyhow::Result<dodvpn_ike::
         .map_err(|e| anyhow::anyhow!("connection {:?}: {e}", c.name))?;
     let esp = dodvpn_ike::proposal::parse_esp_proposals(&esp)
         .map_err(|e| anyhow::anyhow!("connection {:?}: {e}", c.name))?;
+    let mut local_chain = Vec::new();
     let (local_auth, remote_auth) = if c.psk.is_some() || c.psk_file.is_some() {
         let psk = match (&c.psk, &c.psk_file) {
             (Some(p), _) => p.as_bytes().to_vec(),
@@ -217,7 +293,23 @@ pub fn ike_config(c: &Connection, natt_port: u16) -> anyhow::Result<dodvpn_ike::
                     key.display()
                 )
             })?;
-        let validator = PeerCertValidator::from_pem(&read(ca)?)?;
+        let mut crls = Vec::new();
+        for f in &c.crls {
+            crls.push(read(f)?);
+        }
+        let validator = PeerCertValidator::from_pem(&read(ca)?)?
+            .with_crls(&crls)
+            .with_context(|| format!("connection {:?}: crls", c.name))?;
+        if let Some(chain) = &c.chain {
+            for der in CertificateDer::pem_slice_iter(&read(chain)?) {
+                let der =
+                    der.with_context(|| format!("{} is not readable PEM", chain.display()))?;
+                local_chain.push(der.to_vec());
+            }
+            if local_chain.is_empty() {
+                bail!("{} holds no certificate", chain.display());
+            }
+        }
         (
             LocalAuth::Cert { cert_der, signer },
             RemoteAuth::Cert(Arc::new(validator)),
@@ -237,6 +329,9 @@ pub fn ike_config(c: &Connection, natt_port: u16) -> anyhow::Result<dodvpn_ike::
         .map(|n| TsRange::from_net(*n, 0, 0..=65535))
         .collect();
     cfg.force_encap = c.force_encap;
+    cfg.local_chain = local_chain;
+    cfg.fragmentation = c.fragmentation;
+    cfg.fragment_size = c.fragment_size;
     cfg.dpd_delay = c.dpd;
     cfg.nat_t_port = natt_port;
     (cfg.rekey_time, cfg.life_time) = c.child_lifetimes();

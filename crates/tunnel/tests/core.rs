@@ -739,3 +739,35 @@ fn a_connection_name_is_used_once() {
     let e = w.a.core.add(now, spec_a(), &w.a.plane).unwrap_err();
     assert!(e.to_string().contains("used twice"), "{e}");
 }
+
+#[test]
+fn shutdown_deletes_every_ike_sa_and_waits_only_for_the_answers() {
+    let mut w = World::new(spec_a(), spec_b());
+    w.up();
+    let now = w.now;
+    assert!(w.a.core.ike_sas_left());
+    assert_eq!(w.a.core.shutdown(now, &w.a.plane), 1);
+    w.settle();
+    // Traffic stops at once; the DELETE is on its way.
+    assert!(w.a.children().is_empty());
+    assert!(w.a.core.ike_sas_left(), "waits for the peer's answer");
+    w.run_until(Duration::from_secs(2), |w| !w.a.core.ike_sas_left());
+    // The peer was told: its SAs are gone too, not left to DPD.
+    assert!(w.b.children().is_empty());
+    assert_eq!(w.b.downs()[0].2, "PeerDeleted");
+    let now = w.now;
+    assert_eq!(w.a.core.shutdown(now, &w.a.plane), 0, "nothing left");
+    assert!(!w.a.core.ike_sas_left());
+}
+
+#[test]
+fn shutdown_on_the_responder_tells_the_initiator() {
+    let mut w = World::new(spec_a(), spec_b());
+    w.up();
+    let now = w.now;
+    assert_eq!(w.b.core.shutdown(now, &w.b.plane), 1);
+    w.settle();
+    w.run_until(Duration::from_secs(2), |w| !w.b.core.ike_sas_left());
+    assert!(w.a.children().is_empty());
+    assert_eq!(w.a.downs()[0].2, "PeerDeleted");
+}

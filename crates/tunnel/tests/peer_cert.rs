@@ -10,6 +10,7 @@ use rcgen::{
     KeyPair, SerialNumber,
 };
 use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 
 struct Ca {
     pem: String,
@@ -184,4 +185,148 @@ fn garbage_and_ca_files_without_certificates_are_clear_errors() {
         .validate_at(&ca_der, &fqdn("p.example"), in_2027())
         .unwrap_err();
     assert!(e.contains("refused"), "{e}");
+}
+
+// ---- chains through intermediates (issue 16 point 5) ---------------------------
+
+/// A CA below `parent`; its DER is what a peer sends in a CERT payload.
+fn sub_ca(parent: &Ca, name: &str, constraint: BasicConstraints) -> (Ca, Vec<u8>) {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, name);
+    p.is_ca = IsCa::Ca(constraint);
+    p.serial_number = Some(SerialNumber::from(0x77u64));
+    p.not_before = date_time_ymd(2025, 1, 1);
+    p.not_after = date_time_ymd(2030, 1, 1);
+    let cert = p.signed_by(&key, &parent.issuer).unwrap();
+    let der = cert.der().to_vec();
+    (
+        Ca {
+            pem: cert.pem(),
+            issuer: Issuer::new(p, key),
+        },
+        der,
+    )
+}
+
+/// A CRL of `ca` listing `serials`.
+fn crl(ca: &Ca, serials: &[u64]) -> Vec<u8> {
+    let p = rcgen::CertificateRevocationListParams {
+        this_update: date_time_ymd(2026, 1, 1),
+        next_update: date_time_ymd(2029, 1, 1),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|s| rcgen::RevokedCertParams {
+                serial_number: SerialNumber::from(*s),
+                revocation_time: date_time_ymd(2026, 1, 1),
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    p.signed_by(&ca.issuer).unwrap().der().to_vec()
+}
+
+#[test]
+fn chains_of_one_and_two_intermediates_are_built_to_the_anchor() {
+    let root = new_ca("root");
+    let (int1, int1_der) = sub_ca(&root, "int1", BasicConstraints::Unconstrained);
+    let (int2, int2_der) = sub_ca(&int1, "int2", BasicConstraints::Unconstrained);
+    let v = PeerCertValidator::from_pem(root.pem.as_bytes()).unwrap();
+    let id = fqdn("peer.example");
+    let one = leaf(&int1, "peer.example", 5, &both());
+    v.validate_chain_at(&one, &[&int1_der], &id, in_2027())
+        .unwrap();
+    let two = leaf(&int2, "peer.example", 6, &both());
+    v.validate_chain_at(&two, &[&int2_der, &int1_der], &id, in_2027())
+        .unwrap();
+    // Any order: the path is searched, not assumed.
+    v.validate_chain_at(&two, &[&int1_der, &int2_der], &id, in_2027())
+        .unwrap();
+    // Without the intermediates the root alone does not reach the leaf.
+    let e = v.validate_at(&two, &id, in_2027()).unwrap_err();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    let e = v
+        .validate_chain_at(&two, &[&int2_der], &id, in_2027())
+        .unwrap_err();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    // The trait's entry point is the same check.
+    use dodvpn_ike::PeerValidator;
+    assert_eq!(v.ca_key_hashes().len(), 1);
+    assert_eq!(
+        v.ca_key_hashes()[0],
+        dodvpn_ike::auth::spki_sha1(&CertificateDer::from_pem_slice(root.pem.as_bytes()).unwrap())
+            .unwrap()
+    );
+}
+
+#[test]
+fn path_length_constraint_and_chain_length_are_enforced() {
+    let root = new_ca("root");
+    // int1 may have no CA below it; int2 below it breaks that.
+    let (int1, int1_der) = sub_ca(&root, "int1", BasicConstraints::Constrained(0));
+    let (int2, int2_der) = sub_ca(&int1, "int2", BasicConstraints::Unconstrained);
+    let v = PeerCertValidator::from_pem(root.pem.as_bytes()).unwrap();
+    let id = fqdn("peer.example");
+    let two = leaf(&int2, "peer.example", 6, &both());
+    let e = v
+        .validate_chain_at(&two, &[&int2_der, &int1_der], &id, in_2027())
+        .unwrap_err();
+    assert!(e.contains("certificate refused"), "{e}");
+    let one = leaf(&int1, "peer.example", 7, &both());
+    v.validate_chain_at(&one, &[&int1_der], &id, in_2027())
+        .unwrap();
+    // More than MAX_INTERMEDIATES are not even looked at.
+    let many: Vec<&[u8]> = vec![&int1_der; dodvpn_tunnel::peer::MAX_INTERMEDIATES + 1];
+    let e = v
+        .validate_chain_at(&one, &many, &id, in_2027())
+        .unwrap_err();
+    assert!(e.contains("intermediate CA certificates sent"), "{e}");
+}
+
+#[test]
+fn each_element_is_checked_against_its_issuers_crl() {
+    let root = new_ca("root");
+    let (int1, int1_der) = sub_ca(&root, "int1", BasicConstraints::Unconstrained);
+    let id = fqdn("peer.example");
+    let good = leaf(&int1, "peer.example", 5, &both());
+    let bad = leaf(&int1, "peer.example", 9, &both());
+    // The intermediate's CRL revokes serial 9: that leaf is refused, serial 5 passes.
+    let v = PeerCertValidator::from_pem(root.pem.as_bytes())
+        .unwrap()
+        .with_crls(&[crl(&int1, &[9])])
+        .unwrap();
+    v.validate_chain_at(&good, &[&int1_der], &id, in_2027())
+        .unwrap();
+    let e = v
+        .validate_chain_at(&bad, &[&int1_der], &id, in_2027())
+        .unwrap_err();
+    assert!(e.contains("Revoked"), "{e}");
+    // The root's CRL revokes the intermediate (serial 0x77): everything below it goes.
+    let v = PeerCertValidator::from_pem(root.pem.as_bytes())
+        .unwrap()
+        .with_crls(&[crl(&root, &[0x77])])
+        .unwrap();
+    let e = v
+        .validate_chain_at(&good, &[&int1_der], &id, in_2027())
+        .unwrap_err();
+    assert!(e.contains("Revoked"), "{e}");
+    // A CRL of an unrelated CA (or none for this issuer) leaves the chain alone.
+    let other = new_ca("other");
+    let v = PeerCertValidator::from_pem(root.pem.as_bytes())
+        .unwrap()
+        .with_crls(&[crl(&other, &[5, 0x77])])
+        .unwrap();
+    v.validate_chain_at(&good, &[&int1_der], &id, in_2027())
+        .unwrap();
+    // Garbage is a clear error at start-up, not a silent pass.
+    let e = PeerCertValidator::from_pem(root.pem.as_bytes())
+        .unwrap()
+        .with_crls(&[b"not a crl".to_vec()])
+        .err()
+        .unwrap();
+    assert!(format!("{e:#}").contains("CRL does not parse"), "{e:#}");
 }

@@ -3,7 +3,10 @@
 
 use std::time::Instant;
 
-use dodvpn_wire::{CertEncoding, Certificate, ExchangeType, Identification, NotifyType, Payload};
+use dodvpn_wire::{
+    CertEncoding, Certificate, CertificateRequest, ExchangeType, Identification, Message,
+    NotifyType, Payload,
+};
 
 use super::exchange::Ctx;
 use super::payloads::{first_error, notify, Found};
@@ -11,18 +14,69 @@ use super::{IkeSa, Keyed, State};
 use crate::auth::{self, LocalAuth, RemoteAuth};
 use crate::{child, proposal, DownReason, Event};
 
+/// Most CERT payloads we take from a peer: its certificate and four
+/// intermediates (webpki's own path limit is six sub-CAs; deployments here
+/// have at most two).
+const MAX_PEER_CERTS: usize = 5;
+
+fn cert_payload(der: &[u8]) -> Payload {
+    Payload::Certificate(Certificate {
+        encoding: CertEncoding::X509Signature,
+        data: der.to_vec(),
+    })
+}
+
 impl IkeSa {
+    /// Our CERT payloads: our certificate, then the configured chain, issuer
+    /// first. When the peer's CERTREQ names a CA of that chain, the chain stops
+    /// below it, as the peer has that CA already (RFC 7296 §3.7).
+    pub(super) fn our_certs(&self, certreqs: &[&CertificateRequest]) -> Vec<Payload> {
+        let LocalAuth::Cert { cert_der, .. } = &self.cfg.local_auth else {
+            return Vec::new();
+        };
+        let wanted: Vec<&[u8]> = certreqs
+            .iter()
+            .filter(|r| r.encoding == CertEncoding::X509Signature)
+            .flat_map(|r| r.authority_hashes())
+            .collect();
+        let mut out = vec![cert_payload(cert_der)];
+        for ca in &self.cfg.local_chain {
+            if auth::spki_sha1(ca).is_some_and(|h| wanted.contains(&&h[..])) {
+                break;
+            }
+            out.push(cert_payload(ca));
+        }
+        out
+    }
+
+    /// Our CERTREQ: the key hashes of the CAs we trust for the peer's
+    /// certificate (none with PSK, or when the validator names none).
+    pub(super) fn certreq(&self) -> Option<Payload> {
+        let RemoteAuth::Cert(v) = &self.cfg.remote_auth else {
+            return None;
+        };
+        let hashes = v.ca_key_hashes();
+        (!hashes.is_empty()).then(|| {
+            Payload::CertificateRequest(CertificateRequest {
+                encoding: CertEncoding::X509Signature,
+                authorities: hashes.concat(),
+            })
+        })
+    }
+
     /// Our IKE_AUTH request, right after the IKE_SA_INIT answer.
     pub(super) fn send_auth(&mut self, now: Instant, keyed: &Keyed) {
         let prf = keyed.suite.prf;
         let child_spi = self.rng.spi();
         let mut payloads = vec![Payload::IdInitiator(self.cfg.local_id.clone())];
-        if let LocalAuth::Cert { cert_der, .. } = &self.cfg.local_auth {
-            payloads.push(Payload::Certificate(Certificate {
-                encoding: CertEncoding::X509Signature,
-                data: cert_der.clone(),
-            }));
-        }
+        // The responder's CERTREQ, if any, came in its IKE_SA_INIT answer.
+        let init_answer = Message::parse(&self.msg2).ok();
+        let certreqs = init_answer
+            .as_ref()
+            .map(|m| Found::of(&m.payloads).certreqs)
+            .unwrap_or_default();
+        payloads.extend(self.our_certs(&certreqs));
+        payloads.extend(self.certreq());
         if let Some(r) = &self.cfg.remote_id {
             payloads.push(Payload::IdResponder(r.clone()));
         }
@@ -60,7 +114,7 @@ impl IkeSa {
         &self,
         keyed: &Keyed,
         id: &Identification,
-        cert: Option<&Certificate>,
+        certs: &[&Certificate],
         a: &dodvpn_wire::Auth,
         octets: &[u8],
     ) -> Result<(), String> {
@@ -72,17 +126,30 @@ impl IkeSa {
         match &self.cfg.remote_auth {
             RemoteAuth::Psk(k) => auth::verify_psk(keyed.suite.prf, k, octets, a),
             RemoteAuth::Cert(v) => {
-                let cert = cert.ok_or("peer sent no certificate")?;
+                let (cert, rest) = certs.split_first().ok_or("peer sent no certificate")?;
                 if cert.encoding != CertEncoding::X509Signature {
                     return Err(format!(
                         "certificate encoding {:?} not supported",
                         cert.encoding
                     ));
                 }
+                if certs.len() > MAX_PEER_CERTS {
+                    return Err(format!(
+                        "peer sent {} certificates; at most {MAX_PEER_CERTS} are taken",
+                        certs.len()
+                    ));
+                }
+                // Further X.509 CERT payloads are the chain; other encodings
+                // (e.g. hash-and-URL) are not used for it.
+                let intermediates: Vec<&[u8]> = rest
+                    .iter()
+                    .filter(|c| c.encoding == CertEncoding::X509Signature)
+                    .map(|c| c.data.as_slice())
+                    .collect();
                 let spki = auth::cert_spki(&cert.data).ok_or("peer certificate unreadable")?;
                 let key = auth::parse_spki(spki).ok_or("unsupported public key")?;
                 auth::verify_signature(&key, a, octets)?;
-                v.validate(&cert.data, id)
+                v.validate_chain(&cert.data, &intermediates, id)
             }
         }
     }
@@ -132,7 +199,7 @@ impl IkeSa {
             &keyed.keys.sk_pr,
             idr,
         );
-        if let Err(reason) = self.verify_peer(keyed, idr, found.cert, a, &octets) {
+        if let Err(reason) = self.verify_peer(keyed, idr, &found.certs, a, &octets) {
             self.events.push_back(Event::AuthFailed {
                 sa: self.id(),
                 reason: reason.clone(),
@@ -164,7 +231,7 @@ impl IkeSa {
         let verdict = match (found.idi, found.auth) {
             (Some(idi), Some(a)) => {
                 let octets = auth::signed_octets(&self.msg1, &self.nr, prf, &keyed.keys.sk_pi, idi);
-                self.verify_peer(keyed, idi, found.cert, a, &octets)
+                self.verify_peer(keyed, idi, &found.certs, a, &octets)
                     .map(|()| idi.clone())
             }
             _ => Err("IKE_AUTH without IDi/AUTH".into()),
@@ -209,12 +276,7 @@ impl IkeSa {
             }
         };
         let mut out = vec![Payload::IdResponder(self.cfg.local_id.clone())];
-        if let LocalAuth::Cert { cert_der, .. } = &self.cfg.local_auth {
-            out.push(Payload::Certificate(Certificate {
-                encoding: CertEncoding::X509Signature,
-                data: cert_der.clone(),
-            }));
-        }
+        out.extend(self.our_certs(&found.certreqs));
         out.push(Payload::Authentication(our_auth));
         self.up(now, idi);
         let (ni, nr) = (self.ni.clone(), self.nr.clone());

@@ -6,13 +6,15 @@
 use std::time::Instant;
 
 use dodvpn_wire::{
-    emit_encrypted, emit_payload_chain, locate_encrypted, parse_payload_chain, Delete,
-    ExchangeType, Flags, IkeHeader, Payload,
+    emit_encrypted, emit_encrypted_fragment, emit_payload_chain, locate_encrypted,
+    parse_payload_chain, Delete, ExchangeType, Flags, IkeHeader, Payload, PayloadType,
+    IKE_HEADER_LEN,
 };
 
 use super::payloads::notify;
 use super::{IkeSa, Keyed, State};
 use crate::crypto::{DhPrivate, Group};
+use crate::fragment::{self, Added, Fragment};
 use crate::{Error, Transmit};
 
 /// What a CREATE_CHILD_SA we started is for.
@@ -58,7 +60,8 @@ pub(super) enum Ctx {
 #[derive(Debug)]
 pub(super) struct Pending {
     pub msg_id: u32,
-    pub bytes: Vec<u8>,
+    /// The request as sent: one message, or its RFC 7383 fragments.
+    pub bytes: Vec<Vec<u8>>,
     pub tries: u32,
     pub deadline: Instant,
     pub ctx: Ctx,
@@ -78,15 +81,28 @@ impl IkeSa {
         });
     }
 
-    pub(super) fn start_request(&mut self, now: Instant, msg_id: u32, bytes: Vec<u8>, ctx: Ctx) {
+    /// Send a message or all of its fragments, in order.
+    pub(super) fn send_all(&mut self, now: Instant, datagrams: &[Vec<u8>]) {
+        for d in datagrams {
+            self.send_raw(now, d.clone());
+        }
+    }
+
+    pub(super) fn start_request(
+        &mut self,
+        now: Instant,
+        msg_id: u32,
+        bytes: Vec<Vec<u8>>,
+        ctx: Ctx,
+    ) {
+        self.send_all(now, &bytes);
         self.pending = Some(Pending {
             msg_id,
-            bytes: bytes.clone(),
+            bytes,
             tries: 1,
             deadline: now + self.cfg.retransmit_base,
             ctx,
         });
-        self.send_raw(now, bytes);
     }
 
     /// The SK_e / SK_a keys for messages we send (`ours`) or receive.
@@ -99,14 +115,16 @@ impl IkeSa {
         }
     }
 
-    /// Encrypt `payloads` into an SK message (§3.14).
+    /// Encrypt `payloads` into an SK message (§3.14), or, when both sides
+    /// support RFC 7383 and the message would not fit in one IP datagram of the
+    /// configured fragment size, into SKF fragments (§2.5).
     pub(super) fn encrypt(
         &self,
         exchange: ExchangeType,
         response: bool,
         msg_id: u32,
         payloads: &[Payload],
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<Vec<Vec<u8>>, Error> {
         let keyed = self
             .keyed
             .as_deref()
@@ -122,24 +140,85 @@ impl IkeSa {
             msg_id,
         );
         let cipher = keyed.suite.cipher;
-        let mut out = Vec::new();
-        let loc = emit_encrypted(&header, &[], inner, cipher.body_len(plain.len()), &mut out)?;
-        cipher.seal(ek, ak, &mut out, loc.body.start, &plain, self.rng.secure())?;
+        let max =
+            fragment::max_message_len(self.cfg.fragment_size, self.remote.is_ipv6(), self.nat_t);
+        let whole = IKE_HEADER_LEN + 4 + cipher.body_len(plain.len());
+        if !self.fragmentation || whole <= max {
+            let mut out = Vec::new();
+            let loc = emit_encrypted(&header, &[], inner, cipher.body_len(plain.len()), &mut out)?;
+            cipher.seal(ek, ak, &mut out, loc.body.start, &plain, self.rng.secure())?;
+            return Ok(vec![out]);
+        }
+        let chunk = fragment::chunk_len(max, |n| cipher.body_len(n))
+            .ok_or_else(|| Error::Config("fragment size too small".into()))?;
+        let total = u16::try_from(plain.len().div_ceil(chunk))
+            .map_err(|_| Error::Protocol("message too large to fragment".into()))?;
+        let mut out = Vec::with_capacity(total as usize);
+        for (i, part) in plain.chunks(chunk).enumerate() {
+            let next = if i == 0 {
+                inner
+            } else {
+                PayloadType::NoNextPayload
+            };
+            let mut m = Vec::new();
+            let loc = emit_encrypted_fragment(
+                &header,
+                next,
+                i as u16 + 1,
+                total,
+                cipher.body_len(part.len()),
+                &mut m,
+            )?;
+            cipher.seal(ek, ak, &mut m, loc.body.start, part, self.rng.secure())?;
+            out.push(m);
+        }
         Ok(out)
     }
 
     /// Verify and decrypt an SK message from the peer. `Err`: not authentic (or
-    /// not an SK message we take), to be dropped; `Ok(Err)`: authentic, but the
-    /// payload chain inside does not parse.
-    pub(super) fn open(&self, keyed: &Keyed, bytes: &[u8]) -> Result<Opened, Error> {
+    /// not an SK message we take), to be dropped; `Ok(None)`: an authentic
+    /// fragment (RFC 7383), stored until the message is whole; `Ok(Some(Err))`:
+    /// authentic, but the payload chain inside does not parse.
+    pub(super) fn open(
+        &mut self,
+        now: Instant,
+        keyed: &Keyed,
+        bytes: &[u8],
+        response: bool,
+    ) -> Result<Option<Opened>, Error> {
         let (ek, ak) = self.sk_keys(keyed, false);
         let loc = locate_encrypted(bytes)?;
-        if loc.fragment.is_some() {
-            return Err(Error::Protocol("IKE fragments not supported".into()));
-        }
         let mut buf = bytes.to_vec();
         let range = keyed.suite.cipher.open(ek, ak, &mut buf, loc.body.start)?;
-        Ok(parse_payload_chain(loc.inner_next, &buf[range]))
+        let Some((number, total)) = loc.fragment else {
+            return Ok(Some(parse_payload_chain(loc.inner_next, &buf[range])));
+        };
+        // §2.5: fragments only when both sides said they support them.
+        if !self.fragmentation {
+            return Err(Error::Protocol(
+                "IKE fragment, but fragmentation was not negotiated".into(),
+            ));
+        }
+        let f = Fragment {
+            message_id: IkeHeader::parse(bytes)?.message_id,
+            number,
+            total,
+            inner_next: loc.inner_next,
+            plain: buf[range].to_vec(),
+        };
+        let r = if response {
+            &mut self.frag_resp
+        } else {
+            &mut self.frag_req
+        };
+        match r.add(now, f) {
+            Added::Incomplete => Ok(None),
+            Added::Complete(first, plain) => Ok(Some(parse_payload_chain(first, &plain))),
+            Added::Refused(why) => {
+                tracing::debug!("IKE SA {:016x}: fragment refused: {why}", self.id());
+                Err(Error::Protocol(why.into()))
+            }
+        }
     }
 
     pub(super) fn respond(
@@ -151,8 +230,8 @@ impl IkeSa {
     ) {
         match self.encrypt(exchange, true, msg_id, payloads) {
             Ok(bytes) => {
-                self.last_resp = Some((msg_id, bytes.clone()));
-                self.send_raw(now, bytes);
+                self.send_all(now, &bytes);
+                self.last_resp = Some((msg_id, bytes));
             }
             Err(e) => tracing::warn!("cannot encrypt response: {e}"),
         }

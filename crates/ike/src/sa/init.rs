@@ -80,6 +80,9 @@ impl IkeSa {
         payloads.push(Payload::Nonce(self.ni.clone()));
         payloads.extend(self.nat_notifies(0));
         payloads.push(signature_hashes());
+        if self.cfg.fragmentation {
+            payloads.push(notify(NotifyType::Ikev2FragmentationSupported, vec![]));
+        }
         let header = IkeHeader::new(
             self.spi_i,
             0,
@@ -93,7 +96,7 @@ impl IkeSa {
         self.state = State::InitSent;
         self.next_req_id = 0;
         self.pending = None;
-        self.start_request(now, 0, bytes, Ctx::Init);
+        self.start_request(now, 0, vec![bytes], Ctx::Init);
         Ok(())
     }
 
@@ -199,6 +202,15 @@ impl IkeSa {
             payloads.extend(sa.nat_notifies(sa.spi_r));
         }
         payloads.push(signature_hashes());
+        // RFC 7383 §2.3: answer the peer's IKEV2_FRAGMENTATION_SUPPORTED with ours.
+        if sa.cfg.fragmentation
+            && find_notify(&msg.payloads, NotifyType::Ikev2FragmentationSupported).is_some()
+        {
+            payloads.push(notify(NotifyType::Ikev2FragmentationSupported, vec![]));
+            sa.fragmentation = true;
+        }
+        // §1.2: CERTREQ in the answer, so the initiator sends the chain we can check.
+        payloads.extend(sa.certreq());
         let header = IkeHeader::new(
             sa.spi_i,
             sa.spi_r,
@@ -212,7 +224,7 @@ impl IkeSa {
         sa.msg1 = request.to_vec();
         sa.msg2 = bytes.clone();
         sa.peer_next_req_id = 1;
-        sa.last_resp = Some((0, bytes.clone()));
+        sa.last_resp = Some((0, vec![bytes.clone()]));
         sa.send_raw(now, bytes);
         Ok(sa)
     }
@@ -288,6 +300,10 @@ impl IkeSa {
             Err(e) => return self.fail(e.to_string()),
         };
         self.msg2 = bytes.to_vec();
+        self.fragmentation = self.cfg.fragmentation
+            && msg
+                .find_notify(NotifyType::Ikev2FragmentationSupported)
+                .is_some();
         self.pending = None;
         self.last_recv = now;
         let (nat_supported, nat) =

@@ -28,6 +28,7 @@ use dodvpn_wire::{ExchangeType, Identification, IkeHeader, Message};
 
 use crate::child::{ChildSa, RekeyState};
 use crate::crypto::{DhPrivate, Group};
+use crate::fragment::Reassembler;
 use crate::keys::IkeKeys;
 use crate::proposal::IkeSuite;
 use crate::rng::Rng;
@@ -93,7 +94,12 @@ pub struct IkeSa {
     pending: Option<Pending>,
     queue: VecDeque<Request>,
     peer_next_req_id: u32,
-    last_resp: Option<(u32, Vec<u8>)>,
+    last_resp: Option<(u32, Vec<Vec<u8>>)>,
+    /// Both sides announced IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 §2.3).
+    fragmentation: bool,
+    /// Fragments of the peer's current request and of the answer to ours.
+    frag_req: Reassembler,
+    frag_resp: Reassembler,
     children: Vec<ChildSa>,
     created: Instant,
     last_recv: Instant,
@@ -134,6 +140,7 @@ impl IkeSa {
         local: SocketAddr,
         remote: SocketAddr,
     ) -> IkeSa {
+        let limits = cfg.fragment_limits;
         IkeSa {
             cfg,
             rng,
@@ -159,6 +166,9 @@ impl IkeSa {
             queue: VecDeque::new(),
             peer_next_req_id: 0,
             last_resp: None,
+            fragmentation: false,
+            frag_req: Reassembler::new(limits),
+            frag_resp: Reassembler::new(limits),
             children: Vec::new(),
             created: now,
             last_recv: now,
@@ -344,10 +354,12 @@ impl IkeSa {
             return;
         };
         // Not authentic: dropped (§2.21), the request is retransmitted.
-        let Ok(parsed) = self.open(&keyed, bytes) else {
+        let Ok(parsed) = self.open(now, &keyed, bytes, true) else {
             return;
         };
         self.last_recv = now;
+        // A fragment of the answer (RFC 7383): wait for the rest.
+        let Some(parsed) = parsed else { return };
         let Some(p) = self.pending.take() else { return };
         let payloads = match parsed {
             Ok(payloads) => payloads,
@@ -393,10 +405,14 @@ impl IkeSa {
         let id = header.message_id;
         if id.wrapping_add(1) == self.peer_next_req_id {
             // §2.1: retransmitted request: answer from the cache, do not reprocess.
+            // A fragmented request is answered once, on its first fragment
+            // (RFC 7383 §2.6.1), not once per fragment.
+            let first = dodvpn_wire::locate_encrypted(bytes)
+                .map_or(true, |l| l.fragment.is_none_or(|(n, _)| n == 1));
             if let Some((rid, resp)) = &self.last_resp {
-                if *rid == id {
+                if *rid == id && first {
                     let resp = resp.clone();
-                    self.send_raw(now, resp);
+                    self.send_all(now, &resp);
                 }
             }
             return;
@@ -410,10 +426,12 @@ impl IkeSa {
         let Some(keyed) = self.keyed.clone() else {
             return;
         };
-        let Ok(parsed) = self.open(&keyed, bytes) else {
+        let Ok(parsed) = self.open(now, &keyed, bytes, false) else {
             return;
         };
         self.last_recv = now;
+        // A fragment of the request (RFC 7383): wait for the rest.
+        let Some(parsed) = parsed else { return };
         self.peer_next_req_id = id.wrapping_add(1);
         // §2.23: follow the peer's address (NAT mapping changes, float to 4500).
         if self.state == State::InitDone || self.nat_t || to.port() == self.cfg.nat_t_port {

@@ -1,11 +1,13 @@
 //! Picking what an exchange needs out of a payload chain, in one place.
 
 use dodvpn_wire::{
-    Auth, Certificate, Identification, KeyExchange, Notify, NotifyType, Payload, Sa,
-    TrafficSelector,
+    Auth, Certificate, CertificateRequest, Identification, KeyExchange, Notify, NotifyType,
+    Payload, Sa, TrafficSelector,
 };
 
-/// The first payload of each kind in a chain (later duplicates are ignored).
+/// The first payload of each kind in a chain (later duplicates are ignored),
+/// except CERT and CERTREQ, which are all kept in order (RFC 7296 §3.6: the
+/// first CERT holds the key that signed AUTH, the others its chain).
 #[derive(Default)]
 pub(crate) struct Found<'a> {
     pub sa: Option<&'a Sa>,
@@ -13,7 +15,8 @@ pub(crate) struct Found<'a> {
     pub nonce: Option<&'a [u8]>,
     pub idi: Option<&'a Identification>,
     pub idr: Option<&'a Identification>,
-    pub cert: Option<&'a Certificate>,
+    pub certs: Vec<&'a Certificate>,
+    pub certreqs: Vec<&'a CertificateRequest>,
     pub auth: Option<&'a Auth>,
     pub tsi: Option<&'a [TrafficSelector]>,
     pub tsr: Option<&'a [TrafficSelector]>,
@@ -39,9 +42,8 @@ impl<'a> Found<'a> {
                 Payload::IdResponder(i) => {
                     f.idr.get_or_insert(i);
                 }
-                Payload::Certificate(c) => {
-                    f.cert.get_or_insert(c);
-                }
+                Payload::Certificate(c) => f.certs.push(c),
+                Payload::CertificateRequest(c) => f.certreqs.push(c),
                 Payload::Authentication(a) => {
                     f.auth.get_or_insert(a);
                 }

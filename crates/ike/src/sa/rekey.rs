@@ -195,6 +195,8 @@ impl IkeSa {
         n.state = State::Established;
         n.nat_t = self.nat_t;
         n.local_behind_nat = self.local_behind_nat;
+        // RFC 7383 §2.3: a rekeyed IKE SA keeps what IKE_SA_INIT negotiated.
+        n.fragmentation = self.fragmentation;
         n.keyed = Some(Arc::new(Keyed {
             suite,
             keys: new_keys,

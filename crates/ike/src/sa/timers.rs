@@ -142,7 +142,7 @@ impl IkeSa {
                 p.tries += 1;
                 p.deadline = now + wait;
                 let bytes = p.bytes.clone();
-                self.send_raw(now, bytes);
+                self.send_all(now, &bytes);
             }
         }
         if self.state == State::Established {
