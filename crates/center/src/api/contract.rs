@@ -126,6 +126,33 @@ fn error_response(description: &str) -> RefOr<ApiResponse> {
     )
 }
 
+/// Read the whole request body (at most [`MAX_BODY`](super::MAX_BODY)) before routing.
+/// An answer given before the body was read (an unknown route, a path that does not
+/// parse, a refused credential) would otherwise close a connection with unread data,
+/// which the kernel turns into a reset that can reach the client before the answer.
+pub async fn read_body_first(req: Request<Body>, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, super::MAX_BODY).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(_) => {
+            let mut resp = ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the body is larger than {} bytes", super::MAX_BODY),
+            )
+            .into_response();
+            resp.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            resp
+        }
+    }
+}
+
 /// Every error answer is the JSON error body: axum's own rejections (a query or path
 /// that does not parse, an unknown method) are plain text, and a client should need
 /// only one error shape.

@@ -128,6 +128,7 @@ pub fn router(center: Arc<Center>) -> axum::Router {
         )
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(contract::read_body_first))
         .layer(axum::middleware::from_fn(contract::json_errors))
 }
 
