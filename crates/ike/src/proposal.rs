@@ -558,6 +558,13 @@ pub fn describe_proposal(p: &Proposal) -> String {
             _ => {}
         }
     }
+    // strongSwan derives one PRF per integrity hash when none is written: leave out
+    // the PRFs that follow from the listed integrity algorithms, as its configs do.
+    prf.retain(|f: &String| {
+        !integ
+            .iter()
+            .any(|i| f.strip_prefix("prf") == Some(i.as_str()))
+    });
     let mut all = encr;
     all.append(&mut integ);
     all.append(&mut prf);
@@ -810,7 +817,7 @@ mod tests {
             .push(Transform::new(TransformId::Dh(DhGroup::from(999))));
         assert_eq!(
             describe_proposal(&p),
-            "aes256-3des-sha256-sha1-prfsha256-modp2048-modp1024-dh#999"
+            "aes256-3des-sha256-sha1-modp2048-modp1024-dh#999"
         );
         let esp = EspSuite::parse("aes128-sha256-esn")
             .unwrap()

@@ -210,6 +210,28 @@ struct Conn {
     last_error: Option<String>,
 }
 
+/// An identity as an operator reads it: FQDN / e-mail as text, addresses as addresses,
+/// anything else (DNs, key ids) as its type and hex.
+fn id_text(id: &dodvpn_wire::Identification) -> String {
+    use dodvpn_wire::IdType;
+    match id.id_type {
+        IdType::Fqdn | IdType::Rfc822Addr => String::from_utf8_lossy(&id.data).into_owned(),
+        IdType::Ipv4Addr if id.data.len() == 4 => {
+            std::net::Ipv4Addr::new(id.data[0], id.data[1], id.data[2], id.data[3]).to_string()
+        }
+        IdType::Ipv6Addr if id.data.len() == 16 => {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&id.data);
+            std::net::Ipv6Addr::from(b).to_string()
+        }
+        t => format!("{t:?}:{}", hex_bytes(&id.data)),
+    }
+}
+
+fn hex_bytes(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// How often idle timers are looked at.
 pub const IDLE_CHECK: Duration = Duration::from_millis(250);
 
@@ -599,9 +621,9 @@ impl Core {
                 tracing::info!(
                     conn = %name,
                     peer = %remote,
-                    peer_id = ?peer_id,
-                    spi_i = format!("{:016x}", spis.0),
-                    spi_r = format!("{:016x}", spis.1),
+                    peer_id = %id_text(&peer_id),
+                    spi_i = %format!("{:016x}", spis.0),
+                    spi_r = %format!("{:016x}", spis.1),
                     %suite,
                     nat_t,
                     initiator,
@@ -639,10 +661,10 @@ impl Core {
                 tracing::info!(
                     conn = %name,
                     %peer,
-                    old = format!("{old:016x}"),
-                    new = format!("{new:016x}"),
-                    spi_i = format!("{:016x}", spis.0),
-                    spi_r = format!("{:016x}", spis.1),
+                    old = %format!("{old:016x}"),
+                    new = %format!("{new:016x}"),
+                    spi_i = %format!("{:016x}", spis.0),
+                    spi_r = %format!("{:016x}", spis.1),
                     %suite,
                     reason = "rekey",
                     "IKE SA rekeyed / IKE SA 鍵更新"
@@ -678,8 +700,8 @@ impl Core {
                     tracing::info!(
                         conn = %name,
                         peer = %c.remote,
-                        spi_i = format!("{:016x}", spis.0),
-                        spi_r = format!("{:016x}", spis.1),
+                        spi_i = %format!("{:016x}", spis.0),
+                        spi_r = %format!("{:016x}", spis.1),
                         %suite,
                         reason = ?reason,
                         "IKE SA down / IKE SA 切断"
@@ -774,7 +796,7 @@ impl Core {
                 ch.replaced = true;
             }
         }
-        tracing::info!(conn = %c.cfg.name, peer = %info.remote_addr, spi_in = format!("{:08x}", info.local_spi), spi_out = format!("{:08x}", info.remote_spi),
+        tracing::info!(conn = %c.cfg.name, peer = %info.remote_addr, spi_in = %format!("{:08x}", info.local_spi), spi_out = %format!("{:08x}", info.remote_spi),
             suite = %info.aead, esn = info.esn, rekey_of = ?info.rekey_of.map(|s| format!("{s:08x}")), outbound = switch,
             reason = if info.rekey_of.is_some() { "rekey" } else { "new" },
             "child SA installed for {:?} / 子 SA 確立", remote_nets);
@@ -813,7 +835,7 @@ impl Core {
                 .max_by_key(|o| (!o.replaced, o.up_since))
                 .map(|o| (o.local_spi, o.remote_spi));
             if let Some((spi_in, spi_out)) = next {
-                tracing::info!(conn = %c.cfg.name, spi_out = format!("{spi_out:08x}"), "outbound for {n} moved to the successor SA");
+                tracing::info!(conn = %c.cfg.name, spi_out = %format!("{spi_out:08x}"), "outbound for {n} moved to the successor SA");
                 self.protect(*n, spi_in);
             } else {
                 let trap = c.cfg.start == Start::Trap;
@@ -823,8 +845,8 @@ impl Core {
                 }
             }
         }
-        tracing::info!(conn = %self.conns[i].cfg.name, peer = %self.conns[i].remote, spi_in = format!("{:08x}", ch.local_spi),
-            spi_out = format!("{:08x}", ch.remote_spi), reason = why, "child SA removed ({why}) / 子 SA 削除");
+        tracing::info!(conn = %self.conns[i].cfg.name, peer = %self.conns[i].remote, spi_in = %format!("{:08x}", ch.local_spi),
+            spi_out = %format!("{:08x}", ch.remote_spi), reason = why, "child SA removed ({why}) / 子 SA 削除");
     }
 
     /// Current counts of a connection's session: gone child SAs plus live ones.
@@ -892,7 +914,7 @@ impl Core {
                 .map(|ch| (ch.ike_sa, ch.local_spi))
                 .collect();
             for (sa, spi) in &idle {
-                tracing::info!(conn = %c.cfg.name, spi_in = format!("{spi:08x}"), "idle: deleting child SA");
+                tracing::info!(conn = %c.cfg.name, spi_in = %format!("{spi:08x}"), "idle: deleting child SA");
                 c.ep.delete_child(now, *sa, *spi);
             }
             if !idle.is_empty() && idle.len() == c.children.len() {
