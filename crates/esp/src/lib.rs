@@ -528,6 +528,8 @@ fn aad_for(spi: u32, seq: u64, esn: bool) -> ([u8; 12], usize) {
 }
 
 /// The keys of one direction, by transform family.
+// One per SA, held inline: boxing would add a pointer chase to every packet.
+#[allow(clippy::large_enum_variant)]
 enum Cipher {
     Aead(SaCipher),
     Cbc(CbcHmac),
