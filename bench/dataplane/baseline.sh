@@ -2,7 +2,10 @@
 # Data-plane baseline (see bench/README.md, "Data plane"): one run, side by side on the same two
 # network namespaces, of
 #   (a) the plain veth, (b) strongSwan 5.9 + kernel-libipsec (AES-GCM-128), (c) wireguard-go,
-#   (d) nebula (cipher aes = AES-256-GCM), (e) dodvpn (slot: run_dodvpn, when DODVPN_BIN is set)
+#   (d) nebula (cipher aes = AES-256-GCM), (e) dodvpn (slot: run_dodvpn, when DODVPN_BIN is set),
+#   and (issue 16) strongswan-cbc / dodvpn-cbc: ESP aes128-sha256 (AES-CBC + HMAC-SHA-256-128)
+#   with IKE aes128-sha256-modp2048, so their setup figures are MODP-2048 handshakes beside
+#   the ECP-256 ones of strongswan / dodvpn
 # measuring
 #   - iperf3 TCP throughput, IPERF_TIME (10) s, 1 stream and 4 streams (-P 4), site A -> site B
 #   - setup latency: first ICMP echo sent on a cold tunnel -> first reply, SETUP_REPS (20) times,
@@ -31,7 +34,7 @@ netns_trap_cleanup
 IPERF_TIME="${IPERF_TIME:-10}"
 SETUP_REPS="${SETUP_REPS:-20}"
 TUNNEL_MTU="${TUNNEL_MTU:-1400}"
-ONLY="${ONLY:-veth strongswan wireguard nebula dodvpn}"
+ONLY="${ONLY:-veth strongswan strongswan-cbc wireguard nebula dodvpn dodvpn-cbc}"
 PROBE="$here/setup_probe.py"
 PY="$(command -v /usr/bin/python3 || command -v python3)"
 RESULTS_DIR="${RESULTS_DIR:-$repo/bench/results}"
@@ -111,7 +114,7 @@ SETUP_AFTER=""
 sw_after() { # record charon's own view of the exchange for this repetition
   sleep 0.05
   local t; t="$(charon_ike_ms "$SA_DIR/charon.log")"
-  [[ -n "$t" ]] && echo "$t" >>"$work/ike-strongswan.txt"
+  [[ -n "$t" ]] && echo "$t" >>"$work/ike-${SW_KEY:-strongswan}.txt"
 }
 
 wait_route() { # NS NET SECONDS : route to NET exists (any table)
@@ -132,29 +135,33 @@ run_veth() {
 
 # ------------------------------------------------------------------ (b) strongSwan + kernel-libipsec
 SA_DIR="" SB_DIR=""
+# run_strongswan [KEY IKE ESP]: KEY strongswan (aes128gcm16-prfsha256-ecp256 / aes128gcm16) or
+# strongswan-cbc (aes128-sha256-modp2048 / aes128-sha256)
 run_strongswan() {
-  PATHS+=(strongswan); NOTE[strongswan]="strongSwan $(/usr/lib/ipsec/charon --version 2>/dev/null | awk '{print $NF}') kernel-libipsec, PSK, aes128gcm16-ecp256, ESP-in-UDP, MTU 1400"
-  SA_DIR="$work/sw-a" SB_DIR="$work/sw-b"; mkdir -p "$SA_DIR" "$SB_DIR"
+  local key="${1:-strongswan}" ike="${2:-aes128gcm16-prfsha256-ecp256}" esp="${3:-aes128gcm16-ecp256}"
+  PATHS+=("$key"); NOTE[$key]="strongSwan $(/usr/lib/ipsec/charon --version 2>/dev/null | awk '{print $NF}') kernel-libipsec, PSK, IKE $ike, ESP $esp, ESP-in-UDP, MTU 1400"
+  SA_DIR="$work/$key-a" SB_DIR="$work/$key-b"; mkdir -p "$SA_DIR" "$SB_DIR"
   local psk="bench-$$-$RANDOM$RANDOM"
   swanctl_conf_write "$SA_DIR/swanctl.conf" --local-addrs "$OUTER_A" --remote-addrs "$OUTER_B" \
-    --local-id a.bench --remote-id b.bench --psk "$psk" --suite aes128gcm16 --dh ecp256 \
+    --local-id a.bench --remote-id b.bench --psk "$psk" --ike "$ike" --esp "$esp" \
     --local-ts "$SITE_NET_A" --remote-ts "$SITE_NET_B" --mobike no
   swanctl_conf_write "$SB_DIR/swanctl.conf" --local-addrs "$OUTER_B" --remote-addrs %any \
-    --local-id b.bench --remote-id a.bench --psk "$psk" --suite aes128gcm16 --dh ecp256 \
+    --local-id b.bench --remote-id a.bench --psk "$psk" --ike "$ike" --esp "$esp" \
     --local-ts "$SITE_NET_B" --remote-ts "$SITE_NET_A" --mobike no
   strongswan_start "$A" "$SA_DIR" && strongswan_start "$B" "$SB_DIR" || { say "strongswan: charon failed"; return 1; }
-  swanctl_initiate "$SA_DIR" site 15 || { say "strongswan: initiate failed"; return 1; }
-  warm_ping strongswan || return 1
-  iperf_run strongswan "$SITE_A" "$SITE_B"
-  say "strongswan: setup latency, $SETUP_REPS repetitions (terminate, then initiate at the first echo)"
-  SETUP_AFTER=sw_after
-  setup_series strongswan sw_down sw_up \
+  swanctl_initiate "$SA_DIR" site 15 || { say "$key: initiate failed"; return 1; }
+  warm_ping "$key" || return 1
+  iperf_run "$key" "$SITE_A" "$SITE_B"
+  say "$key: setup latency, $SETUP_REPS repetitions (terminate, then initiate at the first echo)"
+  SETUP_AFTER=sw_after SW_KEY="$key"
+  setup_series "$key" sw_down sw_up \
     "swanctl --initiate --uri unix://$SA_DIR/charon.vici --child site --timeout 10"
   SETUP_AFTER=""
-  if [[ -s "$work/ike-strongswan.txt" ]]; then
-    IKE_P50="$(sort -g "$work/ike-strongswan.txt" | awk '{v[NR]=$1} END{r=int(0.5*NR); if (r<0.5*NR) r++; print v[r]}')"
-    NOTE[strongswan]+="; charon log IKE_SA_INIT->CHILD_SA p50 ${IKE_P50} ms"
-    say "strongswan: charon log, initiating IKE_SA -> CHILD_SA established: p50 $IKE_P50 ms (the rest is swanctl start-up, route install, ICMP)"
+  if [[ -s "$work/ike-$key.txt" ]]; then
+    local p50; p50="$(sort -g "$work/ike-$key.txt" | awk '{v[NR]=$1} END{r=int(0.5*NR); if (r<0.5*NR) r++; print v[r]}')"
+    [[ "$key" == strongswan ]] && IKE_P50="$p50"
+    NOTE[$key]+="; charon log IKE_SA_INIT->CHILD_SA p50 ${p50} ms"
+    say "$key: charon log, initiating IKE_SA -> CHILD_SA established: p50 $p50 ms (the rest is swanctl start-up, route install, ICMP)"
   fi
   strongswan_stop "$SA_DIR"; strongswan_stop "$SB_DIR"
 }
@@ -250,19 +257,23 @@ remote_id = "$peer.bench"
 cert = "$DODVPN_PKI/$me.bench.crt"
 key = "$DODVPN_PKI/$me.p8"
 ca = "$DODVPN_PKI/ca.crt"
-ike_proposals = ["aes128gcm16-prfsha256-ecp256"]
-esp_proposals = ["aes128gcm16"]
+ike_proposals = ["${DD_IKE:-aes128gcm16-prfsha256-ecp256}"]
+esp_proposals = ["${DD_ESP:-aes128gcm16}"]
 start = "trap"
 idle_timeout = "0s"
 EOF
 }
+# run_dodvpn [KEY IKE ESP]: KEY dodvpn (aes128gcm16-prfsha256-ecp256 / aes128gcm16) or
+# dodvpn-cbc (aes128-sha256-modp2048 / aes128-sha256)
 run_dodvpn() {
+  local key="${1:-dodvpn}"
+  DD_IKE="${2:-aes128gcm16-prfsha256-ecp256}" DD_ESP="${3:-aes128gcm16}"
   if [[ -z "${DODVPN_BIN:-}" ]]; then echo "dodvpn: not yet available" >&2; return 0; fi
   if [[ ! -x "$DODVPN_BIN" ]] || ! "$DODVPN_BIN" tunnel --help 2>&1 | grep -q -- '--config'; then
     echo "dodvpn: not yet available ($DODVPN_BIN has no 'tunnel --config')" >&2; return 0
   fi
-  PATHS+=(dodvpn); NOTE[dodvpn]="dodvpn $("$DODVPN_BIN" --version 2>/dev/null | head -1), ECDSA P-256 certs, aes128gcm16, MTU $TUNNEL_MTU"
-  DD_DIR="$work/dodvpn"; mkdir -p "$DD_DIR"
+  PATHS+=("$key"); NOTE[$key]="dodvpn $("$DODVPN_BIN" --version 2>/dev/null | head -1), ECDSA P-256 certs, IKE $DD_IKE, ESP $DD_ESP, MTU $TUNNEL_MTU"
+  DD_DIR="$work/$key"; mkdir -p "$DD_DIR"
   export DODVPN_PKI="$DD_DIR/pki" OUTER_A OUTER_B SITE_NET_A SITE_NET_B SITE_A SITE_B TUNNEL_MTU
   pki_make "$DODVPN_PKI" ecdsa a.bench b.bench
   local s
@@ -270,11 +281,11 @@ run_dodvpn() {
     if [[ -n "${DODVPN_CONFIG_HOOK:-}" ]]; then "$DODVPN_CONFIG_HOOK" "$s" "$DD_DIR/$s.toml" || return 1
     else dodvpn_write_config "$s" "$DD_DIR/$s.toml"; fi
   done
-  dd_up || { say "dodvpn: tunnel did not start (logs in $DD_DIR)"; return 1; }
-  warm_ping dodvpn || return 1
-  iperf_run dodvpn "$SITE_A" "$SITE_B"
-  say "dodvpn: setup latency, $SETUP_REPS repetitions (IKE SAs deleted on both sides with \`dodvpn tunnel down\`, traps kept; on-demand at the first echo)"
-  setup_series dodvpn dd_sas_down dd_trapped
+  dd_up || { say "$key: tunnel did not start (logs in $DD_DIR)"; return 1; }
+  warm_ping "$key" || return 1
+  iperf_run "$key" "$SITE_A" "$SITE_B"
+  say "$key: setup latency, $SETUP_REPS repetitions (IKE SAs deleted on both sides with \`dodvpn tunnel down\`, traps kept; on-demand at the first echo)"
+  setup_series "$key" dd_sas_down dd_trapped
   dd_down
 }
 dd_down() {
@@ -314,9 +325,12 @@ iperf_server_start || exit 1
 
 want veth && run_veth
 want strongswan && { run_strongswan || say "strongswan: FAILED (logs: $SA_DIR, $SB_DIR)"; strongswan_stop; }
+want strongswan-cbc && { run_strongswan strongswan-cbc aes128-sha256-modp2048 aes128-sha256 ||
+  say "strongswan-cbc: FAILED (logs: $SA_DIR, $SB_DIR)"; strongswan_stop; }
 want wireguard && { run_wireguard || say "wireguard: FAILED"; wg_stop; }
 want nebula && { run_nebula || say "nebula: FAILED"; nebula_stop; }
 want dodvpn && { run_dodvpn || say "dodvpn: FAILED"; }
+want dodvpn-cbc && { run_dodvpn dodvpn-cbc aes128-sha256-modp2048 aes128-sha256 || say "dodvpn-cbc: FAILED"; dd_down; }
 load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ------------------------------------------------------------------ report
@@ -326,10 +340,12 @@ ratio() { # A B -> A/B with 2 decimals, or -
 label() {
   case "$1" in
     veth) echo "plain veth" ;;
-    strongswan) echo "strongSwan/libipsec (AES-GCM-128)" ;;
+    strongswan) echo "strongSwan/libipsec (AES-GCM-128, ECP-256)" ;;
     wireguard) echo "wireguard-go (ChaCha20-Poly1305)" ;;
     nebula) echo "nebula (AES-256-GCM)" ;;
-    dodvpn) echo "dodvpn (AES-GCM-128)" ;;
+    dodvpn) echo "dodvpn (AES-GCM-128, ECP-256)" ;;
+    strongswan-cbc) echo "strongSwan/libipsec (AES-CBC-128 + HMAC-SHA-256, MODP-2048)" ;;
+    dodvpn-cbc) echo "dodvpn (AES-CBC-128 + HMAC-SHA-256, MODP-2048)" ;;
     *) echo "$1" ;;
   esac
 }

@@ -204,8 +204,10 @@ enum AgentCmd {
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
+            // Default: warnings, plus the SA lifecycle lines of IKE and the tunnel daemon
+            // (up, rekey, down, refusals) that an operator needs (docs/interop.md).
             tracing_subscriber::EnvFilter::try_from_env("DODVPN_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| "warn,dodvpn_tunnel=info,dodvpn_ike=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

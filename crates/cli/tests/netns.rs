@@ -59,6 +59,15 @@ fn transport_interop_with_strongswan() {
     run("interop_transport.sh");
 }
 
+/// Issue 16: the suites routers and the operating systems' own clients use, against
+/// strongSwan in both directions with ping and TCP (sha256): MODP 2048/3072/4096, ECP-521,
+/// AES-CBC + HMAC-SHA-256/384/512 for IKE and ESP; Windows', macOS/iOS and a router's default
+/// proposal sets accepted or refused, the refusal logged with what was offered and accepted.
+#[test]
+fn strongswan_interop_suites_modp_ecp521_cbc_hmac() {
+    run("interop_suites.sh");
+}
+
 /// A strongSwan site (issue 4, item 7): a hospital's standard IKEv2 router (charon with
 /// kernel-libipsec) enrolled from its own certificate request and configured by hand from
 /// `dodvpn admin grant show`, talking to a clinic's dodvpn agent through the centre:

@@ -21,7 +21,7 @@ fn main() {
         "{:<18} {:>12} {:>12} {:>12} {:>12}",
         "aead", "seal Gbit/s", "seal ns/pkt", "open Gbit/s", "open ns/pkt"
     );
-    for aead in Aead::ALL {
+    for aead in Aead::EVERY {
         let km: Vec<u8> = (0..aead.keymat_len() as u8).collect();
         let mut out = OutboundSa::new(0x1000, aead, &km, true).unwrap();
         let mut inb = InboundSa::new(0x1000, aead, &km, true).unwrap();

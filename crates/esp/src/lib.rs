@@ -11,7 +11,11 @@
 //!   numbers, with Extended Sequence Number inference (RFC 4303 App. A).
 //!
 //! Transforms: AES-GCM with a 16-octet ICV (RFC 4106) with 128- and 256-bit
-//! keys and ChaCha20-Poly1305 (RFC 7634), all through `ring`.
+//! keys and ChaCha20-Poly1305 (RFC 7634), all through `ring`; and, for
+//! peers without AEAD, AES-CBC-128/256 (RFC 3602) with HMAC-SHA-256-128,
+//! -384-192 or -512-256 (RFC 4868), see [`cbc_hmac`]. A CBC packet has a
+//! 16-byte IV: `seal` moves the inner packet 8 bytes back to make room, so
+//! callers keep one [`HEADROOM`] for every transform.
 //!
 //! ESP packet layout (tunnel mode, combined-mode AEAD):
 //!
@@ -36,21 +40,28 @@ use dodvpn_wire::esp as wire;
 use dodvpn_wire::{check_esp_trailer, esp_pad_len, write_esp_trailer, EspHeader};
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 
+pub mod cbc_hmac;
 mod replay;
 mod tos;
+
+pub use cbc_hmac::{CbcHmac, Integ, CBC_IV_LEN};
 
 pub use replay::{ReplayWindow, DEFAULT_WINDOW, MAX_WINDOW, MIN_WINDOW};
 pub use tos::{decap_ecn, outer_tos, EcnDecap};
 
 /// Length of the ESP header: SPI (4) + sequence number (4).
 pub const ESP_HEADER_LEN: usize = wire::ESP_HEADER_LEN;
-/// Length of the explicit IV carried in each packet (RFC 4106 §3.1,
-/// RFC 7634 §2).
+/// Length of the explicit IV carried in each AEAD packet (RFC 4106 §3.1,
+/// RFC 7634 §2). AES-CBC carries [`CBC_IV_LEN`].
 pub const IV_LEN: usize = 8;
 /// Bytes the caller must leave free in front of the inner packet.
 pub const HEADROOM: usize = ESP_HEADER_LEN + IV_LEN;
-/// Length of the ICV for every supported transform (16 octets).
+/// Length of the ICV of the AEAD transforms (16 octets).
 pub const TAG_LEN: usize = 16;
+/// Longest ICV of any transform (HMAC-SHA-512-256).
+pub const MAX_TAG_LEN: usize = 32;
+/// How far `seal` moves a CBC packet's payload back (16-byte IV instead of 8).
+const CBC_SHIFT: usize = CBC_IV_LEN - IV_LEN;
 /// Length of the salt appended to the key in the KEYMAT (RFC 4106 §8.1,
 /// RFC 7634 §2).
 pub const SALT_LEN: usize = 4;
@@ -59,10 +70,12 @@ pub const MAX_PAD: usize = 255;
 /// Pad Length + Next Header.
 pub const TRAILER_LEN: usize = wire::ESP_TRAILER_LEN;
 /// Bytes the caller must leave free behind the inner packet so that any
-/// padding choice fits: [`MAX_PAD`] + [`TRAILER_LEN`] + [`TAG_LEN`].
-pub const TAILROOM: usize = MAX_PAD + TRAILER_LEN + TAG_LEN;
-/// The smallest ESP packet [`InboundSa::open`] will look at:
-/// header, IV, an (empty payload's) trailer and the ICV.
+/// padding choice and transform fits: [`MAX_PAD`] + [`TRAILER_LEN`] +
+/// [`MAX_TAG_LEN`] + the 8 bytes a CBC payload moves back.
+pub const TAILROOM: usize = MAX_PAD + TRAILER_LEN + MAX_TAG_LEN + CBC_SHIFT;
+/// The smallest ESP packet [`InboundSa::open`] will look at for an AEAD:
+/// header, IV, an (empty payload's) trailer and the ICV (each transform's
+/// own minimum: [`Aead::min_packet_len`]).
 pub const MIN_PACKET_LEN: usize = HEADROOM + TRAILER_LEN + TAG_LEN;
 /// Padding aligns the encrypted part (payload + trailer) to this many octets
 /// (RFC 4303 §2.4: 4-byte alignment; GCM and ChaCha20 are stream modes).
@@ -87,7 +100,8 @@ pub const fn min_padding(inner_len: usize) -> usize {
 }
 
 /// The length of the ESP packet that [`OutboundSa::seal`] produces for an
-/// inner packet of `inner_len` bytes with minimal padding.
+/// inner packet of `inner_len` bytes with minimal padding, for an AEAD
+/// transform (any transform: [`Aead::sealed_len`]).
 pub const fn sealed_len(inner_len: usize) -> usize {
     HEADROOM + inner_len + min_padding(inner_len) + TRAILER_LEN + TAG_LEN
 }
@@ -171,7 +185,9 @@ pub enum Error {
 /// Result alias for this crate.
 pub type Result<T> = core::result::Result<T, Error>;
 
-/// The ESP AEAD transforms supported.
+/// The ESP transforms supported: the AEADs, and AES-CBC with a separate
+/// HMAC-SHA2 integrity transform (still called `Aead` because seal/open
+/// treat the pair as one authenticated cipher).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Aead {
     /// AES-GCM, 128-bit key, 16-octet ICV (RFC 4106; IKEv2 ENCR_AES_GCM_16 = 20, key length 128).
@@ -180,30 +196,122 @@ pub enum Aead {
     AesGcm256,
     /// ChaCha20-Poly1305 (RFC 7634; IKEv2 ENCR_CHACHA20_POLY1305 = 28).
     ChaCha20Poly1305,
+    /// AES-CBC with a 128-bit key (RFC 3602; ENCR_AES_CBC = 12, key length
+    /// 128) and an HMAC-SHA2 integrity transform (RFC 4868).
+    AesCbc128(Integ),
+    /// AES-CBC with a 256-bit key (RFC 3602; ENCR_AES_CBC = 12, key length
+    /// 256) and an HMAC-SHA2 integrity transform (RFC 4868).
+    AesCbc256(Integ),
 }
 
 impl Aead {
-    /// All supported transforms.
+    /// The AEAD transforms.
     pub const ALL: [Aead; 3] = [Aead::AesGcm128, Aead::AesGcm256, Aead::ChaCha20Poly1305];
+
+    /// The AES-CBC + HMAC-SHA2 transforms.
+    pub const CBC_HMAC: [Aead; 6] = [
+        Aead::AesCbc128(Integ::HmacSha256_128),
+        Aead::AesCbc128(Integ::HmacSha384_192),
+        Aead::AesCbc128(Integ::HmacSha512_256),
+        Aead::AesCbc256(Integ::HmacSha256_128),
+        Aead::AesCbc256(Integ::HmacSha384_192),
+        Aead::AesCbc256(Integ::HmacSha512_256),
+    ];
+
+    /// Every transform, AEAD first.
+    pub const EVERY: [Aead; 9] = [
+        Aead::AesGcm128,
+        Aead::AesGcm256,
+        Aead::ChaCha20Poly1305,
+        Aead::AesCbc128(Integ::HmacSha256_128),
+        Aead::AesCbc128(Integ::HmacSha384_192),
+        Aead::AesCbc128(Integ::HmacSha512_256),
+        Aead::AesCbc256(Integ::HmacSha256_128),
+        Aead::AesCbc256(Integ::HmacSha384_192),
+        Aead::AesCbc256(Integ::HmacSha512_256),
+    ];
+
+    /// The integrity transform, for AES-CBC.
+    pub const fn integ(self) -> Option<Integ> {
+        match self {
+            Aead::AesCbc128(i) | Aead::AesCbc256(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a combined-mode (AEAD) transform.
+    pub const fn is_aead(self) -> bool {
+        self.integ().is_none()
+    }
 
     /// Length of the cipher key proper.
     pub const fn key_len(self) -> usize {
         match self {
-            Aead::AesGcm128 => 16,
-            Aead::AesGcm256 => 32,
+            Aead::AesGcm128 | Aead::AesCbc128(_) => 16,
+            Aead::AesGcm256 | Aead::AesCbc256(_) => 32,
             Aead::ChaCha20Poly1305 => 32,
         }
     }
 
     /// Length of the KEYMAT to take from IKE per direction: key || salt
-    /// (RFC 4106 §8.1: 20 / 36 octets; RFC 7634 §2: 36 octets).
+    /// (RFC 4106 §8.1: 20 / 36 octets; RFC 7634 §2: 36 octets), or for
+    /// CBC encryption key || integrity key (RFC 7296 §2.17).
     pub const fn keymat_len(self) -> usize {
-        self.key_len() + SALT_LEN
+        match self.integ() {
+            Some(i) => self.key_len() + i.key_len(),
+            None => self.key_len() + SALT_LEN,
+        }
     }
 
     /// Length of the ICV.
     pub const fn tag_len(self) -> usize {
-        TAG_LEN
+        match self.integ() {
+            Some(i) => i.icv_len(),
+            None => TAG_LEN,
+        }
+    }
+
+    /// Length of the IV in each packet.
+    pub const fn iv_len(self) -> usize {
+        if self.is_aead() {
+            IV_LEN
+        } else {
+            CBC_IV_LEN
+        }
+    }
+
+    /// Offset of the inner packet in an ESP packet (header + IV).
+    pub const fn payload_offset(self) -> usize {
+        ESP_HEADER_LEN + self.iv_len()
+    }
+
+    /// Alignment of payload + trailer: 4 for the stream-like AEADs, the AES
+    /// block for CBC (RFC 3602 §2.4).
+    pub const fn pad_align(self) -> usize {
+        if self.is_aead() {
+            PAD_ALIGN
+        } else {
+            CBC_IV_LEN
+        }
+    }
+
+    /// The smallest well-formed ESP packet of this transform.
+    pub const fn min_packet_len(self) -> usize {
+        if self.is_aead() {
+            MIN_PACKET_LEN
+        } else {
+            ESP_HEADER_LEN + CBC_IV_LEN + CBC_IV_LEN + self.tag_len()
+        }
+    }
+
+    /// The ESP packet length for an inner packet of `inner_len` bytes with
+    /// minimal padding.
+    pub const fn sealed_len(self, inner_len: usize) -> usize {
+        self.payload_offset()
+            + inner_len
+            + esp_pad_len(inner_len, self.pad_align())
+            + TRAILER_LEN
+            + self.tag_len()
     }
 
     /// IKEv2 transform type 1 (ENCR) identifier.
@@ -211,24 +319,52 @@ impl Aead {
         match self {
             Aead::AesGcm128 | Aead::AesGcm256 => 20,
             Aead::ChaCha20Poly1305 => 28,
+            Aead::AesCbc128(_) | Aead::AesCbc256(_) => 12,
         }
     }
 
     /// IKEv2 Key Length attribute in bits, where the transform has one.
     pub const fn ikev2_key_length_attr(self) -> Option<u16> {
         match self {
-            Aead::AesGcm128 => Some(128),
-            Aead::AesGcm256 => Some(256),
+            Aead::AesGcm128 | Aead::AesCbc128(_) => Some(128),
+            Aead::AesGcm256 | Aead::AesCbc256(_) => Some(256),
             Aead::ChaCha20Poly1305 => None,
         }
     }
 
-    fn ring_alg(self) -> &'static aead::Algorithm {
-        match self {
-            Aead::AesGcm128 => &aead::AES_128_GCM,
-            Aead::AesGcm256 => &aead::AES_256_GCM,
-            Aead::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
+    /// IKEv2 transform type 3 (INTEG) identifier, for CBC.
+    pub const fn ikev2_integ_id(self) -> Option<u16> {
+        match self.integ() {
+            Some(i) => Some(i.ikev2_transform_id()),
+            None => None,
         }
+    }
+
+    /// The ESP proposal keyword as strongSwan writes it: `aes128gcm16`,
+    /// `aes256gcm16`, `chacha20poly1305`, `aes128-sha256`, `aes256-sha512`...
+    pub fn name(self) -> String {
+        match self {
+            Aead::AesGcm128 => "aes128gcm16".into(),
+            Aead::AesGcm256 => "aes256gcm16".into(),
+            Aead::ChaCha20Poly1305 => "chacha20poly1305".into(),
+            Aead::AesCbc128(i) => format!("aes128-{}", i.name()),
+            Aead::AesCbc256(i) => format!("aes256-{}", i.name()),
+        }
+    }
+
+    fn ring_alg(self) -> Option<&'static aead::Algorithm> {
+        match self {
+            Aead::AesGcm128 => Some(&aead::AES_128_GCM),
+            Aead::AesGcm256 => Some(&aead::AES_256_GCM),
+            Aead::ChaCha20Poly1305 => Some(&aead::CHACHA20_POLY1305),
+            _ => None,
+        }
+    }
+}
+
+impl core::fmt::Display for Aead {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.name())
     }
 }
 
@@ -253,7 +389,8 @@ impl core::fmt::Debug for SaCipher {
 
 impl SaCipher {
     /// Build from KEYMAT = key || salt as delivered by IKEv2 for this
-    /// direction (`aead.keymat_len()` bytes).
+    /// direction (`aead.keymat_len()` bytes). AEAD transforms only (CBC:
+    /// [`CbcHmac::new`]).
     pub fn new(aead: Aead, keymat: &[u8]) -> Result<Self> {
         if keymat.len() != aead.keymat_len() {
             return Err(Error::KeyLength {
@@ -263,7 +400,12 @@ impl SaCipher {
             });
         }
         let (key, salt) = keymat.split_at(aead.key_len());
-        let unbound = UnboundKey::new(aead.ring_alg(), key).map_err(|_| Error::KeyLength {
+        let alg = aead.ring_alg().ok_or(Error::KeyLength {
+            aead,
+            expected: aead.keymat_len(),
+            got: keymat.len(),
+        })?;
+        let unbound = UnboundKey::new(alg, key).map_err(|_| Error::KeyLength {
             aead,
             expected: aead.keymat_len(),
             got: keymat.len(),
@@ -385,10 +527,34 @@ fn aad_for(spi: u32, seq: u64, esn: bool) -> ([u8; 12], usize) {
     }
 }
 
+/// The keys of one direction, by transform family.
+// One per SA, held inline: boxing would add a pointer chase to every packet.
+#[allow(clippy::large_enum_variant)]
+enum Cipher {
+    Aead(SaCipher),
+    Cbc(CbcHmac),
+}
+
+impl Cipher {
+    fn new(aead: Aead, keymat: &[u8]) -> Result<Cipher> {
+        if aead.is_aead() {
+            SaCipher::new(aead, keymat).map(Cipher::Aead)
+        } else {
+            CbcHmac::new(aead, keymat).map(Cipher::Cbc)
+        }
+    }
+    fn aead(&self) -> Aead {
+        match self {
+            Cipher::Aead(c) => c.aead,
+            Cipher::Cbc(c) => c.transform(),
+        }
+    }
+}
+
 /// Outbound SA: seals inner packets into ESP packets.
 pub struct OutboundSa {
     spi: u32,
-    cipher: SaCipher,
+    cipher: Cipher,
     /// Last sequence number sent (0 = none yet).
     seq: u64,
     esn: bool,
@@ -399,7 +565,7 @@ impl core::fmt::Debug for OutboundSa {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("OutboundSa")
             .field("spi", &format_args!("{:#010x}", self.spi))
-            .field("aead", &self.cipher.aead)
+            .field("aead", &self.cipher.aead())
             .field("seq", &self.seq)
             .field("esn", &self.esn)
             .field("counters", &self.counters)
@@ -413,7 +579,7 @@ impl OutboundSa {
     pub fn new(spi: u32, aead: Aead, keymat: &[u8], esn: bool) -> Result<Self> {
         Ok(Self {
             spi,
-            cipher: SaCipher::new(aead, keymat)?,
+            cipher: Cipher::new(aead, keymat)?,
             seq: 0,
             esn,
             counters: SaCounters::default(),
@@ -426,7 +592,7 @@ impl OutboundSa {
     }
     /// Transform.
     pub fn aead(&self) -> Aead {
-        self.cipher.aead
+        self.cipher.aead()
     }
     /// Extended Sequence Numbers in use.
     pub fn esn(&self) -> bool {
@@ -529,6 +695,38 @@ impl OutboundSa {
         Ok(len)
     }
 
+    /// The CBC twin of [`seal_with_explicit_iv_for_kat`](Self::seal_with_explicit_iv_for_kat):
+    /// a caller-chosen 16-byte IV, for RFC 3602 §5's ESP test cases. Never
+    /// for traffic.
+    #[doc(hidden)]
+    pub fn seal_cbc_with_explicit_iv_for_kat(
+        &mut self,
+        iv: [u8; CBC_IV_LEN],
+        inner_packet_len: usize,
+        buf: &mut [u8],
+        next_header: u8,
+    ) -> Result<usize> {
+        let seq = self.next_seq()?;
+        let Cipher::Cbc(c) = &self.cipher else {
+            return Err(Error::InvalidPadding(0));
+        };
+        let len = seal_cbc(
+            c,
+            self.spi,
+            self.esn,
+            seq,
+            Some(iv),
+            inner_packet_len,
+            buf,
+            next_header,
+            0,
+        )?;
+        self.counters.packets_sealed += 1;
+        self.counters.bytes_sealed += inner_packet_len as u64;
+        self.seq = seq;
+        Ok(len)
+    }
+
     #[inline]
     fn next_seq(&self) -> Result<u64> {
         let max = if self.esn {
@@ -552,6 +750,25 @@ impl OutboundSa {
         next_header: u8,
         extra_pad: usize,
     ) -> Result<usize> {
+        let cipher = match &self.cipher {
+            Cipher::Aead(c) => c,
+            Cipher::Cbc(c) => {
+                let total = seal_cbc(
+                    c,
+                    self.spi,
+                    self.esn,
+                    seq,
+                    None,
+                    inner_len,
+                    buf,
+                    next_header,
+                    extra_pad,
+                )?;
+                self.counters.packets_sealed += 1;
+                self.counters.bytes_sealed += inner_len as u64;
+                return Ok(total);
+            }
+        };
         let min_pad = min_padding(inner_len);
         #[allow(clippy::manual_is_multiple_of)]
         // usize::is_multiple_of needs Rust 1.87; MSRV is 1.85
@@ -583,9 +800,7 @@ impl OutboundSa {
         write_esp_trailer(&mut buf[HEADROOM + inner_len..ct_end], next_header)
             .map_err(|_| Error::InvalidPadding(extra_pad))?;
         let (aad, aad_len) = aad_for(self.spi, seq, self.esn);
-        let tag = self
-            .cipher
-            .seal_in_place(&iv, &aad[..aad_len], &mut buf[HEADROOM..ct_end]);
+        let tag = cipher.seal_in_place(&iv, &aad[..aad_len], &mut buf[HEADROOM..ct_end]);
         buf[ct_end..total].copy_from_slice(&tag);
         self.counters.packets_sealed += 1;
         self.counters.bytes_sealed += inner_len as u64;
@@ -593,10 +808,64 @@ impl OutboundSa {
     }
 }
 
+/// Seal one packet with AES-CBC + HMAC. The inner packet is at
+/// `buf[HEADROOM..]`; it moves 8 bytes back to leave room for the 16-byte IV.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn seal_cbc(
+    c: &CbcHmac,
+    spi: u32,
+    esn: bool,
+    seq: u64,
+    iv: Option<[u8; CBC_IV_LEN]>,
+    inner_len: usize,
+    buf: &mut [u8],
+    next_header: u8,
+    extra_pad: usize,
+) -> Result<usize> {
+    let t = c.transform();
+    let min_pad = esp_pad_len(inner_len, CBC_IV_LEN);
+    #[allow(clippy::manual_is_multiple_of)] // MSRV 1.85
+    if extra_pad % CBC_IV_LEN != 0 || min_pad + extra_pad > MAX_PAD {
+        return Err(Error::InvalidPadding(extra_pad));
+    }
+    let pad = min_pad + extra_pad;
+    let start = t.payload_offset();
+    let ct_end = start
+        .checked_add(inner_len)
+        .and_then(|n| n.checked_add(pad + TRAILER_LEN))
+        .ok_or(Error::BufferTooSmall {
+            needed: usize::MAX,
+            have: buf.len(),
+        })?;
+    let total = ct_end + t.tag_len();
+    if buf.len() < total {
+        return Err(Error::BufferTooSmall {
+            needed: total,
+            have: buf.len(),
+        });
+    }
+    buf.copy_within(HEADROOM..HEADROOM + inner_len, start);
+    let header = EspHeader {
+        spi,
+        seq: seq as u32,
+    };
+    buf[..ESP_HEADER_LEN].copy_from_slice(&header.to_bytes());
+    let iv = iv.unwrap_or_else(|| c.iv_for_seq(seq));
+    buf[ESP_HEADER_LEN..start].copy_from_slice(&iv);
+    write_esp_trailer(&mut buf[start + inner_len..ct_end], next_header)
+        .map_err(|_| Error::InvalidPadding(extra_pad))?;
+    c.encrypt(&iv, &mut buf[start..ct_end])?;
+    let hi = ((seq >> 32) as u32).to_be_bytes();
+    let (data, icv) = buf.split_at_mut(ct_end);
+    c.icv(data, if esn { &hi } else { &[] }, icv);
+    Ok(total)
+}
+
 /// Inbound SA: opens ESP packets, enforces anti-replay.
 pub struct InboundSa {
     spi: u32,
-    cipher: SaCipher,
+    cipher: Cipher,
     esn: bool,
     window: ReplayWindow,
     counters: SaCounters,
@@ -606,7 +875,7 @@ impl core::fmt::Debug for InboundSa {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("InboundSa")
             .field("spi", &format_args!("{:#010x}", self.spi))
-            .field("aead", &self.cipher.aead)
+            .field("aead", &self.cipher.aead())
             .field("esn", &self.esn)
             .field("window", &self.window)
             .field("counters", &self.counters)
@@ -630,7 +899,7 @@ impl InboundSa {
     ) -> Result<Self> {
         Ok(Self {
             spi,
-            cipher: SaCipher::new(aead, keymat)?,
+            cipher: Cipher::new(aead, keymat)?,
             esn,
             window,
             counters: SaCounters::default(),
@@ -643,7 +912,7 @@ impl InboundSa {
     }
     /// Transform.
     pub fn aead(&self) -> Aead {
-        self.cipher.aead
+        self.cipher.aead()
     }
     /// Extended Sequence Numbers in use.
     pub fn esn(&self) -> bool {
@@ -682,7 +951,7 @@ impl InboundSa {
 
     #[inline]
     fn open_inner(&mut self, pkt: &mut [u8]) -> Result<(Range<usize>, u8)> {
-        if pkt.len() < MIN_PACKET_LEN {
+        if pkt.len() < self.cipher.aead().min_packet_len() {
             return Err(Error::Truncated { len: pkt.len() });
         }
         let (spi, seq_low) = match EspHeader::parse(pkt) {
@@ -702,12 +971,14 @@ impl InboundSa {
         };
         self.window.check(seq)?;
 
+        let cipher = match &self.cipher {
+            Cipher::Aead(c) => c,
+            Cipher::Cbc(_) => return self.open_cbc_after_replay_check(pkt, seq),
+        };
         let mut iv = [0u8; IV_LEN];
         iv.copy_from_slice(&pkt[ESP_HEADER_LEN..HEADROOM]);
         let (aad, aad_len) = aad_for(spi, seq, self.esn);
-        let pt_len = self
-            .cipher
-            .open_in_place(&iv, &aad[..aad_len], &mut pkt[HEADROOM..])?;
+        let pt_len = cipher.open_in_place(&iv, &aad[..aad_len], &mut pkt[HEADROOM..])?;
         // Authentic: only now does the packet move the window.
         self.window.update(seq)?;
 
@@ -717,6 +988,48 @@ impl InboundSa {
         match trailer.next_header {
             next_header @ (NH_IPV4 | NH_IPV6) => {
                 Ok((HEADROOM..HEADROOM + trailer.payload_len, next_header))
+            }
+            NH_NONE => Err(Error::DummyPacket),
+            other => Err(Error::BadNextHeader(other)),
+        }
+    }
+}
+
+impl InboundSa {
+    /// The CBC half of [`open`](Self::open), after the length, SPI and
+    /// replay checks: ICV first (constant time), then the window, then
+    /// decryption, padding and next header.
+    #[inline]
+    fn open_cbc_after_replay_check(
+        &mut self,
+        pkt: &mut [u8],
+        seq: u64,
+    ) -> Result<(Range<usize>, u8)> {
+        let Cipher::Cbc(c) = &self.cipher else {
+            return Err(Error::BadTag);
+        };
+        let t = c.transform();
+        let start = t.payload_offset();
+        let ct_end = pkt.len() - t.tag_len();
+        let hi = ((seq >> 32) as u32).to_be_bytes();
+        {
+            let (data, icv) = pkt.split_at(ct_end);
+            c.verify(data, if self.esn { &hi } else { &[] }, icv)?;
+        }
+        // Authentic: only now does the packet move the window.
+        self.window.update(seq)?;
+        #[allow(clippy::manual_is_multiple_of)] // MSRV 1.85
+        if (ct_end - start) % CBC_IV_LEN != 0 {
+            // Authentic but not whole blocks: the sender's padding is wrong.
+            return Err(Error::BadPadding);
+        }
+        let mut iv = [0u8; CBC_IV_LEN];
+        iv.copy_from_slice(&pkt[ESP_HEADER_LEN..start]);
+        c.decrypt(&iv, &mut pkt[start..ct_end])?;
+        let trailer = check_esp_trailer(&pkt[start..ct_end]).map_err(|_| Error::BadPadding)?;
+        match trailer.next_header {
+            next_header @ (NH_IPV4 | NH_IPV6) => {
+                Ok((start..start + trailer.payload_len, next_header))
             }
             NH_NONE => Err(Error::DummyPacket),
             other => Err(Error::BadNextHeader(other)),

@@ -1,5 +1,5 @@
 //! Crypto primitives of the IKE SA: PRF / prf+ (RFC 7296 §2.13), Diffie-Hellman
-//! groups 19/20/31 (RFC 5903, RFC 8031), and SK payload protection with
+//! groups 14/15/16 (RFC 3526), 19/20/21 (RFC 5903) and 31 (RFC 8031), and SK payload protection with
 //! AES-GCM-16 / ChaCha20-Poly1305 (RFC 5282, RFC 7634) or AES-CBC + HMAC-SHA2
 //! (RFC 7296 §3.14, RFC 4868).
 
@@ -369,53 +369,174 @@ fn cbc_decrypt(key: &[u8], iv: &[u8; 16], buf: &mut [u8]) -> Result<(), Error> {
 }
 
 /// A Diffie-Hellman group we implement.
+///
+/// Where the key exchange comes from: ring (the workspace's crypto library)
+/// does groups 19, 20 and 31. It has neither P-521 nor finite-field DH, so
+/// group 21 uses the RustCrypto `p521` crate (constant-time field
+/// arithmetic) and the MODP groups 14-16 use `crypto-bigint`'s
+/// constant-time Montgomery exponentiation. aws-lc-rs would give P-521 but
+/// not MODP either, and would add a second C crypto library to the build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Group {
+    /// 14: 2048-bit MODP group, RFC 3526 §3.
+    Modp2048,
+    /// 15: 3072-bit MODP group, RFC 3526 §4.
+    Modp3072,
+    /// 16: 4096-bit MODP group, RFC 3526 §5.
+    Modp4096,
     /// 19: 256-bit random ECP group (NIST P-256), RFC 5903.
     Ecp256,
     /// 20: 384-bit random ECP group (NIST P-384), RFC 5903.
     Ecp384,
+    /// 21: 521-bit random ECP group (NIST P-521), RFC 5903.
+    Ecp521,
     /// 31: Curve25519, RFC 8031.
     Curve25519,
 }
 
 impl Group {
+    /// Every group, strongest-first within each family.
+    pub const ALL: [Group; 7] = [
+        Group::Ecp256,
+        Group::Ecp384,
+        Group::Ecp521,
+        Group::Curve25519,
+        Group::Modp2048,
+        Group::Modp3072,
+        Group::Modp4096,
+    ];
+
     pub fn from_id(id: DhGroup) -> Option<Group> {
         match id {
+            DhGroup::Modp2048 => Some(Group::Modp2048),
+            DhGroup::Modp3072 => Some(Group::Modp3072),
+            DhGroup::Modp4096 => Some(Group::Modp4096),
             DhGroup::Ecp256 => Some(Group::Ecp256),
             DhGroup::Ecp384 => Some(Group::Ecp384),
+            DhGroup::Ecp521 => Some(Group::Ecp521),
             DhGroup::Curve25519 => Some(Group::Curve25519),
             _ => None,
         }
     }
     pub fn id(self) -> DhGroup {
         match self {
+            Group::Modp2048 => DhGroup::Modp2048,
+            Group::Modp3072 => DhGroup::Modp3072,
+            Group::Modp4096 => DhGroup::Modp4096,
             Group::Ecp256 => DhGroup::Ecp256,
             Group::Ecp384 => DhGroup::Ecp384,
+            Group::Ecp521 => DhGroup::Ecp521,
             Group::Curve25519 => DhGroup::Curve25519,
         }
     }
-    fn alg(self) -> &'static agreement::Algorithm {
+    /// strongSwan's keyword for the group (`modp2048`, `ecp256`, ...).
+    pub fn name(self) -> &'static str {
         match self {
-            Group::Ecp256 => &agreement::ECDH_P256,
-            Group::Ecp384 => &agreement::ECDH_P384,
-            Group::Curve25519 => &agreement::X25519,
+            Group::Modp2048 => "modp2048",
+            Group::Modp3072 => "modp3072",
+            Group::Modp4096 => "modp4096",
+            Group::Ecp256 => "ecp256",
+            Group::Ecp384 => "ecp384",
+            Group::Ecp521 => "ecp521",
+            Group::Curve25519 => "curve25519",
         }
     }
-    /// Length of the KE payload data.
+    fn ring_alg(self) -> Option<&'static agreement::Algorithm> {
+        match self {
+            Group::Ecp256 => Some(&agreement::ECDH_P256),
+            Group::Ecp384 => Some(&agreement::ECDH_P384),
+            Group::Curve25519 => Some(&agreement::X25519),
+            _ => None,
+        }
+    }
+    /// Length of the KE payload data: x | y for ECP (RFC 5903 §7), the
+    /// modulus length for MODP (RFC 7296 §3.4).
     pub fn public_len(self) -> usize {
         match self {
+            Group::Modp2048 => 256,
+            Group::Modp3072 => 384,
+            Group::Modp4096 => 512,
             Group::Ecp256 => 64,
             Group::Ecp384 => 96,
+            Group::Ecp521 => 132,
             Group::Curve25519 => 32,
         }
+    }
+    /// Length of our secret MODP exponent in bytes: at least twice the
+    /// group's security strength (RFC 3526 §8 table: 2048 -> 112-160 bits,
+    /// 3072 -> 128-210, 4096 -> 150-240).
+    fn modp_exponent_len(self) -> usize {
+        match self {
+            Group::Modp2048 => 32,
+            Group::Modp3072 => 48,
+            _ => 64,
+        }
+    }
+}
+
+/// The RFC 3526 primes (generator 2), big-endian hex as in the RFC.
+const MODP2048_P: &str = "\
+    FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74\
+    020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F1437\
+    4FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED\
+    EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF05\
+    98DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB\
+    9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3B\
+    E39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF695581718\
+    3995497CEA956AE515D2261898FA051015728E5A8AACAA68FFFFFFFFFFFFFFFF";
+const MODP3072_P: &str = "\
+    FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74\
+    020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F1437\
+    4FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED\
+    EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF05\
+    98DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB\
+    9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3B\
+    E39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF695581718\
+    3995497CEA956AE515D2261898FA051015728E5A8AAAC42DAD33170D04507A33\
+    A85521ABDF1CBA64ECFB850458DBEF0A8AEA71575D060C7DB3970F85A6E1E4C7\
+    ABF5AE8CDB0933D71E8C94E04A25619DCEE3D2261AD2EE6BF12FFA06D98A0864\
+    D87602733EC86A64521F2B18177B200CBBE117577A615D6C770988C0BAD946E2\
+    08E24FA074E5AB3143DB5BFCE0FD108E4B82D120A93AD2CAFFFFFFFFFFFFFFFF";
+const MODP4096_P: &str = "\
+    FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74\
+    020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F1437\
+    4FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED\
+    EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF05\
+    98DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB\
+    9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3B\
+    E39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF695581718\
+    3995497CEA956AE515D2261898FA051015728E5A8AAAC42DAD33170D04507A33\
+    A85521ABDF1CBA64ECFB850458DBEF0A8AEA71575D060C7DB3970F85A6E1E4C7\
+    ABF5AE8CDB0933D71E8C94E04A25619DCEE3D2261AD2EE6BF12FFA06D98A0864\
+    D87602733EC86A64521F2B18177B200CBBE117577A615D6C770988C0BAD946E2\
+    08E24FA074E5AB3143DB5BFCE0FD108E4B82D120A92108011A723C12A787E6D7\
+    88719A10BDBA5B2699C327186AF4E23C1A946834B6150BDA2583E9CA2AD44CE8\
+    DBBBC2DB04DE8EF92E8EFC141FBECAA6287C59474E6BC05D99B2964FA090C3A2\
+    233BA186515BE7ED1F612970CEE2D7AFB81BDD762170481CD0069127D5B05AA9\
+    93B4EA988D8FDDC186FFB7DC90A6C08F4DF435C934063199FFFFFFFFFFFFFFFF";
+
+/// The secret half of a key exchange.
+enum Secret {
+    Ring(agreement::EphemeralPrivateKey),
+    P521(p521::NonZeroScalar),
+    Modp(ModpExponent),
+}
+
+/// A MODP exponent, big-endian, [`Group::modp_exponent_len`] bytes.
+struct ModpExponent(Vec<u8>);
+
+impl Drop for ModpExponent {
+    fn drop(&mut self) {
+        // Not guaranteed against the optimiser, but leaves no plain copy in
+        // freed memory in the ordinary case.
+        self.0.iter_mut().for_each(|b| *b = 0);
     }
 }
 
 /// An ephemeral DH private key and its public value in KE payload format.
 pub struct DhPrivate {
     group: Group,
-    key: agreement::EphemeralPrivateKey,
+    key: Secret,
     public: Vec<u8>,
 }
 
@@ -427,21 +548,113 @@ impl core::fmt::Debug for DhPrivate {
     }
 }
 
+/// g^x mod p for the MODP groups, constant time in `x` (its length is public).
+fn modp_pow(group: Group, base: &[u8], exp: &[u8]) -> Result<Vec<u8>, Error> {
+    use crypto_bigint::{U2048, U3072, U4096, U512};
+    fn run<const L: usize>(p_hex: &str, base: &[u8], exp: &[u8]) -> Result<Vec<u8>, Error>
+    where
+        crypto_bigint::Uint<L>: crypto_bigint::Encoding,
+    {
+        use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
+        use crypto_bigint::{Encoding, Uint};
+        let p = Uint::<L>::from_be_hex(p_hex);
+        if base.len() != Uint::<L>::BYTES || exp.len() > 64 {
+            return Err(Error::BadKe);
+        }
+        let b = Uint::<L>::from_be_slice(base);
+        // RFC 6989 §2.2 / RFC 7296 §2.12: the peer's value must satisfy
+        // 1 < y < p - 1 (groups 14-16 are safe primes, so this suffices).
+        let one = Uint::<L>::ONE;
+        let p_minus_1 = p.wrapping_sub(&one);
+        if b <= one || b >= p_minus_1 {
+            return Err(Error::BadKe);
+        }
+        let mut e = [0u8; 64];
+        e[64 - exp.len()..].copy_from_slice(exp);
+        let x = U512::from_be_slice(&e);
+        e.iter_mut().for_each(|v| *v = 0);
+        let params = DynResidueParams::new(&p);
+        let r = DynResidue::new(&b, params)
+            .pow_bounded_exp(&x, exp.len() * 8)
+            .retrieve();
+        Ok(r.to_be_bytes().as_ref().to_vec())
+    }
+    match group {
+        Group::Modp2048 => run::<{ U2048::LIMBS }>(MODP2048_P, base, exp),
+        Group::Modp3072 => run::<{ U3072::LIMBS }>(MODP3072_P, base, exp),
+        Group::Modp4096 => run::<{ U4096::LIMBS }>(MODP4096_P, base, exp),
+        _ => Err(Error::Crypto("not a MODP group")),
+    }
+}
+
+/// The generator 2 as a KE-length big-endian value.
+fn modp_generator(group: Group) -> Vec<u8> {
+    let mut g = vec![0u8; group.public_len()];
+    *g.last_mut().expect("MODP length is non-zero") = 2;
+    g
+}
+
 impl DhPrivate {
     /// Generate a key; the private key bytes are drawn from `rng` (so tests
     /// can inject RFC vectors).
     pub fn generate(group: Group, rng: &dyn SecureRandom) -> Result<DhPrivate, Error> {
-        let key = agreement::EphemeralPrivateKey::generate(group.alg(), rng)
-            .map_err(|_| Error::Crypto("DH keygen"))?;
-        let pk = key
-            .compute_public_key()
-            .map_err(|_| Error::Crypto("DH public key"))?;
-        // RFC 5903 §7: the KE data is x | y, without the SEC1 0x04 prefix.
-        let public = match group {
-            Group::Ecp256 | Group::Ecp384 => pk.as_ref()[1..].to_vec(),
-            Group::Curve25519 => pk.as_ref().to_vec(),
-        };
-        Ok(DhPrivate { group, key, public })
+        match group {
+            Group::Ecp256 | Group::Ecp384 | Group::Curve25519 => {
+                let alg = group.ring_alg().expect("ring group");
+                let key = agreement::EphemeralPrivateKey::generate(alg, rng)
+                    .map_err(|_| Error::Crypto("DH keygen"))?;
+                let pk = key
+                    .compute_public_key()
+                    .map_err(|_| Error::Crypto("DH public key"))?;
+                // RFC 5903 §7: the KE data is x | y, without the SEC1 0x04 prefix.
+                let public = match group {
+                    Group::Curve25519 => pk.as_ref().to_vec(),
+                    _ => pk.as_ref()[1..].to_vec(),
+                };
+                Ok(DhPrivate {
+                    group,
+                    key: Secret::Ring(key),
+                    public,
+                })
+            }
+            Group::Ecp521 => {
+                use p521::elliptic_curve::sec1::ToEncodedPoint;
+                // 66 bytes, top 7 bits cleared; retried while not in 1..n
+                // (as ring does for P-256/P-384).
+                for _ in 0..100 {
+                    let mut b = [0u8; 66];
+                    rng.fill(&mut b).map_err(|_| Error::Crypto("rng"))?;
+                    b[0] &= 0x01;
+                    let sk = p521::SecretKey::from_bytes(p521::FieldBytes::from_slice(&b));
+                    b.iter_mut().for_each(|v| *v = 0);
+                    if let Ok(sk) = sk {
+                        let public =
+                            sk.public_key().to_encoded_point(false).as_bytes()[1..].to_vec();
+                        return Ok(DhPrivate {
+                            group,
+                            key: Secret::P521(sk.to_nonzero_scalar()),
+                            public,
+                        });
+                    }
+                }
+                Err(Error::Crypto("DH keygen"))
+            }
+            Group::Modp2048 | Group::Modp3072 | Group::Modp4096 => {
+                let mut x = vec![0u8; group.modp_exponent_len()];
+                for _ in 0..100 {
+                    rng.fill(&mut x).map_err(|_| Error::Crypto("rng"))?;
+                    if x.iter().rev().skip(1).any(|&b| b != 0) {
+                        let public = modp_pow(group, &modp_generator(group), &x)?;
+                        return Ok(DhPrivate {
+                            group,
+                            key: Secret::Modp(ModpExponent(x)),
+                            public,
+                        });
+                    }
+                }
+                Err(Error::Crypto("DH keygen"))
+            }
+        }
     }
 
     pub fn group(&self) -> Group {
@@ -454,23 +667,41 @@ impl DhPrivate {
     }
 
     /// g^ir: for ECP the x coordinate (RFC 5903 §7), for X25519 the 32-byte
-    /// output; an all-zero X25519 result is refused (RFC 8031 §2.3).
+    /// output, for MODP the modulus-length big-endian value (RFC 7296 §2.14).
+    /// The peer's value is checked first (RFC 6989): ECP points must be on
+    /// the curve and not the identity, MODP values in 1 < y < p - 1; an
+    /// all-zero X25519 result is refused (RFC 8031 §2.3).
     pub fn agree(self, peer: &[u8]) -> Result<Vec<u8>, Error> {
         if peer.len() != self.group.public_len() {
             return Err(Error::BadKe);
         }
-        let peer_bytes = match self.group {
-            Group::Ecp256 | Group::Ecp384 => {
-                let mut v = Vec::with_capacity(peer.len() + 1);
-                v.push(0x04);
-                v.extend_from_slice(peer);
-                v
+        let group = self.group;
+        let secret = match self.key {
+            Secret::Ring(k) => {
+                let peer_bytes = match group {
+                    Group::Curve25519 => peer.to_vec(),
+                    _ => {
+                        let mut v = Vec::with_capacity(peer.len() + 1);
+                        v.push(0x04);
+                        v.extend_from_slice(peer);
+                        v
+                    }
+                };
+                let alg = group.ring_alg().ok_or(Error::BadKe)?;
+                let pk = agreement::UnparsedPublicKey::new(alg, peer_bytes);
+                agreement::agree_ephemeral(k, &pk, |s| s.to_vec()).map_err(|_| Error::BadKe)?
             }
-            Group::Curve25519 => peer.to_vec(),
+            Secret::P521(sk) => {
+                let mut sec1 = Vec::with_capacity(peer.len() + 1);
+                sec1.push(0x04);
+                sec1.extend_from_slice(peer);
+                // from_sec1_bytes checks that the point is on the curve.
+                let pk = p521::PublicKey::from_sec1_bytes(&sec1).map_err(|_| Error::BadKe)?;
+                let shared = p521::ecdh::diffie_hellman(sk, pk.as_affine());
+                shared.raw_secret_bytes().to_vec()
+            }
+            Secret::Modp(x) => modp_pow(group, peer, &x.0)?,
         };
-        let pk = agreement::UnparsedPublicKey::new(self.group.alg(), peer_bytes);
-        let secret =
-            agreement::agree_ephemeral(self.key, &pk, |s| s.to_vec()).map_err(|_| Error::BadKe)?;
         if secret.iter().all(|&b| b == 0) {
             return Err(Error::BadKe);
         }

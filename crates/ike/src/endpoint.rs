@@ -309,12 +309,20 @@ impl Endpoint {
             IkeSelection::InvalidKe(g) => {
                 self.stateless_reply(from, to, header.spi_i, Notify::invalid_ke_payload(g.id()))
             }
-            IkeSelection::NoProposalChosen => self.stateless_reply(
-                from,
-                to,
-                header.spi_i,
-                Notify::new(NotifyType::NoProposalChosen, vec![]),
-            ),
+            IkeSelection::NoProposalChosen => {
+                tracing::warn!(
+                    peer = %from,
+                    offered = %proposal::describe_sa(sa_payload),
+                    accepted = %proposal::describe_ike_suites(&self.cfg.ike_proposals),
+                    "IKE proposal refused: NO_PROPOSAL_CHOSEN / IKE 提案を拒否"
+                );
+                self.stateless_reply(
+                    from,
+                    to,
+                    header.spi_i,
+                    Notify::new(NotifyType::NoProposalChosen, vec![]),
+                )
+            }
         }
     }
 

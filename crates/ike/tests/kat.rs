@@ -317,3 +317,129 @@ fn sk_payload_roundtrip_all_ciphers() {
         }
     }
 }
+
+#[test]
+fn rfc5903_ecp521() {
+    // RFC 5903 §8.3: the 521-bit random ECP group (group 21).
+    let i = h("0113F82DA825735E3D97276683B2B74277BAD27335EA71664AF2430CC4F33459B9669EE78B3FFB9B8683015D344DCBFEF6FB9AF4C6C470BE254516CD3C1A1FB47362");
+    let gi = h("01EBB34DD75721ABF8ADC9DBED17889CBB9765D90A7C60F2CEF007BB0F2B26E14881FD4442E689D61CB2DD046EE30E3FFD20F9A45BBDF6413D583A2DBF59924FD35C
+                00F6B632D194C0388E22D8437E558C552AE195ADFD153F92D74908351B2F8C4EDA94EDB0916D1B53C020B5EECAED1A5FC38A233E4830587BB2EE3489B3B42A5A86A4");
+    let r = h("00CEE3480D8645A17D249F2776D28BAE616952D1791FDB4B70F7C3378732AA1B22928448BCD1DC2496D435B01048066EBE4F72903C361B1A9DC1193DC2C9D0891B96");
+    let gr = h("010EBFAFC6E85E08D24BFFFCC1A4511DB0E634BEEB1B6DEC8C5939AE44766201AF6200430BA97C8AC6A0E9F08B33CE7E9FEEB5BA4EE5E0D81510C24295B8A08D0235
+                00A4A6EC300DF9E257B0372B5E7ABFEF093436719A77887EBB0B18CF8099B9F4212B6E30A1419C18E029D36863CC9D448F4DBA4D2A0E60711BE572915FBD4FEF2695");
+    let girx = h("00CDEA89621CFA46B132F9E4CFE2261CDE2D4368EB5656634C7CC98C7A00CDE54ED1866A0DD3E6126C9D2F845DAFF82CEB1DA08F5D87521BB0EBECA77911169C20CC");
+    assert_eq!(Group::Ecp521.public_len(), 132);
+    let a = DhPrivate::generate(Group::Ecp521, &fixed(&i)).unwrap();
+    assert_eq!(a.public_value(), &gi[..], "KE data is x|y (66 bytes each)");
+    assert_eq!(a.agree(&gr).unwrap(), girx);
+    let b = DhPrivate::generate(Group::Ecp521, &fixed(&r)).unwrap();
+    assert_eq!(b.public_value(), &gr[..]);
+    assert_eq!(b.agree(&gi).unwrap(), girx);
+    // RFC 6989 §2.3: a point not on the curve is refused.
+    let mut off = gr.clone();
+    off[131] ^= 1;
+    assert!(DhPrivate::generate(Group::Ecp521, &fixed(&i))
+        .unwrap()
+        .agree(&off)
+        .is_err());
+    // ... and so are the point at infinity (all zero) and a wrong length.
+    for bad in [vec![0u8; 132], gr[..131].to_vec(), vec![0xff; 132]] {
+        assert!(DhPrivate::generate(Group::Ecp521, &fixed(&i))
+            .unwrap()
+            .agree(&bad)
+            .is_err());
+    }
+}
+
+/// Vectors from `tests/data/modp_vectors.txt`, made by `modp_vectors.py`
+/// beside it: the RFC 3526 primes from their definition (pi by Machin's
+/// formula) and g^x mod p by Python's `pow`, independent of this crate.
+fn modp_vectors() -> Vec<(Group, Vec<u8>, [Vec<u8>; 5])> {
+    let text = include_str!("data/modp_vectors.txt");
+    let mut out = Vec::new();
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let field = |k: &str| {
+            let line = block
+                .lines()
+                .find(|l| l.starts_with(&format!("{k} ")))
+                .unwrap();
+            h(&line[k.len() + 1..])
+        };
+        let group = match block.lines().next().unwrap() {
+            "group 14" => Group::Modp2048,
+            "group 15" => Group::Modp3072,
+            "group 16" => Group::Modp4096,
+            other => panic!("{other}"),
+        };
+        out.push((
+            group,
+            field("p"),
+            [
+                field("xi"),
+                field("xr"),
+                field("gi"),
+                field("gr"),
+                field("gir"),
+            ],
+        ));
+    }
+    out
+}
+
+#[test]
+fn modp_groups_14_15_16_fixed_key_vectors() {
+    let v = modp_vectors();
+    assert_eq!(v.len(), 3);
+    for (group, p, [xi, xr, gi, gr, gir]) in v {
+        assert_eq!(group.public_len(), p.len(), "{group:?}");
+        let a = DhPrivate::generate(group, &fixed(&xi)).unwrap();
+        assert_eq!(a.public_value(), &gi[..], "{group:?} g^i");
+        assert_eq!(a.agree(&gr).unwrap(), gir, "{group:?} g^ir");
+        let b = DhPrivate::generate(group, &fixed(&xr)).unwrap();
+        assert_eq!(b.public_value(), &gr[..], "{group:?} g^r");
+        assert_eq!(b.agree(&gi).unwrap(), gir, "{group:?} g^ri");
+        // RFC 6989 §2.2 / RFC 7296 §2.12: refuse y <= 1 and y >= p - 1.
+        let n = p.len();
+        let num = |last: u8| {
+            let mut x = vec![0u8; n];
+            x[n - 1] = last;
+            x
+        };
+        let mut p_minus_1 = p.clone();
+        p_minus_1[n - 1] -= 1;
+        for bad in [
+            num(0),
+            num(1),
+            p_minus_1,
+            p.clone(),
+            vec![0xff; n],
+            gr[1..].to_vec(),
+        ] {
+            assert!(
+                DhPrivate::generate(group, &fixed(&xi))
+                    .unwrap()
+                    .agree(&bad)
+                    .is_err(),
+                "{group:?} must refuse a bad public value"
+            );
+        }
+        // y = 2 is the smallest acceptable value.
+        assert!(DhPrivate::generate(group, &fixed(&xi))
+            .unwrap()
+            .agree(&num(2))
+            .is_ok());
+    }
+}
+
+#[test]
+fn every_group_agrees_with_itself() {
+    let rng = ring::rand::SystemRandom::new();
+    for g in Group::ALL {
+        let a = DhPrivate::generate(g, &rng).unwrap();
+        let b = DhPrivate::generate(g, &rng).unwrap();
+        assert_eq!(a.public_value().len(), g.public_len(), "{g:?}");
+        let (pa, pb) = (a.public_value().to_vec(), b.public_value().to_vec());
+        assert_eq!(a.agree(&pb).unwrap(), b.agree(&pa).unwrap(), "{g:?}");
+        assert_eq!(Group::from_id(g.id()), Some(g));
+    }
+}

@@ -118,8 +118,11 @@ pub struct Connection {
     /// Delete child SAs idle this long, and the IKE SA when none is left ("0s" = never).
     #[serde(default = "default_idle", with = "humantime_serde_lite")]
     pub idle_timeout: Duration,
-    /// Always encapsulate ESP in UDP 4500 (strongSwan with kernel-libipsec needs it).
-    #[serde(default)]
+    /// ESP always travels in UDP 4500 (R-DP-5: dodvpn opens no raw ESP socket), and the
+    /// NAT detection hash is faked so the peer encapsulates too (as strongSwan's
+    /// `encap = yes`). The key may be given as `true`; `false` is refused, since it cannot
+    /// be honoured (docs/interop.md).
+    #[serde(default = "default_true")]
     pub force_encap: bool,
     /// Offer and accept IKE fragmentation (RFC 7383); on by default.
     #[serde(default = "default_true")]
@@ -197,11 +200,15 @@ fn default_control() -> PathBuf {
 fn default_true() -> bool {
     true
 }
+/// AEAD first; then what routers and the operating systems' own clients offer by
+/// default and RFC 8247 still allows (AES-CBC + HMAC-SHA-256, MODP-2048; docs/interop.md).
 fn default_ike_proposals() -> Vec<String> {
     vec![
         "aes128gcm16-prfsha256-ecp256".into(),
         "aes256gcm16-prfsha384-ecp384".into(),
         "aes128gcm16-prfsha256-x25519".into(),
+        "aes256gcm16-prfsha384-ecp521".into(),
+        "aes256-sha256-modp2048".into(),
     ]
 }
 fn default_esp_proposals() -> Vec<String> {
@@ -209,6 +216,8 @@ fn default_esp_proposals() -> Vec<String> {
         "aes128gcm16".into(),
         "aes256gcm16".into(),
         "chacha20poly1305".into(),
+        "aes256-sha256".into(),
+        "aes128-sha256".into(),
     ]
 }
 fn default_fragment_size() -> usize {
@@ -313,6 +322,12 @@ impl TunnelConfig {
                         );
                     }
                 }
+            }
+            if !c.force_encap {
+                bail!(
+                    "connection {:?}: force_encap = false is not supported: dodvpn always carries ESP in UDP 4500 (R-DP-5); remove the key / force_encap = false は使えません (ESP は常に UDP 4500)",
+                    c.name
+                );
             }
             if c.local_addr.is_ipv4() != c.remote_addr.is_ipv4() {
                 bail!(

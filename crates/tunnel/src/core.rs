@@ -215,6 +215,28 @@ fn waits_for_delete(s: State) -> bool {
     matches!(s, State::Established | State::Rekeyed | State::Deleting)
 }
 
+/// An identity as an operator reads it: FQDN / e-mail as text, addresses as addresses,
+/// anything else (DNs, key ids) as its type and hex.
+fn id_text(id: &dodvpn_wire::Identification) -> String {
+    use dodvpn_wire::IdType;
+    match id.id_type {
+        IdType::Fqdn | IdType::Rfc822Addr => String::from_utf8_lossy(&id.data).into_owned(),
+        IdType::Ipv4Addr if id.data.len() == 4 => {
+            std::net::Ipv4Addr::new(id.data[0], id.data[1], id.data[2], id.data[3]).to_string()
+        }
+        IdType::Ipv6Addr if id.data.len() == 16 => {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&id.data);
+            std::net::Ipv6Addr::from(b).to_string()
+        }
+        t => format!("{t:?}:{}", hex_bytes(&id.data)),
+    }
+}
+
+fn hex_bytes(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// How often idle timers are looked at.
 pub const IDLE_CHECK: Duration = Duration::from_millis(250);
 
@@ -225,6 +247,43 @@ pub struct Core {
     ike_port: u16,
     natt_port: u16,
     next_idle_check: Option<Instant>,
+    unknown_peers: UnknownPeerLog,
+}
+
+/// Rate limit for "IKE from an unknown address" lines: one line per address per
+/// [`UnknownPeerLog::PER_ADDR`], at most [`UnknownPeerLog::MAX_ADDRS`] addresses
+/// remembered (a flood of spoofed sources cannot grow the map or the log without bound).
+#[derive(Debug, Default)]
+struct UnknownPeerLog {
+    last: HashMap<IpAddr, (Instant, u64)>,
+}
+
+impl UnknownPeerLog {
+    const PER_ADDR: Duration = Duration::from_secs(60);
+    const MAX_ADDRS: usize = 1024;
+
+    /// Whether to log this datagram now; with the number suppressed since the last line.
+    fn admit(&mut self, ip: IpAddr, now: Instant) -> Option<u64> {
+        if let Some((at, n)) = self.last.get_mut(&ip) {
+            if now.duration_since(*at) < Self::PER_ADDR {
+                *n += 1;
+                return None;
+            }
+            let suppressed = *n;
+            *at = now;
+            *n = 0;
+            return Some(suppressed);
+        }
+        if self.last.len() >= Self::MAX_ADDRS {
+            self.last
+                .retain(|_, (at, _)| now.duration_since(*at) < Self::PER_ADDR);
+            if self.last.len() >= Self::MAX_ADDRS {
+                return None;
+            }
+        }
+        self.last.insert(ip, (now, 0));
+        Some(0)
+    }
 }
 
 impl Core {
@@ -237,6 +296,7 @@ impl Core {
             ike_port,
             natt_port,
             next_idle_check: None,
+            unknown_peers: UnknownPeerLog::default(),
         }
     }
 
@@ -334,8 +394,13 @@ impl Core {
             .find(|c| c.cfg.remote_addr == remote.ip())
         {
             c.ep.handle(now, remote, local, data);
-        } else {
-            tracing::debug!("IKE from unknown peer {remote} ignored");
+        } else if let Some(suppressed) = self.unknown_peers.admit(remote.ip(), now) {
+            tracing::info!(
+                peer = %remote,
+                len = data.len(),
+                suppressed,
+                "IKE from an address no connection names: ignored (one line per address a minute) / 未設定のアドレスからの IKE を無視"
+            );
         }
         self.drain(now, m);
     }
@@ -586,9 +651,34 @@ impl Core {
         let name = self.conns[i].cfg.name.clone();
         match ev {
             Event::IkeSaUp {
-                sa, remote, nat_t, ..
+                sa,
+                remote,
+                nat_t,
+                peer_id,
+                ..
             } => {
-                tracing::info!(conn = %name, %remote, nat_t, "IKE SA established");
+                let (spis, suite, initiator) =
+                    self.conns[i]
+                        .ep
+                        .sa(sa)
+                        .map_or(((0, 0), String::new(), false), |s| {
+                            (
+                                s.spis(),
+                                s.suite().map(|x| x.name()).unwrap_or_default(),
+                                s.is_initiator(),
+                            )
+                        });
+                tracing::info!(
+                    conn = %name,
+                    peer = %remote,
+                    peer_id = %id_text(&peer_id),
+                    spi_i = %format!("{:016x}", spis.0),
+                    spi_r = %format!("{:016x}", spis.1),
+                    %suite,
+                    nat_t,
+                    initiator,
+                    "IKE SA established / IKE SA 確立"
+                );
                 let c = &mut self.conns[i];
                 c.ike_sa = Some(sa);
                 c.established = true;
@@ -611,7 +701,24 @@ impl Core {
                 }
             }
             Event::IkeSaRekeyed { old, new } => {
-                tracing::info!(conn = %name, old = format!("{old:016x}"), new = format!("{new:016x}"), "IKE SA rekeyed");
+                let (spis, suite) = self.conns[i]
+                    .ep
+                    .sa(new)
+                    .map_or(((0, 0), String::new()), |s| {
+                        (s.spis(), s.suite().map(|x| x.name()).unwrap_or_default())
+                    });
+                let peer = self.conns[i].remote;
+                tracing::info!(
+                    conn = %name,
+                    %peer,
+                    old = %format!("{old:016x}"),
+                    new = %format!("{new:016x}"),
+                    spi_i = %format!("{:016x}", spis.0),
+                    spi_r = %format!("{:016x}", spis.1),
+                    %suite,
+                    reason = "rekey",
+                    "IKE SA rekeyed / IKE SA 鍵更新"
+                );
                 let c = &mut self.conns[i];
                 if c.ike_sa == Some(old) {
                     c.ike_sa = Some(new);
@@ -625,17 +732,30 @@ impl Core {
             Event::ChildSaUp(info) => self.install(i, info, now),
             Event::ChildSaDeleted { local_spi, .. } => self.uninstall(i, local_spi, "deleted", m),
             Event::ChildSaFailed { reason, .. } => {
-                tracing::warn!(conn = %name, %reason, "child SA refused");
+                let peer = self.conns[i].remote;
+                tracing::warn!(conn = %name, %peer, %reason, "child SA refused / 子 SA を拒否");
                 self.conns[i].last_error = Some(reason);
             }
             Event::AuthFailed { reason, .. } => {
-                tracing::warn!(conn = %name, %reason, "authentication failed");
+                let peer = self.conns[i].remote;
+                tracing::warn!(conn = %name, %peer, %reason, "authentication failed / 認証失敗");
                 self.conns[i].last_error = Some(format!("authentication failed: {reason}"));
             }
             Event::IkeSaDown { sa, reason } => {
                 let c = &mut self.conns[i];
                 if c.ike_sa == Some(sa) {
-                    tracing::info!(conn = %name, ?reason, "IKE SA down");
+                    let (spis, suite) = c.ep.sa(sa).map_or(((0, 0), String::new()), |s| {
+                        (s.spis(), s.suite().map(|x| x.name()).unwrap_or_default())
+                    });
+                    tracing::info!(
+                        conn = %name,
+                        peer = %c.remote,
+                        spi_i = %format!("{:016x}", spis.0),
+                        spi_r = %format!("{:016x}", spis.1),
+                        %suite,
+                        reason = ?reason,
+                        "IKE SA down / IKE SA 切断"
+                    );
                     let spis: Vec<u32> = c
                         .children
                         .iter()
@@ -726,9 +846,10 @@ impl Core {
                 ch.replaced = true;
             }
         }
-        tracing::info!(conn = %c.cfg.name, spi_in = format!("{:08x}", info.local_spi), spi_out = format!("{:08x}", info.remote_spi),
-            aead = ?info.aead, rekey_of = ?info.rekey_of.map(|s| format!("{s:08x}")), outbound = switch,
-            "child SA installed for {:?}", remote_nets);
+        tracing::info!(conn = %c.cfg.name, peer = %info.remote_addr, spi_in = %format!("{:08x}", info.local_spi), spi_out = %format!("{:08x}", info.remote_spi),
+            suite = %info.aead, esn = info.esn, rekey_of = ?info.rekey_of.map(|s| format!("{s:08x}")), outbound = switch,
+            reason = if info.rekey_of.is_some() { "rekey" } else { "new" },
+            "child SA installed for {:?} / 子 SA 確立", remote_nets);
         c.children.push(Child {
             ike_sa: info.ike_sa,
             local_spi: info.local_spi,
@@ -764,7 +885,7 @@ impl Core {
                 .max_by_key(|o| (!o.replaced, o.up_since))
                 .map(|o| (o.local_spi, o.remote_spi));
             if let Some((spi_in, spi_out)) = next {
-                tracing::info!(conn = %c.cfg.name, spi_out = format!("{spi_out:08x}"), "outbound for {n} moved to the successor SA");
+                tracing::info!(conn = %c.cfg.name, spi_out = %format!("{spi_out:08x}"), "outbound for {n} moved to the successor SA");
                 self.protect(*n, spi_in);
             } else {
                 let trap = c.cfg.start == Start::Trap;
@@ -774,7 +895,8 @@ impl Core {
                 }
             }
         }
-        tracing::info!(conn = %self.conns[i].cfg.name, spi_in = format!("{:08x}", ch.local_spi), "child SA removed ({why})");
+        tracing::info!(conn = %self.conns[i].cfg.name, peer = %self.conns[i].remote, spi_in = %format!("{:08x}", ch.local_spi),
+            spi_out = %format!("{:08x}", ch.remote_spi), reason = why, "child SA removed ({why}) / 子 SA 削除");
     }
 
     /// Current counts of a connection's session: gone child SAs plus live ones.
@@ -842,7 +964,7 @@ impl Core {
                 .map(|ch| (ch.ike_sa, ch.local_spi))
                 .collect();
             for (sa, spi) in &idle {
-                tracing::info!(conn = %c.cfg.name, spi_in = format!("{spi:08x}"), "idle: deleting child SA");
+                tracing::info!(conn = %c.cfg.name, spi_in = %format!("{spi:08x}"), "idle: deleting child SA");
                 c.ep.delete_child(now, *sa, *spi);
             }
             if !idle.is_empty() && idle.len() == c.children.len() {

@@ -215,9 +215,18 @@ impl IkeSa {
         rekey_of: Option<u32>,
     ) -> Result<(ChildSaInfo, Vec<Payload>), NotifyType> {
         let local_spi = self.rng.spi();
-        let (choice, answer) =
+        let Some((choice, answer)) =
             proposal::select_esp(&self.cfg.esp_proposals, sa, with_dh, local_spi)
-                .ok_or(NotifyType::NoProposalChosen)?;
+        else {
+            tracing::warn!(
+                peer = %self.remote,
+                offered = %proposal::describe_sa(sa),
+                accepted = %proposal::describe_esp_suites(&self.cfg.esp_proposals),
+                pfs = with_dh,
+                "ESP proposal refused: NO_PROPOSAL_CHOSEN / ESP 提案を拒否"
+            );
+            return Err(NotifyType::NoProposalChosen);
+        };
         // §2.9: narrow the initiator's proposal to our policy.
         let remote_ts = child::narrow(tsi, &self.cfg.remote_ts);
         let local_ts = child::narrow(tsr, &self.cfg.local_ts);

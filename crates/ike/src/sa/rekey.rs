@@ -42,7 +42,13 @@ impl IkeSa {
                     return refuse(self, Payload::Notify(Notify::invalid_ke_payload(g.id())))
                 }
                 IkeSelection::NoProposalChosen => {
-                    return refuse(self, notify(NotifyType::NoProposalChosen, vec![]))
+                    tracing::warn!(
+                        peer = %self.remote,
+                        offered = %proposal::describe_sa(sa),
+                        accepted = %proposal::describe_ike_suites(&self.cfg.ike_proposals),
+                        "IKE rekey proposal refused: NO_PROPOSAL_CHOSEN / IKE 鍵更新の提案を拒否"
+                    );
+                    return refuse(self, notify(NotifyType::NoProposalChosen, vec![]));
                 }
             };
         let (Some(ke), Some(peer_spi)) = (ke, chosen.spi_u64()) else {
