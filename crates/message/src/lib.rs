@@ -35,7 +35,7 @@ mod seal;
 mod sign;
 
 pub use keys::{HashAlg, KeyKind, MessageSigner, RecipientKey, SoftKey};
-pub use open::{decrypt, open, Opened};
+pub use open::{check_envelope, decrypt, open, Opened};
 pub use seal::{seal, sign_and_seal, Recipient, SealOptions};
 pub use sign::{sign, verify, SignatureReport, SignerStatus, VerifyOptions};
 

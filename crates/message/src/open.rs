@@ -300,3 +300,33 @@ pub fn open(
         }),
     }
 }
+
+/// What a store may know of a message without any key: that it is a well-formed
+/// AuthEnvelopedData with AES-GCM, and how many RecipientInfos it has. The centre checks
+/// this before storing, so that truncated or foreign data is refused at the door.
+pub fn check_envelope(der_bytes: &[u8]) -> Result<usize, Error> {
+    let ci = ContentInfo::from_der(der_bytes).map_err(der_err("ContentInfo"))?;
+    if ci.content_type != ID_AUTH_ENVELOPED_DATA {
+        return Err(Error::UnknownOid {
+            what: "content type (expected authEnvelopedData)",
+            oid: ci.content_type.to_string(),
+        });
+    }
+    let aed: AuthEnvelopedData = ci
+        .content
+        .decode_as()
+        .map_err(der_err("AuthEnvelopedData"))?;
+    match aed.auth_encrypted_content.content_enc_alg.oid {
+        AES256_GCM | AES128_GCM => {}
+        other => {
+            return Err(Error::UnknownOid {
+                what: "content encryption algorithm",
+                oid: other.to_string(),
+            })
+        }
+    }
+    if aed.recip_infos.0.is_empty() {
+        return Err(Error::NoRecipients);
+    }
+    Ok(aed.recip_infos.0.len())
+}

@@ -146,10 +146,10 @@ fn find_signer<'c>(sid: &SignerIdentifier, certs: &'c [Certificate]) -> Option<&
     })
 }
 
-fn single_value<'a>(
-    attrs: &'a SetOfVec<Attribute>,
+fn single_value(
+    attrs: &SetOfVec<Attribute>,
     oid: der::asn1::ObjectIdentifier,
-) -> Result<Option<&'a AttributeValue>, Error> {
+) -> Result<Option<&AttributeValue>, Error> {
     let mut found = attrs.iter().filter(|a| a.oid == oid);
     let Some(a) = found.next() else {
         return Ok(None);
@@ -275,5 +275,6 @@ pub(crate) fn verify_signed_data(
             });
         }
     }
-    Ok((content, report.expect("at least one signer")))
+    let report = report.ok_or(Error::Malformed("SignedData without a signer".into()))?;
+    Ok((content, report))
 }

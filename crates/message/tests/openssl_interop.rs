@@ -3,7 +3,9 @@
 mod common;
 
 use common::{ok, run, Party, Pki};
-use dodvpn_message::{decrypt, open, sign_and_seal, Error, Recipient, SealOptions, SignerStatus, VerifyOptions};
+use dodvpn_message::{
+    decrypt, open, sign_and_seal, Error, Recipient, SealOptions, SignerStatus, VerifyOptions,
+};
 use rand_core::OsRng;
 
 fn never(_: &x509_cert::Certificate) -> bool {
@@ -11,7 +13,10 @@ fn never(_: &x509_cert::Certificate) -> bool {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn p(x: &std::path::Path) -> &str {
@@ -22,23 +27,71 @@ const BODY: &[u8] = b"\xe7\xb4\xb9\xe4\xbb\x8b\xe7\x8a\xb6 referral: patient 42,
 
 /// openssl cms -decrypt opens ours, then openssl cms -verify checks our signature.
 fn openssl_opens_ours(pki: &Pki, sender: &Party, rcpt: &Party, opts: SealOptions) {
-    let msg = sign_and_seal(BODY, &sender.key, now(), &[Recipient { cert: rcpt.cert.clone() }], &opts, &mut OsRng).unwrap();
+    let msg = sign_and_seal(
+        BODY,
+        &sender.key,
+        now(),
+        &[Recipient {
+            cert: rcpt.cert.clone(),
+        }],
+        &opts,
+        &mut OsRng,
+    )
+    .unwrap();
     let f = pki.path(&format!("to-{}.der", rcpt.name));
     std::fs::write(&f, &msg).unwrap();
     let signed = ok(
         pki.dir.path(),
-        &["cms", "-decrypt", "-binary", "-inform", "DER", "-in", p(&f), "-recip", p(&rcpt.cert_path), "-inkey", p(&rcpt.key_path)],
+        &[
+            "cms",
+            "-decrypt",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            p(&f),
+            "-recip",
+            p(&rcpt.cert_path),
+            "-inkey",
+            p(&rcpt.key_path),
+        ],
     );
     let sf = pki.path(&format!("signed-{}.der", rcpt.name));
     std::fs::write(&sf, &signed).unwrap();
-    let out = ok(pki.dir.path(), &["cms", "-verify", "-binary", "-inform", "DER", "-in", p(&sf), "-CAfile", p(&pki.path("ca.crt"))]);
+    let out = ok(
+        pki.dir.path(),
+        &[
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            p(&sf),
+            "-CAfile",
+            p(&pki.path("ca.crt")),
+        ],
+    );
     assert_eq!(out, BODY, "{}", rcpt.name);
     // And a tampered signed blob fails openssl's verify too.
     let mut bad = signed.clone();
     let at = bad.windows(8).position(|w| w == b"referral").unwrap();
     bad[at] = b'R';
     std::fs::write(&sf, &bad).unwrap();
-    let r = run(pki.dir.path(), &["cms", "-verify", "-binary", "-inform", "DER", "-in", p(&sf), "-CAfile", p(&pki.path("ca.crt"))]);
+    let r = run(
+        pki.dir.path(),
+        &[
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            p(&sf),
+            "-CAfile",
+            p(&pki.path("ca.crt")),
+        ],
+    );
     assert!(!r.status.success(), "openssl verified a modified message");
 }
 
@@ -49,7 +102,14 @@ fn openssl_decrypts_and_verifies_ours_ecdh_p256_p384() {
     for kind in ["p256", "p384"] {
         let rcpt = pki.issue(&format!("r-{kind}"), kind);
         openssl_opens_ours(&pki, &sender, &rcpt, SealOptions::default());
-        openssl_opens_ours(&pki, &sender, &rcpt, SealOptions { ecdh_kdf: dodvpn_message::kdf::KdfHash::Sha1 });
+        openssl_opens_ours(
+            &pki,
+            &sender,
+            &rcpt,
+            SealOptions {
+                ecdh_kdf: dodvpn_message::kdf::KdfHash::Sha1,
+            },
+        );
     }
 }
 
@@ -67,12 +127,41 @@ fn openssl_opens_a_message_to_several_recipients() {
     let sender = pki.issue("sender", "p384");
     let a = pki.issue("a", "p256");
     let b = pki.issue("b", "rsa");
-    let msg = sign_and_seal(BODY, &sender.key, now(), &[Recipient { cert: a.cert.clone() }, Recipient { cert: b.cert.clone() }], &SealOptions::default(), &mut OsRng)
-        .unwrap();
+    let msg = sign_and_seal(
+        BODY,
+        &sender.key,
+        now(),
+        &[
+            Recipient {
+                cert: a.cert.clone(),
+            },
+            Recipient {
+                cert: b.cert.clone(),
+            },
+        ],
+        &SealOptions::default(),
+        &mut OsRng,
+    )
+    .unwrap();
     let f = pki.path("multi.der");
     std::fs::write(&f, &msg).unwrap();
     for r in [&a, &b] {
-        ok(pki.dir.path(), &["cms", "-decrypt", "-binary", "-inform", "DER", "-in", p(&f), "-recip", p(&r.cert_path), "-inkey", p(&r.key_path)]);
+        ok(
+            pki.dir.path(),
+            &[
+                "cms",
+                "-decrypt",
+                "-binary",
+                "-inform",
+                "DER",
+                "-in",
+                p(&f),
+                "-recip",
+                p(&r.cert_path),
+                "-inkey",
+                p(&r.key_path),
+            ],
+        );
     }
 }
 
@@ -83,10 +172,40 @@ fn openssl_writes(pki: &Pki, sender: &Party, rcpt: &Party, keyopts: &[&str], tag
     let signed = pki.path(&format!("os-signed-{tag}.der"));
     ok(
         pki.dir.path(),
-        &["cms", "-sign", "-binary", "-nodetach", "-md", "sha256", "-in", p(&body), "-signer", p(&sender.cert_path), "-inkey", p(&sender.key_path), "-outform", "DER", "-out", p(&signed)],
+        &[
+            "cms",
+            "-sign",
+            "-binary",
+            "-nodetach",
+            "-md",
+            "sha256",
+            "-in",
+            p(&body),
+            "-signer",
+            p(&sender.cert_path),
+            "-inkey",
+            p(&sender.key_path),
+            "-outform",
+            "DER",
+            "-out",
+            p(&signed),
+        ],
     );
     let out = pki.path(&format!("os-enc-{tag}.der"));
-    let mut args = vec!["cms", "-encrypt", "-binary", "-aes-256-gcm", "-in", p(&signed), "-outform", "DER", "-out", p(&out), "-recip", p(&rcpt.cert_path)];
+    let mut args = vec![
+        "cms",
+        "-encrypt",
+        "-binary",
+        "-aes-256-gcm",
+        "-in",
+        p(&signed),
+        "-outform",
+        "DER",
+        "-out",
+        p(&out),
+        "-recip",
+        p(&rcpt.cert_path),
+    ];
     args.extend_from_slice(keyopts);
     ok(pki.dir.path(), &args);
     std::fs::read(out).unwrap()
@@ -94,7 +213,15 @@ fn openssl_writes(pki: &Pki, sender: &Party, rcpt: &Party, keyopts: &[&str], tag
 
 fn we_open(pki: &Pki, msg: &[u8], rcpt: &Party, sender: &Party) {
     let anchors = [pki.ca.clone()];
-    let opened = open(msg, &[&rcpt.key], &VerifyOptions { trust_anchors: &anchors, is_revoked: &never }).unwrap();
+    let opened = open(
+        msg,
+        &[&rcpt.key],
+        &VerifyOptions {
+            trust_anchors: &anchors,
+            is_revoked: &never,
+        },
+    )
+    .unwrap();
     assert_eq!(&*opened.content, BODY);
     let sig = opened.signature.expect("openssl's signature");
     assert_eq!(sig.status, SignerStatus::Trusted);
@@ -109,10 +236,24 @@ fn we_open_openssl_ecdh_default_sha1_kdf_and_sha256_kdf() {
         let rcpt = pki.issue(&format!("os-rcpt-{sk}-{rk}"), rk);
         // openssl's default for ECDH is dhSinglePass-stdDH-sha1kdf-scheme.
         let msg = openssl_writes(&pki, &sender, &rcpt, &[], &format!("d{sk}{rk}"));
-        assert!(msg.windows(9).any(|w| w == [0x2b, 0x81, 0x05, 0x10, 0x86, 0x48, 0x3f, 0x00, 0x02]), "sha1kdf");
+        assert!(
+            msg.windows(9)
+                .any(|w| w == [0x2b, 0x81, 0x05, 0x10, 0x86, 0x48, 0x3f, 0x00, 0x02]),
+            "sha1kdf"
+        );
         we_open(&pki, &msg, &rcpt, &sender);
-        let msg = openssl_writes(&pki, &sender, &rcpt, &["-keyopt", "ecdh_kdf_md:sha256"], &format!("s{sk}{rk}"));
-        assert!(msg.windows(6).any(|w| w == [0x2b, 0x81, 0x04, 0x01, 0x0b, 0x01]), "sha256kdf");
+        let msg = openssl_writes(
+            &pki,
+            &sender,
+            &rcpt,
+            &["-keyopt", "ecdh_kdf_md:sha256"],
+            &format!("s{sk}{rk}"),
+        );
+        assert!(
+            msg.windows(6)
+                .any(|w| w == [0x2b, 0x81, 0x04, 0x01, 0x0b, 0x01]),
+            "sha256kdf"
+        );
         we_open(&pki, &msg, &rcpt, &sender);
     }
 }
@@ -122,9 +263,26 @@ fn we_open_openssl_rsa_oaep_sha1_and_sha256() {
     let pki = Pki::new();
     let sender = pki.issue("os-sender", "p256");
     let rcpt = pki.issue("os-rcpt", "rsa");
-    let msg = openssl_writes(&pki, &sender, &rcpt, &["-keyopt", "rsa_padding_mode:oaep"], "oaep1");
+    let msg = openssl_writes(
+        &pki,
+        &sender,
+        &rcpt,
+        &["-keyopt", "rsa_padding_mode:oaep"],
+        "oaep1",
+    );
     we_open(&pki, &msg, &rcpt, &sender);
-    let msg = openssl_writes(&pki, &sender, &rcpt, &["-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256"], "oaep256");
+    let msg = openssl_writes(
+        &pki,
+        &sender,
+        &rcpt,
+        &[
+            "-keyopt",
+            "rsa_padding_mode:oaep",
+            "-keyopt",
+            "rsa_oaep_md:sha256",
+        ],
+        "oaep256",
+    );
     we_open(&pki, &msg, &rcpt, &sender);
 }
 
@@ -135,7 +293,10 @@ fn we_refuse_openssl_rsa_pkcs1_v15_key_transport_by_name() {
     let rcpt = pki.issue("os-rcpt", "rsa");
     let msg = openssl_writes(&pki, &sender, &rcpt, &[], "v15");
     let e = decrypt(&msg, &[&rcpt.key]).unwrap_err();
-    assert!(matches!(&e, Error::Unsupported(s) if s.contains("PKCS#1 v1.5")), "{e}");
+    assert!(
+        matches!(&e, Error::Unsupported(s) if s.contains("PKCS#1 v1.5")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -145,18 +306,49 @@ fn wrong_recipient_and_modified_openssl_messages_are_refused() {
     let rcpt = pki.issue("os-rcpt", "p256");
     let other = pki.issue("other", "p256");
     let msg = openssl_writes(&pki, &sender, &rcpt, &[], "w");
-    assert_eq!(decrypt(&msg, &[&other.key]).unwrap_err(), Error::NotARecipient);
+    assert_eq!(
+        decrypt(&msg, &[&other.key]).unwrap_err(),
+        Error::NotARecipient
+    );
     let mut bad = msg.clone();
     let n = bad.len();
     bad[n - 30] ^= 4; // inside the encrypted content
-    assert_eq!(decrypt(&bad, &[&rcpt.key]).unwrap_err(), Error::ContentModified);
+    assert_eq!(
+        decrypt(&bad, &[&rcpt.key]).unwrap_err(),
+        Error::ContentModified
+    );
     // And openssl refuses ours when modified.
-    let ours = sign_and_seal(BODY, &sender.key, now(), &[Recipient { cert: rcpt.cert.clone() }], &SealOptions::default(), &mut OsRng).unwrap();
+    let ours = sign_and_seal(
+        BODY,
+        &sender.key,
+        now(),
+        &[Recipient {
+            cert: rcpt.cert.clone(),
+        }],
+        &SealOptions::default(),
+        &mut OsRng,
+    )
+    .unwrap();
     let mut bad = ours.clone();
     let n = bad.len();
     bad[n - 30] ^= 4;
     let f = pki.path("bad.der");
     std::fs::write(&f, &bad).unwrap();
-    let r = run(pki.dir.path(), &["cms", "-decrypt", "-binary", "-inform", "DER", "-in", p(&f), "-recip", p(&rcpt.cert_path), "-inkey", p(&rcpt.key_path)]);
+    let r = run(
+        pki.dir.path(),
+        &[
+            "cms",
+            "-decrypt",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            p(&f),
+            "-recip",
+            p(&rcpt.cert_path),
+            "-inkey",
+            p(&rcpt.key_path),
+        ],
+    );
     assert!(!r.status.success(), "openssl opened a modified message");
 }

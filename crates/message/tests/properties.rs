@@ -19,17 +19,30 @@ fn world() -> &'static World {
     static W: OnceLock<World> = OnceLock::new();
     W.get_or_init(|| {
         let pki = Pki::new();
-        let parties = vec![pki.issue("p256", "p256"), pki.issue("p384", "p384"), pki.issue("rsa", "rsa")];
+        let parties = vec![
+            pki.issue("p256", "p256"),
+            pki.issue("p384", "p384"),
+            pki.issue("rsa", "rsa"),
+        ];
         let sample = dodvpn_message::sign_and_seal(
             b"sample",
             &parties[0].key,
             1_800_000_000,
-            &parties.iter().map(|p| Recipient { cert: p.cert.clone() }).collect::<Vec<_>>(),
+            &parties
+                .iter()
+                .map(|p| Recipient {
+                    cert: p.cert.clone(),
+                })
+                .collect::<Vec<_>>(),
             &SealOptions::default(),
             &mut OsRng,
         )
         .unwrap();
-        World { pki, parties, sample }
+        World {
+            pki,
+            parties,
+            sample,
+        }
     })
 }
 
