@@ -22,6 +22,7 @@ fn never(_: &x509_cert::Certificate) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     let k = key();
+    let _ = dodvpn_message::check_envelope(data);
     let _ = decrypt(data, &[k]);
     let opts = VerifyOptions { trust_anchors: &[], is_revoked: &never };
     let _ = open(data, &[k], &opts);
