@@ -253,9 +253,17 @@ async fn whole_flow(pg: bool) {
         &mut rand::rngs::OsRng,
     )
     .unwrap();
-    let e = mailbox::deposit(db, &cfg, "dev-b", "org-b", &[org_a.clone()], &msg, true)
-        .await
-        .unwrap_err();
+    let e = mailbox::deposit(
+        db,
+        &cfg,
+        "dev-b",
+        "org-b",
+        std::slice::from_ref(&org_a),
+        &msg,
+        true,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.status.as_u16(), 403);
     assert_eq!(
         (count(&lab, "messages").await, files(&lab)),
@@ -283,9 +291,17 @@ async fn whole_flow(pg: bool) {
         (&msg[..msg.len() / 2], 422u16),
         (&b"not cms at all"[..], 422),
     ] {
-        let e = mailbox::deposit(db, &cfg, "dev-b", "org-b", &[org_a.clone()], bad, false)
-            .await
-            .unwrap_err();
+        let e = mailbox::deposit(
+            db,
+            &cfg,
+            "dev-b",
+            "org-b",
+            std::slice::from_ref(&org_a),
+            bad,
+            false,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.status.as_u16(), status, "{}", e.message);
     }
     let e = mailbox::deposit(
@@ -306,9 +322,17 @@ async fn whole_flow(pg: bool) {
         "nothing stored for bad input"
     );
 
-    let m = mailbox::deposit(db, &cfg, "dev-b", "org-b", &[org_a.clone()], &msg, true)
-        .await
-        .unwrap();
+    let m = mailbox::deposit(
+        db,
+        &cfg,
+        "dev-b",
+        "org-b",
+        std::slice::from_ref(&org_a),
+        &msg,
+        true,
+    )
+    .await
+    .unwrap();
     assert_eq!(m.size, msg.len() as i64);
     assert_eq!(m.expires_ms - m.created_ms, mailbox::DEFAULT_EXPIRY_MS);
 
@@ -395,16 +419,32 @@ async fn whole_flow(pg: bool) {
         quota_bytes: msg.len() as i64 + 10,
         ..MailboxConfig::new(&lab.dir)
     };
-    let e = mailbox::deposit(db, &small, "dev-b", "org-b", &[org_a.clone()], &msg, false)
-        .await
-        .unwrap_err();
+    let e = mailbox::deposit(
+        db,
+        &small,
+        "dev-b",
+        "org-b",
+        std::slice::from_ref(&org_a),
+        &msg,
+        false,
+    )
+    .await
+    .unwrap_err();
     assert_eq!((e.status.as_u16(), e.code), (413, "quota_exceeded"));
     assert_eq!((count(&lab, "messages").await, files(&lab)), (1, 1));
 
     // Expiry deletes rows and ciphertext.
-    let m2 = mailbox::deposit(db, &cfg, "dev-b", "org-b", &[org_a.clone()], &msg, false)
-        .await
-        .unwrap();
+    let m2 = mailbox::deposit(
+        db,
+        &cfg,
+        "dev-b",
+        "org-b",
+        std::slice::from_ref(&org_a),
+        &msg,
+        false,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         mailbox::expire(db, &cfg, m.created_ms + 1000)
             .await
@@ -423,9 +463,17 @@ async fn whole_flow(pg: bool) {
     assert!(mailbox::list(db, &org_a).await.unwrap().is_empty());
 
     // Delete: the last recipient's delete removes the ciphertext.
-    let m3 = mailbox::deposit(db, &cfg, "dev-b", "org-b", &[org_a.clone()], &msg, false)
-        .await
-        .unwrap();
+    let m3 = mailbox::deposit(
+        db,
+        &cfg,
+        "dev-b",
+        "org-b",
+        std::slice::from_ref(&org_a),
+        &msg,
+        false,
+    )
+    .await
+    .unwrap();
     mailbox::delete(db, &cfg, &org_a, &m3.id, "dev-a")
         .await
         .unwrap();
