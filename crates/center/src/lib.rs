@@ -14,6 +14,7 @@ pub mod error;
 pub mod grants;
 pub mod hub;
 pub mod init;
+pub mod mailbox;
 pub mod mapping;
 pub mod refusals;
 pub mod server;
