@@ -344,7 +344,7 @@ mod tests {
         let b = bundle(&key, fork.clone(), &[30]);
         assert!(check(&b, None, &[]).is_ok(), "self-consistent on its own");
         // The checkpoint an auditor or device kept exposes it.
-        let e = check(&b, None, &[seen.clone()]).unwrap_err();
+        let e = check(&b, None, std::slice::from_ref(&seen)).unwrap_err();
         assert!(e.to_string().contains("rewritten"), "{e}");
         // A bundle that still carries the honest checkpoint exposes it too.
         let mut b2 = b.clone();
