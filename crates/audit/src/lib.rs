@@ -20,6 +20,10 @@
 //!
 //! The crate does no I/O; the centre stores the records.
 
+pub mod bundle;
+pub mod merkle;
+pub mod note;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;

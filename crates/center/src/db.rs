@@ -154,7 +154,7 @@ pub struct WriteTx<'a> {
 }
 
 impl WriteTx<'_> {
-    /// Append one record to the hash-chained audit log (R-AUD-1).
+    /// Append one record to the hash-chained audit log (R-AUD-1) and its Merkle tree (R-AUD-4).
     pub async fn audit(
         &mut self,
         actor: &str,
@@ -183,6 +183,8 @@ impl WriteTx<'_> {
         .bind(&rec.hash)
         .execute(&mut *self.tx)
         .await?;
+        // The Merkle tree grows in the same transaction (R-AUD-4, tlog.rs).
+        crate::tlog::append(&mut self.tx, rec.seq, &rec.hash).await?;
         Ok(())
     }
 

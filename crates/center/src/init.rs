@@ -83,6 +83,10 @@ pub async fn open(cfg: &CenterConfig) -> anyhow::Result<(Arc<Center>, InitReport
     lines.push(("database".into(), crate::db::redact_url(&url)));
     let chain = Arc::new(ChainGuard::open(&cfg.data_dir));
     lines.push(check_chain(&chain, &db).await?);
+    let log_key = dodvpn_pki::LogKey::open_or_create(&pki_dir)
+        .with_context(|| format!("cannot load the audit-log key from {}", pki_dir.display()))?;
+    let tlog = Arc::new(crate::tlog::Signer::new(log_key));
+    lines.push(check_tree(&tlog, &db).await?);
 
     let admin_credential_file = ensure_provider_admin(&db, &cfg.data_dir).await?;
     if let Some(f) = &admin_credential_file {
@@ -95,7 +99,13 @@ pub async fn open(cfg: &CenterConfig) -> anyhow::Result<(Arc<Center>, InitReport
         hub: hub.clone(),
         chain: chain.clone(),
         refusals: Arc::new(crate::refusals::Refusals::from_env()),
+        tlog: tlog.clone(),
     });
+    tokio::spawn(crate::tlog::run(
+        tlog,
+        db.clone(),
+        crate::tlog::interval_from_env(),
+    ));
     tokio::spawn(center.refusals.clone().run(db.clone()));
     tokio::spawn(crate::chain_guard::run(chain, db.clone()));
     tokio::spawn(hub.run_dispatcher(db));
@@ -147,6 +157,42 @@ async fn check_chain(chain: &ChainGuard, db: &Db) -> anyhow::Result<(String, Str
                 e.seq()
             ),
         ),
+    })
+}
+
+/// Build the Merkle tree of records that predate it, then hold the newest signed
+/// checkpoint against it: records cut off or rewritten make the centre read-only.
+async fn check_tree(tlog: &crate::tlog::Signer, db: &Db) -> anyhow::Result<(String, String)> {
+    if db.read_only.get().is_some() {
+        return Ok(("audit tree".into(), "not checked (read-only)".into()));
+    }
+    let added = crate::tlog::backfill(db)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot build the audit tree: {}", e.message))?;
+    let why = crate::tlog::check_against_latest(db, tlog)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot check the audit tree: {}", e.message))?;
+    Ok(match why {
+        None => (
+            "audit tree".into(),
+            format!(
+                "consistent with the newest signed checkpoint{}; log key {}",
+                if added > 0 {
+                    format!(" ({added} records added to the tree)")
+                } else {
+                    String::new()
+                },
+                tlog.origin
+            ),
+        ),
+        Some(why) => {
+            let _ = db.read_only.set(why.clone());
+            tracing::error!("{why}; the centre is now read-only");
+            (
+                "AUDIT TREE INCONSISTENT".into(),
+                format!("{why}; the centre is READ-ONLY / 監査ログが署名済みチェックポイントと一致しません（切り詰めまたは改ざん）。読み取り専用で起動しました"),
+            )
+        }
     })
 }
 

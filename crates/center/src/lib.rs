@@ -18,6 +18,7 @@ pub mod mailbox;
 pub mod mapping;
 pub mod refusals;
 pub mod server;
+pub mod tlog;
 
 use std::sync::Arc;
 
@@ -31,6 +32,8 @@ pub struct Center {
     pub chain: Arc<chain_guard::ChainGuard>,
     /// Aggregated audit of refused calls and handshakes (refusals.rs).
     pub refusals: Arc<refusals::Refusals>,
+    /// Signs checkpoints of the audit Merkle tree (tlog.rs, R-AUD-4).
+    pub tlog: Arc<tlog::Signer>,
 }
 
 /// A short random identifier with a readable prefix, e.g. `org-3f9a0c1d2e4b`.

@@ -387,6 +387,25 @@ enum AuditCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Prove that record SEQ is in the audit tree: fetch its inclusion proof, the
+    /// newest signed checkpoint and the log key, and verify them here (R-AUD-4).
+    Prove {
+        /// The record's sequence number.
+        seq: u64,
+        /// Only accept this log key (its SHA-256 fingerprint, hex, from `audit log-key`).
+        #[arg(long)]
+        key_fingerprint: Option<String>,
+    },
+    /// The newest signed checkpoint of the audit tree (size, root, time, signed note).
+    Checkpoint,
+    /// The key that signs the checkpoints and its fingerprint (pin it).
+    LogKey,
+    /// Write the auditor's bundle (log key, every record, every signed checkpoint)
+    /// for `dodvpn audit check` (offline). Provider only.
+    Bundle {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn services(v: &[String]) -> anyhow::Result<Option<Vec<dodvpn_policy::Service>>> {
@@ -598,6 +617,18 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
                 v
             }
             AuditCmd::RevokeAuditor { id } => c.post(&format!("/api/v1/auditors/{id}/revoke"), &json!({})).await?,
+            AuditCmd::Prove { seq, key_fingerprint } => prove(&c, seq, key_fingerprint.as_deref()).await?,
+            AuditCmd::Checkpoint => c.get("/api/v1/audit/checkpoint").await?,
+            AuditCmd::LogKey => c.get("/api/v1/audit/log-key").await?,
+            AuditCmd::Bundle { out } => {
+                let text = c.get_text("/api/v1/audit/bundle").await?;
+                let b: dodvpn_audit::bundle::Bundle =
+                    serde_json::from_str(&text).context("the centre's bundle is unreadable")?;
+                let tmp = out.with_extension("tmp");
+                std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
+                std::fs::rename(&tmp, &out).with_context(|| format!("cannot write {}", out.display()))?;
+                json!({"records": b.records.len(), "checkpoints": b.checkpoints.len(), "file": out.display().to_string()})
+            }
             AuditCmd::Export { out } => {
                 let text = c.get_text("/api/v1/audit/export").await?;
                 let n = text.lines().count();
@@ -610,4 +641,59 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
     };
     output::print(&v, json);
     Ok(())
+}
+
+/// `admin audit prove`: the centre's answer is not trusted, it is checked here.
+async fn prove(c: &CenterClient, seq: u64, pinned: Option<&str>) -> anyhow::Result<Value> {
+    use base64::Engine as _;
+    use dodvpn_audit::{merkle, note::SignedNote};
+    let key: Value = c.get("/api/v1/audit/log-key").await?;
+    let point = base64::engine::general_purpose::STANDARD
+        .decode(key["public_key"].as_str().unwrap_or_default())
+        .context("the log key is not base64")?;
+    let fp = dodvpn_audit::bundle::key_fingerprint(&point);
+    if let Some(p) = pinned {
+        if !p.eq_ignore_ascii_case(&fp) {
+            anyhow::bail!("the centre's log key (fingerprint {fp}) is not the pinned one / ログ署名鍵が指定の指紋と一致しません");
+        }
+    }
+    let cp: Value = c.get("/api/v1/audit/checkpoint").await?;
+    let note = SignedNote::parse(cp["note"].as_str().unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let signer = key["signer"].as_str().unwrap_or_default();
+    note.verify(signer, &point)
+        .map_err(|e| anyhow::anyhow!("{e} / チェックポイントの署名が検証できません"))?;
+    let p: Value = c
+        .get(&format!(
+            "/api/v1/audit/proof/inclusion?seq={seq}&size={}",
+            note.head.size
+        ))
+        .await?;
+    let hashes = p["proof"]
+        .as_array()
+        .context("no proof in the answer")?
+        .iter()
+        .map(|h| {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(h.as_str().unwrap_or_default(), &mut out)
+                .map(|_| out)
+                .context("a proof hash is not 32 bytes of hex")
+        })
+        .collect::<anyhow::Result<Vec<merkle::Hash>>>()?;
+    let leaf = merkle::record_leaf_input(p["record_hash"].as_str().unwrap_or_default())
+        .context("the record hash is not 32 bytes of hex")?;
+    merkle::verify_inclusion(&leaf, seq - 1, note.head.size, &note.head.root, &hashes).map_err(
+        |e| anyhow::anyhow!("{e} / レコード {seq} は署名済みの監査ツリーに含まれていません"),
+    )?;
+    Ok(json!({
+        "ok": true,
+        "seq": seq,
+        "record_hash": p["record_hash"],
+        "tree_size": note.head.size,
+        "root": hex::encode(note.head.root),
+        "checkpoint_time_ms": note.head.time_ms,
+        "proof": p["proof"],
+        "log_key_fingerprint": fp,
+        "verified": "the record is in the tree the centre signed / レコードは署名済みツリーに含まれています",
+    }))
 }

@@ -1,6 +1,7 @@
 //! `dodvpn`: one binary for the centre, the device agent and the administrator CLI.
 
 mod admin;
+mod audit_check;
 mod demo;
 mod keystore;
 mod output;
@@ -43,6 +44,11 @@ enum Cmd {
     /// namespaces, enrolled for real, showing on-demand tunnels, group isolation, a vendor
     /// maintenance window and a revocation, with live progress. Ctrl-C cleans up.
     Demo(demo::DemoArgs),
+    /// Auditor's tools that need no centre: `dodvpn audit check BUNDLE`.
+    Audit {
+        #[command(subcommand)]
+        cmd: audit_check::AuditTopCmd,
+    },
     /// The VPN device agent.
     Agent {
         #[command(subcommand)]
@@ -229,6 +235,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Center(a) => run_center(a).await,
         Cmd::Admin(a) => admin::run(a).await,
+        Cmd::Audit { cmd } => audit_check::run(cmd),
         Cmd::Device {
             cmd: DeviceCmd::Provision { conn, ks, device },
         } => {

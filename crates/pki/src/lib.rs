@@ -38,6 +38,7 @@ mod der;
 mod error;
 mod fsutil;
 mod keystore;
+pub mod log_key;
 mod tls;
 
 pub use ca::{IssuedCert, Pki, PkiPaths, RevokedEntry};
@@ -49,6 +50,7 @@ pub use error::PkiError;
 pub use keystore::file::FileKeyStore;
 pub use keystore::pkcs11::Pkcs11KeyStore;
 pub use keystore::{csr_pem, KeyStore};
+pub use log_key::LogKey;
 pub use tls::client_cert_resolver;
 
 use serde::{Deserialize, Serialize};

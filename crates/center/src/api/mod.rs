@@ -111,6 +111,12 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .routes(routes!(admin::audit::export))
         .routes(routes!(admin::audit::create_auditor))
         .routes(routes!(admin::audit::revoke_auditor))
+        .routes(routes!(admin::tlog::latest))
+        .routes(routes!(admin::tlog::list))
+        .routes(routes!(admin::tlog::inclusion))
+        .routes(routes!(admin::tlog::consistency))
+        .routes(routes!(admin::tlog::log_key))
+        .routes(routes!(admin::tlog::bundle))
         .with_state(center)
         .split_for_parts();
     let mut api = api;

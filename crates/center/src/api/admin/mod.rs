@@ -11,3 +11,4 @@ pub mod groups;
 pub mod orders;
 pub mod orgs;
 pub mod providers;
+pub mod tlog;
