@@ -136,7 +136,9 @@ impl KeyStore for ExportableKeys {
 /// Run schemathesis as one caller: its whole report if it found something.
 fn fuzz(st: &Path, c: &Centre, who: &str, auth: &[String], report: &Path) -> Option<String> {
     let mut cmd = Command::new(st);
-    cmd.arg("run")
+    // Its cache of crashes goes in the working directory: keep it out of the checkout.
+    cmd.current_dir(report.parent().unwrap())
+        .arg("run")
         .arg(format!("{}/openapi.json", c.url))
         .args(["--tls-verify", c.ca_path().to_str().unwrap()])
         .args([
@@ -240,6 +242,7 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
     );
 
     let reports = tmp.path().join("reports");
+    std::fs::create_dir_all(&reports).unwrap();
     let mut found = vec![];
     found.extend(fuzz(
         &st,
