@@ -228,9 +228,36 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Subject and issuer of a certificate as an operator reads them (RFC 4514 order),
+/// for the refusal log; "(unreadable)" when the DER does not parse.
+pub fn subject_and_issuer(der: &[u8]) -> (String, String) {
+    match x509_parser::parse_x509_certificate(der) {
+        Ok((_, c)) => (c.subject().to_string(), c.issuer().to_string()),
+        Err(_) => ("(unreadable)".into(), "(unreadable)".into()),
+    }
+}
+
+/// Every refusal is logged with whose certificate it was and why, so an operator can
+/// tell a wrong CA from an expired or revoked certificate without a packet capture.
+fn logged(
+    result: Result<(), String>,
+    end_entity_der: &[u8],
+    peer_id: &Identification,
+) -> Result<(), String> {
+    if let Err(reason) = &result {
+        let (subject, issuer) = subject_and_issuer(end_entity_der);
+        tracing::warn!(peer_id = ?peer_id.as_str(), %subject, %issuer, %reason, "peer certificate refused");
+    }
+    result
+}
+
 impl PeerValidator for PeerCertValidator {
     fn validate(&self, end_entity_der: &[u8], peer_id: &Identification) -> Result<(), String> {
-        self.validate_at(end_entity_der, peer_id, UnixTime::now())
+        logged(
+            self.validate_at(end_entity_der, peer_id, UnixTime::now()),
+            end_entity_der,
+            peer_id,
+        )
     }
     fn validate_chain(
         &self,
@@ -238,7 +265,11 @@ impl PeerValidator for PeerCertValidator {
         intermediates: &[&[u8]],
         peer_id: &Identification,
     ) -> Result<(), String> {
-        self.validate_chain_at(end_entity_der, intermediates, peer_id, UnixTime::now())
+        logged(
+            self.validate_chain_at(end_entity_der, intermediates, peer_id, UnixTime::now()),
+            end_entity_der,
+            peer_id,
+        )
     }
     fn ca_key_hashes(&self) -> Vec<[u8; 20]> {
         self.anchor_hashes.clone()

@@ -330,3 +330,50 @@ fn each_element_is_checked_against_its_issuers_crl() {
         .unwrap();
     assert!(format!("{e:#}").contains("CRL does not parse"), "{e:#}");
 }
+
+/// Issue 16 point 7: a refusal is logged at the default level with the certificate's
+/// subject and issuer and the reason, as the IKE code calls the validator.
+#[test]
+fn a_refused_certificate_is_logged_with_subject_issuer_and_reason() {
+    use dodvpn_ike::PeerValidator;
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let ours = new_ca("our CA");
+    let theirs = new_ca("their CA");
+    let v = PeerCertValidator::from_pem(ours.pem.as_bytes()).unwrap();
+    let der = leaf(&theirs, "peer.example", 7, &both());
+    let good = leaf(&ours, "peer.example", 8, &both());
+    tracing::subscriber::with_default(subscriber, || {
+        assert!(v.validate(&der, &fqdn("peer.example")).is_err());
+        // An accepted certificate leaves no refusal line.
+        let _ = v.validate(&good, &fqdn("peer.example"));
+    });
+    let out = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let refusals: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("peer certificate refused"))
+        .collect();
+    assert_eq!(refusals.len(), 1, "{out}");
+    let l = refusals[0];
+    assert!(l.contains("WARN"), "{l}");
+    assert!(l.contains("issuer=CN=their CA"), "{l}");
+    assert!(l.contains("subject="), "{l}");
+    assert!(l.contains("UnknownIssuer"), "{l}");
+    assert!(l.contains("peer.example"), "{l}");
+}
