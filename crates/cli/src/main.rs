@@ -2,6 +2,7 @@
 
 mod admin;
 mod demo;
+mod diagnose;
 mod keystore;
 mod output;
 
@@ -43,6 +44,12 @@ enum Cmd {
     /// namespaces, enrolled for real, showing on-demand tunnels, group isolation, a vendor
     /// maintenance window and a revocation, with live progress. Ctrl-C cleans up.
     Demo(demo::DemoArgs),
+    /// Exposure diagnosis of an organisation's registered public addresses (R-SVC-5):
+    /// open ports, banners, anonymous FTP, open proxies, DNS recursion/AXFR/version,
+    /// echo/chargen/daytime, old TLS, exposed RDP/VNC/telnet/SMB. Non-destructive and
+    /// rate-limited; refuses any address not registered to the organisation; results are
+    /// posted to the centre and compared with the previous run.
+    Diagnose(diagnose::DiagnoseArgs),
     /// The VPN device agent.
     Agent {
         #[command(subcommand)]
@@ -250,6 +257,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Agent { cmd } => run_agent(cmd).await,
         Cmd::Tunnel(t) => run_tunnel(t).await,
         Cmd::Demo(a) => demo::run(a).await,
+        Cmd::Diagnose(a) => diagnose::run(a).await,
     }
 }
 
