@@ -62,7 +62,10 @@ fn parse_canary(s: &str) -> anyhow::Result<(String, u16)> {
         .filter(|&p| p > 0)
         .context("--canary のポートが不正です / --canary has a bad port")?;
     let h = h.trim_start_matches('[').trim_end_matches(']');
-    anyhow::ensure!(!h.is_empty(), "--canary に HOST がありません / --canary has no host");
+    anyhow::ensure!(
+        !h.is_empty(),
+        "--canary に HOST がありません / --canary has no host"
+    );
     Ok((h.to_string(), p))
 }
 
@@ -90,17 +93,26 @@ pub async fn run(a: DiagnoseArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn once(a: &DiagnoseArgs, c: &dodvpn_agent::CenterClient, opts: &Options) -> anyhow::Result<()> {
+async fn once(
+    a: &DiagnoseArgs,
+    c: &dodvpn_agent::CenterClient,
+    opts: &Options,
+) -> anyhow::Result<()> {
     // The scope comes from the centre each time: a list the provider shrank is obeyed.
     let list: Value = c
         .get(&format!("/api/v1/orgs/{}/public-addresses", a.org))
         .await
-        .context("組織の公開アドレスを取得できません / cannot read the organisation's public addresses")?;
+        .context(
+            "組織の公開アドレスを取得できません / cannot read the organisation's public addresses",
+        )?;
     let nets = list["addresses"]
         .as_array()
         .map(|v| v.iter().filter_map(|x| x.as_str()?.parse().ok()).collect())
         .unwrap_or_default();
-    let scope = Scope { org: a.org.clone(), nets };
+    let scope = Scope {
+        org: a.org.clone(),
+        nets,
+    };
     let targets = scope.targets(&a.targets)?;
     anyhow::ensure!(
         !targets.is_empty(),
@@ -136,7 +148,9 @@ async fn once(a: &DiagnoseArgs, c: &dodvpn_agent::CenterClient, opts: &Options) 
 fn table(r: &dodvpn_diagnose::run::Report, cmp: &Value) {
     let status_of = |f: &dodvpn_diagnose::Finding| -> &'static str {
         let same = |x: &Value| {
-            x["target"] == f.target.as_str() && x["port"] == f.port && x["check"] == f.check.as_str()
+            x["target"] == f.target.as_str()
+                && x["port"] == f.port
+                && x["check"] == f.check.as_str()
         };
         if cmp.is_null() {
             return "-";
@@ -153,7 +167,10 @@ fn table(r: &dodvpn_diagnose::run::Report, cmp: &Value) {
         r.probes,
         r.finished_ms - r.started_ms
     );
-    println!("{:<16} {:<9} {:<22} {:<9} {:<15} finding / 所見", "target", "port", "check", "severity", "status");
+    println!(
+        "{:<16} {:<9} {:<22} {:<9} {:<15} finding / 所見",
+        "target", "port", "check", "severity", "status"
+    );
     for f in &r.findings {
         println!(
             "{:<16} {:<9} {:<22} {:<9} {:<15} {} / {}",

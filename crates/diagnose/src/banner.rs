@@ -21,7 +21,12 @@ pub fn classify(b: &[u8]) -> Greeting {
         Greeting::Telnet
     } else if b.starts_with(b"220") {
         let line = first_line(b).to_ascii_lowercase();
-        if line.contains("smtp") || line.contains("esmtp") || line.contains("mail") || line.contains("postfix") || line.contains("exim") {
+        if line.contains("smtp")
+            || line.contains("esmtp")
+            || line.contains("mail")
+            || line.contains("postfix")
+            || line.contains("exim")
+        {
             Greeting::Smtp
         } else {
             Greeting::Ftp
@@ -33,8 +38,14 @@ pub fn classify(b: &[u8]) -> Greeting {
 
 /// The first line, without CR/LF (at most 256 bytes).
 pub fn first_line(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == b'\n').unwrap_or(b.len()).min(256);
-    String::from_utf8_lossy(&b[..end]).trim_end_matches('\r').to_string()
+    let end = b
+        .iter()
+        .position(|&c| c == b'\n')
+        .unwrap_or(b.len())
+        .min(256);
+    String::from_utf8_lossy(&b[..end])
+        .trim_end_matches('\r')
+        .to_string()
 }
 
 #[cfg(test)]
@@ -46,7 +57,10 @@ mod tests {
     fn greetings() {
         assert_eq!(classify(b"SSH-2.0-OpenSSH_9.2p1 Debian\r\n"), Greeting::Ssh);
         assert_eq!(classify(b"220 (vsFTPd 3.0.3)\r\n"), Greeting::Ftp);
-        assert_eq!(classify(b"220 mx.example ESMTP Postfix\r\n"), Greeting::Smtp);
+        assert_eq!(
+            classify(b"220 mx.example ESMTP Postfix\r\n"),
+            Greeting::Smtp
+        );
         assert_eq!(classify(b"RFB 003.008\n"), Greeting::Vnc);
         assert_eq!(classify(&[0xff, 0xfd, 0x18]), Greeting::Telnet);
         assert_eq!(classify(b""), Greeting::Other);

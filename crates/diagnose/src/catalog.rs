@@ -19,7 +19,14 @@ const fn e(
     rec_en: &'static str,
     rec_ja: &'static str,
 ) -> Entry {
-    Entry { id, severity, title_en, title_ja, rec_en, rec_ja }
+    Entry {
+        id,
+        severity,
+        title_en,
+        title_ja,
+        rec_en,
+        rec_ja,
+    }
 }
 
 use Severity::*;

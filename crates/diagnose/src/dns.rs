@@ -5,7 +5,13 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 
-fn question(id: u16, name: &str, ty: RecordType, class: DNSClass, rd: bool) -> Result<Vec<u8>, String> {
+fn question(
+    id: u16,
+    name: &str,
+    ty: RecordType,
+    class: DNSClass,
+    rd: bool,
+) -> Result<Vec<u8>, String> {
     let name = Name::from_ascii(name).map_err(|e| format!("bad DNS name {name:?}: {e}"))?;
     let mut q = Query::query(name, ty);
     q.set_query_class(class);
@@ -68,7 +74,15 @@ pub fn recursion_offered(b: &[u8], id: u16) -> Option<(bool, String)> {
     let m = response(b, id)?;
     let rc = m.response_code();
     let open = m.recursion_available() && rc != ResponseCode::Refused;
-    Some((open, format!("rcode={} ra={} answers={}", rc, m.recursion_available(), m.answers().len())))
+    Some((
+        open,
+        format!(
+            "rcode={} ra={} answers={}",
+            rc,
+            m.recursion_available(),
+            m.answers().len()
+        ),
+    ))
 }
 
 /// The records of the first AXFR message (after its 2-byte length), if the transfer
@@ -117,11 +131,18 @@ mod tests {
         let q = version_query(7);
         let r = reply_to(&q, |m| {
             let name = Name::from_ascii("version.bind.").unwrap();
-            let mut rec = Record::from_rdata(name, 0, RData::TXT(TXT::new(vec!["9.18.28-1~deb12u2-Debian".into()])));
+            let mut rec = Record::from_rdata(
+                name,
+                0,
+                RData::TXT(TXT::new(vec!["9.18.28-1~deb12u2-Debian".into()])),
+            );
             rec.set_dns_class(DNSClass::CH);
             m.add_answer(rec);
         });
-        assert_eq!(version_answer(&r, 7).as_deref(), Some("9.18.28-1~deb12u2-Debian"));
+        assert_eq!(
+            version_answer(&r, 7).as_deref(),
+            Some("9.18.28-1~deb12u2-Debian")
+        );
         assert_eq!(version_answer(&r, 8), None);
         assert_eq!(version_answer(&q, 7), None, "a question is not an answer");
     }

@@ -41,7 +41,13 @@ pub struct Finding {
 
 impl Finding {
     /// A finding of a catalogued check, with `evidence` made printable and truncated.
-    pub fn new(target: std::net::IpAddr, proto: Proto, port: u16, check: &str, evidence: &[u8]) -> Finding {
+    pub fn new(
+        target: std::net::IpAddr,
+        proto: Proto,
+        port: u16,
+        check: &str,
+        evidence: &[u8],
+    ) -> Finding {
         let e = catalog::entry(check);
         Finding {
             target: target.to_string(),

@@ -58,12 +58,21 @@ mod tests {
 
     #[test]
     fn replies() {
-        assert_eq!(reply(b"220 (vsFTPd 3.0.3)\r\n"), Some((220, "220 (vsFTPd 3.0.3)".into())));
+        assert_eq!(
+            reply(b"220 (vsFTPd 3.0.3)\r\n"),
+            Some((220, "220 (vsFTPd 3.0.3)".into()))
+        );
         assert_eq!(reply(b"220 (vsFTPd"), None);
         assert_eq!(reply(b"230-Welcome\r\n"), None);
-        assert_eq!(reply(b"230-Welcome\r\n230 Login successful.\r\n").map(|r| r.0), Some(230));
+        assert_eq!(
+            reply(b"230-Welcome\r\n230 Login successful.\r\n").map(|r| r.0),
+            Some(230)
+        );
         assert_eq!(reply(b"HTTP/1.1 400\r\n"), None);
-        assert_eq!(pasv_port("227 Entering Passive Mode (10,0,0,1,195,80)."), Some(50000));
+        assert_eq!(
+            pasv_port("227 Entering Passive Mode (10,0,0,1,195,80)."),
+            Some(50000)
+        );
         assert_eq!(pasv_port("227 (1,2,3,4,300,1)"), None);
         assert_eq!(pasv_port("227 nothing"), None);
     }
@@ -71,7 +80,10 @@ mod tests {
     #[test]
     fn writable_directories() {
         let l = "drwxr-xr-x    2 0 0 4096 Dec 02 16:00 pub\r\ndrwxrwxrwx    2 0 0 4096 Dec 02 16:00 incoming\r\n-rw-rw-rw- 1 0 0 1 Dec 02 f\r\n";
-        assert_eq!(world_writable_dirs(l), vec!["drwxrwxrwx    2 0 0 4096 Dec 02 16:00 incoming"]);
+        assert_eq!(
+            world_writable_dirs(l),
+            vec!["drwxrwxrwx    2 0 0 4096 Dec 02 16:00 incoming"]
+        );
     }
 
     proptest! {

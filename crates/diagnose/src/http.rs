@@ -21,7 +21,10 @@ pub fn parse(buf: &[u8]) -> Option<Head> {
         return None;
     }
     let status: u16 = parts.next()?.parse().ok()?;
-    let mut head = Head { status, ..Default::default() };
+    let mut head = Head {
+        status,
+        ..Default::default()
+    };
     for l in lines.by_ref() {
         let l = l.trim_end_matches('\r');
         if l.is_empty() {
@@ -43,8 +46,15 @@ fn title(body: &str) -> Option<String> {
     let lower = body.to_ascii_lowercase();
     let start = lower.find("<title")?;
     let gt = lower[start..].find('>')? + start + 1;
-    let end = lower[gt..].find("</title").map(|e| e + gt).unwrap_or(lower.len().min(gt + 200));
-    let t: String = body.get(gt..end)?.split_whitespace().collect::<Vec<_>>().join(" ");
+    let end = lower[gt..]
+        .find("</title")
+        .map(|e| e + gt)
+        .unwrap_or(lower.len().min(gt + 200));
+    let t: String = body
+        .get(gt..end)?
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     Some(t.chars().take(200).collect())
 }
 
@@ -52,7 +62,10 @@ impl Head {
     /// Apache's, nginx's and lighttpd's automatic index pages.
     pub fn is_directory_listing(&self) -> bool {
         self.status == 200
-            && (self.title.as_deref().is_some_and(|t| t.starts_with("Index of /"))
+            && (self
+                .title
+                .as_deref()
+                .is_some_and(|t| t.starts_with("Index of /"))
                 || self.body_start.contains("<h1>Index of /"))
     }
 

@@ -13,7 +13,10 @@ impl Pacer {
     /// `rate` probes per second (at least 1, at most 10,000).
     pub fn new(rate: u32) -> Pacer {
         let rate = rate.clamp(1, 10_000);
-        Pacer { interval: Duration::from_secs(1) / rate, next: None }
+        Pacer {
+            interval: Duration::from_secs(1) / rate,
+            next: None,
+        }
     }
 
     /// When the next probe may start, given the time now; reserves that slot.

@@ -74,8 +74,12 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-const HTTP_PORTS: &[u16] = &[80, 81, 591, 3000, 3128, 5000, 7070, 8000, 8008, 8080, 8081, 8888, 10000];
-const TLS_PORTS: &[u16] = &[443, 444, 465, 636, 853, 990, 993, 995, 4433, 4443, 5061, 8443, 10443];
+const HTTP_PORTS: &[u16] = &[
+    80, 81, 591, 3000, 3128, 5000, 7070, 8000, 8008, 8080, 8081, 8888, 10000,
+];
+const TLS_PORTS: &[u16] = &[
+    443, 444, 465, 636, 853, 990, 993, 995, 4433, 4443, 5061, 8443, 10443,
+];
 const PROXY_PORTS: &[u16] = &[3128, 8080, 8000, 8888, 80, 8081, 1080];
 
 /// Diagnose every target (already checked against the organisation's scope).
@@ -199,23 +203,38 @@ impl Target {
     }
 
     async fn services(&self, port: u16, greeting: &[u8]) -> Vec<Finding> {
-        let mut out = vec![self.finding(port, "tcp.open", &banner::first_line(greeting).into_bytes())];
+        let mut out =
+            vec![self.finding(port, "tcp.open", &banner::first_line(greeting).into_bytes())];
         let kind = banner::classify(greeting);
         match (port, kind) {
-            (_, Greeting::Ssh) => out.push(self.finding(port, "ssh.banner", banner::first_line(greeting).as_bytes())),
-            (_, Greeting::Smtp) => out.push(self.finding(port, "smtp.banner", banner::first_line(greeting).as_bytes())),
+            (_, Greeting::Ssh) => {
+                out.push(self.finding(port, "ssh.banner", banner::first_line(greeting).as_bytes()))
+            }
+            (_, Greeting::Smtp) => {
+                out.push(self.finding(port, "smtp.banner", banner::first_line(greeting).as_bytes()))
+            }
             (_, Greeting::Ftp) => {
                 out.push(self.finding(port, "ftp.banner", banner::first_line(greeting).as_bytes()));
                 out.extend(self.ftp_anonymous(port).await);
             }
-            (_, Greeting::Vnc) | (5900..=5909, _) => out.push(self.finding(port, "vnc.exposed", greeting)),
-            (_, Greeting::Telnet) | (23, _) => out.push(self.finding(port, "telnet.exposed", greeting)),
-            (19, _) if !greeting.is_empty() => out.push(self.finding(port, "chargen.tcp", greeting)),
-            (13, _) if !greeting.is_empty() => out.push(self.finding(port, "daytime.tcp", greeting)),
+            (_, Greeting::Vnc) | (5900..=5909, _) => {
+                out.push(self.finding(port, "vnc.exposed", greeting))
+            }
+            (_, Greeting::Telnet) | (23, _) => {
+                out.push(self.finding(port, "telnet.exposed", greeting))
+            }
+            (19, _) if !greeting.is_empty() => {
+                out.push(self.finding(port, "chargen.tcp", greeting))
+            }
+            (13, _) if !greeting.is_empty() => {
+                out.push(self.finding(port, "daytime.tcp", greeting))
+            }
             (7, _) => out.extend(self.echo(port).await),
             (53, _) => out.extend(self.dns_tcp(port).await),
             (3389, _) => out.extend(self.rdp(port).await),
-            (139 | 445, _) => out.push(self.finding(port, "smb.exposed", format!("TCP {port} open").as_bytes())),
+            (139 | 445, _) => {
+                out.push(self.finding(port, "smb.exposed", format!("TCP {port} open").as_bytes()))
+            }
             _ => {}
         }
         if greeting.is_empty() && (HTTP_PORTS.contains(&port) || !TLS_PORTS.contains(&port)) {
@@ -231,16 +250,32 @@ impl Target {
     }
 
     /// One exchange: send `req`, read until `done` says so, `max` bytes or the deadline.
-    async fn exchange(&self, port: u16, req: &[u8], max: usize, done: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+    async fn exchange(
+        &self,
+        port: u16,
+        req: &[u8],
+        max: usize,
+        done: impl Fn(&[u8]) -> bool,
+    ) -> Option<Vec<u8>> {
         let mut s = self.connect(port).await?;
-        timeout(self.opts.read_timeout, s.write_all(req)).await.ok()?.ok()?;
+        timeout(self.opts.read_timeout, s.write_all(req))
+            .await
+            .ok()?
+            .ok()?;
         Some(read_bounded(&mut s, max, self.opts.read_timeout, done).await)
     }
 
     async fn http(&self, port: u16) -> Vec<Finding> {
         let req = format!("GET / HTTP/1.0\r\nHost: {}\r\nUser-Agent: dodvpn-diagnose\r\nConnection: close\r\n\r\n", host_header(self.ip, port));
-        let Some(b) = self.exchange(port, req.as_bytes(), 16 * 1024, |_| false).await else { return vec![] };
-        let Some(h) = http::parse(&b) else { return vec![] };
+        let Some(b) = self
+            .exchange(port, req.as_bytes(), 16 * 1024, |_| false)
+            .await
+        else {
+            return vec![];
+        };
+        let Some(h) = http::parse(&b) else {
+            return vec![];
+        };
         let mut out = Vec::new();
         let ev = format!(
             "{} | Server: {} | title: {}",
@@ -262,20 +297,38 @@ impl Target {
 
     /// Through a suspected proxy, to the provider's own canary: GET, then CONNECT.
     async fn proxy(&self, port: u16) -> Vec<Finding> {
-        let Some((host, cport)) = self.opts.canary.clone() else { return vec![] };
+        let Some((host, cport)) = self.opts.canary.clone() else {
+            return vec![];
+        };
         let mut out = Vec::new();
         let get = format!("GET http://{host}:{cport}/ HTTP/1.1\r\nHost: {host}:{cport}\r\nUser-Agent: dodvpn-diagnose\r\nConnection: close\r\n\r\n");
         if let Some(b) = self.exchange(port, get.as_bytes(), 4096, |_| false).await {
             if let Some(h) = http::parse(&b) {
                 if (200..300).contains(&h.status) {
-                    out.push(self.finding(port, "proxy.http_get", format!("GET http://{host}:{cport}/ → {}", banner::first_line(&b)).as_bytes()));
+                    out.push(
+                        self.finding(
+                            port,
+                            "proxy.http_get",
+                            format!("GET http://{host}:{cport}/ → {}", banner::first_line(&b))
+                                .as_bytes(),
+                        ),
+                    );
                 }
             }
         }
         let connect = format!("CONNECT {host}:{cport} HTTP/1.1\r\nHost: {host}:{cport}\r\n\r\n");
-        if let Some(b) = self.exchange(port, connect.as_bytes(), 1024, |b| b.windows(4).any(|w| w == b"\r\n\r\n")).await {
+        if let Some(b) = self
+            .exchange(port, connect.as_bytes(), 1024, |b| {
+                b.windows(4).any(|w| w == b"\r\n\r\n")
+            })
+            .await
+        {
             if http::parse(&b).is_some_and(|h| h.status == 200) {
-                out.push(self.finding(port, "proxy.http_connect", format!("CONNECT {host}:{cport} → {}", banner::first_line(&b)).as_bytes()));
+                out.push(self.finding(
+                    port,
+                    "proxy.http_connect",
+                    format!("CONNECT {host}:{cport} → {}", banner::first_line(&b)).as_bytes(),
+                ));
             }
         }
         out
@@ -283,15 +336,27 @@ impl Target {
 
     async fn tls_versions(&self, port: u16) -> Vec<Finding> {
         let mut out = Vec::new();
-        for (v, check) in [(tls::Version::Tls10, "tls.v1_0"), (tls::Version::Tls11, "tls.v1_1")] {
+        for (v, check) in [
+            (tls::Version::Tls10, "tls.v1_0"),
+            (tls::Version::Tls11, "tls.v1_1"),
+        ] {
             let hello = tls::client_hello(v, random32(), None);
-            let Some(b) = self.exchange(port, &hello, 4096, |b| tls::answer(b) != tls::Answer::Incomplete).await else { continue };
+            let Some(b) = self
+                .exchange(port, &hello, 4096, |b| {
+                    tls::answer(b) != tls::Answer::Incomplete
+                })
+                .await
+            else {
+                continue;
+            };
             match tls::answer(&b) {
-                tls::Answer::Hello { version, suite } if version == v.wire() => out.push(self.finding(
-                    port,
-                    check,
-                    format!("ServerHello {} cipher 0x{suite:04x}", v.name()).as_bytes(),
-                )),
+                tls::Answer::Hello { version, suite } if version == v.wire() => {
+                    out.push(self.finding(
+                        port,
+                        check,
+                        format!("ServerHello {} cipher 0x{suite:04x}", v.name()).as_bytes(),
+                    ))
+                }
                 tls::Answer::NotTls => break,
                 _ => {}
             }
@@ -301,11 +366,16 @@ impl Target {
 
     /// Anonymous login and a listing; nothing else (no STOR, MKD, DELE: never write).
     async fn ftp_anonymous(&self, port: u16) -> Vec<Finding> {
-        let Some(mut s) = self.connect(port).await else { return vec![] };
+        let Some(mut s) = self.connect(port).await else {
+            return vec![];
+        };
         let rt = self.opts.read_timeout;
         let mut say = async |line: Option<&str>| -> Option<(u16, String)> {
             if let Some(l) = line {
-                timeout(rt, s.write_all(format!("{l}\r\n").as_bytes())).await.ok()?.ok()?;
+                timeout(rt, s.write_all(format!("{l}\r\n").as_bytes()))
+                    .await
+                    .ok()?
+                    .ok()?;
             }
             let b = read_bounded(&mut s, 4096, rt, |b| ftp::reply(b).is_some()).await;
             ftp::reply(&b)
@@ -318,8 +388,14 @@ impl Target {
             Some((230, _)) => {}
             _ => return vec![],
         }
-        let Some((230, text)) = say(Some("PASS dodvpn-diagnose@")).await else { return vec![] };
-        let mut out = vec![self.finding(port, "ftp.anonymous", format!("USER anonymous → 230: {text}").as_bytes())];
+        let Some((230, text)) = say(Some("PASS dodvpn-diagnose@")).await else {
+            return vec![];
+        };
+        let mut out = vec![self.finding(
+            port,
+            "ftp.anonymous",
+            format!("USER anonymous → 230: {text}").as_bytes(),
+        )];
         if let Some((227, pasv)) = say(Some("PASV")).await {
             if let Some(dport) = ftp::pasv_port(&pasv) {
                 // The data connection goes to the same host, whatever address 227 named.
@@ -329,9 +405,16 @@ impl Target {
                         let text = String::from_utf8_lossy(&listing).to_string();
                         let w = ftp::world_writable_dirs(&text);
                         if !w.is_empty() {
-                            out.push(self.finding(port, "ftp.anonymous_writable", w.join("\n").as_bytes()));
+                            out.push(self.finding(
+                                port,
+                                "ftp.anonymous_writable",
+                                w.join("\n").as_bytes(),
+                            ));
                         } else if let Some(f) = out.first_mut() {
-                            f.evidence = crate::finding::printable(format!("{} | LIST: {}", f.evidence, text).as_bytes(), crate::finding::EVIDENCE_MAX);
+                            f.evidence = crate::finding::printable(
+                                format!("{} | LIST: {}", f.evidence, text).as_bytes(),
+                                crate::finding::EVIDENCE_MAX,
+                            );
                         }
                     }
                 }
@@ -343,7 +426,10 @@ impl Target {
 
     async fn echo(&self, port: u16) -> Vec<Finding> {
         let probe = b"dodvpn-diagnose echo probe\r\n";
-        match self.exchange(port, probe, probe.len(), |b| b.len() >= probe.len()).await {
+        match self
+            .exchange(port, probe, probe.len(), |b| b.len() >= probe.len())
+            .await
+        {
             Some(b) if b.starts_with(probe) => vec![self.finding(port, "echo.tcp", &b)],
             _ => vec![],
         }
@@ -352,9 +438,19 @@ impl Target {
     async fn rdp(&self, port: u16) -> Vec<Finding> {
         // TPKT + X.224 Connection Request (no cookie): a server answers with a Connection Confirm.
         let cr = [3u8, 0, 0, 11, 6, 0xe0, 0, 0, 0, 0, 0];
-        let b = self.exchange(port, &cr, 64, |b| b.len() >= 11).await.unwrap_or_default();
+        let b = self
+            .exchange(port, &cr, 64, |b| b.len() >= 11)
+            .await
+            .unwrap_or_default();
         let confirmed = b.len() >= 6 && b[0] == 3 && b[5] == 0xd0;
-        let ev = if confirmed { format!("X.224 Connection Confirm {}", crate::finding::printable(&b, 80)) } else { "TCP 3389 open".into() };
+        let ev = if confirmed {
+            format!(
+                "X.224 Connection Confirm {}",
+                crate::finding::printable(&b, 80)
+            )
+        } else {
+            "TCP 3389 open".into()
+        };
         vec![self.finding(port, "rdp.exposed", ev.as_bytes())]
     }
 
@@ -363,10 +459,23 @@ impl Target {
         let framed_done = |b: &[u8]| dns::tcp_missing(b) == 0;
         for zone in &self.opts.dns_zones {
             let id = rand16();
-            let Ok(q) = dns::axfr_query(id, &fqdn(zone)) else { continue };
+            let Ok(q) = dns::axfr_query(id, &fqdn(zone)) else {
+                continue;
+            };
             if let Some(b) = self.exchange(port, &q, 60 * 1024, framed_done).await {
                 if let Some(records) = dns::axfr_answer(&b, id) {
-                    out.push(self.finding(port, "dns.axfr", format!("AXFR {zone}: {} records: {}", records.len(), records.join(" | ")).as_bytes()));
+                    out.push(
+                        self.finding(
+                            port,
+                            "dns.axfr",
+                            format!(
+                                "AXFR {zone}: {} records: {}",
+                                records.len(),
+                                records.join(" | ")
+                            )
+                            .as_bytes(),
+                        ),
+                    );
                 }
             }
         }
@@ -378,14 +487,26 @@ impl Target {
         let id = rand16();
         if let Some(b) = self.udp(53, &dns::version_query(id)).await {
             if let Some(v) = dns::version_answer(&b, id) {
-                out.push(Finding::new(self.ip, Proto::Udp, 53, "dns.version", format!("version.bind CH TXT \"{v}\"").as_bytes()));
+                out.push(Finding::new(
+                    self.ip,
+                    Proto::Udp,
+                    53,
+                    "dns.version",
+                    format!("version.bind CH TXT \"{v}\"").as_bytes(),
+                ));
             }
         }
         let id = rand16();
         if let Ok(q) = dns::recursion_query(id, &fqdn(&self.opts.recursion_name)) {
             if let Some(b) = self.udp(53, &q).await {
                 if let Some((true, ev)) = dns::recursion_offered(&b, id) {
-                    out.push(Finding::new(self.ip, Proto::Udp, 53, "dns.recursion", format!("{} A RD=1 → {ev}", self.opts.recursion_name).as_bytes()));
+                    out.push(Finding::new(
+                        self.ip,
+                        Proto::Udp,
+                        53,
+                        "dns.recursion",
+                        format!("{} A RD=1 → {ev}", self.opts.recursion_name).as_bytes(),
+                    ));
                 }
             }
         }
@@ -393,20 +514,31 @@ impl Target {
     }
 
     async fn udp(&self, port: u16, req: &[u8]) -> Option<Vec<u8>> {
-        let bind: SocketAddr = if self.ip.is_ipv4() { "0.0.0.0:0".parse().ok()? } else { "[::]:0".parse().ok()? };
+        let bind: SocketAddr = if self.ip.is_ipv4() {
+            "0.0.0.0:0".parse().ok()?
+        } else {
+            "[::]:0".parse().ok()?
+        };
         let s = UdpSocket::bind(bind).await.ok()?;
         s.connect(SocketAddr::new(self.ip, port)).await.ok()?;
         self.slot().await;
         s.send(req).await.ok()?;
         let mut buf = vec![0u8; 4096];
-        let n = timeout(self.opts.read_timeout, s.recv(&mut buf)).await.ok()?.ok()?;
+        let n = timeout(self.opts.read_timeout, s.recv(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
         buf.truncate(n);
         Some(buf)
     }
 }
 
 fn fqdn(n: &str) -> String {
-    if n.ends_with('.') { n.to_string() } else { format!("{n}.") }
+    if n.ends_with('.') {
+        n.to_string()
+    } else {
+        format!("{n}.")
+    }
 }
 
 fn host_header(ip: IpAddr, port: u16) -> String {
@@ -417,7 +549,12 @@ fn host_header(ip: IpAddr, port: u16) -> String {
 }
 
 /// Read until `done`, `max` bytes, EOF, or `wait` has passed since the start.
-async fn read_bounded(s: &mut TcpStream, max: usize, wait: Duration, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+async fn read_bounded(
+    s: &mut TcpStream,
+    max: usize,
+    wait: Duration,
+    done: impl Fn(&[u8]) -> bool,
+) -> Vec<u8> {
     let deadline = Instant::now() + wait;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 2048];
@@ -438,7 +575,12 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     for (i, c) in out.chunks_mut(8).enumerate() {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_usize(i);
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
         c.copy_from_slice(&h.finish().to_be_bytes()[..c.len()]);
     }
     out

@@ -45,7 +45,10 @@ impl Scope {
     /// The targets to probe: `asked` (addresses or prefixes) if given, every one inside
     /// the scope, else every registered address. Refuses the first outsider.
     pub fn targets(&self, asked: &[String]) -> Result<Vec<IpAddr>, NotRegistered> {
-        let refuse = |s: &str| NotRegistered { org: self.org.clone(), address: s.to_string() };
+        let refuse = |s: &str| NotRegistered {
+            org: self.org.clone(),
+            address: s.to_string(),
+        };
         let mut out = Vec::new();
         if asked.is_empty() {
             for n in &self.nets {
@@ -55,7 +58,10 @@ impl Scope {
             for s in asked {
                 let net: IpNet = match s.parse::<IpNet>() {
                     Ok(n) => n,
-                    Err(_) => s.parse::<IpAddr>().map(IpNet::from).map_err(|_| refuse(s))?,
+                    Err(_) => s
+                        .parse::<IpAddr>()
+                        .map(IpNet::from)
+                        .map_err(|_| refuse(s))?,
                 };
                 // A prefix is inside only if both of its ends are in one registered entry.
                 if !self.nets.iter().any(|r| r.contains(&net)) {
@@ -86,12 +92,21 @@ mod tests {
     use super::*;
 
     fn scope() -> Scope {
-        Scope { org: "org-1".into(), nets: vec!["192.0.2.0/30".parse().unwrap(), "198.51.100.7/32".parse().unwrap()] }
+        Scope {
+            org: "org-1".into(),
+            nets: vec![
+                "192.0.2.0/30".parse().unwrap(),
+                "198.51.100.7/32".parse().unwrap(),
+            ],
+        }
     }
 
     #[test]
     fn registered_addresses_are_accepted() {
-        assert_eq!(scope().targets(&["198.51.100.7".into()]).unwrap(), vec!["198.51.100.7".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            scope().targets(&["198.51.100.7".into()]).unwrap(),
+            vec!["198.51.100.7".parse::<IpAddr>().unwrap()]
+        );
         assert_eq!(scope().targets(&[]).unwrap().len(), 3);
         assert_eq!(scope().targets(&["192.0.2.0/31".into()]).unwrap().len(), 2);
     }
@@ -101,7 +116,10 @@ mod tests {
         let e = scope().targets(&["198.51.100.8".into()]).unwrap_err();
         assert_eq!(e.address, "198.51.100.8");
         let m = e.to_string();
-        assert!(m.contains("登録されていない") && m.contains("not registered"), "{m}");
+        assert!(
+            m.contains("登録されていない") && m.contains("not registered"),
+            "{m}"
+        );
         // A prefix reaching outside is refused even though it starts inside.
         assert!(scope().targets(&["192.0.2.0/29".into()]).is_err());
         assert!(scope().targets(&["not-an-address".into()]).is_err());

@@ -32,8 +32,12 @@ impl Version {
 
 /// Suites a server of that era would pick from (CBC and 3DES for 1.0/1.1; GCM and
 /// ChaCha20 added for 1.2) and the renegotiation SCSV.
-const OLD_SUITES: &[u16] = &[0xc014, 0xc013, 0xc00a, 0xc009, 0x0039, 0x0033, 0x0035, 0x002f, 0x000a, 0x00ff];
-const NEW_SUITES: &[u16] = &[0xc02f, 0xc02b, 0xc030, 0xc02c, 0xcca8, 0xcca9, 0x009e, 0x009c, 0x009d];
+const OLD_SUITES: &[u16] = &[
+    0xc014, 0xc013, 0xc00a, 0xc009, 0x0039, 0x0033, 0x0035, 0x002f, 0x000a, 0x00ff,
+];
+const NEW_SUITES: &[u16] = &[
+    0xc02f, 0xc02b, 0xc030, 0xc02c, 0xcca8, 0xcca9, 0x009e, 0x009c, 0x009d,
+];
 
 /// The ClientHello record offering exactly `v` (`random` is the client random).
 pub fn client_hello(v: Version, random: [u8; 32], sni: Option<&str>) -> Vec<u8> {
@@ -43,7 +47,9 @@ pub fn client_hello(v: Version, random: [u8; 32], sni: Option<&str>) -> Vec<u8> 
     }
     suites.extend_from_slice(OLD_SUITES);
     let mut ext = Vec::new();
-    if let Some(name) = sni.filter(|n| !n.is_empty() && n.len() < 200 && n.parse::<std::net::IpAddr>().is_err()) {
+    if let Some(name) =
+        sni.filter(|n| !n.is_empty() && n.len() < 200 && n.parse::<std::net::IpAddr>().is_err())
+    {
         let n = name.as_bytes();
         let mut body = Vec::new();
         body.extend_from_slice(&((n.len() + 3) as u16).to_be_bytes());
@@ -57,7 +63,11 @@ pub fn client_hello(v: Version, random: [u8; 32], sni: Option<&str>) -> Vec<u8> 
     push_ext(&mut ext, 0x000b, &[1, 0]);
     if v == Version::Tls12 {
         // signature_algorithms: rsa_pkcs1_sha256/384, rsa_pss_rsae_sha256, ecdsa_p256_sha256, rsa_pkcs1_sha1, ecdsa_sha1.
-        push_ext(&mut ext, 0x000d, &[0, 12, 4, 1, 5, 1, 8, 4, 4, 3, 2, 1, 2, 3]);
+        push_ext(
+            &mut ext,
+            0x000d,
+            &[0, 12, 4, 1, 5, 1, 8, 4, 4, 3, 2, 1, 2, 3],
+        );
     }
     let mut hello = Vec::new();
     hello.extend_from_slice(&v.wire());
@@ -101,7 +111,11 @@ pub enum Answer {
 /// Judge the first bytes a server sent back.
 pub fn answer(b: &[u8]) -> Answer {
     if b.len() < 5 {
-        return if b.is_empty() || b[0] == 0x16 || b[0] == 0x15 { Answer::Incomplete } else { Answer::NotTls };
+        return if b.is_empty() || b[0] == 0x16 || b[0] == 0x15 {
+            Answer::Incomplete
+        } else {
+            Answer::NotTls
+        };
     }
     if b[1] != 3 {
         return Answer::NotTls;
@@ -124,7 +138,10 @@ pub fn answer(b: &[u8]) -> Answer {
             let version = [body[4], body[5]];
             let sid = body[38] as usize;
             match (body.get(39 + sid), body.get(40 + sid)) {
-                (Some(&a), Some(&c)) => Answer::Hello { version, suite: u16::from_be_bytes([a, c]) },
+                (Some(&a), Some(&c)) => Answer::Hello {
+                    version,
+                    suite: u16::from_be_bytes([a, c]),
+                },
                 _ => Answer::Incomplete,
             }
         }
@@ -157,7 +174,13 @@ mod tests {
         sh.extend_from_slice(&[0, 0xc0, 0x14, 0]);
         let n = sh.len() - 5;
         sh[3..5].copy_from_slice(&(n as u16).to_be_bytes());
-        assert_eq!(answer(&sh), Answer::Hello { version: [3, 1], suite: 0xc014 });
+        assert_eq!(
+            answer(&sh),
+            Answer::Hello {
+                version: [3, 1],
+                suite: 0xc014
+            }
+        );
         assert_eq!(answer(&[0x15, 3, 3, 0, 2, 2, 70]), Answer::Alert(2, 70));
         assert_eq!(answer(b"HTTP/1.1 400"), Answer::NotTls);
         assert_eq!(answer(&[0x16, 3]), Answer::Incomplete);

@@ -54,7 +54,10 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .merge(
             // A run's findings may exceed the 64 KiB other bodies are held to.
             OpenApiRouter::new()
-                .routes(routes!(admin::diagnose::post_run, admin::diagnose::list_runs))
+                .routes(routes!(
+                    admin::diagnose::post_run,
+                    admin::diagnose::list_runs
+                ))
                 .layer(DefaultBodyLimit::max(admin::diagnose::MAX_RUN_BODY)),
         )
         .routes(routes!(

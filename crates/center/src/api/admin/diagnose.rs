@@ -111,7 +111,9 @@ pub async fn put_public_addresses(
     let mut nets = Vec::new();
     for a in &body.addresses {
         if a.is_empty() || a.chars().count() > 64 {
-            return Err(ApiError::bad_request("each address must be 1–64 characters"));
+            return Err(ApiError::bad_request(
+                "each address must be 1–64 characters",
+            ));
         }
         nets.push(parse_entry(a.trim())?);
     }
@@ -220,7 +222,10 @@ pub struct Finding {
 
 impl Finding {
     fn key(&self) -> String {
-        format!("{}|{:?}/{}|{}", self.target, self.proto, self.port, self.check)
+        format!(
+            "{}|{:?}/{}|{}",
+            self.target, self.proto, self.port, self.check
+        )
     }
     fn check_limits(&self) -> Result<(), ApiError> {
         self.target
@@ -328,7 +333,10 @@ pub async fn post_run(
     }
     for f in &body.findings {
         f.check_limits()?;
-        let a: IpAddr = f.target.parse().map_err(|_| ApiError::bad_request("bad target"))?;
+        let a: IpAddr = f
+            .target
+            .parse()
+            .map_err(|_| ApiError::bad_request("bad target"))?;
         if !targets.contains(&a) {
             return Err(ApiError::bad_request(format!(
                 "finding for {a}, which is not among the run's targets"
@@ -338,7 +346,10 @@ pub async fn post_run(
     let mut tx = c.db.begin_write().await?;
     org_exists(&mut tx, &id).await?;
     let nets = load_addresses(&c.db.pool, &id).await?;
-    if let Some(bad) = targets.iter().find(|a| !nets.iter().any(|n| n.contains(*a))) {
+    if let Some(bad) = targets
+        .iter()
+        .find(|a| !nets.iter().any(|n| n.contains(*a)))
+    {
         return Err(ApiError::forbidden(
             "address_not_registered",
             format!("{bad} is not registered as a public address of {id}"),
