@@ -46,6 +46,10 @@ openssl                           openssl     openssl
 sqlite3                           sqlite      sqlite3
 python3-venv                      apifuzz     python3
 pypi:schemathesis==4.32.5         apifuzz     $PYTOOLS/bin/schemathesis
+vsftpd                            diagnose    /usr/sbin/vsftpd
+bind9                             diagnose    /usr/sbin/named
+squid                             diagnose    /usr/sbin/squid
+nmap                              diagnose    nmap
 "
 
 rows() { grep -v '^[[:space:]]*$' <<<"${NEEDS//\$PYTOOLS/$PYTOOLS}"; }

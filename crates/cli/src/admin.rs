@@ -134,6 +134,19 @@ enum OrgCmd {
     /// Which owner organisations a device provider serves.
     #[command(subcommand)]
     ProviderContract(ProviderContractCmd),
+    /// The organisation's Internet-facing addresses: the only ones `dodvpn diagnose`
+    /// probes for it (R-SVC-5). Only the provider changes them; every change is audited.
+    #[command(subcommand)]
+    PublicAddresses(PublicAddressesCmd),
+}
+
+#[derive(Subcommand)]
+enum PublicAddressesCmd {
+    /// Replace the list (provider only): addresses or prefixes of at most 1024 addresses.
+    /// No address clears it.
+    Set { org: String, addresses: Vec<String> },
+    /// Show the list (the provider, or the organisation itself).
+    List { org: String },
 }
 
 #[derive(Subcommand)]
@@ -490,6 +503,10 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
                     v
                 }
             }
+            OrgCmd::PublicAddresses(PublicAddressesCmd::Set { org, addresses }) => {
+                c.put(&format!("/api/v1/orgs/{org}/public-addresses"), &json!({"addresses": addresses})).await?
+            }
+            OrgCmd::PublicAddresses(PublicAddressesCmd::List { org }) => c.get(&format!("/api/v1/orgs/{org}/public-addresses")).await?,
             OrgCmd::Checksheet { id, passed } => c.put(&format!("/api/v1/orgs/{id}/checksheet"), &json!({"passed": passed})).await?,
             OrgCmd::DeviceProvider(DeviceProviderCmd::Grant { org }) => {
                 c.put(&format!("/api/v1/orgs/{org}/device-provider"), &json!({})).await?

@@ -3,6 +3,7 @@
 mod admin;
 mod audit_check;
 mod demo;
+mod diagnose;
 mod keystore;
 mod output;
 
@@ -49,6 +50,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: audit_check::AuditTopCmd,
     },
+    /// Exposure diagnosis of an organisation's registered public addresses (R-SVC-5):
+    /// open ports, banners, anonymous FTP, open proxies, DNS recursion/AXFR/version,
+    /// echo/chargen/daytime, old TLS, exposed RDP/VNC/telnet/SMB. Non-destructive and
+    /// rate-limited; refuses any address not registered to the organisation; results are
+    /// posted to the centre and compared with the previous run.
+    Diagnose(diagnose::DiagnoseArgs),
     /// The VPN device agent.
     Agent {
         #[command(subcommand)]
@@ -259,6 +266,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Agent { cmd } => run_agent(cmd).await,
         Cmd::Tunnel(t) => run_tunnel(t).await,
         Cmd::Demo(a) => demo::run(a).await,
+        Cmd::Diagnose(a) => diagnose::run(a).await,
     }
 }
 

@@ -133,3 +133,11 @@ fn tr9_network_end_to_end() {
 fn overlapping_sites_reach_the_hospital_through_mapping() {
     run("mapping_selftest.sh");
 }
+
+/// R-SVC-5 (issue 14): `dodvpn diagnose` against vsftpd, bind9, squid, socat
+/// echo/chargen/daytime and `openssl s_server -tls1` in namespaces of its own, a clean
+/// host, an unregistered address refused, and nmap's NSE scripts on the same targets.
+#[test]
+fn diagnose_finds_what_nmap_finds_and_refuses_unregistered_addresses() {
+    run("diagnose.sh");
+}

@@ -34,7 +34,8 @@ pub const MAX_BODY: usize = 64 * 1024;
         (name = "policy", description = "Groups (provider policy), approvals and grants"),
         (name = "pki", description = "CA bundle, CRLs and certificate status (VA service)"),
         (name = "sessions", description = "Tunnel sessions as both ends report them (three-point audit) and operator cut"),
-        (name = "audit", description = "Hash-chained audit log")
+        (name = "audit", description = "Hash-chained audit log"),
+        (name = "diagnose", description = "Exposure diagnosis: an organisation's public addresses and the findings of each run (R-SVC-5)")
     )
 )]
 struct ApiDoc;
@@ -46,6 +47,19 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .routes(routes!(admin::orgs::create_org_admin))
         .routes(routes!(admin::orgs::put_policy, admin::orgs::get_policy))
         .routes(routes!(admin::orgs::put_checksheet))
+        .routes(routes!(
+            admin::diagnose::put_public_addresses,
+            admin::diagnose::get_public_addresses
+        ))
+        .merge(
+            // A run's findings may exceed the 64 KiB other bodies are held to.
+            OpenApiRouter::new()
+                .routes(routes!(
+                    admin::diagnose::post_run,
+                    admin::diagnose::list_runs
+                ))
+                .layer(DefaultBodyLimit::max(admin::diagnose::MAX_RUN_BODY)),
+        )
         .routes(routes!(
             admin::providers::grant_role,
             admin::providers::revoke_role

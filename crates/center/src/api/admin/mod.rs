@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod audit;
 pub mod certs;
 pub mod devices;
+pub mod diagnose;
 pub mod grants;
 pub mod groups;
 pub mod orders;

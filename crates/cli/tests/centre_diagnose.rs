@@ -1,0 +1,154 @@
+//! Issue 14 (R-SVC-5) against a real centre on SQLite and PostgreSQL: public addresses
+//! are the provider's to change (audited); `dodvpn diagnose` refuses anything else
+//! before probing; a posted run outside them is refused; runs compare new/fixed/unchanged.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn finding(target: &str, port: u16, check: &str) -> Value {
+    json!({"target": target, "proto": "tcp", "port": port, "check": check, "severity": "high",
+        "evidence": "220 x", "title_en": "t", "title_ja": "t", "recommendation_en": "r", "recommendation_ja": "r"})
+}
+
+fn scenario(backend: Backend) {
+    let c = Centre::start(backend);
+    let org = c.org("Diagnosed Clinic", "clinic");
+    let other = c.org("Other Clinic", "clinic");
+    let set = c.admin_ok(&[
+        "org",
+        "public-addresses",
+        "set",
+        &org,
+        "127.0.0.1",
+        "192.0.2.0/30",
+    ]);
+    assert_eq!(set["addresses"], json!(["127.0.0.1/32", "192.0.2.0/30"]));
+    assert!(c
+        .admin(&["org", "public-addresses", "set", &org, "10.0.0.0/8"])
+        .unwrap_err()
+        .contains("more than 1024"));
+    assert!(c
+        .admin(&["org", "public-addresses", "set", &org, "nonsense"])
+        .is_err());
+
+    // The organisation itself may read its list and diagnose itself, not change the list.
+    let cred = c.dir.join("org.token");
+    c.admin_ok(&["org", "admin", &org, "--out", cred.to_str().unwrap()]);
+    assert_eq!(
+        c.admin_as(&cred, &["org", "public-addresses", "list", &org])
+            .unwrap()["addresses"][0],
+        "127.0.0.1/32"
+    );
+    assert!(c
+        .admin_as(
+            &cred,
+            &["org", "public-addresses", "set", &org, "198.51.100.1"]
+        )
+        .unwrap_err()
+        .contains("provider"));
+    assert!(c
+        .admin_as(&cred, &["org", "public-addresses", "list", &other])
+        .is_err());
+
+    // The CLI refuses an unregistered address, in both languages, and records nothing.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dodvpn"))
+        .args([
+            "diagnose", "--org", &org, "--center", &c.url, "--ports", "1",
+        ])
+        .arg("--ca")
+        .arg(c.ca_path())
+        .arg("--credential-file")
+        .arg(&cred)
+        .arg("198.51.100.1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("登録されていない")
+            && err.contains("not registered")
+            && err.contains("198.51.100.1"),
+        "{err}"
+    );
+
+    // A run on loopback (registered), one closed port: no findings, posted and audited.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dodvpn"))
+        .args([
+            "diagnose",
+            "--json",
+            "--org",
+            &org,
+            "--center",
+            &c.url,
+            "--ports",
+            "1",
+            "127.0.0.1",
+        ])
+        .arg("--ca")
+        .arg(c.ca_path())
+        .arg("--credential-file")
+        .arg(&cred)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["report"]["findings"], json!([]));
+    assert!(v["comparison"]["run"]["id"]
+        .as_str()
+        .unwrap()
+        .starts_with("diag-"));
+
+    // Through the API: outside the scope is 403; comparisons are computed by the centre.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let api = c.client();
+        let path = format!("/api/v1/orgs/{org}/diagnoses");
+        let e = api.post::<_, Value>(&path, &json!({"started_ms": 1, "finished_ms": 2, "targets": ["198.51.100.1"], "findings": []})).await.unwrap_err();
+        assert!(e.to_string().contains("address_not_registered") || e.to_string().contains("403"), "{e}");
+        let r1: Value = api.post(&path, &json!({"started_ms": 1, "finished_ms": 2, "targets": ["192.0.2.1", "192.0.2.2"],
+            "findings": [finding("192.0.2.1", 21, "ftp.anonymous"), finding("192.0.2.1", 7, "echo.tcp"), finding("192.0.2.2", 53, "dns.axfr")]})).await.unwrap();
+        assert_eq!(r1["new"].as_array().unwrap().len(), 3);
+        // The second run probes only 192.0.2.1: echo is fixed, 192.0.2.2's AXFR is not.
+        let r2: Value = api.post(&path, &json!({"started_ms": 3, "finished_ms": 4, "targets": ["192.0.2.1"],
+            "findings": [finding("192.0.2.1", 21, "ftp.anonymous"), finding("192.0.2.1", 22, "ssh.banner")]})).await.unwrap();
+        let checks = |k: &str| r2[k].as_array().unwrap().iter().map(|f| f["check"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+        assert_eq!(checks("new"), ["ssh.banner"]);
+        assert_eq!(checks("fixed"), ["echo.tcp"]);
+        assert_eq!(checks("unchanged"), ["ftp.anonymous"]);
+        let bad = api.post::<_, Value>(&path, &json!({"started_ms": 5, "finished_ms": 4, "targets": ["192.0.2.1"], "findings": []})).await;
+        assert!(bad.is_err());
+    });
+    let audit = audit_actions(&c);
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|(a, _)| a == "org.public_addresses_set")
+            .count(),
+        1
+    );
+    let runs: Vec<_> = audit.iter().filter(|(a, _)| a == "diagnose.run").collect();
+    assert_eq!(
+        runs.len(),
+        3,
+        "the CLI run and the two API runs; refusals write nothing"
+    );
+    assert!(runs
+        .iter()
+        .any(|(_, d)| d["targets"] == json!(["127.0.0.1"])));
+}
+
+#[test]
+fn diagnose_scope_and_comparison_sqlite() {
+    scenario(Backend::Sqlite);
+}
+
+#[test]
+fn diagnose_scope_and_comparison_postgres() {
+    scenario(Backend::Postgres);
+}
