@@ -91,7 +91,7 @@ impl KeyStore for ExportableKeys {
     fn public_key(&self, tier: Tier) -> Result<Option<Vec<u8>>, PkiError> {
         Ok(self.keys.lock().unwrap()[slot(tier)]
             .as_ref()
-            .map(|k| rcgen::PublicKeyData::subject_public_key_info(k)))
+            .map(rcgen::PublicKeyData::subject_public_key_info))
     }
     fn sign(&self, tier: Tier, msg: &[u8]) -> Result<Vec<u8>, PkiError> {
         use rcgen::SigningKey;

@@ -126,13 +126,14 @@ fn error_response(description: &str) -> RefOr<ApiResponse> {
     )
 }
 
-/// Read the whole request body (at most [`MAX_BODY`](super::MAX_BODY)) before routing.
+/// Read the whole request body (at most the route's limit, [`body_limit`](super::body_limit)) before routing.
 /// An answer given before the body was read (an unknown route, a path that does not
 /// parse, a refused credential) would otherwise close a connection with unread data,
 /// which the kernel turns into a reset that can reach the client before the answer.
 pub async fn read_body_first(req: Request<Body>, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, super::MAX_BODY).await {
+    let limit = super::body_limit(parts.uri.path());
+    match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
@@ -141,7 +142,7 @@ pub async fn read_body_first(req: Request<Body>, next: Next) -> Response {
             let mut resp = ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
-                format!("the body is larger than {} bytes", super::MAX_BODY),
+                format!("the body is larger than {limit} bytes"),
             )
             .into_response();
             resp.headers_mut().insert(

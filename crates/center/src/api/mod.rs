@@ -22,6 +22,17 @@ use crate::Center;
 /// Request bodies above this are refused with 413 before they are parsed.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// The body limit of a path: a diagnosis run's findings may take up to 1 MiB, every
+/// other call [`MAX_BODY`]. Read before routing (contract::read_body_first), so it is
+/// decided by path; the route's own `DefaultBodyLimit` says the same.
+pub(crate) fn body_limit(path: &str) -> usize {
+    if path.starts_with("/api/v1/orgs/") && path.ends_with("/diagnoses") {
+        admin::diagnose::MAX_RUN_BODY
+    } else {
+        MAX_BODY
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "dodvpn centre API", description = "Control plane of the Dynamic On-Demand VPN (ISO/TR 11636)"),
