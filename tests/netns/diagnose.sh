@@ -79,6 +79,8 @@ access_log none
 cache_log $W/squid/cache.log
 coredump_dir $W/squid
 shutdown_lifetime 1 seconds
+# A fresh root may not resolve its own host name, and squid refuses to start without one.
+visible_hostname diagnose-target
 EOF
 netns_spawn "$T" "$W/squid.log" squid -N -f "$W/squid.conf"
 
@@ -133,6 +135,7 @@ has() { jqe --arg t "$1" --arg c "$2" '[.report.findings[] | select(.target==$t 
 for c in ftp.anonymous ftp.anonymous_writable ftp.banner dns.version dns.recursion dns.axfr echo.tcp chargen.tcp daytime.tcp tls.v1_0 proxy.http_get proxy.http_connect; do
   check "finding $c on the target" has $TGT $c
 done
+has $TGT proxy.http_get || { echo "squid's log:" >&2; tail -20 "$W/squid/cache.log" "$W/squid.log" >&2 2>/dev/null; }
 check "TLS 1.1 not reported (s_server offers 1.0 only)" bash -c "! jqe '.report.findings[] | select(.check==\"tls.v1_1\")' '$W/run1.json' >/dev/null"
 check "the clean host has no findings" jqe --arg t $CLEAN '[.report.findings[] | select(.target==$t)] | length == 0' "$W/run1.json"
 check "evidence shows the bytes seen (version.bind)" jqe '.report.findings[] | select(.check=="dns.version") | .evidence | contains("9.99-diagnose-test")' "$W/run1.json"
