@@ -82,7 +82,10 @@ shutdown_lifetime 1 seconds
 # A fresh root may not resolve its own host name, and squid refuses to start without one.
 visible_hostname diagnose-target
 EOF
-netns_spawn "$T" "$W/squid.log" squid -N -f "$W/squid.conf"
+# squid keeps shared memory in /dev/shm, which a fresh root's /dev lacks: give it a
+# private tmpfs there, in a mount namespace of its own (nothing outside sees it).
+netns_spawn "$T" "$W/squid.log" unshare -m --propagation private \
+  sh -c 'mount -t tmpfs -o mode=1777 squid-shm /dev/shm && exec squid -N -f "$1"' squid "$W/squid.conf"
 
 # --- echo, chargen, daytime (socat standing in for inetd's internal services)
 netns_spawn "$T" "$W/echo.log" socat TCP-LISTEN:7,bind=$TGT,fork,reuseaddr EXEC:cat
@@ -135,7 +138,7 @@ has() { jqe --arg t "$1" --arg c "$2" '[.report.findings[] | select(.target==$t 
 for c in ftp.anonymous ftp.anonymous_writable ftp.banner dns.version dns.recursion dns.axfr echo.tcp chargen.tcp daytime.tcp tls.v1_0 proxy.http_get proxy.http_connect; do
   check "finding $c on the target" has $TGT $c
 done
-has $TGT proxy.http_get || { echo "squid's log:" >&2; tail -20 "$W/squid/cache.log" "$W/squid.log" >&2 2>/dev/null; }
+has $TGT proxy.http_get || { echo "squid's log:"; tail -n 20 "$W/squid.log"; } >&2
 check "TLS 1.1 not reported (s_server offers 1.0 only)" bash -c "! jqe '.report.findings[] | select(.check==\"tls.v1_1\")' '$W/run1.json' >/dev/null"
 check "the clean host has no findings" jqe --arg t $CLEAN '[.report.findings[] | select(.target==$t)] | length == 0' "$W/run1.json"
 check "evidence shows the bytes seen (version.bind)" jqe '.report.findings[] | select(.check=="dns.version") | .evidence | contains("9.99-diagnose-test")' "$W/run1.json"
