@@ -69,6 +69,9 @@ enum AdminCmd {
     /// Groups: the provider policy (R-POL-1).
     #[command(subcommand)]
     Group(GroupCmd),
+    /// Security check sheets (TR Annex C, MHLW checklist): answers, scores, history (R-SVC-3).
+    #[command(subcommand)]
+    Checksheet(ChecksheetCmd),
     /// Approval windows for per-session approval, e.g. vendor maintenance (R-POL-3).
     #[command(subcommand)]
     Approval(ApprovalCmd),
@@ -271,6 +274,15 @@ enum GroupCmd {
         /// Allowed service inside the group, e.g. tcp/443 or icmp; repeat. None = unrestricted.
         #[arg(long = "service")]
         services: Vec<String>,
+        /// With --require-checksheet: the sheet(s) that must pass (large, small, provider, mhlw); repeat.
+        #[arg(long = "gate-sheet")]
+        gate_sheets: Vec<String>,
+        /// Minimum score in percent for --gate-sheet.
+        #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+        gate_min: u8,
+        /// What an expired sheet does to the membership: suspend (grants withdrawn) or warn.
+        #[arg(long, default_value = "suspend", value_parser = ["suspend", "warn"])]
+        gate_on_expiry: String,
     },
     /// Replace a group's provider policy.
     Update {
@@ -279,6 +291,15 @@ enum GroupCmd {
         require_checksheet: bool,
         #[arg(long = "service")]
         services: Vec<String>,
+        /// With --require-checksheet: the sheet(s) that must pass (large, small, provider, mhlw); repeat.
+        #[arg(long = "gate-sheet")]
+        gate_sheets: Vec<String>,
+        /// Minimum score in percent for --gate-sheet.
+        #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+        gate_min: u8,
+        /// What an expired sheet does to the membership: suspend (grants withdrawn) or warn.
+        #[arg(long, default_value = "suspend", value_parser = ["suspend", "warn"])]
+        gate_on_expiry: String,
     },
     List,
     Add {
@@ -289,6 +310,39 @@ enum GroupCmd {
         name: String,
         device: String,
     },
+}
+
+#[derive(Subcommand)]
+enum ChecksheetCmd {
+    /// The sheets this centre scores against: items, roles, services, in both languages.
+    Sheets,
+    /// A submission skeleton for ORG: the items the centre can answer from its own
+    /// records filled in, with the evidence. Edit it and pass it to `submit`.
+    Prefill {
+        org: String,
+        /// large, small, provider or mhlw.
+        #[arg(long)]
+        sheet: String,
+        /// A service the organisation uses or provides (decides the ▲ items); repeat.
+        #[arg(long = "service")]
+        services: Vec<String>,
+    },
+    /// Submit answers (a JSON file as `prefill` writes it); prints the score and the gaps.
+    Submit { org: String, file: PathBuf },
+    /// Every submission of ORG, newest first, with its state (current, expiring, expired…).
+    History { org: String },
+    /// One submission with its answers and gaps.
+    Show { org: String, submission: String },
+    /// What changed between two submissions of the same sheet.
+    Compare { org: String, from: String, to: String },
+}
+
+fn gate(sheets: &[String], min: u8, on_expiry: &str) -> Value {
+    if sheets.is_empty() {
+        Value::Null
+    } else {
+        json!({"sheets": sheets, "min_percent": min, "on_expiry": on_expiry})
+    }
 }
 
 #[derive(Subcommand)]
@@ -570,20 +624,45 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
             c.post(&format!("/api/v1/devices/{d}/service/{step}"), &json!({})).await?
         }
         AdminCmd::Group(cmd) => match cmd {
-            GroupCmd::Create { name, require_checksheet, services: s } => {
-                c.post("/api/v1/groups", &json!({"name": name, "require_checksheet": require_checksheet, "services": services(&s)?}))
-                    .await?
+            GroupCmd::Create { name, require_checksheet, services: s, gate_sheets, gate_min, gate_on_expiry } => {
+                let gate = gate(&gate_sheets, gate_min, &gate_on_expiry);
+                c.post(
+                    "/api/v1/groups",
+                    &json!({"name": name, "require_checksheet": require_checksheet, "services": services(&s)?, "checksheet_gate": gate}),
+                )
+                .await?
             }
-            GroupCmd::Update { name, require_checksheet, services: s } => {
+            GroupCmd::Update { name, require_checksheet, services: s, gate_sheets, gate_min, gate_on_expiry } => {
+                let gate = gate(&gate_sheets, gate_min, &gate_on_expiry);
                 c.put(
                     &format!("/api/v1/groups/{name}"),
-                    &json!({"name": name, "require_checksheet": require_checksheet, "services": services(&s)?}),
+                    &json!({"name": name, "require_checksheet": require_checksheet, "services": services(&s)?, "checksheet_gate": gate}),
                 )
                 .await?
             }
             GroupCmd::List => c.get("/api/v1/groups").await?,
             GroupCmd::Add { name, device } => c.post(&format!("/api/v1/groups/{name}/members"), &json!({"device_id": device})).await?,
             GroupCmd::Remove { name, device } => c.delete(&format!("/api/v1/groups/{name}/members/{device}")).await?,
+        },
+        AdminCmd::Checksheet(cmd) => match cmd {
+            ChecksheetCmd::Sheets => c.get("/api/v1/checksheets").await?,
+            ChecksheetCmd::Prefill { org, sheet, services } => {
+                c.get(&format!("/api/v1/orgs/{org}/checksheets/prefill?sheet={sheet}&services={}", services.join(",")))
+                    .await?
+            }
+            ChecksheetCmd::Submit { org, file } => {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {} / ファイルを読めません", file.display()))?;
+                let body: Value = serde_json::from_str(&text).with_context(|| {
+                    format!("{} is not JSON as `checksheet prefill` writes it / JSON として読めません", file.display())
+                })?;
+                c.post(&format!("/api/v1/orgs/{org}/checksheets"), &body).await?
+            }
+            ChecksheetCmd::History { org } => c.get(&format!("/api/v1/orgs/{org}/checksheets")).await?,
+            ChecksheetCmd::Show { org, submission } => c.get(&format!("/api/v1/orgs/{org}/checksheets/{submission}")).await?,
+            ChecksheetCmd::Compare { org, from, to } => {
+                c.get(&format!("/api/v1/orgs/{org}/checksheets/compare?from={from}&to={to}")).await?
+            }
         },
         AdminCmd::Approval(cmd) => match cmd {
             ApprovalCmd::Open { approver, applicant, device, minutes } => {

@@ -58,6 +58,11 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .routes(routes!(admin::orgs::create_org_admin))
         .routes(routes!(admin::orgs::put_policy, admin::orgs::get_policy))
         .routes(routes!(admin::orgs::put_checksheet))
+        .routes(routes!(admin::checksheets::list_catalogues))
+        .routes(routes!(admin::checksheets::submit, admin::checksheets::history))
+        .routes(routes!(admin::checksheets::compare))
+        .routes(routes!(admin::checksheets::prefill))
+        .routes(routes!(admin::checksheets::get_submission))
         .routes(routes!(
             admin::diagnose::put_public_addresses,
             admin::diagnose::get_public_addresses
