@@ -54,7 +54,9 @@ pub async fn standing(
     let mut out = BTreeMap::new();
     for r in rows {
         let (catalogue, version, sheet): (String, String, String) = (r.get(0), r.get(1), r.get(2));
-        let current = cats.iter().any(|c| c.catalogue == catalogue && c.version == version);
+        let current = cats
+            .iter()
+            .any(|c| c.catalogue == catalogue && c.version == version);
         if !current {
             // An answer to an outdated sheet no longer stands; the newer one must be answered.
             out.remove(&sheet);
@@ -92,7 +94,8 @@ pub async fn sweep(center: &Center) -> Result<(), ApiError> {
     .fetch_all(&mut *tx.tx)
     .await?;
     for r in warn {
-        let (id, org, sheet, expires): (String, String, String, i64) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        let (id, org, sheet, expires): (String, String, String, i64) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
         sqlx::query("UPDATE checksheet_submissions SET warned_ms = $2 WHERE id = $1")
             .bind(&id)
             .bind(tx.now)
@@ -122,8 +125,13 @@ pub async fn sweep(center: &Center) -> Result<(), ApiError> {
             .bind(tx.now)
             .execute(&mut *tx.tx)
             .await?;
-        tx.audit("centre", "checksheet.expired", &org, serde_json::json!({"submission": id, "sheet": sheet}))
-            .await?;
+        tx.audit(
+            "centre",
+            "checksheet.expired",
+            &org,
+            serde_json::json!({"submission": id, "sheet": sheet}),
+        )
+        .await?;
         orgs.insert(org);
     }
     reevaluate_orgs(center, &mut tx, "centre", &orgs).await?;

@@ -69,6 +69,9 @@ enum AdminCmd {
     /// Groups: the provider policy (R-POL-1).
     #[command(subcommand)]
     Group(GroupCmd),
+    /// The organisation's ledger: connections through and outside dodvpn, equipment, diagram (R-SVC-2).
+    #[command(subcommand)]
+    Ledger(LedgerCmd),
     /// Security check sheets (TR Annex C, MHLW checklist): answers, scores, history (R-SVC-3).
     #[command(subcommand)]
     Checksheet(ChecksheetCmd),
@@ -313,6 +316,134 @@ enum GroupCmd {
 }
 
 #[derive(Subcommand)]
+enum LedgerCmd {
+    /// Every connection of ORG (through dodvpn, derived from its grants; and outside it,
+    /// as recorded), and its equipment; overdue reviews are flagged.
+    Show { org: String },
+    /// Write the hand-kept rows as CSV for Excel (UTF-8 with BOM).
+    Export {
+        org: String,
+        #[arg(value_enum)]
+        table: LedgerTable,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Replace the hand-kept rows from CSV (UTF-8 or Shift_JIS). All or nothing: the
+    /// first bad cell is named by line and column and nothing is imported.
+    Import {
+        org: String,
+        #[arg(value_enum)]
+        table: LedgerTable,
+        file: PathBuf,
+    },
+    /// The network diagram of ORG, or of every member with --all.
+    Diagram {
+        #[arg(required_unless_present = "all")]
+        org: Option<String>,
+        #[arg(long, conflicts_with = "org")]
+        all: bool,
+        #[arg(long, default_value = "svg", value_parser = ["svg", "pdf", "dot"])]
+        format: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Write through a temporary file and rename, so a crash never leaves half a file.
+fn write_file(out: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = out.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .with_context(|| format!("cannot write {} / 書き込めません", tmp.display()))?;
+    std::fs::rename(&tmp, out)
+        .with_context(|| format!("cannot write {} / 書き込めません", out.display()))
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LedgerTable {
+    /// Connections outside dodvpn (vendor VPN boxes, leased lines…).
+    Outside,
+    /// Servers, terminals and network devices.
+    Equipment,
+}
+
+impl LedgerTable {
+    fn path(self) -> &'static str {
+        match self {
+            Self::Outside => "outside",
+            Self::Equipment => "equipment",
+        }
+    }
+}
+
+async fn ledger(c: &CenterClient, cmd: LedgerCmd) -> anyhow::Result<Value> {
+    use dodvpn_ledger::{from_csv, to_csv, Equipment, External};
+    Ok(match cmd {
+        LedgerCmd::Show { org } => c.get(&format!("/api/v1/orgs/{org}/ledger")).await?,
+        LedgerCmd::Export { org, table, out } => {
+            let l: Value = c.get(&format!("/api/v1/orgs/{org}/ledger")).await?;
+            let csv = match table {
+                LedgerTable::Outside => {
+                    let rows: Vec<External> = l["outside"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|o| serde_json::from_value(o["row"].clone()))
+                        .collect::<Result<_, _>>()?;
+                    to_csv(&rows)
+                }
+                LedgerTable::Equipment => {
+                    let rows: Vec<Equipment> = l["equipment"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|e| {
+                            let mut e = e.clone();
+                            e.as_object_mut().map(|m| m.remove("review_overdue"));
+                            serde_json::from_value(e)
+                        })
+                        .collect::<Result<_, _>>()?;
+                    to_csv(&rows)
+                }
+            };
+            write_file(&out, &csv)?;
+            json!({"written": out, "bytes": csv.len()})
+        }
+        LedgerCmd::Import { org, table, file } => {
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("cannot read {} / 読めません", file.display()))?;
+            let what = format!("{}: ", file.display());
+            let rows = match table {
+                LedgerTable::Outside => serde_json::to_value(
+                    from_csv::<External>(&bytes).map_err(|e| anyhow::anyhow!("{what}{e}"))?,
+                )?,
+                LedgerTable::Equipment => serde_json::to_value(
+                    from_csv::<Equipment>(&bytes).map_err(|e| anyhow::anyhow!("{what}{e}"))?,
+                )?,
+            };
+            c.put(
+                &format!("/api/v1/orgs/{org}/ledger/{}", table.path()),
+                &json!({"rows": rows}),
+            )
+            .await?
+        }
+        LedgerCmd::Diagram {
+            org,
+            all: _,
+            format,
+            out,
+        } => {
+            let path = match &org {
+                Some(o) => format!("/api/v1/orgs/{o}/ledger/diagram?format={format}"),
+                None => format!("/api/v1/ledger/diagram?format={format}"),
+            };
+            let bytes = c.get_bytes(&path).await?;
+            write_file(&out, &bytes)?;
+            json!({"written": out, "bytes": bytes.len(), "format": format})
+        }
+    })
+}
+
+#[derive(Subcommand)]
 enum ChecksheetCmd {
     /// The sheets this centre scores against: items, roles, services, in both languages.
     Sheets,
@@ -334,7 +465,11 @@ enum ChecksheetCmd {
     /// One submission with its answers and gaps.
     Show { org: String, submission: String },
     /// What changed between two submissions of the same sheet.
-    Compare { org: String, from: String, to: String },
+    Compare {
+        org: String,
+        from: String,
+        to: String,
+    },
 }
 
 fn gate(sheets: &[String], min: u8, on_expiry: &str) -> Value {
@@ -644,6 +779,7 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
             GroupCmd::Add { name, device } => c.post(&format!("/api/v1/groups/{name}/members"), &json!({"device_id": device})).await?,
             GroupCmd::Remove { name, device } => c.delete(&format!("/api/v1/groups/{name}/members/{device}")).await?,
         },
+        AdminCmd::Ledger(cmd) => ledger(&c, cmd).await?,
         AdminCmd::Checksheet(cmd) => match cmd {
             ChecksheetCmd::Sheets => c.get("/api/v1/checksheets").await?,
             ChecksheetCmd::Prefill { org, sheet, services } => {
@@ -720,17 +856,13 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
                 let text = c.get_text("/api/v1/audit/bundle").await?;
                 let b: dodvpn_audit::bundle::Bundle =
                     serde_json::from_str(&text).context("the centre's bundle is unreadable")?;
-                let tmp = out.with_extension("tmp");
-                std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
-                std::fs::rename(&tmp, &out).with_context(|| format!("cannot write {}", out.display()))?;
+                write_file(&out, text.as_bytes())?;
                 json!({"records": b.records.len(), "checkpoints": b.checkpoints.len(), "file": out.display().to_string()})
             }
             AuditCmd::Export { out } => {
                 let text = c.get_text("/api/v1/audit/export").await?;
                 let n = text.lines().count();
-                let tmp = out.with_extension("tmp");
-                std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
-                std::fs::rename(&tmp, &out).with_context(|| format!("cannot write {}", out.display()))?;
+                write_file(&out, text.as_bytes())?;
                 json!({"records": n, "file": out.display().to_string()})
             }
         },

@@ -21,7 +21,13 @@ fn answered(c: &Centre, org: &str, sheet: &str, value: &str) -> Value {
         .find(|c| c["catalogue"] == body["catalogue"])
         .unwrap()
         .clone();
-    let sh = cat["sheet"].as_array().unwrap().iter().find(|s| s["id"] == sheet).unwrap().clone();
+    let sh = cat["sheet"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == sheet)
+        .unwrap()
+        .clone();
     let mut answers = vec![];
     for item in cat["item"].as_array().unwrap() {
         let id = item["id"].as_str().unwrap();
@@ -34,9 +40,16 @@ fn answered(c: &Centre, org: &str, sheet: &str, value: &str) -> Value {
             }
             scope = s.rfind('-').map(|i| s[..i].to_string());
         };
-        for (role, applies) in rule.as_ref().and_then(Value::as_object).into_iter().flatten() {
+        for (role, applies) in rule
+            .as_ref()
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
             if applies == "always" {
-                answers.push(json!({"item": id, "role": role, "value": value, "note": "checked on site"}));
+                answers.push(
+                    json!({"item": id, "role": role, "value": value, "note": "checked on site"}),
+                );
             }
         }
     }
@@ -71,11 +84,28 @@ async fn scenario(backend: Backend) {
         set_policy(&c, org, &open_policy());
     }
     c.admin_ok(&[
-        "group", "create", "A", "--require-checksheet", "--gate-sheet", "large", "--gate-sheet", "small",
-        "--gate-min", "90",
+        "group",
+        "create",
+        "A",
+        "--require-checksheet",
+        "--gate-sheet",
+        "large",
+        "--gate-sheet",
+        "small",
+        "--gate-min",
+        "90",
     ]);
     // A gate naming a sheet that does not exist is refused.
-    let e = c.admin(&["group", "create", "B", "--require-checksheet", "--gate-sheet", "iso9001"]).unwrap_err();
+    let e = c
+        .admin(&[
+            "group",
+            "create",
+            "B",
+            "--require-checksheet",
+            "--gate-sheet",
+            "iso9001",
+        ])
+        .unwrap_err();
     assert!(e.contains("iso9001") && e.contains("不明"), "{e}");
     for s in [&h, &l] {
         c.admin_ok(&["group", "add", "A", &s.id]);
@@ -87,9 +117,19 @@ async fn scenario(backend: Backend) {
 
     // 2. The centre pre-fills what its records answer: no transit, deny by default.
     let pre = c.admin_ok(&["checksheet", "prefill", &hospital, "--sheet", "large"]);
-    let pre_items: Vec<&str> = pre["answers"].as_array().unwrap().iter().map(|a| a["item"].as_str().unwrap()).collect();
+    let pre_items: Vec<&str> = pre["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["item"].as_str().unwrap())
+        .collect();
     assert!(pre_items.contains(&"2-2-1"), "{pre}");
-    let transit = pre["answers"].as_array().unwrap().iter().find(|a| a["item"] == "2-2-1").unwrap();
+    let transit = pre["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["item"] == "2-2-1")
+        .unwrap();
     assert_eq!(transit["value"], "yes");
     assert!(transit["note"].as_str().unwrap().contains("R-POL-4"));
 
@@ -98,13 +138,21 @@ async fn scenario(backend: Backend) {
     let mut stale = good.clone();
     stale["version"] = json!("2001.1");
     let mut unknown = good.clone();
-    unknown["answers"].as_array_mut().unwrap().push(json!({"item": "9-9-9", "role": "admin", "value": "yes"}));
+    unknown["answers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"item": "9-9-9", "role": "admin", "value": "yes"}));
     let mut twice = good.clone();
     let first = twice["answers"][0].clone();
     twice["answers"].as_array_mut().unwrap().push(first);
     let mut garbage = good.clone();
     garbage["answers"][0]["value"] = json!("maybe");
-    for (bad, needle) in [(&stale, "2001.1"), (&unknown, "9-9-9"), (&twice, "twice"), (&garbage, "maybe")] {
+    for (bad, needle) in [
+        (&stale, "2001.1"),
+        (&unknown, "9-9-9"),
+        (&twice, "twice"),
+        (&garbage, "maybe"),
+    ] {
         let e = submit(&c, &hospital, bad).unwrap_err();
         assert!(e.contains(needle), "{needle}: {e}");
     }
@@ -124,22 +172,39 @@ async fn scenario(backend: Backend) {
     let r = granted(&c, &l.id, &h.id).unwrap();
     assert_eq!(r["outcomes"][0]["granted"], json!(true), "{r}");
     let history = c.admin_ok(&["checksheet", "history", &lab]);
-    let states: Vec<&str> = history.as_array().unwrap().iter().map(|s| s["state"].as_str().unwrap()).collect();
+    let states: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
     assert_eq!(states, ["current", "superseded"]);
     let cmp = c.admin_ok(&[
-        "checksheet", "compare", &lab, failing["id"].as_str().unwrap(), passing["id"].as_str().unwrap(),
+        "checksheet",
+        "compare",
+        &lab,
+        failing["id"].as_str().unwrap(),
+        passing["id"].as_str().unwrap(),
     ]);
     assert_eq!(cmp["from_percent"], 0);
     assert_eq!(cmp["to_percent"], 100);
-    assert!(cmp["changes"].as_array().unwrap().iter().all(|ch| ch["before"] == "no" && ch["after"] == "yes"));
+    assert!(cmp["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|ch| ch["before"] == "no" && ch["after"] == "yes"));
 
     // 6. An organisation's administrator sees its own sheets only.
     let cred = c.dir.join("lab.token");
     c.admin_ok(&["org", "admin", &lab, "--out", cred.to_str().unwrap()]);
     assert!(c.admin_as(&cred, &["checksheet", "history", &lab]).is_ok());
-    let e = c.admin_as(&cred, &["checksheet", "history", &hospital]).unwrap_err();
+    let e = c
+        .admin_as(&cred, &["checksheet", "history", &hospital])
+        .unwrap_err();
     assert!(e.contains("own organisation"), "{e}");
-    assert!(submit_as(&c, &cred, &hospital, &good).unwrap_err().contains("own organisation"));
+    assert!(submit_as(&c, &cred, &hospital, &good)
+        .unwrap_err()
+        .contains("own organisation"));
 
     // 7. Expiry: warned first, then the membership is suspended and the grant withdrawn.
     let grant = r["outcomes"][0]["grant_id"].as_str().unwrap().to_string();
@@ -150,23 +215,40 @@ async fn scenario(backend: Backend) {
             assert!(gated(g["end_reason"].as_str().unwrap_or("")), "{g}");
             break;
         }
-        assert!(Instant::now() < deadline, "the expired sheet did not suspend the grant: {g}");
+        assert!(
+            Instant::now() < deadline,
+            "the expired sheet did not suspend the grant: {g}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let actions = audit_actions(&c);
-    let pos = |a: &str| actions.iter().position(|(x, _)| x == a).unwrap_or_else(|| panic!("no {a} in {actions:?}"));
+    let pos = |a: &str| {
+        actions
+            .iter()
+            .position(|(x, _)| x == a)
+            .unwrap_or_else(|| panic!("no {a} in {actions:?}"))
+    };
     assert!(pos("checksheet.submitted") < pos("checksheet.expiring"));
     assert!(pos("checksheet.expiring") < pos("checksheet.expired"));
     let expiring = &actions[pos("checksheet.expiring")].1;
-    assert!(expiring["message_ja"].as_str().unwrap().contains("有効期限"));
-    assert_eq!(c.admin_ok(&["checksheet", "history", &lab])[0]["state"], "expired");
+    assert!(expiring["message_ja"]
+        .as_str()
+        .unwrap()
+        .contains("有効期限"));
+    assert_eq!(
+        c.admin_ok(&["checksheet", "history", &lab])[0]["state"],
+        "expired"
+    );
     assert!(gated(&granted(&c, &l.id, &h.id).unwrap_err()));
 }
 
 fn submit_as(c: &Centre, cred: &std::path::Path, org: &str, body: &Value) -> Result<Value, String> {
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), body.to_string()).unwrap();
-    c.admin_as(cred, &["checksheet", "submit", org, f.path().to_str().unwrap()])
+    c.admin_as(
+        cred,
+        &["checksheet", "submit", org, f.path().to_str().unwrap()],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

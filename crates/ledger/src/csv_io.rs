@@ -22,7 +22,11 @@ impl fmt::Display for CsvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.line, self.column) {
             (0, _) => write!(f, "{}", self.message),
-            (l, Some(c)) => write!(f, "line {l}, column {c} / {l} 行目 {c} 列目: {}", self.message),
+            (l, Some(c)) => write!(
+                f,
+                "line {l}, column {c} / {l} 行目 {c} 列目: {}",
+                self.message
+            ),
             (l, None) => write!(f, "line {l} / {l} 行目: {}", self.message),
         }
     }
@@ -61,8 +65,13 @@ pub fn decode_text(bytes: &[u8]) -> Result<String, CsvError> {
 pub fn to_csv<T: CsvTable>(rows: &[T]) -> Vec<u8> {
     let mut out = BOM.to_vec();
     {
-        let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(&mut out);
-        let header: Vec<String> = T::COLUMNS.iter().map(|(k, ja)| format!("{ja} ({k})")).collect();
+        let mut w = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(&mut out);
+        let header: Vec<String> = T::COLUMNS
+            .iter()
+            .map(|(k, ja)| format!("{ja} ({k})"))
+            .collect();
         // Writing to a Vec cannot fail.
         let _ = w.write_record(&header);
         for r in rows {
@@ -76,7 +85,10 @@ pub fn to_csv<T: CsvTable>(rows: &[T]) -> Vec<u8> {
 /// Read rows from a CSV file's bytes; see the module comment.
 pub fn from_csv<T: CsvTable>(bytes: &[u8]) -> Result<Vec<T>, CsvError> {
     let text = decode_text(bytes)?;
-    let mut r = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(text.as_bytes());
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(text.as_bytes());
     let header = r.headers().map_err(csv_err)?.clone();
     let mut index: HashMap<&'static str, usize> = HashMap::new();
     for (i, cell) in header.iter().enumerate() {
@@ -91,7 +103,11 @@ pub fn from_csv<T: CsvTable>(bytes: &[u8]) -> Result<Vec<T>, CsvError> {
                 message: format!("unknown column {cell:?} / 不明な列です"),
             })?;
         if index.insert(key, i).is_some() {
-            return Err(CsvError { line: 1, column: Some(i + 1), message: format!("column {key} appears twice / 列 {key} が重複しています") });
+            return Err(CsvError {
+                line: 1,
+                column: Some(i + 1),
+                message: format!("column {key} appears twice / 列 {key} が重複しています"),
+            });
         }
     }
     let mut rows: Vec<T> = Vec::new();
@@ -99,7 +115,14 @@ pub fn from_csv<T: CsvTable>(bytes: &[u8]) -> Result<Vec<T>, CsvError> {
     for rec in r.records() {
         let rec = rec.map_err(csv_err)?;
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
-        let cell = |k: &'static str| index.get(k).and_then(|i| rec.get(*i)).unwrap_or("").trim().to_string();
+        let cell = |k: &'static str| {
+            index
+                .get(k)
+                .and_then(|i| rec.get(*i))
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        };
         let row = T::from_cells(&cell).map_err(|e| CsvError {
             line,
             column: index.get(e.field).map(|i| i + 1),
@@ -109,7 +132,11 @@ pub fn from_csv<T: CsvTable>(bytes: &[u8]) -> Result<Vec<T>, CsvError> {
             return Err(CsvError {
                 line,
                 column: index.get("id").map(|i| i + 1),
-                message: format!("id {} repeats line {first} / ID {} は {first} 行目と重複しています", row.id(), row.id()),
+                message: format!(
+                    "id {} repeats line {first} / ID {} は {first} 行目と重複しています",
+                    row.id(),
+                    row.id()
+                ),
             });
         }
         rows.push(row);
@@ -120,12 +147,18 @@ pub fn from_csv<T: CsvTable>(bytes: &[u8]) -> Result<Vec<T>, CsvError> {
 fn csv_err(e: csv::Error) -> CsvError {
     let line = e.position().map(|p| p.line()).unwrap_or(0);
     let message = match e.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("{len} cells where the header has {expected_len} / ヘッダーは {expected_len} 列ですが {len} 列あります")
         }
         _ => format!("unreadable CSV: {e} / CSV を読めません"),
     };
-    CsvError { line, column: None, message }
+    CsvError {
+        line,
+        column: None,
+        message,
+    }
 }
 
 fn date(cell: &dyn Fn(&'static str) -> String, field: &'static str) -> Result<Date, RowError> {
@@ -136,7 +169,10 @@ fn flag(cell: &dyn Fn(&'static str) -> String, field: &'static str) -> Result<bo
     match cell(field).to_lowercase().as_str() {
         "yes" | "true" | "1" | "有" | "あり" | "はい" => Ok(true),
         "no" | "false" | "0" | "無" | "なし" | "いいえ" => Ok(false),
-        other => Err(RowError { field, message: format!("{other:?} is not yes/no / 有・無 で答えてください") }),
+        other => Err(RowError {
+            field,
+            message: format!("{other:?} is not yes/no / 有・無 で答えてください"),
+        }),
     }
 }
 
@@ -232,7 +268,10 @@ impl CsvTable for Equipment {
     fn from_cells(cell: &dyn Fn(&'static str) -> String) -> Result<Self, RowError> {
         let category = EquipmentCategory::parse(&cell("category")).ok_or_else(|| RowError {
             field: "category",
-            message: format!("{:?} is not server, terminal or network / 区分が不正です", cell("category")),
+            message: format!(
+                "{:?} is not server, terminal or network / 区分が不正です",
+                cell("category")
+            ),
         })?;
         let row = Equipment {
             id: cell("id"),

@@ -89,21 +89,33 @@ impl Diagram {
         let _ = writeln!(d, "digraph ledger {{");
         let _ = writeln!(d, "  graph [label={}, labelloc=t, rankdir=LR, fontname=\"Noto Sans CJK JP,sans-serif\", compound=true];", quote(&self.title));
         let _ = writeln!(d, "  node [shape=box, style=\"rounded,filled\", fontname=\"Noto Sans CJK JP,sans-serif\"];");
-        let _ = writeln!(d, "  edge [dir=none, fontname=\"Noto Sans CJK JP,sans-serif\", fontsize=10];");
+        let _ = writeln!(
+            d,
+            "  edge [dir=none, fontname=\"Noto Sans CJK JP,sans-serif\", fontsize=10];"
+        );
         let mut groups: BTreeMap<&str, Vec<&Node>> = BTreeMap::new();
         for n in &self.nodes {
             groups.entry(n.group.as_str()).or_default().push(n);
         }
         for (i, (group, nodes)) in groups.iter().enumerate() {
             let _ = writeln!(d, "  subgraph cluster_{i} {{");
-            let _ = writeln!(d, "    label={}; style=rounded; color=\"#8c959f\";", quote(group));
+            let _ = writeln!(
+                d,
+                "    label={}; style=rounded; color=\"#8c959f\";",
+                quote(group)
+            );
             for n in nodes {
                 let fill = match n.kind {
                     NodeKind::OwnSite => "#ddf4ff",
                     NodeKind::PeerSite => "#f6f8fa",
                     NodeKind::Outside => "#ffebe9",
                 };
-                let _ = writeln!(d, "    {} [label={}, fillcolor=\"{fill}\"];", quote(&n.id), quote(&n.label));
+                let _ = writeln!(
+                    d,
+                    "    {} [label={}, fillcolor=\"{fill}\"];",
+                    quote(&n.id),
+                    quote(&n.label)
+                );
             }
             let _ = writeln!(d, "  }}");
         }
@@ -119,12 +131,30 @@ impl Diagram {
         }
         // The legend: one sample line per state, so a printed page explains itself.
         let _ = writeln!(d, "  subgraph cluster_legend {{");
-        let _ = writeln!(d, "    label=\"legend / 凡例\"; style=dashed; color=\"#8c959f\";");
-        for (i, s) in [EdgeState::Live, EdgeState::Idle, EdgeState::WindowBound, EdgeState::Outside].into_iter().enumerate() {
+        let _ = writeln!(
+            d,
+            "    label=\"legend / 凡例\"; style=dashed; color=\"#8c959f\";"
+        );
+        for (i, s) in [
+            EdgeState::Live,
+            EdgeState::Idle,
+            EdgeState::WindowBound,
+            EdgeState::Outside,
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let (color, style, text) = s.style();
             let _ = writeln!(d, "    legend_{i}a [label=\"\", shape=point, width=0.05];");
-            let _ = writeln!(d, "    legend_{i}b [label={}, shape=plaintext, style=\"\"];", quote(text));
-            let _ = writeln!(d, "    legend_{i}a -> legend_{i}b [color=\"{color}\", style={style}, penwidth=2];");
+            let _ = writeln!(
+                d,
+                "    legend_{i}b [label={}, shape=plaintext, style=\"\"];",
+                quote(text)
+            );
+            let _ = writeln!(
+                d,
+                "    legend_{i}a -> legend_{i}b [color=\"{color}\", style={style}, penwidth=2];"
+            );
         }
         let _ = writeln!(d, "  }}");
         let _ = writeln!(d, "}}");

@@ -21,7 +21,9 @@ impl Date {
         };
         let (y, m, d) = (num(4)?, num(2)?, num(2)?);
         let month = time::Month::try_from(m as u8).map_err(|_| bad())?;
-        time::Date::from_calendar_date(y, month, d as u8).map(Date).map_err(|_| bad())
+        time::Date::from_calendar_date(y, month, d as u8)
+            .map(Date)
+            .map_err(|_| bad())
     }
 
     /// The date `ms` milliseconds after the Unix epoch (UTC).
@@ -38,7 +40,13 @@ impl Date {
 
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}-{:02}", self.0.year(), self.0.month() as u8, self.0.day())
+        write!(
+            f,
+            "{:04}-{:02}-{:02}",
+            self.0.year(),
+            self.0.month() as u8,
+            self.0.day()
+        )
     }
 }
 
@@ -72,8 +80,13 @@ pub enum ExternalKind {
 }
 
 impl ExternalKind {
-    pub const ALL: [ExternalKind; 5] =
-        [Self::VendorVpn, Self::LeasedLine, Self::Internet, Self::RemoteMaintenance, Self::Other];
+    pub const ALL: [ExternalKind; 5] = [
+        Self::VendorVpn,
+        Self::LeasedLine,
+        Self::Internet,
+        Self::RemoteMaintenance,
+        Self::Other,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -96,7 +109,9 @@ impl ExternalKind {
     }
 
     pub fn parse(s: &str) -> Option<ExternalKind> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s.trim() || k.label_ja() == s.trim())
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s.trim() || k.label_ja() == s.trim())
     }
 }
 
@@ -151,7 +166,9 @@ impl EquipmentCategory {
     }
 
     pub fn parse(s: &str) -> Option<EquipmentCategory> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s.trim() || k.label_ja() == s.trim())
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s.trim() || k.label_ja() == s.trim())
     }
 }
 

@@ -39,13 +39,19 @@ fn export_is_utf8_with_bom_and_a_bilingual_header() {
     assert!(csv.starts_with(b"\xEF\xBB\xBF"), "Excel needs the BOM");
     let text = String::from_utf8(csv[3..].to_vec()).unwrap();
     let header = text.lines().next().unwrap();
-    assert!(header.starts_with("管理番号 (id),区分 (category),名称 (name)"), "{header}");
+    assert!(
+        header.starts_with("管理番号 (id),区分 (category),名称 (name)"),
+        "{header}"
+    );
     assert!(text.contains("\r\n"));
 }
 
 #[test]
 fn csv_round_trips_through_utf8_bom_plain_utf8_and_shift_jis() {
-    let rows = vec![equipment("EQ-1", "コアスイッチ"), equipment("EQ-2", "電子カルテ端末, 3F \"東\"")];
+    let rows = vec![
+        equipment("EQ-1", "コアスイッチ"),
+        equipment("EQ-2", "電子カルテ端末, 3F \"東\""),
+    ];
     let exported = to_csv(&rows);
     assert_eq!(from_csv::<Equipment>(&exported).unwrap(), rows);
     let plain = &exported[3..];
@@ -53,7 +59,10 @@ fn csv_round_trips_through_utf8_bom_plain_utf8_and_shift_jis() {
     let text = std::str::from_utf8(plain).unwrap();
     let (sjis, _, lossy) = encoding_rs::SHIFT_JIS.encode(text);
     assert!(!lossy);
-    assert!(std::str::from_utf8(&sjis).is_err(), "the Shift_JIS bytes are not UTF-8");
+    assert!(
+        std::str::from_utf8(&sjis).is_err(),
+        "the Shift_JIS bytes are not UTF-8"
+    );
     assert_eq!(from_csv::<Equipment>(&sjis).unwrap(), rows);
     let ext = vec![external("X-1")];
     assert_eq!(from_csv::<External>(&to_csv(&ext)).unwrap(), ext);
@@ -73,10 +82,20 @@ fn headers_may_be_keys_or_japanese_labels_and_values_japanese_words() {
 fn a_bad_file_is_refused_whole_with_line_and_column() {
     let head = "id,kind,contractor,responsible,last_reviewed\n";
     let cases: &[(&str, u64, Option<usize>, &str)] = &[
-        ("X-1,vendor-vpn,A,B,2026-01-01\nX-2,fax,A,B,2026-01-01\n", 3, Some(2), "fax"),
+        (
+            "X-1,vendor-vpn,A,B,2026-01-01\nX-2,fax,A,B,2026-01-01\n",
+            3,
+            Some(2),
+            "fax",
+        ),
         ("X-1,vendor-vpn,A,B,2026-02-30\n", 2, Some(5), "2026-02-30"),
         ("X-1,vendor-vpn,,B,2026-01-01\n", 2, Some(3), "required"),
-        ("X-1,vendor-vpn,A,B,2026-01-01\nX-1,internet,C,D,2026-01-01\n", 3, Some(1), "line 2"),
+        (
+            "X-1,vendor-vpn,A,B,2026-01-01\nX-1,internet,C,D,2026-01-01\n",
+            3,
+            Some(1),
+            "line 2",
+        ),
         ("X-1,vendor-vpn,A,B\n", 2, None, "4 cells"),
         ("X-1,vendor-vpn,A,B,2026-01-01,extra\n", 2, None, "6 cells"),
     ];
@@ -95,7 +114,10 @@ fn a_bad_file_is_refused_whole_with_line_and_column() {
 #[test]
 fn a_row_is_overdue_a_year_after_its_review() {
     let reviewed = Date::parse("2025-03-01").unwrap();
-    assert!(!review_overdue(reviewed, Date::parse("2026-03-01").unwrap()));
+    assert!(!review_overdue(
+        reviewed,
+        Date::parse("2026-03-01").unwrap()
+    ));
     assert!(review_overdue(reviewed, Date::parse("2026-03-02").unwrap()));
     assert_eq!(Date::from_unix_ms(0).to_string(), "1970-01-01");
 }
@@ -105,21 +127,53 @@ fn the_dot_names_every_node_and_edge_and_escapes_labels() {
     let d = Diagram {
         title: "Core \"Hospital\" / 中央病院".into(),
         nodes: vec![
-            Node { id: "dev-a".into(), label: "本館\nDV-100".into(), kind: NodeKind::OwnSite, group: "中央病院".into() },
-            Node { id: "dev-b".into(), label: "Lab".into(), kind: NodeKind::PeerSite, group: "City Lab".into() },
-            Node { id: "ext-X-1".into(), label: "VPN-BOX".into(), kind: NodeKind::Outside, group: "給食サービス".into() },
+            Node {
+                id: "dev-a".into(),
+                label: "本館\nDV-100".into(),
+                kind: NodeKind::OwnSite,
+                group: "中央病院".into(),
+            },
+            Node {
+                id: "dev-b".into(),
+                label: "Lab".into(),
+                kind: NodeKind::PeerSite,
+                group: "City Lab".into(),
+            },
+            Node {
+                id: "ext-X-1".into(),
+                label: "VPN-BOX".into(),
+                kind: NodeKind::Outside,
+                group: "給食サービス".into(),
+            },
         ],
         edges: vec![
-            Edge { from: "dev-a".into(), to: "dev-b".into(), state: EdgeState::Live, label: "tcp/443".into() },
-            Edge { from: "dev-a".into(), to: "ext-X-1".into(), state: EdgeState::Outside, label: "".into() },
+            Edge {
+                from: "dev-a".into(),
+                to: "dev-b".into(),
+                state: EdgeState::Live,
+                label: "tcp/443".into(),
+            },
+            Edge {
+                from: "dev-a".into(),
+                to: "ext-X-1".into(),
+                state: EdgeState::Outside,
+                label: "".into(),
+            },
         ],
     };
     let dot = d.to_dot();
-    assert!(dot.contains("label=\"Core \\\"Hospital\\\" / 中央病院\""), "{dot}");
+    assert!(
+        dot.contains("label=\"Core \\\"Hospital\\\" / 中央病院\""),
+        "{dot}"
+    );
     assert!(dot.contains("\"dev-a\" [label=\"本館\\nDV-100\""));
     assert!(dot.contains("\"dev-a\" -> \"dev-b\" [label=\"tcp/443\", color=\"#1a7f37\""));
     assert!(dot.contains("\"dev-a\" -> \"ext-X-1\"") && dot.contains("style=dotted"));
-    assert_eq!(dot.matches("subgraph cluster_").count(), 4, "three organisations and the legend");
+    assert_eq!(
+        dot.matches("subgraph cluster_").count(),
+        4,
+        "three organisations and the legend"
+    );
 }
 
 proptest! {

@@ -272,7 +272,9 @@ impl GroupPolicy {
                 .sheets
                 .iter()
                 .filter_map(|s| p.checksheet_scores.get(s))
-                .any(|st| st.percent >= g.min_percent && (!st.expired || g.on_expiry == OnExpiry::Warn)),
+                .any(|st| {
+                    st.percent >= g.min_percent && (!st.expired || g.on_expiry == OnExpiry::Warn)
+                }),
         }
     }
 }

@@ -480,7 +480,9 @@ fn a_gate_admits_only_a_current_score_of_a_named_sheet_at_the_minimum() {
     let scored = |p: &Party, sheet: &str, percent: u8, expired: bool| {
         let mut p = p.clone();
         p.checksheet_passed = false;
-        p.checksheet_scores = [(sheet.to_string(), SheetStanding { percent, expired })].into_iter().collect();
+        p.checksheet_scores = [(sheet.to_string(), SheetStanding { percent, expired })]
+            .into_iter()
+            .collect();
         p
     };
     let hospital = scored(&w.hospital, "large", 92, false);
@@ -492,14 +494,40 @@ fn a_gate_admits_only_a_current_score_of_a_named_sheet_at_the_minimum() {
         (scored(&w.lab, "small", 100, true), true, OnExpiry::Warn),
         (scored(&w.lab, "small", 10, true), false, OnExpiry::Warn),
         // The provider's attestation does not stand in for a gate's sheet.
-        (Party { checksheet_passed: true, ..scored(&w.lab, "none", 0, false) }, false, OnExpiry::Warn),
+        (
+            Party {
+                checksheet_passed: true,
+                ..scored(&w.lab, "none", 0, false)
+            },
+            false,
+            OnExpiry::Warn,
+        ),
     ] {
-        w.provider.groups.get_mut("A").unwrap().checksheet_gate.as_mut().unwrap().on_expiry = on_expiry;
-        let d = run(&w, &hospital, &w.hospital_policy, &lab, &w.lab_policy, &[], MON);
+        w.provider
+            .groups
+            .get_mut("A")
+            .unwrap()
+            .checksheet_gate
+            .as_mut()
+            .unwrap()
+            .on_expiry = on_expiry;
+        let d = run(
+            &w,
+            &hospital,
+            &w.hospital_policy,
+            &lab,
+            &w.lab_policy,
+            &[],
+            MON,
+        );
         if admitted {
             grant(d);
         } else {
-            assert_eq!(deny(d), DenyReason::ChecksheetRequired { group: "A".into() }, "{lab:?}");
+            assert_eq!(
+                deny(d),
+                DenyReason::ChecksheetRequired { group: "A".into() },
+                "{lab:?}"
+            );
         }
     }
 }

@@ -51,7 +51,9 @@ pub struct CatalogueList {
     responses((status = 200, body = CatalogueList)))]
 pub async fn list_catalogues(caller: Caller) -> Result<Json<CatalogueList>, ApiError> {
     caller.audit_scope()?;
-    Ok(Json(CatalogueList { catalogues: catalogues()?.to_vec() }))
+    Ok(Json(CatalogueList {
+        catalogues: catalogues()?.to_vec(),
+    }))
 }
 
 /// A submission as the organisation answers it.
@@ -193,7 +195,9 @@ async fn load(c: &Center, org_id: &str, id: Option<&str>) -> Result<Vec<Submissi
     .fetch_all(&c.db.pool)
     .await?;
     let now = crate::db::now_ms();
-    let lead = (validity() / 10).min(std::time::Duration::from_secs(30 * 24 * 3600)).as_millis() as i64;
+    let lead = (validity() / 10)
+        .min(std::time::Duration::from_secs(30 * 24 * 3600))
+        .as_millis() as i64;
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for r in rows {
@@ -202,7 +206,10 @@ async fn load(c: &Center, org_id: &str, id: Option<&str>) -> Result<Vec<Submissi
         let expires: i64 = r.get(8);
         let state = if !seen.insert(sheet.clone()) {
             "superseded"
-        } else if !cats.iter().any(|c| c.catalogue == catalogue && c.version == version) {
+        } else if !cats
+            .iter()
+            .any(|c| c.catalogue == catalogue && c.version == version)
+        {
             "outdated"
         } else if expires <= now {
             "expired"
@@ -215,7 +222,9 @@ async fn load(c: &Center, org_id: &str, id: Option<&str>) -> Result<Vec<Submissi
         if id.is_some_and(|want| want != sid) {
             continue;
         }
-        let parse = |s: String| serde_json::from_str(&s).map_err(|_| ApiError::internal("stored submission unreadable"));
+        let parse = |s: String| {
+            serde_json::from_str(&s).map_err(|_| ApiError::internal("stored submission unreadable"))
+        };
         out.push(SubmissionView {
             id: sid,
             org_id: r.get(1),
@@ -228,7 +237,11 @@ async fn load(c: &Center, org_id: &str, id: Option<&str>) -> Result<Vec<Submissi
             expires_ms: expires,
             state: state.into(),
             score: parse(r.get(9))?,
-            body: if id.is_some() { Some(parse(r.get(10))?) } else { None },
+            body: if id.is_some() {
+                Some(parse(r.get(10))?)
+            } else {
+                None
+            },
         });
     }
     Ok(out)
@@ -281,7 +294,10 @@ pub async fn submit(
     .await?;
     reevaluate_orgs(&c, &mut tx, &caller.actor(), &HashSet::from([id.clone()])).await?;
     tx.commit().await?;
-    let view = load(&c, &id, Some(&sid)).await?.pop().ok_or_else(|| ApiError::internal("submission vanished"))?;
+    let view = load(&c, &id, Some(&sid))
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("submission vanished"))?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -364,10 +380,9 @@ pub async fn compare(
         let c = c.clone();
         let id = id.clone();
         async move {
-            let v = load(&c, &id, Some(&sid))
-                .await?
-                .pop()
-                .ok_or_else(|| ApiError::not_found(format!("no submission {sid} of organisation {id}")))?;
+            let v = load(&c, &id, Some(&sid)).await?.pop().ok_or_else(|| {
+                ApiError::not_found(format!("no submission {sid} of organisation {id}"))
+            })?;
             let s: Submission = serde_json::from_value(v.body.clone().unwrap_or_default())
                 .map_err(|_| ApiError::internal("stored submission unreadable"))?;
             Ok::<_, ApiError>((v, s))
@@ -418,7 +433,12 @@ pub async fn prefill(
     let (cat, sheet) = cats
         .iter()
         .find_map(|cat| cat.sheet(&q.sheet).map(|s| (cat, s)))
-        .ok_or_else(|| ApiError::bad_request(format!("unknown check sheet {} / 不明なチェックシートです", q.sheet)))?;
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown check sheet {} / 不明なチェックシートです",
+                q.sheet
+            ))
+        })?;
     let services: BTreeSet<String> = q
         .services
         .as_deref()
@@ -429,7 +449,9 @@ pub async fn prefill(
         .map(String::from)
         .collect();
     if let Some(s) = services.iter().find(|s| !cat.services.contains_key(*s)) {
-        return Err(ApiError::bad_request(format!("unknown service {s} / 不明なサービスです")));
+        return Err(ApiError::bad_request(format!(
+            "unknown service {s} / 不明なサービスです"
+        )));
     }
     let facts = Facts::gather(&c, &id).await?;
     let answers = cat
@@ -437,7 +459,13 @@ pub async fn prefill(
         .into_iter()
         .filter_map(|(item, role)| {
             let (value, note) = facts.answer(item.prefill.as_deref()?)?;
-            Some(AnswerBody { item: item.id.clone(), role: role.into(), value, note, attachment: None })
+            Some(AnswerBody {
+                item: item.id.clone(),
+                role: role.into(),
+                value,
+                note,
+                attachment: None,
+            })
         })
         .collect();
     Ok(Json(SubmissionBody {
@@ -469,10 +497,11 @@ impl Facts {
         .bind(org)
         .fetch_one(pool)
         .await?;
-        let approval_windows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE approver_org = $1")
-            .bind(org)
-            .fetch_one(pool)
-            .await?;
+        let approval_windows: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM approvals WHERE approver_org = $1")
+                .bind(org)
+                .fetch_one(pool)
+                .await?;
         let policy: String = sqlx::query_scalar("SELECT policy FROM orgs WHERE id = $1")
             .bind(org)
             .fetch_one(pool)
@@ -493,11 +522,13 @@ impl Facts {
         let now = crate::db::now_ms();
         let mut peers_without_sheet = Vec::new();
         for p in &peers {
-            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM checksheet_submissions WHERE org_id = $1 AND expires_ms > $2")
-                .bind(p)
-                .bind(now)
-                .fetch_one(pool)
-                .await?;
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM checksheet_submissions WHERE org_id = $1 AND expires_ms > $2",
+            )
+            .bind(p)
+            .bind(now)
+            .fetch_one(pool)
+            .await?;
             if n == 0 {
                 peers_without_sheet.push(p.clone());
             }
@@ -514,7 +545,14 @@ impl Facts {
                     .unwrap_or(0);
                 (r.get::<i64, _>(0), serious)
             });
-        Ok(Facts { active_grants, approval_windows, approval_rules, peers_without_sheet, peers: peers.len(), diagnosis })
+        Ok(Facts {
+            active_grants,
+            approval_windows,
+            approval_rules,
+            peers_without_sheet,
+            peers: peers.len(),
+            diagnosis,
+        })
     }
 
     /// The answer and its evidence for one prefill key, in both languages.

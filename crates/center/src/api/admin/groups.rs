@@ -58,7 +58,11 @@ fn check_gate(gate: &Option<ChecksheetGate>) -> Result<Option<ChecksheetGate>, A
             "a check-sheet gate names 1–8 sheets and a minimum score of 0–100",
         ));
     }
-    if let Some(s) = g.sheets.iter().find(|s| cats.iter().all(|c| c.sheet(s).is_none())) {
+    if let Some(s) = g
+        .sheets
+        .iter()
+        .find(|s| cats.iter().all(|c| c.sheet(s).is_none()))
+    {
         return Err(ApiError::bad_request(format!(
             "unknown check sheet {s} in the gate / 不明なチェックシートです: {s}"
         )));

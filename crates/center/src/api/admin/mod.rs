@@ -10,6 +10,7 @@ pub mod devices;
 pub mod diagnose;
 pub mod grants;
 pub mod groups;
+pub mod ledger;
 pub mod orders;
 pub mod orgs;
 pub mod providers;

@@ -18,3 +18,17 @@ CREATE TABLE checksheet_submissions (
     expired_ms   BIGINT
 );
 CREATE INDEX checksheet_submissions_org ON checksheet_submissions (org_id, sheet, submitted_ms);
+
+-- The ledger (issue 11, R-SVC-2): rows an organisation types in — its connections
+-- outside dodvpn and its equipment — one JSON body each, keyed by its own reference.
+-- Connections through dodvpn are not stored here; they are derived from the grants.
+CREATE TABLE ledger_rows (
+    org_id     TEXT NOT NULL,
+    kind       TEXT NOT NULL,  -- outside | equipment
+    id         TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (org_id, kind, id)
+);
+-- What the agent says it runs (version, OS), reported at start and kept for the ledger.
+ALTER TABLE devices ADD COLUMN software TEXT;
