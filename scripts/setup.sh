@@ -52,6 +52,7 @@ squid                             diagnose    /usr/sbin/squid
 nmap                              diagnose    nmap
 graphviz                          ledger      dot
 poppler-utils                     ledger      pdftoppm
+chromium                          ledger      chromium
 "
 
 rows() { grep -v '^[[:space:]]*$' <<<"${NEEDS//\$PYTOOLS/$PYTOOLS}"; }

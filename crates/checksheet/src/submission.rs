@@ -186,9 +186,8 @@ pub fn score(catalogues: &[Catalogue], s: &Submission) -> Result<Score, Submissi
             }
         }
     }
-    let counted = sc.asked - sc.not_applicable;
-    if counted > 0 {
-        sc.percent = (sc.yes * 100 / counted) as u8;
+    if let Some(p) = (sc.yes * 100).checked_div(sc.asked - sc.not_applicable) {
+        sc.percent = p as u8;
     }
     Ok(sc)
 }

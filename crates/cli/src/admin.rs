@@ -347,6 +347,15 @@ enum LedgerCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The printable report for an inspector: ledger, equipment, diagram, check-sheet
+    /// results and gaps, in Japanese and English (PDF through headless Chromium).
+    Report {
+        org: String,
+        #[arg(long, default_value = "pdf", value_parser = ["html", "pdf"])]
+        format: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Write through a temporary file and rename, so a crash never leaves half a file.
@@ -425,6 +434,13 @@ async fn ledger(c: &CenterClient, cmd: LedgerCmd) -> anyhow::Result<Value> {
                 &json!({"rows": rows}),
             )
             .await?
+        }
+        LedgerCmd::Report { org, format, out } => {
+            let bytes = c
+                .get_bytes(&format!("/api/v1/orgs/{org}/report?format={format}"))
+                .await?;
+            write_file(&out, &bytes)?;
+            json!({"written": out, "bytes": bytes.len(), "format": format})
         }
         LedgerCmd::Diagram {
             org,

@@ -327,6 +327,44 @@ async fn scenario(backend: Backend) {
     );
     let _ = g1;
 
+    // The inspector's report: HTML, and a PDF that renders.
+    submit_failing_sheet(&c, &hosp);
+    let report = c.dir.join("report.html");
+    c.admin_ok(&[
+        "ledger",
+        "report",
+        &hosp,
+        "--format",
+        "html",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    let page = std::fs::read_to_string(&report).unwrap();
+    for needle in [
+        "中央病院",
+        "External connections and security report",
+        "給食サービス株式会社",
+        "要確認 / overdue",
+        "コアスイッチ",
+        "<svg",
+        "2-2-1",
+        "未対応 / not met",
+    ] {
+        assert!(page.contains(needle), "{needle} missing from the report");
+    }
+    let report = c.dir.join("report.pdf");
+    c.admin_ok(&["ledger", "report", &hosp, "--out", report.to_str().unwrap()]);
+    assert!(std::fs::read(&report).unwrap().starts_with(b"%PDF"));
+    let png = c.dir.join("report");
+    let st = Command::new("pdftoppm")
+        .args(["-png", "-singlefile", "-r", "50"])
+        .arg(&report)
+        .arg(&png)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(std::fs::metadata(png.with_extension("png")).unwrap().len() > 1000);
+
     // Every replacement is audited with before → after.
     let actions = audit_actions(&c);
     let (_, d) = actions
@@ -338,6 +376,14 @@ async fn scenario(backend: Backend) {
     assert!(actions
         .iter()
         .any(|(a, d)| a == "device.software" && d["after"]["version"] == "0.1.0"));
+}
+
+/// A small-institution sheet answered "no" throughout, so the report has gaps to show.
+fn submit_failing_sheet(c: &Centre, org: &str) {
+    let mut body = c.admin_ok(&["checksheet", "prefill", org, "--sheet", "small"]);
+    body["answers"] = json!([{"item": "2-2-1", "role": "si", "value": "no", "note": ""}]);
+    let f = write(c, "sheet.json", body.to_string().as_bytes());
+    c.admin_ok(&["checksheet", "submit", org, &f]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -82,6 +82,7 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .routes(routes!(admin::checksheets::get_submission))
         .routes(routes!(admin::ledger::get_ledger))
         .routes(routes!(admin::ledger::org_diagram_handler))
+        .routes(routes!(admin::report::get_report))
         .routes(routes!(admin::ledger::provider_diagram_handler))
         .routes(routes!(
             admin::diagnose::put_public_addresses,

@@ -30,15 +30,6 @@ pub const MAX_NOTE: usize = 2000;
 pub const MAX_ATTACHMENT_NAME: usize = 200;
 
 /// The provider, the organisation's administrators and its auditors may read its sheets.
-fn require_read(caller: &Caller, org_id: &str) -> Result<(), ApiError> {
-    match caller.audit_scope()? {
-        Some(own) if own != org_id => Err(ApiError::forbidden(
-            "other_organisation",
-            "an organisation's administrator may act only on its own organisation",
-        )),
-        _ => Ok(()),
-    }
-}
 
 #[derive(Serialize, ToSchema)]
 pub struct CatalogueList {
@@ -185,7 +176,11 @@ pub struct SubmissionView {
     pub body: Option<serde_json::Value>,
 }
 
-async fn load(c: &Center, org_id: &str, id: Option<&str>) -> Result<Vec<SubmissionView>, ApiError> {
+pub(crate) async fn load(
+    c: &Center,
+    org_id: &str,
+    id: Option<&str>,
+) -> Result<Vec<SubmissionView>, ApiError> {
     let cats = catalogues()?;
     let rows = sqlx::query(
         "SELECT id, org_id, catalogue, version, sheet, percent, submitted_by, submitted_ms, expires_ms, score, body \
@@ -313,7 +308,7 @@ pub async fn history(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<SubmissionView>>, ApiError> {
-    require_read(&caller, &id)?;
+    caller.require_read(&id)?;
     org_exists_ro(&c, &id).await?;
     Ok(Json(load(&c, &id, None).await?))
 }
@@ -337,7 +332,7 @@ pub async fn get_submission(
     caller: Caller,
     Path((id, sid)): Path<(String, String)>,
 ) -> Result<Json<SubmissionView>, ApiError> {
-    require_read(&caller, &id)?;
+    caller.require_read(&id)?;
     load(&c, &id, Some(&sid))
         .await?
         .pop()
@@ -374,7 +369,7 @@ pub async fn compare(
     Path(id): Path<String>,
     q: Result<Query<CompareQuery>, QueryRejection>,
 ) -> Result<Json<Comparison>, ApiError> {
-    require_read(&caller, &id)?;
+    caller.require_read(&id)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let one = |sid: String| {
         let c = c.clone();
@@ -426,7 +421,7 @@ pub async fn prefill(
     Path(id): Path<String>,
     q: Result<Query<PrefillQuery>, QueryRejection>,
 ) -> Result<Json<SubmissionBody>, ApiError> {
-    require_read(&caller, &id)?;
+    caller.require_read(&id)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     org_exists_ro(&c, &id).await?;
     let cats = catalogues()?;

@@ -26,16 +26,6 @@ use crate::Center;
 /// Most hand-kept rows of one kind per organisation.
 pub const MAX_ROWS: usize = 2000;
 
-fn require_read(caller: &Caller, org_id: &str) -> Result<(), ApiError> {
-    match caller.audit_scope()? {
-        Some(own) if own != org_id => Err(ApiError::forbidden(
-            "other_organisation",
-            "an organisation's administrator may act only on its own organisation",
-        )),
-        _ => Ok(()),
-    }
-}
-
 async fn org_name(c: &Center, id: &str) -> Result<String, ApiError> {
     sqlx::query_scalar("SELECT name FROM orgs WHERE id = $1")
         .bind(id)
@@ -214,10 +204,14 @@ pub async fn get_ledger(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Ledger>, ApiError> {
-    require_read(&caller, &id)?;
-    let name = org_name(&c, &id).await?;
+    caller.require_read(&id)?;
+    Ok(Json(ledger_of(&c, &id).await?))
+}
+
+pub(crate) async fn ledger_of(c: &Center, id: &str) -> Result<Ledger, ApiError> {
+    let name = org_name(c, id).await?;
     let today = today();
-    let outside = stored::<External>(&c, &id, "outside")
+    let outside = stored::<External>(c, id, "outside")
         .await?
         .into_iter()
         .map(|row| OutsideConnection {
@@ -227,7 +221,7 @@ pub async fn get_ledger(
             note_ja: "DOD-VPN 外の接続です。認証・制御・記録のため DOD-VPN への移行を推奨します".into(),
         })
         .collect();
-    let equipment = stored::<Equipment>(&c, &id, "equipment")
+    let equipment = stored::<Equipment>(c, id, "equipment")
         .await?
         .into_iter()
         .map(|e| {
@@ -236,13 +230,13 @@ pub async fn get_ledger(
             v
         })
         .collect();
-    Ok(Json(Ledger {
-        org_id: id.clone(),
+    Ok(Ledger {
+        org_id: id.to_string(),
         org_name: name,
-        dodvpn: dodvpn_rows(&c, &id).await?,
+        dodvpn: dodvpn_rows(c, id).await?,
         outside,
         equipment,
-    }))
+    })
 }
 
 /// Replace one kind of hand-kept rows at once (an import is all or nothing).
@@ -378,7 +372,7 @@ pub enum DiagramFormat {
 
 /// The organisation's diagram: its sites, its peers grouped by organisation, and the
 /// outside-DOD-VPN connections, edges coloured by state.
-async fn org_diagram(c: &Center, org: &str) -> Result<Diagram, ApiError> {
+pub(crate) async fn org_diagram(c: &Center, org: &str) -> Result<Diagram, ApiError> {
     let name = org_name(c, org).await?;
     let mut d = Diagram {
         title: format!("{name} — external connections / 外部接続"),
@@ -504,7 +498,7 @@ async fn provider_diagram(c: &Center) -> Result<Diagram, ApiError> {
 }
 
 /// Lay out DOT with Graphviz. Missing Graphviz is a 503 that says what to install.
-async fn render(dot: String, format: DiagramFormat) -> Result<Response, ApiError> {
+pub(crate) async fn render(dot: String, format: DiagramFormat) -> Result<Response, ApiError> {
     let (arg, mime) = match format {
         DiagramFormat::Dot => {
             return Ok((
@@ -557,7 +551,7 @@ pub async fn org_diagram_handler(
     Path(id): Path<String>,
     q: Result<Query<DiagramQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    require_read(&caller, &id)?;
+    caller.require_read(&id)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let d = org_diagram(&c, &id).await?;
     render(d.to_dot(), q.format.unwrap_or(DiagramFormat::Svg)).await

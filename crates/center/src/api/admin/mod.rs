@@ -14,4 +14,5 @@ pub mod ledger;
 pub mod orders;
 pub mod orgs;
 pub mod providers;
+pub mod report;
 pub mod tlog;
