@@ -105,7 +105,13 @@ impl Db {
             Backend::Sqlite => Some(self.write_lock.lock().await),
             Backend::Postgres => None,
         };
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE takes SQLite's write lock at BEGIN, where busy_timeout waits for it.
+        // A deferred transaction that read first fails at once ("database is locked")
+        // if any other connection wrote in between, such as the checkpoint signer.
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(PG_WRITE_LOCK)
