@@ -10,6 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use p256::elliptic_curve::sec1::ToEncodedPoint;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
@@ -208,6 +209,52 @@ impl FileKeyStore {
     }
 }
 
+const MAILBOX_MAGIC: &[u8; 8] = b"DVMBX001";
+
+fn mailbox_aad(index: u32) -> Vec<u8> {
+    format!("mailbox-{index}").into_bytes()
+}
+
+impl FileKeyStore {
+    fn mailbox_path(&self, index: u32) -> PathBuf {
+        self.dir.join(format!("mailbox-{index}.key.enc"))
+    }
+
+    fn mailbox_indices(&self) -> Result<Vec<u32>, PkiError> {
+        let rd = std::fs::read_dir(&self.dir).map_err(|e| PkiError::io(&self.dir, e))?;
+        let mut v: Vec<u32> = rd
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().to_string();
+                n.strip_prefix("mailbox-")?
+                    .strip_suffix(".key.enc")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    fn load_mailbox(&self, index: u32) -> Result<p256::SecretKey, PkiError> {
+        let path = self.mailbox_path(index);
+        if !path.exists() {
+            return Err(PkiError::InvalidInput(format!("no mailbox key {index}")));
+        }
+        let sealed = read_secret(&path)?;
+        let bad = |reason: &str| PkiError::BadFile {
+            path: path.clone(),
+            reason: reason.into(),
+        };
+        if sealed.len() < 8 || &sealed[..8] != MAILBOX_MAGIC {
+            return Err(bad("not a dodvpn sealed mailbox key"));
+        }
+        let raw = open_sealed(&self.aead, &mailbox_aad(index), &sealed[8..])
+            .ok_or_else(|| bad("cannot decrypt (tampered, or a key of another store)"))?;
+        p256::SecretKey::from_slice(&raw).map_err(|_| bad("decrypted data is not a P-256 key"))
+    }
+}
+
 /// nonce || ciphertext || tag
 fn seal(
     aead: &LessSafeKey,
@@ -287,6 +334,45 @@ impl KeyStore for FileKeyStore {
 
     fn get_file(&self, name: &str) -> Result<Option<Vec<u8>>, PkiError> {
         self.certs.get_file(name)
+    }
+
+    fn mailbox_generate(&self) -> Result<(u32, Vec<u8>), PkiError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let index = self.mailbox_indices()?.last().copied().unwrap_or(0) + 1;
+        // A uniformly random scalar: retry the (about 2^-32) values outside [1, n-1].
+        let secret = loop {
+            let mut raw = Zeroizing::new([0u8; 32]);
+            self.rng
+                .fill(raw.as_mut())
+                .map_err(|_| PkiError::Crypto("random number generator failed".into()))?;
+            if let Ok(k) = p256::SecretKey::from_slice(raw.as_ref()) {
+                break k;
+            }
+        };
+        let raw = Zeroizing::new(secret.to_bytes().to_vec());
+        let mut file = MAILBOX_MAGIC.to_vec();
+        file.extend_from_slice(&seal(&self.aead, &self.rng, &mailbox_aad(index), &raw)?);
+        write_new(&self.mailbox_path(index), &file, 0o600)?;
+        let point = secret.public_key().to_encoded_point(false);
+        Ok((index, der::p256_spki(point.as_bytes())))
+    }
+
+    fn mailbox_keys(&self) -> Result<Vec<(u32, Vec<u8>)>, PkiError> {
+        let mut out = Vec::new();
+        for i in self.mailbox_indices()? {
+            let k = self.load_mailbox(i)?;
+            let point = k.public_key().to_encoded_point(false);
+            out.push((i, der::p256_spki(point.as_bytes())));
+        }
+        Ok(out)
+    }
+
+    fn mailbox_ecdh(&self, index: u32, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>, PkiError> {
+        let k = self.load_mailbox(index)?;
+        let peer = p256::PublicKey::from_sec1_bytes(peer)
+            .map_err(|_| PkiError::InvalidInput("the peer's point is not on P-256".into()))?;
+        let z = p256::ecdh::diffie_hellman(k.to_nonzero_scalar(), peer.as_affine());
+        Ok(Zeroizing::new(z.raw_secret_bytes().to_vec()))
     }
 
     fn describe(&self) -> String {
