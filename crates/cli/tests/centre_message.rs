@@ -394,3 +394,134 @@ async fn message_expiry_deletes() {
     assert!(msg_json(&b, &["list"]).as_array().unwrap().is_empty());
     assert!(audit_actions(&c).iter().any(|(a, _)| a == "message.expire"));
 }
+
+/// A person's mailbox whose key is on a PKCS#11 token (SoftHSM2): generated there for
+/// key agreement only, sensitive and not extractable; the message opens through
+/// CKM_ECDH1_DERIVE on the token, and a renewal keeps the old key on the token.
+#[tokio::test(flavor = "multi_thread")]
+async fn message_to_a_persons_mailbox_on_a_pkcs11_token() {
+    const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+    assert!(
+        Path::new(MODULE).exists(),
+        "SoftHSM2 is not installed ({MODULE} missing): run ./scripts/setup.sh"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let tokens = tmp.path().join("tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let conf = tmp.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    let out = std::process::Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "dr-sato",
+            "--pin",
+            "1234",
+            "--so-pin",
+            "5678",
+        ])
+        .output()
+        .expect("softhsm2-util (apt-get install -y softhsm2)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pin = tmp.path().join("pin");
+    std::fs::write(&pin, "1234").unwrap();
+    let ks = tmp.path().join("ks");
+    let pin_s = pin.to_str().unwrap().to_string();
+    // `dodvpn ARGS` against the token (the key store flags go after the verb).
+    let hsm = |args: &[&str]| -> anyhow::Result<String> {
+        if args.first() == Some(&"admin") {
+            return dodvpn(args);
+        }
+        let mut v = args.to_vec();
+        if !v.contains(&"--keystore") {
+            v.extend(["--keystore", ks.to_str().unwrap()]);
+        }
+        v.extend([
+            "--pkcs11-module",
+            MODULE,
+            "--pkcs11-token",
+            "dr-sato",
+            "--pkcs11-pin-file",
+            &pin_s,
+        ]);
+        dodvpn(&v)
+    };
+
+    let c = Centre::start(Backend::Sqlite);
+    let hospital = c.org("Token Hospital", "hospital");
+    let clinic = c.org("Token Clinic", "clinic");
+    for o in [&hospital, &clinic] {
+        set_policy(&c, o, &open_policy());
+    }
+    let a = onboard(&c, &hospital, "TOK-A", "10.72.1.0/24").await;
+    let id = register(&c, &clinic, "TOK-B", "10.72.2.0/24");
+    let (ca, cred) = (c.ca_path(), c.credential_path());
+    let on_token = |args: &[&str]| hsm(args);
+    common::enrol_with(&c, &ca, &cred, &on_token, &id, &ks);
+    allow(&c, &hospital, &clinic).await;
+
+    let p: Value = serde_json::from_str(
+        &hsm(&["message", "publish", "--person", "dr-sato", "--json"]).unwrap(),
+    )
+    .unwrap();
+    let mailbox = format!("person:{clinic}:dr-sato");
+    assert_eq!(p["mailbox"], json!(mailbox));
+
+    let f = tmp.path().join("referral.txt");
+    std::fs::write(&f, "紹介状 / referral for dr Sato").unwrap();
+    let sent = msg_json(
+        &a,
+        &["send", "--to", &mailbox, "--file", f.to_str().unwrap()],
+    );
+    let mid = sent["id"].as_str().unwrap().to_string();
+    // Renewal on the token: a second key; the message to the first still opens.
+    let p2: Value = serde_json::from_str(
+        &hsm(&["message", "publish", "--person", "dr-sato", "--json"]).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(p2["key_index"], json!(2));
+    let out = tmp.path().join("opened.txt");
+    let r: Value = serde_json::from_str(
+        &hsm(&[
+            "message",
+            "open",
+            &mid,
+            "--mailbox",
+            &mailbox,
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ])
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r["signer_status"], json!("trusted"), "{r}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "紹介状 / referral for dr Sato"
+    );
+
+    // The mailbox keys are on the token, not extractable.
+    let store =
+        dodvpn_pki::Pkcs11KeyStore::open(Path::new(MODULE), "dr-sato", "1234", &ks).unwrap();
+    use dodvpn_pki::KeyStore;
+    assert_eq!(store.mailbox_keys().unwrap().len(), 2);
+    assert!(!std::fs::read_dir(&ks).unwrap().flatten().any(|e| e
+        .file_name()
+        .to_string_lossy()
+        .contains("mailbox")
+        && e.file_name().to_string_lossy().ends_with(".key.enc")));
+}
