@@ -31,14 +31,12 @@ fn msg_json(site: &Site, args: &[&str]) -> Value {
 }
 
 async fn allow(c: &Centre, from: &str, to: &str) {
-    let _: Value = c
-        .client()
-        .put(
-            "/api/v1/message-policies",
-            &json!({"from_org": from, "to_org": to}),
-        )
-        .await
-        .unwrap();
+    c.admin_ok(&["message-policy", "allow", from, to]);
+    let list = c.admin_ok(&["message-policy", "list"]);
+    assert!(list
+        .as_array()
+        .unwrap()
+        .contains(&json!({"from_org": from, "to_org": to})));
 }
 
 /// Every file under `dir` that contains `needle`.
