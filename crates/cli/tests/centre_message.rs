@@ -85,7 +85,16 @@ async fn setup(c: &Centre) -> (Site, Site, Site) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn message_end_to_end_between_permitted_members_and_refused_otherwise() {
-    let c = Centre::start(Backend::Sqlite);
+    end_to_end(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn message_end_to_end_on_postgres() {
+    end_to_end(Backend::Postgres).await
+}
+
+async fn end_to_end(backend: Backend) {
+    let c = Centre::start(backend);
     let (a, b, x) = setup(&c).await;
     let tmp = tempfile::tempdir().unwrap();
     let marker = format!("PLAINTEXT-MARKER-{}", std::process::id());
@@ -163,6 +172,24 @@ async fn message_end_to_end_between_permitted_members_and_refused_otherwise() {
         files_containing(&c.dir, "山田太郎".as_bytes()),
         Vec::<String>::new()
     );
+    if let Some(db) = &c.db {
+        // With PostgreSQL the database is elsewhere: the operator dumps all of it.
+        let dump = std::process::Command::new("pg_dump")
+            .arg(db)
+            .output()
+            .expect("pg_dump (postgresql-client)");
+        assert!(
+            dump.status.success(),
+            "{}",
+            String::from_utf8_lossy(&dump.stderr)
+        );
+        assert!(dump.stdout.len() > 1000);
+        assert!(!dump
+            .stdout
+            .windows(marker.len())
+            .any(|w| w == marker.as_bytes()));
+        assert!(!String::from_utf8_lossy(&dump.stdout).contains("山田太郎"));
+    }
 
     // The recipient lists (metadata only) and fetches the ciphertext.
     let list = msg_json(&b, &["list"]);
