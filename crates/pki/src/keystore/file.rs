@@ -387,6 +387,49 @@ impl KeyStore for FileKeyStore {
 mod tests {
     use super::*;
 
+    /// Mailbox keys: ECDH agrees with the peer's side, a second key is added and the
+    /// first kept (renewal), the file is sealed (0600, no plaintext scalar), a key
+    /// file of another index or store does not open, a bad point is refused.
+    #[test]
+    fn mailbox_keys_are_kept_sealed_and_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileKeyStore::open(dir.path(), b"pass").unwrap();
+        assert!(store.mailbox_keys().unwrap().is_empty());
+        let (i1, spki1) = store.mailbox_generate().unwrap();
+        let (i2, spki2) = store.mailbox_generate().unwrap();
+        assert_eq!((i1, i2), (1, 2));
+        assert_ne!(spki1, spki2);
+        assert_eq!(
+            store.mailbox_keys().unwrap(),
+            vec![(1, spki1.clone()), (2, spki2)]
+        );
+        // The peer's side of ECDH with key 1.
+        let eph = p256::SecretKey::from_slice(&[7u8; 32]).unwrap();
+        let ours = p256::PublicKey::from_sec1_bytes(&spki1[spki1.len() - 65..]).unwrap();
+        let z_peer = p256::ecdh::diffie_hellman(eph.to_nonzero_scalar(), ours.as_affine());
+        let point = eph.public_key().to_encoded_point(false);
+        let z = store.mailbox_ecdh(1, point.as_bytes()).unwrap();
+        assert_eq!(z.as_slice(), z_peer.raw_secret_bytes().as_slice());
+        assert_ne!(store.mailbox_ecdh(2, point.as_bytes()).unwrap(), z);
+        assert!(store.mailbox_ecdh(1, &[4u8; 65]).is_err());
+        assert!(store.mailbox_ecdh(9, point.as_bytes()).is_err());
+        // Sealed at rest, 0600; reopened with the passphrase it still agrees.
+        let f = store.mailbox_path(1);
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let scalar = store.load_mailbox(1).unwrap().to_bytes();
+        let raw = std::fs::read(&f).unwrap();
+        assert!(!raw.windows(8).any(|w| scalar.windows(8).any(|s| s == w)));
+        drop(store);
+        let again = FileKeyStore::open(dir.path(), b"pass").unwrap();
+        assert_eq!(again.mailbox_ecdh(1, point.as_bytes()).unwrap(), z);
+        // Key 1's file under key 2's name does not open (the index is authenticated).
+        std::fs::copy(&f, again.mailbox_path(2)).unwrap();
+        assert!(again.mailbox_ecdh(2, point.as_bytes()).is_err());
+    }
+
     #[test]
     fn key_file_holds_no_window_of_the_pkcs8_plaintext() {
         let dir = tempfile::tempdir().unwrap();

@@ -12,9 +12,9 @@ use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
-use zeroize::Zeroizing;
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
+use zeroize::Zeroizing;
 
 use super::{CertDir, KeyStore};
 use crate::{der, PkiError, Tier};
@@ -330,7 +330,9 @@ impl KeyStore for Pkcs11KeyStore {
                 return Ok(Zeroizing::new(v));
             }
         }
-        Err(PkiError::Pkcs11("token did not return the shared secret".into()))
+        Err(PkiError::Pkcs11(
+            "token did not return the shared secret".into(),
+        ))
     }
 
     fn generate(&self, tier: Tier) -> Result<Vec<u8>, PkiError> {
