@@ -232,6 +232,10 @@ async fn end_to_end(backend: Backend) {
     // Renewal: the clinic gets a new mailbox key; a message written before still opens
     // with the old key, one written after with the new one.
     let renewed = msg_json(&b, &["publish"]);
+    // Another device of the same organisation cannot take the clinic's mailbox over.
+    let b2 = onboard(&c, &b.org, "MSG-B2", "10.71.4.0/24").await;
+    let e = msg(&b2, &["publish"]).unwrap_err().to_string();
+    assert!(e.contains("held_by_other_device"), "{e}");
     assert_eq!(renewed["key_index"], json!(2));
     let sent2 = msg_json(
         &a,

@@ -150,7 +150,8 @@ async fn held(c: &Center, dev: &DeviceCaller, q: &MailboxQuery) -> Result<String
 /// mailbox (a renewal, a new key) replaces what senders get; the old key stays in the
 /// holder's key store, so messages already written to it still open.
 #[utoipa::path(post, path = "/api/v1/device/mailbox", tag = "messages", request_body = MailboxRequest,
-    responses((status = 201, body = MailboxIssued), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = MailboxIssued), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "held_by_other_device: the mailbox belongs to another device")))]
 pub async fn publish(
     State(c): State<Arc<Center>>,
     caller: Caller,
@@ -177,6 +178,19 @@ pub async fn publish(
         }
     }
     let name = mailbox::mailbox_name(kind, &dev.org_id, person);
+    // Only the device that holds a mailbox renews it: another device of the same
+    // organisation cannot redirect its post to a key of its own.
+    let holder: Option<String> =
+        sqlx::query_scalar("SELECT device_id FROM message_directory WHERE mailbox = $1")
+            .bind(&name)
+            .fetch_optional(&c.db.pool)
+            .await?;
+    if holder.is_some_and(|h| h != dev.device_id) {
+        return Err(ApiError::conflict(
+            "held_by_other_device",
+            format!("{name} is held by another device; its administrator must release it"),
+        ));
+    }
     let serial = {
         let mut tx = c.db.begin_write().await?;
         let s = tx.next_counter("cert_serial").await?;
