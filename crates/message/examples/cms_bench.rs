@@ -42,8 +42,15 @@ fn main() {
         let t = Instant::now();
         let mut last = Vec::new();
         for _ in 0..small_n {
-            last = sign_and_seal(&letter, &sender, 0, &recipients, &SealOptions::default(), &mut rng)
-                .unwrap();
+            last = sign_and_seal(
+                &letter,
+                &sender,
+                0,
+                &recipients,
+                &SealOptions::default(),
+                &mut rng,
+            )
+            .unwrap();
         }
         seal_rates.push(small_n as f64 / t.elapsed().as_secs_f64());
         let t = Instant::now();
@@ -60,8 +67,15 @@ fn main() {
     let (mut seal_mbs, mut open_mbs) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         let t = Instant::now();
-        let cms =
-            sign_and_seal(&big, &sender, 0, &recipients, &SealOptions::default(), &mut rng).unwrap();
+        let cms = sign_and_seal(
+            &big,
+            &sender,
+            0,
+            &recipients,
+            &SealOptions::default(),
+            &mut rng,
+        )
+        .unwrap();
         seal_mbs.push(mb / t.elapsed().as_secs_f64());
         let t = Instant::now();
         let o = open(&cms, &keys, &opts).unwrap();
