@@ -50,6 +50,9 @@ vsftpd                            diagnose    /usr/sbin/vsftpd
 bind9                             diagnose    /usr/sbin/named
 squid                             diagnose    /usr/sbin/squid
 nmap                              diagnose    nmap
+graphviz                          ledger      dot
+poppler-utils                     ledger      pdftoppm
+chromium                          ledger      chromium
 "
 
 rows() { grep -v '^[[:space:]]*$' <<<"${NEEDS//\$PYTOOLS/$PYTOOLS}"; }

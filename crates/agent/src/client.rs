@@ -107,20 +107,26 @@ impl CenterClient {
     }
 
     pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let bytes = self.get_bytes(path).await?;
+        String::from_utf8(bytes).context("the centre's answer is not UTF-8 text")
+    }
+
+    /// A non-JSON answer (a diagram, a PDF) as it came.
+    pub async fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
         let resp = self
             .request(reqwest::Method::GET, path)
             .send()
             .await
             .map_err(|e| transport(&self.base, e))?;
         let status = resp.status();
-        let text = resp
-            .text()
+        let bytes = resp
+            .bytes()
             .await
             .context("the centre's answer was cut off")?;
         if !status.is_success() {
-            return Err(api_error(status, &text).into());
+            return Err(api_error(status, &String::from_utf8_lossy(&bytes)).into());
         }
-        Ok(text)
+        Ok(bytes.to_vec())
     }
 
     pub async fn post<B: Serialize, T: DeserializeOwned>(

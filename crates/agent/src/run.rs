@@ -141,6 +141,28 @@ async fn outer_towards_centre(center: &str) -> anyhow::Result<String> {
     tokio::task::block_in_place(|| crate::firewall::interface_towards(addr.ip()))
 }
 
+/// This agent's version and the operating system under it, as the ledger lists them.
+pub fn software() -> serde_json::Value {
+    let pretty = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| std::env::consts::OS.to_string());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut os = format!("{pretty}, {} {}", std::env::consts::OS, kernel.trim());
+    os.truncate(
+        os.char_indices()
+            .nth(200)
+            .map(|(i, _)| i)
+            .unwrap_or(os.len()),
+    );
+    serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "os": os.trim()})
+}
+
 /// Run the device until it is revoked (an error) or the future is dropped. The gateway
 /// firewall goes up first and comes down when this returns or is dropped; without it
 /// the device does not run.
@@ -176,6 +198,16 @@ pub async fn run(
         Err(e) => say(format!(
             "centre unreachable for the CRL ({e:#}); using the stored service CA and CRL"
         )),
+    }
+    // The centre's ledger shows each site's software (R-SVC-2); a failure is not fatal.
+    if let Err(e) = agent
+        .client
+        .put::<_, serde_json::Value>("/api/v1/device/software", &software())
+        .await
+    {
+        say(format!(
+            "could not report this agent's version to the centre ({e:#})"
+        ));
     }
     let (sessions_tx, mut sessions_rx) = mpsc::unbounded_channel::<SessionEvent>();
     let observer = Box::new(move |ev| {

@@ -159,6 +159,18 @@ impl Caller {
         }
     }
 
+    /// The provider, or the administrators and auditors of `org_id`: who may read an
+    /// organisation's ledger and check sheets.
+    pub fn require_read(&self, org_id: &str) -> Result<(), ApiError> {
+        match self.audit_scope()? {
+            Some(own) if own != org_id => Err(ApiError::forbidden(
+                "other_organisation",
+                "an organisation's administrator may act only on its own organisation",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub fn require_admin(&self) -> Result<(), ApiError> {
         self.org_scope().map(|_| ())
     }

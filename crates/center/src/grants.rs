@@ -111,7 +111,12 @@ pub async fn load_party(
             .map_err(|_| ApiError::internal("stored mapped subnets unreadable"))?,
         endpoint: row.get(2),
         checksheet_passed: row.get::<i64, _>(5) != 0,
+        checksheet_scores: BTreeMap::new(),
         identity: service_identity(device_id),
+    };
+    let party = Party {
+        checksheet_scores: crate::checksheets::standing(tx, &party.org_id).await?,
+        ..party
     };
     let policy: SubscriberPolicy = serde_json::from_str(&policy)
         .map_err(|_| ApiError::internal("stored subscriber policy unreadable"))?;

@@ -130,6 +130,9 @@ pub async fn open(cfg: &CenterConfig) -> anyhow::Result<(Arc<Center>, InitReport
             if let Err(e) = crate::grants::expire(&sweeper).await {
                 tracing::warn!(error = %e.message, "expiry sweep failed");
             }
+            if let Err(e) = crate::checksheets::sweep(&sweeper).await {
+                tracing::warn!(error = %e.message, "check-sheet expiry sweep failed");
+            }
         }
     });
     Ok((

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod chain_guard;
+pub mod checksheets;
 pub mod db;
 pub mod device_state;
 pub mod error;

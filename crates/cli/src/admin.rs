@@ -69,6 +69,12 @@ enum AdminCmd {
     /// Groups: the provider policy (R-POL-1).
     #[command(subcommand)]
     Group(GroupCmd),
+    /// The organisation's ledger: connections through and outside dodvpn, equipment, diagram (R-SVC-2).
+    #[command(subcommand)]
+    Ledger(LedgerCmd),
+    /// Security check sheets (TR Annex C, MHLW checklist): answers, scores, history (R-SVC-3).
+    #[command(subcommand)]
+    Checksheet(ChecksheetCmd),
     /// Approval windows for per-session approval, e.g. vendor maintenance (R-POL-3).
     #[command(subcommand)]
     Approval(ApprovalCmd),
@@ -282,6 +288,15 @@ enum GroupCmd {
         /// Allowed service inside the group, e.g. tcp/443 or icmp; repeat. None = unrestricted.
         #[arg(long = "service")]
         services: Vec<String>,
+        /// With --require-checksheet: the sheet(s) that must pass (large, small, provider, mhlw); repeat.
+        #[arg(long = "gate-sheet")]
+        gate_sheets: Vec<String>,
+        /// Minimum score in percent for --gate-sheet.
+        #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+        gate_min: u8,
+        /// What an expired sheet does to the membership: suspend (grants withdrawn) or warn.
+        #[arg(long, default_value = "suspend", value_parser = ["suspend", "warn"])]
+        gate_on_expiry: String,
     },
     /// Replace a group's provider policy.
     Update {
@@ -290,6 +305,15 @@ enum GroupCmd {
         require_checksheet: bool,
         #[arg(long = "service")]
         services: Vec<String>,
+        /// With --require-checksheet: the sheet(s) that must pass (large, small, provider, mhlw); repeat.
+        #[arg(long = "gate-sheet")]
+        gate_sheets: Vec<String>,
+        /// Minimum score in percent for --gate-sheet.
+        #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+        gate_min: u8,
+        /// What an expired sheet does to the membership: suspend (grants withdrawn) or warn.
+        #[arg(long, default_value = "suspend", value_parser = ["suspend", "warn"])]
+        gate_on_expiry: String,
     },
     List,
     Add {
@@ -300,6 +324,187 @@ enum GroupCmd {
         name: String,
         device: String,
     },
+}
+
+#[derive(Subcommand)]
+enum LedgerCmd {
+    /// Every connection of ORG (through dodvpn, derived from its grants; and outside it,
+    /// as recorded), and its equipment; overdue reviews are flagged.
+    Show { org: String },
+    /// Write the hand-kept rows as CSV for Excel (UTF-8 with BOM).
+    Export {
+        org: String,
+        #[arg(value_enum)]
+        table: LedgerTable,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Replace the hand-kept rows from CSV (UTF-8 or Shift_JIS). All or nothing: the
+    /// first bad cell is named by line and column and nothing is imported.
+    Import {
+        org: String,
+        #[arg(value_enum)]
+        table: LedgerTable,
+        file: PathBuf,
+    },
+    /// The network diagram of ORG, or of every member with --all.
+    Diagram {
+        #[arg(required_unless_present = "all")]
+        org: Option<String>,
+        #[arg(long, conflicts_with = "org")]
+        all: bool,
+        #[arg(long, default_value = "svg", value_parser = ["svg", "pdf", "dot"])]
+        format: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The printable report for an inspector: ledger, equipment, diagram, check-sheet
+    /// results and gaps, in Japanese and English (PDF through headless Chromium).
+    Report {
+        org: String,
+        #[arg(long, default_value = "pdf", value_parser = ["html", "pdf"])]
+        format: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Write through a temporary file and rename, so a crash never leaves half a file.
+fn write_file(out: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = out.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .with_context(|| format!("cannot write {} / 書き込めません", tmp.display()))?;
+    std::fs::rename(&tmp, out)
+        .with_context(|| format!("cannot write {} / 書き込めません", out.display()))
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LedgerTable {
+    /// Connections outside dodvpn (vendor VPN boxes, leased lines…).
+    Outside,
+    /// Servers, terminals and network devices.
+    Equipment,
+}
+
+impl LedgerTable {
+    fn path(self) -> &'static str {
+        match self {
+            Self::Outside => "outside",
+            Self::Equipment => "equipment",
+        }
+    }
+}
+
+async fn ledger(c: &CenterClient, cmd: LedgerCmd) -> anyhow::Result<Value> {
+    use dodvpn_ledger::{from_csv, to_csv, Equipment, External};
+    Ok(match cmd {
+        LedgerCmd::Show { org } => c.get(&format!("/api/v1/orgs/{org}/ledger")).await?,
+        LedgerCmd::Export { org, table, out } => {
+            let l: Value = c.get(&format!("/api/v1/orgs/{org}/ledger")).await?;
+            let csv = match table {
+                LedgerTable::Outside => {
+                    let rows: Vec<External> = l["outside"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|o| serde_json::from_value(o["row"].clone()))
+                        .collect::<Result<_, _>>()?;
+                    to_csv(&rows)
+                }
+                LedgerTable::Equipment => {
+                    let rows: Vec<Equipment> = l["equipment"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|e| {
+                            let mut e = e.clone();
+                            e.as_object_mut().map(|m| m.remove("review_overdue"));
+                            serde_json::from_value(e)
+                        })
+                        .collect::<Result<_, _>>()?;
+                    to_csv(&rows)
+                }
+            };
+            write_file(&out, &csv)?;
+            json!({"written": out, "bytes": csv.len()})
+        }
+        LedgerCmd::Import { org, table, file } => {
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("cannot read {} / 読めません", file.display()))?;
+            let what = format!("{}: ", file.display());
+            let rows = match table {
+                LedgerTable::Outside => serde_json::to_value(
+                    from_csv::<External>(&bytes).map_err(|e| anyhow::anyhow!("{what}{e}"))?,
+                )?,
+                LedgerTable::Equipment => serde_json::to_value(
+                    from_csv::<Equipment>(&bytes).map_err(|e| anyhow::anyhow!("{what}{e}"))?,
+                )?,
+            };
+            c.put(
+                &format!("/api/v1/orgs/{org}/ledger/{}", table.path()),
+                &json!({"rows": rows}),
+            )
+            .await?
+        }
+        LedgerCmd::Report { org, format, out } => {
+            let bytes = c
+                .get_bytes(&format!("/api/v1/orgs/{org}/report?format={format}"))
+                .await?;
+            write_file(&out, &bytes)?;
+            json!({"written": out, "bytes": bytes.len(), "format": format})
+        }
+        LedgerCmd::Diagram {
+            org,
+            all: _,
+            format,
+            out,
+        } => {
+            let path = match &org {
+                Some(o) => format!("/api/v1/orgs/{o}/ledger/diagram?format={format}"),
+                None => format!("/api/v1/ledger/diagram?format={format}"),
+            };
+            let bytes = c.get_bytes(&path).await?;
+            write_file(&out, &bytes)?;
+            json!({"written": out, "bytes": bytes.len(), "format": format})
+        }
+    })
+}
+
+#[derive(Subcommand)]
+enum ChecksheetCmd {
+    /// The sheets this centre scores against: items, roles, services, in both languages.
+    Sheets,
+    /// A submission skeleton for ORG: the items the centre can answer from its own
+    /// records filled in, with the evidence. Edit it and pass it to `submit`.
+    Prefill {
+        org: String,
+        /// large, small, provider or mhlw.
+        #[arg(long)]
+        sheet: String,
+        /// A service the organisation uses or provides (decides the ▲ items); repeat.
+        #[arg(long = "service")]
+        services: Vec<String>,
+    },
+    /// Submit answers (a JSON file as `prefill` writes it); prints the score and the gaps.
+    Submit { org: String, file: PathBuf },
+    /// Every submission of ORG, newest first, with its state (current, expiring, expired…).
+    History { org: String },
+    /// One submission with its answers and gaps.
+    Show { org: String, submission: String },
+    /// What changed between two submissions of the same sheet.
+    Compare {
+        org: String,
+        from: String,
+        to: String,
+    },
+}
+
+fn gate(sheets: &[String], min: u8, on_expiry: &str) -> Value {
+    if sheets.is_empty() {
+        Value::Null
+    } else {
+        json!({"sheets": sheets, "min_percent": min, "on_expiry": on_expiry})
+    }
 }
 
 #[derive(Subcommand)]
@@ -581,20 +786,46 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
             c.post(&format!("/api/v1/devices/{d}/service/{step}"), &json!({})).await?
         }
         AdminCmd::Group(cmd) => match cmd {
-            GroupCmd::Create { name, require_checksheet, services: s } => {
-                c.post("/api/v1/groups", &json!({"name": name, "require_checksheet": require_checksheet, "services": services(&s)?}))
-                    .await?
+            GroupCmd::Create { name, require_checksheet, services: s, gate_sheets, gate_min, gate_on_expiry } => {
+                let gate = gate(&gate_sheets, gate_min, &gate_on_expiry);
+                c.post(
+                    "/api/v1/groups",
+                    &json!({"name": name, "require_checksheet": require_checksheet, "services": services(&s)?, "checksheet_gate": gate}),
+                )
+                .await?
             }
-            GroupCmd::Update { name, require_checksheet, services: s } => {
+            GroupCmd::Update { name, require_checksheet, services: s, gate_sheets, gate_min, gate_on_expiry } => {
+                let gate = gate(&gate_sheets, gate_min, &gate_on_expiry);
                 c.put(
                     &format!("/api/v1/groups/{name}"),
-                    &json!({"name": name, "require_checksheet": require_checksheet, "services": services(&s)?}),
+                    &json!({"name": name, "require_checksheet": require_checksheet, "services": services(&s)?, "checksheet_gate": gate}),
                 )
                 .await?
             }
             GroupCmd::List => c.get("/api/v1/groups").await?,
             GroupCmd::Add { name, device } => c.post(&format!("/api/v1/groups/{name}/members"), &json!({"device_id": device})).await?,
             GroupCmd::Remove { name, device } => c.delete(&format!("/api/v1/groups/{name}/members/{device}")).await?,
+        },
+        AdminCmd::Ledger(cmd) => ledger(&c, cmd).await?,
+        AdminCmd::Checksheet(cmd) => match cmd {
+            ChecksheetCmd::Sheets => c.get("/api/v1/checksheets").await?,
+            ChecksheetCmd::Prefill { org, sheet, services } => {
+                c.get(&format!("/api/v1/orgs/{org}/checksheets/prefill?sheet={sheet}&services={}", services.join(",")))
+                    .await?
+            }
+            ChecksheetCmd::Submit { org, file } => {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {} / ファイルを読めません", file.display()))?;
+                let body: Value = serde_json::from_str(&text).with_context(|| {
+                    format!("{} is not JSON as `checksheet prefill` writes it / JSON として読めません", file.display())
+                })?;
+                c.post(&format!("/api/v1/orgs/{org}/checksheets"), &body).await?
+            }
+            ChecksheetCmd::History { org } => c.get(&format!("/api/v1/orgs/{org}/checksheets")).await?,
+            ChecksheetCmd::Show { org, submission } => c.get(&format!("/api/v1/orgs/{org}/checksheets/{submission}")).await?,
+            ChecksheetCmd::Compare { org, from, to } => {
+                c.get(&format!("/api/v1/orgs/{org}/checksheets/compare?from={from}&to={to}")).await?
+            }
         },
         AdminCmd::Approval(cmd) => match cmd {
             ApprovalCmd::Open { approver, applicant, device, minutes } => {
@@ -659,17 +890,13 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
                 let text = c.get_text("/api/v1/audit/bundle").await?;
                 let b: dodvpn_audit::bundle::Bundle =
                     serde_json::from_str(&text).context("the centre's bundle is unreadable")?;
-                let tmp = out.with_extension("tmp");
-                std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
-                std::fs::rename(&tmp, &out).with_context(|| format!("cannot write {}", out.display()))?;
+                write_file(&out, text.as_bytes())?;
                 json!({"records": b.records.len(), "checkpoints": b.checkpoints.len(), "file": out.display().to_string()})
             }
             AuditCmd::Export { out } => {
                 let text = c.get_text("/api/v1/audit/export").await?;
                 let n = text.lines().count();
-                let tmp = out.with_extension("tmp");
-                std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
-                std::fs::rename(&tmp, &out).with_context(|| format!("cannot write {}", out.display()))?;
+                write_file(&out, text.as_bytes())?;
                 json!({"records": n, "file": out.display().to_string()})
             }
         },

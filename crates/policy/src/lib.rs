@@ -187,9 +187,14 @@ pub struct Party {
     /// Outer address (host or host:port) where the device is reachable, if known.
     #[serde(default)]
     pub endpoint: Option<String>,
-    /// The organisation passed the security check sheet (R-POL-6, R-SVC-3).
+    /// The provider attests that the organisation passed the security check sheet
+    /// (R-POL-6); counts for groups without a [`ChecksheetGate`].
     #[serde(default)]
     pub checksheet_passed: bool,
+    /// The organisation's latest check-sheet result per sheet id (R-SVC-3), only for
+    /// submissions to the current version of the sheet.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checksheet_scores: BTreeMap<String, SheetStanding>,
     /// IKE identity of the device's service certificate; empty = no service
     /// certificate (group C).
     #[serde(default)]
@@ -214,6 +219,64 @@ pub struct GroupPolicy {
     /// Services allowed between members; `None` = the provider does not restrict.
     #[serde(default)]
     pub services: Option<Vec<Service>>,
+    /// Which sheet must pass and how well; without it, the provider's attestation
+    /// ([`Party::checksheet_passed`]) decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksheet_gate: Option<ChecksheetGate>,
+}
+
+/// A group's check-sheet gate (R-POL-6): a member's organisation must hold a current
+/// submission of one of `sheets` scoring at least `min_percent`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ChecksheetGate {
+    /// Sheet ids, any one of which passing is enough (an organisation answers the
+    /// sheet for its kind: `large`, `small`, `provider`, `mhlw`).
+    pub sheets: Vec<String>,
+    /// 0–100.
+    #[cfg_attr(feature = "openapi", schema(maximum = 100))]
+    pub min_percent: u8,
+    /// What a sheet past its yearly expiry does: suspend the membership (its grants
+    /// are withdrawn) or only warn.
+    #[serde(default)]
+    pub on_expiry: OnExpiry,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OnExpiry {
+    #[default]
+    Suspend,
+    Warn,
+}
+
+/// An organisation's latest result on one sheet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SheetStanding {
+    pub percent: u8,
+    /// Older than a year: it counts only where the gate merely warns.
+    pub expired: bool,
+}
+
+impl GroupPolicy {
+    /// Whether `p` passes this group's check-sheet requirement.
+    pub fn admits(&self, p: &Party) -> bool {
+        if !self.require_checksheet {
+            return true;
+        }
+        match &self.checksheet_gate {
+            None => p.checksheet_passed,
+            Some(g) => g
+                .sheets
+                .iter()
+                .filter_map(|s| p.checksheet_scores.get(s))
+                .any(|st| {
+                    st.percent >= g.min_percent && (!st.expired || g.on_expiry == OnExpiry::Warn)
+                }),
+        }
+    }
 }
 
 /// The provider's uniform policy: the groups. A group exists iff it is here.
@@ -504,7 +567,7 @@ fn decide_inner(
         let Some(gp) = provider.groups.get(name) else {
             continue;
         };
-        if gp.require_checksheet && !(a.checksheet_passed && t.checksheet_passed) {
+        if !(gp.admits(a) && gp.admits(t)) {
             gated.get_or_insert(name);
             continue;
         }

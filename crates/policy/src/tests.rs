@@ -20,6 +20,7 @@ fn party(device: &str, org: &str, kind: OrgKind, groups: &[&str], subnet: &str) 
         mapped_subnets: Vec::new(),
         endpoint: Some(format!("{device}.example:4500")),
         checksheet_passed: true,
+        checksheet_scores: BTreeMap::new(),
         identity: format!("CN={device}"),
     }
 }
@@ -467,6 +468,71 @@ fn deny_unknown_group_is_no_common_group() {
 }
 
 #[test]
+fn a_gate_admits_only_a_current_score_of_a_named_sheet_at_the_minimum() {
+    let w = world();
+    let mut provider = w.provider.clone();
+    provider.groups.get_mut("A").unwrap().checksheet_gate = Some(ChecksheetGate {
+        sheets: vec!["large".into(), "small".into()],
+        min_percent: 80,
+        on_expiry: OnExpiry::Suspend,
+    });
+    let mut w = World { provider, ..w };
+    let scored = |p: &Party, sheet: &str, percent: u8, expired: bool| {
+        let mut p = p.clone();
+        p.checksheet_passed = false;
+        p.checksheet_scores = [(sheet.to_string(), SheetStanding { percent, expired })]
+            .into_iter()
+            .collect();
+        p
+    };
+    let hospital = scored(&w.hospital, "large", 92, false);
+    for (lab, admitted, on_expiry) in [
+        (scored(&w.lab, "small", 80, false), true, OnExpiry::Suspend),
+        (scored(&w.lab, "small", 79, false), false, OnExpiry::Suspend),
+        (scored(&w.lab, "mhlw", 100, false), false, OnExpiry::Suspend),
+        (scored(&w.lab, "small", 100, true), false, OnExpiry::Suspend),
+        (scored(&w.lab, "small", 100, true), true, OnExpiry::Warn),
+        (scored(&w.lab, "small", 10, true), false, OnExpiry::Warn),
+        // The provider's attestation does not stand in for a gate's sheet.
+        (
+            Party {
+                checksheet_passed: true,
+                ..scored(&w.lab, "none", 0, false)
+            },
+            false,
+            OnExpiry::Warn,
+        ),
+    ] {
+        w.provider
+            .groups
+            .get_mut("A")
+            .unwrap()
+            .checksheet_gate
+            .as_mut()
+            .unwrap()
+            .on_expiry = on_expiry;
+        let d = run(
+            &w,
+            &hospital,
+            &w.hospital_policy,
+            &lab,
+            &w.lab_policy,
+            &[],
+            MON,
+        );
+        if admitted {
+            grant(d);
+        } else {
+            assert_eq!(
+                deny(d),
+                DenyReason::ChecksheetRequired { group: "A".into() },
+                "{lab:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn deny_checksheet_required() {
     let w = world();
     let mut lab = w.lab.clone();
@@ -651,6 +717,7 @@ fn provider_group_services_restrict() {
         GroupPolicy {
             require_checksheet: false,
             services: Some(svcs(&["tcp/443"])),
+            checksheet_gate: None,
         },
     );
     let g = grant(run(
@@ -668,6 +735,7 @@ fn provider_group_services_restrict() {
         GroupPolicy {
             require_checksheet: false,
             services: Some(svcs(&["udp"])),
+            checksheet_gate: None,
         },
     );
     let d = run(
@@ -692,6 +760,7 @@ fn several_common_groups_union_their_services() {
         GroupPolicy {
             require_checksheet: false,
             services: Some(svcs(&["tcp/104"])),
+            checksheet_gate: None,
         },
     );
     w.provider.groups.insert(
@@ -699,6 +768,7 @@ fn several_common_groups_union_their_services() {
         GroupPolicy {
             require_checksheet: false,
             services: Some(svcs(&["tcp/443", "udp/53"])),
+            checksheet_gate: None,
         },
     );
     let g = grant(run(

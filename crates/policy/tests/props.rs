@@ -116,6 +116,7 @@ fn arb_party(id: &'static str) -> impl Strategy<Value = Party> {
             mapped_subnets: Vec::new(),
             endpoint: None,
             checksheet_passed: checksheet,
+            checksheet_scores: Default::default(),
             identity: format!("CN=dev-{id}"),
         })
 }
@@ -127,6 +128,7 @@ fn arb_provider() -> impl Strategy<Value = ProviderPolicy> {
             |(require_checksheet, services)| GroupPolicy {
                 require_checksheet,
                 services,
+                checksheet_gate: None,
             },
         ),
         1..3,

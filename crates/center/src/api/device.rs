@@ -160,6 +160,60 @@ fn whoami_of(caller: &Caller) -> Result<WhoAmI, ApiError> {
     }
 }
 
+#[derive(Deserialize, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Software {
+    /// The agent's version, e.g. "0.1.0".
+    #[schema(min_length = 1, max_length = 64)]
+    pub version: String,
+    /// The operating system it runs on, e.g. "Debian GNU/Linux 12 (bookworm), Linux 6.1".
+    #[schema(min_length = 1, max_length = 200)]
+    pub os: String,
+}
+
+/// The agent reports what it runs, at start; the ledger shows it (R-SVC-2). A change
+/// is audited.
+#[utoipa::path(put, path = "/api/v1/device/software", tag = "device", request_body = Software,
+    responses((status = 200, body = Software), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn put_software(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+    body: Result<Json<Software>, JsonRejection>,
+) -> Result<Json<Software>, ApiError> {
+    let dev = match caller.device(Tier::Service) {
+        Ok(d) => d.clone(),
+        Err(_) => caller.device(Tier::Device)?.clone(),
+    };
+    let Json(body) = body?;
+    super::admin::orgs::check_text("version", &body.version, 64)?;
+    super::admin::orgs::check_text("os", &body.os, 200)?;
+    let text = serde_json::to_string(&body).map_err(|_| ApiError::internal("software"))?;
+    let mut tx = c.db.begin_write().await?;
+    let old: Option<String> = sqlx::query_scalar("SELECT software FROM devices WHERE id = $1")
+        .bind(&dev.device_id)
+        .fetch_one(&mut *tx.tx)
+        .await?;
+    if old.as_deref() != Some(text.as_str()) {
+        sqlx::query("UPDATE devices SET software = $2 WHERE id = $1")
+            .bind(&dev.device_id)
+            .bind(&text)
+            .execute(&mut *tx.tx)
+            .await?;
+        let before: serde_json::Value = old
+            .and_then(|o| serde_json::from_str(&o).ok())
+            .unwrap_or_default();
+        tx.audit(
+            &caller.actor(),
+            "device.software",
+            &dev.device_id,
+            serde_json::json!({"before": before, "after": body}),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Json(body))
+}
+
 /// Which device and tier this TLS connection authenticated as.
 #[utoipa::path(get, path = "/api/v1/device/whoami", tag = "device", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
 pub async fn whoami(caller: Caller) -> Result<Json<WhoAmI>, ApiError> {

@@ -23,11 +23,18 @@ use crate::Center;
 /// Request bodies above this are refused with 413 before they are parsed.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// The body limit of a path: a diagnosis run's findings may take up to 1 MiB, every
+/// The body limit of a path: a diagnosis run's findings, a check-sheet submission or a
+/// ledger table may take up to 1 MiB, every
 /// other call [`MAX_BODY`]. Read before routing (contract::read_body_first), so it is
 /// decided by path; the route's own `DefaultBodyLimit` says the same.
 pub(crate) fn body_limit(path: &str) -> usize {
-    if path.starts_with("/api/v1/orgs/") && path.ends_with("/diagnoses") {
+    let large = [
+        "/diagnoses",
+        "/ledger/outside",
+        "/ledger/equipment",
+        "/checksheets",
+    ];
+    if path.starts_with("/api/v1/orgs/") && large.iter().any(|l| path.ends_with(l)) {
         admin::diagnose::MAX_RUN_BODY
     } else if path == "/api/v1/device/messages" {
         message::MAX_DEPOSIT_BODY
@@ -62,6 +69,25 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .routes(routes!(admin::orgs::create_org_admin))
         .routes(routes!(admin::orgs::put_policy, admin::orgs::get_policy))
         .routes(routes!(admin::orgs::put_checksheet))
+        .routes(routes!(admin::checksheets::list_catalogues))
+        .merge(
+            // A full sheet or ledger with evidence notes may exceed 64 KiB.
+            OpenApiRouter::new()
+                .routes(routes!(
+                    admin::checksheets::submit,
+                    admin::checksheets::history
+                ))
+                .routes(routes!(admin::ledger::put_outside))
+                .routes(routes!(admin::ledger::put_equipment))
+                .layer(DefaultBodyLimit::max(admin::diagnose::MAX_RUN_BODY)),
+        )
+        .routes(routes!(admin::checksheets::compare))
+        .routes(routes!(admin::checksheets::prefill))
+        .routes(routes!(admin::checksheets::get_submission))
+        .routes(routes!(admin::ledger::get_ledger))
+        .routes(routes!(admin::ledger::org_diagram_handler))
+        .routes(routes!(admin::report::get_report))
+        .routes(routes!(admin::ledger::provider_diagram_handler))
         .routes(routes!(
             admin::diagnose::put_public_addresses,
             admin::diagnose::get_public_addresses
@@ -138,6 +164,7 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .routes(routes!(device::events))
         .routes(routes!(device::connect))
         .routes(routes!(device::whoami))
+        .routes(routes!(device::put_software))
         .routes(routes!(device::my_certs))
         .routes(routes!(sessions::report))
         .routes(routes!(sessions::list))

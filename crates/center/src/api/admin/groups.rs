@@ -6,7 +6,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use dodvpn_policy::{GroupPolicy, Service};
+use dodvpn_policy::{ChecksheetGate, GroupPolicy, Service};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -33,6 +33,10 @@ pub struct GroupBody {
     #[serde(default)]
     #[schema(value_type = Option<Vec<String>>)]
     pub services: Option<Vec<Service>>,
+    /// The sheet that must pass and the minimum score (with `require_checksheet`);
+    /// absent = the provider's attestation (`PUT /api/v1/orgs/{id}/checksheet`) decides.
+    #[serde(default)]
+    pub checksheet_gate: Option<ChecksheetGate>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -41,7 +45,29 @@ pub struct Group {
     pub require_checksheet: bool,
     #[schema(value_type = Option<Vec<Object>>)]
     pub services: Option<Vec<Service>>,
+    pub checksheet_gate: Option<ChecksheetGate>,
     pub members: Vec<String>,
+}
+
+/// A gate must name shipped sheets (1–8 of them) and a score of 0–100.
+fn check_gate(gate: &Option<ChecksheetGate>) -> Result<Option<ChecksheetGate>, ApiError> {
+    let Some(g) = gate else { return Ok(None) };
+    let cats = crate::checksheets::catalogues()?;
+    if g.sheets.is_empty() || g.sheets.len() > 8 || g.min_percent > 100 {
+        return Err(ApiError::bad_request(
+            "a check-sheet gate names 1–8 sheets and a minimum score of 0–100",
+        ));
+    }
+    if let Some(s) = g
+        .sheets
+        .iter()
+        .find(|s| cats.iter().all(|c| c.sheet(s).is_none()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown check sheet {s} in the gate / 不明なチェックシートです: {s}"
+        )));
+    }
+    Ok(Some(g.clone()))
 }
 
 pub(crate) async fn load_group(c: &Center, name: &str) -> Result<Group, ApiError> {
@@ -62,6 +88,7 @@ pub(crate) async fn load_group(c: &Center, name: &str) -> Result<Group, ApiError
         name: name.to_string(),
         require_checksheet: gp.require_checksheet,
         services: gp.services,
+        checksheet_gate: gp.checksheet_gate,
         members,
     })
 }
@@ -80,6 +107,7 @@ pub async fn create_group(
     let gp = GroupPolicy {
         require_checksheet: body.require_checksheet,
         services: body.services.clone(),
+        checksheet_gate: check_gate(&body.checksheet_gate)?,
     };
     sqlx::query("INSERT INTO groups_ (name, policy, created_ms) VALUES ($1,$2,$3)")
         .bind(&body.name)
@@ -144,6 +172,7 @@ pub async fn put_group(
     let gp = GroupPolicy {
         require_checksheet: body.require_checksheet,
         services: body.services.clone(),
+        checksheet_gate: check_gate(&body.checksheet_gate)?,
     };
     let n = sqlx::query("UPDATE groups_ SET policy = $2 WHERE name = $1")
         .bind(&name)

@@ -5,11 +5,14 @@
 pub mod approvals;
 pub mod audit;
 pub mod certs;
+pub mod checksheets;
 pub mod devices;
 pub mod diagnose;
 pub mod grants;
 pub mod groups;
+pub mod ledger;
 pub mod orders;
 pub mod orgs;
 pub mod providers;
+pub mod report;
 pub mod tlog;
