@@ -5,6 +5,7 @@
 pub mod client;
 pub mod enroll;
 pub mod firewall;
+pub mod mailbox;
 pub mod run;
 pub mod signer;
 pub mod sse;

@@ -100,6 +100,7 @@ pub async fn open(cfg: &CenterConfig) -> anyhow::Result<(Arc<Center>, InitReport
         chain: chain.clone(),
         refusals: Arc::new(crate::refusals::Refusals::from_env()),
         tlog: tlog.clone(),
+        mailbox: crate::mailbox::MailboxConfig::from_env(&cfg.data_dir),
     });
     tokio::spawn(crate::tlog::run(
         tlog,
@@ -109,6 +110,18 @@ pub async fn open(cfg: &CenterConfig) -> anyhow::Result<(Arc<Center>, InitReport
     tokio::spawn(center.refusals.clone().run(db.clone()));
     tokio::spawn(crate::chain_guard::run(chain, db.clone()));
     tokio::spawn(hub.run_dispatcher(db));
+    let post = center.clone();
+    tokio::spawn(async move {
+        // Messages whose time is up are deleted even when nobody calls the API.
+        loop {
+            tokio::time::sleep(post.mailbox.sweep_every).await;
+            if let Err(e) =
+                crate::mailbox::expire(&post.db, &post.mailbox, crate::db::now_ms()).await
+            {
+                tracing::warn!(error = %e.message, "message expiry sweep failed");
+            }
+        }
+    });
     let sweeper = center.clone();
     tokio::spawn(async move {
         // Grants and approval windows end on time even when nobody calls the API.

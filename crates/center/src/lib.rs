@@ -35,6 +35,8 @@ pub struct Center {
     pub refusals: Arc<refusals::Refusals>,
     /// Signs checkpoints of the audit Merkle tree (tlog.rs, R-AUD-4).
     pub tlog: Arc<tlog::Signer>,
+    /// Where messages' ciphertext lives, their expiry and the quota (mailbox.rs, R-SVC-4).
+    pub mailbox: mailbox::MailboxConfig,
 }
 
 /// A short random identifier with a readable prefix, e.g. `org-3f9a0c1d2e4b`.

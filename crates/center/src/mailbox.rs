@@ -26,6 +26,8 @@ pub struct MailboxConfig {
     pub data_dir: PathBuf,
     pub expiry_ms: i64,
     pub quota_bytes: i64,
+    /// How often the centre deletes expired messages.
+    pub sweep_every: std::time::Duration,
 }
 
 impl MailboxConfig {
@@ -34,7 +36,25 @@ impl MailboxConfig {
             data_dir: data_dir.into(),
             expiry_ms: DEFAULT_EXPIRY_MS,
             quota_bytes: DEFAULT_QUOTA_BYTES,
+            sweep_every: std::time::Duration::from_secs(60),
         }
+    }
+
+    /// The defaults, or `DODVPN_MESSAGE_EXPIRY_SECS`, `DODVPN_MESSAGE_QUOTA_BYTES` and
+    /// `DODVPN_MESSAGE_SWEEP_SECS` when set (a deployment's policy; tests use short ones).
+    pub fn from_env(data_dir: impl Into<PathBuf>) -> Self {
+        let mut c = Self::new(data_dir);
+        let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<i64>().ok());
+        if let Some(s) = num("DODVPN_MESSAGE_EXPIRY_SECS").filter(|s| *s > 0) {
+            c.expiry_ms = s.saturating_mul(1000);
+        }
+        if let Some(q) = num("DODVPN_MESSAGE_QUOTA_BYTES").filter(|q| *q > 0) {
+            c.quota_bytes = q;
+        }
+        if let Some(s) = num("DODVPN_MESSAGE_SWEEP_SECS").filter(|s| *s > 0) {
+            c.sweep_every = std::time::Duration::from_secs(s as u64);
+        }
+        c
     }
     fn dir(&self) -> PathBuf {
         self.data_dir.join("messages")
@@ -72,7 +92,7 @@ pub fn mailbox_name(kind: MailboxKind, org: &str, person: Option<&str>) -> Strin
 }
 
 /// Metadata of a stored message: all the centre knows of it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct MessageMeta {
     pub id: String,
     pub sender_device: String,

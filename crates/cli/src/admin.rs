@@ -93,6 +93,17 @@ enum AdminCmd {
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Who may write secure messages to whom (R-SVC-4); nobody may unless allowed here.
+    #[command(subcommand)]
+    MessagePolicy(MessagePolicyCmd),
+}
+
+#[derive(Subcommand)]
+enum MessagePolicyCmd {
+    /// Let the members of FROM write to the mailboxes of TO (one direction; provider only).
+    Allow { from: String, to: String },
+    /// List who may write to whom.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -832,6 +843,13 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
                 c.post("/api/v1/connections", &json!({"from_device": from, "to_device": to, "to_group": group})).await?;
             return output::application(&v, json);
         }
+        AdminCmd::MessagePolicy(cmd) => match cmd {
+            MessagePolicyCmd::Allow { from, to } => {
+                c.put::<_, Value>("/api/v1/message-policies", &json!({"from_org": from, "to_org": to})).await?;
+                json!({"allowed": {"from_org": from, "to_org": to}})
+            }
+            MessagePolicyCmd::List => c.get("/api/v1/message-policies").await?,
+        },
         AdminCmd::Grant(cmd) => match cmd {
             GrantCmd::List { status, device } => {
                 c.get(&format!("/api/v1/grants?status={}&device={}", status.unwrap_or_default(), device.unwrap_or_default()))

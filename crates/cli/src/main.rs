@@ -5,6 +5,7 @@ mod audit_check;
 mod demo;
 mod diagnose;
 mod keystore;
+mod message;
 mod output;
 
 use std::net::SocketAddr;
@@ -56,6 +57,13 @@ enum Cmd {
     /// rate-limited; refuses any address not registered to the organisation; results are
     /// posted to the centre and compared with the previous run.
     Diagnose(diagnose::DiagnoseArgs),
+    /// Secure messages between members (R-SVC-4): signed with this device's service key,
+    /// encrypted to the recipients' mailbox keys (standard CMS, AES-256-GCM); the centre
+    /// stores ciphertext only. publish | send | list | fetch | open | delete.
+    Message {
+        #[command(subcommand)]
+        cmd: message::MessageCmd,
+    },
     /// The VPN device agent.
     Agent {
         #[command(subcommand)]
@@ -267,6 +275,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Tunnel(t) => run_tunnel(t).await,
         Cmd::Demo(a) => demo::run(a).await,
         Cmd::Diagnose(a) => diagnose::run(a).await,
+        Cmd::Message { cmd } => message::run(cmd).await,
     }
 }
 

@@ -144,6 +144,12 @@ pub trait MessageSigner {
     fn signature_algorithm(&self) -> AlgorithmIdentifierOwned;
     /// Signs the prehashed `digest` (of `digest_alg`); returns the CMS signature value.
     fn sign_digest(&self, digest: &[u8]) -> Result<Vec<u8>, Error>;
+    /// Signs `tbs` (the DER of the signed attributes). By default hashes and calls
+    /// [`sign_digest`](Self::sign_digest); a key that hashes for itself (the device key
+    /// store, a token with CKM_ECDSA_SHA256) overrides this instead.
+    fn sign_message(&self, tbs: &[u8]) -> Result<Vec<u8>, Error> {
+        self.sign_digest(&self.digest_alg().digest(tbs))
+    }
 }
 
 enum Secret {

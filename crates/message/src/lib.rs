@@ -34,6 +34,9 @@ mod open;
 mod seal;
 mod sign;
 
+/// The ASN.1 crates our types come from, so callers use the very same versions.
+pub use {der, rand_core, spki, x509_cert};
+
 pub use keys::{HashAlg, KeyKind, MessageSigner, RecipientKey, SoftKey};
 pub use open::{check_envelope, decrypt, open, Opened};
 pub use seal::{seal, sign_and_seal, Recipient, SealOptions};

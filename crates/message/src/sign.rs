@@ -59,7 +59,7 @@ pub fn sign(
         .map_err(der_err("attrs"))?;
     // The signature covers the DER of the attributes with the SET OF tag (RFC 5652 §5.4).
     let tbs = attrs.to_der().map_err(der_err("signed attributes"))?;
-    let signature = signer.sign_digest(&digest_alg.digest(&tbs))?;
+    let signature = signer.sign_message(&tbs)?;
     let digest_ai = spki::AlgorithmIdentifierOwned {
         oid: digest_alg.oid(),
         parameters: None,

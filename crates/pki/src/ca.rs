@@ -202,7 +202,10 @@ fn leaf_params(
     p.serial_number = Some(serial);
     p.is_ca = IsCa::ExplicitNoCa;
     p.subject_alt_names = sans;
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.key_usages = match profile {
+        Profile::Mailbox => vec![KeyUsagePurpose::KeyAgreement],
+        _ => vec![KeyUsagePurpose::DigitalSignature],
+    };
     p.extended_key_usages = match profile {
         Profile::Device => vec![ExtendedKeyUsagePurpose::ClientAuth],
         // Service certs are also IKE identities: both ends of a tunnel.
@@ -211,7 +214,7 @@ fn leaf_params(
             ExtendedKeyUsagePurpose::ServerAuth,
         ],
         Profile::CentreTls => vec![ExtendedKeyUsagePurpose::ServerAuth],
-        Profile::CentreSigning => vec![],
+        Profile::CentreSigning | Profile::Mailbox => vec![],
     };
     p.custom_extensions = vec![policy_extension(profile)];
     p.use_authority_key_identifier_extension = true;
@@ -532,6 +535,54 @@ impl Pki {
             valid_days,
             now_unix(),
         )
+    }
+
+    /// Issue a mailbox encryption certificate (R-SVC-4) for a P-256 public key held in
+    /// the device's key store (or a person's token): CN = the mailbox name, O = org_id,
+    /// key usage keyAgreement only, issued by the service CA. The request comes over the
+    /// device's own mutual TLS, which binds the key to the device that asked.
+    pub fn issue_mailbox_cert(
+        &self,
+        spki_der: &[u8],
+        mailbox: &str,
+        org_id: &str,
+        cert_serial: u64,
+        valid_days: u32,
+    ) -> Result<IssuedCert, PkiError> {
+        check_text("mailbox", mailbox, 64)?;
+        check_text("organisation id", org_id, 64)?;
+        if cert_serial == 0 || valid_days == 0 || valid_days > MAX_LEAF_DAYS {
+            return Err(PkiError::InvalidInput(format!(
+                "serial must be positive and validity 1..{MAX_LEAF_DAYS} days"
+            )));
+        }
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)
+            .map_err(|e| PkiError::InvalidInput(format!("unsupported public key: {e}")))?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, org_id);
+        dn.push(DnType::CommonName, mailbox);
+        let now = now_unix();
+        let not_after = now + i64::from(valid_days) * 86_400;
+        let params = leaf_params(
+            dn,
+            Profile::Mailbox,
+            vec![SanType::URI(ia5(format!(
+                "urn:dodvpn:mailbox:{}",
+                mailbox.replace(':', "/")
+            ))?)],
+            SerialNumber::from(cert_serial),
+            now - CLOCK_SKEW_SECS,
+            not_after,
+        )?;
+        let cert = params.signed_by(&public_key, &self.authority(Tier::Service).issuer)?;
+        let der = cert.der().to_vec();
+        Ok(IssuedCert {
+            pem: pem_cert(&der),
+            fingerprint_sha256_hex: fingerprint_sha256_hex(&der),
+            der,
+            serial: cert_serial,
+            not_after_unix: not_after,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -327,6 +327,7 @@ fn check_usage(cert: &X509Certificate, profile: Profile) -> Result<(), PkiError>
         Profile::Service => client && server,
         Profile::CentreTls => server,
         Profile::CentreSigning => true,
+        Profile::Mailbox => !client && !server,
     };
     if ok {
         Ok(())

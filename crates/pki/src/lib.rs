@@ -90,6 +90,9 @@ pub enum Profile {
     Service,
     CentreTls,
     CentreSigning,
+    /// A mailbox's encryption certificate (R-SVC-4): key agreement only, no TLS or IKE
+    /// use, so a stolen mailbox key never authenticates a device.
+    Mailbox,
 }
 
 /// Private arc of the dodvpn certificate policies (see the module docs).
@@ -103,6 +106,7 @@ impl Profile {
             Profile::Service => 2,
             Profile::CentreTls => 3,
             Profile::CentreSigning => 4,
+            Profile::Mailbox => 5,
         }
     }
 
@@ -128,6 +132,7 @@ impl Profile {
             Profile::Service,
             Profile::CentreTls,
             Profile::CentreSigning,
+            Profile::Mailbox,
         ]
         .into_iter()
         .find(|p| p.policy_oid_string() == s)
@@ -159,6 +164,7 @@ impl std::fmt::Display for Profile {
             Profile::Service => "service (tier 2)",
             Profile::CentreTls => "centre TLS",
             Profile::CentreSigning => "centre signing",
+            Profile::Mailbox => "mailbox encryption",
         };
         f.write_str(name)
     }

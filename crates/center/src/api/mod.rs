@@ -5,6 +5,7 @@
 mod admin;
 mod contract;
 mod device;
+pub mod message;
 mod pki;
 mod sessions;
 
@@ -35,6 +36,8 @@ pub(crate) fn body_limit(path: &str) -> usize {
     ];
     if path.starts_with("/api/v1/orgs/") && large.iter().any(|l| path.ends_with(l)) {
         admin::diagnose::MAX_RUN_BODY
+    } else if path == "/api/v1/device/messages" {
+        message::MAX_DEPOSIT_BODY
     } else {
         MAX_BODY
     }
@@ -53,7 +56,8 @@ pub(crate) fn body_limit(path: &str) -> usize {
         (name = "pki", description = "CA bundle, CRLs and certificate status (VA service)"),
         (name = "sessions", description = "Tunnel sessions as both ends report them (three-point audit) and operator cut"),
         (name = "audit", description = "Hash-chained audit log"),
-        (name = "diagnose", description = "Exposure diagnosis: an organisation's public addresses and the findings of each run (R-SVC-5)")
+        (name = "diagnose", description = "Exposure diagnosis: an organisation's public addresses and the findings of each run (R-SVC-5)"),
+        (name = "messages", description = "Store-and-forward messages between members, end-to-end encrypted CMS; the centre keeps ciphertext only (R-SVC-4)")
     )
 )]
 struct ApiDoc;
@@ -97,6 +101,17 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
                 ))
                 .layer(DefaultBodyLimit::max(admin::diagnose::MAX_RUN_BODY)),
         )
+        .merge(
+            // A deposit carries up to 32 MiB of ciphertext in base64.
+            OpenApiRouter::new()
+                .routes(routes!(message::deposit, message::list))
+                .layer(DefaultBodyLimit::max(message::MAX_DEPOSIT_BODY)),
+        )
+        .routes(routes!(message::publish))
+        .routes(routes!(message::directory))
+        .routes(routes!(message::fetch, message::delete))
+        .routes(routes!(message::read))
+        .routes(routes!(message::allow, message::list_policies))
         .routes(routes!(
             admin::providers::grant_role,
             admin::providers::revoke_role

@@ -337,6 +337,27 @@ pub fn dodvpn(args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }
 
+/// TR D.6 d–l for a registered device whose key store `dodvpn_device` addresses (a
+/// PKCS#11 token, say); the provider's steps run on this host.
+pub fn enrol_with(
+    c: &Centre,
+    ca: &Path,
+    credential: &Path,
+    dodvpn_device: &dyn Fn(&[&str]) -> anyhow::Result<String>,
+    device_id: &str,
+    keystore: &Path,
+) {
+    enrol::D6 {
+        center: &c.url,
+        ca,
+        credential,
+        provider: dodvpn_device,
+        device: dodvpn_device,
+    }
+    .enrol(device_id, keystore)
+    .unwrap_or_else(|e| panic!("D.6 enrolment of {device_id}: {e:#}"));
+}
+
 /// Every step c–l for one device (registration here, the rest through the shared D.6
 /// sequence), for tests that are about something else.
 pub async fn onboard(c: &Centre, org: &str, serial: &str, subnet: &str) -> Site {

@@ -10,6 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use p256::elliptic_curve::sec1::ToEncodedPoint;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
@@ -208,6 +209,52 @@ impl FileKeyStore {
     }
 }
 
+const MAILBOX_MAGIC: &[u8; 8] = b"DVMBX001";
+
+fn mailbox_aad(index: u32) -> Vec<u8> {
+    format!("mailbox-{index}").into_bytes()
+}
+
+impl FileKeyStore {
+    fn mailbox_path(&self, index: u32) -> PathBuf {
+        self.dir.join(format!("mailbox-{index}.key.enc"))
+    }
+
+    fn mailbox_indices(&self) -> Result<Vec<u32>, PkiError> {
+        let rd = std::fs::read_dir(&self.dir).map_err(|e| PkiError::io(&self.dir, e))?;
+        let mut v: Vec<u32> = rd
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().to_string();
+                n.strip_prefix("mailbox-")?
+                    .strip_suffix(".key.enc")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    fn load_mailbox(&self, index: u32) -> Result<p256::SecretKey, PkiError> {
+        let path = self.mailbox_path(index);
+        if !path.exists() {
+            return Err(PkiError::InvalidInput(format!("no mailbox key {index}")));
+        }
+        let sealed = read_secret(&path)?;
+        let bad = |reason: &str| PkiError::BadFile {
+            path: path.clone(),
+            reason: reason.into(),
+        };
+        if sealed.len() < 8 || &sealed[..8] != MAILBOX_MAGIC {
+            return Err(bad("not a dodvpn sealed mailbox key"));
+        }
+        let raw = open_sealed(&self.aead, &mailbox_aad(index), &sealed[8..])
+            .ok_or_else(|| bad("cannot decrypt (tampered, or a key of another store)"))?;
+        p256::SecretKey::from_slice(&raw).map_err(|_| bad("decrypted data is not a P-256 key"))
+    }
+}
+
 /// nonce || ciphertext || tag
 fn seal(
     aead: &LessSafeKey,
@@ -289,6 +336,45 @@ impl KeyStore for FileKeyStore {
         self.certs.get_file(name)
     }
 
+    fn mailbox_generate(&self) -> Result<(u32, Vec<u8>), PkiError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let index = self.mailbox_indices()?.last().copied().unwrap_or(0) + 1;
+        // A uniformly random scalar: retry the (about 2^-32) values outside [1, n-1].
+        let secret = loop {
+            let mut raw = Zeroizing::new([0u8; 32]);
+            self.rng
+                .fill(raw.as_mut())
+                .map_err(|_| PkiError::Crypto("random number generator failed".into()))?;
+            if let Ok(k) = p256::SecretKey::from_slice(raw.as_ref()) {
+                break k;
+            }
+        };
+        let raw = Zeroizing::new(secret.to_bytes().to_vec());
+        let mut file = MAILBOX_MAGIC.to_vec();
+        file.extend_from_slice(&seal(&self.aead, &self.rng, &mailbox_aad(index), &raw)?);
+        write_new(&self.mailbox_path(index), &file, 0o600)?;
+        let point = secret.public_key().to_encoded_point(false);
+        Ok((index, der::p256_spki(point.as_bytes())))
+    }
+
+    fn mailbox_keys(&self) -> Result<Vec<(u32, Vec<u8>)>, PkiError> {
+        let mut out = Vec::new();
+        for i in self.mailbox_indices()? {
+            let k = self.load_mailbox(i)?;
+            let point = k.public_key().to_encoded_point(false);
+            out.push((i, der::p256_spki(point.as_bytes())));
+        }
+        Ok(out)
+    }
+
+    fn mailbox_ecdh(&self, index: u32, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>, PkiError> {
+        let k = self.load_mailbox(index)?;
+        let peer = p256::PublicKey::from_sec1_bytes(peer)
+            .map_err(|_| PkiError::InvalidInput("the peer's point is not on P-256".into()))?;
+        let z = p256::ecdh::diffie_hellman(k.to_nonzero_scalar(), peer.as_affine());
+        Ok(Zeroizing::new(z.raw_secret_bytes().to_vec()))
+    }
+
     fn describe(&self) -> String {
         format!(
             "file key store at {} (AES-256-GCM, Argon2id)",
@@ -300,6 +386,49 @@ impl KeyStore for FileKeyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Mailbox keys: ECDH agrees with the peer's side, a second key is added and the
+    /// first kept (renewal), the file is sealed (0600, no plaintext scalar), a key
+    /// file of another index or store does not open, a bad point is refused.
+    #[test]
+    fn mailbox_keys_are_kept_sealed_and_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileKeyStore::open(dir.path(), b"pass").unwrap();
+        assert!(store.mailbox_keys().unwrap().is_empty());
+        let (i1, spki1) = store.mailbox_generate().unwrap();
+        let (i2, spki2) = store.mailbox_generate().unwrap();
+        assert_eq!((i1, i2), (1, 2));
+        assert_ne!(spki1, spki2);
+        assert_eq!(
+            store.mailbox_keys().unwrap(),
+            vec![(1, spki1.clone()), (2, spki2)]
+        );
+        // The peer's side of ECDH with key 1.
+        let eph = p256::SecretKey::from_slice(&[7u8; 32]).unwrap();
+        let ours = p256::PublicKey::from_sec1_bytes(&spki1[spki1.len() - 65..]).unwrap();
+        let z_peer = p256::ecdh::diffie_hellman(eph.to_nonzero_scalar(), ours.as_affine());
+        let point = eph.public_key().to_encoded_point(false);
+        let z = store.mailbox_ecdh(1, point.as_bytes()).unwrap();
+        assert_eq!(z.as_slice(), z_peer.raw_secret_bytes().as_slice());
+        assert_ne!(store.mailbox_ecdh(2, point.as_bytes()).unwrap(), z);
+        assert!(store.mailbox_ecdh(1, &[4u8; 65]).is_err());
+        assert!(store.mailbox_ecdh(9, point.as_bytes()).is_err());
+        // Sealed at rest, 0600; reopened with the passphrase it still agrees.
+        let f = store.mailbox_path(1);
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let scalar = store.load_mailbox(1).unwrap().to_bytes();
+        let raw = std::fs::read(&f).unwrap();
+        assert!(!raw.windows(8).any(|w| scalar.windows(8).any(|s| s == w)));
+        drop(store);
+        let again = FileKeyStore::open(dir.path(), b"pass").unwrap();
+        assert_eq!(again.mailbox_ecdh(1, point.as_bytes()).unwrap(), z);
+        // Key 1's file under key 2's name does not open (the index is authenticated).
+        std::fs::copy(&f, again.mailbox_path(2)).unwrap();
+        assert!(again.mailbox_ecdh(2, point.as_bytes()).is_err());
+    }
 
     #[test]
     fn key_file_holds_no_window_of_the_pkcs8_plaintext() {

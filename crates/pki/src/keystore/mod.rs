@@ -13,6 +13,8 @@ use rcgen::{
     CertificateParams, DistinguishedName, DnType, PublicKeyData, SigningKey, PKCS_ECDSA_P256_SHA256,
 };
 
+use zeroize::Zeroizing;
+
 use crate::fsutil::{read_optional, write_atomic};
 use crate::{PkiError, Tier};
 
@@ -38,6 +40,26 @@ pub trait KeyStore: Send + Sync {
     fn get_file(&self, name: &str) -> Result<Option<Vec<u8>>, PkiError>;
     /// One line for logs and `status` output; never key material.
     fn describe(&self) -> String;
+
+    /// Generate a new mailbox key (message encryption, ECDH P-256, R-SVC-4) inside the
+    /// store; returns its index and SubjectPublicKeyInfo DER. It is a key of its own, not
+    /// a tier's signing key. Earlier mailbox keys are kept, never replaced: a message
+    /// written to the key of an expired or renewed certificate still opens.
+    fn mailbox_generate(&self) -> Result<(u32, Vec<u8>), PkiError> {
+        Err(PkiError::InvalidInput(format!(
+            "{} holds no mailbox keys",
+            self.describe()
+        )))
+    }
+    /// Every mailbox key (index, SPKI DER), oldest first.
+    fn mailbox_keys(&self) -> Result<Vec<(u32, Vec<u8>)>, PkiError> {
+        Ok(Vec::new())
+    }
+    /// ECDH of mailbox key `index` with the peer's point (SEC 1); returns Z (the shared
+    /// x-coordinate), which only the caller's KDF sees.
+    fn mailbox_ecdh(&self, index: u32, _peer_point: &[u8]) -> Result<Zeroizing<Vec<u8>>, PkiError> {
+        Err(PkiError::InvalidInput(format!("no mailbox key {index}")))
+    }
 }
 
 /// Certificates and small files kept in a directory; shared by both back-ends.

@@ -9,10 +9,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
+use zeroize::Zeroizing;
 
 use super::{CertDir, KeyStore};
 use crate::{der, PkiError, Tier};
@@ -201,7 +203,138 @@ impl Pkcs11KeyStore {
     }
 }
 
+const MAILBOX_LABEL: &str = "dodvpn-mailbox-";
+
+impl Pkcs11KeyStore {
+    /// Mailbox keys on the token: (index, private handle), oldest first.
+    fn mailbox_handles(session: &Session) -> Result<Vec<(u32, ObjectHandle)>, PkiError> {
+        let found = session
+            .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+            .map_err(ck("searching the token"))?;
+        let mut out = Vec::new();
+        for h in found {
+            let attrs = session
+                .get_attributes(h, &[AttributeType::Label])
+                .map_err(ck("reading a key label"))?;
+            for a in attrs {
+                if let Attribute::Label(l) = a {
+                    let l = String::from_utf8_lossy(&l).to_string();
+                    if let Some(i) = l
+                        .strip_prefix(MAILBOX_LABEL)
+                        .and_then(|n| n.parse::<u32>().ok())
+                    {
+                        out.push((i, h));
+                    }
+                }
+            }
+        }
+        out.sort_unstable_by_key(|(i, _)| *i);
+        Ok(out)
+    }
+
+    fn mailbox_spki(session: &Session, index: u32) -> Result<Vec<u8>, PkiError> {
+        let label = format!("{MAILBOX_LABEL}{index}").into_bytes();
+        let public = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::Label(label),
+            ])
+            .map_err(ck("searching the token"))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| PkiError::Pkcs11(format!("mailbox key {index} has no public key")))?;
+        for a in session
+            .get_attributes(public, &[AttributeType::EcPoint])
+            .map_err(ck("reading the public key"))?
+        {
+            if let Attribute::EcPoint(v) = a {
+                let point = ec_point(&v).ok_or_else(|| {
+                    PkiError::Pkcs11("token returned an unexpected EC point".into())
+                })?;
+                return Ok(der::p256_spki(&point));
+            }
+        }
+        Err(PkiError::Pkcs11(
+            "token did not return the public EC point".into(),
+        ))
+    }
+}
+
 impl KeyStore for Pkcs11KeyStore {
+    /// A P-256 key pair generated on the token for key agreement only (CKA_DERIVE, not
+    /// CKA_SIGN), sensitive and not extractable: the person's key never leaves the token.
+    fn mailbox_generate(&self) -> Result<(u32, Vec<u8>), PkiError> {
+        let session = self.session();
+        let index = Self::mailbox_handles(&session)?
+            .last()
+            .map(|(i, _)| i + 1)
+            .unwrap_or(1);
+        let label = format!("{MAILBOX_LABEL}{index}").into_bytes();
+        let mut id = b"M".to_vec();
+        id.extend_from_slice(&index.to_be_bytes());
+        let public = [
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::EcParams(der::P256_EC_PARAMS.to_vec()),
+            Attribute::Label(label.clone()),
+            Attribute::Id(id.clone()),
+        ];
+        let private = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Derive(true),
+            Attribute::Sign(false),
+            Attribute::Label(label),
+            Attribute::Id(id),
+        ];
+        session
+            .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+            .map_err(ck("generating a mailbox key pair on the token"))?;
+        Ok((index, Self::mailbox_spki(&session, index)?))
+    }
+
+    fn mailbox_keys(&self) -> Result<Vec<(u32, Vec<u8>)>, PkiError> {
+        let session = self.session();
+        Self::mailbox_handles(&session)?
+            .into_iter()
+            .map(|(i, _)| Ok((i, Self::mailbox_spki(&session, i)?)))
+            .collect()
+    }
+
+    /// CKM_ECDH1_DERIVE with the null KDF on the token; Z comes back as a session-only
+    /// secret, is read and destroyed at once (the KDF of RFC 5753 runs here).
+    fn mailbox_ecdh(&self, index: u32, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>, PkiError> {
+        let session = self.session();
+        let (_, private) = Self::mailbox_handles(&session)?
+            .into_iter()
+            .find(|(i, _)| *i == index)
+            .ok_or_else(|| PkiError::InvalidInput(format!("no mailbox key {index}")))?;
+        let params = Ecdh1DeriveParams::new(EcKdf::null(), peer);
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::GENERIC_SECRET),
+            Attribute::ValueLen(32.into()),
+            Attribute::Token(false),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+        ];
+        let z = session
+            .derive_key(&Mechanism::Ecdh1Derive(params), private, &template)
+            .map_err(ck("ECDH on the token"))?;
+        let attrs = session.get_attributes(z, &[AttributeType::Value]);
+        let _ = session.destroy_object(z);
+        for a in attrs.map_err(ck("reading the shared secret"))? {
+            if let Attribute::Value(v) = a {
+                return Ok(Zeroizing::new(v));
+            }
+        }
+        Err(PkiError::Pkcs11(
+            "token did not return the shared secret".into(),
+        ))
+    }
+
     fn generate(&self, tier: Tier) -> Result<Vec<u8>, PkiError> {
         let session = self.session();
         if Self::find(&session, tier, ObjectClass::PRIVATE_KEY)?.is_some() {
