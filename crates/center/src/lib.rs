@@ -19,6 +19,7 @@ pub mod mapping;
 pub mod refusals;
 pub mod server;
 pub mod tlog;
+pub mod tsa_client;
 
 use std::sync::Arc;
 

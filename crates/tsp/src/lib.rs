@@ -329,30 +329,30 @@ fn is_ca(c: &X509Certificate) -> bool {
     matches!(c.basic_constraints(), Ok(Some(bc)) if bc.value.ca)
 }
 
-/// Walk from `leaf` to `ca` through CA certificates in the token.
+/// Walk from `leaf` to `ca` through CA certificates in the token; then every
+/// certificate on the way must be valid at `at` (trust first: a token under
+/// another CA is "untrusted", whatever its dates).
 fn chain_to(
     leaf: &X509Certificate,
     ca: &X509Certificate,
     pool: &[X509Certificate],
     at: &x509_parser::time::ASN1Time,
 ) -> Result<(), TspError> {
-    if !ca.validity().is_valid_at(*at) {
-        return Err(TspError::NotValidAtTime);
-    }
+    let mut path = vec![leaf];
     let mut cur = leaf;
-    for _ in 0..=MAX_CHAIN {
-        if !cur.validity().is_valid_at(*at) {
-            return Err(TspError::NotValidAtTime);
-        }
+    loop {
         if cur.issuer().as_raw() == ca.subject().as_raw() {
             if !is_ca(ca) {
                 return Err(TspError::Untrusted(
                     "the configured TSA CA is not a CA certificate".into(),
                 ));
             }
-            return cur
-                .verify_signature(Some(ca.public_key()))
-                .map_err(|_| TspError::Untrusted("the CA's signature does not verify".into()));
+            cur.verify_signature(Some(ca.public_key()))
+                .map_err(|_| TspError::Untrusted("the CA's signature does not verify".into()))?;
+            break;
+        }
+        if path.len() > MAX_CHAIN {
+            return Err(TspError::Untrusted("the chain is too long".into()));
         }
         let next = pool
             .iter()
@@ -364,9 +364,17 @@ fn chain_to(
             .ok_or_else(|| {
                 TspError::Untrusted(format!("no issuer for {} leads to the CA", cur.subject()))
             })?;
+        path.push(next);
         cur = next;
     }
-    Err(TspError::Untrusted("the chain is too long".into()))
+    if path
+        .iter()
+        .chain([&ca])
+        .any(|c| !c.validity().is_valid_at(*at))
+    {
+        return Err(TspError::NotValidAtTime);
+    }
+    Ok(())
 }
 
 fn check_signature(cert: &X509Certificate, msg: &[u8], sig: &[u8]) -> Result<(), TspError> {
