@@ -203,6 +203,8 @@ impl Signer {
         let mut done = Vec::new();
         for r in rows {
             let (size, note, ordinal): (i64, String, i64) = (r.get(0), r.get(1), r.get(2));
+            // Not is_multiple_of: the workspace's rust-version is 1.85.
+            #[allow(clippy::manual_is_multiple_of)]
             if (ordinal as u64 - 1) % tsa.every != 0 {
                 continue;
             }
