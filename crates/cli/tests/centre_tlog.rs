@@ -289,11 +289,20 @@ fn timestamps_at_least(c: &Centre, path: &Path, n: usize) -> Value {
 /// the timeStamping EKU, and a TSA under another CA.
 #[tokio::test(flavor = "multi_thread")]
 async fn checkpoints_are_timestamped_and_bad_tokens_are_caught_sqlite() {
+    timestamped(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoints_are_timestamped_and_bad_tokens_are_caught_postgres() {
+    timestamped(Backend::Postgres).await;
+}
+
+async fn timestamped(backend: Backend) {
     let tsa = dodvpn_tsp::testing::LocalTsa::start().unwrap();
     std::env::set_var("DODVPN_AUDIT_TSA_URL", &tsa.url);
     std::env::set_var("DODVPN_AUDIT_TSA_CA", &tsa.ca_pem_path);
     std::env::set_var("DODVPN_AUDIT_TSA_EVERY", "1");
-    let c = start(Backend::Sqlite);
+    let c = start(backend);
     assert!(
         c.stdout_lines
             .iter()
