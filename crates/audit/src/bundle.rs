@@ -40,6 +40,30 @@ pub struct Bundle {
     pub records: Vec<Record>,
     /// Signed checkpoint notes, oldest first.
     pub checkpoints: Vec<String>,
+    /// RFC 3161 timestamp tokens of checkpoints (absent in exports from before them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timestamps: Vec<Timestamp>,
+}
+
+/// One RFC 3161 token over a checkpoint (imprint: SHA-256 of its signed body).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timestamp {
+    /// The checkpoint's tree size.
+    pub size: u64,
+    /// DER TimeStampToken, base64.
+    pub token: String,
+}
+
+/// What [`check_with`] needs beyond the bundle.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions<'a> {
+    /// The log key's fingerprint the auditor trusts.
+    pub pinned: Option<&'a str>,
+    /// Checkpoints kept from earlier.
+    pub known: &'a [String],
+    /// DER of the TSA CA the auditor trusts; without it tokens are counted, not verified.
+    pub tsa_ca: Option<&'a [u8]>,
 }
 
 /// The SHA-256 fingerprint of the log key (hex), for pinning.
@@ -55,6 +79,12 @@ pub struct CheckReport {
     pub inclusion_proofs: u64,
     pub consistency_proofs: u64,
     pub key_fingerprint: String,
+    /// Timestamp tokens verified against the TSA CA.
+    pub timestamps_verified: u64,
+    /// Tokens present but not verified (no TSA CA given).
+    pub timestamps_unchecked: u64,
+    /// The newest stamped checkpoint's size and the token's genTime (Unix s).
+    pub newest_timestamp: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,6 +110,13 @@ pub enum CheckError {
     Proof(#[from] merkle::ProofError),
     #[error("a kept checkpoint (size {size}) is not consistent with this export: {why}")]
     KnownInconsistent { size: u64, why: String },
+    #[error("the timestamp of checkpoint size {size}: {source}")]
+    Timestamp {
+        size: u64,
+        source: dodvpn_tsp::TspError,
+    },
+    #[error("a timestamp is for size {size}, but the export has no checkpoint of that size")]
+    TimestampWithoutCheckpoint { size: u64 },
 }
 
 impl CheckError {
@@ -94,6 +131,8 @@ impl CheckError {
             CheckError::ShrinkingCheckpoints { .. } => "shrinking_checkpoints",
             CheckError::Proof(e) => e.code(),
             CheckError::KnownInconsistent { .. } => "known_checkpoint_inconsistent",
+            CheckError::Timestamp { source, .. } => source.code(),
+            CheckError::TimestampWithoutCheckpoint { .. } => "timestamp_without_checkpoint",
         }
     }
 }
@@ -116,6 +155,19 @@ pub fn check(
     pinned: Option<&str>,
     known: &[String],
 ) -> Result<CheckReport, CheckError> {
+    check_with(
+        bundle,
+        &CheckOptions {
+            pinned,
+            known,
+            tsa_ca: None,
+        },
+    )
+}
+
+/// [`check`], and the timestamp tokens against `opts.tsa_ca`.
+pub fn check_with(bundle: &Bundle, opts: &CheckOptions) -> Result<CheckReport, CheckError> {
+    let (pinned, known) = (opts.pinned, opts.known);
     if bundle.format != FORMAT {
         return Err(CheckError::Format(format!(
             "format is {:?}, expected {FORMAT:?}",
@@ -226,7 +278,41 @@ pub fn check(
         consistency += 1;
     }
 
+    // Timestamps: each names a checkpoint of the export and carries its imprint.
+    let (mut ts_ok, mut ts_unchecked, mut newest_ts) = (0, 0, None);
+    for t in &bundle.timestamps {
+        let Some(n) = heads.iter().find(|h| h.head.size == t.size) else {
+            return Err(CheckError::TimestampWithoutCheckpoint { size: t.size });
+        };
+        let token = B64.decode(&t.token).map_err(|_| CheckError::Timestamp {
+            size: t.size,
+            source: dodvpn_tsp::TspError::Malformed("not base64".into()),
+        })?;
+        match opts.tsa_ca {
+            Some(ca) => {
+                let v = dodvpn_tsp::verify(
+                    &token,
+                    &dodvpn_tsp::imprint_of(n.body.as_bytes()),
+                    ca,
+                    None,
+                )
+                .map_err(|source| CheckError::Timestamp {
+                    size: t.size,
+                    source,
+                })?;
+                ts_ok += 1;
+                if newest_ts.is_none_or(|(s, _)| s < t.size) {
+                    newest_ts = Some((t.size, v.gen_time));
+                }
+            }
+            None => ts_unchecked += 1,
+        }
+    }
+
     Ok(CheckReport {
+        timestamps_verified: ts_ok,
+        timestamps_unchecked: ts_unchecked,
+        newest_timestamp: newest_ts,
         records: held,
         checkpoints: heads.len() as u64,
         newest_size: newest.map_or(0, |h| h.size),
@@ -273,6 +359,7 @@ mod tests {
             log_public_key: B64.encode(key.public_key().as_ref()),
             records: recs,
             checkpoints,
+            timestamps: vec![],
         }
     }
 

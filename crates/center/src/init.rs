@@ -85,7 +85,14 @@ pub async fn open(cfg: &CenterConfig) -> anyhow::Result<(Arc<Center>, InitReport
     lines.push(check_chain(&chain, &db).await?);
     let log_key = dodvpn_pki::LogKey::open_or_create(&pki_dir)
         .with_context(|| format!("cannot load the audit-log key from {}", pki_dir.display()))?;
-    let tlog = Arc::new(crate::tlog::Signer::new(log_key));
+    let tsa = crate::tsa_client::TsaConfig::from_env()?;
+    if let Some(t) = &tsa {
+        lines.push((
+            "audit timestamps (RFC 3161)".into(),
+            format!("{} (every {} checkpoint(s))", t.url, t.every),
+        ));
+    }
+    let tlog = Arc::new(crate::tlog::Signer::new(log_key).with_tsa(tsa));
     lines.push(check_tree(&tlog, &db).await?);
 
     let admin_credential_file = ensure_provider_admin(&db, &cfg.data_dir).await?;

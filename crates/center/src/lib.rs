@@ -20,6 +20,7 @@ pub mod mapping;
 pub mod refusals;
 pub mod server;
 pub mod tlog;
+pub mod tsa_client;
 
 use std::sync::Arc;
 

@@ -11,6 +11,9 @@
 //! - The signer ([`run`]) signs a checkpoint at most every
 //!   `DODVPN_AUDIT_CHECKPOINT_SECS` seconds (default 10, 1–3600) when the tree
 //!   grew. A size already signed (by another replica) is left as it is.
+//! - With a TSA configured (tsa_client.rs), checkpoint number 1, 1+K, 1+2K, …
+//!   is sent to it ([`Signer::timestamp_due`]); the token is verified before it
+//!   is stored, and a checkpoint whose stamping failed is tried again next round.
 //! - At start the newest stored checkpoint is compared with the tree: fewer
 //!   records than it covers, or another root, means records were cut off or
 //!   rewritten, and the centre goes read-only as for a broken chain.
@@ -166,6 +169,7 @@ pub async fn backfill(db: &Db) -> Result<u64, ApiError> {
 pub struct Signer {
     pub key: dodvpn_pki::LogKey,
     pub origin: String,
+    pub tsa: Option<crate::tsa_client::TsaConfig>,
 }
 
 impl Signer {
@@ -174,7 +178,66 @@ impl Signer {
         Signer {
             origin: format!("{ORIGIN_PREFIX}{}", &fp[..16]),
             key,
+            tsa: None,
         }
+    }
+
+    pub fn with_tsa(mut self, tsa: Option<crate::tsa_client::TsaConfig>) -> Signer {
+        self.tsa = tsa;
+        self
+    }
+
+    /// Stamp the checkpoints that are due (every Kth) and have no token yet,
+    /// newest first, at most 4 a round. Returns the sizes stamped.
+    pub async fn timestamp_due(&self, db: &Db) -> Result<Vec<u64>, ApiError> {
+        let Some(tsa) = &self.tsa else {
+            return Ok(vec![]);
+        };
+        let rows = sqlx::query(
+            "SELECT c.size, c.note, (SELECT COUNT(*) FROM audit_checkpoints o WHERE o.size <= c.size) \
+             FROM audit_checkpoints c WHERE NOT EXISTS (SELECT 1 FROM audit_timestamps t WHERE t.size = c.size) \
+             ORDER BY c.size DESC LIMIT 64",
+        )
+        .fetch_all(&db.pool)
+        .await?;
+        let mut done = Vec::new();
+        for r in rows {
+            let (size, note, ordinal): (i64, String, i64) = (r.get(0), r.get(1), r.get(2));
+            // Not is_multiple_of: the workspace's rust-version is 1.85.
+            #[allow(clippy::manual_is_multiple_of)]
+            if (ordinal as u64 - 1) % tsa.every != 0 {
+                continue;
+            }
+            if done.len() == 4 {
+                break;
+            }
+            let note = SignedNote::parse(&note)
+                .map_err(|e| ApiError::internal(format!("stored checkpoint unreadable: {e}")))?;
+            let imprint = dodvpn_tsp::imprint_of(note.body.as_bytes());
+            let nonce: [u8; 8] = rand::random();
+            let req = dodvpn_tsp::request(&imprint, nonce)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            let resp = crate::tsa_client::post(&tsa.url, req)
+                .await
+                .map_err(|e| ApiError::internal(format!("RFC 3161 TSA: {e:#}")))?;
+            let token = dodvpn_tsp::token_from_response(&resp)
+                .map_err(|e| ApiError::internal(format!("RFC 3161 TSA: {e}")))?;
+            let v =
+                dodvpn_tsp::verify(&token, &imprint, &tsa.ca_der, Some(nonce)).map_err(|e| {
+                    ApiError::internal(format!("RFC 3161 TSA token refused ({}): {e}", e.code()))
+                })?;
+            sqlx::query(
+                "INSERT INTO audit_timestamps (size, token, gen_time, tsa) VALUES ($1,$2,$3,$4) ON CONFLICT (size) DO NOTHING",
+            )
+            .bind(size)
+            .bind(base64::engine::general_purpose::STANDARD.encode(&token))
+            .bind(v.gen_time as i64)
+            .bind(v.tsa_subject)
+            .execute(&db.pool)
+            .await?;
+            done.push(size as u64);
+        }
+        Ok(done)
     }
 
     pub fn public_key_b64(&self) -> String {
@@ -239,6 +302,21 @@ pub async fn all_notes(db: &Db) -> Result<Vec<String>, ApiError> {
     )
 }
 
+/// Every stored timestamp token, by checkpoint size.
+pub async fn all_timestamps(db: &Db) -> Result<Vec<dodvpn_audit::bundle::Timestamp>, ApiError> {
+    Ok(
+        sqlx::query("SELECT size, token FROM audit_timestamps ORDER BY size")
+            .fetch_all(&db.pool)
+            .await?
+            .iter()
+            .map(|r| dodvpn_audit::bundle::Timestamp {
+                size: r.get::<i64, _>(0) as u64,
+                token: r.get(1),
+            })
+            .collect(),
+    )
+}
+
 /// The newest checkpoint must still describe the tree: called at start.
 /// `Some(why)` when it does not (records cut off or rewritten).
 pub async fn check_against_latest(db: &Db, signer: &Signer) -> Result<Option<String>, ApiError> {
@@ -282,6 +360,13 @@ pub async fn run(signer: Arc<Signer>, db: Arc<Db>, every: Duration) {
             Ok(Some(size)) => tracing::debug!(size, "audit checkpoint signed"),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e.message, "audit checkpoint failed"),
+        }
+        match signer.timestamp_due(&db).await {
+            Ok(v) if !v.is_empty() => tracing::debug!(sizes = ?v, "audit checkpoints timestamped"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e.message, "RFC 3161 timestamp failed; retried next round / タイムスタンプ取得に失敗（次回再試行）")
+            }
         }
     }
 }

@@ -13,7 +13,8 @@ use crate::output;
 pub enum AuditTopCmd {
     /// Verify an audit bundle (from `dodvpn admin audit bundle`) offline: the hash
     /// chain, every checkpoint's signature and root, every record's inclusion, the
-    /// consistency of all checkpoints, and checkpoints you kept from earlier.
+    /// consistency of all checkpoints, checkpoints you kept from earlier, and the
+    /// RFC 3161 timestamp tokens of checkpoints (with --tsa-ca).
     Check {
         /// The bundle file.
         export: PathBuf,
@@ -24,6 +25,11 @@ pub enum AuditTopCmd {
         /// export must extend it. Repeatable.
         #[arg(long = "known")]
         known: Vec<PathBuf>,
+        /// The TSA's CA certificate (PEM) you trust: every timestamp token in the
+        /// export must carry its checkpoint's hash and be signed by a TSA
+        /// certificate (timeStamping EKU) issued under it.
+        #[arg(long)]
+        tsa_ca: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -35,8 +41,23 @@ pub fn run(cmd: AuditTopCmd) -> anyhow::Result<()> {
         export,
         key_fingerprint,
         known,
+        tsa_ca,
         json,
     } = cmd;
+    let tsa_ca = match &tsa_ca {
+        Some(p) => {
+            let pem_text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {} / ファイルを読めません", p.display()))?;
+            let der = pem::parse(pem_text.as_bytes()).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} is not a PEM certificate: {e} / PEM 証明書ではありません",
+                    p.display()
+                )
+            })?;
+            Some(der.into_contents())
+        }
+        None => None,
+    };
     let text = std::fs::read_to_string(&export)
         .with_context(|| format!("cannot read {} / ファイルを読めません", export.display()))?;
     let bundle: dodvpn_audit::bundle::Bundle = serde_json::from_str(&text).map_err(|e| {
@@ -52,7 +73,12 @@ pub fn run(cmd: AuditTopCmd) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot read {} / ファイルを読めません", k.display()))?,
         );
     }
-    match dodvpn_audit::bundle::check(&bundle, key_fingerprint.as_deref(), &kept) {
+    let opts = dodvpn_audit::bundle::CheckOptions {
+        pinned: key_fingerprint.as_deref(),
+        known: &kept,
+        tsa_ca: tsa_ca.as_deref(),
+    };
+    match dodvpn_audit::bundle::check_with(&bundle, &opts) {
         Ok(r) => {
             output::print(
                 &json!({
@@ -64,10 +90,16 @@ pub fn run(cmd: AuditTopCmd) -> anyhow::Result<()> {
                     "consistency_proofs_verified": r.consistency_proofs,
                     "log_key_fingerprint": r.key_fingerprint,
                     "pinned": key_fingerprint.is_some(),
+                    "timestamps_verified": r.timestamps_verified,
+                    "timestamps_unchecked": r.timestamps_unchecked,
+                    "newest_timestamp": r.newest_timestamp.map(|(size, t)| json!({"size": size, "gen_time": t})),
                     "result": "the audit log is complete and consistent with every checkpoint / 監査ログは完全で、すべてのチェックポイントと整合しています",
                 }),
                 json,
             );
+            if r.timestamps_unchecked > 0 {
+                eprintln!("note: {} timestamp token(s) not verified: give the TSA's CA with --tsa-ca / 注意: タイムスタンプは未検証です（--tsa-ca で TSA の CA 証明書を指定してください）", r.timestamps_unchecked);
+            }
             if key_fingerprint.is_none() {
                 eprintln!("note: the log key was not pinned (--key-fingerprint): this shows consistency, not that the centre you trust signed it / 注意: ログ署名鍵が指定されていないため、署名者は確認していません");
             }

@@ -261,3 +261,138 @@ async fn two_postgres_replicas_build_one_consistent_tree() {
     let p = a.admin_ok(&["audit", "prove", "1"]);
     assert_eq!(p["ok"], json!(true));
 }
+
+fn bundle_of(c: &Centre, path: &Path) -> Value {
+    c.admin_ok(&["audit", "bundle", "--out", path.to_str().unwrap()]);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Wait until the bundle holds at least `n` timestamp tokens.
+fn timestamps_at_least(c: &Centre, path: &Path, n: usize) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let b = bundle_of(c, path);
+        if b["timestamps"].as_array().map_or(0, |a| a.len()) >= n {
+            return b;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {n} timestamp tokens within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// RFC 3161 (issue 15 step 2): a real `openssl ts -reply` TSA on loopback stamps
+/// the centre's checkpoints; `audit check --tsa-ca` verifies the tokens offline,
+/// and catches a token moved to another checkpoint, a TSA certificate without
+/// the timeStamping EKU, and a TSA under another CA.
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoints_are_timestamped_and_bad_tokens_are_caught_sqlite() {
+    timestamped(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoints_are_timestamped_and_bad_tokens_are_caught_postgres() {
+    timestamped(Backend::Postgres).await;
+}
+
+async fn timestamped(backend: Backend) {
+    let tsa = dodvpn_tsp::testing::LocalTsa::start().unwrap();
+    std::env::set_var("DODVPN_AUDIT_TSA_URL", &tsa.url);
+    std::env::set_var("DODVPN_AUDIT_TSA_CA", &tsa.ca_pem_path);
+    std::env::set_var("DODVPN_AUDIT_TSA_EVERY", "1");
+    let c = start(backend);
+    assert!(
+        c.stdout_lines
+            .iter()
+            .any(|l| l.contains("RFC 3161") && l.contains(&tsa.url)),
+        "{:?}",
+        c.stdout_lines
+    );
+    c.org("Stamped 1", "clinic");
+    checkpoint_at_least(&c, record_count(&c));
+    c.org("Stamped 2", "clinic");
+    checkpoint_at_least(&c, record_count(&c));
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("bundle.json");
+    let b = timestamps_at_least(&c, &f, 2);
+    assert!(tsa.served.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    let ca = tsa.ca_pem_path.to_str().unwrap();
+
+    let r = audit_check(&f, &["--tsa-ca", ca]).unwrap();
+    assert_eq!(r["ok"], json!(true));
+    let stamped = b["timestamps"].as_array().unwrap().len() as u64;
+    assert_eq!(r["timestamps_verified"].as_u64(), Some(stamped), "{r}");
+    assert!(r["newest_timestamp"]["gen_time"].as_u64().unwrap() > 1_700_000_000);
+    // Without the CA the tokens are counted, not trusted.
+    let r = audit_check(&f, &[]).unwrap();
+    assert_eq!(r["timestamps_unchecked"].as_u64(), Some(stamped));
+    assert_eq!(r["timestamps_verified"].as_u64(), Some(0));
+
+    let write = |name: &str, v: &Value| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, v.to_string()).unwrap();
+        p
+    };
+    // A genuine token moved to another checkpoint: its imprint is the other's.
+    let mut moved = b.clone();
+    let (s0, s1) = (
+        moved["timestamps"][0]["size"].clone(),
+        moved["timestamps"][1]["size"].clone(),
+    );
+    moved["timestamps"][0]["size"] = s1;
+    moved["timestamps"][1]["size"] = s0;
+    let (v, err) = audit_check(&write("moved.json", &moved), &["--tsa-ca", ca]).unwrap_err();
+    assert_eq!(v["problem"], json!("timestamp_wrong_imprint"), "{v}");
+    assert!(err.contains("another checkpoint"), "{err}");
+
+    // The same TSTInfo re-signed by a certificate of the same CA without the EKU.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let tok = b64
+        .decode(b["timestamps"][0]["token"].as_str().unwrap())
+        .unwrap();
+    let mut forged = b.clone();
+    forged["timestamps"][0]["token"] = json!(b64.encode(tsa.resign_without_eku(&tok).unwrap()));
+    let (v, _) = audit_check(&write("forged.json", &forged), &["--tsa-ca", ca]).unwrap_err();
+    assert_eq!(v["problem"], json!("timestamp_no_eku"), "{v}");
+
+    // Another TSA CA than the one the auditor trusts.
+    let other = dodvpn_tsp::testing::LocalTsa::start().unwrap();
+    let (v, _) = audit_check(&f, &["--tsa-ca", other.ca_pem_path.to_str().unwrap()]).unwrap_err();
+    assert_eq!(v["problem"], json!("timestamp_untrusted"), "{v}");
+
+    // A token for a checkpoint the export does not have.
+    let mut orphan = b.clone();
+    orphan["timestamps"][0]["size"] = json!(999_999);
+    let (v, _) = audit_check(&write("orphan.json", &orphan), &["--tsa-ca", ca]).unwrap_err();
+    assert_eq!(v["problem"], json!("timestamp_without_checkpoint"), "{v}");
+}
+
+/// A TSA URL without its CA is a start error, not a centre that silently stamps nothing.
+#[test]
+fn a_tsa_url_without_its_ca_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["center", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .env("DODVPN_AUDIT_TSA_URL", "http://127.0.0.1:9/tsa")
+        .env_remove("DODVPN_AUDIT_TSA_CA")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the centre started without the TSA's CA");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("DODVPN_AUDIT_TSA_CA"), "{err}");
+}

@@ -273,6 +273,7 @@ pub async fn bundle(
     caller.require_provider()?;
     // Checkpoints first: every record they cover is committed before them.
     let checkpoints = tlog::all_notes(&c.db).await?;
+    let timestamps = tlog::all_timestamps(&c.db).await?;
     let rows = crate::chain_guard::rows_from(&c.db, i64::MIN).await?;
     Ok(Json(dodvpn_audit::bundle::Bundle {
         format: dodvpn_audit::bundle::FORMAT.into(),
@@ -280,5 +281,6 @@ pub async fn bundle(
         log_public_key: c.tlog.public_key_b64(),
         records: rows.iter().map(|r| r.lossy()).collect(),
         checkpoints,
+        timestamps,
     }))
 }
