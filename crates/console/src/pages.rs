@@ -52,7 +52,10 @@ pub fn routes(c: Arc<Console>) -> Router {
         .route("/console/sessions", get(sessions_page))
         .route("/console/sessions/events", get(sessions_events))
         .route("/console/sessions/{id}/cut", post(cut_session))
-        .route("/console/approvals", get(approvals_page))
+        .route(
+            "/console/approvals",
+            get(approvals_page).post(open_approval),
+        )
         .route("/console/approvals/{id}/close", post(close_approval))
         .route("/console/audit", get(audit_page))
         .route("/console/audit/export", get(audit_export))
@@ -1101,7 +1104,29 @@ async fn approvals_page(State(c): State<Arc<Console>>, a: Authed) -> PageResult 
     let aps = c.get_json(&a, "/api/v1/approvals").await?;
     let manage = may(a.user.role, Can::ManageApprovals);
     let now = dodvpn_center::db::now_ms();
+    let orgs = if manage {
+        c.get_json(&a, "/api/v1/orgs").await?
+    } else {
+        Value::Null
+    };
     let body = html! {
+        @if manage {
+            h2 { (l.t("ap.open_title")) }
+            form method="post" action="/console/approvals" {
+                input type="hidden" name="csrf" value=(a.session.csrf);
+                @if a.user.org_id.is_none() {
+                    p { label for="approver" { (l.t("ap.approver")) }
+                        select id="approver" name="approver_org" { @for o in orgs.as_array().into_iter().flatten() { option value=(s(&o["id"])) { (s(&o["name"])) " (" (s(&o["id"])) ")" } } } }
+                }
+                p { label for="applicant" { (l.t("ap.applicant")) }
+                    input id="applicant" name="applicant_org" type="text" required maxlength="64"; }
+                p { label for="device" { (l.t("ap.device")) }
+                    input id="device" name="applicant_device" type="text" maxlength="64"; }
+                p { label for="minutes" { (l.t("ap.minutes")) }
+                    input id="minutes" name="minutes" type="number" min="1" max="1440" value="60" required; }
+                p { button type="submit" { (l.t("ap.open_submit")) } }
+            }
+        }
         table {
             caption class="sr" { (l.t("nav.approvals")) }
             thead { tr { th scope="col" { (l.t("col.id")) } th scope="col" { (l.t("ap.approver")) } th scope="col" { (l.t("ap.applicant")) }
@@ -1127,6 +1152,45 @@ async fn approvals_page(State(c): State<Arc<Console>>, a: Authed) -> PageResult 
         "/console/approvals",
         body,
     )))
+}
+
+#[derive(Deserialize)]
+struct OpenForm {
+    #[serde(default)]
+    approver_org: String,
+    #[serde(default)]
+    applicant_org: String,
+    #[serde(default)]
+    applicant_device: String,
+    #[serde(default)]
+    minutes: String,
+}
+
+/// Open a maintenance window: the approver is the user's own organisation (the
+/// provider picks one); the API checks the rest (organisations exist, scope).
+async fn open_approval(
+    State(c): State<Arc<Console>>,
+    a: Authed,
+    Form(f): Form<OpenForm>,
+) -> PageResult {
+    a.require(Can::ManageApprovals)?;
+    let l = a.lang;
+    let bad = || PageError::new(StatusCode::BAD_REQUEST, l, "ap.bad_window");
+    let approver = a.user.org_id.clone().unwrap_or(f.approver_org);
+    let minutes: u32 = f.minutes.trim().parse().map_err(|_| bad())?;
+    if !(1..=1440).contains(&minutes) || !safe_id(&approver) || !safe_id(f.applicant_org.trim()) {
+        return Err(bad());
+    }
+    let device = f.applicant_device.trim();
+    if !device.is_empty() && !safe_id(device) {
+        return Err(bad());
+    }
+    let mut body = json!({"approver_org": approver, "applicant_org": f.applicant_org.trim(), "minutes": minutes});
+    if !device.is_empty() {
+        body["applicant_device"] = json!(device);
+    }
+    c.post_json(&a, "/api/v1/approvals", body).await?;
+    Ok(Redirect::to("/console/approvals").into_response())
 }
 
 async fn close_approval(

@@ -187,6 +187,11 @@ mod tests {
         }
 
         #[test]
+        fn accept_language_never_panics(s in ".{0,200}") {
+            let _ = crate::i18n::Lang::from_accept_language(&s);
+        }
+
+        #[test]
         fn matching_step_never_panics(code in ".{0,12}", t in 0u64..u64::MAX / 2) {
             let _ = matching_step(b"k", &code, t);
         }
