@@ -54,6 +54,7 @@ bind9                             diagnose    /usr/sbin/named
 squid                             diagnose    /usr/sbin/squid
 nmap                              diagnose    nmap
 chromium                          browser     /usr/bin/chromium
+fonts-noto-cjk                    browser     /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 nodejs                            browser     node npm
 npm:playwright-core@1.55.1        browser     $NODETOOLS/node_modules/playwright-core/package.json
 npm:axe-core@4.10.3               browser     $NODETOOLS/node_modules/axe-core/axe.min.js

@@ -23,7 +23,7 @@ pub const RECOVERY_CODES: usize = 10;
 /// Failures before the first lockout; each further failure doubles it, up to an hour.
 pub const FREE_FAILURES: i64 = 5;
 pub const FIRST_LOCK_MS: i64 = 30_000;
-pub const MAX_LOCK_MS: i64 = 3600_000;
+pub const MAX_LOCK_MS: i64 = 3_600_000;
 
 pub fn sha256_hex(s: &str) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, s.as_bytes()))
