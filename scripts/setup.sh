@@ -14,6 +14,9 @@
 # system-wide pip installs, and a pin keeps the fuzzer's verdicts repeatable.
 set -euo pipefail
 PYTOOLS=${DODVPN_PYTOOLS:-/opt/dodvpn/pytools}
+# npm packages (`npm:NAME@VERSION`, pinned) go into one directory of the project's own,
+# never a global install: the console's browser tests load them from here.
+NODETOOLS=${DODVPN_NODETOOLS:-/opt/dodvpn/nodetools}
 
 # package                         need        what proves it is installed (a command or a file)
 NEEDS="
@@ -53,9 +56,15 @@ nmap                              diagnose    nmap
 graphviz                          ledger      dot
 poppler-utils                     ledger      pdftoppm
 chromium                          ledger      chromium
+fonts-noto-cjk                    ledger      /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+chromium                          browser     /usr/bin/chromium
+fonts-noto-cjk                    browser     /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+nodejs                            browser     node npm
+npm:playwright-core@1.55.1        browser     $NODETOOLS/node_modules/playwright-core/package.json
+npm:axe-core@4.10.3               browser     $NODETOOLS/node_modules/axe-core/axe.min.js
 "
 
-rows() { grep -v '^[[:space:]]*$' <<<"${NEEDS//\$PYTOOLS/$PYTOOLS}"; }
+rows() { local t=${NEEDS//\$PYTOOLS/$PYTOOLS}; grep -v '^[[:space:]]*$' <<<"${t//\$NODETOOLS/$NODETOOLS}"; }
 
 installed() { # PROOF... : every proof is a command on PATH or an existing file
   local p
@@ -75,6 +84,7 @@ check() { # NEED... : name what is missing, exit 1
       # shellcheck disable=SC2086
       local from="Debian package: $pkg"
       [[ "$pkg" == pypi:* ]] && from="PyPI package: ${pkg#pypi:}"
+      [[ "$pkg" == npm:* ]] && from="npm package: ${pkg#npm:}"
       installed $proofs || missing+=("$from (for '$need': $proofs)")
     done
   done < <(rows)
@@ -96,7 +106,8 @@ case "${1:-}" in
   *) echo "setup: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 esac
 
-mapfile -t pkgs < <(rows | awk '$1 !~ /^pypi:/ {print $1}' | sort -u)
+mapfile -t pkgs < <(rows | awk '$1 !~ /^(pypi|npm):/ {print $1}' | sort -u)
+mapfile -t npms < <(rows | awk '$1 ~ /^npm:/ {print substr($1, 5)}' | sort -u)
 mapfile -t pypi < <(rows | awk '$1 ~ /^pypi:/ {print substr($1, 6)}' | sort -u)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -122,6 +133,17 @@ for req in "${pypi[@]}"; do
   echo "setup: installing $req from PyPI into $PYTOOLS"
   [[ -x "$PYTOOLS/bin/python" ]] || python3 -m venv "$PYTOOLS"
   "$PYTOOLS/bin/python" -m pip install -q --disable-pip-version-check "$req" >/dev/null
+done
+for req in "${npms[@]}"; do
+  name=${req%@*}; want=${req##*@}
+  have=$(node -p "require('$NODETOOLS/node_modules/$name/package.json').version" 2>/dev/null || true)
+  [[ "$have" == "$want" ]] && continue
+  if ! mkdir -p "$NODETOOLS" 2>/dev/null; then
+    echo "setup: cannot create $NODETOOLS for $req: run as root or set DODVPN_NODETOOLS" >&2
+    exit 1
+  fi
+  echo "setup: installing $req from npm into $NODETOOLS"
+  npm install --prefix "$NODETOOLS" --save-exact --no-audit --no-fund --ignore-scripts "$req" >/dev/null
 done
 # Installed is not enough: each package must provide what the tests use.
 check $(rows | awk '{print $2}' | sort -u)

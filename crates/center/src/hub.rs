@@ -46,6 +46,15 @@ impl Hub {
             .count()
     }
 
+    /// Whether `device_id` has an open event stream on this process (the console's
+    /// "online"; on PostgreSQL replicas, a stream held by another replica is not seen).
+    pub fn is_connected(&self, device_id: &str) -> bool {
+        let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        streams
+            .get(device_id)
+            .is_some_and(|v| v.iter().any(|s| !s.is_closed()))
+    }
+
     fn deliver(&self, device_id: &str, ev: &Event) {
         let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(list) = streams.get_mut(device_id) {

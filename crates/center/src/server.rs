@@ -67,11 +67,17 @@ pub struct Prepared {
 
 /// Build everything that can fail before the first connection is accepted.
 pub fn prepare(center: Arc<Center>) -> anyhow::Result<Prepared> {
+    prepare_with(center, axum::Router::new())
+}
+
+/// Like [`prepare`], with `extra` routes served beside the API on the same port (the
+/// web console under `/console`, crates/console). They get neither the API's JSON
+/// error pages nor its body pre-read: they answer for themselves.
+pub fn prepare_with(center: Arc<Center>, extra: axum::Router) -> anyhow::Result<Prepared> {
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(&center)?));
-    let app = crate::api::router(center.clone()).layer(axum::middleware::from_fn_with_state(
-        center.clone(),
-        crate::refusals::observe,
-    ));
+    let app = crate::api::router(center.clone()).merge(extra).layer(
+        axum::middleware::from_fn_with_state(center.clone(), crate::refusals::observe),
+    );
     Ok(Prepared {
         acceptor,
         app,

@@ -381,7 +381,11 @@ async fn run_center(a: CenterArgs) -> anyhow::Result<()> {
     };
     let listener = dodvpn_center::server::bind(a.listen).await?;
     let (center, report) = dodvpn_center::init::open(&cfg).await?;
-    let prepared = dodvpn_center::server::prepare(center)?;
+    // The web console (crates/console) under /console on the same port; its first
+    // provider administrator comes from a one-time code written like admin.token.
+    let setup_code = dodvpn_console::bootstrap(&center, &a.data).await?;
+    let prepared =
+        dodvpn_center::server::prepare_with(center.clone(), dodvpn_console::router(center))?;
     println!(
         "dodvpn centre {} in {}",
         if report.created {
@@ -404,6 +408,18 @@ async fn run_center(a: CenterArgs) -> anyhow::Result<()> {
         "OpenAPI",
         listener.local_addr().unwrap_or(a.listen)
     );
+    println!(
+        "  {:<28} https://{}/console/",
+        "console / コンソール",
+        listener.local_addr().unwrap_or(a.listen)
+    );
+    if let Some(p) = &setup_code {
+        println!(
+            "  {:<28} {} (one-time: open /console/setup / 初回のみ /console/setup で使用)",
+            "console first admin code",
+            p.display()
+        );
+    }
     println!("ready");
     let server = tokio::spawn(dodvpn_center::server::serve(prepared, listener));
     tokio::select! {

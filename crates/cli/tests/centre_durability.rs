@@ -128,13 +128,14 @@ async fn audit_verify_detects_edited_removed_and_reordered_records() {
     // Edited.
     sqlite(
         &c,
-        "UPDATE audit SET details = replace(details, 'Org 3', 'Org Z') WHERE seq = 5",
+        // By content, not by number: the console's first invitation is a record too.
+        "UPDATE audit SET details = replace(details, 'Org 3', 'Org Z') WHERE details LIKE '%Org 3%'",
     );
     let e = verify_err();
     assert!(e.contains("does not verify"), "{e}");
     sqlite(
         &c,
-        "UPDATE audit SET details = replace(details, 'Org Z', 'Org 3') WHERE seq = 5",
+        "UPDATE audit SET details = replace(details, 'Org Z', 'Org 3') WHERE details LIKE '%Org Z%'",
     );
     assert_eq!(
         c.admin_ok(&["audit", "verify"])["ok"],

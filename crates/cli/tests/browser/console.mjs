@@ -1,0 +1,269 @@
+// The web console in a real browser: Debian's Chromium, headless, driven by
+// playwright-core (no browser download: executablePath is /usr/bin/chromium), with
+// axe-core for accessibility. Run by crates/cli/tests/console_browser.rs against a
+// real `dodvpn center`, which passes what it set up in the environment. Prints one
+// JSON line {"ok": bool, "checks": [...], "failures": [...]} and exits 1 on a failure.
+//
+// Why Playwright and not chromiumoxide: axe-core is JavaScript that runs in the page
+// either way, Playwright's CDP session gives the virtual authenticator the passkey
+// tests will need, and it adds nothing to the Rust build on a 2-core machine.
+
+import { createRequire } from "node:module";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) { throw new Error(`${k} is not set`); }
+  return v;
+};
+const tools = env("DODVPN_NODETOOLS");
+const require = createRequire(path.join(tools, "node_modules", "x.js"));
+const { chromium } = require("playwright-core");
+const AXE = path.join(tools, "node_modules", "axe-core", "axe.min.js");
+
+const BASE = env("CONSOLE_URL"); // https://127.0.0.1:PORT
+const OUT = env("SCREENSHOT_DIR");
+const SETUP_CODE = env("SETUP_CODE");
+const HOSPITAL_DEVICE = env("HOSPITAL_DEVICE");
+const CLINIC_DEVICE = env("CLINIC_DEVICE");
+const CLINIC_ORG = env("CLINIC_ORG");
+const HOSPITAL_ORG = env("HOSPITAL_ORG");
+const SESSION_ID = env("SESSION_ID");
+const PASSWORD = "a long enough pass phrase";
+
+const checks = [];
+const failures = [];
+function check(name, ok, detail) {
+  (ok ? checks : failures).push(detail === undefined ? name : `${name}: ${detail}`);
+}
+
+// RFC 6238 TOTP (HMAC-SHA-1, 30 s, 6 digits), as an authenticator app computes it.
+function base32(s) {
+  const A = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = 0, buf = 0; const out = [];
+  for (const c of s.replace(/=+$/, "")) {
+    buf = (buf << 5) | A.indexOf(c); bits += 5;
+    if (bits >= 8) { bits -= 8; out.push((buf >> bits) & 0xff); }
+  }
+  return Buffer.from(out);
+}
+function totp(secret, offsetSteps = 0) {
+  const step = Math.floor(Date.now() / 30000) + offsetSteps;
+  const msg = Buffer.alloc(8); msg.writeBigUInt64BE(BigInt(step));
+  const h = crypto.createHmac("sha1", base32(secret)).update(msg).digest();
+  const o = h[h.length - 1] & 15;
+  return String((h.readUInt32BE(o) & 0x7fffffff) % 1000000).padStart(6, "0");
+}
+
+let shot = 0;
+const axeResults = {};
+// Every page: a screenshot artefact and axe-core with 0 serious/critical violations.
+async function audit(page, name) {
+  shot += 1;
+  await page.screenshot({ path: path.join(OUT, `${String(shot).padStart(2, "0")}-${name}.png`), fullPage: true });
+  await page.addScriptTag({ path: AXE });
+  const r = await page.evaluate(async () => await window.axe.run(document, { resultTypes: ["violations"] }));
+  const bad = r.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  axeResults[name] = r.violations.map((v) => `${v.impact}:${v.id}`);
+  check(`axe ${name}`, bad.length === 0, JSON.stringify(bad.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target) }))));
+}
+
+async function newContext(browser, locale = "en-GB") {
+  // bypassCSP only lets the test inject axe-core; the pages' own CSP is checked below.
+  // ignoreHTTPSErrors: the centre's certificate chains to its own test root.
+  return browser.newContext({ ignoreHTTPSErrors: true, bypassCSP: true, locale, timezoneId: "Asia/Tokyo" });
+}
+
+async function setupAccount(page, code, username) {
+  await page.goto(`${BASE}/console/setup`);
+  await audit(page, `setup-${username}`);
+  await page.getByLabel(/Invitation code/).fill(code);
+  await page.getByLabel("User name").fill(username);
+  await page.getByLabel(/^Password \(/).fill(PASSWORD);
+  await page.getByLabel("Password again").fill(PASSWORD);
+  await page.getByRole("button", { name: "Create account" }).click();
+  const secret = (await page.locator("#totp-secret").textContent()).trim();
+  check(`setup ${username} shows ten recovery codes`, (await page.locator("#recovery-codes li").count()) === 10);
+  await audit(page, `factors-${username}`);
+  return secret;
+}
+
+async function login(page, username, secret, shots) {
+  await page.goto(`${BASE}/console/login`);
+  if (shots) { await audit(page, "login"); }
+  await page.getByLabel("User name").fill(username);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Next" }).click();
+  check(`${username}: password step leads to the second factor`, page.url().endsWith("/console/login/2fa"), page.url());
+  if (shots) { await audit(page, "second-factor"); }
+  await page.getByLabel(/authenticator app/).fill(totp(secret));
+  await page.getByRole("button", { name: "Log in" }).click();
+  check(`${username}: password + TOTP logs in`, page.url().endsWith("/console/"), page.url());
+}
+
+async function main() {
+  fs.mkdirSync(OUT, { recursive: true });
+  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: ["--no-sandbox"] });
+  try {
+    // ---- the first provider administrator, from the code `dodvpn center` wrote ----
+    const rootCtx = await newContext(browser);
+    const root = await rootCtx.newPage();
+    const inlineBlocked = [];
+    root.on("console", (m) => { if (/Content Security Policy/.test(m.text())) { inlineBlocked.push(m.text()); } });
+    const rootSecret = await setupAccount(root, SETUP_CODE, "root-admin");
+    await login(root, "root-admin", rootSecret, true);
+    const resp = await root.goto(`${BASE}/console/`);
+    const csp = resp.headers()["content-security-policy"] || "";
+    check("CSP allows no inline script", csp.includes("script-src 'self'") && !csp.includes("unsafe-inline"), csp);
+    const cookies = await rootCtx.cookies();
+    const sc = cookies.find((c) => c.name === "__Host-dodvpn-console");
+    check("session cookie HttpOnly Secure SameSite=Strict", sc && sc.httpOnly && sc.secure && sc.sameSite === "Strict", JSON.stringify(sc));
+    await audit(root, "overview");
+    for (const [p, name] of [["/console/orgs", "orgs"], ["/console/devices", "devices"], [`/console/devices/${HOSPITAL_DEVICE}`, "device"],
+      ["/console/approvals", "approvals"], ["/console/audit", "audit"]]) {
+      const r = await root.goto(`${BASE}${p}`);
+      check(`${name} page 200`, r.status() === 200, r.status());
+      await audit(root, name);
+    }
+    // Keyboard: the first Tab lands on the skip link, which moves focus to the content.
+    await root.goto(`${BASE}/console/devices`);
+    await root.keyboard.press("Tab");
+    check("first Tab is the skip link", (await root.evaluate(() => document.activeElement.className)) === "skip");
+    await root.keyboard.press("Enter");
+    check("skip link focuses main", (await root.evaluate(() => document.activeElement.id)) === "main");
+
+    // Live sessions: the SSE feed is connected and shows both ends.
+    await root.goto(`${BASE}/console/sessions`);
+    await root.waitForFunction(() => document.getElementById("sessions").hasAttribute("data-updated"), null, { timeout: 15000 });
+    const row = root.locator(`#sessions tr[data-id="${SESSION_ID}"]`);
+    check("live session listed with both ends", (await row.count()) === 1 && (await row.textContent()).includes(HOSPITAL_DEVICE));
+    check("live status says live", (await root.locator("#live-status").textContent()).length > 0);
+    // Now the test starts posting counter updates from end A (it waits for this file):
+    // they arrive over SSE without a reload.
+    check("counters not yet updated", !(await row.textContent()).includes("4321"));
+    fs.writeFileSync(path.join(OUT, "sessions-page-open"), "");
+    await root.waitForFunction((sid) => {
+      const tr = document.querySelector(`#sessions tr[data-id="${sid}"]`);
+      return tr && tr.textContent.includes("4321 / 8765");
+    }, SESSION_ID, { timeout: 30000 });
+    check("bytes of end A updated live over SSE", true);
+    await audit(root, "sessions");
+
+    // Japanese by switch (and times in the viewer's zone, Asia/Tokyo here).
+    await root.getByRole("link", { name: "日本語" }).click();
+    check("switch to Japanese", (await root.locator("html").getAttribute("lang")) === "ja" && (await root.locator("h1").textContent()) === "接続中のセッション");
+    await root.goto(`${BASE}/console/audit`);
+    await audit(root, "audit-ja");
+    await root.goto(`${BASE}/console/`);
+    await audit(root, "overview-ja");
+    await root.getByRole("link", { name: "English" }).click();
+
+    // The root admin invites the clinic's administrator.
+    await root.goto(`${BASE}/console/orgs`);
+    await root.getByLabel("Role").selectOption("org_admin");
+    await root.getByLabel("Organisation").fill(CLINIC_ORG);
+    await root.getByRole("button", { name: "Create invitation" }).click();
+    const invite = (await root.locator("#invite-code").textContent()).trim();
+    check("invitation issued", invite.startsWith("dodvpn-invite."), invite);
+    await audit(root, "invite");
+
+    // A maintenance window: the hospital lets the clinic in for 30 minutes, then closes it.
+    await root.goto(`${BASE}/console/approvals`);
+    await root.getByLabel("Approver", { exact: true }).selectOption(HOSPITAL_ORG);
+    await root.getByLabel("Applicant", { exact: true }).fill(CLINIC_ORG);
+    await root.getByLabel(/Minutes open/).fill("30");
+    await root.getByRole("button", { name: "Open window" }).click();
+    check("window opened", (await root.locator("main table tbody tr").count()) === 1 && (await root.locator("main table tbody").textContent()).includes("open"));
+    await audit(root, "approvals-open");
+    await root.goto(`${BASE}/console/`);
+    check("overview lists the open window", (await root.locator("#a-windows").textContent()).includes("(1)"));
+    await root.goto(`${BASE}/console/approvals`);
+    root.once("dialog", (d) => d.accept());
+    await root.getByRole("button", { name: /Close now/ }).click();
+    check("window closed", (await root.locator("main table tbody").textContent()).includes("closed"));
+
+    // ---- the clinic's administrator ----
+    const clinicCtx = await newContext(browser, "ja-JP");
+    const clinic = await clinicCtx.newPage();
+    const clinicSecret = await (async () => {
+      // Accept-Language ja: the setup page speaks Japanese; switch to English for the labels.
+      await clinic.goto(`${BASE}/console/setup`);
+      check("Accept-Language ja gives Japanese", (await clinic.locator("html").getAttribute("lang")) === "ja");
+      await clinic.getByRole("link", { name: "English" }).click();
+      return setupAccount(clinic, invite, "clinic-admin");
+    })();
+    await login(clinic, "clinic-admin", clinicSecret, false);
+    await clinic.goto(`${BASE}/console/devices`);
+    const devText = await clinic.locator("main").textContent();
+    check("clinic sees its own device", devText.includes(CLINIC_DEVICE));
+    check("clinic does not see the hospital's device", !devText.includes(HOSPITAL_DEVICE));
+    await audit(clinic, "devices-clinic");
+    for (const p of [`/console/devices/${HOSPITAL_DEVICE}`]) {
+      const r = await clinic.goto(`${BASE}${p}`);
+      check(`clinic typing ${p} gets 404`, r.status() === 404, r.status());
+    }
+    await audit(clinic, "not-found");
+    await clinic.goto(`${BASE}/console/sessions`);
+    check("clinic does not see the hospital's session", !(await clinic.locator("main").textContent()).includes(SESSION_ID));
+    await clinic.goto(`${BASE}/console/audit`);
+    const auditText = await clinic.locator("main").textContent();
+    check("clinic's audit shows its device and not the hospital's", auditText.includes(CLINIC_DEVICE) && !auditText.includes(HOSPITAL_DEVICE));
+    // Forged requests with the clinic's own valid token still meet the server's checks.
+    await clinic.goto(`${BASE}/console/orgs`);
+    const token = await clinic.locator('input[name="csrf"]').first().getAttribute("value");
+    let r = await clinic.request.post(`${BASE}/console/devices/${HOSPITAL_DEVICE}/revoke`, { form: { csrf: token, reason: "x", confirm: "yes" }, maxRedirects: 0 });
+    check("clinic revoking the hospital's device by id gets 404", r.status() === 404, r.status());
+    r = await clinic.request.post(`${BASE}/console/sessions/${SESSION_ID}/cut`, { form: { csrf: token, reason: "x" }, maxRedirects: 0 });
+    check("clinic cutting the hospital's session by id gets 404", r.status() === 404, r.status());
+    // A POST without the CSRF token: 403.
+    r = await clinic.request.post(`${BASE}/console/users/invite`, { form: { role: "org_approver", org: CLINIC_ORG }, maxRedirects: 0 });
+    check("POST without CSRF token gets 403", r.status() === 403, r.status());
+
+    // ---- the root admin cuts the hospital's session in the browser ----
+    await root.goto(`${BASE}/console/sessions`);
+    root.once("dialog", (d) => d.accept());
+    await root.getByLabel(new RegExp(`Reason \\(${SESSION_ID}\\)`)).fill("cut from the console");
+    await root.getByRole("button", { name: "Cut" }).click();
+    check("cut answered with the sessions page", root.url().endsWith("/console/sessions"), root.url());
+
+    // ---- lockout: five wrong passwords, then even the right one is refused ----
+    const lockCtx = await newContext(browser);
+    const lock = await lockCtx.newPage();
+    let lastMsg = "";
+    for (let i = 0; i < 5; i++) {
+      await lock.goto(`${BASE}/console/login`);
+      await lock.getByLabel("User name").fill("clinic-admin");
+      await lock.getByLabel("Password").fill(`wrong password ${i} long enough`);
+      await lock.getByRole("button", { name: "Next" }).click();
+      lastMsg = await lock.locator('[role="alert"]').textContent();
+    }
+    check("fifth failure locks", /locked/.test(lastMsg), lastMsg);
+    await lock.goto(`${BASE}/console/login`);
+    await lock.getByLabel("User name").fill("clinic-admin");
+    await lock.getByLabel("Password").fill(PASSWORD);
+    await lock.getByRole("button", { name: "Next" }).click();
+    check("locked account refuses the right password", !lock.url().endsWith("/2fa") && /locked/.test(await lock.locator('[role="alert"]').textContent()));
+    await audit(lock, "locked");
+
+    // The accessibility check can fail: a page with a known serious violation is caught.
+    const control = await rootCtx.newPage();
+    await control.setContent('<html><body><img src="x.png"><input type="text"></body></html>');
+    await control.addScriptTag({ path: AXE });
+    const cr = await control.evaluate(async () => await window.axe.run(document));
+    check("axe-core catches a known violation (negative control)", cr.violations.some((v) => v.impact === "critical" || v.impact === "serious"));
+
+    check("no CSP violations reported by the pages", inlineBlocked.length === 0, JSON.stringify(inlineBlocked));
+  } finally {
+    await browser.close();
+  }
+}
+
+main()
+  .catch((e) => failures.push(`exception: ${e && e.stack ? e.stack : e}`))
+  .finally(() => {
+    fs.writeFileSync(path.join(OUT, "axe.json"), JSON.stringify(axeResults, null, 2));
+    console.log(JSON.stringify({ ok: failures.length === 0, checks, failures }));
+    process.exit(failures.length === 0 ? 0 : 1);
+  });

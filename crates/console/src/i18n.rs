@@ -1,0 +1,288 @@
+//! Message catalogues, Japanese and English. Every string a person reads on a page is
+//! here, under one key with both languages; `tests::every_key_used_exists_in_both`
+//! fails when a page uses a key that is missing or empty in either language.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lang {
+    Ja,
+    En,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Ja => "ja",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s {
+            "ja" => Some(Lang::Ja),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    /// The best of ja/en in an Accept-Language header (RFC 9110 12.5.4), by q value
+    /// then order; English when neither is asked for.
+    pub fn from_accept_language(h: &str) -> Lang {
+        let mut best: Option<(f32, Lang)> = None;
+        for part in h.split(',').take(32) {
+            let mut it = part.split(';');
+            let tag = it.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = it
+                .find_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|v| v.parse::<f32>().ok())
+                })
+                .unwrap_or(1.0);
+            let lang = if tag == "ja" || tag.starts_with("ja-") {
+                Lang::Ja
+            } else if tag == "en" || tag.starts_with("en-") {
+                Lang::En
+            } else {
+                continue;
+            };
+            if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
+                best = Some((q, lang));
+            }
+        }
+        best.map_or(Lang::En, |(_, l)| l)
+    }
+
+    /// The text of `key`; a visible marker if it is missing (never a panic, and the
+    /// catalogue test makes sure it does not happen).
+    pub fn t(self, key: &str) -> &'static str {
+        match CATALOGUE.iter().find(|(k, _, _)| *k == key) {
+            Some((_, en, ja)) => match self {
+                Lang::En => en,
+                Lang::Ja => ja,
+            },
+            None => "[missing text]",
+        }
+    }
+}
+
+/// (key, English, Japanese)
+pub const CATALOGUE: &[(&str, &str, &str)] = &[
+    ("app.name", "dodvpn console", "dodvpn コンソール"),
+    ("nav.skip", "Skip to content", "本文へ移動"),
+    ("nav.label", "Main", "メイン"),
+    ("nav.overview", "Overview", "概要"),
+    ("nav.orgs", "Organisations and users", "組織と利用者"),
+    ("nav.devices", "Devices", "機器"),
+    ("nav.sessions", "Live sessions", "接続中のセッション"),
+    ("nav.approvals", "Approvals", "承認"),
+    ("nav.audit", "Audit", "監査ログ"),
+    ("nav.logout", "Log out", "ログアウト"),
+    ("role.provider_admin", "provider admin", "事業者管理者"),
+    ("role.provider_operator", "provider operator", "事業者運用者"),
+    ("role.auditor", "auditor", "監査人"),
+    ("role.device_provider", "device provider", "機器提供者"),
+    ("role.org_admin", "organisation admin", "組織管理者"),
+    ("role.org_approver", "organisation approver", "組織承認者"),
+    ("err.not_found", "Not found.", "見つかりません。"),
+    ("err.forbidden", "Your role may not do this.", "この操作はあなたの役割では許可されていません。"),
+    ("err.internal", "The centre could not answer. Try again later.", "センターが応答できませんでした。しばらくしてから再度お試しください。"),
+    ("err.unavailable", "The centre is unavailable or read-only.", "センターは利用できないか、読み取り専用です。"),
+    ("err.expired", "Your session has ended. Please log in again.", "セッションが終了しました。再度ログインしてください。"),
+    ("err.csrf", "This form is not valid any more (missing or wrong security token). Reload the page and try again.", "このフォームは無効です（セキュリティトークンがないか誤っています）。ページを再読み込みしてやり直してください。"),
+    ("err.too_large", "The form is too large.", "フォームが大きすぎます。"),
+    ("err.not_a_form", "This is not a form submission.", "フォームの送信ではありません。"),
+    ("err.bad_form", "Some fields are missing or invalid.", "入力項目が不足しているか、正しくありません。"),
+    ("err.refused", "The centre refused this.", "センターがこの操作を拒否しました。"),
+    ("err.reason", "Give a reason of 1 to 256 printable characters.", "理由を1〜256文字（制御文字なし）で入力してください。"),
+    ("unit.seconds", "s", "秒"),
+    ("login.title", "Log in", "ログイン"),
+    ("login.username", "User name", "ユーザー名"),
+    ("login.password", "Password", "パスワード"),
+    ("login.submit", "Next", "次へ"),
+    ("login.wrong", "Wrong user name or password.", "ユーザー名またはパスワードが違います。"),
+    ("login.locked", "Too many failed attempts: this account is locked for a while.", "失敗が続いたため、このアカウントは一時的にロックされています。"),
+    ("login.expired", "Your session has ended. Please log in again.", "セッションが終了しました。再度ログインしてください。"),
+    ("login2.title", "Second factor", "二要素認証"),
+    ("login2.code", "Code from your authenticator app, or a recovery code", "認証アプリのコード、またはリカバリーコード"),
+    ("login2.hint", "Six digits, changing every 30 seconds.", "30秒ごとに変わる6桁の数字です。"),
+    ("login2.submit", "Log in", "ログイン"),
+    ("login2.wrong", "That code is not right.", "コードが正しくありません。"),
+    ("login2.replayed", "That code has already been used. Wait for the next one.", "このコードは使用済みです。次のコードをお待ちください。"),
+    ("setup.link", "Have an invitation code? Create your account", "招待コードをお持ちの方：アカウント作成"),
+    ("setup.title", "Create your account", "アカウントの作成"),
+    ("setup.intro", "Enter the one-time invitation code you were given, choose a user name and a password.", "受け取った一回限りの招待コードを入力し、ユーザー名とパスワードを決めてください。"),
+    ("setup.code", "Invitation code", "招待コード"),
+    ("setup.min", "at least", "最低文字数"),
+    ("setup.again", "Password again", "パスワード（確認）"),
+    ("setup.submit", "Create account", "アカウントを作成"),
+    ("setup.bad_username", "A user name is 3 to 64 characters: letters, digits, . _ - @.", "ユーザー名は3〜64文字（英数字と . _ - @）です。"),
+    ("setup.too_short", "The password is too short.", "パスワードが短すぎます。"),
+    ("setup.too_long", "The password is too long (at most 256 characters).", "パスワードが長すぎます（256文字まで）。"),
+    ("setup.mismatch", "The two passwords differ.", "2つのパスワードが一致しません。"),
+    ("setup.bad_code", "This invitation code is unknown, used or expired.", "この招待コードは無効、使用済み、または期限切れです。"),
+    ("setup.taken", "This user name is taken.", "このユーザー名は使用されています。"),
+    ("factors.title", "Your second factor", "二要素認証の設定"),
+    ("factors.intro", "Your account exists. Add this secret to your authenticator app and keep the recovery codes somewhere safe: they are shown only now.", "アカウントを作成しました。この秘密鍵を認証アプリに登録し、リカバリーコードを安全な場所に保管してください。表示は今回限りです。"),
+    ("factors.totp", "Authenticator app (TOTP)", "認証アプリ（TOTP）"),
+    ("factors.secret", "Secret:", "秘密鍵："),
+    ("factors.uri", "Or import this link:", "またはこのリンクを取り込む："),
+    ("factors.recovery", "Recovery codes", "リカバリーコード"),
+    ("factors.to_login", "Log in now", "ログインする"),
+    ("ov.expiring", "Certificates expiring within 30 days", "30日以内に期限切れとなる証明書"),
+    ("ov.offline", "Devices in service but offline", "運用中でオフラインの機器"),
+    ("ov.pending", "Pending applications and confirmations", "未処理の申請・確認"),
+    ("ov.windows", "Maintenance windows open now", "現在開いている保守時間枠"),
+    ("ov.none", "None.", "ありません。"),
+    ("orgs.orgs", "Organisations", "組織"),
+    ("orgs.users", "Console users", "コンソール利用者"),
+    ("orgs.provider", "(provider)", "（事業者）"),
+    ("orgs.enabled", "enabled", "有効"),
+    ("orgs.disabled", "disabled", "無効"),
+    ("orgs.disable", "Disable", "無効にする"),
+    ("orgs.disable_confirm", "Disable this user and end its sessions?", "この利用者を無効にし、セッションを終了しますか？"),
+    ("orgs.invite", "Invite a user", "利用者を招待"),
+    ("orgs.invite_submit", "Create invitation", "招待コードを発行"),
+    ("orgs.invite_done", "Give this one-time code to the new user (valid 3 days, shown only now):", "この一回限りのコードを新しい利用者に渡してください（有効期間3日、表示は今回限り）："),
+    ("orgs.bad_scope", "You may not give this role in this organisation.", "この組織でこの役割を付与することはできません。"),
+    ("account.title", "Your account", "あなたのアカウント"),
+    ("account.recovery", "Replace my recovery codes", "リカバリーコードを再発行"),
+    ("account.recovery_confirm", "Your old recovery codes will stop working. Continue?", "古いリカバリーコードは使えなくなります。続けますか？"),
+    ("account.recovery_done", "New recovery codes (shown only now):", "新しいリカバリーコード（表示は今回限り）："),
+    ("col.id", "ID", "ID"),
+    ("col.name", "Name", "名称"),
+    ("col.kind", "Kind", "種別"),
+    ("col.created", "Created", "作成日時"),
+    ("col.role", "Role", "役割"),
+    ("col.org", "Organisation", "組織"),
+    ("col.state", "State", "状態"),
+    ("col.action", "Action", "操作"),
+    ("col.serial", "Serial", "シリアル"),
+    ("col.model", "Model", "型番"),
+    ("col.online", "Online", "接続"),
+    ("col.cert_expiry", "Certificate expiry", "証明書の有効期限"),
+    ("col.last_seen", "Last seen", "最終確認"),
+    ("col.groups", "Groups", "グループ"),
+    ("col.tier", "Tier", "階層"),
+    ("col.reason", "Reason", "理由"),
+    ("dev.title", "Device", "機器"),
+    ("dev.online", "online", "オンライン"),
+    ("dev.offline", "offline", "オフライン"),
+    ("dev.certs", "Certificates", "証明書"),
+    ("dev.valid", "valid", "有効"),
+    ("dev.revoked", "revoked", "失効"),
+    ("dev.revoke", "Revoke this device", "この機器を失効させる"),
+    ("dev.revoke_check", "I understand: its certificates are revoked and its tunnels cut at once.", "証明書が失効し、トンネルが直ちに切断されることを理解しました。"),
+    ("dev.revoke_confirm", "Revoke this device now? This cannot be undone.", "この機器を今すぐ失効させますか？元に戻せません。"),
+    ("dev.revoke_unconfirmed", "Tick the confirmation box to revoke.", "失効させるには確認欄にチェックしてください。"),
+    ("ses.live", "Live: updated as sessions change.", "ライブ更新中"),
+    ("ses.lost", "Live updates interrupted; reconnecting.", "ライブ更新が中断しました。再接続しています。"),
+    ("ses.end_a", "End A", "端点A"),
+    ("ses.end_b", "End B", "端点B"),
+    ("ses.since", "Since", "開始"),
+    ("ses.bytes_a", "A bytes in / out", "A 受信/送信バイト"),
+    ("ses.bytes_b", "B bytes in / out", "B 受信/送信バイト"),
+    ("ses.none", "No live sessions.", "接続中のセッションはありません。"),
+    ("ses.cut", "Cut", "切断"),
+    ("ses.cut_confirm", "Cut this session now? Both ends are told at once.", "このセッションを今すぐ切断しますか？両端に直ちに通知されます。"),
+    ("ap.approver", "Approver", "承認組織"),
+    ("ap.applicant", "Applicant", "申請組織"),
+    ("ap.from", "From", "開始"),
+    ("ap.until", "Until", "終了"),
+    ("ap.open", "open", "開"),
+    ("ap.closed", "closed", "閉"),
+    ("ap.close", "Close now", "今すぐ閉じる"),
+    ("ap.open_title", "Open a maintenance window", "保守時間枠を開く"),
+    ("ap.device", "Only this device of the applicant (optional)", "申請組織のこの機器のみ（任意）"),
+    ("ap.minutes", "Minutes open (1–1440)", "開いておく時間（分、1〜1440）"),
+    ("ap.open_submit", "Open window", "時間枠を開く"),
+    ("ap.bad_window", "Give the applicant organisation and 1 to 1440 minutes.", "申請組織と1〜1440分を指定してください。"),
+    ("ap.close_confirm", "Close this window now? Sessions it allows are cut.", "この時間枠を今すぐ閉じますか？許可されたセッションは切断されます。"),
+    ("audit.chain_ok", "The hash chain verifies.", "ハッシュチェーンは検証に成功しました。"),
+    ("audit.chain_bad", "The hash chain does NOT verify:", "ハッシュチェーンの検証に失敗しました："),
+    ("audit.type", "Type", "種別"),
+    ("audit.device", "Device", "機器"),
+    ("audit.from", "From (date)", "開始日"),
+    ("audit.to", "To (date)", "終了日"),
+    ("audit.filter", "Filter", "絞り込み"),
+    ("audit.export", "Export (JSON lines)", "エクスポート（JSON Lines）"),
+    ("audit.records", "records", "件"),
+    ("audit.time", "Time", "日時"),
+    ("audit.actor", "Who", "実行者"),
+    ("audit.subject", "Subject", "対象"),
+    ("audit.change", "Change (before → after)", "変更内容（前 → 後）"),
+    ("audit.bad_date", "Dates are YYYY-MM-DD.", "日付は YYYY-MM-DD 形式です。"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SOURCES: &[(&str, &str)] = &[
+        ("pages.rs", include_str!("pages.rs")),
+        ("web.rs", include_str!("web.rs")),
+    ];
+
+    /// Every `"section.name"` literal in the page code (section = a catalogue
+    /// prefix) must be a key with non-empty English and Japanese.
+    #[test]
+    fn every_key_used_exists_in_both() {
+        let prefixes: std::collections::BTreeSet<&str> = CATALOGUE
+            .iter()
+            .map(|(k, _, _)| k.split('.').next().unwrap())
+            .collect();
+        let mut missing = Vec::new();
+        let mut used = 0;
+        for (file, src) in SOURCES {
+            for lit in src.split('"').skip(1).step_by(2) {
+                let Some((p, rest)) = lit.split_once('.') else {
+                    continue;
+                };
+                if !prefixes.contains(p)
+                    || rest.is_empty()
+                    || !rest
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                {
+                    continue;
+                }
+                used += 1;
+                match CATALOGUE.iter().find(|(k, _, _)| *k == lit) {
+                    Some((_, en, ja)) if !en.trim().is_empty() && !ja.trim().is_empty() => {}
+                    _ => missing.push(format!("{file}: {lit}")),
+                }
+            }
+        }
+        assert!(used > 100, "the scan found only {used} keys");
+        assert!(
+            missing.is_empty(),
+            "keys missing from the catalogue: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn keys_are_unique_and_sentences_translated() {
+        let mut seen = std::collections::HashSet::new();
+        for (k, en, ja) in CATALOGUE {
+            assert!(seen.insert(*k), "duplicate key {k}");
+            assert!(!en.is_empty() && !ja.is_empty(), "{k}");
+            // Identifiers such as "ID" are the same in both; sentences are not.
+            if en.contains(' ') {
+                assert_ne!(en, ja, "{k} is not translated");
+            }
+        }
+        assert_eq!(Lang::Ja.t("nope"), "[missing text]");
+    }
+
+    #[test]
+    fn accept_language_picks_by_q() {
+        assert_eq!(
+            Lang::from_accept_language("ja-JP,ja;q=0.9,en;q=0.8"),
+            Lang::Ja
+        );
+        assert_eq!(Lang::from_accept_language("en-US,ja;q=0.5"), Lang::En);
+        assert_eq!(Lang::from_accept_language("fr, ja;q=0.1"), Lang::Ja);
+        assert_eq!(Lang::from_accept_language("de"), Lang::En);
+        assert_eq!(Lang::from_accept_language(""), Lang::En);
+        assert_eq!(Lang::from_accept_language("ja;q=0"), Lang::En);
+    }
+}
