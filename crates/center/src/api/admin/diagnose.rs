@@ -191,6 +191,8 @@ pub enum Severity {
 pub enum Proto {
     Tcp,
     Udp,
+    /// ICMP findings (e.g. `icmp.timestamp`) carry port 0.
+    Icmp,
 }
 
 /// One finding of a diagnosis (the `dodvpn-diagnose` crate's `Finding`).
