@@ -71,6 +71,7 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
                 ))
                 .layer(DefaultBodyLimit::max(admin::diagnose::MAX_RUN_BODY)),
         )
+        .routes(routes!(admin::diagnose::get_run))
         .routes(routes!(
             admin::providers::grant_role,
             admin::providers::revoke_role
