@@ -53,6 +53,9 @@ vsftpd                            diagnose    /usr/sbin/vsftpd
 bind9                             diagnose    /usr/sbin/named
 squid                             diagnose    /usr/sbin/squid
 nmap                              diagnose    nmap
+dante-server                      diagnose    /usr/sbin/danted
+snmpd                             diagnose    /usr/sbin/snmpd
+apache2                           diagnose    /usr/sbin/apache2
 graphviz                          ledger      dot
 poppler-utils                     ledger      pdftoppm
 chromium                          ledger      chromium

@@ -5,16 +5,22 @@
 #
 #   scanner (dgs) 10.99.0.1 ── 10.99.0.2 target (dgt): vsftpd (anonymous), bind9
 #                                        (recursion, AXFR, version), squid (open proxy),
-#                                        socat echo/chargen/daytime, openssl s_server -tls1,
-#                                        a canary HTTP server on :8081
-#   scanner (dgs) 10.99.1.1 ── 10.99.1.2 clean host (dgc): nothing listening
+#                                        dante (open SOCKS), snmpd (public), apache2
+#                                        (directory listing; a VPN-login page on :10000),
+#                                        socat echo/chargen/daytime on TCP and UDP,
+#                                        openssl s_server -tls1 with weak suites (:4433) and
+#                                        with an expired certificate (:4434), an RFB
+#                                        greeting on :5900, a canary HTTP server on :8081;
+#                                        the kernel answers ICMP timestamps
+#   scanner (dgs) 10.99.1.1 ── 10.99.1.2 clean host (dgc): nothing listening, ICMP
+#                                        timestamp requests dropped (nft)
 #   The centre runs in the scanner namespace on 127.0.0.1; 10.99.1.3 is never registered.
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 . "$HERE/lib.sh"
 DODVPN_BIN="${DODVPN_BIN:-$HERE/../../target/debug/dodvpn}"
 [[ -x "$DODVPN_BIN" ]] || { echo "build dodvpn first (cargo build -p dodvpn) or set DODVPN_BIN" >&2; exit 1; }
-require_root_and_tools socat python openssl diagnose
+require_root_and_tools socat python openssl nat diagnose
 netns_trap_cleanup
 
 S=dgs$$; T=dgt$$; C=dgc$$
@@ -25,7 +31,7 @@ _nl_veth "$S" t0 10.99.0.1/24 "$T" s0 10.99.0.2/24 1500
 _nl_veth "$S" c0 10.99.1.1/24 "$C" s0 10.99.1.2/24 1500
 ip -n "$S" link set lo up; ip -n "$T" link set lo up; ip -n "$C" link set lo up
 jqe() { jq -e "$@" >/dev/null; }
-TGT=10.99.0.2; CLEAN=10.99.1.2; PORTS=7,13,19,21,22,53,80,3128,4433,8081
+TGT=10.99.0.2; CLEAN=10.99.1.2; PORTS=7,13,19,21,22,53,80,1080,3128,4433,4434,5900,8081,10000
 
 # --- vsftpd: anonymous login, read-only, one world-writable directory to be seen
 mkdir -p "$W/ftp/pub" "$W/ftp/incoming" "$W/empty"; chmod 555 "$W/ftp"; chmod 777 "$W/ftp/incoming"
@@ -87,21 +93,104 @@ EOF
 netns_spawn "$T" "$W/squid.log" unshare -m --propagation private \
   sh -c 'mount -t tmpfs -o mode=1777 squid-shm /dev/shm && exec squid -N -f "$1"' squid "$W/squid.conf"
 
+# --- dante: an open SOCKS server (no authentication, anyone to anywhere)
+cat >"$W/danted.conf" <<EOF
+logoutput: stderr
+internal: $TGT port = 1080
+external: $TGT
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }
+socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }
+EOF
+netns_spawn "$T" "$W/danted.log" danted -f "$W/danted.conf" -p "$W/danted.pid"
+
+# --- snmpd: read-only community "public" for anyone (no default config files read)
+mkdir -p "$W/snmp"
+cat >"$W/snmpd.conf" <<EOF
+rocommunity public default
+sysDescr dodvpn-diagnose-test-agent
+EOF
+netns_spawn "$T" "$W/snmpd.log" env SNMP_PERSISTENT_DIR="$W/snmp" snmpd -f -Lo -C -c "$W/snmpd.conf" -p "$W/snmpd.pid" udp:$TGT:161
+
+# --- apache2: an automatic directory index on :80, a VPN appliance's login page on :10000
+mkdir -p "$W/www/files" "$W/vpn" "$W/apache"
+echo report >"$W/www/files/patients-2025.csv"; echo backup >"$W/www/backup.tar.gz"
+printf '<html><head><title>SSL-VPN Portal - Login</title></head><body>login</body></html>\n' >"$W/vpn/index.html"
+M=/usr/lib/apache2/modules
+cat >"$W/apache2.conf" <<EOF
+ServerRoot $W/apache
+ServerName diagnose-target
+PidFile $W/apache/httpd.pid
+DefaultRuntimeDir $W/apache
+ErrorLog $W/apache/error.log
+LoadModule mpm_event_module $M/mod_mpm_event.so
+LoadModule authz_core_module $M/mod_authz_core.so
+LoadModule dir_module $M/mod_dir.so
+LoadModule autoindex_module $M/mod_autoindex.so
+LoadModule mime_module $M/mod_mime.so
+TypesConfig /etc/mime.types
+User www-data
+Group www-data
+Listen $TGT:80
+Listen $TGT:10000
+<VirtualHost $TGT:80>
+  DocumentRoot $W/www
+  <Directory $W/www>
+    Options +Indexes
+    Require all granted
+  </Directory>
+</VirtualHost>
+<VirtualHost $TGT:10000>
+  DocumentRoot $W/vpn
+  DirectoryIndex index.html
+  <Directory $W/vpn>
+    Require all granted
+  </Directory>
+</VirtualHost>
+EOF
+chmod -R a+rX "$W/www" "$W/vpn"
+# apache's workers run as www-data: they must be able to pass through this run's work root.
+chmod o+x "$(dirname "$W")"
+netns_spawn "$T" "$W/apache2.log" apache2 -f "$W/apache2.conf" -DFOREGROUND
+
+# --- UDP echo, chargen, daytime (socat standing in for inetd's internal services)
+printf '#!/bin/sh\nhead -c 512 /dev/zero | tr "\\000" x\n' >"$W/uchargen.sh"; chmod 755 "$W/uchargen.sh"
+netns_spawn "$T" "$W/uecho.log" socat UDP4-RECVFROM:7,bind=$TGT,fork PIPE
+netns_spawn "$T" "$W/uchargen.log" socat UDP4-RECVFROM:19,bind=$TGT,fork EXEC:"$W/uchargen.sh"
+netns_spawn "$T" "$W/udaytime.log" socat UDP4-RECVFROM:13,bind=$TGT,fork SYSTEM:date
+
+# --- a VNC server's greeting (no VNC server package here: the RFB version line is all
+# the check and nmap's version probe read)
+printf '#!/bin/sh\nprintf "RFB 003.008\\n"; sleep 2\n' >"$W/rfb.sh"; chmod 755 "$W/rfb.sh"
+netns_spawn "$T" "$W/vnc.log" socat TCP-LISTEN:5900,bind=$TGT,fork,reuseaddr EXEC:"$W/rfb.sh"
+
+# --- the clean host drops ICMP timestamp requests, as a hardened edge does
+printf 'table inet dgclean {\n chain input_ts {\n  type filter hook input priority 0;\n  icmp type timestamp-request drop\n }\n}\n' \
+  | ip netns exec "$C" nft -f - || echo "nft: the clean host's ICMP timestamp rule failed" >&2
+
 # --- echo, chargen, daytime (socat standing in for inetd's internal services)
 netns_spawn "$T" "$W/echo.log" socat TCP-LISTEN:7,bind=$TGT,fork,reuseaddr EXEC:cat
 printf '#!/bin/sh\nexec yes " !#$%%()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_abcdefghijklmnopqrstuvwxyz" 2>/dev/null\n' >"$W/chargen.sh"; chmod 755 "$W/chargen.sh"
 netns_spawn "$T" "$W/chargen.log" socat TCP-LISTEN:19,bind=$TGT,fork,reuseaddr EXEC:"$W/chargen.sh"
 netns_spawn "$T" "$W/daytime.log" socat TCP-LISTEN:13,bind=$TGT,fork,reuseaddr SYSTEM:date
 
-# --- openssl s_server offering TLS 1.0 only
+# --- openssl s_server offering TLS 1.0 only, anonymous and NULL suites among its
+# ciphers, with a self-signed certificate
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$W/tls.key" -out "$W/tls.crt" -days 2 -subj /CN=target.test >/dev/null 2>&1
-netns_spawn "$T" "$W/s_server.log" openssl s_server -accept "$TGT:4433" -tls1 -cipher 'DEFAULT:@SECLEVEL=0' -cert "$W/tls.crt" -key "$W/tls.key" -www -quiet
+netns_spawn "$T" "$W/s_server.log" openssl s_server -accept "$TGT:4433" -tls1 -cipher 'ALL:eNULL:@SECLEVEL=0' -cert "$W/tls.crt" -key "$W/tls.key" -www -quiet
+# --- and TLS 1.2 with good suites but an expired (self-signed) certificate
+openssl req -new -newkey rsa:2048 -nodes -keyout "$W/old.key" -out "$W/old.csr" -subj /CN=expired.test >/dev/null 2>&1
+openssl x509 -req -in "$W/old.csr" -signkey "$W/old.key" -days -1 -out "$W/old.crt" >/dev/null 2>&1
+netns_spawn "$T" "$W/s_server2.log" openssl s_server -accept "$TGT:4434" -tls1_2 -cert "$W/old.crt" -key "$W/old.key" -www -quiet
 
 # --- the provider's canary (what the proxy is asked to reach)
 mkdir -p "$W/canary"; echo canary-ok >"$W/canary/index.html"
 netns_spawn "$T" "$W/canary.log" python3 -m http.server 8081 --bind $TGT --directory "$W/canary"
 
-for p in 7 13 19 21 53 3128 4433 8081; do
+for p in 7 13 19 21 53 80 1080 3128 4433 4434 5900 8081 10000; do
   netns_wait_for 15 ip netns exec "$S" bash -c "exec 3<>/dev/tcp/$TGT/$p" || echo "port $p did not open" >&2
 done
 
@@ -135,9 +224,20 @@ check "a prefix reaching outside is refused" test $? -ne 0
 dv diagnose --org "$ORG" --ports $PORTS --canary $TGT:8081 --dns-zone example.test --json >"$W/run1.json" 2>"$W/run1.err"
 result $? "diagnose runs" "$(tail -3 "$W/run1.err")"
 has() { jqe --arg t "$1" --arg c "$2" '[.report.findings[] | select(.target==$t and .check==$c)] | length > 0' "$W/run1.json" >/dev/null; }
-for c in ftp.anonymous ftp.anonymous_writable ftp.banner dns.version dns.recursion dns.axfr echo.tcp chargen.tcp daytime.tcp tls.v1_0 proxy.http_get proxy.http_connect; do
+for c in ftp.anonymous ftp.anonymous_writable ftp.banner dns.version dns.recursion dns.axfr echo.tcp chargen.tcp daytime.tcp tls.v1_0 proxy.http_get proxy.http_connect \
+         echo.udp chargen.udp daytime.udp snmp.public socks.open icmp.timestamp http.banner http.dir_listing http.vpn_login \
+         tls.cert_self_signed tls.cert_expired tls.weak_cipher vnc.exposed; do
   check "finding $c on the target" has $TGT $c
 done
+at() { jq -e --arg c "$1" --argjson p "$2" '[.report.findings[] | select(.check==$c and .port==$p)] | length > 0' "$W/run1.json" >/dev/null; }
+check "directory listing on :80 with Apache's Server and title" jqe '.report.findings[] | select(.check=="http.dir_listing" and .port==80) | .evidence | (contains("Apache") and contains("Index of /"))' "$W/run1.json"
+check "VPN login page on :10000 (by title)" at http.vpn_login 10000
+check "expired certificate on :4434" at tls.cert_expired 4434
+result $(at tls.cert_expired 4433; echo $((! $?))) "no expired certificate on :4433"
+check "weak suite accepted on :4433" at tls.weak_cipher 4433
+result $(at tls.weak_cipher 4434; echo $((! $?))) "no weak suite on :4434"
+check "SNMP evidence shows sysDescr" jqe '.report.findings[] | select(.check=="snmp.public") | .evidence | contains("dodvpn-diagnose-test-agent")' "$W/run1.json"
+check "SOCKS evidence shows the CONNECT granted" jqe '.report.findings[] | select(.check=="socks.open") | .evidence | contains("reply 00")' "$W/run1.json"
 has $TGT proxy.http_get || { echo "squid's log:"; tail -n 20 "$W/squid.log"; } >&2
 check "TLS 1.1 not reported (s_server offers 1.0 only)" bash -c "! jqe '.report.findings[] | select(.check==\"tls.v1_1\")' '$W/run1.json' >/dev/null"
 check "the clean host has no findings" jqe --arg t $CLEAN '[.report.findings[] | select(.target==$t)] | length == 0' "$W/run1.json"
@@ -147,11 +247,15 @@ check "first run: everything is new" jqe '(.comparison.new | length) == (.report
 check "nothing written on the FTP server" bash -c "[ -z \"\$(ls -A '$W/ftp/incoming')\" ]"
 
 # --- the same targets through nmap (connect scan, the same scripts)
+# (http-open-proxy and socks-open-proxy read proxy.url/proxy.pattern; the names
+# prefixed with the script's own are not arguments of theirs.)
 ip netns exec "$S" nmap -n -Pn -sT -sV --version-light -p $PORTS \
-  --script ftp-anon,dns-zone-transfer,dns-recursion,http-open-proxy,banner,ssl-enum-ciphers \
-  --script-args "dns-zone-transfer.domain=example.test,http-open-proxy.url=http://$TGT:8081/,http-open-proxy.pattern=canary-ok" \
+  --script ftp-anon,dns-zone-transfer,dns-recursion,http-open-proxy,socks-open-proxy,banner,ssl-enum-ciphers,ssl-cert,http-title,http-server-header,http-ls \
+  --script-args "dns-zone-transfer.domain=example.test,proxy.url=http://$TGT:8081/,proxy.pattern=canary-ok" \
   $TGT $CLEAN >"$W/nmap.txt" 2>&1
-ip netns exec "$S" nmap -n -Pn -sU -p 53 --script dns-recursion,dns-nsid $TGT >>"$W/nmap.txt" 2>&1
+ip netns exec "$S" nmap -n -Pn -sU -sV --version-light -p 7,13,19,53,161 --script dns-recursion,dns-nsid,snmp-info $TGT $CLEAN >>"$W/nmap.txt" 2>&1
+ip netns exec "$S" nmap -n -sn -PP --disable-arp-ping $TGT $CLEAN >"$W/nmap-pp.txt" 2>&1
+cat "$W/nmap-pp.txt" >>"$W/nmap.txt"
 cp "$W/nmap.txt" "${DIAGNOSE_NMAP_OUT:-/tmp/diagnose-nmap.txt}" 2>/dev/null
 cp "$W/run1.json" "${DIAGNOSE_RUN_OUT:-/tmp/diagnose-run1.json}" 2>/dev/null
 check "nmap agrees: anonymous FTP" grep -q 'Anonymous FTP login allowed' "$W/nmap.txt"
@@ -163,6 +267,15 @@ grep -qi 'Potentially OPEN proxy' "$W/nmap.txt" && echo "nmap http-open-proxy: a
 check "nmap agrees: chargen/daytime/echo ports open" bash -c "grep -q '^7/tcp *open' '$W/nmap.txt' && grep -q '^19/tcp *open' '$W/nmap.txt' && grep -q '^13/tcp *open' '$W/nmap.txt'"
 check "nmap agrees: version.bind" grep -q 'bind.version: 9.99-diagnose-test' "$W/nmap.txt"
 check "nmap agrees: TLS 1.0 offered" grep -q 'TLSv1.0' "$W/nmap.txt"
+check "nmap agrees: SOCKS5 without authentication (-sV)" grep -Eq '^1080/tcp +open +socks5 .*No authentication' "$W/nmap.txt"
+grep -qi 'socks-open-proxy' "$W/nmap.txt" && echo "nmap socks-open-proxy: agrees" || echo "nmap socks-open-proxy: silent (difference)"
+check "nmap agrees: SNMP public (snmp-info)" grep -q 'snmp-info' "$W/nmap.txt"
+check "nmap agrees: UDP echo/chargen/daytime open" bash -c "grep -Eq '^7/udp +open ' '$W/nmap.txt' && grep -Eq '^19/udp +open ' '$W/nmap.txt' && grep -Eq '^13/udp +open ' '$W/nmap.txt'"
+check "nmap agrees: expired certificate (ssl-cert)" grep -q 'commonName=expired.test' "$W/nmap.txt"
+check "nmap agrees: anonymous/NULL suites (ssl-enum-ciphers)" grep -Eq '_(anon|NULL)_' "$W/nmap.txt"
+check "nmap agrees: Apache directory listing (http-title Index of /)" grep -q 'Index of /' "$W/nmap.txt"
+check "nmap agrees: VNC (RFB) on 5900" grep -Eq '^5900/tcp +open +vnc' "$W/nmap.txt"
+check "nmap agrees: ICMP timestamp answered by the target only (-PP)" bash -c "grep -q 'report for $TGT' '$W/nmap-pp.txt' && ! grep -q 'report for $CLEAN' '$W/nmap-pp.txt'"
 check "nmap agrees: the clean host shows no open port" bash -c "awk '/report for $CLEAN/{f=1} f' '$W/nmap.txt' | grep -vq '/tcp *open'"
 
 # --- fix one thing (stop the echo service), run again: fixed / unchanged

@@ -84,6 +84,9 @@ fn scenario(backend: Backend) {
             &c.url,
             "--ports",
             "1",
+            // Loopback answers ICMP timestamps (as root), and the host may run snmpd:
+            // this run is about the record, not about those checks.
+            "--no-udp",
             "127.0.0.1",
         ])
         .arg("--ca")
@@ -121,6 +124,27 @@ fn scenario(backend: Backend) {
         assert_eq!(checks("new"), ["ssh.banner"]);
         assert_eq!(checks("fixed"), ["echo.tcp"]);
         assert_eq!(checks("unchanged"), ["ftp.anonymous"]);
+        // The ledger's view: one run with all its findings, compared with the one before.
+        let id2 = r2["run"]["id"].as_str().unwrap();
+        let got: Value = api.get(&format!("{path}/{id2}")).await.unwrap();
+        assert_eq!(got["previous"], r1["run"]["id"]);
+        assert_eq!(got["new"], r2["new"]);
+        assert_eq!(got["fixed"], r2["fixed"]);
+        assert_eq!(got["unchanged"][0]["evidence"], "220 x");
+        let id1 = r1["run"]["id"].as_str().unwrap();
+        let first: Value = api.get(&format!("{path}/{id1}")).await.unwrap();
+        assert_eq!(first["new"].as_array().unwrap().len(), 3);
+        assert_eq!(first["previous"], v["comparison"]["run"]["id"], "the CLI run came before");
+        let e = api.get::<Value>(&format!("{path}/diag-nonexistent")).await.unwrap_err();
+        assert!(e.to_string().contains("404") || e.to_string().contains("not_found"), "{e}");
+        let e = api.get::<Value>(&format!("/api/v1/orgs/{other}/diagnoses/{id2}")).await.unwrap_err();
+        assert!(e.to_string().contains("404") || e.to_string().contains("not_found"), "a run is found only under its own organisation: {e}");
+        // An ICMP finding (port 0) is accepted.
+        let mut icmp = finding("192.0.2.1", 0, "icmp.timestamp");
+        icmp["proto"] = json!("icmp");
+        let r3: Value = api.post(&path, &json!({"started_ms": 5, "finished_ms": 6, "targets": ["192.0.2.1"],
+            "findings": [icmp]})).await.unwrap();
+        assert_eq!(r3["new"][0]["proto"], "icmp");
         let bad = api.post::<_, Value>(&path, &json!({"started_ms": 5, "finished_ms": 4, "targets": ["192.0.2.1"], "findings": []})).await;
         assert!(bad.is_err());
     });
@@ -135,8 +159,8 @@ fn scenario(backend: Backend) {
     let runs: Vec<_> = audit.iter().filter(|(a, _)| a == "diagnose.run").collect();
     assert_eq!(
         runs.len(),
-        3,
-        "the CLI run and the two API runs; refusals write nothing"
+        4,
+        "the CLI run and the three API runs; refusals write nothing"
     );
     assert!(runs
         .iter()

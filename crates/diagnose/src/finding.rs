@@ -19,6 +19,8 @@ pub enum Severity {
 pub enum Proto {
     Tcp,
     Udp,
+    /// ICMP findings carry port 0.
+    Icmp,
 }
 
 /// Longest evidence kept (characters); the centre accepts up to 1024.

@@ -9,7 +9,7 @@
 //! - Only addresses in a [`scope::Scope`] (the organisation's registered public
 //!   addresses) are probed; anything else is refused before any packet is sent.
 //!
-//! The protocol parts (`ftp`, `http`, `tls`, `dns`, `banner`) are sans-IO: they build
+//! The protocol parts (`ftp`, `http`, `tls`, `dns`, `banner`, `snmp`, `socks`, `icmp`) are sans-IO: they build
 //! requests and judge answers from bytes, and are property-tested and fuzzed; `run`
 //! does the I/O.
 
@@ -19,11 +19,15 @@ pub mod dns;
 pub mod finding;
 pub mod ftp;
 pub mod http;
+pub mod icmp;
 pub mod pace;
 pub mod ports;
 pub mod run;
 pub mod scope;
+pub mod snmp;
+pub mod socks;
 pub mod tls;
+pub mod top_tcp;
 
 pub use finding::{Finding, Proto, Severity};
 pub use run::{diagnose, Options};

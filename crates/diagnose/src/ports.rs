@@ -1,10 +1,19 @@
 //! Which TCP ports to probe: a built-in list of commonly exposed services, or a set
 //! the operator gives (`22,80,8000-8100`).
 
+/// The default set: the 1,000 TCP ports most often open (see [`crate::top_tcp`]) and the
+/// few below that the seed diagnoses and MHLW's notices name but the top 1,000 lacks.
+pub fn default_tcp() -> Vec<u16> {
+    let mut v: Vec<u16> = crate::top_tcp::TOP_1000_TCP.to_vec();
+    v.extend_from_slice(CURATED_TCP);
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// Services seen exposed in the seed diagnoses and in MHLW's notices, plus the usual
-/// suspects. This is a curated list (about 100 ports), not nmap's frequency-ranked
-/// top 1,000 (that list is nmap's data); give `--ports 1-1024,…` for more.
-pub const TOP_TCP: &[u16] = &[
+/// suspects (remote maintenance, VPN appliances' web pages, inetd services).
+pub const CURATED_TCP: &[u16] = &[
     7, 9, 13, 19, 21, 22, 23, 25, 26, 37, 53, 79, 80, 81, 88, 106, 110, 111, 113, 119, 135, 139,
     143, 144, 179, 199, 389, 427, 443, 444, 445, 465, 513, 514, 515, 543, 544, 548, 554, 587, 631,
     636, 646, 873, 990, 993, 995, 1025, 1026, 1027, 1080, 1110, 1433, 1521, 1720, 1723, 1755, 1900,
@@ -61,10 +70,19 @@ mod tests {
         assert!(parse("").is_err());
         assert!(parse("70000").is_err());
         assert_eq!(parse("1-65535").unwrap().len(), 65535);
-        let mut t = TOP_TCP.to_vec();
+        let mut t = CURATED_TCP.to_vec();
         t.sort_unstable();
         t.dedup();
-        assert_eq!(t.len(), TOP_TCP.len());
+        assert_eq!(t.len(), CURATED_TCP.len());
+        let d = default_tcp();
+        assert!(d.len() >= 1000 && d.windows(2).all(|w| w[0] < w[1]));
+        for p in [
+            7, 13, 19, 21, 22, 23, 53, 80, 443, 445, 1080, 3128, 3389, 5900, 8443, 10443,
+        ] {
+            assert!(d.contains(&p), "{p}");
+        }
+        let top = crate::top_tcp::TOP_1000_TCP;
+        assert!(top.windows(2).all(|w| w[0] < w[1]) && top[0] > 0);
     }
 
     proptest! {

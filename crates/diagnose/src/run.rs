@@ -15,7 +15,7 @@ use tokio::time::{timeout, Instant};
 
 use crate::banner::{self, Greeting};
 use crate::pace::Pacer;
-use crate::{dns, ftp, http, ports, tls, Finding, Proto};
+use crate::{dns, ftp, http, icmp, ports, snmp, socks, tls, Finding, Proto};
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -37,12 +37,15 @@ pub struct Options {
     pub recursion_name: String,
     /// Most connections in flight per target.
     pub parallel: usize,
+    /// Probe UDP echo/chargen/daytime/SNMP and send one ICMP timestamp request (raw
+    /// socket: needs root or CAP_NET_RAW; skipped with a note otherwise).
+    pub udp_and_icmp: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
-            ports: ports::TOP_TCP.to_vec(),
+            ports: ports::default_tcp(),
             rate: 100,
             connect_timeout: Duration::from_millis(1500),
             read_timeout: Duration::from_secs(3),
@@ -51,6 +54,7 @@ impl Default for Options {
             dns_zones: Vec::new(),
             recursion_name: "dodvpn-diagnose-recursion.invalid.".into(),
             parallel: 64,
+            udp_and_icmp: true,
         }
     }
 }
@@ -81,17 +85,19 @@ const TLS_PORTS: &[u16] = &[
     443, 444, 465, 636, 853, 990, 993, 995, 4433, 4443, 5061, 8443, 10443,
 ];
 const PROXY_PORTS: &[u16] = &[3128, 8080, 8000, 8888, 80, 8081, 1080];
+const SOCKS_PORTS: &[u16] = &[1080, 1081, 1085, 9050];
 
 /// Diagnose every target (already checked against the organisation's scope).
 pub async fn diagnose(targets: &[IpAddr], opts: &Options) -> Report {
     let started_ms = now_ms();
     let opts = Arc::new(opts.clone());
     let probes = Arc::new(AtomicU64::new(0));
+    let raw_ok = opts.udp_and_icmp && raw_icmp_socket().is_ok();
     let mut set = tokio::task::JoinSet::new();
     for &t in targets {
         let opts = opts.clone();
         let probes = probes.clone();
-        set.spawn(async move { Target::new(t, opts, probes).run().await });
+        set.spawn(async move { Target::new(t, opts, probes, raw_ok).run().await });
     }
     let mut findings = Vec::new();
     let mut open_ports = BTreeMap::new();
@@ -105,6 +111,9 @@ pub async fn diagnose(targets: &[IpAddr], opts: &Options) -> Report {
     let mut skipped = Vec::new();
     if opts.canary.is_none() {
         skipped.push("proxy: 中継確認用のカナリアが指定されていないため省略 / open-proxy check skipped: no --canary given".into());
+    }
+    if opts.udp_and_icmp && !raw_ok {
+        skipped.push("icmp.timestamp: raw ソケットを開けないため省略（root または CAP_NET_RAW が必要） / ICMP timestamp skipped: cannot open a raw socket (needs root or CAP_NET_RAW)".into());
     }
     if opts.dns_zones.is_empty() {
         skipped.push("dns.axfr: ゾーンが指定されていないため省略 / zone-transfer check skipped: no --dns-zone given".into());
@@ -126,12 +135,14 @@ struct Target {
     pacer: Mutex<Pacer>,
     probes: Arc<AtomicU64>,
     gate: Semaphore,
+    raw_ok: bool,
 }
 
 impl Target {
-    fn new(ip: IpAddr, opts: Arc<Options>, probes: Arc<AtomicU64>) -> Arc<Target> {
+    fn new(ip: IpAddr, opts: Arc<Options>, probes: Arc<AtomicU64>, raw_ok: bool) -> Arc<Target> {
         Arc::new(Target {
             ip,
+            raw_ok,
             pacer: Mutex::new(Pacer::new(opts.rate)),
             gate: Semaphore::new(opts.parallel.max(1)),
             opts,
@@ -199,6 +210,11 @@ impl Target {
         if open.iter().any(|(p, _)| *p == 53) {
             out.extend(self.dns_udp().await);
         }
+        if self.opts.udp_and_icmp {
+            let (a, b) = tokio::join!(self.udp_services(), self.icmp_timestamp());
+            out.extend(a);
+            out.extend(b);
+        }
         (self.ip, open.into_iter().map(|(p, _)| p).collect(), out)
     }
 
@@ -241,7 +257,10 @@ impl Target {
             out.extend(self.http(port).await);
         }
         if greeting.is_empty() && (TLS_PORTS.contains(&port) || !HTTP_PORTS.contains(&port)) {
-            out.extend(self.tls_versions(port).await);
+            out.extend(self.tls(port).await);
+        }
+        if greeting.is_empty() && SOCKS_PORTS.contains(&port) {
+            out.extend(self.socks(port).await);
         }
         if greeting.is_empty() && PROXY_PORTS.contains(&port) {
             out.extend(self.proxy(port).await);
@@ -329,6 +348,67 @@ impl Target {
                     "proxy.http_connect",
                     format!("CONNECT {host}:{cport} → {}", banner::first_line(&b)).as_bytes(),
                 ));
+            }
+        }
+        out
+    }
+
+    /// TLS: the certificate (from a hello up to 1.2, read to ServerHelloDone), the old
+    /// versions one by one, and one hello offering only weak suites.
+    async fn tls(&self, port: u16) -> Vec<Finding> {
+        let hello = tls::client_hello(tls::Version::Tls12, random32(), None);
+        let Some(b) = self
+            .exchange(port, &hello, 64 * 1024, |b| {
+                tls::answer(b) == tls::Answer::NotTls || tls::handshake_messages(b).1
+            })
+            .await
+        else {
+            return vec![];
+        };
+        match tls::answer(&b) {
+            tls::Answer::Hello { .. } | tls::Answer::Alert(..) => {}
+            _ => return vec![],
+        }
+        let mut out = Vec::new();
+        let (msgs, _) = tls::handshake_messages(&b);
+        let leaf = msgs
+            .iter()
+            .find(|m| m.0 == 11)
+            .and_then(|m| tls::certificates(&m.1).into_iter().next());
+        if let Some(v) = leaf.and_then(|d| tls::view_certificate(&d, now_ms() / 1000)) {
+            let ev = format!(
+                "subject: {} | issuer: {} | notAfter: {}",
+                v.subject, v.issuer, v.not_after
+            );
+            if v.expired {
+                out.push(self.finding(port, "tls.cert_expired", ev.as_bytes()));
+            }
+            if v.self_signed {
+                out.push(self.finding(port, "tls.cert_self_signed", ev.as_bytes()));
+            }
+        }
+        out.extend(self.tls_versions(port).await);
+        let weak = tls::weak_hello(random32());
+        if let Some(b) = self
+            .exchange(port, &weak, 4096, |b| {
+                tls::answer(b) != tls::Answer::Incomplete
+            })
+            .await
+        {
+            if let tls::Answer::Hello { version, suite } = tls::answer(&b) {
+                if let Some(name) = tls::weak_suite(suite) {
+                    out.push(
+                        self.finding(
+                            port,
+                            "tls.weak_cipher",
+                            format!(
+                                "ServerHello 0x{:02x}{:02x} cipher 0x{suite:04x} {name}",
+                                version[0], version[1]
+                            )
+                            .as_bytes(),
+                        ),
+                    );
+                }
             }
         }
         out
@@ -422,6 +502,118 @@ impl Target {
         }
         let _ = say(Some("QUIT")).await;
         out
+    }
+
+    /// SOCKS5 without authentication, asked to CONNECT to the provider's canary.
+    async fn socks(&self, port: u16) -> Vec<Finding> {
+        let Some((host, cport)) = self.opts.canary.clone() else {
+            return vec![];
+        };
+        let Some(req) = socks::connect(&host, cport) else {
+            return vec![];
+        };
+        let Some(mut s) = self.connect(port).await else {
+            return vec![];
+        };
+        let rt = self.opts.read_timeout;
+        if timeout(rt, s.write_all(&socks::GREETING))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .is_none()
+        {
+            return vec![];
+        }
+        let b = read_bounded(&mut s, 2, rt, |b| b.len() >= 2).await;
+        if !socks::no_auth_accepted(&b) {
+            return vec![];
+        }
+        if timeout(rt, s.write_all(&req))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .is_none()
+        {
+            return vec![];
+        }
+        let r = read_bounded(&mut s, 32, rt, |b| b.len() >= 10).await;
+        match socks::reply(&r) {
+            Some(0) => vec![self.finding(
+                port,
+                "socks.open",
+                format!(
+                    "SOCKS5 method 00 (no auth) accepted; CONNECT {host}:{cport} → reply 00 (succeeded) {}",
+                    crate::finding::printable(&r, 60)
+                )
+                .as_bytes(),
+            )],
+            _ => vec![],
+        }
+    }
+
+    /// UDP echo (7), daytime (13), chargen (19), SNMP `public` (161): one datagram each.
+    async fn udp_services(&self) -> Vec<Finding> {
+        let probe = b"dodvpn-diagnose udp probe\r\n";
+        let id = u32::from_be_bytes(random_bytes::<4>());
+        let snmp_req = snmp::get_sysdescr("public", id);
+        let (echo, daytime, chargen, snmp_ans) = tokio::join!(
+            self.udp(7, probe),
+            self.udp(13, b"\r\n"),
+            self.udp(19, b"\r\n"),
+            self.udp(161, &snmp_req),
+        );
+        let mut out = Vec::new();
+        let f = |port, check: &str, ev: &[u8]| Finding::new(self.ip, Proto::Udp, port, check, ev);
+        if let Some(b) = echo.filter(|b| b.starts_with(probe)) {
+            out.push(f(7, "echo.udp", &b));
+        }
+        if let Some(b) = daytime.filter(|b| !b.is_empty()) {
+            out.push(f(13, "daytime.udp", &b));
+        }
+        if let Some(b) = chargen.filter(|b| !b.is_empty()) {
+            let ev = format!(
+                "{} bytes for 2: {}",
+                b.len(),
+                crate::finding::printable(&b, 200)
+            );
+            out.push(f(19, "chargen.udp", ev.as_bytes()));
+        }
+        if let Some(d) = snmp_ans.and_then(|b| snmp::sysdescr_answer(&b, id)) {
+            out.push(f(
+                161,
+                "snmp.public",
+                format!("GET sysDescr.0 community public → \"{d}\"").as_bytes(),
+            ));
+        }
+        out
+    }
+
+    /// One ICMP timestamp request (IPv4 only), on a raw socket, off the async threads.
+    async fn icmp_timestamp(&self) -> Vec<Finding> {
+        let IpAddr::V4(dst) = self.ip else {
+            return vec![];
+        };
+        if !self.raw_ok {
+            return vec![];
+        }
+        self.slot().await;
+        let id = u16::from_be_bytes(random_bytes::<2>());
+        let wait = self.opts.read_timeout;
+        let orig = (now_ms().rem_euclid(86_400_000)) as u32;
+        let got = tokio::task::spawn_blocking(move || icmp_exchange(dst, id, orig, wait))
+            .await
+            .ok()
+            .flatten();
+        match got {
+            Some((rx, tx)) => vec![Finding::new(
+                self.ip,
+                Proto::Icmp,
+                0,
+                "icmp.timestamp",
+                format!("ICMP type 13 → type 14: originate {orig} receive {rx} transmit {tx} (ms since 00:00 UT)").as_bytes(),
+            )],
+            None => vec![],
+        }
     }
 
     async fn echo(&self, port: u16) -> Vec<Finding> {
@@ -530,6 +722,37 @@ impl Target {
             .ok()?;
         buf.truncate(n);
         Some(buf)
+    }
+}
+
+fn raw_icmp_socket() -> std::io::Result<socket2::Socket> {
+    socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::ICMPV4),
+    )
+}
+
+/// Send a timestamp request to `dst` and wait up to `wait` for its reply.
+fn icmp_exchange(
+    dst: std::net::Ipv4Addr,
+    id: u16,
+    orig: u32,
+    wait: Duration,
+) -> Option<(u32, u32)> {
+    let s = raw_icmp_socket().ok()?;
+    let to = socket2::SockAddr::from(SocketAddr::new(IpAddr::V4(dst), 0));
+    s.send_to(&icmp::request(id, 1, orig), &to).ok()?;
+    let deadline = std::time::Instant::now() + wait;
+    let mut buf = [0u8; 1500];
+    loop {
+        let left = deadline.checked_duration_since(std::time::Instant::now())?;
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok()?;
+        let n = std::io::Read::read(&mut &s, &mut buf).ok()?;
+        if let Some(r) = icmp::reply(&buf[..n], dst, id, 1) {
+            return Some(r);
+        }
     }
 }
 

@@ -112,6 +112,7 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .routes(routes!(message::fetch, message::delete))
         .routes(routes!(message::read))
         .routes(routes!(message::allow, message::list_policies))
+        .routes(routes!(admin::diagnose::get_run))
         .routes(routes!(
             admin::providers::grant_role,
             admin::providers::revoke_role

@@ -2,7 +2,7 @@
 //! the diagnosis must answer without panicking, and evidence must stay bounded.
 #![no_main]
 
-use dodvpn_diagnose::{banner, dns, finding, ftp, http, tls};
+use dodvpn_diagnose::{banner, dns, finding, ftp, http, icmp, snmp, socks, tls};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,6 +18,17 @@ fuzz_target!(|data: &[u8]| {
         let _ = h.vpn_login_product();
     }
     let _ = tls::answer(data);
+    let (msgs, _) = tls::handshake_messages(data);
+    for (_, body) in &msgs {
+        for der in tls::certificates(body) {
+            let _ = tls::view_certificate(&der, 0);
+        }
+    }
+    let _ = tls::view_certificate(data, 0);
+    let _ = snmp::sysdescr_answer(data, id as u32);
+    let _ = socks::no_auth_accepted(data);
+    let _ = socks::reply(data);
+    let _ = icmp::reply(data, std::net::Ipv4Addr::LOCALHOST, id, 1);
     let _ = dns::version_answer(data, id);
     let _ = dns::recursion_offered(data, id);
     let _ = dns::axfr_answer(data, id);

@@ -191,6 +191,8 @@ pub enum Severity {
 pub enum Proto {
     Tcp,
     Udp,
+    /// ICMP findings (e.g. `icmp.timestamp`) carry port 0.
+    Icmp,
 }
 
 /// One finding of a diagnosis (the `dodvpn-diagnose` crate's `Finding`).
@@ -487,4 +489,62 @@ pub async fn list_runs(
         });
     }
     Ok(Json(out))
+}
+
+/// One run with all its findings, compared with the run before it (new, fixed,
+/// unchanged; `new` + `unchanged` are all of this run's findings). This is what the
+/// organisation's ledger and check-sheet evidence read: each finding's stable key is
+/// (target, proto, port, check), with severity, evidence and recommendations.
+#[utoipa::path(get, path = "/api/v1/orgs/{id}/diagnoses/{run}", tag = "diagnose",
+    params(("id" = String, Path), ("run" = String, Path, description = "a run id from POST or GET …/diagnoses")),
+    responses((status = 200, body = RunComparison), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_run(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+    Path((id, run)): Path<(String, String)>,
+) -> Result<Json<RunComparison>, ApiError> {
+    caller.require_org(&id)?;
+    let rows = sqlx::query(
+        "SELECT id, org_id, started_by, started_ms, finished_ms, targets, findings, created_ms FROM diagnose_runs WHERE org_id = $1 ORDER BY created_ms DESC, id DESC",
+    )
+    .bind(&id)
+    .fetch_all(&c.db.pool)
+    .await?;
+    let Some(i) = rows.iter().position(|r| r.get::<String, _>(0) == run) else {
+        return Err(ApiError::not_found(format!(
+            "no diagnosis run {run} of {id}"
+        )));
+    };
+    let read = |r: &sqlx::any::AnyRow| -> Result<(Vec<String>, Vec<Finding>), ApiError> {
+        let t: String = r.get(5);
+        let f: String = r.get(6);
+        Ok((
+            serde_json::from_str(&t).unwrap_or_default(),
+            serde_json::from_str(&f)
+                .map_err(|_| ApiError::internal("stored diagnosis unreadable"))?,
+        ))
+    };
+    let (targets, findings) = read(&rows[i])?;
+    let (prev_id, prev) = match rows.get(i + 1) {
+        Some(p) => (Some(p.get::<String, _>(0)), read(p)?.1),
+        None => (None, Vec::new()),
+    };
+    let probed: Vec<IpAddr> = targets.iter().filter_map(|t| t.parse().ok()).collect();
+    let (new, fixed, unchanged) = compare(&prev, &findings, &probed);
+    let r = &rows[i];
+    Ok(Json(RunComparison {
+        run: RunSummary {
+            id: r.get(0),
+            org_id: r.get(1),
+            started_by: r.get(2),
+            started_ms: r.get(3),
+            finished_ms: r.get(4),
+            targets,
+            findings: findings.len(),
+        },
+        previous: prev_id,
+        new,
+        fixed,
+        unchanged,
+    }))
 }
