@@ -39,6 +39,8 @@ pub trait CsvTable: Sized {
     /// (key, Japanese label) of every column, in export order.
     const COLUMNS: &'static [(&'static str, &'static str)];
     fn id(&self) -> &str;
+    /// The row's own limits (required fields, lengths), however it arrived.
+    fn check(&self) -> Result<(), RowError>;
     fn to_record(&self) -> Vec<String>;
     /// Build a row from its cells by key; the error names the key.
     fn from_cells(cell: &dyn Fn(&'static str) -> String) -> Result<Self, RowError>;
@@ -193,6 +195,10 @@ impl CsvTable for External {
         &self.id
     }
 
+    fn check(&self) -> Result<(), RowError> {
+        Self::check(self)
+    }
+
     fn to_record(&self) -> Vec<String> {
         vec![
             self.id.clone(),
@@ -248,6 +254,10 @@ impl CsvTable for Equipment {
 
     fn id(&self) -> &str {
         &self.id
+    }
+
+    fn check(&self) -> Result<(), RowError> {
+        Self::check(self)
     }
 
     fn to_record(&self) -> Vec<String> {

@@ -12,7 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dodvpn_ledger::{
-    review_overdue, Date, Diagram, Edge, EdgeState, Equipment, External, Node, NodeKind,
+    review_overdue, CsvTable, Date, Diagram, Edge, EdgeState, Equipment, External, Node, NodeKind,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -240,21 +240,24 @@ pub(crate) async fn ledger_of(c: &Center, id: &str) -> Result<Ledger, ApiError> 
 }
 
 /// Replace one kind of hand-kept rows at once (an import is all or nothing).
-async fn replace<T: Serialize>(
+async fn replace<T: CsvTable + Serialize>(
     c: &Center,
     caller: &Caller,
     org: &str,
     kind: &str,
     rows: &[T],
-    id_of: impl Fn(&T) -> &str,
 ) -> Result<(), ApiError> {
+    for r in rows {
+        r.check()
+            .map_err(|e| ApiError::bad_request(format!("row {}: {e}", r.id())))?;
+    }
     if rows.len() > MAX_ROWS {
         return Err(ApiError::bad_request(format!(
             "at most {MAX_ROWS} rows / 最大 {MAX_ROWS} 行です"
         )));
     }
     let mut seen = HashSet::new();
-    if let Some(dup) = rows.iter().map(&id_of).find(|i| !seen.insert(*i)) {
+    if let Some(dup) = rows.iter().map(CsvTable::id).find(|i| !seen.insert(*i)) {
         return Err(ApiError::bad_request(format!(
             "id {dup} appears twice / ID {dup} が重複しています"
         )));
@@ -281,13 +284,13 @@ async fn replace<T: Serialize>(
         )
         .bind(org)
         .bind(kind)
-        .bind(id_of(r))
+        .bind(r.id())
         .bind(body)
         .bind(tx.now)
         .execute(&mut *tx.tx)
         .await?;
     }
-    let after: Vec<&str> = rows.iter().map(&id_of).collect();
+    let after: Vec<&str> = rows.iter().map(CsvTable::id).collect();
     tx.audit(
         &caller.actor(),
         &format!("ledger.{kind}_replaced"),
@@ -318,11 +321,7 @@ pub async fn put_outside(
 ) -> Result<Json<Ledger>, ApiError> {
     caller.require_org(&id)?;
     let Json(body) = body?;
-    for r in &body.rows {
-        r.check()
-            .map_err(|e| ApiError::bad_request(format!("row {}: {e}", r.id)))?;
-    }
-    replace(&c, &caller, &id, "outside", &body.rows, |r| &r.id).await?;
+    replace(&c, &caller, &id, "outside", &body.rows).await?;
     get_ledger(State(c), caller, Path(id)).await
 }
 
@@ -345,11 +344,7 @@ pub async fn put_equipment(
 ) -> Result<Json<Ledger>, ApiError> {
     caller.require_org(&id)?;
     let Json(body) = body?;
-    for r in &body.rows {
-        r.check()
-            .map_err(|e| ApiError::bad_request(format!("row {}: {e}", r.id)))?;
-    }
-    replace(&c, &caller, &id, "equipment", &body.rows, |r| &r.id).await?;
+    replace(&c, &caller, &id, "equipment", &body.rows).await?;
     get_ledger(State(c), caller, Path(id)).await
 }
 
