@@ -329,7 +329,7 @@ want strongswan-cbc && { run_strongswan strongswan-cbc aes128-sha256-modp2048 ae
   say "strongswan-cbc: FAILED (logs: $SA_DIR, $SB_DIR)"; strongswan_stop; }
 want wireguard && { run_wireguard || say "wireguard: FAILED"; wg_stop; }
 want nebula && { run_nebula || say "nebula: FAILED"; nebula_stop; }
-want dodvpn && { run_dodvpn || say "dodvpn: FAILED"; }
+want dodvpn && { run_dodvpn || say "dodvpn: FAILED"; dd_down; }
 want dodvpn-cbc && { run_dodvpn dodvpn-cbc aes128-sha256-modp2048 aes128-sha256 || say "dodvpn-cbc: FAILED"; dd_down; }
 load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -362,6 +362,12 @@ for k in "${PATHS[@]}"; do
   vs_wg="$(ratio "${T1[$k]:-}" "${T1[wireguard]:-}") / $(ratio "${T4[$k]:-}" "${T4[wireguard]:-}") / $(ratio "${P50[$k]:-}" "${P50[wireguard]:-}")"
   printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(label "$k")" "$(fmt "${T1[$k]:-}")" "$(fmt "${T4[$k]:-}")" \
     "$(fmt "${P50[$k]:-}")" "$(fmt "${P99[$k]:-}")" "$(fmt "${NREP[$k]:-}")" "$vs_sw" "$vs_wg"
+done
+# CBC + HMAC beside GCM (issue 16): the same system's two suites, and dodvpn beside strongSwan
+for pair in "strongswan-cbc strongswan" "dodvpn-cbc dodvpn" "dodvpn-cbc strongswan-cbc"; do
+  read -r x y <<<"$pair"
+  [[ -n "${T1[$x]:-}" && -n "${T1[$y]:-}" ]] &&
+    echo "$x / $y: 1 stream $(ratio "${T1[$x]}" "${T1[$y]}"), 4 streams $(ratio "${T4[$x]:-}" "${T4[$y]:-}"), setup p50 $(ratio "${P50[$x]:-}" "${P50[$y]:-}")"
 done
 [[ -n "${IKE_P50:-}" ]] && echo "strongSwan: charon's own log puts 'initiating IKE_SA' -> 'CHILD_SA established' at p50 ${IKE_P50} ms; the rest of its setup figure is starting swanctl at the first packet, route install and the ICMP round trip."
 echo

@@ -242,17 +242,22 @@ pub fn rules_of(info: &ConnectionInfo) -> Vec<FlowRule> {
     let mut out = Vec::new();
     for opener in openers {
         for svc in &info.services {
-            let proto = match svc.proto {
-                Proto::Any => None,
-                Proto::Tcp => Some(dodvpn_dataplane::filter::proto::TCP),
-                Proto::Udp => Some(dodvpn_dataplane::filter::proto::UDP),
-                Proto::Icmp => Some(dodvpn_dataplane::filter::proto::ICMP),
+            use dodvpn_dataplane::filter::proto;
+            // `icmp` is ICMP for IPv4 and ICMPv6 for IPv6 inner subnets (issue 16 point 4):
+            // a grant for ping works over either family.
+            let protos: &[Option<u8>] = match svc.proto {
+                Proto::Any => &[None],
+                Proto::Tcp => &[Some(proto::TCP)],
+                Proto::Udp => &[Some(proto::UDP)],
+                Proto::Icmp => &[Some(proto::ICMP), Some(proto::ICMPV6)],
             };
             let ports: Vec<(u16, u16)> = svc.ports.iter().map(|r| (r.start, r.end)).collect();
-            let mut rule = FlowRule::service(*opener, proto, &ports);
-            rule.local_hosts = local_selectors(info);
-            rule.remote_hosts = info.traffic_selectors.remote.clone();
-            out.push(rule);
+            for p in protos {
+                let mut rule = FlowRule::service(*opener, *p, &ports);
+                rule.local_hosts = local_selectors(info);
+                rule.remote_hosts = info.traffic_selectors.remote.clone();
+                out.push(rule);
+            }
         }
     }
     out
@@ -573,5 +578,35 @@ mod tests {
         i.peer.endpoint = Some("[2001:db8::7".into());
         let (plans, skipped) = plan(&BTreeMap::from([("g1".to_string(), i)]), 1);
         assert!(plans.is_empty() && skipped.len() == 1);
+    }
+
+    #[test]
+    fn an_icmp_grant_lets_ping_through_over_ipv4_and_ipv6_inner() {
+        use dodvpn_dataplane::filter::{proto, Direction, PacketFilter};
+        let mut i = info("fd00:2::/64", &[]);
+        i.traffic_selectors.remote = vec![n("fd00:1::/64"), n("10.1.0.0/24")];
+        i.traffic_selectors.local.push(n("10.2.0.0/24"));
+        i.services = vec!["icmp".parse().unwrap()];
+        let rules = rules_of(&i);
+        let protos: Vec<Option<u8>> = rules.iter().map(|r| r.proto).collect();
+        assert_eq!(protos, vec![Some(proto::ICMP), Some(proto::ICMPV6)]);
+        let f = PacketFilter::new(
+            i.traffic_selectors.local.clone(),
+            i.traffic_selectors.remote.clone(),
+            rules,
+        );
+        // An ICMPv6 echo request fd00:2::5 -> fd00:1::9 (IPv6 header + 8 bytes).
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 8, proto::ICMPV6, 64];
+        v6.extend("fd00:2::5".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        v6.extend("fd00:1::9".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        v6.extend([128, 0, 0, 0, 0, 1, 0, 1]);
+        assert!(f.allows(Direction::Outbound, &v6), "ICMPv6 echo refused");
+        // …and TCP is not what the grant names.
+        let mut tcp = v6.clone();
+        tcp[6] = proto::TCP;
+        tcp[5] = 20;
+        tcp.truncate(40);
+        tcp.extend([0x30, 0x39, 0, 22, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        assert!(!f.allows(Direction::Outbound, &tcp), "TCP let through an icmp grant");
     }
 }

@@ -141,3 +141,13 @@ fn overlapping_sites_reach_the_hospital_through_mapping() {
 fn diagnose_finds_what_nmap_finds_and_refuses_unregistered_addresses() {
     run("diagnose.sh");
 }
+
+/// Issue 16 point 4 (R-DP-2): the agent over IPv6-only outer addresses. The centre listens
+/// on IPv6 only, the devices' endpoints are IPv6, no outer interface has an IPv4 address;
+/// TR D.6 enrolment over IPv6, agent ↔ agent IKE and ESP-in-UDP over IPv6 with each side
+/// initiating once, ping and TCP (sha256) over IPv4 and IPv6 inner both ways, the session
+/// reported to the centre (tests/netns/agent_ipv6.sh).
+#[test]
+fn agent_over_ipv6_only_outer_addresses() {
+    run("agent_ipv6.sh");
+}

@@ -377,3 +377,82 @@ fn a_refused_certificate_is_logged_with_subject_issuer_and_reason() {
     assert!(l.contains("UnknownIssuer"), "{l}");
     assert!(l.contains("peer.example"), "{l}");
 }
+
+// ---- property tests of the chain path (issue 16: every parser path gets them) ---------
+
+/// One root, two intermediates below each other and a leaf of the second, made once.
+struct Fixture {
+    root_pem: String,
+    int1: Vec<u8>,
+    int2: Vec<u8>,
+    leaf: Vec<u8>,
+    stranger: Vec<u8>,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
+    F.get_or_init(|| {
+        let root = new_ca("root");
+        let (int1, int1_der) = sub_ca(&root, "int1", BasicConstraints::Unconstrained);
+        let (int2, int2_der) = sub_ca(&int1, "int2", BasicConstraints::Unconstrained);
+        let other = new_ca("other root");
+        let (_, stranger) = sub_ca(&other, "stranger", BasicConstraints::Unconstrained);
+        Fixture {
+            root_pem: root.pem,
+            int1: int1_der,
+            int2: int2_der,
+            leaf: leaf(&int2, "peer.example", 9, &both()),
+            stranger,
+        }
+    })
+}
+
+mod chain_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// The path is found whatever the order of the CERT payloads, and an unrelated
+        /// CA among them does not spoil it (within the four taken).
+        #[test]
+        fn any_order_with_a_stranger_is_accepted(order in Just(vec![0usize, 1, 2]).prop_shuffle(), with_stranger in any::<bool>()) {
+            let f = fixture();
+            let v = PeerCertValidator::from_pem(f.root_pem.as_bytes()).unwrap();
+            let all = [&f.int1[..], &f.int2[..], &f.stranger[..]];
+            let sent: Vec<&[u8]> = order.iter().filter(|i| with_stranger || **i != 2).map(|i| all[*i]).collect();
+            prop_assert!(v.validate_chain_at(&f.leaf, &sent, &fqdn("peer.example"), in_2027()).is_ok());
+        }
+
+        /// One byte changed anywhere in the leaf or in an intermediate: refused with a
+        /// message, never accepted, never a panic.
+        #[test]
+        fn a_changed_byte_anywhere_is_refused(which in 0usize..3, pos in any::<prop::sample::Index>(), x in 1u8..=255) {
+            let f = fixture();
+            let v = PeerCertValidator::from_pem(f.root_pem.as_bytes()).unwrap();
+            let (mut leaf, mut int1, mut int2) = (f.leaf.clone(), f.int1.clone(), f.int2.clone());
+            let target = match which { 0 => &mut leaf, 1 => &mut int1, _ => &mut int2 };
+            let i = pos.index(target.len());
+            target[i] ^= x;
+            let r = v.validate_chain_at(&leaf, &[&int2, &int1], &fqdn("peer.example"), in_2027());
+            prop_assert!(r.is_err(), "accepted with byte {i} of element {which} changed");
+            prop_assert!(!r.unwrap_err().is_empty());
+        }
+
+        /// Arbitrary bytes as the certificate and as intermediates: an error, no panic.
+        #[test]
+        fn garbage_chains_are_refused(ee in prop::collection::vec(any::<u8>(), 0..600),
+                                      ints in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..6)) {
+            let f = fixture();
+            let v = PeerCertValidator::from_pem(f.root_pem.as_bytes()).unwrap();
+            let ints: Vec<&[u8]> = ints.iter().map(Vec::as_slice).collect();
+            prop_assert!(v.validate_chain_at(&ee, &ints, &fqdn("peer.example"), in_2027()).is_err());
+            // Garbage intermediates beside the genuine ones never make a good chain fail
+            // in a panic, and the real path is still found when they fit in the limit.
+            let mut mixed: Vec<&[u8]> = vec![&f.int2, &f.int1];
+            mixed.extend(ints.iter().take(2));
+            prop_assert!(v.validate_chain_at(&f.leaf, &mixed, &fqdn("peer.example"), in_2027()).is_ok());
+        }
+    }
+}
