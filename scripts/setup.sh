@@ -62,7 +62,8 @@ chromium                          ledger      chromium
 fonts-noto-cjk                    ledger      /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 chromium                          browser     /usr/bin/chromium
 fonts-noto-cjk                    browser     /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
-nodejs                            browser     node npm
+nodejs                            browser     node
+npm                               browser     npm
 npm:playwright-core@1.55.1        browser     $NODETOOLS/node_modules/playwright-core/package.json
 npm:axe-core@4.10.3               browser     $NODETOOLS/node_modules/axe-core/axe.min.js
 "
