@@ -606,7 +606,12 @@ mod tests {
         tcp[6] = proto::TCP;
         tcp[5] = 20;
         tcp.truncate(40);
-        tcp.extend([0x30, 0x39, 0, 22, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
-        assert!(!f.allows(Direction::Outbound, &tcp), "TCP let through an icmp grant");
+        tcp.extend([
+            0x30, 0x39, 0, 22, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
+        ]);
+        assert!(
+            !f.allows(Direction::Outbound, &tcp),
+            "TCP let through an icmp grant"
+        );
     }
 }

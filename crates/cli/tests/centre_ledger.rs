@@ -223,6 +223,35 @@ async fn scenario(backend: Backend) {
     assert_eq!(l["equipment"][0]["remote_maintenance"], true);
     assert_eq!(l["equipment"][0]["name"], "コアスイッチ");
 
+    // The MHLW sheet's ledger items are pre-filled from this ledger.
+    let pre = c.admin_ok(&["checksheet", "prefill", &hosp, "--sheet", "mhlw"]);
+    let answer = |item: &str| -> (String, String) {
+        let a = pre["answers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["item"] == item && a["role"] == "institution")
+            .unwrap_or_else(|| panic!("{item} not pre-filled: {pre}"));
+        (
+            a["value"].as_str().unwrap().into(),
+            a["note"].as_str().unwrap().into(),
+        )
+    };
+    assert_eq!(
+        answer("M-2-1").0,
+        "yes",
+        "one equipment row, reviewed this year"
+    );
+    let (v, note) = answer("M-2-2");
+    assert_eq!(v, "no");
+    assert!(
+        note.contains("1 of 2") && note.contains("確認期限切れ"),
+        "{note}"
+    );
+    let (v, note) = answer("M-2-7");
+    assert_eq!(v, "no", "the hospital's agents never reported a version");
+    assert!(note.contains(&h1.id) && note.contains(&h2.id), "{note}");
+
     // CSV out for Excel, and back in unchanged.
     let exported = c.dir.join("export.csv");
     c.admin_ok(&[

@@ -480,6 +480,14 @@ struct Facts {
     peers_without_sheet: Vec<String>,
     peers: usize,
     diagnosis: Option<(i64, usize)>,
+    /// Hand-kept ledger rows: (equipment, overdue), (outside connections, overdue).
+    equipment: (usize, usize),
+    outside: (usize, usize),
+    /// Connections through dodvpn, which the ledger lists by itself.
+    dodvpn_connections: usize,
+    /// Devices whose agent did not report this centre's version (or nothing).
+    behind: Vec<String>,
+    devices: usize,
 }
 
 impl Facts {
@@ -540,6 +548,33 @@ impl Facts {
                     .unwrap_or(0);
                 (r.get::<i64, _>(0), serious)
             });
+        let ledger = super::ledger::ledger_of(c, org).await?;
+        let overdue = |v: &serde_json::Value| v["review_overdue"] == true;
+        let equipment = (
+            ledger.equipment.len(),
+            ledger.equipment.iter().filter(|e| overdue(e)).count(),
+        );
+        let outside = (
+            ledger.outside.len(),
+            ledger.outside.iter().filter(|o| o.review_overdue).count(),
+        );
+        let software =
+            sqlx::query("SELECT id, software FROM devices WHERE owner_org = $1 ORDER BY id")
+                .bind(org)
+                .fetch_all(pool)
+                .await?;
+        let ours = env!("CARGO_PKG_VERSION");
+        let behind = software
+            .iter()
+            .filter(|r| {
+                let v: Option<String> = r.get(1);
+                let v: serde_json::Value = v
+                    .and_then(|v| serde_json::from_str(&v).ok())
+                    .unwrap_or_default();
+                v["version"] != ours
+            })
+            .map(|r| r.get::<String, _>(0))
+            .collect();
         Ok(Facts {
             active_grants,
             approval_windows,
@@ -547,6 +582,11 @@ impl Facts {
             peers_without_sheet,
             peers: peers.len(),
             diagnosis,
+            equipment,
+            outside,
+            dodvpn_connections: ledger.dodvpn.len(),
+            behind,
+            devices: software.len(),
         })
     }
 
@@ -586,6 +626,21 @@ impl Facts {
                 } else {
                     (AnswerKind::No, format!("the latest exposure diagnosis (run at {at} ms) found {serious} high-severity findings / 直近の外部診断で重大な指摘 {serious} 件"))
                 }
+            }),
+            "equipment-ledger" => Some(match self.equipment {
+                (0, _) => (AnswerKind::No, "no equipment is recorded in the ledger / 機器台帳に登録がありません".into()),
+                (n, 0) => (AnswerKind::Yes, format!("{n} servers, terminals and network devices in the ledger, all reviewed within a year / 機器台帳に {n} 件、すべて1年以内に確認済み")),
+                (n, late) => (AnswerKind::No, format!("{late} of {n} equipment rows are overdue for review / 機器台帳 {n} 件中 {late} 件が確認期限切れ")),
+            }),
+            "connection-ledger" => Some(match self.outside {
+                (n, 0) => (AnswerKind::Yes, format!("{} connections through dodvpn listed by the centre; {n} outside dodvpn recorded and reviewed within a year / dodvpn 経由 {} 件はセンターが自動で記録、DOD-VPN 外 {n} 件は1年以内に確認済み", self.dodvpn_connections, self.dodvpn_connections)),
+                (n, late) => (AnswerKind::No, format!("{late} of {n} connections outside dodvpn are overdue for review / DOD-VPN 外の接続 {n} 件中 {late} 件が確認期限切れ")),
+            }),
+            "agent-versions" if self.devices > 0 => Some(if self.behind.is_empty() {
+                (AnswerKind::Yes, format!("all {} devices run agent version {} / 全 {} 台がエージェント版 {} を使用", self.devices, env!("CARGO_PKG_VERSION"), self.devices, env!("CARGO_PKG_VERSION")))
+            } else {
+                let list = self.behind.join(", ");
+                (AnswerKind::No, format!("devices not on agent version {}: {list} / エージェント版 {} でない機器: {list}", env!("CARGO_PKG_VERSION"), env!("CARGO_PKG_VERSION")))
             }),
             _ => None,
         }
