@@ -59,6 +59,10 @@ pub fn routes(c: Arc<Console>) -> Router {
         .route("/console/approvals/{id}/close", post(close_approval))
         .route("/console/audit", get(audit_page))
         .route("/console/audit/export", get(audit_export))
+        .route("/console/ledger", get(ledger_index))
+        .route("/console/ledger/{org}", get(ledger_page))
+        .route("/console/ledger/{org}/diagram.svg", get(ledger_diagram))
+        .route("/console/ledger/{org}/report.pdf", get(ledger_report))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             c.clone(),
@@ -1344,4 +1348,147 @@ async fn audit_export(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
         ans.body,
     )
         .into_response())
+}
+
+// ---------- the ledger (issue 11): what the centre knows of an organisation's connections ----------
+
+async fn ledger_index(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
+    a.require(Can::ViewLedger)?;
+    if let Some(org) = &a.user.org_id {
+        return Ok(Redirect::to(&format!("/console/ledger/{org}")).into_response());
+    }
+    let l = a.lang;
+    let orgs = c.get_json(&a, "/api/v1/orgs").await?;
+    let body = html! {
+        h2 { (l.t("ledger.choose")) }
+        ul { @for o in orgs.as_array().into_iter().flatten() {
+            li { a href={"/console/ledger/" (s(&o["id"]))} { (s(&o["name"])) } }
+        } }
+    };
+    Ok(html_response(page(
+        l,
+        nav(&a),
+        l.t("nav.ledger"),
+        "/console/ledger",
+        body,
+    )))
+}
+
+async fn ledger_page(
+    State(c): State<Arc<Console>>,
+    a: Authed,
+    Path(org): Path<String>,
+) -> PageResult {
+    a.require(Can::ViewLedger)?;
+    let l = a.lang;
+    if !safe_id(&org) {
+        return Err(PageError::not_found(l));
+    }
+    let led = c
+        .get_json(&a, &format!("/api/v1/orgs/{org}/ledger"))
+        .await?;
+    let sheets = c
+        .get_json(&a, &format!("/api/v1/orgs/{org}/checksheets"))
+        .await?;
+    let rows = |k: &str| led[k].as_array().cloned().unwrap_or_default();
+    let overdue = |v: &Value| html! { @if v == &Value::Bool(true) { " " strong { "(" (l.t("ledger.overdue")) ")" } } };
+    let body = html! {
+        p { a href={"/console/ledger/" (org) "/report.pdf"} { (l.t("ledger.report")) } }
+        h2 { (l.t("ledger.through")) }
+        table {
+            caption class="sr" { (l.t("ledger.through")) }
+            thead { tr { th scope="col" { (l.t("col.peer")) } th scope="col" { (l.t("col.id")) } th scope="col" { (l.t("col.services")) } th scope="col" { (l.t("col.state")) } th scope="col" { (l.t("col.since")) } } }
+            tbody { @for r in rows("dodvpn") { tr {
+                td { (s(&r["peer_org_name"])) } td { (s(&r["device_id"])) " ↔ " (s(&r["peer_device_id"])) }
+                td { (r["services"].as_array().into_iter().flatten().map(s).collect::<Vec<_>>().join(", ")) }
+                td { (s(&r["state"])) } td { (when(r["since_ms"].as_i64().unwrap_or(0))) }
+            } } }
+        }
+        h2 { (l.t("ledger.outside")) }
+        table {
+            caption class="sr" { (l.t("ledger.outside")) }
+            thead { tr { th scope="col" { (l.t("col.id")) } th scope="col" { (l.t("col.kind")) } th scope="col" { (l.t("col.contractor")) } th scope="col" { (l.t("col.reviewed")) } } }
+            tbody { @for o in rows("outside") { tr {
+                td { (s(&o["row"]["id"])) } td { (s(&o["row"]["kind"])) } td { (s(&o["row"]["contractor"])) }
+                td { (s(&o["row"]["last_reviewed"])) (overdue(&o["review_overdue"])) }
+            } } }
+        }
+        h2 { (l.t("ledger.equipment")) }
+        table {
+            caption class="sr" { (l.t("ledger.equipment")) }
+            thead { tr { th scope="col" { (l.t("col.id")) } th scope="col" { (l.t("col.name")) } th scope="col" { (l.t("col.location")) } th scope="col" { (l.t("col.reviewed")) } } }
+            tbody { @for e in rows("equipment") { tr {
+                td { (s(&e["id"])) } td { (s(&e["name"])) } td { (s(&e["location"])) } td { (s(&e["last_reviewed"])) (overdue(&e["review_overdue"])) }
+            } } }
+        }
+        h2 { (l.t("ledger.diagram")) }
+        p { img src={"/console/ledger/" (org) "/diagram.svg"} alt=(l.t("ledger.diagram_alt")); }
+        h2 { (l.t("ledger.sheets")) }
+        table {
+            caption class="sr" { (l.t("ledger.sheets")) }
+            thead { tr { th scope="col" { (l.t("col.sheet")) } th scope="col" { (l.t("col.score")) } th scope="col" { (l.t("col.state")) } th scope="col" { (l.t("col.since")) } } }
+            tbody { @for x in sheets.as_array().into_iter().flatten() { tr {
+                td { (s(&x["sheet"])) " " (s(&x["version"])) } td { (s(&x["percent"])) "%" } td { (s(&x["state"])) }
+                td { (when(x["submitted_ms"].as_i64().unwrap_or(0))) }
+            } } }
+        }
+    };
+    let title = format!("{} — {}", l.t("nav.ledger"), s(&led["org_name"]));
+    Ok(html_response(page(
+        l,
+        nav(&a),
+        &title,
+        "/console/ledger",
+        body,
+    )))
+}
+
+/// A diagram or report straight from the API, for the browser (which holds no API credential).
+async fn api_file(c: &Console, a: &Authed, uri: &str, mime: &'static str) -> PageResult {
+    let ans = c
+        .call(&a.user, Method::GET, uri, None)
+        .await
+        .map_err(|e| PageError::internal(a.lang, e))?;
+    if !ans.status.is_success() {
+        return Err(json_or_page(a.lang, ans)
+            .err()
+            .unwrap_or_else(|| PageError::not_found(a.lang)));
+    }
+    Ok(([(header::CONTENT_TYPE, mime)], ans.body).into_response())
+}
+
+async fn ledger_diagram(
+    State(c): State<Arc<Console>>,
+    a: Authed,
+    Path(org): Path<String>,
+) -> PageResult {
+    a.require(Can::ViewLedger)?;
+    if !safe_id(&org) {
+        return Err(PageError::not_found(a.lang));
+    }
+    api_file(
+        &c,
+        &a,
+        &format!("/api/v1/orgs/{org}/ledger/diagram?format=svg"),
+        "image/svg+xml",
+    )
+    .await
+}
+
+async fn ledger_report(
+    State(c): State<Arc<Console>>,
+    a: Authed,
+    Path(org): Path<String>,
+) -> PageResult {
+    a.require(Can::ViewLedger)?;
+    if !safe_id(&org) {
+        return Err(PageError::not_found(a.lang));
+    }
+    api_file(
+        &c,
+        &a,
+        &format!("/api/v1/orgs/{org}/report?format=pdf"),
+        "application/pdf",
+    )
+    .await
 }

@@ -60,6 +60,8 @@ pub enum Can {
     ViewAudit,
     ViewApprovals,
     ManageApprovals,
+    /// The connection ledger, diagram, check sheets and the inspector's report (issue 11).
+    ViewLedger,
 }
 
 pub fn may(role: Role, can: Can) -> bool {
@@ -78,7 +80,13 @@ pub fn may(role: Role, can: Can) -> bool {
         ),
         Role::Auditor => matches!(
             can,
-            ViewOverview | ViewOrgs | ViewDevices | ViewSessions | ViewAudit | ViewApprovals
+            ViewOverview
+                | ViewOrgs
+                | ViewDevices
+                | ViewSessions
+                | ViewAudit
+                | ViewApprovals
+                | ViewLedger
         ),
         Role::DeviceProvider => matches!(can, ViewOverview | ViewDevices),
         Role::OrgAdmin => true,
@@ -129,6 +137,9 @@ mod tests {
         assert!(!may(Role::OrgApprover, Can::ViewDevices));
         assert!(may(Role::OrgApprover, Can::ManageApprovals));
         assert!(!may(Role::DeviceProvider, Can::ViewAudit));
+        assert!(may(Role::Auditor, Can::ViewLedger));
+        assert!(!may(Role::OrgApprover, Can::ViewLedger));
+        assert!(!may(Role::ProviderOperator, Can::ViewLedger));
     }
 
     #[test]

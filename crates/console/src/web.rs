@@ -374,13 +374,14 @@ pub struct Nav<'a> {
 
 /// The page frame: skip link, navigation for what the role may see, language switch.
 pub fn page(l: Lang, nav: Option<Nav<'_>>, title: &str, path: &str, body: Markup) -> Markup {
-    let items: [(&str, &str, Can); 6] = [
+    let items: [(&str, &str, Can); 7] = [
         ("/console/", "nav.overview", Can::ViewOverview),
         ("/console/orgs", "nav.orgs", Can::ViewOrgs),
         ("/console/devices", "nav.devices", Can::ViewDevices),
         ("/console/sessions", "nav.sessions", Can::ViewSessions),
         ("/console/approvals", "nav.approvals", Can::ViewApprovals),
         ("/console/audit", "nav.audit", Can::ViewAudit),
+        ("/console/ledger", "nav.ledger", Can::ViewLedger),
     ];
     let back = if path.is_empty() { "/console/" } else { path };
     html! {

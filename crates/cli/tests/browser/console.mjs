@@ -122,7 +122,8 @@ async function main() {
     check("session cookie HttpOnly Secure SameSite=Strict", sc && sc.httpOnly && sc.secure && sc.sameSite === "Strict", JSON.stringify(sc));
     await audit(root, "overview");
     for (const [p, name] of [["/console/orgs", "orgs"], ["/console/devices", "devices"], [`/console/devices/${HOSPITAL_DEVICE}`, "device"],
-      ["/console/approvals", "approvals"], ["/console/audit", "audit"]]) {
+      ["/console/approvals", "approvals"], ["/console/audit", "audit"], ["/console/ledger", "ledger-index"],
+      [`/console/ledger/${HOSPITAL_ORG}`, "ledger"]]) {
       const r = await root.goto(`${BASE}${p}`);
       check(`${name} page 200`, r.status() === 200, r.status());
       await audit(root, name);
@@ -200,7 +201,7 @@ async function main() {
     check("clinic sees its own device", devText.includes(CLINIC_DEVICE));
     check("clinic does not see the hospital's device", !devText.includes(HOSPITAL_DEVICE));
     await audit(clinic, "devices-clinic");
-    for (const p of [`/console/devices/${HOSPITAL_DEVICE}`]) {
+    for (const p of [`/console/devices/${HOSPITAL_DEVICE}`, `/console/ledger/${HOSPITAL_ORG}`, `/console/ledger/${HOSPITAL_ORG}/report.pdf`]) {
       const r = await clinic.goto(`${BASE}${p}`);
       check(`clinic typing ${p} gets 404`, r.status() === 404, r.status());
     }
