@@ -105,10 +105,10 @@ start_agent a "$A"; pid_a="$AGENT_PID"
 start_agent b "$B"; pid_b="$AGENT_PID"
 v6_sockets() { # NS : the agent's IKE and NAT-T sockets are IPv6 ones
   local s; s="$(ip netns exec "$1" ss -uan)"
-  grep -qE '\[::\]:500 |\*:500 ' <<<"$s" && grep -qE '\[::\]:4500 |\*:4500 ' <<<"$s"
+  grep -qE '\]:500 |\*:500 ' <<<"$s" && grep -qE '\]:4500 |\*:4500 ' <<<"$s"
 }
 check "both agents listen for IKE and ESP-in-UDP on IPv6 (UDP [::]:500 and [::]:4500)" \
-  sh -c "$(declare -f v6_sockets); v6_sockets '$A' && v6_sockets '$B'"
+  bash -c "$(declare -f v6_sockets); v6_sockets '$A' && v6_sockets '$B'"
 
 # ---------------------------------------------------------------- grant B → A: B initiates over IPv6
 g1="$(admin connection apply --from "$dev_b" --to "$dev_a" | jq -r '.outcomes[0].grant_id')"
@@ -120,11 +120,19 @@ check "grant b → a installed at both ends, remote endpoint IPv6 ($A_OUT at b)"
 netns_wait_for 10 ip netns exec "$B" ping -c1 -W1 -q -I "$B4" "$A4"; rc=$?
 check "IPv4 inner, b initiates on demand over IPv6 outer: ping $B4 → $A4" test "$rc" = 0
 check "IPv6 inner: ping6 $B6 → $A6" ip netns exec "$B" ping -6 -c 3 -i 0.2 -W 2 -q -I "$B6" "$A6"
-check "b → a grant only: a cannot open towards b (ping $A4 → $B4 gets no answer)" sh -c "! ip netns exec '$A' ping -c1 -W1 -q -I '$A4' '$B4'"
+# Direction: the data plane's filter is stateless and lets ICMP through both ways
+# (dataplane/src/filter.rs), so the check that only b opens is made with TCP: a's SYN
+# towards b is refused while b's connections to a pass.
+ip netns exec "$B" socat -u TCP-LISTEN:5009,bind="$B4",reuseaddr OPEN:/dev/null >/dev/null 2>&1 &
+listener=$!
+sleep 0.3
+check "b → a grant only: a cannot open a TCP connection to b ($A4 → $B4:5009)" \
+  sh -c "! ip netns exec '$A' timeout 4 socat -u OPEN:/dev/null TCP:$B4:5009,connect-timeout=2"
+kill "$listener" 2>/dev/null; wait "$listener" 2>/dev/null
 check "IPv4 inner: 4 MiB TCP b → a, sha256 equal" tcp_transfer "$B" "$A" "$A4" "$B4" 4 "$work" 5001
 check "IPv6 inner: 4 MiB TCP b → a, sha256 equal" tcp6_transfer "$B" "$A" "$A6" "$B6" 4 5003
 ike_peer_v6() { # NS K PEER_ADDR : an IKE SA up with that IPv6 peer (the SA-up line in the log names it)
-  grep -a "peer=$3" "$work/agent-$2.log" | grep -aq "child SA installed"
+  grep -a "peer=\[$3\]" "$work/agent-$2.log" | grep -aq "child SA installed"
 }
 check "b's child SA was installed with peer=$A_OUT (IKE over IPv6, b the initiator)" ike_peer_v6 "$B" b "$A_OUT"
 check "a's child SA was installed with peer=$B_OUT (a the responder over IPv6)" ike_peer_v6 "$A" a "$B_OUT"

@@ -231,6 +231,8 @@ fn main() {
                 .unwrap_or_else(|_| "warn,dodvpn_tunnel=info,dodvpn_ike=info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a terminal: a log file or journal gets plain, greppable text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {
