@@ -138,7 +138,7 @@ check "b's child SA was installed with peer=$A_OUT (IKE over IPv6, b the initiat
 check "a's child SA was installed with peer=$B_OUT (a the responder over IPv6)" ike_peer_v6 "$A" a "$B_OUT"
 check "b's log shows b initiating IKE to $A_OUT" grep -aq "initiating IKE to \[$A_OUT\]:500\|initiating IKE to $A_OUT" "$work/agent-b.log"
 sessions_up() { admin session list --device "$dev_b" 2>/dev/null | jq -e '[.[] | select(.status == "up")] | length > 0' >/dev/null; }
-netns_wait_for 10 sessions_up; rc=$?
+netns_wait_for 30 sessions_up; rc=$?
 check "a session of b is up in the centre's list (reported by the agents over IPv6)" test "$rc" = 0
 
 # ---------------------------------------------------------------- grant A → B: A initiates over IPv6
