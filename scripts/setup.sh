@@ -58,6 +58,7 @@ snmpd                             diagnose    /usr/sbin/snmpd
 apache2                           diagnose    /usr/sbin/apache2
 graphviz                          ledger      dot
 poppler-utils                     ledger      pdftoppm
+haproxy                           haproxy     /usr/sbin/haproxy
 chromium                          ledger      chromium
 fonts-noto-cjk                    ledger      /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 chromium                          browser     /usr/bin/chromium

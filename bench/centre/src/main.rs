@@ -13,6 +13,10 @@
 //!  D  open-loop mixed load at a fixed rate, latency from the scheduled send time
 //!  E  push propagation to 1,000 connected devices + centre memory per stream
 //!  F  (--scale S) S registered devices, then GET /api/v1/devices/{id} latency
+//!     (with --scale-first, before every other phase, so they all run at that size)
+//!
+//! With --replica-url (two replicas on one PostgreSQL, bench/scale.sh), phase E opens
+//! every second stream on the replica, and memory is reported for both processes.
 //!
 //! Started by bench/centre.sh, which owns the centre process; this program only reads
 //! that process's /proc status for memory figures.
@@ -54,6 +58,10 @@ struct Args {
     push_devices: usize,
     push_rounds: usize,
     scale: usize,
+    scale_first: bool,
+    replica_url: Option<String>,
+    replica_pid: u32,
+    database: String,
     out: Option<PathBuf>,
     commit: String,
     build: String,
@@ -69,6 +77,10 @@ const USAGE: &str = "centre-bench --url https://127.0.0.1:PORT --data CENTRE_DAT
   --push-devices N     phase E: connected devices (1000; 0 skips the phase)
   --push-rounds N      phase E: policy changes (5)
   --scale N            phase F: register N more devices, then measure GET latency (off)
+  --scale-first        run phase F first, so phases A–E run with those N devices registered
+  --replica-url URL    a second replica of the same centre (PostgreSQL): phase E streams alternate
+  --replica-pid PID    that replica's PID (memory figures)
+  --database TEXT      the centre's database, for the report (\"sqlite (centre default)\")
   --out FILE           JSON results (bench/results/centre-<timestamp>.json by default in centre.sh)
   --commit SHA         git commit recorded in the results
   --build TEXT         build description recorded in the results";
@@ -87,6 +99,10 @@ fn parse_args() -> anyhow::Result<Args> {
         push_devices: 1000,
         push_rounds: 5,
         scale: 0,
+        scale_first: false,
+        replica_url: None,
+        replica_pid: 0,
+        database: "sqlite (centre default)".into(),
         out: None,
         commit: "unknown".into(),
         build: "unknown".into(),
@@ -96,6 +112,10 @@ fn parse_args() -> anyhow::Result<Args> {
         if k == "-h" || k == "--help" {
             println!("{USAGE}");
             std::process::exit(0);
+        }
+        if k == "--scale-first" {
+            a.scale_first = true;
+            continue;
         }
         let v = it.next().ok_or_else(|| anyhow!("{k} needs a value\n{USAGE}"))?;
         let num = |v: &str| v.parse::<usize>().with_context(|| format!("{k}: not a number: {v}"));
@@ -112,6 +132,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--push-devices" => a.push_devices = num(&v)?,
             "--push-rounds" => a.push_rounds = num(&v)?.max(1),
             "--scale" => a.scale = num(&v)?,
+            "--replica-url" => a.replica_url = Some(v.trim_end_matches('/').to_string()),
+            "--replica-pid" => a.replica_pid = v.parse().context("--replica-pid")?,
+            "--database" => a.database = v,
             "--out" => a.out = Some(PathBuf::from(v)),
             "--commit" => a.commit = v,
             "--build" => a.build = v,
@@ -123,6 +146,11 @@ fn parse_args() -> anyhow::Result<Args> {
     }
     if !a.url.starts_with("https://127.0.0.1:") {
         bail!("this benchmark talks to a centre on 127.0.0.1 only (got {})", a.url);
+    }
+    if let Some(r) = &a.replica_url {
+        if !r.starts_with("https://127.0.0.1:") || a.replica_pid == 0 {
+            bail!("--replica-url must be https://127.0.0.1:PORT and needs --replica-pid");
+        }
     }
     if a.devices < 2 {
         bail!("--devices must be at least 2 (connections need a peer)");
@@ -137,6 +165,8 @@ fn parse_args() -> anyhow::Result<Args> {
 
 struct Ctx {
     url: String,
+    /// The second replica, when there is one (streams of phase E alternate).
+    replica_url: Option<String>,
     ca: String,
     admin: CenterClient,
     pid: u32,
@@ -155,6 +185,19 @@ struct Dev {
     id: String,
     /// Tier-2 (service certificate) client, as the agent uses after enrolment.
     client: CenterClient,
+    /// The same device's tier-2 client to the second replica, when there is one.
+    replica: Option<CenterClient>,
+}
+
+impl Ctx {
+    fn tier2(&self, store: Arc<dyn KeyStore>) -> anyhow::Result<(CenterClient, Option<CenterClient>)> {
+        let client = CenterClient::device(&self.url, &self.ca, store.clone(), Tier::Service)?;
+        let replica = match &self.replica_url {
+            Some(u) => Some(CenterClient::device(u, &self.ca, store, Tier::Service)?),
+            None => None,
+        };
+        Ok((client, replica))
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -316,9 +359,9 @@ impl Ctx {
         if timed {
             self.record("l service start (admin)", t);
         }
-        let client = CenterClient::device(&self.url, &self.ca, dyn_store, Tier::Service)?;
+        let (client, replica) = self.tier2(dyn_store)?;
         self.count_enrolled();
-        Ok(Dev { id, client })
+        Ok(Dev { id, client, replica })
     }
 }
 
@@ -382,6 +425,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
     let tag = format!("{:x}", started.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis());
     let ctx = Arc::new(Ctx {
         url: a.url.clone(),
+        replica_url: a.replica_url.clone(),
         ca,
         admin,
         pid: a.pid,
@@ -405,7 +449,8 @@ async fn run(a: Args) -> anyhow::Result<()> {
         "parameters".into(),
         json!({"devices": a.devices, "concurrency": c, "enroll_only": a.enroll_only, "applications": a.applications,
                "rate_per_s": a.rate, "duration_s": a.duration, "push_devices": a.push_devices, "push_rounds": a.push_rounds,
-               "scale": a.scale, "database": "sqlite (centre default)", "centre_url": a.url}),
+               "scale": a.scale, "scale_first": a.scale_first, "database": a.database, "centre_url": a.url,
+               "replica_url": a.replica_url}),
     );
     let note = format!(
         "benchmark client and centre share this machine ({} CPUs): every figure includes the client's own CPU use (TLS, ECDSA, JSON)",
@@ -436,6 +481,10 @@ async fn run(a: Args) -> anyhow::Result<()> {
     }
     ctx.admin_post("/api/v1/groups", &json!({"name": "bench"})).await?;
     let orgs = Arc::new(orgs);
+
+    if a.scale > 0 && a.scale_first {
+        scale_phase(&ctx, &a, &orgs, &mut rep).await?;
+    }
 
     // ------------------------------------------------------------ A: full enrolment flow
     eprintln!("[A] full enrolment flow: {} devices, {c} workers", a.devices);
@@ -540,13 +589,13 @@ async fn run(a: Args) -> anyhow::Result<()> {
                     let cert = issued[i]["certificate"].as_str().context("no certificate")?;
                     store.put_cert(Tier::Service, cert)?;
                     let dyn_store: Arc<dyn KeyStore> = store.clone();
-                    let tier2 = CenterClient::device(&ctx.url, &ctx.ca, dyn_store, Tier::Service)?;
+                    let (tier2, replica) = ctx.tier2(dyn_store)?;
                     let _: Value = tier2
                         .post("/api/v1/device/service-cert/installed", &json!({"fingerprint": issued[i]["fingerprint"]}))
                         .await?;
                     ctx.admin_step(id, "service/start").await?;
                     ctx.count_enrolled();
-                    Ok(Dev { id: id.clone(), client: tier2 })
+                    Ok(Dev { id: id.clone(), client: tier2, replica })
                 }
             })
             .await
@@ -647,12 +696,15 @@ async fn run(a: Args) -> anyhow::Result<()> {
     }
 
     // ------------------------------------------------------------ F: scale
-    if a.scale > 0 {
+    if a.scale > 0 && !a.scale_first {
         scale_phase(&ctx, &a, &orgs, &mut rep).await?;
     }
 
     let rss_end = rss_kib(a.pid)?;
     mem.insert("rss_end_kib".into(), json!(rss_end));
+    if a.replica_pid != 0 {
+        mem.insert("replica_rss_end_kib".into(), json!(rss_kib(a.replica_pid)?));
+    }
     mem.insert("devices_enrolled_total".into(), json!(ctx.enrolled.load(Ordering::Relaxed)));
     rep.section("Centre memory (VmRSS of the centre process)");
     rep.row("fresh centre", format!("{} KiB", rss0));
@@ -669,13 +721,17 @@ async fn run(a: Args) -> anyhow::Result<()> {
         rep.row("per connected device (event stream)", format!("{v} KiB"));
     }
     rep.row("end of run", format!("{rss_end} KiB"));
+    if let Some(v) = mem.get("replica_rss_end_kib") {
+        rep.row("end of run, second replica", format!("{v} KiB"));
+    }
     rep.json.insert("memory".into(), Value::Object(mem));
 
     // ------------------------------------------------------------ output
     println!();
     println!("dodvpn centre control-plane benchmark  (commit {}, {})", a.commit, a.build);
-    println!("machine: {} × {}, {} MiB RAM; centre on SQLite at {}", mach["nproc"], mach["cpu_model"].as_str().unwrap_or("?"),
-        mach["mem_total_kib"].as_u64().unwrap_or(0) / 1024, a.url);
+    println!("machine: {} × {}, {} MiB RAM; centre on {} at {}{}", mach["nproc"], mach["cpu_model"].as_str().unwrap_or("?"),
+        mach["mem_total_kib"].as_u64().unwrap_or(0) / 1024, a.database, a.url,
+        a.replica_url.as_deref().map(|r| format!(" and {r}")).unwrap_or_default());
     println!("note: {note}");
     println!("transport: {http_version} over TLS 1.3 (rustls), devices with mutual TLS");
     let w = rep.table.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(10).min(64);
@@ -832,6 +888,7 @@ async fn push_phase(
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_before = rss_kib(a.pid)?;
+    let replica_rss_before = if a.replica_pid != 0 { rss_kib(a.replica_pid)? } else { 0 };
 
     // Open the streams: one HTTPS connection per device (its own tier-2 client).
     eprintln!("[E] opening {n} event streams (tier-2 mTLS, /api/v1/device/events?since=0)");
@@ -840,7 +897,12 @@ async fn push_phase(
     let t_open = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     for (idx, d) in push.iter().enumerate() {
-        let (client, tx, opening) = (d.client.clone(), tx.clone(), opening.clone());
+        // With two replicas, every second stream is held by the second one.
+        let client = match (&d.replica, idx % 2) {
+            (Some(r), 1) => r.clone(),
+            _ => d.client.clone(),
+        };
+        let (tx, opening) = (tx.clone(), opening.clone());
         tasks.push(tokio::spawn(async move {
             let permit = opening.acquire_owned().await.ok();
             let r = stream_device(idx, client, &tx, permit).await;
@@ -876,7 +938,12 @@ async fn push_phase(
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_with = rss_kib(a.pid)?;
-    let per_dev = (rss_with as f64 - rss_before as f64) / n as f64;
+    let replica_rss_with = if a.replica_pid != 0 { rss_kib(a.replica_pid)? } else { 0 };
+    let per_dev = (rss_with as f64 - rss_before as f64 + replica_rss_with as f64 - replica_rss_before as f64) / n as f64;
+    if a.replica_pid != 0 {
+        mem.insert("replica_rss_before_streams_kib".into(), json!(replica_rss_before));
+        mem.insert("replica_rss_with_streams_kib".into(), json!(replica_rss_with));
+    }
     mem.insert("rss_before_streams_kib".into(), json!(rss_before));
     mem.insert("rss_with_streams_kib".into(), json!(rss_with));
     mem.insert("per_connected_device_kib".into(), r3(per_dev));
@@ -1025,6 +1092,7 @@ async fn scale_phase(ctx: &Arc<Ctx>, a: &Args, orgs: &Arc<Vec<String>>, rep: &mu
     let ids = Arc::new(all_ok("scale registration", res)?);
     let reg_rate = ids.len() as f64 / wall.as_secs_f64();
     let rss = rss_kib(a.pid)?;
+    let replica_rss = if a.replica_pid != 0 { Some(rss_kib(a.replica_pid)?) } else { None };
     let samples = 3000;
     let res = {
         let (ctx, ids) = (ctx.clone(), ids.clone());
@@ -1044,14 +1112,17 @@ async fn scale_phase(ctx: &Arc<Ctx>, a: &Args, orgs: &Arc<Vec<String>>, rep: &mu
     };
     let lat = all_ok("GET after scale", res)?;
     let s = summarise(&lat);
-    rep.section(&format!("F. Scale: {n} more devices registered (register step only), SQLite"));
+    rep.section(&format!("F. Scale: {n} more devices registered (register step only), {}", a.database));
     rep.row("registrations/s", format!("{reg_rate:.1}  ({} in {:.1} s, {conc} concurrent)", ids.len(), wall.as_secs_f64()));
     rep.lat(&format!("  GET /api/v1/devices/{{id}} afterwards ({} concurrent)", a.concurrency), &s);
     rep.row("  centre RSS afterwards", format!("{rss} KiB"));
+    if let Some(r) = replica_rss {
+        rep.row("  second replica RSS afterwards", format!("{r} KiB"));
+    }
     rep.json.insert(
         "scale".into(),
         json!({"registered": ids.len(), "concurrency": conc, "wall_s": r3(wall.as_secs_f64()), "per_s": r3(reg_rate),
-               "get_device_latency": s.json(), "rss_after_kib": rss}),
+               "get_device_latency": s.json(), "rss_after_kib": rss, "replica_rss_after_kib": replica_rss}),
     );
     Ok(())
 }
