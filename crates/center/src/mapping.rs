@@ -47,10 +47,13 @@ pub async fn realigned(
 /// Returns the devices whose visible prefixes changed (their grants need
 /// re-issuing).
 pub async fn remap(tx: &mut WriteTx<'_>, actor: &str) -> Result<HashSet<String>, ApiError> {
-    let rows =
-        sqlx::query("SELECT id, subnets, mapped_subnets FROM devices ORDER BY created_ms, id")
-            .fetch_all(&mut *tx.tx)
-            .await?;
+    // Devices with neither ranges nor mappings take no part in the plan.
+    let rows = sqlx::query(
+        "SELECT id, subnets, mapped_subnets FROM devices \
+         WHERE subnets <> '[]' OR mapped_subnets <> '[]' ORDER BY created_ms, id",
+    )
+    .fetch_all(&mut *tx.tx)
+    .await?;
     let mut devices = Vec::with_capacity(rows.len());
     for r in rows {
         devices.push(MappedDevice {

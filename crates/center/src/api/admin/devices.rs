@@ -175,8 +175,14 @@ pub async fn register_device(
         serde_json::json!({"serial": body.serial, "model": body.model, "owner": body.owner_org, "order": body.order_id, "registered_by": registered_by, "confirmed": registered_by.is_none(), "step": "c"}),
     )
     .await?;
-    // R-DP-8: a range another site also uses is mapped, on both devices.
-    let remapped = crate::mapping::remap(&mut tx, &caller.actor()).await?;
+    // R-DP-8: a range another site also uses is mapped, on both devices. Only IPv4
+    // ranges are ever mapped, so a device without one cannot collide and the re-plan
+    // (a pass over every device with ranges) is skipped.
+    let remapped = if body.subnets.iter().any(|s| s.addr().is_ipv4()) {
+        crate::mapping::remap(&mut tx, &caller.actor()).await?
+    } else {
+        Default::default()
+    };
     if !remapped.is_empty() {
         grants::reevaluate(&c, &mut tx, &caller.actor(), Some(&remapped)).await?;
     }
