@@ -136,6 +136,11 @@ async fn round_trip(backend: Backend) {
         (acked_before, so, se)
     });
     let acked_all = acked.into_inner().unwrap();
+    eprintln!(
+        "{backend:?}: {} writes acknowledged before the backup, {} by its end",
+        acked_before.len(),
+        acked_all.len()
+    );
     assert!(acked_all.len() > acked_before.len(), "writes went on during the backup");
     // Progress on stderr, the summary on stdout.
     for line in ["deriving the archive key", "taking a consistent snapshot", "database snapshot:", "sealed 100%", "archive written"] {

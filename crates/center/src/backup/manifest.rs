@@ -67,15 +67,25 @@ pub struct Part {
     /// For a file: its path inside the data directory, e.g. `pki/root.key`.
     /// For the database: `center.db` (SQLite) or `postgres.sql` (pg_dump, plain).
     pub path: String,
-    /// Unix permission bits the file had (files only).
+    /// Unix permission bits the file had, octal, e.g. `0600` (files only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<u32>,
+    pub mode: Option<String>,
     /// Plaintext size and SHA-256.
     pub size: u64,
     pub sha256: String,
 }
 
+pub fn mode_text(mode: u32) -> String {
+    format!("{:04o}", mode & 0o777)
+}
+
 impl Part {
+    pub fn mode_bits(&self) -> Option<u32> {
+        self.mode
+            .as_deref()
+            .and_then(|m| u32::from_str_radix(m, 8).ok())
+    }
+
     /// Its name in the tar and in the key derivation.
     pub fn entry_name(&self) -> String {
         format!("parts/{}/{}.sealed", self.kind, self.path)

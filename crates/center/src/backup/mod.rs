@@ -135,7 +135,7 @@ pub async fn backup(
         parts.push(Part {
             kind: "file".into(),
             path: crate::chain_guard::CHECKPOINT_FILE.into(),
-            mode: Some(0o600),
+            mode: Some(manifest::mode_text(0o600)),
             size: bytes.len() as u64,
             sha256: sha256_hex(bytes),
         });
@@ -149,7 +149,7 @@ pub async fn backup(
         parts.push(Part {
             kind: "file".into(),
             path: rel.clone(),
-            mode: Some(meta.mode() & 0o777),
+            mode: Some(manifest::mode_text(meta.mode())),
             size: meta.len(),
             sha256,
         });

@@ -345,7 +345,7 @@ fn mode_for(p: &Part) -> u32 {
     if p.kind == "database" || manifest::is_secret(&p.path) {
         0o600
     } else {
-        p.mode.unwrap_or(0o600) & 0o644
+        p.mode_bits().unwrap_or(0o600) & 0o644
     }
 }
 
