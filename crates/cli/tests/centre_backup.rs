@@ -21,7 +21,8 @@ const BACKUP_PASS: &str = "a long backup passphrase for tests";
 fn center_cmd(args: &[&str], pass: Option<&str>) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.arg("center").args(args).stdin(Stdio::null());
-    cmd.env_remove("DODVPN_DATA").env_remove("DODVPN_DATABASE_URL");
+    cmd.env_remove("DODVPN_DATA")
+        .env_remove("DODVPN_DATABASE_URL");
     match pass {
         Some(p) => cmd.env("DODVPN_BACKUP_PASSPHRASE", p),
         None => cmd.env_remove("DODVPN_BACKUP_PASSPHRASE"),
@@ -34,14 +35,23 @@ fn ok(out: &Output, what: &str) -> (String, String) {
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
     );
-    assert!(out.status.success(), "{what} failed:\nstdout {so}\nstderr {se}");
+    assert!(
+        out.status.success(),
+        "{what} failed:\nstdout {so}\nstderr {se}"
+    );
     (so, se)
 }
 
 fn refused(out: &Output, what: &str, expect: &str) -> String {
     let se = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "{what} succeeded but must be refused");
-    assert!(se.contains(expect), "{what}: error does not say {expect:?}: {se}");
+    assert!(
+        !out.status.success(),
+        "{what} succeeded but must be refused"
+    );
+    assert!(
+        se.contains(expect),
+        "{what}: error does not say {expect:?}: {se}"
+    );
     assert!(!se.contains("panicked"), "{what} panicked: {se}");
     se
 }
@@ -141,18 +151,36 @@ async fn round_trip(backend: Backend) {
         acked_before.len(),
         acked_all.len()
     );
-    assert!(acked_all.len() > acked_before.len(), "writes went on during the backup");
+    assert!(
+        acked_all.len() > acked_before.len(),
+        "writes went on during the backup"
+    );
     // Progress on stderr, the summary on stdout.
-    for line in ["deriving the archive key", "taking a consistent snapshot", "database snapshot:", "sealed 100%", "archive written"] {
+    for line in [
+        "deriving the archive key",
+        "taking a consistent snapshot",
+        "database snapshot:",
+        "sealed 100%",
+        "archive written",
+    ] {
         assert!(stderr.contains(line), "no progress line {line:?}: {stderr}");
     }
     assert!(stdout.contains("backup written"), "{stdout}");
     // Nothing secret in the clear: private keys, the admin credential.
     let bytes = std::fs::read(&archive).unwrap();
     let hay = String::from_utf8_lossy(&bytes);
-    assert!(!hay.contains("PRIVATE KEY"), "a private key is readable in the archive");
-    assert!(!hay.contains(c.credential().trim()), "the admin credential is readable in the archive");
-    assert!(hay.contains("\"format\": \"dodvpn-backup/1\""), "the manifest is readable");
+    assert!(
+        !hay.contains("PRIVATE KEY"),
+        "a private key is readable in the archive"
+    );
+    assert!(
+        !hay.contains(c.credential().trim()),
+        "the admin credential is readable in the archive"
+    );
+    assert!(
+        hay.contains("\"format\": \"dodvpn-backup/1\""),
+        "the manifest is readable"
+    );
     assert_eq!(mode_of(&archive), 0o600);
 
     // Restore next to it (and, for PostgreSQL, into an empty database).
@@ -163,12 +191,23 @@ async fn round_trip(backend: Backend) {
     assert!(se.contains("opened 100%"), "restore progress: {se}");
     assert!(so.contains("audit chain   intact"), "{so}");
     assert_eq!(mode_of(&target), 0o700);
-    for key in ["root.key", "device-ca.key", "service-ca.key", "centre-tls.key", "centre-signing.key", "audit-log.key"] {
+    for key in [
+        "root.key",
+        "device-ca.key",
+        "service-ca.key",
+        "centre-tls.key",
+        "centre-signing.key",
+        "audit-log.key",
+    ] {
         assert_eq!(mode_of(&target.join("pki").join(key)), 0o600, "{key}");
     }
     assert_eq!(mode_of(&target.join("admin.token")), 0o600);
     assert!(
-        !work.path().read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains("restoring")),
+        !work.path().read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("restoring")),
         "the staging directory is gone"
     );
 
@@ -177,12 +216,18 @@ async fn round_trip(backend: Backend) {
     original.stop();
     let r = Centre::open_at(target.clone(), pg.clone());
     let start = r.stdout_lines.join("\n");
-    assert!(start.contains("audit chain") && start.contains("intact"), "{start}");
+    assert!(
+        start.contains("audit chain") && start.contains("intact"),
+        "{start}"
+    );
     assert!(!start.contains("READ-ONLY"), "{start}");
     assert_eq!(device_table(&r), before_devices);
     let names = org_names(&r);
     for n in &acked_before {
-        assert!(names.contains(n), "{n} was acknowledged before the backup but is not restored");
+        assert!(
+            names.contains(n),
+            "{n} was acknowledged before the backup but is not restored"
+        );
     }
     assert!(names.iter().filter(|n| n.starts_with("writer-")).count() <= acked_all.len());
     assert!(r.admin_ok(&["audit", "verify"])["ok"].as_bool().unwrap());
@@ -211,7 +256,10 @@ fn pg_tools_or_fail() {
         .args(["--check", "postgresql", "pgbackup"])
         .status()
         .unwrap();
-    assert!(st.success(), "pg_dump and psql are needed: run scripts/setup.sh as root");
+    assert!(
+        st.success(),
+        "pg_dump and psql are needed: run scripts/setup.sh as root"
+    );
 }
 
 fn small_backup() -> (Centre, tempfile::TempDir, PathBuf) {
@@ -244,7 +292,9 @@ fn flip(archive: &Path, copy: &Path, at: usize) {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> usize {
-    hay.windows(needle.len()).position(|w| w == needle).expect("needle")
+    hay.windows(needle.len())
+        .position(|w| w == needle)
+        .expect("needle")
 }
 
 #[test]
@@ -256,22 +306,38 @@ fn altered_archives_are_refused_and_nothing_is_written() {
     let at = find(&bytes, b"\"organisations\": ") + "\"organisations\": ".len();
     let m = work.path().join("manifest-edited.tar");
     flip(&archive, &m, at);
-    refused(&restore(&m, &target, None, BACKUP_PASS, &[]), "edited manifest", "does not match its HMAC");
+    refused(
+        &restore(&m, &target, None, BACKUP_PASS, &[]),
+        "edited manifest",
+        "does not match its HMAC",
+    );
     assert!(!target.exists());
     // A sealed key file: somewhere inside the root key's part.
     let at = find(&bytes, b"parts/file/pki/root.key.sealed") + 512 + 40;
     let k = work.path().join("key-edited.tar");
     flip(&archive, &k, at);
-    refused(&restore(&k, &target, None, BACKUP_PASS, &[]), "edited key part", "altered or damaged");
+    refused(
+        &restore(&k, &target, None, BACKUP_PASS, &[]),
+        "edited key part",
+        "altered or damaged",
+    );
     assert!(!target.exists());
     // The database, near the end.
     let d = work.path().join("db-edited.tar");
     flip(&archive, &d, bytes.len() - 2048);
-    refused(&restore(&d, &target, None, BACKUP_PASS, &[]), "edited database", "altered or damaged");
+    refused(
+        &restore(&d, &target, None, BACKUP_PASS, &[]),
+        "edited database",
+        "altered or damaged",
+    );
     // Cut off.
     let t = work.path().join("cut.tar");
     std::fs::write(&t, &bytes[..bytes.len() / 2]).unwrap();
-    refused(&restore(&t, &target, None, BACKUP_PASS, &[]), "truncated archive", "altered or damaged");
+    refused(
+        &restore(&t, &target, None, BACKUP_PASS, &[]),
+        "truncated archive",
+        "altered or damaged",
+    );
     // Not an archive at all.
     let junk = work.path().join("junk.tar");
     std::fs::write(&junk, b"hello").unwrap();
@@ -279,7 +345,11 @@ fn altered_archives_are_refused_and_nothing_is_written() {
     assert!(!out.status.success());
     assert!(!target.exists());
     assert!(
-        !work.path().read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains("restoring")),
+        !work.path().read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("restoring")),
         "a staging directory was left behind"
     );
 }
@@ -290,11 +360,22 @@ fn an_existing_data_directory_is_replaced_only_when_told() {
     let target = work.path().join("r");
     std::fs::create_dir(&target).unwrap();
     std::fs::write(target.join("keep.txt"), b"mine").unwrap();
-    refused(&restore(&archive, &target, None, BACKUP_PASS, &[]), "restore over a data directory", "--force");
+    refused(
+        &restore(&archive, &target, None, BACKUP_PASS, &[]),
+        "restore over a data directory",
+        "--force",
+    );
     assert_eq!(std::fs::read(target.join("keep.txt")).unwrap(), b"mine");
     // The live centre's own directory is refused the same way.
-    refused(&restore(&archive, &c.dir, None, BACKUP_PASS, &[]), "restore over the live centre", "not empty");
-    let (so, _) = ok(&restore(&archive, &target, None, BACKUP_PASS, &["--force"]), "restore --force");
+    refused(
+        &restore(&archive, &c.dir, None, BACKUP_PASS, &[]),
+        "restore over the live centre",
+        "not empty",
+    );
+    let (so, _) = ok(
+        &restore(&archive, &target, None, BACKUP_PASS, &["--force"]),
+        "restore --force",
+    );
     assert!(so.contains("previous data"), "{so}");
     assert!(target.join("pki/root.key").is_file());
     let aside: Vec<_> = work
@@ -308,7 +389,13 @@ fn an_existing_data_directory_is_replaced_only_when_told() {
     assert_eq!(std::fs::read(aside[0].join("keep.txt")).unwrap(), b"mine");
     // A SQLite archive does not go into PostgreSQL (and says so).
     refused(
-        &restore(&archive, &work.path().join("r2"), Some("postgres://nobody@127.0.0.1:1/x"), BACKUP_PASS, &[]),
+        &restore(
+            &archive,
+            &work.path().join("r2"),
+            Some("postgres://nobody@127.0.0.1:1/x"),
+            BACKUP_PASS,
+            &[],
+        ),
         "SQLite archive into PostgreSQL",
         "leave out --database",
     );
@@ -322,25 +409,46 @@ fn backup_refuses_weak_or_missing_passphrases_and_existing_files() {
     let data = c.dir.display().to_string();
     let to_s = to.display().to_string();
     let args = ["backup", "--data", &data, "--to", &to_s];
-    refused(&center_cmd(&args, Some("short")), "short passphrase", "shorter than 12");
-    refused(&center_cmd(&args, None), "no passphrase", "--passphrase-file");
+    refused(
+        &center_cmd(&args, Some("short")),
+        "short passphrase",
+        "shorter than 12",
+    );
+    refused(
+        &center_cmd(&args, None),
+        "no passphrase",
+        "--passphrase-file",
+    );
     // A passphrase file works (and its newline is not part of it).
     let pf = work.path().join("pass");
     std::fs::write(&pf, format!("{BACKUP_PASS}\n")).unwrap();
     let pf_s = pf.display().to_string();
     let mut with_file = args.to_vec();
     with_file.extend(["--passphrase-file", &pf_s]);
-    ok(&center_cmd(&with_file, None), "backup with a passphrase file");
-    refused(&center_cmd(&with_file, None), "backup over an existing file", "exists");
+    ok(
+        &center_cmd(&with_file, None),
+        "backup with a passphrase file",
+    );
+    refused(
+        &center_cmd(&with_file, None),
+        "backup over an existing file",
+        "exists",
+    );
     let r = work.path().join("r");
-    ok(&restore(&to, &r, None, BACKUP_PASS, &[]), "restore of the passphrase-file backup");
+    ok(
+        &restore(&to, &r, None, BACKUP_PASS, &[]),
+        "restore of the passphrase-file backup",
+    );
     // Not a data directory.
     let not = work.path().join("empty");
     std::fs::create_dir(&not).unwrap();
     let not_s = not.display().to_string();
     let to2 = work.path().join("b2.tar").display().to_string();
     refused(
-        &center_cmd(&["backup", "--data", &not_s, "--to", &to2], Some(BACKUP_PASS)),
+        &center_cmd(
+            &["backup", "--data", &not_s, "--to", &to2],
+            Some(BACKUP_PASS),
+        ),
         "backup of a non-centre directory",
         "not a centre's data directory",
     );
@@ -362,28 +470,61 @@ fn postgres_archive_needs_an_empty_database() {
     // The live centre's own database is not empty: refused without --force.
     let live = c.db.clone().unwrap();
     refused(
-        &restore(&archive, &work.path().join("r1"), Some(&live), BACKUP_PASS, &[]),
+        &restore(
+            &archive,
+            &work.path().join("r1"),
+            Some(&live),
+            BACKUP_PASS,
+            &[],
+        ),
         "restore over a database with tables",
         "already holds",
     );
     assert!(!work.path().join("r1").exists());
     // --force drops and reloads (into a copy, not the live one).
     let other = fresh_pg_database();
-    ok(&restore(&archive, &work.path().join("r2"), Some(&other), BACKUP_PASS, &[]), "restore into an empty database");
     ok(
-        &restore(&archive, &work.path().join("r3"), Some(&other), BACKUP_PASS, &["--force"]),
+        &restore(
+            &archive,
+            &work.path().join("r2"),
+            Some(&other),
+            BACKUP_PASS,
+            &[],
+        ),
+        "restore into an empty database",
+    );
+    ok(
+        &restore(
+            &archive,
+            &work.path().join("r3"),
+            Some(&other),
+            BACKUP_PASS,
+            &["--force"],
+        ),
         "restore --force over a restored database",
     );
 }
 
 #[test]
 fn center_without_subcommand_still_runs_and_help_names_backup() {
-    let out = Command::new(BIN).args(["center", "--help"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["center", "--help"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("backup") && text.contains("restore") && text.contains("--data"), "{text}");
-    let out = Command::new(BIN).args(["center", "backup", "--help"]).output().unwrap();
+    assert!(
+        text.contains("backup") && text.contains("restore") && text.contains("--data"),
+        "{text}"
+    );
+    let out = Command::new(BIN)
+        .args(["center", "backup", "--help"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("--passphrase-file") && !text.contains("--passphrase <"), "{text}");
+    assert!(
+        text.contains("--passphrase-file") && !text.contains("--passphrase <"),
+        "{text}"
+    );
     // `dodvpn center --data DIR` runs the centre as before (Centre::start does exactly that).
     let c = Centre::start(Backend::Sqlite);
     assert!(c.stdout_lines.iter().any(|l| l.trim() == "ready"));

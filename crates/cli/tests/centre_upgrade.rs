@@ -58,8 +58,12 @@ fn newest_migration() -> i64 {
 
 fn schema_sqlite(db: &Path) -> i64 {
     let c = rusqlite::Connection::open(db).unwrap();
-    c.query_row("SELECT MAX(version) FROM _sqlx_migrations WHERE success", [], |r| r.get(0))
-        .unwrap()
+    c.query_row(
+        "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
 }
 
 fn psql(db: &str, args: &[&str]) -> String {
@@ -68,16 +72,29 @@ fn psql(db: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("psql (postgresql-client)");
-    assert!(out.status.success(), "psql {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "psql {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The checks on the upgraded centre, whichever backend.
 async fn check_upgraded(c: &Centre, facts: &Value, keystore: &Path) {
     let start = c.stdout_lines.join("\n");
-    assert!(start.contains("audit chain") && start.contains("intact"), "{start}");
-    assert!(start.contains("consistent with the newest signed checkpoint"), "{start}");
-    assert!(!start.contains("READ-ONLY") && !start.contains("BROKEN"), "{start}");
+    assert!(
+        start.contains("audit chain") && start.contains("intact"),
+        "{start}"
+    );
+    assert!(
+        start.contains("consistent with the newest signed checkpoint"),
+        "{start}"
+    );
+    assert!(
+        !start.contains("READ-ONLY") && !start.contains("BROKEN"),
+        "{start}"
+    );
     // The audit chain verifies as a whole and still ends in the old centre's head record
     // (plus whatever this start appended).
     let v = c.admin_ok(&["audit", "verify"]);
@@ -92,23 +109,41 @@ async fn check_upgraded(c: &Centre, facts: &Value, keystore: &Path) {
         .unwrap_or_else(|| panic!("record {head_seq} is gone"));
     assert_eq!(old_head["hash"], facts["audit_head_hash"]);
     // Organisations, devices and the grant made by the old release.
-    let orgs: Vec<String> = c.admin_ok(&["org", "list"]).as_array().unwrap().iter()
-        .map(|o| o["id"].as_str().unwrap().to_string()).collect();
+    let orgs: Vec<String> = c
+        .admin_ok(&["org", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_string())
+        .collect();
     for o in facts["orgs"].as_array().unwrap() {
-        assert!(orgs.contains(&o.as_str().unwrap().to_string()), "organisation {o} lost");
+        assert!(
+            orgs.contains(&o.as_str().unwrap().to_string()),
+            "organisation {o} lost"
+        );
     }
     let devices = c.admin_ok(&["device", "list"]);
     for d in facts["devices"].as_array().unwrap() {
-        let found = devices.as_array().unwrap().iter().find(|x| x["id"] == *d)
+        let found = devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == *d)
             .unwrap_or_else(|| panic!("device {d} lost"));
         assert_eq!(found["status"], "in_service", "{found}");
     }
     let grant = facts["grant"].as_str().unwrap();
     let g = c.admin_ok(&["grant", "show", grant]);
-    assert_eq!(g["status"].as_str().or(g["grant"]["status"].as_str()), Some("active"), "{g}");
+    assert_eq!(
+        g["status"].as_str().or(g["grant"]["status"].as_str()),
+        Some("active"),
+        "{g}"
+    );
     // The device the old centre enrolled authenticates with its service certificate.
-    let store: Arc<dyn KeyStore> = Arc::new(FileKeyStore::open(keystore, PASSPHRASE.as_bytes()).unwrap());
-    let dev = dodvpn_agent::CenterClient::device(&c.url, &c.ca_pem(), store, Tier::Service).unwrap();
+    let store: Arc<dyn KeyStore> =
+        Arc::new(FileKeyStore::open(keystore, PASSPHRASE.as_bytes()).unwrap());
+    let dev =
+        dodvpn_agent::CenterClient::device(&c.url, &c.ca_pem(), store, Tier::Service).unwrap();
     let me: Value = dev.get("/api/v1/device/whoami").await.unwrap();
     assert_eq!(me["device_id"], facts["enrolled"]["device"], "{me}");
     // The new tables work: a write through the new code lands on the same chain.
@@ -130,7 +165,10 @@ async fn sqlite_database_of_an_older_release_is_migrated_and_keeps_its_chain() {
     copy_private(&fixture("sqlite").join("site-a"), &ks);
     let facts = facts("sqlite");
     let before = schema_sqlite(&data.join("center.db"));
-    assert!(before < newest_migration(), "the fixture is not older ({before})");
+    assert!(
+        before < newest_migration(),
+        "the fixture is not older ({before})"
+    );
     let mut c = Centre::open_at(data.clone(), None);
     assert_eq!(schema_sqlite(&data.join("center.db")), newest_migration());
     check_upgraded(&c, &facts, &ks).await;
@@ -144,15 +182,34 @@ async fn postgres_database_of_an_older_release_is_migrated_and_keeps_its_chain()
     let db = fresh_pg_database();
     let dump = fixture("postgres").join("dump.sql");
     psql(&db, &["-f", dump.to_str().unwrap()]);
-    let before: i64 = psql(&db, &["-c", "SELECT MAX(version) FROM _sqlx_migrations WHERE success"]).parse().unwrap();
-    assert!(before < newest_migration(), "the fixture is not older ({before})");
+    let before: i64 = psql(
+        &db,
+        &[
+            "-c",
+            "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
+        ],
+    )
+    .parse()
+    .unwrap();
+    assert!(
+        before < newest_migration(),
+        "the fixture is not older ({before})"
+    );
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     copy_private(&fixture("postgres").join("data"), &data);
     let ks = tmp.path().join("site-a");
     copy_private(&fixture("postgres").join("site-a"), &ks);
     let c = Centre::open_at(data, Some(db.clone()));
-    let after: i64 = psql(&db, &["-c", "SELECT MAX(version) FROM _sqlx_migrations WHERE success"]).parse().unwrap();
+    let after: i64 = psql(
+        &db,
+        &[
+            "-c",
+            "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
+        ],
+    )
+    .parse()
+    .unwrap();
     assert_eq!(after, newest_migration());
     check_upgraded(&c, &facts("postgres"), &ks).await;
 }
@@ -170,13 +227,33 @@ async fn an_upgraded_centre_can_be_backed_up_and_restored() {
     let archive = tmp.path().join("b.tar");
     let pass = "upgrade then back up, a long passphrase";
     let run = |args: &[&str]| {
-        let out = Command::new(BIN).arg("center").args(args)
-            .env("DODVPN_BACKUP_PASSPHRASE", pass).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(BIN)
+            .arg("center")
+            .args(args)
+            .env("DODVPN_BACKUP_PASSPHRASE", pass)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    run(&["backup", "--data", data.to_str().unwrap(), "--to", archive.to_str().unwrap()]);
+    run(&[
+        "backup",
+        "--data",
+        data.to_str().unwrap(),
+        "--to",
+        archive.to_str().unwrap(),
+    ]);
     let restored = tmp.path().join("restored");
-    run(&["restore", "--from", archive.to_str().unwrap(), "--data", restored.to_str().unwrap()]);
+    run(&[
+        "restore",
+        "--from",
+        archive.to_str().unwrap(),
+        "--data",
+        restored.to_str().unwrap(),
+    ]);
     let r = Centre::open_at(restored, None);
     check_upgraded(&r, &facts("sqlite"), &ks).await;
 }

@@ -37,7 +37,12 @@ pub struct BackupSummary {
 }
 
 /// The database files of the embedded default, never copied as files.
-const SQLITE_FILES: [&str; 4] = ["center.db", "center.db-wal", "center.db-shm", "center.db-journal"];
+const SQLITE_FILES: [&str; 4] = [
+    "center.db",
+    "center.db-wal",
+    "center.db-shm",
+    "center.db-journal",
+];
 
 pub async fn backup(
     opts: &BackupOptions,
@@ -181,7 +186,11 @@ pub async fn backup(
         parts,
     };
     let bytes = write_archive(&opts.to, &manifest, &sources, &keys, &mut *say)?;
-    say(format!("archive written: {} ({})", opts.to.display(), human(bytes)));
+    say(format!(
+        "archive written: {} ({})",
+        opts.to.display(),
+        human(bytes)
+    ));
     Ok(BackupSummary { manifest, bytes })
 }
 
@@ -196,7 +205,10 @@ fn collect(root: &Path, dir: &Path, skip: &[PathBuf], out: &mut Vec<String>) -> 
     for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let entry = entry?;
         let path = entry.path();
-        if skip.iter().any(|s| path.canonicalize().is_ok_and(|p| &p == s)) {
+        if skip
+            .iter()
+            .any(|s| path.canonicalize().is_ok_and(|p| &p == s))
+        {
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -247,7 +259,13 @@ fn write_archive(
     let mtime = (manifest.created_ms / 1000) as u64;
     append(&mut tar, MANIFEST, json.len() as u64, mtime, &json[..])?;
     let mac = keys.mac(&json);
-    append(&mut tar, MANIFEST_MAC, mac.len() as u64, mtime, mac.as_bytes())?;
+    append(
+        &mut tar,
+        MANIFEST_MAC,
+        mac.len() as u64,
+        mtime,
+        mac.as_bytes(),
+    )?;
 
     let total: u64 = manifest.parts.iter().map(|p| p.size).sum();
     let mut done = 0u64;
@@ -256,9 +274,9 @@ fn write_archive(
         let name = part.entry_name();
         let reader: Box<dyn Read> = match src {
             Source::Bytes(b) => Box::new(io::Cursor::new(b.clone())),
-            Source::File(p) => Box::new(
-                File::open(p).with_context(|| format!("cannot read {}", p.display()))?,
-            ),
+            Source::File(p) => {
+                Box::new(File::open(p).with_context(|| format!("cannot read {}", p.display()))?)
+            }
         };
         let mut hashing = HashingReader::new(reader);
         let sealed = SealReader::new(keys, &name, &mut hashing, part.size);

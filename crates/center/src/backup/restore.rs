@@ -56,7 +56,9 @@ pub async fn restore(
     let mut tar = tar::Archive::new(
         File::open(&opts.from).with_context(|| format!("cannot open {}", opts.from.display()))?,
     );
-    let mut entries = tar.entries().context("not a dodvpn backup (not a tar archive)")?;
+    let mut entries = tar
+        .entries()
+        .context("not a dodvpn backup (not a tar archive)")?;
     let json = read_small(&mut entries, MANIFEST)?;
     let mac = read_small(&mut entries, MANIFEST_MAC)?;
     let manifest: Manifest = serde_json::from_slice(&json)
@@ -288,7 +290,10 @@ fn unseal_all<R: Read>(
         }
         let dest = staging.join(&part.path);
         if let Some(dir) = dest.parent() {
-            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
         }
         let out = OpenOptions::new()
             .write(true)
@@ -334,7 +339,10 @@ fn unseal_all<R: Read>(
             .ok()
             .and_then(|e| e.path().ok().map(|p| p.to_string_lossy().into_owned()))
             .unwrap_or_default();
-        return Err(RestoreError::Tampered(format!("unexpected entry {what:?} after the last part")).into());
+        return Err(RestoreError::Tampered(format!(
+            "unexpected entry {what:?} after the last part"
+        ))
+        .into());
     }
     sync_tree(staging)?;
     Ok(files)
@@ -458,7 +466,11 @@ async fn verify(url: &str, m: &Manifest, staging: &Path) -> anyhow::Result<(u64,
     if let Ok(text) = fs::read_to_string(&cp_path) {
         let cp: dodvpn_audit::Checkpoint = serde_json::from_str(&text)
             .map_err(|e| RestoreError::Tampered(format!("audit checkpoint unreadable: {e}")))?;
-        let from: Vec<_> = rows.iter().filter(|r| r.seq as u64 >= cp.seq).cloned().collect();
+        let from: Vec<_> = rows
+            .iter()
+            .filter(|r| r.seq as u64 >= cp.seq)
+            .cloned()
+            .collect();
         dodvpn_audit::verify_stored(Some(&cp), &from).map_err(|e| {
             anyhow::anyhow!("the archive's audit checkpoint does not fit its database: {e}")
         })?;
@@ -501,6 +513,9 @@ async fn verify(url: &str, m: &Manifest, staging: &Path) -> anyhow::Result<(u64,
 pub fn time_utc(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ms / 1000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| ms.to_string())
 }

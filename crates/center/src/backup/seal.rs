@@ -82,7 +82,8 @@ impl Keys {
         }
         let params = argon2::Params::new(kdf.m_kib, kdf.t, kdf.p, Some(32))
             .map_err(|e| SealError::BadKdf(e.to_string()))?;
-        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut secret = Zeroizing::new([0u8; 32]);
         argon
             .hash_password_into(passphrase, &salt, secret.as_mut())
@@ -178,7 +179,10 @@ impl<R: Read> SealReader<R> {
         self.out.clear();
         self.out.resize(n, 0);
         self.inner.read_exact(&mut self.out).map_err(|e| {
-            io::Error::new(e.kind(), format!("the part changed size while it was read: {e}"))
+            io::Error::new(
+                e.kind(),
+                format!("the part changed size while it was read: {e}"),
+            )
         })?;
         self.left -= n as u64;
         let last = self.index + 1 == self.total_chunks;
@@ -221,10 +225,12 @@ pub fn open_into(
         let n = left.min(CHUNK as u64) as usize;
         buf.clear();
         buf.resize(n + TAG, 0);
-        sealed.read_exact(&mut buf).map_err(|_| SealError::Tampered {
-            part: part.to_string(),
-            chunk: index,
-        })?;
+        sealed
+            .read_exact(&mut buf)
+            .map_err(|_| SealError::Tampered {
+                part: part.to_string(),
+                chunk: index,
+            })?;
         let plain = key
             .open_in_place(nonce(index, index + 1 == total), Aad::empty(), &mut buf)
             .map_err(|_| SealError::Tampered {
@@ -292,7 +298,10 @@ mod tests {
         assert!(fails(&sealed, "q", len), "another part's name");
         assert!(fails(&sealed[..sealed.len() - 1], "p", len), "cut short");
         // The first two chunks alone, claimed to be the whole part: the last flag differs.
-        assert!(fails(&sealed[..2 * (CHUNK + TAG)], "p", 2 * CHUNK as u64), "truncated at a chunk edge");
+        assert!(
+            fails(&sealed[..2 * (CHUNK + TAG)], "p", 2 * CHUNK as u64),
+            "truncated at a chunk edge"
+        );
         let mut swapped = sealed.clone();
         let (a, b) = swapped.split_at_mut(CHUNK + TAG);
         a.swap_with_slice(&mut b[..CHUNK + TAG]);

@@ -137,7 +137,10 @@ pub async fn facts(conn: &mut AnyConnection) -> anyhow::Result<(i64, AuditHead, 
             .context("this database has no dodvpn schema (no _sqlx_migrations)")?;
     let count = |table: &'static str| format!("SELECT COUNT(*) FROM {table}");
     let mut n = [0u64; 4];
-    for (i, t) in ["orgs", "devices", "grants", "audit"].into_iter().enumerate() {
+    for (i, t) in ["orgs", "devices", "grants", "audit"]
+        .into_iter()
+        .enumerate()
+    {
         let v: i64 = sqlx::query_scalar(&count(t))
             .fetch_one(&mut *conn)
             .await
@@ -191,7 +194,11 @@ pub fn pg_tool(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 async fn tool_version(tool: &Path) -> String {
-    match tokio::process::Command::new(tool).arg("--version").output().await {
+    match tokio::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .await
+    {
         Ok(o) => String::from_utf8_lossy(&o.stdout).trim().to_string(),
         Err(_) => tool.display().to_string(),
     }
