@@ -179,6 +179,12 @@ async fn sqlite_database_of_an_older_release_is_migrated_and_keeps_its_chain() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_database_of_an_older_release_is_migrated_and_keeps_its_chain() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let st = Command::new(root.join("scripts/setup.sh"))
+        .args(["--check", "postgresql"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "psql is needed: run scripts/setup.sh as root");
     let db = fresh_pg_database();
     let dump = fixture("postgres").join("dump.sql");
     psql(&db, &["-f", dump.to_str().unwrap()]);
