@@ -279,7 +279,27 @@ fn write_archive(
             }
         };
         let mut hashing = HashingReader::new(reader);
-        let sealed = SealReader::new(keys, &name, &mut hashing, part.size);
+        let base = done;
+        // One line per tenth of the work, inside a part too, so a large database
+        // shows it is moving.
+        let mut tick = |n: u64| {
+            let now = base + n;
+            if total > 0 && now * 10 / total > shown {
+                shown = now * 10 / total;
+                say(format!(
+                    "sealed {}% ({} of {})",
+                    now * 100 / total,
+                    human(now),
+                    human(total)
+                ));
+            }
+        };
+        let counted = CountingReader {
+            inner: &mut hashing,
+            read: 0,
+            tick: &mut tick,
+        };
+        let sealed = SealReader::new(keys, &name, counted, part.size);
         append(&mut tar, &name, seal::sealed_len(part.size), mtime, sealed)
             .with_context(|| format!("cannot write part {}", part.path))?;
         anyhow::ensure!(
@@ -288,16 +308,6 @@ fn write_archive(
             part.path
         );
         done += part.size;
-        // One line per tenth of the work, so a large database shows it is moving.
-        if total > 0 && done * 10 / total > shown {
-            shown = done * 10 / total;
-            say(format!(
-                "sealed {}% ({} of {})",
-                done * 100 / total,
-                human(done),
-                human(total)
-            ));
-        }
     }
     let mut w = tar.into_inner()?;
     w.flush()?;
@@ -334,6 +344,21 @@ impl Drop for RemoveOnDrop {
         if let Some(p) = self.0.take() {
             let _ = fs::remove_file(p);
         }
+    }
+}
+
+struct CountingReader<'a, R> {
+    inner: R,
+    read: u64,
+    tick: &'a mut dyn FnMut(u64),
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        (self.tick)(self.read);
+        Ok(n)
     }
 }
 
