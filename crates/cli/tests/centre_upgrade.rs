@@ -4,7 +4,9 @@
 //!
 //! The fixture is real: tests/fixtures/upgrade/make.sh built commit b8302b7 (migrations
 //! 0001–0009, before 0011, 0013 and 0014), ran its centre on SQLite and on PostgreSQL,
-//! enrolled devices through TR D.6 and stopped it. Its keys are test keys only.
+//! enrolled devices through TR D.6 and stopped it. Its keys are test keys only. The
+//! enrolled device's service certificate is valid until 2027-12-03: remake the fixture
+//! (tests/fixtures/upgrade/make.sh) before then.
 
 mod common;
 
@@ -144,7 +146,9 @@ async fn check_upgraded(c: &Centre, facts: &Value, keystore: &Path) {
         Arc::new(FileKeyStore::open(keystore, PASSPHRASE.as_bytes()).unwrap());
     let dev =
         dodvpn_agent::CenterClient::device(&c.url, &c.ca_pem(), store, Tier::Service).unwrap();
-    let me: Value = dev.get("/api/v1/device/whoami").await.unwrap();
+    let me: Value = dev.get("/api/v1/device/whoami").await.unwrap_or_else(|e| {
+        panic!("the old centre's device does not authenticate ({e:#}); if its certificate expired, remake the fixture with tests/fixtures/upgrade/make.sh")
+    });
     assert_eq!(me["device_id"], facts["enrolled"]["device"], "{me}");
     // The new tables work: a write through the new code lands on the same chain.
     c.org("Created After The Upgrade", "lab");
