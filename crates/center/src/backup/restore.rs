@@ -126,7 +126,6 @@ pub async fn restore(
     let staging = staging_dir(data)?;
     let guard = RemoveDirOnDrop(Some(staging.clone()));
     let files = unseal_all(&mut entries, &manifest, &keys, &staging, &mut *say)?;
-    drop(entries);
     drop(tar);
 
     let url = if postgres {
