@@ -133,7 +133,7 @@ async fn round_trip(backend: Backend) {
             }
         });
         let t0 = Instant::now();
-        while acked.lock().unwrap().len() < 5 && t0.elapsed() < Duration::from_secs(60) {
+        while acked.lock().unwrap().len() < 20 && t0.elapsed() < Duration::from_secs(60) {
             std::thread::sleep(Duration::from_millis(20));
         }
         // Every write acknowledged up to here must be in the snapshot.
@@ -229,7 +229,23 @@ async fn round_trip(backend: Backend) {
             "{n} was acknowledged before the backup but is not restored"
         );
     }
-    assert!(names.iter().filter(|n| n.starts_with("writer-")).count() <= acked_all.len());
+    // A snapshot, not a mix: the writer's organisations in it are writer-0..writer-k
+    // without a gap (each write was acknowledged before the next began).
+    let mut restored: Vec<usize> = names
+        .iter()
+        .filter_map(|n| n.strip_prefix("writer-")?.parse().ok())
+        .collect();
+    restored.sort();
+    assert_eq!(
+        restored,
+        (0..restored.len()).collect::<Vec<_>>(),
+        "a gap in the snapshot"
+    );
+    assert!(restored.len() >= acked_before.len() && restored.len() <= acked_all.len());
+    eprintln!(
+        "{backend:?}: the snapshot holds writer-0..writer-{}",
+        restored.len() - 1
+    );
     assert!(r.admin_ok(&["audit", "verify"])["ok"].as_bool().unwrap());
     // The enrolled device authenticates to the restored centre with its own certificates.
     let me: Value = site.tier2(&r).get("/api/v1/device/whoami").await.unwrap();
