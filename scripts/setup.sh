@@ -45,6 +45,7 @@ softhsm2                          pkcs11      softhsm2-util /usr/lib/softhsm/lib
 opensc                            pkcs11      pkcs11-tool
 postgresql                        postgresql  /usr/lib/postgresql
 postgresql-client                 postgresql  psql
+postgresql-client                 pgbackup    pg_dump psql
 openssl                           openssl     openssl
 sqlite3                           sqlite      sqlite3
 python3-venv                      apifuzz     python3

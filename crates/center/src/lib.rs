@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod chain_guard;
 pub mod checksheets;
 pub mod db;

@@ -2,6 +2,7 @@
 
 mod admin;
 mod audit_check;
+mod backup;
 mod demo;
 mod diagnose;
 mod keystore;
@@ -72,7 +73,11 @@ enum Cmd {
 }
 
 #[derive(Parser)]
+#[command(args_conflicts_with_subcommands = true)]
 struct CenterArgs {
+    /// Without a subcommand: run the centre.
+    #[command(subcommand)]
+    op: Option<backup::CenterOp>,
     /// Data directory: PKI, SQLite database, admin credential. Created on first start.
     #[arg(long, env = "DODVPN_DATA", default_value = "./dodvpn-center")]
     data: PathBuf,
@@ -250,6 +255,7 @@ fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
+        Cmd::Center(CenterArgs { op: Some(op), .. }) => backup::run(op).await,
         Cmd::Center(a) => run_center(a).await,
         Cmd::Admin(a) => admin::run(a).await,
         Cmd::Audit { cmd } => audit_check::run(cmd),

@@ -107,6 +107,21 @@ impl Centre {
         c
     }
 
+    /// A centre process on a data directory made elsewhere (restored or upgraded).
+    pub fn open_at(dir: PathBuf, db: Option<String>) -> Centre {
+        let mut c = Centre {
+            dir,
+            _tmp: None,
+            url: String::new(),
+            db,
+            listen: "127.0.0.1:0".into(),
+            child: None,
+            stdout_lines: vec![],
+        };
+        c.spawn();
+        c
+    }
+
     pub fn spawn(&mut self) {
         let mut cmd = Command::new(BIN);
         cmd.args(["center", "--data"])
