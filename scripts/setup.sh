@@ -70,6 +70,7 @@ iproute2                          deb         ip
 nftables                          deb         nft
 jq                                deb         jq
 systemd                           deb         systemd-analyze
+man-db                            deb         man
 util-linux                        deb         setpriv unshare runuser
 "
 
