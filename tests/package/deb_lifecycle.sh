@@ -177,6 +177,20 @@ check "the shipped centre configuration passes --check-config (as dodvpn)" \
 check "the shipped agent configuration passes --check-config (as dodvpn)" \
   sh -c "runuser -u dodvpn -- dodvpn agent run --config /etc/dodvpn/agent.toml --check-config >/dev/null"
 
+# A mistake in the conffile: the unit refuses to start and names the line.
+cp /etc/dodvpn/center.toml "$work/center.toml.orig"
+echo 'listen = "127.0.0.1:99999"' >>/etc/dodvpn/center.toml
+bad_line=$(wc -l </etc/dodvpn/center.toml)
+refuses() {
+  start_unit dodvpn-center.service "$work/centre-bad.log"
+  local rc=0; wait "$UNIT_PID" || rc=$?
+  pids=("${pids[@]/$UNIT_PID}")
+  [[ $rc == 1 ]] && grep -q "^/etc/dodvpn/center.toml:$bad_line:10: error: .listen.: invalid value '127.0.0.1:99999'" "$work/centre-bad.log" &&
+    grep -q "was not started" "$work/centre-bad.log" && [[ ! -e $DATA/pki ]]
+}
+check "centre unit with a bad listen address in center.toml: exits 1 naming line $bad_line column 10, initialises nothing" refuses
+cp "$work/center.toml.orig" /etc/dodvpn/center.toml
+
 # ---------------------------------------------------------------- start, enrol
 start_centre "$work/centre-1.log"
 check "centre unit: initialised in $DATA, serving $URL" \

@@ -440,6 +440,7 @@ fn effective(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[derive(clap::Parser, Debug)]
     struct T {
