@@ -17,8 +17,8 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use clap::parser::ValueSource;
 use clap::builder::ValueParser;
+use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 /// `--config FILE` and `--check-config`, flattened into each command that reads a file.
@@ -96,7 +96,10 @@ pub fn resolve<C: clap::Parser>(argv: &[OsString]) -> Result<Resolved<C>, clap::
         text = match std::fs::read_to_string(file) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("error: cannot read the configuration file {}: {e}", file.display());
+                eprintln!(
+                    "error: cannot read the configuration file {}: {e}",
+                    file.display()
+                );
                 return Ok(Resolved::Exit(1));
             }
         };
@@ -132,7 +135,10 @@ pub fn resolve<C: clap::Parser>(argv: &[OsString]) -> Result<Resolved<C>, clap::
     };
     if check {
         let leaf = leaf_of(&matches, &path);
-        print!("{}", effective(cmd, leaf, &settings, file.as_deref(), &text));
+        print!(
+            "{}",
+            effective(cmd, leaf, &settings, file.as_deref(), &text)
+        );
         return Ok(Resolved::Exit(0));
     }
     C::from_arg_matches(&matches)
@@ -170,13 +176,15 @@ fn leaf_reading_files(m: &ArgMatches) -> Option<(Vec<String>, &ArgMatches)> {
 
 fn leaf_of<'a>(m: &'a ArgMatches, path: &[String]) -> &'a ArgMatches {
     path.iter().fold(m, |m, name| {
-        m.subcommand_matches(name).expect("same path as the first pass")
+        m.subcommand_matches(name)
+            .expect("same path as the first pass")
     })
 }
 
 fn find_command<'a>(root: &'a Command, path: &[String]) -> &'a Command {
     path.iter().fold(root, |c, name| {
-        c.find_subcommand(name).expect("the path comes from this command's matches")
+        c.find_subcommand(name)
+            .expect("the path comes from this command's matches")
     })
 }
 
@@ -366,7 +374,9 @@ fn check_value(long: &str, arg: &Arg, value: &str) -> Result<(), String> {
         Ok(_) => Ok(()),
         Err(e) => {
             // clap names the probe's flag; the reader knows it as --LONG.
-            let text = e.to_string().replace("--value <VALUE>", &format!("--{long}"));
+            let text = e
+                .to_string()
+                .replace("--value <VALUE>", &format!("--{long}"));
             let first = text.lines().next().unwrap_or("invalid value").trim();
             Err(first.strip_prefix("error: ").unwrap_or(first).to_string())
         }
@@ -404,7 +414,10 @@ fn effective(
             let _ = writeln!(out, "{}: configuration valid", f.display());
         }
         None => {
-            let _ = writeln!(out, "no configuration file (--config): flags and environment valid");
+            let _ = writeln!(
+                out,
+                "no configuration file (--config): flags and environment valid"
+            );
         }
     }
     for (long, arg) in keys(cmd) {
@@ -427,7 +440,9 @@ fn effective(
             (None, Some(ValueSource::CommandLine)) => format!("flag --{long}"),
             (None, Some(ValueSource::EnvVariable)) => format!(
                 "environment {}",
-                arg.get_env().map(|e| e.to_string_lossy()).unwrap_or_default()
+                arg.get_env()
+                    .map(|e| e.to_string_lossy())
+                    .unwrap_or_default()
             ),
             (None, Some(ValueSource::DefaultValue)) => "default".to_string(),
             _ => "default".to_string(),
@@ -472,7 +487,10 @@ mod tests {
     }
 
     fn argv(extra: &[&str]) -> Vec<OsString> {
-        std::iter::once("dodvpn").chain(extra.iter().copied()).map(OsString::from).collect()
+        std::iter::once("dodvpn")
+            .chain(extra.iter().copied())
+            .map(OsString::from)
+            .collect()
     }
 
     fn with_file(text: &str, extra: &[&str]) -> (tempfile::NamedTempFile, Vec<OsString>) {
@@ -552,18 +570,32 @@ mod tests {
     fn without_the_file_a_required_flag_is_still_required() {
         assert!(resolve::<T>(&argv(&["serve"])).is_err());
         let (_f, a) = with_file("mtu = 1300\n", &[]);
-        assert!(resolve::<T>(&a).is_err(), "store is in neither the file nor the flags");
+        assert!(
+            resolve::<T>(&a).is_err(),
+            "store is in neither the file nor the flags"
+        );
         // Commands without files parse as before.
-        assert!(matches!(run(&argv(&["other", "--x", "1"])).cmd, Sub::Other { .. }));
+        assert!(matches!(
+            run(&argv(&["other", "--x", "1"])).cmd,
+            Sub::Other { .. }
+        ));
     }
 
     #[test]
     fn every_error_has_its_line_and_column() {
         let es = errors("lisen = \"1.2.3.4:5\"\nmtu = \"big\"\nquiet = \"yes\"\nlisten = \"300.1.1.1:80\"\nname = \"x\"\n[table]\n");
         let at: Vec<(usize, usize)> = es.iter().map(|(l, c, _)| (*l, *c)).collect();
-        assert_eq!(at, vec![(1, 1), (2, 7), (3, 9), (4, 10), (5, 8), (6, 2)], "{es:#?}");
+        assert_eq!(
+            at,
+            vec![(1, 1), (2, 7), (3, 9), (4, 10), (5, 8), (6, 2)],
+            "{es:#?}"
+        );
         assert!(es[0].2.contains("unknown key `lisen`") && es[0].2.contains("listen"));
-        assert!(es[1].2.contains("`mtu`") && es[1].2.contains("big"), "{}", es[1].2);
+        assert!(
+            es[1].2.contains("`mtu`") && es[1].2.contains("big"),
+            "{}",
+            es[1].2
+        );
         assert!(es[2].2.contains("true or false"));
         assert!(es[3].2.contains("300.1.1.1:80"), "{}", es[3].2);
         assert!(es[4].2.contains("must be a list"));

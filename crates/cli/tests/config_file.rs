@@ -37,7 +37,12 @@ fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
 }
 
 fn check_center(file: &Path, extra: &[&str]) -> Output {
-    let mut a = vec!["center", "--check-config", "--config", file.to_str().unwrap()];
+    let mut a = vec![
+        "center",
+        "--check-config",
+        "--config",
+        file.to_str().unwrap(),
+    ];
     a.extend(extra);
     dodvpn(&a)
 }
@@ -86,8 +91,9 @@ fn a_good_file_is_valid_and_check_config_starts_nothing() {
     assert!(o.status.success(), "{err}");
     assert!(out.contains("configuration valid"), "{out}");
     assert!(
-        out.lines()
-            .any(|l| l.contains("listen") && l.contains("0.0.0.0:9443") && l.contains("file, line 3")),
+        out.lines().any(|l| l.contains("listen")
+            && l.contains("0.0.0.0:9443")
+            && l.contains("file, line 3")),
         "{out}"
     );
     assert!(
@@ -107,7 +113,11 @@ fn a_good_file_is_valid_and_check_config_starts_nothing() {
 #[test]
 fn an_unknown_key_is_named_with_its_line_and_the_keys_there_are() {
     let tmp = tempfile::tempdir().unwrap();
-    let f = write(tmp.path(), "c.toml", "data = \"/x\"\n\n  lisen = \"127.0.0.1:1\"\n");
+    let f = write(
+        tmp.path(),
+        "c.toml",
+        "data = \"/x\"\n\n  lisen = \"127.0.0.1:1\"\n",
+    );
     let o = check_center(&f, &[]);
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
@@ -115,14 +125,21 @@ fn an_unknown_key_is_named_with_its_line_and_the_keys_there_are() {
     assert_eq!(es.len(), 1, "{err}");
     assert_eq!((es[0].0, es[0].1), (3, 3), "{err}");
     assert!(es[0].2.contains("unknown key `lisen`"), "{err}");
-    assert!(es[0].2.contains("data, listen, database, tls-name"), "{err}");
+    assert!(
+        es[0].2.contains("data, listen, database, tls-name"),
+        "{err}"
+    );
     assert!(err.contains("configuration check failed"), "{err}");
 }
 
 #[test]
 fn a_wrong_type_is_refused_for_centre_and_agent() {
     let tmp = tempfile::tempdir().unwrap();
-    let f = write(tmp.path(), "c.toml", "tls-name = \"one.example\"\ndatabase = 5\n");
+    let f = write(
+        tmp.path(),
+        "c.toml",
+        "tls-name = \"one.example\"\ndatabase = 5\n",
+    );
     let o = check_center(&f, &[]);
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(1));
@@ -131,7 +148,12 @@ fn a_wrong_type_is_refused_for_centre_and_agent() {
     assert_eq!((es[0].0, es[0].1), (1, 12));
     assert!(es[0].2.contains("must be a list"), "{err}");
     assert_eq!((es[1].0, es[1].1), (2, 12));
-    assert!(es[1].2.contains("`database` must be a string, not an integer"), "{err}");
+    assert!(
+        es[1]
+            .2
+            .contains("`database` must be a string, not an integer"),
+        "{err}"
+    );
 
     let a = write(
         tmp.path(),
@@ -160,14 +182,28 @@ fn a_bad_address_is_refused_as_the_flag_refuses_it() {
     assert_eq!(es.len(), 1, "{err}");
     assert_eq!((es[0].0, es[0].1), (1, 10));
     assert!(
-        es[0].2.contains("invalid value '300.1.1.1:80' for '--listen'"),
+        es[0]
+            .2
+            .contains("invalid value '300.1.1.1:80' for '--listen'"),
         "{err}"
     );
     // The flag says the same about the same value.
-    let (_, flag_err) = text(&dodvpn(&["center", "--check-config", "--listen", "300.1.1.1:80"]));
-    assert!(flag_err.contains("invalid value '300.1.1.1:80' for '--listen"), "{flag_err}");
+    let (_, flag_err) = text(&dodvpn(&[
+        "center",
+        "--check-config",
+        "--listen",
+        "300.1.1.1:80",
+    ]));
+    assert!(
+        flag_err.contains("invalid value '300.1.1.1:80' for '--listen"),
+        "{flag_err}"
+    );
     // An agent exception outside the address space, inside a list.
-    let a = write(tmp.path(), "a.toml", "keystore = \"/ks\"\nallow-in = [\"10.1.0.0/24\", \"10.0.0.0/33,tcp/443\"]\n");
+    let a = write(
+        tmp.path(),
+        "a.toml",
+        "keystore = \"/ks\"\nallow-in = [\"10.1.0.0/24\", \"10.0.0.0/33,tcp/443\"]\n",
+    );
     let (_, err) = text(&check_agent(&a));
     let es = errors(&err, &a);
     assert_eq!(es.len(), 1, "{err}");
@@ -211,12 +247,17 @@ fn flags_and_environment_override_the_file() {
     let f = write(
         tmp.path(),
         "center.toml",
-        &format!("data = \"{}\"\nlisten = \"192.0.2.1:8443\"\n", data.display()),
+        &format!(
+            "data = \"{}\"\nlisten = \"192.0.2.1:8443\"\n",
+            data.display()
+        ),
     );
     // --check-config shows who decided.
     let (out, err) = text(&check_center(&f, &["--listen", "127.0.0.1:0"]));
     assert!(
-        out.lines().any(|l| l.contains("listen") && l.contains("127.0.0.1:0") && l.contains("flag --listen")),
+        out.lines().any(|l| l.contains("listen")
+            && l.contains("127.0.0.1:0")
+            && l.contains("flag --listen")),
         "{out}{err}"
     );
     let o = Command::new(BIN)
@@ -226,12 +267,19 @@ fn flags_and_environment_override_the_file() {
         .unwrap();
     let (out, _) = text(&o);
     assert!(
-        out.lines().any(|l| l.contains("127.0.0.1:0") && l.contains("environment DODVPN_LISTEN")),
+        out.lines()
+            .any(|l| l.contains("127.0.0.1:0") && l.contains("environment DODVPN_LISTEN")),
         "{out}"
     );
 
     let mut child = Command::new(BIN)
-        .args(["center", "--config", f.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args([
+            "center",
+            "--config",
+            f.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .env_remove("DODVPN_DATA")
         .env_remove("DODVPN_LISTEN")
         .stdout(Stdio::piped())
@@ -269,7 +317,10 @@ fn flags_and_environment_override_the_file() {
         all.contains(&format!("initialised in {}", data.display())),
         "the file's data directory was not used: {all}"
     );
-    assert!(all.contains("https://127.0.0.1:"), "the flag's address was not used: {all}");
+    assert!(
+        all.contains("https://127.0.0.1:"),
+        "the flag's address was not used: {all}"
+    );
     assert!(data.join("pki").is_dir());
 }
 
@@ -280,12 +331,18 @@ fn a_bad_file_stops_the_service_before_it_touches_anything() {
     let f = write(
         tmp.path(),
         "center.toml",
-        &format!("data = \"{}\"\nlisten = \"127.0.0.1:0\"\nlisten-port = 1\n", data.display()),
+        &format!(
+            "data = \"{}\"\nlisten = \"127.0.0.1:0\"\nlisten-port = 1\n",
+            data.display()
+        ),
     );
     let o = dodvpn(&["center", "--config", f.to_str().unwrap()]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}{err}");
-    assert!(err.contains(":3:1: error: unknown key `listen-port`"), "{err}");
+    assert!(
+        err.contains(":3:1: error: unknown key `listen-port`"),
+        "{err}"
+    );
     assert!(err.contains("dodvpn center was not started"), "{err}");
     assert!(!out.contains("ready"));
     assert!(!data.exists(), "the centre touched its data directory");
@@ -293,7 +350,10 @@ fn a_bad_file_stops_the_service_before_it_touches_anything() {
     let o = dodvpn(&["center", "--config", "/nonexistent/center.toml"]);
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(1));
-    assert!(err.contains("cannot read the configuration file /nonexistent/center.toml"), "{err}");
+    assert!(
+        err.contains("cannot read the configuration file /nonexistent/center.toml"),
+        "{err}"
+    );
     // Without the file, the agent's required key store is still required.
     let a = write(tmp.path(), "a.toml", "mtu = 1300\n");
     let o = check_agent(&a);
@@ -308,7 +368,10 @@ fn a_bad_file_stops_the_service_before_it_touches_anything() {
 fn the_packaged_files_and_their_commented_defaults_are_valid() {
     let tmp = tempfile::tempdir().unwrap();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../packaging/etc");
-    for (name, cmd) in [("center.toml", &["center"][..]), ("agent.toml", &["agent", "run"][..])] {
+    for (name, cmd) in [
+        ("center.toml", &["center"][..]),
+        ("agent.toml", &["agent", "run"][..]),
+    ] {
         let shipped = root.join(name);
         let body = std::fs::read_to_string(&shipped).unwrap();
         let mut uncommented = String::new();

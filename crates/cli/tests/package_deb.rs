@@ -42,7 +42,10 @@ fn package(version: &str, out: &Path) -> PathBuf {
         String::from_utf8_lossy(&o.stderr)
     );
     let path = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
-    assert!(path.is_file(), "package-deb.sh printed {path:?}, not a file");
+    assert!(
+        path.is_file(),
+        "package-deb.sh printed {path:?}, not a file"
+    );
     path
 }
 
@@ -97,7 +100,11 @@ fn deb_installs_starts_enrols_restarts_upgrades_and_purges() {
         let stage = root.join("pkgtest");
         std::fs::create_dir_all(stage.join("scripts")).unwrap();
         std::fs::create_dir_all(stage.join("tests/package")).unwrap();
-        std::fs::copy(repo().join("scripts/setup.sh"), stage.join("scripts/setup.sh")).unwrap();
+        std::fs::copy(
+            repo().join("scripts/setup.sh"),
+            stage.join("scripts/setup.sh"),
+        )
+        .unwrap();
         std::fs::copy(&script, stage.join("tests/package/deb_lifecycle.sh")).unwrap();
         std::fs::copy(&old, stage.join("old.deb")).unwrap();
         std::fs::copy(&new, stage.join("new.deb")).unwrap();
@@ -134,10 +141,7 @@ fn deb_installs_starts_enrols_restarts_upgrades_and_purges() {
             .arg(&root)
             .status();
     }
-    assert!(
-        out.status.success(),
-        "deb_lifecycle.sh failed:\n{stdout}"
-    );
+    assert!(out.status.success(), "deb_lifecycle.sh failed:\n{stdout}");
     assert!(
         stdout.contains(" passed, 0 failed"),
         "deb_lifecycle.sh printed no summary:\n{stdout}"
