@@ -383,6 +383,24 @@ fn check_value(long: &str, arg: &Arg, value: &str) -> Result<(), String> {
     }
 }
 
+/// A password in a URL (`postgres://user:SECRET@host/db`) is not printed.
+fn redact(value: &str) -> String {
+    let Some(scheme_end) = value.find("://") else {
+        return value.to_string();
+    };
+    let rest = &value[scheme_end + 3..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &value[..scheme_end + 3],
+            &authority[..colon],
+            &value[scheme_end + 3 + at..]
+        ),
+        _ => value.to_string(),
+    }
+}
+
 /// Line and column (both from 1, the column in characters) of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -432,6 +450,7 @@ fn effective(
             ArgAction::Append => format!("[{}]", values.join(", ")),
             _ => values.join(" "),
         };
+        let shown = redact(&shown);
         let from = match (settings.keys.get(id), leaf.value_source(id)) {
             (Some((_, at)), _) => {
                 let (line, _) = line_col(text, *at);
@@ -608,6 +627,17 @@ mod tests {
         assert_eq!(es.len(), 1);
         assert_eq!(es[0].0, 2, "{es:?}");
         assert!(es[0].2.contains("not valid TOML"));
+    }
+
+    #[test]
+    fn passwords_in_urls_are_not_printed() {
+        assert_eq!(
+            redact("postgres://dodvpn:s3cret@db.example:5432/dodvpn"),
+            "postgres://dodvpn:***@db.example:5432/dodvpn"
+        );
+        assert_eq!(redact("postgres://dodvpn@db/x"), "postgres://dodvpn@db/x");
+        assert_eq!(redact("https://h:8443/a:b@c"), "https://h:8443/a:b@c");
+        assert_eq!(redact("/var/lib/x"), "/var/lib/x");
     }
 
     #[test]
