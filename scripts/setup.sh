@@ -68,6 +68,12 @@ nodejs                            browser     node
 npm                               browser     npm
 npm:playwright-core@1.55.1        browser     $NODETOOLS/node_modules/playwright-core/package.json
 npm:axe-core@4.10.3               browser     $NODETOOLS/node_modules/axe-core/axe.min.js
+iproute2                          deb         ip
+nftables                          deb         nft
+jq                                deb         jq
+systemd                           deb         systemd-analyze
+man-db                            deb         man
+util-linux                        deb         setpriv unshare runuser
 "
 
 rows() { local t=${NEEDS//\$PYTOOLS/$PYTOOLS}; grep -v '^[[:space:]]*$' <<<"${t//\$NODETOOLS/$NODETOOLS}"; }

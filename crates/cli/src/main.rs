@@ -1,8 +1,10 @@
 //! `dodvpn`: one binary for the centre, the device agent and the administrator CLI.
 
 mod admin;
+mod assets;
 mod audit_check;
 mod backup;
+mod config;
 mod demo;
 mod diagnose;
 mod keystore;
@@ -70,6 +72,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AgentCmd,
     },
+    /// Write the man pages and shell completions into DIR (scripts/package-deb.sh).
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
 }
 
 #[derive(Parser)]
@@ -90,6 +95,8 @@ struct CenterArgs {
     /// Extra DNS names or IP addresses for the centre's TLS certificate (first start only).
     #[arg(long = "tls-name")]
     tls_names: Vec<String>,
+    #[command(flatten)]
+    config: config::ConfigArgs,
 }
 
 #[derive(Parser)]
@@ -217,6 +224,8 @@ enum AgentCmd {
         /// NET[,SERVICE] (e.g. 0.0.0.0/0,tcp/443). Repeatable; nothing by default.
         #[arg(long, value_name = "NET[,SERVICE]")]
         allow_out: Vec<dodvpn_agent::firewall::Allow>,
+        #[command(flatten)]
+        config: config::ConfigArgs,
     },
     /// Show what the agent holds: identity, version, connection info.
     Status {
@@ -239,7 +248,8 @@ fn main() {
         // Colour only for a terminal: a log file or journal gets plain, greppable text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    // The flags, merged with a configuration file where the command takes --config.
+    let cli: Cli = config::parse_cli();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -284,6 +294,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Demo(a) => demo::run(a).await,
         Cmd::Diagnose(a) => diagnose::run(a).await,
         Cmd::Message { cmd } => message::run(cmd).await,
+        Cmd::GenerateAssets { dir } => assets::generate(&dir),
     }
 }
 
@@ -545,6 +556,7 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
             outer_interface,
             allow_in,
             allow_out,
+            config: _,
         } => {
             let store = ks.open()?;
             let mut agent = dodvpn_agent::sync::Agent::open(store.clone(), center.as_deref())?;
