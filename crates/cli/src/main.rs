@@ -6,6 +6,7 @@ mod demo;
 mod diagnose;
 mod keystore;
 mod message;
+mod metrics;
 mod output;
 
 use std::net::SocketAddr;
@@ -85,6 +86,8 @@ struct CenterArgs {
     /// Extra DNS names or IP addresses for the centre's TLS certificate (first start only).
     #[arg(long = "tls-name")]
     tls_names: Vec<String>,
+    #[command(flatten)]
+    metrics: metrics::MetricsArgs,
 }
 
 #[derive(Parser)]
@@ -212,6 +215,8 @@ enum AgentCmd {
         /// NET[,SERVICE] (e.g. 0.0.0.0/0,tcp/443). Repeatable; nothing by default.
         #[arg(long, value_name = "NET[,SERVICE]")]
         allow_out: Vec<dodvpn_agent::firewall::Allow>,
+        #[command(flatten)]
+        metrics: metrics::MetricsArgs,
     },
     /// Show what the agent holds: identity, version, connection info.
     Status {
@@ -375,6 +380,7 @@ fn print_tunnel_status(v: &serde_json::Value) {
 }
 
 async fn run_center(a: CenterArgs) -> anyhow::Result<()> {
+    a.metrics.check()?;
     let cfg = dodvpn_center::CenterConfig {
         data_dir: a.data.clone(),
         listen: a.listen,
@@ -386,8 +392,10 @@ async fn run_center(a: CenterArgs) -> anyhow::Result<()> {
     // The web console (crates/console) under /console on the same port; its first
     // provider administrator comes from a one-time code written like admin.token.
     let setup_code = dodvpn_console::bootstrap(&center, &a.data).await?;
-    let prepared =
-        dodvpn_center::server::prepare_with(center.clone(), dodvpn_console::router(center))?;
+    let prepared = dodvpn_center::server::prepare_with(
+        center.clone(),
+        dodvpn_console::router(center.clone()),
+    )?;
     println!(
         "dodvpn centre {} in {}",
         if report.created {
@@ -422,6 +430,7 @@ async fn run_center(a: CenterArgs) -> anyhow::Result<()> {
             p.display()
         );
     }
+    metrics::start_center(&a.metrics, center).await?;
     println!("ready");
     let server = tokio::spawn(dodvpn_center::server::serve(prepared, listener));
     tokio::select! {
@@ -539,7 +548,9 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
             outer_interface,
             allow_in,
             allow_out,
+            metrics,
         } => {
+            let metrics = metrics::start_agent(&metrics).await?;
             let store = ks.open()?;
             let mut agent = dodvpn_agent::sync::Agent::open(store.clone(), center.as_deref())?;
             if !sync_only {
@@ -554,6 +565,7 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
                     mtu,
                     idle_timeout,
                     control,
+                    metrics,
                     ..Default::default()
                 };
                 let say: dodvpn_agent::run::Say = Arc::new(|line| {
@@ -575,6 +587,9 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
             );
             let mut on = |u: &dodvpn_agent::sync::Update, st: &dodvpn_agent::sync::SyncState| {
                 use dodvpn_agent::sync::Update::*;
+                if let Some(m) = &metrics {
+                    m.on_update(u, st);
+                }
                 match u {
                     Connected { version } => println!(
                         "connected to the centre, resuming after event {version}; {} grants held",
