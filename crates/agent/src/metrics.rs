@@ -76,7 +76,7 @@ const HANDSHAKE_BUCKETS: [f64; 12] = [
 ];
 
 fn handshake_histogram() -> Histogram {
-    Histogram::new(HANDSHAKE_BUCKETS.into_iter())
+    Histogram::new(HANDSHAKE_BUCKETS)
 }
 
 const TUNNEL_STATES: [&str; 4] = ["established", "connecting", "trap", "down"];
@@ -252,10 +252,9 @@ impl AgentMetrics {
             Update::Connected { .. } => {
                 self.center_connected.set(1);
             }
-            Update::Disconnected { .. } => {
-                if self.center_connected.set(0) == 1 {
-                    self.center_disconnects.inc();
-                }
+            // `set` answers the previous value: an outage is counted once, not once per retry.
+            Update::Disconnected { .. } if self.center_connected.set(0) == 1 => {
+                self.center_disconnects.inc();
             }
             _ => {}
         }

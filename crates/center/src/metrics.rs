@@ -65,7 +65,7 @@ const LATENCY_BUCKETS: [f64; 14] = [
 ];
 
 fn latency_histogram() -> Histogram {
-    Histogram::new(LATENCY_BUCKETS.into_iter())
+    Histogram::new(LATENCY_BUCKETS)
 }
 
 pub struct CenterMetrics {

@@ -83,11 +83,10 @@ fn parse(text: &str) -> Vec<Sample> {
         let mut labels = vec![];
         let mut rest = &line[name_end..];
         if rest.starts_with('{') {
-            let mut chars = rest[1..].char_indices();
             let (mut key, mut val, mut in_val, mut esc) =
                 (String::new(), String::new(), false, false);
             let mut end = 0;
-            while let Some((i, ch)) = chars.next() {
+            for (i, ch) in rest[1..].char_indices() {
                 if in_val {
                     if esc {
                         val.push(ch);
@@ -194,11 +193,19 @@ async fn centre_metrics_move_with_requests_enrolment_streams_pushes_and_audit() 
 
     // Access control: wrong remote, no token, wrong token, other paths.
     let (st, _, body) = get("127.0.0.1", &url, Some(TOKEN)).await;
-    assert_eq!(st, 403, "a remote outside --metrics-allow was answered: {body}");
+    assert_eq!(
+        st, 403,
+        "a remote outside --metrics-allow was answered: {body}"
+    );
     let (st, h, _) = get("127.0.0.2", &url, None).await;
     assert_eq!(st, 401);
     assert_eq!(h["www-authenticate"], "Bearer");
-    let (st, _, body) = get("127.0.0.2", &url, Some("metrics-test-token-0123456789abcdeX")).await;
+    let (st, _, body) = get(
+        "127.0.0.2",
+        &url,
+        Some("metrics-test-token-0123456789abcdeX"),
+    )
+    .await;
     assert_eq!(st, 401, "a wrong token was accepted");
     assert!(!body.contains("dodvpn_"), "{body}");
     let (st, _, _) = get("127.0.0.2", &url.replace("/metrics", "/other"), Some(TOKEN)).await;
@@ -219,7 +226,11 @@ async fn centre_metrics_move_with_requests_enrolment_streams_pushes_and_audit() 
 
     let t0 = scrape().await;
     assert_eq!(
-        must(&t0, "dodvpn_center_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
+        must(
+            &t0,
+            "dodvpn_center_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
         1.0
     );
     for state in ["registered", "in_service", "revoked"] {
@@ -228,7 +239,10 @@ async fn centre_metrics_move_with_requests_enrolment_streams_pushes_and_audit() 
     assert_eq!(must(&t0, "dodvpn_center_event_streams", &[]), 0.0);
     assert_eq!(must(&t0, "dodvpn_center_read_only", &[]), 0.0);
     for kind in ["pool", "connection", "database", "decode", "other"] {
-        assert_eq!(must(&t0, "dodvpn_center_db_errors_total", &[("kind", kind)]), 0.0);
+        assert_eq!(
+            must(&t0, "dodvpn_center_db_errors_total", &[("kind", kind)]),
+            0.0
+        );
     }
 
     // Requests: a created organisation, an unknown one, a path no route has.
@@ -260,21 +274,40 @@ async fn centre_metrics_move_with_requests_enrolment_streams_pushes_and_audit() 
     next_kind(&mut rx, "hello").await;
     let t1 = scrape().await;
     assert_eq!(must(&t1, "dodvpn_center_event_streams", &[]), 1.0);
-    assert_eq!(must(&t1, "dodvpn_center_devices", &[("state", "in_service")]), 2.0);
-    assert_eq!(must(&t1, "dodvpn_center_devices", &[("state", "registered")]), 0.0);
+    assert_eq!(
+        must(&t1, "dodvpn_center_devices", &[("state", "in_service")]),
+        2.0
+    );
+    assert_eq!(
+        must(&t1, "dodvpn_center_devices", &[("state", "registered")]),
+        0.0
+    );
     let live_before = must(&t1, "dodvpn_center_pushes_total", &[("source", "live")]);
     let lat_before = must(&t1, "dodvpn_center_push_latency_seconds_count", &[]);
     c.admin_ok(&["connection", "apply", "--from", &a.id, "--to", &b.id]);
     next_kind(&mut rx, "grant").await;
     let t2 = scrape().await;
     let live = must(&t2, "dodvpn_center_pushes_total", &[("source", "live")]);
-    assert!(live >= live_before + 1.0, "live pushes {live_before} → {live}");
+    assert!(
+        live >= live_before + 1.0,
+        "live pushes {live_before} → {live}"
+    );
     let lat = must(&t2, "dodvpn_center_push_latency_seconds_count", &[]);
-    assert!(lat >= lat_before + 1.0, "push latency count {lat_before} → {lat}");
+    assert!(
+        lat >= lat_before + 1.0,
+        "push latency count {lat_before} → {lat}"
+    );
     let lat_sum = must(&t2, "dodvpn_center_push_latency_seconds_sum", &[]);
-    assert!(lat_sum >= 0.0 && lat_sum < 10.0 * lat, "push latency sum {lat_sum} for {lat}");
+    assert!(
+        lat_sum >= 0.0 && lat_sum < 10.0 * lat,
+        "push latency sum {lat_sum} for {lat}"
+    );
     assert_eq!(
-        must(&t2, "dodvpn_center_push_latency_seconds_bucket", &[("le", "+Inf")]),
+        must(
+            &t2,
+            "dodvpn_center_push_latency_seconds_bucket",
+            &[("le", "+Inf")]
+        ),
         lat
     );
     assert!(must(&t2, "dodvpn_center_pushes_total", &[("source", "backlog")]) >= 0.0);
@@ -289,14 +322,23 @@ async fn centre_metrics_move_with_requests_enrolment_streams_pushes_and_audit() 
         })
         .collect::<Vec<_>>();
     assert_eq!(created.len(), 1, "{created:?}");
-    let status = &created[0].labels.iter().find(|(k, _)| k == "status").unwrap().1;
+    let status = &created[0]
+        .labels
+        .iter()
+        .find(|(k, _)| k == "status")
+        .unwrap()
+        .1;
     assert!(status.starts_with('2'), "org create answered {status}");
     assert_eq!(created[0].value, 1.0);
     assert_eq!(
         must(
             &t2,
             "dodvpn_center_http_requests_total",
-            &[("method", "GET"), ("route", "/api/v1/orgs/{id}"), ("status", "404")]
+            &[
+                ("method", "GET"),
+                ("route", "/api/v1/orgs/{id}"),
+                ("status", "404")
+            ]
         ),
         1.0
     );
@@ -351,15 +393,67 @@ async fn centre_metrics_move_with_requests_enrolment_streams_pushes_and_audit() 
         .await
         .unwrap();
     assert!(extra.status().is_success());
-    assert_eq!(must(&scrape().await, "dodvpn_center_event_streams", &[]), 2.0);
-    let backlog = must(&scrape().await, "dodvpn_center_pushes_total", &[("source", "backlog")]);
-    assert!(backlog >= 1.0, "a's stream from 0 replayed its events: {backlog}");
+    assert_eq!(
+        must(&scrape().await, "dodvpn_center_event_streams", &[]),
+        2.0
+    );
+    let backlog = must(
+        &scrape().await,
+        "dodvpn_center_pushes_total",
+        &[("source", "backlog")],
+    );
+    assert!(
+        backlog >= 1.0,
+        "a's stream from 0 replayed its events: {backlog}"
+    );
     drop(extra);
     let deadline = Instant::now() + Duration::from_secs(10);
     while must(&scrape().await, "dodvpn_center_event_streams", &[]) != 1.0 {
-        assert!(Instant::now() < deadline, "the closed stream is still counted");
+        assert!(
+            Instant::now() < deadline,
+            "the closed stream is still counted"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // A real database error: the organisations table is renamed away under the running
+    // centre, an organisation cannot be created (503), and the error is counted.
+    let db = rusqlite::Connection::open(c.dir.join("center.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let before = must(
+        &scrape().await,
+        "dodvpn_center_db_errors_total",
+        &[("kind", "database")],
+    );
+    db.execute_batch("ALTER TABLE orgs RENAME TO orgs_away")
+        .unwrap();
+    let refused = c.admin(&["org", "create", "Nowhere", "--kind", "lab"]);
+    db.execute_batch("ALTER TABLE orgs_away RENAME TO orgs")
+        .unwrap();
+    assert!(
+        refused.is_err(),
+        "an organisation was created without its table"
+    );
+    let after = must(
+        &scrape().await,
+        "dodvpn_center_db_errors_total",
+        &[("kind", "database")],
+    );
+    assert!(after >= before + 1.0, "database errors {before} → {after}");
+    let t = scrape().await;
+    assert!(
+        must(
+            &t,
+            "dodvpn_center_http_requests_total",
+            &[
+                ("method", "POST"),
+                ("route", "/api/v1/orgs"),
+                ("status", "503")
+            ]
+        ) >= 1.0,
+        "the failed create is not counted as a 503"
+    );
+    c.org("Somewhere", "lab");
 }
 
 /// A centre does not start with metrics options that cannot work, and says why.
@@ -390,7 +484,12 @@ fn metrics_options_that_cannot_work_are_refused_at_start() {
     assert!(e.contains("chmod 600"), "{e}");
     let e = run(&["--metrics-allow", "192.0.2.0/24"]);
     assert!(e.contains("--metrics-listen"), "{e}");
-    let e = run(&["--metrics-listen", "127.0.0.1:0", "--metrics-allow", "not-a-net"]);
+    let e = run(&[
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--metrics-allow",
+        "not-a-net",
+    ]);
     assert!(e.contains("neither an address nor a network"), "{e}");
     assert!(
         !tmp.path().join("centre").exists(),
@@ -415,19 +514,21 @@ async fn agent_metrics_and_the_dashboard_match_what_is_exposed() {
 
     let tmp = tempfile::tempdir().unwrap();
     let token = token_file(tmp.path(), 0o600);
-    let mut agent = Command::new(BIN)
-        .args(["agent", "run", "--sync-only", "--keystore"])
-        .arg(&b.dir)
-        .args(["--metrics-listen", "127.0.0.1:0", "--metrics-token-file"])
-        .arg(&token)
-        .env("DODVPN_KEYSTORE_PASSPHRASE", PASSPHRASE)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut agent = KillOnDrop(
+        Command::new(BIN)
+            .args(["agent", "run", "--sync-only", "--keystore"])
+            .arg(&b.dir)
+            .args(["--metrics-listen", "127.0.0.1:0", "--metrics-token-file"])
+            .arg(&token)
+            .env("DODVPN_KEYSTORE_PASSPHRASE", PASSPHRASE)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
     let (tx, lines) = std::sync::mpsc::channel::<String>();
-    let out = agent.stdout.take().unwrap();
+    let out = agent.0.stdout.take().unwrap();
     std::thread::spawn(move || {
         for l in BufReader::new(out).lines().map_while(Result::ok) {
             let _ = tx.send(l);
@@ -435,14 +536,14 @@ async fn agent_metrics_and_the_dashboard_match_what_is_exposed() {
     });
     let mut seen = vec![];
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !seen.iter().any(|l: &String| l.contains("connected to the centre")) {
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("connected to the centre"))
+    {
         let left = deadline.saturating_duration_since(Instant::now());
         match lines.recv_timeout(left) {
             Ok(l) => seen.push(l),
-            Err(_) => {
-                let _ = agent.kill();
-                panic!("the agent did not connect: {seen:?}");
-            }
+            Err(_) => panic!("the agent did not connect: {seen:?}"),
         }
     }
     let agent_url = metrics_url(&seen);
@@ -459,8 +560,15 @@ async fn agent_metrics_and_the_dashboard_match_what_is_exposed() {
     assert_eq!(must(&t, "dodvpn_agent_center_connected", &[]), 1.0);
     assert_eq!(must(&t, "dodvpn_agent_grants", &[]), 0.0);
     assert_eq!(must(&t, "dodvpn_agent_revoked", &[]), 0.0);
-    assert_eq!(must(&t, "dodvpn_agent_dataplane_up", &[]), 0.0, "--sync-only has no data plane");
-    assert_eq!(must(&t, "dodvpn_agent_drops_total", &[("reason", "bad_tag")]), 0.0);
+    assert_eq!(
+        must(&t, "dodvpn_agent_dataplane_up", &[]),
+        0.0,
+        "--sync-only has no data plane"
+    );
+    assert_eq!(
+        must(&t, "dodvpn_agent_drops_total", &[("reason", "bad_tag")]),
+        0.0
+    );
     assert_eq!(
         must(
             &t,
@@ -472,14 +580,59 @@ async fn agent_metrics_and_the_dashboard_match_what_is_exposed() {
     c.admin_ok(&["connection", "apply", "--from", &a.id, "--to", &b.id]);
     let deadline = Instant::now() + Duration::from_secs(15);
     while must(&agent_scrape().await, "dodvpn_agent_grants", &[]) != 1.0 {
-        assert!(Instant::now() < deadline, "the grant never showed in the agent's metrics");
+        assert!(
+            Instant::now() < deadline,
+            "the grant never showed in the agent's metrics"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let agent_text = agent_scrape().await;
     let (st, _, centre_text) = get("127.0.0.1", &centre_url, None).await;
     assert_eq!(st, 200);
-    let _ = agent.kill();
-    let _ = agent.wait();
+
+    // The centre goes away: the agent says so, counts one outage, and reconnects.
+    let mut c = c;
+    c.kill9();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while must(&agent_scrape().await, "dodvpn_agent_center_connected", &[]) != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the agent still reports the centre connected"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        must(
+            &agent_scrape().await,
+            "dodvpn_agent_center_disconnects_total",
+            &[]
+        ),
+        1.0
+    );
+    assert_eq!(
+        must(&agent_scrape().await, "dodvpn_agent_grants", &[]),
+        1.0,
+        "grants kept"
+    );
+    c.spawn();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while must(&agent_scrape().await, "dodvpn_agent_center_connected", &[]) != 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not report the reconnection"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        must(
+            &agent_scrape().await,
+            "dodvpn_agent_center_disconnects_total",
+            &[]
+        ),
+        1.0,
+        "retries while the centre was away counted as outages"
+    );
+    drop(agent);
 
     // The dashboard: every metric it queries exists, and it covers every family.
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/grafana/dodvpn.json");
@@ -487,7 +640,12 @@ async fn agent_metrics_and_the_dashboard_match_what_is_exposed() {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let mut exprs = vec![];
     collect_queries(&dash, &mut exprs);
-    assert!(exprs.len() >= 25, "only {} queries in {}", exprs.len(), path.display());
+    assert!(
+        exprs.len() >= 25,
+        "only {} queries in {}",
+        exprs.len(),
+        path.display()
+    );
     let mut exposed = sample_names(&centre_text);
     exposed.extend(sample_names(&agent_text));
     let mut queried = BTreeSet::new();
@@ -505,7 +663,9 @@ async fn agent_metrics_and_the_dashboard_match_what_is_exposed() {
         .map(|n| {
             ["_total", "_bucket", "_count", "_sum"]
                 .iter()
-                .fold(n.clone(), |n, s| n.strip_suffix(s).map(str::to_string).unwrap_or(n))
+                .fold(n.clone(), |n, s| {
+                    n.strip_suffix(s).map(str::to_string).unwrap_or(n)
+                })
         })
         .collect();
     for f in &families {
@@ -513,6 +673,16 @@ async fn agent_metrics_and_the_dashboard_match_what_is_exposed() {
             queried.iter().any(|q| q.starts_with(f.as_str())),
             "the dashboard shows nothing of {f}"
         );
+    }
+}
+
+/// A child process that is killed (by its PID) when the test ends, failed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
