@@ -6,6 +6,7 @@ pub mod client;
 pub mod enroll;
 pub mod firewall;
 pub mod mailbox;
+pub mod metrics;
 pub mod run;
 pub mod signer;
 pub mod sse;

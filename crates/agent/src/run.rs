@@ -319,7 +319,11 @@ pub async fn run(
         })
     };
 
+    let metrics = opts.metrics.clone();
     let mut on = |u: &Update, st: &SyncState| {
+        if let Some(m) = &metrics {
+            m.on_update(u, st);
+        }
         match u {
             Update::Connected { version } => say(format!(
                 "connected to the centre, resuming after event {version}; {} grants held",

@@ -43,6 +43,8 @@ pub struct TunnelOptions {
     pub idle_timeout: Duration,
     /// Control socket (`dodvpn tunnel status --control …` works on it).
     pub control: PathBuf,
+    /// Where handshakes and rekeys are counted and the status is read for `/metrics`.
+    pub metrics: Option<Arc<crate::metrics::AgentMetrics>>,
 }
 
 impl Default for TunnelOptions {
@@ -54,6 +56,7 @@ impl Default for TunnelOptions {
             natt_port: 4500,
             idle_timeout: Duration::from_secs(60),
             control: PathBuf::from("/run/dodvpn/agent.sock"),
+            metrics: None,
         }
     }
 }
@@ -339,12 +342,17 @@ impl Tunnels {
             connections: Vec::new(),
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let metrics = opts.metrics.clone();
         std::thread::Builder::new()
             .name("tunnel-control".into())
             .spawn(
                 move || match Daemon::with_connections(&cfg, Vec::new(), observer) {
                     Ok(mut d) => {
                         let handle = d.handle();
+                        if let Some(m) = metrics {
+                            m.attach(handle.clone());
+                            d.set_telemetry(m);
+                        }
                         if let Err(e) = dodvpn_tunnel::control::serve(&cfg.control, handle.clone())
                         {
                             let _ = tx.send(Err(e));

@@ -123,6 +123,7 @@ impl Db {
             _guard: guard,
             db: self,
             events: 0,
+            audits: 0,
             now: now_ms(),
         })
     }
@@ -155,6 +156,8 @@ pub struct WriteTx<'a> {
     _guard: Option<MutexGuard<'a, ()>>,
     db: &'a Db,
     events: usize,
+    /// Audit records appended, counted in the metrics once the change commits.
+    audits: u64,
     /// One timestamp for the whole change.
     pub now: i64,
 }
@@ -191,6 +194,7 @@ impl WriteTx<'_> {
         .await?;
         // The Merkle tree grows in the same transaction (R-AUD-4, tlog.rs).
         crate::tlog::append(&mut self.tx, rec.seq, &rec.hash).await?;
+        self.audits += 1;
         Ok(())
     }
 
@@ -252,6 +256,7 @@ impl WriteTx<'_> {
                 .await?;
         }
         self.tx.commit().await?;
+        crate::metrics::get().audit_appended(self.audits);
         if self.events > 0 {
             self.db.events_committed.notify_one();
         }

@@ -63,6 +63,7 @@ impl From<sqlx::Error> for ApiError {
             }
         }
         tracing::error!(error = %e, "database error");
+        crate::metrics::get().db_error(&e);
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "storage",

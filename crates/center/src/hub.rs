@@ -46,6 +46,15 @@ impl Hub {
             .count()
     }
 
+    /// Event streams open on this process (for /metrics; one device may hold several).
+    pub fn open_streams(&self) -> usize {
+        let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        streams
+            .values()
+            .map(|v| v.iter().filter(|s| !s.is_closed()).count())
+            .sum()
+    }
+
     /// Whether `device_id` has an open event stream on this process (the console's
     /// "online"; on PostgreSQL replicas, a stream held by another replica is not seen).
     pub fn is_connected(&self, device_id: &str) -> bool {
@@ -55,11 +64,25 @@ impl Hub {
             .is_some_and(|v| v.iter().any(|s| !s.is_closed()))
     }
 
-    fn deliver(&self, device_id: &str, ev: &Event) {
+    /// Hand `ev` to every stream of the device; `created_ms` is when its change began
+    /// (the push latency of /metrics).
+    fn deliver(&self, device_id: &str, ev: &Event, created_ms: i64) {
+        let metrics = crate::metrics::get();
         let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(list) = streams.get_mut(device_id) {
             // try_send: a full or closed queue drops that stream; the agent resyncs.
-            list.retain(|s| s.try_send(ev.clone()).is_ok());
+            list.retain(|s| match s.try_send(ev.clone()) {
+                Ok(()) => {
+                    let ms = (crate::db::now_ms() - created_ms).max(0) as u64;
+                    metrics.pushed_live(std::time::Duration::from_millis(ms));
+                    true
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    metrics.stream_cut();
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
             if list.is_empty() {
                 streams.remove(device_id);
             }
@@ -88,7 +111,7 @@ impl Hub {
             }
             loop {
                 let rows = sqlx::query(
-                    "SELECT seq, device_id, kind, payload FROM events WHERE seq > $1 ORDER BY seq LIMIT 5000",
+                    "SELECT seq, device_id, kind, payload, created_ms FROM events WHERE seq > $1 ORDER BY seq LIMIT 5000",
                 )
                 .bind(last)
                 .fetch_all(&db.pool)
@@ -96,6 +119,7 @@ impl Hub {
                 let rows = match rows {
                     Ok(r) => r,
                     Err(e) => {
+                        crate::metrics::get().db_error(&e);
                         tracing::warn!(error = %e, "event dispatcher cannot read events");
                         break;
                     }
@@ -112,7 +136,7 @@ impl Hub {
                         kind: r.get(2),
                         payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
                     };
-                    self.deliver(&device, &ev);
+                    self.deliver(&device, &ev, r.try_get(4).unwrap_or(0));
                     last = seq;
                 }
             }

@@ -18,6 +18,7 @@ pub mod hub;
 pub mod init;
 pub mod mailbox;
 pub mod mapping;
+pub mod metrics;
 pub mod refusals;
 pub mod server;
 pub mod tlog;

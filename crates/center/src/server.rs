@@ -75,9 +75,14 @@ pub fn prepare(center: Arc<Center>) -> anyhow::Result<Prepared> {
 /// error pages nor its body pre-read: they answer for themselves.
 pub fn prepare_with(center: Arc<Center>, extra: axum::Router) -> anyhow::Result<Prepared> {
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(&center)?));
-    let app = crate::api::router(center.clone()).merge(extra).layer(
-        axum::middleware::from_fn_with_state(center.clone(), crate::refusals::observe),
-    );
+    let app = crate::api::router(center.clone())
+        .merge(extra)
+        .layer(axum::middleware::from_fn_with_state(
+            center.clone(),
+            crate::refusals::observe,
+        ))
+        // Requests by route template and status, for /metrics (metrics.rs).
+        .layer(axum::middleware::from_fn(crate::metrics::observe_http));
     Ok(Prepared {
         acceptor,
         app,

@@ -9,6 +9,7 @@ mod demo;
 mod diagnose;
 mod keystore;
 mod message;
+mod metrics;
 mod output;
 
 use std::net::SocketAddr;
@@ -97,6 +98,8 @@ struct CenterArgs {
     tls_names: Vec<String>,
     #[command(flatten)]
     config: config::ConfigArgs,
+    #[command(flatten)]
+    metrics: metrics::MetricsArgs,
 }
 
 #[derive(Parser)]
@@ -226,6 +229,8 @@ enum AgentCmd {
         allow_out: Vec<dodvpn_agent::firewall::Allow>,
         #[command(flatten)]
         config: config::ConfigArgs,
+        #[command(flatten)]
+        metrics: metrics::MetricsArgs,
     },
     /// Show what the agent holds: identity, version, connection info.
     Status {
@@ -392,6 +397,7 @@ fn print_tunnel_status(v: &serde_json::Value) {
 }
 
 async fn run_center(a: CenterArgs) -> anyhow::Result<()> {
+    a.metrics.check()?;
     let cfg = dodvpn_center::CenterConfig {
         data_dir: a.data.clone(),
         listen: a.listen,
@@ -403,8 +409,10 @@ async fn run_center(a: CenterArgs) -> anyhow::Result<()> {
     // The web console (crates/console) under /console on the same port; its first
     // provider administrator comes from a one-time code written like admin.token.
     let setup_code = dodvpn_console::bootstrap(&center, &a.data).await?;
-    let prepared =
-        dodvpn_center::server::prepare_with(center.clone(), dodvpn_console::router(center))?;
+    let prepared = dodvpn_center::server::prepare_with(
+        center.clone(),
+        dodvpn_console::router(center.clone()),
+    )?;
     println!(
         "dodvpn centre {} in {}",
         if report.created {
@@ -439,6 +447,7 @@ async fn run_center(a: CenterArgs) -> anyhow::Result<()> {
             p.display()
         );
     }
+    metrics::start_center(&a.metrics, center).await?;
     println!("ready");
     let server = tokio::spawn(dodvpn_center::server::serve(prepared, listener));
     tokio::select! {
@@ -557,7 +566,9 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
             allow_in,
             allow_out,
             config: _,
+            metrics,
         } => {
+            let metrics = metrics::start_agent(&metrics).await?;
             let store = ks.open()?;
             let mut agent = dodvpn_agent::sync::Agent::open(store.clone(), center.as_deref())?;
             if !sync_only {
@@ -572,6 +583,7 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
                     mtu,
                     idle_timeout,
                     control,
+                    metrics,
                     ..Default::default()
                 };
                 let say: dodvpn_agent::run::Say = Arc::new(|line| {
@@ -593,6 +605,9 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
             );
             let mut on = |u: &dodvpn_agent::sync::Update, st: &dodvpn_agent::sync::SyncState| {
                 use dodvpn_agent::sync::Update::*;
+                if let Some(m) = &metrics {
+                    m.on_update(u, st);
+                }
                 match u {
                     Connected { version } => println!(
                         "connected to the centre, resuming after event {version}; {} grants held",

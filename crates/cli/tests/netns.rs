@@ -151,3 +151,12 @@ fn diagnose_finds_what_nmap_finds_and_refuses_unregistered_addresses() {
 fn agent_over_ipv6_only_outer_addresses() {
     run("agent_ipv6.sh");
 }
+
+/// Issue 17 item 3: the agents' /metrics with a real data plane — tunnels up, handshakes
+/// by role with their durations, bytes and packets per peer, a filter refusal and its
+/// drop, counters that survive `tunnel down`, a wrong token refused — and the centre's
+/// event streams, devices in service and pushes (tests/netns/agent_metrics.sh).
+#[test]
+fn agent_metrics_with_a_real_data_plane() {
+    run("agent_metrics.sh");
+}

@@ -19,6 +19,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::config::Start;
+use crate::telemetry::{HandshakeResult, RekeyKind, Role, Telemetry};
 
 /// One connection as the core runs it, however it was configured (the TOML file of
 /// `dodvpn tunnel`, or the centre's signed grants via the agent).
@@ -101,6 +102,9 @@ pub struct ConnStatus {
     pub state: String,
     pub children: Vec<ChildStatus>,
     pub last_error: Option<String>,
+    /// Traffic since the connection was first added (every session and child SA,
+    /// kept across replacements of the same name): only ever grows.
+    pub totals: Counts,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -207,7 +211,49 @@ struct Conn {
     session: Option<SessionId>,
     /// Counts of child SAs already gone from the current session.
     past: Counts,
+    /// Counts of the sessions already ended (with `past` and the live child SAs:
+    /// the connection's totals).
+    ended: Counts,
+    /// IKE SAs still negotiating: when this end first sent or saw their IKE_SA_INIT.
+    negotiating: HashMap<SaId, (Instant, Role)>,
     last_error: Option<String>,
+}
+
+/// IKE SA states before IKE_AUTH completes.
+fn in_handshake(s: State) -> bool {
+    matches!(s, State::InitSent | State::InitDone | State::AuthSent)
+}
+
+impl Conn {
+    /// Note every IKE SA that has started negotiating since the last look.
+    fn note_negotiations(&mut self, now: Instant) {
+        for id in self.ep.sa_ids() {
+            if let Some(sa) = self.ep.sa(id).filter(|sa| in_handshake(sa.state())) {
+                let role = if sa.is_initiator() {
+                    Role::Initiator
+                } else {
+                    Role::Responder
+                };
+                self.negotiating.entry(id).or_insert((now, role));
+            }
+        }
+    }
+
+    /// Forget negotiations that ended without an event of their own (a collision).
+    fn prune_negotiations(&mut self) {
+        let ep = &self.ep;
+        self.negotiating
+            .retain(|id, _| ep.sa(*id).is_some_and(|sa| in_handshake(sa.state())));
+    }
+
+    fn totals(&self, m: &dyn Meter) -> Counts {
+        let mut n = self.ended;
+        n += self.past;
+        for ch in &self.children {
+            n += m.usage(ch.local_spi).counts;
+        }
+        n
+    }
 }
 
 /// An SA in one of these states has (or will have) our DELETE on the wire.
@@ -248,6 +294,10 @@ pub struct Core {
     natt_port: u16,
     next_idle_check: Option<Instant>,
     unknown_peers: UnknownPeerLog,
+    telemetry: Option<Arc<dyn Telemetry>>,
+    /// Totals of removed connections by name, so one added again (its grants
+    /// changed) continues them and a peer's counters never go backwards.
+    retired: HashMap<String, Counts>,
 }
 
 /// Rate limit for "IKE from an unknown address" lines: one line per address per
@@ -297,7 +347,14 @@ impl Core {
             natt_port,
             next_idle_check: None,
             unknown_peers: UnknownPeerLog::default(),
+            telemetry: None,
+            retired: HashMap::new(),
         }
+    }
+
+    /// Report handshakes and rekeys to `t` from now on.
+    pub fn set_telemetry(&mut self, t: Arc<dyn Telemetry>) {
+        self.telemetry = Some(t);
     }
 
     /// The next thing to do, in order.
@@ -334,6 +391,7 @@ impl Core {
             }
         }
         let start = spec.start;
+        let ended = self.retired.remove(&spec.name).unwrap_or_default();
         self.conns.push(Conn {
             ep: Endpoint::new(spec.ike.clone()),
             local: SocketAddr::new(spec.local_addr, self.ike_port),
@@ -345,6 +403,8 @@ impl Core {
             children: Vec::new(),
             session: None,
             past: Counts::default(),
+            ended,
+            negotiating: HashMap::new(),
             last_error: None,
         });
         if start == Start::Start {
@@ -369,7 +429,9 @@ impl Core {
             self.uninstall(i, spi, "connection removed", m);
         }
         self.session_down(i, "connection removed", m);
+        let totals = self.conns[i].totals(m);
         let c = self.conns.remove(i);
+        self.retired.insert(c.cfg.name.clone(), totals);
         for net in &c.cfg.remote_subnets {
             self.unprotect(*net);
             self.commands.push_back(Command::RemoveRoute(*net));
@@ -394,6 +456,7 @@ impl Core {
             .find(|c| c.cfg.remote_addr == remote.ip())
         {
             c.ep.handle(now, remote, local, data);
+            c.note_negotiations(now);
         } else if let Some(suppressed) = self.unknown_peers.admit(remote.ip(), now) {
             tracing::info!(
                 peer = %remote,
@@ -433,6 +496,9 @@ impl Core {
             }
         }
         self.drain(now, m);
+        for c in &mut self.conns {
+            c.prune_negotiations();
+        }
         if self.next_idle_check.is_none_or(|t| t <= now) {
             self.next_idle_check = Some(now + IDLE_CHECK);
             self.idle(now, m);
@@ -569,6 +635,7 @@ impl Core {
                     })
                     .collect(),
                 last_error: c.last_error.clone(),
+                totals: c.totals(m),
             })
             .collect()
     }
@@ -621,6 +688,7 @@ impl Core {
                 tracing::info!(conn = %c.cfg.name, "initiating IKE to {}", c.remote);
                 c.ike_sa = Some(sa);
                 c.established = false;
+                c.note_negotiations(now);
             }
             Err(e) => c.last_error = Some(format!("cannot initiate: {e}")),
         }
@@ -679,6 +747,9 @@ impl Core {
                     initiator,
                     "IKE SA established / IKE SA 確立"
                 );
+                if let Some((t0, role)) = self.conns[i].negotiating.remove(&sa) {
+                    self.tell_handshake(&name, role, HandshakeResult::Established, now - t0);
+                }
                 let c = &mut self.conns[i];
                 c.ike_sa = Some(sa);
                 c.established = true;
@@ -687,7 +758,8 @@ impl Core {
                     let (spi_i, spi_r) = s.spis();
                     SessionId { spi_i, spi_r }
                 });
-                c.past = Counts::default();
+                let past = std::mem::take(&mut c.past);
+                c.ended += past;
                 if let Some(session) = c.session.clone() {
                     self.commands.push_back(Command::Session(SessionEvent::Up {
                         conn: name.clone(),
@@ -719,6 +791,9 @@ impl Core {
                     reason = "rekey",
                     "IKE SA rekeyed / IKE SA 鍵更新"
                 );
+                if let Some(t) = &self.telemetry {
+                    t.rekey(&name, RekeyKind::Ike);
+                }
                 let c = &mut self.conns[i];
                 if c.ike_sa == Some(old) {
                     c.ike_sa = Some(new);
@@ -729,19 +804,30 @@ impl Core {
                     }
                 }
             }
-            Event::ChildSaUp(info) => self.install(i, info, now),
+            Event::ChildSaUp(info) => {
+                if let (Some(t), Some(_)) = (&self.telemetry, info.rekey_of) {
+                    t.rekey(&name, RekeyKind::Child);
+                }
+                self.install(i, info, now)
+            }
             Event::ChildSaDeleted { local_spi, .. } => self.uninstall(i, local_spi, "deleted", m),
             Event::ChildSaFailed { reason, .. } => {
                 let peer = self.conns[i].remote;
                 tracing::warn!(conn = %name, %peer, %reason, "child SA refused / 子 SA を拒否");
                 self.conns[i].last_error = Some(reason);
             }
-            Event::AuthFailed { reason, .. } => {
+            Event::AuthFailed { sa, reason } => {
+                if let Some((t0, role)) = self.conns[i].negotiating.remove(&sa) {
+                    self.tell_handshake(&name, role, HandshakeResult::AuthFailed, now - t0);
+                }
                 let peer = self.conns[i].remote;
                 tracing::warn!(conn = %name, %peer, %reason, "authentication failed / 認証失敗");
                 self.conns[i].last_error = Some(format!("authentication failed: {reason}"));
             }
             Event::IkeSaDown { sa, reason } => {
+                if let Some((t0, role)) = self.conns[i].negotiating.remove(&sa) {
+                    self.tell_handshake(&name, role, HandshakeResult::Failed, now - t0);
+                }
                 let c = &mut self.conns[i];
                 if c.ike_sa == Some(sa) {
                     let (spis, suite) = c.ep.sa(sa).map_or(((0, 0), String::new()), |s| {
@@ -908,6 +994,12 @@ impl Core {
         n
     }
 
+    fn tell_handshake(&self, conn: &str, role: Role, result: HandshakeResult, took: Duration) {
+        if let Some(t) = &self.telemetry {
+            t.handshake(conn, role, result, took);
+        }
+    }
+
     fn session_down(&mut self, i: usize, reason: &str, m: &dyn Meter) {
         let c = &mut self.conns[i];
         if let Some(session) = c.session.take() {
@@ -920,7 +1012,9 @@ impl Core {
                     reason: reason.to_string(),
                 }));
         }
-        self.conns[i].past = Counts::default();
+        let c = &mut self.conns[i];
+        let past = std::mem::take(&mut c.past);
+        c.ended += past;
     }
 
     /// Delete a connection's IKE SA and take its child SAs out of the data plane at

@@ -263,6 +263,11 @@ impl Daemon {
         Ok(())
     }
 
+    /// Report handshakes and rekeys to `t` (the agent's metrics).
+    pub fn set_telemetry(&mut self, t: Arc<dyn crate::telemetry::Telemetry>) {
+        self.core.set_telemetry(t);
+    }
+
     pub fn interface(&self) -> &str {
         &self.interface
     }

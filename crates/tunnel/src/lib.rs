@@ -7,5 +7,6 @@ pub mod control;
 pub mod core;
 pub mod daemon;
 pub mod peer;
+pub mod telemetry;
 
 pub use config::TunnelConfig;

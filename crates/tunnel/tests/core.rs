@@ -16,6 +16,7 @@ use dodvpn_tunnel::config::Start;
 use dodvpn_tunnel::core::{
     Command, ConnSpec, ConnStatus, Core, Counts, Meter, SessionEvent, SessionId, UnknownConn, Usage,
 };
+use dodvpn_tunnel::telemetry::{HandshakeResult, RekeyKind, Role, Telemetry};
 use dodvpn_wire::{Identification, TsRange};
 use ipnet::IpNet;
 
@@ -770,4 +771,106 @@ fn shutdown_on_the_responder_tells_the_initiator() {
     w.run_until(Duration::from_secs(2), |w| !w.b.core.ike_sas_left());
     assert!(w.a.children().is_empty());
     assert_eq!(w.a.downs()[0].2, "PeerDeleted");
+}
+
+/// What the core tells the agent's metrics, recorded.
+#[derive(Default)]
+struct Recorder {
+    handshakes: std::sync::Mutex<Vec<(String, Role, HandshakeResult, Duration)>>,
+    rekeys: std::sync::Mutex<Vec<(String, RekeyKind)>>,
+}
+
+impl Telemetry for Recorder {
+    fn handshake(&self, conn: &str, role: Role, result: HandshakeResult, took: Duration) {
+        self.handshakes
+            .lock()
+            .unwrap()
+            .push((conn.into(), role, result, took));
+    }
+    fn rekey(&self, conn: &str, kind: RekeyKind) {
+        self.rekeys.lock().unwrap().push((conn.into(), kind));
+    }
+}
+
+/// Issue 17 item 3: handshakes with their role and duration, rekeys, and per-connection
+/// totals that only grow (across sessions and across the connection being replaced).
+#[test]
+fn telemetry_reports_handshakes_rekeys_and_totals_that_only_grow() {
+    let (mut a, mut b) = (spec_a(), spec_b());
+    for c in [&mut a.ike, &mut b.ike] {
+        c.rekey_time = Some(Duration::from_secs(10));
+        c.life_time = Some(Duration::from_secs(30));
+    }
+    let mut w = World::new(a, b);
+    let (ta, tb) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+    w.a.core.set_telemetry(ta.clone());
+    w.b.core.set_telemetry(tb.clone());
+    w.up();
+    {
+        let ha = ta.handshakes.lock().unwrap();
+        assert_eq!(ha.len(), 1, "{ha:?}");
+        let (conn, role, result, took) = &ha[0];
+        assert_eq!(
+            (conn.as_str(), *role, *result),
+            ("to-b", Role::Initiator, HandshakeResult::Established)
+        );
+        // IKE_SA_INIT and IKE_AUTH, each a round trip over the 5 ms network.
+        assert!(*took >= 4 * LATENCY, "initiator handshake took {took:?}");
+        let hb = tb.handshakes.lock().unwrap();
+        assert_eq!(hb.len(), 1, "{hb:?}");
+        let (conn, role, result, took) = &hb[0];
+        assert_eq!(
+            (conn.as_str(), *role, *result),
+            ("to-a", Role::Responder, HandshakeResult::Established)
+        );
+        // From the IKE_SA_INIT request to the IKE_AUTH request: one round trip.
+        assert!(
+            *took >= 2 * LATENCY && *took < 4 * LATENCY,
+            "responder handshake took {took:?}"
+        );
+    }
+    for tag in 0..10 {
+        assert!(w.send('a', packet(HOST_A, HOST_B, tag)));
+    }
+    let before = w.a.status(w.now).totals;
+    assert_eq!(before.packets_out, 11, "the first packet and ten more");
+    // Through a child rekey: the old SA's counts move into the totals, none lost.
+    w.run_for(Duration::from_secs(15));
+    assert!(
+        ta.rekeys
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(c, k)| c == "to-b" && *k == RekeyKind::Child)
+            || tb
+                .rekeys
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(c, k)| c == "to-a" && *k == RekeyKind::Child),
+        "no child rekey reported: a {:?} b {:?}",
+        ta.rekeys.lock().unwrap(),
+        tb.rekeys.lock().unwrap()
+    );
+    assert!(w.send('a', packet(HOST_A, HOST_B, 100)));
+    let after_rekey = w.a.status(w.now).totals;
+    assert_eq!(after_rekey.packets_out, 12, "{after_rekey:?}");
+    assert_eq!(after_rekey.bytes_out, 12 * 32);
+    // Replaced (the agent does this when a peer's grants change): the totals go on.
+    let now = w.now;
+    assert!(w.a.core.remove(now, "to-b", &w.a.plane));
+    w.settle();
+    w.a.core.add(now, spec_a(), &w.a.plane).unwrap();
+    w.settle();
+    w.run_for(Duration::from_secs(1));
+    assert_eq!(w.a.status(w.now).totals, after_rekey, "totals restarted");
+    w.up();
+    let last = w.a.status(w.now).totals;
+    assert_eq!(last.packets_out, 13, "{last:?}");
+    assert!(last.packets_in >= after_rekey.packets_in);
+    assert_eq!(
+        ta.handshakes.lock().unwrap().len(),
+        2,
+        "the second session is a second handshake"
+    );
 }

@@ -311,6 +311,7 @@ pub async fn events(
             }
         })
         .collect();
+    crate::metrics::get().pushed_backlog(backlog.len() as u64);
     let mut last = backlog.last().map(|e| e.seq).unwrap_or(q.since);
     let hello = Event {
         seq: last,

@@ -69,10 +69,17 @@ pub struct Centre {
     pub listen: String,
     child: Option<Child>,
     pub stdout_lines: Vec<String>,
+    /// More `dodvpn center` arguments (kept for restarts and replicas).
+    pub extra_args: Vec<String>,
 }
 
 impl Centre {
     pub fn start(backend: Backend) -> Centre {
+        Self::start_with(backend, &[])
+    }
+
+    /// Like [`Centre::start`], with more `dodvpn center` arguments.
+    pub fn start_with(backend: Backend, extra_args: &[&str]) -> Centre {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("centre");
         let db = match backend {
@@ -87,6 +94,7 @@ impl Centre {
             listen: "127.0.0.1:0".into(),
             child: None,
             stdout_lines: vec![],
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         c.spawn();
         c
@@ -102,6 +110,7 @@ impl Centre {
             listen: "127.0.0.1:0".into(),
             child: None,
             stdout_lines: vec![],
+            extra_args: self.extra_args.clone(),
         };
         c.spawn();
         c
@@ -130,6 +139,7 @@ impl Centre {
         if let Some(db) = &self.db {
             cmd.args(["--database", db]);
         }
+        cmd.args(&self.extra_args);
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
