@@ -126,6 +126,7 @@ impl Centre {
             listen: "127.0.0.1:0".into(),
             child: None,
             stdout_lines: vec![],
+            extra_args: vec![],
         };
         c.spawn();
         c
