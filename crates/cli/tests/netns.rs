@@ -151,3 +151,13 @@ fn diagnose_finds_what_nmap_finds_and_refuses_unregistered_addresses() {
 fn agent_over_ipv6_only_outer_addresses() {
     run("agent_ipv6.sh");
 }
+
+/// Issue 19 item 5 (identity, not address): a clinic behind a masquerading nftables NAT,
+/// registered without an endpoint, reaches a fixed-address hospital on demand and the
+/// hospital answers over the clinic's SA (ping, 2 MiB TCP sha256); the hospital installs
+/// the grant instead of skipping it and identifies the clinic by its certificate; a
+/// fixed-address hospital ↔ lab pair works as before (tests/netns/agent_nat.sh).
+#[test]
+fn a_clinic_behind_nat_without_an_endpoint_reaches_the_hospital() {
+    run("agent_nat.sh");
+}

@@ -132,7 +132,10 @@ pub struct Config {
 /// Maps a peer's IDi to the configuration its IKE SA continues with; `None`
 /// refuses the peer (AUTHENTICATION_FAILED).
 #[derive(Clone)]
-pub struct PeerSelector(pub Arc<dyn Fn(&Identification) -> Option<Arc<Config>> + Send + Sync>);
+pub struct PeerSelector(pub Arc<SelectFn>);
+
+/// The function inside a [`PeerSelector`].
+pub type SelectFn = dyn Fn(&Identification) -> Option<Arc<Config>> + Send + Sync;
 
 impl core::fmt::Debug for PeerSelector {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
