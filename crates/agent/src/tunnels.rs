@@ -523,6 +523,7 @@ mod tests {
                 mapped_subnets: mapped.iter().map(|s| n(s)).collect(),
             },
             peer: PeerEnd {
+                candidates: Vec::new(),
                 device_id: "hosp".into(),
                 org_id: "o".into(),
                 identity: "hosp.dodvpn".into(),

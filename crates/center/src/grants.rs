@@ -82,7 +82,7 @@ pub async fn load_party(
     device_id: &str,
 ) -> Result<(Party, SubscriberPolicy), ApiError> {
     let row = sqlx::query(
-        "SELECT d.id, d.owner_org, d.endpoint, d.subnets, o.kind, o.checksheet_passed, o.policy, d.mapped_subnets \
+        "SELECT d.id, d.owner_org, d.endpoint, d.subnets, o.kind, o.checksheet_passed, o.policy, d.mapped_subnets, d.candidates \
          FROM devices d JOIN orgs o ON o.id = d.owner_org WHERE d.id = $1",
     )
     .bind(device_id)
@@ -110,6 +110,8 @@ pub async fn load_party(
         mapped_subnets: serde_json::from_str(&mapped)
             .map_err(|_| ApiError::internal("stored mapped subnets unreadable"))?,
         endpoint: row.get(2),
+        candidates: serde_json::from_str(&row.get::<String, _>(8))
+            .map_err(|_| ApiError::internal("stored candidates unreadable"))?,
         checksheet_passed: row.get::<i64, _>(5) != 0,
         checksheet_scores: BTreeMap::new(),
         identity: service_identity(device_id),
@@ -399,12 +401,15 @@ pub async fn reevaluate(
                 let old_t: Option<SignedInfo> = serde_json::from_str(&stored_t).ok();
                 // An endpoint typed by an administrator reaches the peers holding
                 // grants at once (issue 19), not only with the next re-issue.
-                let moved = old_t.is_none_or(|o| o.info.peer.endpoint != pa.endpoint);
+                let moved = old_t.is_none_or(|o| {
+                    o.info.peer.endpoint != pa.endpoint || o.info.peer.candidates != pa.candidates
+                });
                 let changed = moved
                     || match old {
                         None => true,
                         Some(old) => {
                             old.info.peer.endpoint != pt.endpoint
+                                || old.info.peer.candidates != pt.candidates
                             || old.info.services != grant.services
                             || old.info.traffic_selectors.remote
                                 != pt.to_visible(&grant.target_hosts)
