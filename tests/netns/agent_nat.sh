@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Identity, not address (issue 19 item 5): a clinic behind a masquerading nftables NAT,
 # registered without an endpoint, reaches a fixed-address hospital on demand, and the
-# hospital answers; a fixed-address hospital ↔ lab pair works as before.
+# hospital answers; a fixed-address hospital ↔ lab pair works as before. Endpoint
+# discovery (item 1): the clinic learns its public address from the centre and its
+# candidates reach the hospital's grant.
 #
 #   sudo bash tests/netns/agent_nat.sh
 #
@@ -114,6 +116,10 @@ check "fixed addresses: 2 MiB TCP hospital → lab, sha256 equal" tcp_transfer "
 # ---------------------------------------------------------------- clinic → hospital through the NAT
 g="$(admin connection apply --from "$dev_c" --to "$dev_h" | jq -r '.outcomes[0].grant_id')"
 [[ -n "$g" && "$g" != null ]] || die "c → h not granted"
+check "the clinic's agent learned its public address from the centre and reported its candidates" \
+  grep -aq "reachable at $C_OUT:4500, $NAT_PUB:4500" "$work/agent-c.log"
+check "the hospital's grant names the clinic's candidates, the NAT's public address among them" \
+  sh -c "ip netns exec '$WAN' '$DODVPN_BIN' admin --json --center '$URL' --ca '$work/centre/pki/root.pem' --credential-file '$work/centre/admin.token' grant show '$g' | jq -e 'tostring | contains(\"$NAT_PUB:4500\")' >/dev/null"
 installed() { conn "$1" "$2" "$3" | grep -q .; }
 netns_wait_for 15 installed "$H" h "$dev_c" && netns_wait_for 15 installed "$C" c "$dev_h" || die "c → h not installed at both ends"
 check "the hospital installs the grant of a peer without an endpoint (not skipped), remote \"any\"" \

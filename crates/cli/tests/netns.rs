@@ -156,7 +156,8 @@ fn agent_over_ipv6_only_outer_addresses() {
 /// registered without an endpoint, reaches a fixed-address hospital on demand and the
 /// hospital answers over the clinic's SA (ping, 2 MiB TCP sha256); the hospital installs
 /// the grant instead of skipping it and identifies the clinic by its certificate; a
-/// fixed-address hospital ↔ lab pair works as before (tests/netns/agent_nat.sh).
+/// fixed-address hospital ↔ lab pair works as before; the clinic's candidates (the NAT's
+/// public address among them) reach the hospital's grant (tests/netns/agent_nat.sh).
 #[test]
 fn a_clinic_behind_nat_without_an_endpoint_reaches_the_hospital() {
     run("agent_nat.sh");
