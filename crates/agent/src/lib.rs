@@ -2,6 +2,7 @@
 //! certificate, enrolment for the tier-2 service certificate, and the sync loop that
 //! keeps the device's signed connection info current from the centre's push stream.
 
+pub mod candidates;
 pub mod client;
 pub mod enroll;
 pub mod firewall;

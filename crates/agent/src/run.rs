@@ -209,6 +209,18 @@ pub async fn run(
             "could not report this agent's version to the centre ({e:#})"
         ));
     }
+    // Where peers may reach us (issue 19): reported now and re-checked every minute.
+    let mut candidates = None;
+    match crate::candidates::report(&agent.client, opts.natt_port, &mut candidates).await {
+        Ok(Some(c)) => say(format!(
+            "reachable at {} (reported to the centre)",
+            c.join(", ")
+        )),
+        Ok(None) => {}
+        Err(e) => say(format!(
+            "could not report this agent's addresses to the centre ({e:#})"
+        )),
+    }
     let (sessions_tx, mut sessions_rx) = mpsc::unbounded_channel::<SessionEvent>();
     let observer = Box::new(move |ev| {
         let _ = sessions_tx.send(ev);
@@ -300,6 +312,7 @@ pub async fn run(
     let housekeeping = {
         let (tunnels, latest, say) = (tunnels.clone(), latest.clone(), say.clone());
         let (client, store) = (agent.client.clone(), store.clone());
+        let natt_port = opts.natt_port;
         tokio::spawn(async move {
             let mut expiry = tokio::time::interval(EXPIRY_CHECK);
             let mut crl = tokio::time::interval(CRL_REFRESH);
@@ -312,6 +325,11 @@ pub async fn run(
                     _ = crl.tick() => {
                         if let Ok(serials) = refresh_pki(&client, store.as_ref()).await {
                             tunnels.lock().unwrap_or_else(|p| p.into_inner()).set_revoked(serials);
+                        }
+                        match crate::candidates::report(&client, natt_port, &mut candidates).await {
+                            Ok(Some(c)) => say(format!("now reachable at {} (reported to the centre)", c.join(", "))),
+                            Ok(None) => {}
+                            Err(e) => tracing::debug!("candidates not reported: {e:#}"),
                         }
                     }
                 }

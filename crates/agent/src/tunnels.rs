@@ -143,7 +143,8 @@ fn endpoint_ip(s: &str) -> Option<IpAddr> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerPlan {
     pub peer_device: String,
-    pub remote_addr: IpAddr,
+    /// The peer's endpoint; `None`: we cannot dial it, but it may dial us (issue 19).
+    pub remote_addr: Option<IpAddr>,
     pub initiate: bool,
     pub local_identity: String,
     pub peer_identity: String,
@@ -160,8 +161,10 @@ pub struct PeerPlan {
     pub local_map: Vec<(IpNet, IpNet)>,
 }
 
-/// Group the grants valid at `now` by peer device. Grants without a usable peer
-/// endpoint cannot be dialled and are reported in the second list.
+/// Group the grants valid at `now` by peer device; expired ones are reported in the
+/// second list. A peer without a usable endpoint still gets its connection: we
+/// cannot dial it, but it is identified by its certificate, so it may dial us from
+/// any address (behind a NAT, on a dynamic address).
 pub fn plan(
     grants: &BTreeMap<String, ConnectionInfo>,
     now: i64,
@@ -173,10 +176,7 @@ pub fn plan(
             skipped.push((id.clone(), "expired or not yet valid".into()));
             continue;
         }
-        let Some(addr) = info.peer.endpoint.as_deref().and_then(endpoint_ip) else {
-            skipped.push((id.clone(), "the peer has no reachable endpoint".into()));
-            continue;
-        };
+        let addr = info.peer.endpoint.as_deref().and_then(endpoint_ip);
         let p = by_peer
             .entry(info.peer.device_id.clone())
             .or_insert_with(|| PeerPlan {
@@ -492,7 +492,11 @@ impl Tunnels {
             .collect();
         Ok(ConnSpec {
             name: p.peer_device.clone(),
-            local_addr: local_addr_towards(p.remote_addr)?,
+            local_addr: match p.remote_addr {
+                Some(a) => local_addr_towards(a)?,
+                // Answering only: the address of each datagram is used.
+                None => IpAddr::from([0u8, 0, 0, 0]),
+            },
             remote_addr: p.remote_addr,
             remote_subnets: p.remote_nets.clone(),
             start: if p.initiate { Start::Trap } else { Start::None },
@@ -527,6 +531,7 @@ mod tests {
                 mapped_subnets: mapped.iter().map(|s| n(s)).collect(),
             },
             peer: PeerEnd {
+                candidates: Vec::new(),
                 device_id: "hosp".into(),
                 org_id: "o".into(),
                 identity: "hosp.dodvpn".into(),
@@ -578,14 +583,38 @@ mod tests {
             assert!(skipped.is_empty(), "{ep}: {skipped:?}");
             assert_eq!(
                 plans[0].remote_addr,
-                want.parse::<IpAddr>().unwrap(),
+                Some(want.parse::<IpAddr>().unwrap()),
                 "{ep}"
             );
         }
         let mut i = info("10.2.0.0/24", &[]);
         i.peer.endpoint = Some("[2001:db8::7".into());
         let (plans, skipped) = plan(&BTreeMap::from([("g1".to_string(), i)]), 1);
-        assert!(plans.is_empty() && skipped.len() == 1);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(
+            plans[0].remote_addr, None,
+            "a malformed endpoint is never dialled"
+        );
+    }
+
+    #[test]
+    fn a_peer_without_an_endpoint_is_answered_not_skipped() {
+        // Issue 19 item 5: a clinic behind a NAT has no endpoint; its grant still
+        // becomes a connection, identified by the peer's certificate identity.
+        let mut i = info("10.2.0.0/24", &[]);
+        i.peer.endpoint = None;
+        i.role = Role::Responder;
+        let (plans, skipped) = plan(&BTreeMap::from([("g1".to_string(), i.clone())]), 1);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(plans.len(), 1);
+        assert_eq!(plans[0].remote_addr, None);
+        assert_eq!(plans[0].peer_identity, "hosp.dodvpn");
+        assert!(!plans[0].initiate);
+        // Expired grants are still skipped, with or without an endpoint.
+        i.not_after = 0;
+        let (plans, skipped) = plan(&BTreeMap::from([("g1".to_string(), i)]), 1);
+        assert!(plans.is_empty());
+        assert_eq!(skipped[0].1, "expired or not yet valid");
     }
 
     #[test]

@@ -160,6 +160,7 @@ fn info(
             mapped_subnets: Vec::new(),
         },
         peer: PeerEnd {
+            candidates: Vec::new(),
             device_id: peer.into(),
             org_id: "org-p".into(),
             identity: format!("{peer}.dodvpn"),
@@ -206,7 +207,11 @@ fn grants_to_one_peer_share_one_connection_and_unusable_ones_are_reported() {
     old.not_after = now() - 1;
     g.insert("g4".to_string(), old);
     let (plans, skipped) = plan(&g, now());
-    assert_eq!(plans.len(), 1, "{plans:?}");
+    // Issue 19: a peer without an endpoint (dev-b) still gets its connection, with
+    // no address to dial; it is answered when it comes from wherever it is.
+    assert_eq!(plans.len(), 2, "{plans:?}");
+    assert_eq!(plans[1].peer_device, "dev-b");
+    assert_eq!(plans[1].remote_addr, None);
     let p = &plans[0];
     assert_eq!(p.peer_device, "dev-a");
     assert!(p.initiate, "one grant lets us open");
@@ -214,7 +219,7 @@ fn grants_to_one_peer_share_one_connection_and_unusable_ones_are_reported() {
     assert_eq!(p.grants.len(), 2);
     assert_eq!(p.rules.len(), 2);
     let why: Vec<&str> = skipped.iter().map(|(id, _)| id.as_str()).collect();
-    assert_eq!(why, ["g3", "g4"], "no endpoint, expired");
+    assert_eq!(why, ["g4"], "only the expired grant");
 }
 
 #[test]

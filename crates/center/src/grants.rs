@@ -82,7 +82,7 @@ pub async fn load_party(
     device_id: &str,
 ) -> Result<(Party, SubscriberPolicy), ApiError> {
     let row = sqlx::query(
-        "SELECT d.id, d.owner_org, d.endpoint, d.subnets, o.kind, o.checksheet_passed, o.policy, d.mapped_subnets \
+        "SELECT d.id, d.owner_org, d.endpoint, d.subnets, o.kind, o.checksheet_passed, o.policy, d.mapped_subnets, d.candidates \
          FROM devices d JOIN orgs o ON o.id = d.owner_org WHERE d.id = $1",
     )
     .bind(device_id)
@@ -110,6 +110,8 @@ pub async fn load_party(
         mapped_subnets: serde_json::from_str(&mapped)
             .map_err(|_| ApiError::internal("stored mapped subnets unreadable"))?,
         endpoint: row.get(2),
+        candidates: serde_json::from_str(&row.get::<String, _>(8))
+            .map_err(|_| ApiError::internal("stored candidates unreadable"))?,
         checksheet_passed: row.get::<i64, _>(5) != 0,
         checksheet_scores: BTreeMap::new(),
         identity: service_identity(device_id),
@@ -377,7 +379,7 @@ pub async fn reevaluate(
     actor: &str,
     devices: Option<&HashSet<String>>,
 ) -> Result<(), ApiError> {
-    let rows = sqlx::query("SELECT id, applicant_device, target_device, info_applicant, not_after FROM grants WHERE status = 'active'")
+    let rows = sqlx::query("SELECT id, applicant_device, target_device, info_applicant, not_after, info_target FROM grants WHERE status = 'active'")
         .fetch_all(&mut *tx.tx)
         .await?;
     for r in rows {
@@ -395,18 +397,28 @@ pub async fn reevaluate(
                 let stored: String = r.get(3);
                 let old_not_after: i64 = r.get(4);
                 let old: Option<SignedInfo> = serde_json::from_str(&stored).ok();
-                let changed = match old {
-                    None => true,
-                    Some(old) => {
-                        old.info.services != grant.services
+                let stored_t: String = r.get(5);
+                let old_t: Option<SignedInfo> = serde_json::from_str(&stored_t).ok();
+                // An endpoint typed by an administrator reaches the peers holding
+                // grants at once (issue 19), not only with the next re-issue.
+                let moved = old_t.is_none_or(|o| {
+                    o.info.peer.endpoint != pa.endpoint || o.info.peer.candidates != pa.candidates
+                });
+                let changed = moved
+                    || match old {
+                        None => true,
+                        Some(old) => {
+                            old.info.peer.endpoint != pt.endpoint
+                                || old.info.peer.candidates != pt.candidates
+                            || old.info.services != grant.services
                             || old.info.traffic_selectors.remote
                                 != pt.to_visible(&grant.target_hosts)
                             || old.info.traffic_selectors.local
                                 != pa.to_visible(&grant.applicant_hosts)
                             // A (re)mapping changes the visible selectors (R-DP-8).
                             || grant.not_after < old_not_after
-                    }
-                };
+                        }
+                    };
                 if changed {
                     issue(center, tx, actor, &id, &grant, &pa, &pt, true).await?;
                 }

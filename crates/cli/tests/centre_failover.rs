@@ -75,7 +75,10 @@ backend replicas\n    balance roundrobin\n{servers}"
             if let Ok(Some(st)) = child.try_wait() {
                 panic!("haproxy exited at start ({st}); its messages are above");
             }
-            assert!(Instant::now() < deadline, "haproxy did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "haproxy did not listen on {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Proxy {
@@ -94,11 +97,14 @@ impl Drop for Proxy {
 }
 
 fn require_haproxy() {
-    let ok = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/setup.sh"))
-        .args(["--check", "haproxy"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+    let ok = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/setup.sh"
+    ))
+    .args(["--check", "haproxy"])
+    .status()
+    .map(|s| s.success())
+    .unwrap_or(false);
     assert!(
         ok,
         "the failover test needs HAProxy: run scripts/setup.sh (as root) to install it"
@@ -124,7 +130,12 @@ async fn enrol_fleet(admin: &CenterClient, url: &str, ca: &str, org: &str, n: us
     let out = Arc::new(Mutex::new(BTreeMap::new()));
     let mut workers = vec![];
     for _ in 0..8 {
-        let (admin, url, ca, org) = (admin.clone(), url.to_string(), ca.to_string(), org.to_string());
+        let (admin, url, ca, org) = (
+            admin.clone(),
+            url.to_string(),
+            ca.to_string(),
+            org.to_string(),
+        );
         let (next, out) = (next.clone(), out.clone());
         workers.push(tokio::spawn(async move {
             loop {
@@ -235,7 +246,10 @@ async fn a_replica_killed_under_load_loses_no_agent_no_write_and_no_update() {
     set_policy(&c1, &org, &open_policy());
     let t = Instant::now();
     let fleet = enrol_fleet(&admin, &proxy.url, &ca, &org, n).await;
-    eprintln!("failover: {n} devices enrolled through the proxy in {:?}", t.elapsed());
+    eprintln!(
+        "failover: {n} devices enrolled through the proxy in {:?}",
+        t.elapsed()
+    );
 
     // Every agent runs the agent's own sync loop through the proxy.
     let seen: Vec<Arc<Mutex<Seen>>> = (0..n).map(|_| Arc::default()).collect();
@@ -257,7 +271,10 @@ async fn a_replica_killed_under_load_loses_no_agent_no_write_and_no_update() {
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while seen.iter().any(|s| s.lock().unwrap().connected.is_empty()) {
-        assert!(Instant::now() < deadline, "not every agent connected within 120 s");
+        assert!(
+            Instant::now() < deadline,
+            "not every agent connected within 120 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The replicas' own count of open streams tells which agents sit on the victim.
@@ -270,16 +287,27 @@ async fn a_replica_killed_under_load_loses_no_agent_no_write_and_no_update() {
     let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut load = vec![];
     {
-        let (admin, stop, acked, failed) = (admin.clone(), stop.clone(), acked_orgs.clone(), failed.clone());
+        let (admin, stop, acked, failed) = (
+            admin.clone(),
+            stop.clone(),
+            acked_orgs.clone(),
+            failed.clone(),
+        );
         load.push(tokio::spawn(async move {
             let mut k = 0;
             while !stop.load(Ordering::Relaxed) {
                 k += 1;
                 let r: anyhow::Result<Value> = admin
-                    .post("/api/v1/orgs", &json!({"name": format!("Load Clinic {k}"), "kind": "clinic"}))
+                    .post(
+                        "/api/v1/orgs",
+                        &json!({"name": format!("Load Clinic {k}"), "kind": "clinic"}),
+                    )
                     .await;
                 match r {
-                    Ok(v) => acked.lock().unwrap().push(v["id"].as_str().unwrap().to_string()),
+                    Ok(v) => acked
+                        .lock()
+                        .unwrap()
+                        .push(v["id"].as_str().unwrap().to_string()),
                     Err(_) => {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
@@ -310,7 +338,10 @@ async fn a_replica_killed_under_load_loses_no_agent_no_write_and_no_update() {
                     .await;
                 match r {
                     Ok(v) => {
-                        let g = v["outcomes"][0]["grant_id"].as_str().unwrap_or_default().to_string();
+                        let g = v["outcomes"][0]["grant_id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string();
                         acked.lock().unwrap().push((from, to, g));
                     }
                     Err(_) => {
@@ -323,7 +354,10 @@ async fn a_replica_killed_under_load_loses_no_agent_no_write_and_no_update() {
     }
 
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let before: Vec<usize> = seen.iter().map(|s| s.lock().unwrap().connected.len()).collect();
+    let before: Vec<usize> = seen
+        .iter()
+        .map(|s| s.lock().unwrap().connected.len())
+        .collect();
     let mut c1 = c1;
     let killed_at = Instant::now();
     c1.kill9();
@@ -346,7 +380,10 @@ async fn a_replica_killed_under_load_loses_no_agent_no_write_and_no_update() {
             })
             .count();
         if waiting == 0 || Instant::now() > deadline {
-            assert_eq!(waiting, 0, "{waiting} agents had not reconnected 10 s after the kill");
+            assert_eq!(
+                waiting, 0,
+                "{waiting} agents had not reconnected 10 s after the kill"
+            );
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -399,17 +436,30 @@ async fn a_replica_killed_under_load_loses_no_agent_no_write_and_no_update() {
     let grants = acked_grants.lock().unwrap().clone();
     let mut grant_ids = BTreeSet::new();
     for (from, to, g) in &grants {
-        assert!(!g.is_empty(), "an acknowledged application {from} → {to} had no grant");
+        assert!(
+            !g.is_empty(),
+            "an acknowledged application {from} → {to} had no grant"
+        );
         grant_ids.insert(g.clone());
-        let client = CenterClient::device(&c2.url, &ca, fleet.stores[*to].clone(), Tier::Service).unwrap();
+        let client =
+            CenterClient::device(&c2.url, &ca, fleet.stores[*to].clone(), Tier::Service).unwrap();
         let held = centre_grants(&client).await.unwrap();
-        assert!(held.contains_key(g), "acknowledged grant {g} ({from} → {to}) is lost");
+        assert!(
+            held.contains_key(g),
+            "acknowledged grant {g} ({from} → {to}) is lost"
+        );
     }
-    assert!(!orgs.is_empty() && !grants.is_empty(), "the load wrote nothing");
+    assert!(
+        !orgs.is_empty() && !grants.is_empty(),
+        "the load wrote nothing"
+    );
     assert!(c2.admin_ok(&["audit", "verify"])["ok"].as_bool().unwrap());
 
     let failed = failed.load(Ordering::Relaxed);
-    let (p50, p99) = (percentile(&reconnect_s, 50.0), percentile(&reconnect_s, 99.0));
+    let (p50, p99) = (
+        percentile(&reconnect_s, 50.0),
+        percentile(&reconnect_s, 99.0),
+    );
     eprintln!(
         "failover: {moved} of {n} agents moved to the surviving replica; reconnect p50 {p50:.2} s, p99 {p99:.2} s, max {max:.2} s; \
 {} admin writes and {} applications ({} grants) acknowledged, all present; {failed} requests failed at the kill (not acknowledged)",
@@ -425,7 +475,11 @@ async fn a_replica_killed_under_load_loses_no_agent_no_write_and_no_update() {
             "failed_requests_at_kill": failed,
             "build": if cfg!(debug_assertions) { "debug" } else { "release" },
         });
-        std::fs::write(Path::new(&path), serde_json::to_vec_pretty(&report).unwrap()).unwrap();
+        std::fs::write(
+            Path::new(&path),
+            serde_json::to_vec_pretty(&report).unwrap(),
+        )
+        .unwrap();
     }
     for l in loops {
         l.abort();

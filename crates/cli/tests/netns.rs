@@ -160,3 +160,14 @@ fn agent_over_ipv6_only_outer_addresses() {
 fn agent_metrics_with_a_real_data_plane() {
     run("agent_metrics.sh");
 }
+
+/// Issue 19 item 5 (identity, not address): a clinic behind a masquerading nftables NAT,
+/// registered without an endpoint, reaches a fixed-address hospital on demand and the
+/// hospital answers over the clinic's SA (ping, 2 MiB TCP sha256); the hospital installs
+/// the grant instead of skipping it and identifies the clinic by its certificate; a
+/// fixed-address hospital ↔ lab pair works as before; the clinic's candidates (the NAT's
+/// public address among them) reach the hospital's grant (tests/netns/agent_nat.sh).
+#[test]
+fn a_clinic_behind_nat_without_an_endpoint_reaches_the_hospital() {
+    run("agent_nat.sh");
+}

@@ -85,6 +85,41 @@ impl Endpoint {
         Ok(id)
     }
 
+    /// The configuration as shared with this endpoint's SAs.
+    pub fn shared_config(&self) -> Arc<Config> {
+        self.cfg.clone()
+    }
+
+    /// Whether `datagram` from `from` belongs to one of our SAs: by our SPI, or a
+    /// retransmitted IKE_SA_INIT we already answered.
+    pub fn owns(&self, from: SocketAddr, datagram: &[u8]) -> bool {
+        let Ok(h) = IkeHeader::parse(datagram) else {
+            return false;
+        };
+        if h.exchange_type == ExchangeType::IkeSaInit && !h.flags.response() && h.spi_r == 0 {
+            return self.half_open.contains_key(&(h.spi_i, from));
+        }
+        let ours = if h.flags.initiator() {
+            h.spi_r
+        } else {
+            h.spi_i
+        };
+        self.sas.contains_key(&ours)
+    }
+
+    /// Hand an SA to another endpoint (with [`Endpoint::adopt`]): a responder SA
+    /// answered here before the peer's identity was known.
+    pub fn take_sa(&mut self, id: SaId) -> Option<IkeSa> {
+        self.half_open.retain(|_, v| *v != id);
+        self.sas.remove(&id)
+    }
+
+    /// Take over an SA from another endpoint; its timers and datagrams are ours now.
+    pub fn adopt(&mut self, sa: IkeSa) {
+        self.sas.insert(sa.id(), sa);
+        self.collect();
+    }
+
     pub fn sa(&self, id: SaId) -> Option<&IkeSa> {
         self.sas.get(&id)
     }

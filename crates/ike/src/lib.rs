@@ -33,6 +33,7 @@ mod rng;
 pub mod sa;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use auth::{
@@ -122,6 +123,24 @@ pub struct Config {
     pub fragment_size: usize,
     /// Limits on reassembling the peer's fragments.
     pub fragment_limits: fragment::Limits,
+    /// A responder that answered IKE_SA_INIT before it knew who the peer is (an
+    /// address no connection names) picks the peer's own configuration here, by
+    /// the identity in IKE_AUTH, before it checks AUTH. `None`: this configuration.
+    pub select_by_identity: Option<PeerSelector>,
+}
+
+/// Maps a peer's IDi to the configuration its IKE SA continues with; `None`
+/// refuses the peer (AUTHENTICATION_FAILED).
+#[derive(Clone)]
+pub struct PeerSelector(pub Arc<SelectFn>);
+
+/// The function inside a [`PeerSelector`].
+pub type SelectFn = dyn Fn(&Identification) -> Option<Arc<Config>> + Send + Sync;
+
+impl core::fmt::Debug for PeerSelector {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("PeerSelector(..)")
+    }
 }
 
 impl Config {
@@ -162,6 +181,7 @@ impl Config {
             fragmentation: true,
             fragment_size: fragment::DEFAULT_FRAGMENT_SIZE,
             fragment_limits: fragment::Limits::default(),
+            select_by_identity: None,
         }
     }
 }

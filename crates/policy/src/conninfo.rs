@@ -63,6 +63,9 @@ pub struct PeerEnd {
     /// IKE identity the peer must authenticate as.
     pub identity: String,
     pub endpoint: Option<String>,
+    /// Where the peer reported it may be reached (issue 19); absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<String>,
     /// Only the peer's addresses covered by the grant; the rest of the peer's
     /// network is not disclosed. Visible addresses (R-DP-8).
     pub subnets: Vec<IpNet>,
@@ -153,6 +156,7 @@ pub fn connection_info_pair(
                 org_id: peer.org_id.clone(),
                 identity: peer.identity.clone(),
                 endpoint: peer.endpoint.clone(),
+                candidates: peer.candidates.clone(),
                 subnets: theirs.clone(),
             },
             traffic_selectors: TrafficSelectors {

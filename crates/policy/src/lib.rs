@@ -187,6 +187,11 @@ pub struct Party {
     /// Outer address (host or host:port) where the device is reachable, if known.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// Addresses (IP:port) the device reported it may be reached at: its local
+    /// addresses and the public one the centre saw (issue 19). The endpoint, when
+    /// an administrator typed one, stays the fixed candidate beside these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<String>,
     /// The provider attests that the organisation passed the security check sheet
     /// (R-POL-6); counts for groups without a [`ChecksheetGate`].
     #[serde(default)]

@@ -20,6 +20,7 @@ fn party(device: &str, org: &str, kind: OrgKind, groups: &[&str], subnet: &str) 
         mapped_subnets: Vec::new(),
         endpoint: Some(format!("{device}.example:4500")),
         checksheet_passed: true,
+        candidates: Vec::new(),
         checksheet_scores: BTreeMap::new(),
         identity: format!("CN={device}"),
     }

@@ -116,6 +116,7 @@ fn arb_party(id: &'static str) -> impl Strategy<Value = Party> {
             mapped_subnets: Vec::new(),
             endpoint: None,
             checksheet_passed: checksheet,
+            candidates: Vec::new(),
             checksheet_scores: Default::default(),
             identity: format!("CN=dev-{id}"),
         })

@@ -9,12 +9,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use dodvpn_dataplane::{FlowRule, NetMap, PacketFilter};
 use dodvpn_esp::{InboundSa, OutboundSa};
-use dodvpn_ike::{ChildSaInfo, DownReason, Endpoint, Event, SaId, State, Transmit};
+use dodvpn_ike::{
+    ChildSaInfo, Config, DownReason, Endpoint, Event, PeerSelector, RemoteAuth, SaId, State,
+    Transmit,
+};
+use dodvpn_wire::{ExchangeType, Identification, IkeHeader};
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -27,7 +31,9 @@ use crate::telemetry::{HandshakeResult, RekeyKind, Role, Telemetry};
 pub struct ConnSpec {
     pub name: String,
     pub local_addr: IpAddr,
-    pub remote_addr: IpAddr,
+    /// The peer's fixed address, if it has one. Without it we cannot initiate, but a
+    /// peer identified by certificate may still come to us from wherever it is.
+    pub remote_addr: Option<IpAddr>,
     /// Routed into the TUN device (and trapped when `start` is `Trap`).
     pub remote_subnets: Vec<IpNet>,
     pub start: Start,
@@ -200,7 +206,10 @@ struct Conn {
     cfg: ConnSpec,
     ep: Endpoint,
     local: SocketAddr,
-    remote: SocketAddr,
+    /// Where we initiate to (the configured address), if anywhere.
+    remote: Option<SocketAddr>,
+    /// Where the peer's current IKE SA talks from (a NAT's mapping, say).
+    seen: Option<SocketAddr>,
     /// The IKE SA we use for this connection, once there is one.
     ike_sa: Option<SaId>,
     established: bool,
@@ -256,6 +265,18 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// The peer's address as an operator reads it: where its SA talks from, else
+    /// the configured one, else "any" (identified by certificate).
+    fn peer_text(&self) -> String {
+        match (self.seen.filter(|_| self.established), self.remote) {
+            (Some(a), _) => a.ip().to_string(),
+            (None, Some(a)) => a.ip().to_string(),
+            (None, None) => "any".into(),
+        }
+    }
+}
+
 /// An SA in one of these states has (or will have) our DELETE on the wire.
 fn waits_for_delete(s: State) -> bool {
     matches!(s, State::Established | State::Rekeyed | State::Deleting)
@@ -279,6 +300,47 @@ fn id_text(id: &dodvpn_wire::Identification) -> String {
     }
 }
 
+/// Whether the peer of a connection is identified by its certificate and a named
+/// identity: such a peer is accepted from any address (issue 19 item 5), the
+/// identity it proves in IKE_AUTH telling which connection it is.
+fn identified_by_certificate(cfg: &Config) -> bool {
+    cfg.remote_id.is_some() && matches!(cfg.remote_auth, RemoteAuth::Cert(_))
+}
+
+/// A request that starts a new IKE SA (not an answer, no responder SPI yet).
+fn is_new_ike_sa_init(data: &[u8]) -> bool {
+    IkeHeader::parse(data).is_ok_and(|h| {
+        h.exchange_type == ExchangeType::IkeSaInit && !h.flags.response() && h.spi_r == 0
+    })
+}
+
+/// The IKE SA an event is about.
+fn event_sa(ev: &Event) -> SaId {
+    match ev {
+        Event::IkeSaUp { sa, .. }
+        | Event::IkeSaDown { sa, .. }
+        | Event::AuthFailed { sa, .. }
+        | Event::ChildSaFailed { sa, .. }
+        | Event::ChildSaDeleted { sa, .. } => *sa,
+        Event::IkeSaRekeyed { new, .. } => *new,
+        Event::ChildSaUp(info) => info.ike_sa,
+    }
+}
+
+/// Connections whose peers are identified by certificate, by the identity they
+/// expect; read by the lobby's selector while it answers IKE_AUTH.
+type IdentityTable = Arc<RwLock<Vec<(Identification, Arc<Config>)>>>;
+
+/// Answers IKE_SA_INIT from addresses no connection names, for connections whose
+/// peer is identified by certificate. Its SAs move to their connection's endpoint
+/// as soon as IKE_AUTH has proved who the peer is; until then they are half-open
+/// here, under the endpoint's COOKIE defence (RFC 7296 §2.6) like any other.
+struct Lobby {
+    ep: Endpoint,
+    /// Where the datagram being handled came from (for the refusal log line).
+    last_from: Option<SocketAddr>,
+}
+
 fn hex_bytes(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -298,6 +360,8 @@ pub struct Core {
     /// Totals of removed connections by name, so one added again (its grants
     /// changed) continues them and a peer's counters never go backwards.
     retired: HashMap<String, Counts>,
+    by_identity: IdentityTable,
+    lobby: Option<Lobby>,
 }
 
 /// Rate limit for "IKE from an unknown address" lines: one line per address per
@@ -349,6 +413,8 @@ impl Core {
             unknown_peers: UnknownPeerLog::default(),
             telemetry: None,
             retired: HashMap::new(),
+            by_identity: IdentityTable::default(),
+            lobby: None,
         }
     }
 
@@ -364,7 +430,13 @@ impl Core {
 
     /// When [`Core::handle_timeout`] wants to be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let ike = self.conns.iter().filter_map(|c| c.ep.poll_timeout()).min();
+        let ike = self
+            .conns
+            .iter()
+            .map(|c| &c.ep)
+            .chain(self.lobby.as_ref().map(|l| &l.ep))
+            .filter_map(|ep| ep.poll_timeout())
+            .min();
         let idle = self
             .conns
             .iter()
@@ -392,10 +464,15 @@ impl Core {
         }
         let start = spec.start;
         let ended = self.retired.remove(&spec.name).unwrap_or_default();
+        let ep = Endpoint::new(spec.ike.clone());
+        if identified_by_certificate(&spec.ike) {
+            self.admit_by_identity(&spec.ike, ep.shared_config());
+        }
         self.conns.push(Conn {
-            ep: Endpoint::new(spec.ike.clone()),
+            ep,
             local: SocketAddr::new(spec.local_addr, self.ike_port),
-            remote: SocketAddr::new(spec.remote_addr, 500),
+            remote: spec.remote_addr.map(|a| SocketAddr::new(a, 500)),
+            seen: None,
             cfg: spec,
             ike_sa: None,
             established: false,
@@ -432,6 +509,14 @@ impl Core {
         let totals = self.conns[i].totals(m);
         let c = self.conns.remove(i);
         self.retired.insert(c.cfg.name.clone(), totals);
+        let cfg = c.ep.shared_config();
+        let mut table = self.by_identity.write().unwrap_or_else(|p| p.into_inner());
+        table.retain(|(_, k)| !Arc::ptr_eq(k, &cfg));
+        if table.is_empty() {
+            // No connection left for peers from anywhere: unknown addresses are ignored again.
+            self.lobby = None;
+        }
+        drop(table);
         for net in &c.cfg.remote_subnets {
             self.unprotect(*net);
             self.commands.push_back(Command::RemoveRoute(*net));
@@ -449,14 +534,31 @@ impl Core {
         data: &[u8],
         m: &dyn Meter,
     ) {
-        // Connections are told apart by the peer's address (static configuration).
-        if let Some(c) = self
-            .conns
-            .iter_mut()
-            .find(|c| c.cfg.remote_addr == remote.ip())
-        {
+        if let Some(c) = self.conns.iter_mut().find(|c| c.ep.owns(remote, data)) {
+            // One of our SAs, wherever the peer now sends from (a NAT's mapping).
             c.ep.handle(now, remote, local, data);
             c.note_negotiations(now);
+        } else if let Some(l) = self.lobby.as_mut().filter(|l| l.ep.owns(remote, data)) {
+            l.last_from = Some(remote);
+            l.ep.handle(now, remote, local, data);
+        } else if let Some(c) = self
+            .conns
+            .iter_mut()
+            .find(|c| c.cfg.remote_addr == Some(remote.ip()))
+        {
+            // A new IKE SA from the address a connection names (static configuration).
+            c.ep.handle(now, remote, local, data);
+            c.note_negotiations(now);
+        } else if let Some(l) = self.lobby.as_mut().filter(|_| is_new_ike_sa_init(data)) {
+            if let Some(suppressed) = self.unknown_peers.admit(remote.ip(), now) {
+                tracing::info!(
+                    peer = %remote,
+                    suppressed,
+                    "IKE_SA_INIT from an address no connection names: answered; the certificate identity in IKE_AUTH decides (one line per address a minute) / 未登録アドレスからの IKE: 証明書の ID で判断"
+                );
+            }
+            l.last_from = Some(remote);
+            l.ep.handle(now, remote, local, data);
         } else if let Some(suppressed) = self.unknown_peers.admit(remote.ip(), now) {
             tracing::info!(
                 peer = %remote,
@@ -490,9 +592,10 @@ impl Core {
 
     /// Time passed: IKE timers that are due, and idle child SAs.
     pub fn handle_timeout(&mut self, now: Instant, m: &dyn Meter) {
-        for c in &mut self.conns {
-            if c.ep.poll_timeout().is_some_and(|t| t <= now) {
-                c.ep.handle_timeout(now);
+        let lobby = self.lobby.as_mut().map(|l| &mut l.ep);
+        for ep in self.conns.iter_mut().map(|c| &mut c.ep).chain(lobby) {
+            if ep.poll_timeout().is_some_and(|t| t <= now) {
+                ep.handle_timeout(now);
             }
         }
         self.drain(now, m);
@@ -596,7 +699,7 @@ impl Core {
             .iter()
             .map(|c| ConnStatus {
                 name: c.cfg.name.clone(),
-                remote: c.remote.ip().to_string(),
+                remote: c.peer_text(),
                 ike_sa: c.ike_sa.and_then(|id| c.ep.sa(id)).map(|sa| {
                     let (i, r) = sa.spis();
                     format!("{i:016x}_i {r:016x}_r")
@@ -683,9 +786,15 @@ impl Core {
             }
             return;
         }
-        match c.ep.connect(now, c.local, c.remote) {
+        let Some(remote) = c.remote else {
+            // No address to dial: the peer (identified by certificate) comes to us.
+            tracing::info!(conn = %c.cfg.name, "the peer has no known address: not initiating; it may connect to us / 相手のアドレス不明: こちらから接続しません");
+            c.last_error = Some("the peer has no known address: waiting for it to connect".into());
+            return;
+        };
+        match c.ep.connect(now, c.local, remote) {
             Ok(sa) => {
-                tracing::info!(conn = %c.cfg.name, "initiating IKE to {}", c.remote);
+                tracing::info!(conn = %c.cfg.name, "initiating IKE to {}", remote);
                 c.ike_sa = Some(sa);
                 c.established = false;
                 c.note_negotiations(now);
@@ -709,9 +818,92 @@ impl Core {
                     self.commands.push_back(Command::Send(t));
                 }
             }
+            while let Some(ev) = self.lobby.as_mut().and_then(|l| l.ep.poll_event()) {
+                busy = true;
+                self.on_lobby(ev, now, m);
+            }
+            while let Some(t) = self.lobby.as_mut().and_then(|l| l.ep.poll_transmit()) {
+                busy = true;
+                self.commands.push_back(Command::Send(t));
+            }
             if !busy {
                 return;
             }
+        }
+    }
+
+    /// Accept this connection's peer from any address: its identity goes into the
+    /// table the lobby selects by, and the lobby opens with the first such connection.
+    fn admit_by_identity(&mut self, ike: &Config, shared: Arc<Config>) {
+        let Some(id) = ike.remote_id.clone() else {
+            return;
+        };
+        self.by_identity
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((id, shared));
+        if self.lobby.is_none() {
+            // Proposals, our identity and CERTREQ of IKE_SA_INIT come from this
+            // connection; IKE_AUTH continues with the peer's own connection.
+            let table = self.by_identity.clone();
+            let mut cfg = ike.clone();
+            cfg.remote_id = None;
+            cfg.select_by_identity = Some(PeerSelector(Arc::new(move |idi| {
+                let t = table.read().unwrap_or_else(|p| p.into_inner());
+                t.iter()
+                    .find(|(want, _)| dodvpn_ike::auth::id_matches(want, idi))
+                    .map(|(_, c)| c.clone())
+            })));
+            self.lobby = Some(Lobby {
+                ep: Endpoint::new(cfg),
+                last_from: None,
+            });
+        }
+    }
+
+    /// An event of the lobby: an SA whose peer proved its identity moves to that
+    /// peer's connection (and is handled there from now on); a failed one is logged.
+    fn on_lobby(&mut self, ev: Event, now: Instant, m: &dyn Meter) {
+        let sa = event_sa(&ev);
+        if let Some(i) = self.conns.iter().position(|c| c.ep.sa(sa).is_some()) {
+            return self.on_ike(i, ev, now, m);
+        }
+        let Some(lobby) = self.lobby.as_mut() else {
+            return;
+        };
+        let from = lobby.last_from;
+        match ev {
+            Event::IkeSaUp {
+                ref peer_id,
+                remote,
+                ..
+            } => {
+                let target = self.conns.iter().position(|c| {
+                    identified_by_certificate(&c.cfg.ike)
+                        && c.cfg
+                            .ike
+                            .remote_id
+                            .as_ref()
+                            .is_some_and(|want| dodvpn_ike::auth::id_matches(want, peer_id))
+                });
+                let (Some(i), Some(moved)) = (target, lobby.ep.take_sa(sa)) else {
+                    tracing::warn!(peer = %remote, peer_id = %id_text(peer_id), "no connection for this identity any more: deleting its IKE SA");
+                    lobby.ep.delete_ike(now, sa);
+                    return;
+                };
+                tracing::info!(conn = %self.conns[i].cfg.name, peer = %remote, peer_id = %id_text(peer_id),
+                    "peer identified by its certificate, not its address / アドレスではなく証明書で相手を識別");
+                self.conns[i].ep.adopt(moved);
+                self.on_ike(i, ev, now, m);
+            }
+            Event::AuthFailed { reason, .. } => {
+                let ip = from.map_or(IpAddr::from([0u8, 0, 0, 0]), |a| a.ip());
+                if let Some(suppressed) = self.unknown_peers.admit(ip, now) {
+                    tracing::warn!(peer = ?from, %reason, suppressed,
+                        "IKE from an address no connection names: authentication failed, dropped / 認証失敗のため破棄");
+                }
+            }
+            other => tracing::debug!(event = ?other, "lobby"),
         }
     }
 
@@ -752,6 +944,7 @@ impl Core {
                 }
                 let c = &mut self.conns[i];
                 c.ike_sa = Some(sa);
+                c.seen = Some(remote);
                 c.established = true;
                 c.last_error = None;
                 c.session = c.ep.sa(sa).map(|s| {
@@ -779,7 +972,7 @@ impl Core {
                     .map_or(((0, 0), String::new()), |s| {
                         (s.spis(), s.suite().map(|x| x.name()).unwrap_or_default())
                     });
-                let peer = self.conns[i].remote;
+                let peer = self.conns[i].peer_text();
                 tracing::info!(
                     conn = %name,
                     %peer,
@@ -812,7 +1005,7 @@ impl Core {
             }
             Event::ChildSaDeleted { local_spi, .. } => self.uninstall(i, local_spi, "deleted", m),
             Event::ChildSaFailed { reason, .. } => {
-                let peer = self.conns[i].remote;
+                let peer = self.conns[i].peer_text();
                 tracing::warn!(conn = %name, %peer, %reason, "child SA refused / 子 SA を拒否");
                 self.conns[i].last_error = Some(reason);
             }
@@ -820,7 +1013,7 @@ impl Core {
                 if let Some((t0, role)) = self.conns[i].negotiating.remove(&sa) {
                     self.tell_handshake(&name, role, HandshakeResult::AuthFailed, now - t0);
                 }
-                let peer = self.conns[i].remote;
+                let peer = self.conns[i].peer_text();
                 tracing::warn!(conn = %name, %peer, %reason, "authentication failed / 認証失敗");
                 self.conns[i].last_error = Some(format!("authentication failed: {reason}"));
             }
@@ -835,7 +1028,7 @@ impl Core {
                     });
                     tracing::info!(
                         conn = %name,
-                        peer = %c.remote,
+                        peer = %c.peer_text(),
                         spi_i = %format!("{:016x}", spis.0),
                         spi_r = %format!("{:016x}", spis.1),
                         %suite,
@@ -981,7 +1174,7 @@ impl Core {
                 }
             }
         }
-        tracing::info!(conn = %self.conns[i].cfg.name, peer = %self.conns[i].remote, spi_in = %format!("{:08x}", ch.local_spi),
+        tracing::info!(conn = %self.conns[i].cfg.name, peer = %self.conns[i].peer_text(), spi_in = %format!("{:08x}", ch.local_spi),
             spi_out = %format!("{:08x}", ch.remote_spi), reason = why, "child SA removed ({why}) / 子 SA 削除");
     }
 

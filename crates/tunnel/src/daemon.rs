@@ -185,7 +185,7 @@ impl Daemon {
                 Ok(ConnSpec {
                     name: c.name.clone(),
                     local_addr: c.local_addr,
-                    remote_addr: c.remote_addr,
+                    remote_addr: Some(c.remote_addr),
                     remote_subnets: c.remote_subnets.clone(),
                     start: c.start,
                     idle_timeout: c.idle_timeout,

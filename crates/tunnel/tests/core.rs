@@ -198,7 +198,7 @@ fn spec_a() -> ConnSpec {
     ConnSpec {
         name: "to-b".into(),
         local_addr: A_IP,
-        remote_addr: B_IP,
+        remote_addr: Some(B_IP),
         remote_subnets: vec![net("10.2.0.0/16")],
         start: Start::Trap,
         idle_timeout: Duration::ZERO,
@@ -212,7 +212,7 @@ fn spec_b() -> ConnSpec {
     ConnSpec {
         name: "to-a".into(),
         local_addr: B_IP,
-        remote_addr: A_IP,
+        remote_addr: Some(A_IP),
         remote_subnets: vec![net("10.1.0.0/16")],
         start: Start::Trap,
         idle_timeout: Duration::ZERO,

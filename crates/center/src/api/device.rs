@@ -3,11 +3,12 @@
 //! service certificate (R-PKI-1/2).
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
@@ -104,6 +105,11 @@ pub struct WhoAmI {
     pub org_id: String,
     pub tier: String,
     pub serial: u64,
+    /// The address (IP:port) this TCP connection came from, as the centre sees it: a
+    /// device behind a NAT learns its public address here (issue 19). Behind a
+    /// proxy (HAProxy) it is the proxy's address. Only in `GET /device/whoami`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
 }
 
 /// TR D.6 j: the device confirms, with the new service certificate itself, that it is installed.
@@ -153,6 +159,7 @@ fn whoami_of(caller: &Caller) -> Result<WhoAmI, ApiError> {
             org_id: d.org_id.clone(),
             tier: d.tier.as_str().into(),
             serial: d.serial,
+            observed: None,
         }),
         _ => Err(ApiError::unauthenticated(
             "this endpoint requires mutual TLS with a device or service certificate",
@@ -216,8 +223,89 @@ pub async fn put_software(
 
 /// Which device and tier this TLS connection authenticated as.
 #[utoipa::path(get, path = "/api/v1/device/whoami", tag = "device", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
-pub async fn whoami(caller: Caller) -> Result<Json<WhoAmI>, ApiError> {
-    Ok(Json(whoami_of(&caller)?))
+pub async fn whoami(
+    caller: Caller,
+    extensions: axum::http::Extensions,
+) -> Result<Json<WhoAmI>, ApiError> {
+    let mut who = whoami_of(&caller)?;
+    who.observed = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.to_string());
+    Ok(Json(who))
+}
+
+/// Where a device may be reached (issue 19), as its agent reports them.
+#[derive(Deserialize, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Candidates {
+    /// "IP:port" each (the device's local addresses, the public one the centre saw);
+    /// at most 16, no duplicates. Empty clears them.
+    #[schema(max_items = 16)]
+    pub candidates: Vec<String>,
+}
+
+/// Most candidates one device may report.
+pub const MAX_CANDIDATES: usize = 16;
+
+/// The agent reports its candidates whenever they change; every live grant naming
+/// the device is re-issued with them, so its peers hear at once (event stream).
+#[utoipa::path(put, path = "/api/v1/device/candidates", tag = "device", request_body = Candidates,
+    responses((status = 200, body = Candidates), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn put_candidates(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+    body: Result<Json<Candidates>, JsonRejection>,
+) -> Result<Json<Candidates>, ApiError> {
+    let dev = caller.device(Tier::Service)?.clone();
+    let Json(body) = body?;
+    if body.candidates.len() > MAX_CANDIDATES {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_CANDIDATES} candidates, {} given",
+            body.candidates.len()
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for cand in &body.candidates {
+        let a: SocketAddr = cand
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("candidate {cand:?} is not IP:port")))?;
+        if a.port() == 0 || a.ip().is_unspecified() || a.ip().is_multicast() {
+            return Err(ApiError::bad_request(format!(
+                "candidate {cand:?} is not an address a peer can send to"
+            )));
+        }
+        if !seen.insert(a) {
+            return Err(ApiError::bad_request(format!(
+                "candidate {cand:?} is given twice"
+            )));
+        }
+    }
+    let text =
+        serde_json::to_string(&body.candidates).map_err(|_| ApiError::internal("candidates"))?;
+    let mut tx = c.db.begin_write().await?;
+    let old: String = sqlx::query_scalar("SELECT candidates FROM devices WHERE id = $1")
+        .bind(&dev.device_id)
+        .fetch_one(&mut *tx.tx)
+        .await?;
+    if old != text {
+        sqlx::query("UPDATE devices SET candidates = $2, updated_ms = $3 WHERE id = $1")
+            .bind(&dev.device_id)
+            .bind(&text)
+            .bind(tx.now)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.audit(
+            &caller.actor(),
+            "device.candidates",
+            &dev.device_id,
+            serde_json::json!({"candidates": body.candidates}),
+        )
+        .await?;
+        let set = std::collections::HashSet::from([dev.device_id.clone()]);
+        crate::grants::reevaluate(&c, &mut tx, &caller.actor(), Some(&set)).await?;
+    }
+    tx.commit().await?;
+    Ok(Json(body))
 }
 
 #[derive(Serialize, ToSchema)]

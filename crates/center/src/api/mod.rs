@@ -166,6 +166,7 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .routes(routes!(device::connect))
         .routes(routes!(device::whoami))
         .routes(routes!(device::put_software))
+        .routes(routes!(device::put_candidates))
         .routes(routes!(device::my_certs))
         .routes(routes!(sessions::report))
         .routes(routes!(sessions::list))

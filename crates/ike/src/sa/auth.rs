@@ -109,6 +109,31 @@ impl IkeSa {
         }
     }
 
+    /// A responder whose configuration selects by identity continues with the
+    /// configuration of the peer named by IDi (before AUTH is checked, so that
+    /// peer's own rules check it). The suite chosen in IKE_SA_INIT must be one the
+    /// selected configuration allows too.
+    fn select_config(&mut self, keyed: &Keyed, idi: &Identification) -> Result<(), String> {
+        let Some(select) = self.cfg.select_by_identity.clone() else {
+            return Ok(());
+        };
+        let cfg = (select.0)(idi).ok_or_else(|| {
+            format!(
+                "no connection is for the identity {:?}",
+                String::from_utf8_lossy(&idi.data)
+            )
+        })?;
+        if !cfg.ike_proposals.contains(&keyed.suite) {
+            return Err(format!(
+                "the IKE suite {} is not allowed for the identity {:?}",
+                keyed.suite.name(),
+                String::from_utf8_lossy(&idi.data)
+            ));
+        }
+        self.cfg = cfg;
+        Ok(())
+    }
+
     /// Authenticate the peer's AUTH payload; returns a reason on failure.
     fn verify_peer(
         &self,
@@ -229,11 +254,11 @@ impl IkeSa {
         let found = Found::of(payloads);
         let prf = keyed.suite.prf;
         let verdict = match (found.idi, found.auth) {
-            (Some(idi), Some(a)) => {
+            (Some(idi), Some(a)) => self.select_config(keyed, idi).and_then(|()| {
                 let octets = auth::signed_octets(&self.msg1, &self.nr, prf, &keyed.keys.sk_pi, idi);
                 self.verify_peer(keyed, idi, &found.certs, a, &octets)
                     .map(|()| idi.clone())
-            }
+            }),
             _ => Err("IKE_AUTH without IDi/AUTH".into()),
         };
         let idi = match verdict {

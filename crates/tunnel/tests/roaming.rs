@@ -1,0 +1,538 @@
+//! Identity, not address (issue 19 item 5): a responder accepts IKE from any address
+//! for a connection whose peer is identified by certificate, picks the connection by
+//! the identity proved in IKE_AUTH, and drops the peer only when that fails. Cores
+//! over an in-memory network with a masquerading NAT in front of the clinic and a
+//! fake clock; certificates made on the spot.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dodvpn_ike::{proposal, Config, LocalAuth, RemoteAuth, RsaScheme, Transmit};
+use dodvpn_tunnel::config::Start;
+use dodvpn_tunnel::core::{Command, ConnSpec, Core, Meter, Usage};
+use dodvpn_tunnel::peer::PeerCertValidator;
+use dodvpn_wire::{Identification, Message, NotifyType, Payload, TsRange};
+use ipnet::IpNet;
+use rcgen::{
+    date_time_ymd, BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair,
+};
+
+const HOSP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
+const CLINIC_PRIVATE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 7, 2));
+const NAT_PUBLIC: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
+const STRANGER: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 99));
+const LATENCY: Duration = Duration::from_millis(5);
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+struct Pki {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "roaming test CA");
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = p.self_signed(&key).unwrap();
+        Pki {
+            pem: cert.pem(),
+            issuer: Issuer::new(p, key),
+        }
+    }
+
+    /// Our certificate for `dns` (ECDSA P-256) and the key that signs with it.
+    fn local_auth(&self, dns: &str) -> LocalAuth {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![dns.to_string()]).unwrap();
+        p.not_before = date_time_ymd(2025, 1, 1);
+        p.not_after = date_time_ymd(2035, 1, 1);
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ];
+        let cert_der = p.signed_by(&key, &self.issuer).unwrap().der().to_vec();
+        let signer =
+            dodvpn_ike::signer_from_pkcs8(&key.serialize_der(), RsaScheme::Pkcs1Sha256).unwrap();
+        LocalAuth::Cert { cert_der, signer }
+    }
+
+    fn remote_auth(&self) -> RemoteAuth {
+        RemoteAuth::Cert(Arc::new(
+            PeerCertValidator::from_pem(self.pem.as_bytes()).unwrap(),
+        ))
+    }
+}
+
+/// A connection `name` from `me` (certificate for `cert_name`) to the peer `peer`.
+#[allow(clippy::too_many_arguments)]
+fn spec(
+    pki: &Pki,
+    name: &str,
+    me: &str,
+    cert_name: &str,
+    peer: &str,
+    local: IpAddr,
+    remote: Option<IpAddr>,
+    local_net: &str,
+    remote_net: &str,
+    start: Start,
+) -> ConnSpec {
+    let mut c = Config::new(
+        proposal::parse_ike_proposals(&["aes128gcm16-prfsha256-ecp256"]).unwrap(),
+        proposal::parse_esp_proposals(&["aes128gcm16"]).unwrap(),
+        Identification::fqdn(me),
+        pki.local_auth(cert_name),
+        pki.remote_auth(),
+    );
+    c.remote_id = Some(Identification::fqdn(peer));
+    c.local_ts = vec![TsRange::from_net(net(local_net), 0, 0..=65535)];
+    c.remote_ts = vec![TsRange::from_net(net(remote_net), 0, 0..=65535)];
+    ConnSpec {
+        name: name.into(),
+        local_addr: local,
+        remote_addr: remote,
+        remote_subnets: vec![net(remote_net)],
+        start,
+        idle_timeout: Duration::ZERO,
+        ike: c,
+        rules: Vec::new(),
+        local_map: Vec::new(),
+    }
+}
+
+/// Nothing installed is ever metered here.
+struct NoMeter;
+impl Meter for NoMeter {
+    fn usage(&self, _: u32) -> Usage {
+        Usage::default()
+    }
+}
+
+/// What a core asked of its data plane.
+#[derive(Default)]
+struct Plane {
+    /// Inbound SPI → (outbound SPI, where its ESP goes).
+    children: HashMap<u32, (u32, SocketAddr)>,
+    /// Protected prefix → inbound SPI of the child SA.
+    protect: HashMap<IpNet, u32>,
+}
+
+struct Site {
+    core: Core,
+    plane: Plane,
+    /// The address the site's datagrams leave from (before any NAT).
+    ip: IpAddr,
+}
+
+/// A network with a masquerading NAT in front of the clinic: the clinic's datagrams
+/// leave from NAT_PUBLIC with a port of the NAT's choosing, and only answers to a
+/// mapping the clinic opened come back in (a port-restricted cone).
+struct World {
+    sites: Vec<Site>,
+    now: Instant,
+    in_flight: Vec<(Instant, u64, Transmit)>,
+    seq: u64,
+    /// (clinic port) → public port, and (public port, peer) pairs the NAT lets in.
+    nat_out: HashMap<u16, u16>,
+    nat_in: HashMap<(u16, SocketAddr), u16>,
+    /// Datagrams the NAT dropped (no mapping for them).
+    nat_dropped: usize,
+    /// Every datagram a site sent, after the NAT: (site, datagram).
+    sent: Vec<(usize, Transmit)>,
+}
+
+const H: usize = 0;
+const C: usize = 1;
+
+impl World {
+    fn new(sites: Vec<(IpAddr, Vec<ConnSpec>)>) -> World {
+        let now = Instant::now();
+        let mut w = World {
+            sites: Vec::new(),
+            now,
+            in_flight: Vec::new(),
+            seq: 0,
+            nat_out: HashMap::new(),
+            nat_in: HashMap::new(),
+            nat_dropped: 0,
+            sent: Vec::new(),
+        };
+        for (ip, specs) in sites {
+            let mut core = Core::new(500, 4500);
+            for s in specs {
+                core.add(now, s, &NoMeter).unwrap();
+            }
+            w.sites.push(Site {
+                core,
+                plane: Plane::default(),
+                ip,
+            });
+        }
+        w.settle();
+        w
+    }
+
+    fn settle(&mut self) {
+        for i in 0..self.sites.len() {
+            while let Some(cmd) = self.sites[i].core.poll_command() {
+                let p = &mut self.sites[i].plane;
+                match cmd {
+                    Command::InstallChild {
+                        local_spi,
+                        outbound,
+                        peer,
+                        ..
+                    } => {
+                        p.children.insert(local_spi, (outbound.spi(), peer));
+                    }
+                    Command::Protect { net, local_spi } => {
+                        p.protect.insert(net, local_spi);
+                    }
+                    Command::RemoveChild { local_spi } => {
+                        p.children.remove(&local_spi);
+                    }
+                    Command::Send(mut t) => {
+                        if self.sites[i].ip == CLINIC_PRIVATE {
+                            // Masquerade: a new public port per clinic port.
+                            let n = self.nat_out.len() as u16;
+                            let public = *self.nat_out.entry(t.from.port()).or_insert(30000 + n);
+                            self.nat_in.insert((public, t.to), t.from.port());
+                            t.from = SocketAddr::new(NAT_PUBLIC, public);
+                        }
+                        self.sent.push((i, t.clone()));
+                        if t.bytes != [0xff] {
+                            self.seq += 1;
+                            self.in_flight.push((self.now + LATENCY, self.seq, t));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, mut t: Transmit) {
+        if t.to.ip() == NAT_PUBLIC {
+            let Some(port) = self.nat_in.get(&(t.to.port(), t.from)).copied() else {
+                self.nat_dropped += 1;
+                return;
+            };
+            t.to = SocketAddr::new(CLINIC_PRIVATE, port);
+        }
+        let now = self.now;
+        if let Some(s) = self.sites.iter_mut().find(|s| s.ip == t.to.ip()) {
+            s.core
+                .handle_datagram(now, t.from, t.to, &t.bytes, &NoMeter);
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            self.settle();
+            self.in_flight.sort_by_key(|p| (p.0, p.1));
+            let next_pkt = self.in_flight.first().map(|p| p.0);
+            let next_timer = self
+                .sites
+                .iter()
+                .filter_map(|s| s.core.poll_timeout())
+                .min();
+            let Some(next) = [next_pkt, next_timer].into_iter().flatten().min() else {
+                break;
+            };
+            if next > end {
+                break;
+            }
+            self.now = self.now.max(next);
+            if next_pkt == Some(next) {
+                let (_, _, t) = self.in_flight.remove(0);
+                self.deliver(t);
+            } else {
+                let now = self.now;
+                for s in &mut self.sites {
+                    s.core.handle_timeout(now, &NoMeter);
+                }
+            }
+        }
+        self.now = end;
+        self.settle();
+    }
+
+    fn trap(&mut self, site: usize, dst: &str) {
+        let now = self.now;
+        let dst: IpAddr = dst.parse().unwrap();
+        let selector = self.sites[site].core.status(now, &NoMeter)[0].name.clone();
+        let _ = selector;
+        self.sites[site]
+            .core
+            .handle_trap_hit(now, IpNet::from(dst), dst, &NoMeter);
+        self.settle();
+    }
+
+    fn state(&self, site: usize, conn: &str) -> (String, String) {
+        let st = self.sites[site].core.status(self.now, &NoMeter);
+        let c = st
+            .iter()
+            .find(|c| c.name == conn)
+            .expect("no such connection");
+        (c.state.clone(), c.remote.clone())
+    }
+}
+
+/// The hospital: a lab on a fixed address first (so the lobby's IKE_SA_INIT is
+/// built from the lab's connection), then the clinic it knows no address of.
+fn hospital(pki: &Pki) -> Vec<ConnSpec> {
+    vec![
+        spec(
+            pki,
+            "lab",
+            "hosp.example",
+            "hosp.example",
+            "lab.example",
+            HOSP,
+            Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 50))),
+            "10.1.0.0/16",
+            "10.5.0.0/16",
+            Start::None,
+        ),
+        spec(
+            pki,
+            "clinic",
+            "hosp.example",
+            "hosp.example",
+            "clinic.example",
+            HOSP,
+            None,
+            "10.1.0.0/16",
+            "10.9.0.0/16",
+            Start::Trap,
+        ),
+    ]
+}
+
+fn clinic(pki: &Pki, cert_name: &str) -> Vec<ConnSpec> {
+    vec![spec(
+        pki,
+        "hosp",
+        "clinic.example",
+        cert_name,
+        "hosp.example",
+        CLINIC_PRIVATE,
+        Some(HOSP),
+        "10.9.0.0/16",
+        "10.1.0.0/16",
+        Start::Trap,
+    )]
+}
+
+#[test]
+fn a_clinic_behind_a_nat_without_an_endpoint_reaches_the_hospital_and_is_answered() {
+    let pki = Pki::new();
+    let mut w = World::new(vec![
+        (HOSP, hospital(&pki)),
+        (CLINIC_PRIVATE, clinic(&pki, "clinic.example")),
+    ]);
+    assert_eq!(w.state(H, "clinic"), ("trap".into(), "any".into()));
+
+    // The hospital cannot dial the clinic: nothing leaves, the trap stays.
+    w.trap(H, "10.9.0.5");
+    assert!(
+        w.in_flight.is_empty(),
+        "the hospital dialled a peer it has no address of"
+    );
+    let st = w.sites[H].core.status(w.now, &NoMeter);
+    assert!(st[1]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("no known address"));
+
+    // The clinic initiates from behind its NAT.
+    w.trap(C, "10.1.0.5");
+    w.run_for(Duration::from_secs(2));
+    assert_eq!(w.state(C, "hosp").0, "established");
+    assert_eq!(
+        w.state(H, "clinic"),
+        ("established".into(), NAT_PUBLIC.to_string()),
+        "the hospital's connection is the clinic's, at the NAT's address"
+    );
+    assert_eq!(
+        w.state(H, "lab").0,
+        "down",
+        "the lab's connection is untouched"
+    );
+
+    // One child SA each, the two halves of one pair; the hospital's ESP goes to the
+    // NAT's mapping of the clinic's NAT-T port, and it protects the clinic's subnet.
+    let (h, c) = (&w.sites[H].plane, &w.sites[C].plane);
+    assert_eq!((h.children.len(), c.children.len()), (1, 1));
+    let (&h_in, &(h_out, h_peer)) = h.children.iter().next().unwrap();
+    let (&c_in, &(c_out, c_peer)) = c.children.iter().next().unwrap();
+    assert_eq!((h_out, c_out), (c_in, h_in));
+    assert_eq!(h_peer.ip(), NAT_PUBLIC);
+    assert_eq!(
+        w.nat_in.get(&(h_peer.port(), SocketAddr::new(HOSP, 4500))),
+        Some(&4500),
+        "the hospital answers on the mapping of the clinic's port 4500"
+    );
+    assert_eq!(c_peer, SocketAddr::new(HOSP, 4500));
+    assert_eq!(
+        h.protect.get(&net("10.9.0.0/16")),
+        Some(&h_in),
+        "the hospital can answer"
+    );
+    assert_eq!(c.protect.get(&net("10.1.0.0/16")), Some(&c_in));
+    assert_eq!(w.nat_dropped, 0);
+
+    // The hospital's traffic now rides the clinic's IKE SA: no error, nothing dialled.
+    let sent = w.sent.len();
+    w.trap(H, "10.9.0.5");
+    assert_eq!(w.sites[H].core.status(w.now, &NoMeter)[1].last_error, None);
+    assert_eq!(w.sent.len(), sent);
+
+    // The NAT mapping is held open by the clinic (RFC 3948 keepalives, 0xFF).
+    let before = w
+        .sent
+        .iter()
+        .filter(|(s, t)| *s == C && t.bytes == [0xff])
+        .count();
+    w.run_for(Duration::from_secs(45));
+    let after = w
+        .sent
+        .iter()
+        .filter(|(s, t)| *s == C && t.bytes == [0xff])
+        .count();
+    assert!(
+        after > before,
+        "the clinic behind the NAT sends no keepalives"
+    );
+    assert_eq!(w.state(H, "clinic").0, "established");
+}
+
+#[test]
+fn a_valid_certificate_for_an_identity_no_connection_names_is_dropped_after_auth() {
+    let pki = Pki::new();
+    let stranger = spec(
+        &pki,
+        "hosp",
+        "stranger.example",
+        "stranger.example",
+        "hosp.example",
+        STRANGER,
+        Some(HOSP),
+        "10.7.0.0/16",
+        "10.1.0.0/16",
+        Start::Trap,
+    );
+    let mut w = World::new(vec![(HOSP, hospital(&pki)), (STRANGER, vec![stranger])]);
+    w.trap(1, "10.1.0.5");
+    w.run_for(Duration::from_secs(5));
+    assert_ne!(w.state(1, "hosp").0, "established");
+    let err = w.sites[1].core.status(w.now, &NoMeter)[0]
+        .last_error
+        .clone()
+        .unwrap_or_default();
+    assert!(err.contains("AuthenticationFailed"), "{err}");
+    for conn in ["lab", "clinic"] {
+        assert_ne!(w.state(H, conn).0, "established");
+    }
+    assert!(w.sites[H].plane.children.is_empty());
+    // The hospital answered IKE_SA_INIT (it could not know yet) and then refused.
+    assert!(w.sent.iter().any(|(s, _)| *s == H));
+}
+
+#[test]
+fn a_clinic_claiming_an_identity_its_certificate_does_not_carry_is_dropped() {
+    let pki = Pki::new();
+    // Says "clinic.example" in IDi, but the certificate is issued to another name.
+    let mut w = World::new(vec![
+        (HOSP, hospital(&pki)),
+        (CLINIC_PRIVATE, clinic(&pki, "other.example")),
+    ]);
+    w.trap(C, "10.1.0.5");
+    w.run_for(Duration::from_secs(5));
+    assert_ne!(w.state(C, "hosp").0, "established");
+    assert_ne!(w.state(H, "clinic").0, "established");
+    assert!(w.sites[H].plane.children.is_empty());
+}
+
+#[test]
+fn a_psk_connection_still_answers_only_its_configured_address() {
+    let pki = Pki::new();
+    // The hospital's clinic connection with a PSK: not identified by certificate.
+    let mut h = hospital(&pki);
+    for s in &mut h {
+        s.ike.remote_auth = RemoteAuth::Psk(b"k".to_vec());
+        s.ike.local_auth = LocalAuth::Psk(b"k".to_vec());
+    }
+    let mut c = clinic(&pki, "clinic.example");
+    c[0].ike.remote_auth = RemoteAuth::Psk(b"k".to_vec());
+    c[0].ike.local_auth = LocalAuth::Psk(b"k".to_vec());
+    let mut w = World::new(vec![(HOSP, h), (CLINIC_PRIVATE, c)]);
+    w.trap(C, "10.1.0.5");
+    w.run_for(Duration::from_secs(5));
+    assert!(
+        !w.sent.iter().any(|(s, _)| *s == H),
+        "the hospital answered an unknown address"
+    );
+    assert_ne!(w.state(C, "hosp").0, "established");
+}
+
+/// A fresh IKE_SA_INIT request as a real initiator would send it.
+fn ike_sa_init(pki: &Pki, from: SocketAddr) -> Vec<u8> {
+    let s = &clinic(pki, "clinic.example")[0];
+    let mut ep = dodvpn_ike::Endpoint::new(s.ike.clone());
+    ep.connect(Instant::now(), from, SocketAddr::new(HOSP, 500))
+        .unwrap();
+    ep.poll_transmit().unwrap().bytes
+}
+
+#[test]
+fn unknown_addresses_meet_the_cookie_defence_and_stop_being_answered_with_the_last_connection() {
+    let pki = Pki::new();
+    let mut core = Core::new(500, 4500);
+    let now = Instant::now();
+    for s in hospital(&pki) {
+        core.add(now, s, &NoMeter).unwrap();
+    }
+    let local = SocketAddr::new(HOSP, 500);
+    let mut answers = Vec::new();
+    for n in 0..20u8 {
+        let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 100 + n)), 500);
+        core.handle_datagram(now, from, local, &ike_sa_init(&pki, from), &NoMeter);
+        while let Some(cmd) = core.poll_command() {
+            if let Command::Send(t) = cmd {
+                answers.push(Message::parse(&t.bytes).unwrap());
+            }
+        }
+    }
+    assert_eq!(answers.len(), 20, "every IKE_SA_INIT is answered");
+    let cookie = |m: &Message| matches!(m.payloads.as_slice(), [Payload::Notify(n)] if n.notify_type == NotifyType::Cookie);
+    // Up to the threshold (16 half-open SAs) a real answer, then only COOKIEs.
+    assert!(answers[..16].iter().all(|m| !cookie(m)));
+    assert!(
+        answers[16..].iter().all(cookie),
+        "no COOKIE demanded past 16 half-open SAs"
+    );
+
+    // Without a connection identified by certificate, unknown addresses are ignored
+    // (the lab's is one too: its peer also has a certificate identity).
+    core.remove(now, "clinic", &NoMeter);
+    core.remove(now, "lab", &NoMeter);
+    while core.poll_command().is_some() {}
+    let from = SocketAddr::new(STRANGER, 500);
+    core.handle_datagram(now, from, local, &ike_sa_init(&pki, from), &NoMeter);
+    assert!(
+        std::iter::from_fn(|| core.poll_command()).all(|c| !matches!(c, Command::Send(_))),
+        "answered an unknown address with no connection for peers from anywhere"
+    );
+}
