@@ -172,7 +172,9 @@ pub fn plan(
     // Not when a subnet waiting for its own search lies in the space itself: its real
     // prefix blocks the others' searches but not its own, so it could land lower.
     let mut resume: BTreeMap<u8, u32> = BTreeMap::new();
-    let resumable = !need.iter().any(|&(d, i)| overlaps(&devices[d].subnets[i], &IpNet::V4(space)));
+    let resumable = !need
+        .iter()
+        .any(|&(d, i)| overlaps(&devices[d].subnets[i], &IpNet::V4(space)));
     for &(d, i) in &need {
         let IpNet::V4(s) = devices[d].subnets[i] else {
             continue;
@@ -230,7 +232,9 @@ impl PrefixIndex {
         let found = |start: u32, len: u8| Ipv4Net::new(Ipv4Addr::from(start), len).ok();
         // Larger prefixes containing p.
         for len in 0..p.prefix_len() {
-            let Ok(a) = Ipv4Net::new(p.network(), len) else { continue };
+            let Ok(a) = Ipv4Net::new(p.network(), len) else {
+                continue;
+            };
             let start = u32::from(a.trunc().network());
             if let Some(v) = self.by_start.get(&start) {
                 if v.iter().any(|&(l, o)| l == len && keep(o)) {
@@ -293,7 +297,8 @@ mod tests {
             .iter()
             .map(|d| visible_subnets(&d.subnets, &d.mapped))
             .collect();
-        let is_mapped = |vis: &Vec<Vec<IpNet>>, d: usize, i: usize| vis[d][i] != devices[d].subnets[i];
+        let is_mapped =
+            |vis: &Vec<Vec<IpNet>>, d: usize, i: usize| vis[d][i] != devices[d].subnets[i];
         let mut need = Vec::new();
         for (d, dev) in devices.iter().enumerate() {
             for (i, s) in dev.subnets.iter().enumerate() {
@@ -314,7 +319,9 @@ mod tests {
             }
         }
         for &(d, i) in &need {
-            let IpNet::V4(s) = devices[d].subnets[i] else { continue };
+            let IpNet::V4(s) = devices[d].subnets[i] else {
+                continue;
+            };
             let taken: Vec<IpNet> = devices
                 .iter()
                 .enumerate()
@@ -363,7 +370,11 @@ mod tests {
             IpNet::V4(Ipv4Net::new(a, len).unwrap().trunc())
         });
         let in_space = (0u32..64, 22u8..=26).prop_map(|(c, len)| {
-            IpNet::V4(Ipv4Net::new(Ipv4Addr::new(100, 64, c as u8, 0), len).unwrap().trunc())
+            IpNet::V4(
+                Ipv4Net::new(Ipv4Addr::new(100, 64, c as u8, 0), len)
+                    .unwrap()
+                    .trunc(),
+            )
         });
         let subnet = prop_oneof![4 => net, 1 => in_space];
         proptest::collection::vec(
@@ -376,7 +387,11 @@ mod tests {
             for (k, (subnets, _)) in devs.iter().enumerate() {
                 let mut subnets = subnets.clone();
                 subnets.dedup();
-                out.push(MappedDevice { device_id: format!("d{k:02}"), subnets, mapped: vec![] });
+                out.push(MappedDevice {
+                    device_id: format!("d{k:02}"),
+                    subnets,
+                    mapped: vec![],
+                });
             }
             let space = Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 18).unwrap();
             let half = out.len() / 2;
