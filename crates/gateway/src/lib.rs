@@ -5,6 +5,7 @@
 
 pub mod addr;
 pub mod allowlist;
+pub mod feed;
 pub mod request;
 pub mod sni;
 
