@@ -10,22 +10,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-macro_rules! both_backends {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread")]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread")]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    };
-}
-
 both_backends!(a_new_endpoint_reaches_existing_grants_on_both_sides);
 both_backends!(reported_candidates_reach_the_peers_and_the_observed_address_is_told);
 

@@ -8,22 +8,6 @@ use common::*;
 use serde_json::{json, Value};
 use std::process::Command;
 
-macro_rules! both_backends {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread")]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread")]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    };
-}
-
 both_backends!(init_and_restart_keep_state);
 both_backends!(steps_a_to_l_through_the_cli);
 both_backends!(groups_and_two_sided_policy);

@@ -8,22 +8,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-macro_rules! both_backends {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread")]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread")]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    };
-}
-
 both_backends!(overlapping_clinics_get_distinct_visible_prefixes);
 
 /// The connection info of `grant` held by `site`.

@@ -10,22 +10,6 @@ use common::*;
 use dodvpn_policy::{session_id, SessionEvent, SessionReport};
 use serde_json::{json, Value};
 
-macro_rules! both_backends {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread")]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread")]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    };
-}
-
 both_backends!(both_ends_report_under_one_session_id);
 both_backends!(cut_reaches_both_ends_and_is_audited);
 

@@ -24,6 +24,24 @@ pub enum Backend {
     Postgres,
 }
 
+/// `both_backends!(scenario)`: one test per back-end for `async fn scenario(Backend)`,
+/// named `scenario::sqlite` and `scenario::postgres`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn sqlite() {
+                super::$name($crate::common::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn postgres() {
+                super::$name($crate::common::Backend::Postgres).await
+            }
+        }
+    };
+}
+
 /// A fresh PostgreSQL database on the server scripts/test.sh started. No server is a
 /// failure with a clear message, never a silent skip.
 pub fn fresh_pg_database() -> String {
