@@ -410,29 +410,23 @@ async fn pg_tables(url: &str) -> anyhow::Result<i64> {
 
 async fn load_postgres(url: &str, dump: &Path, force: bool) -> anyhow::Result<()> {
     let psql = super::snapshot::pg_tool("psql")?;
-    let (bare, password) = super::snapshot::split_password(url);
-    let mut cmd = tokio::process::Command::new(&psql);
-    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"]);
+    let mut args: Vec<std::ffi::OsString> =
+        ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"]
+            .map(Into::into)
+            .into();
     if force {
-        cmd.args(["-c", "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"]);
+        args.push("-c".into());
+        args.push("DROP SCHEMA public CASCADE; CREATE SCHEMA public;".into());
     }
-    cmd.arg("-f")
-        .arg(dump)
-        .arg(format!("--dbname={bare}"))
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    if let Some(p) = password {
-        cmd.env("PGPASSWORD", p);
-    }
-    let out = cmd
-        .output()
-        .await
-        .with_context(|| format!("cannot run {}", psql.display()))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "psql could not load the dump (the database is unchanged): {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    args.push("-f".into());
+    args.push(dump.into());
+    super::snapshot::run_pg_tool(
+        &psql,
+        url,
+        &args,
+        "psql could not load the dump (the database is unchanged)",
+    )
+    .await?;
     Ok(())
 }
 

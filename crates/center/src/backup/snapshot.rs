@@ -91,30 +91,17 @@ pub async fn postgres(url: &str, dest: &Path) -> anyhow::Result<Snapshot> {
         .fetch_one(&mut conn)
         .await?;
     let (schema_version, audit, counts) = facts(&mut conn).await?;
-    let (bare, password) = split_password(url);
     let pg_dump = pg_tool("pg_dump")?;
     let tool_version = tool_version(&pg_dump).await;
-    let mut cmd = tokio::process::Command::new(&pg_dump);
-    cmd.arg(format!("--snapshot={snapshot}"))
-        .args(["--format=plain", "--no-owner", "--no-privileges", "--file"])
-        .arg(dest)
-        .arg(format!("--dbname={bare}"))
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    if let Some(p) = password {
-        // The environment, never argv: argv is world-readable in /proc.
-        cmd.env("PGPASSWORD", p);
-    }
-    let out = cmd
-        .output()
-        .await
-        .with_context(|| format!("cannot run {}", pg_dump.display()))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "pg_dump failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    let mut args: Vec<std::ffi::OsString> = vec![
+        format!("--snapshot={snapshot}").into(),
+        "--format=plain".into(),
+        "--no-owner".into(),
+        "--no-privileges".into(),
+        "--file".into(),
+    ];
+    args.push(dest.into());
+    run_pg_tool(&pg_dump, url, &args, "pg_dump failed").await?;
     conn.execute("COMMIT").await?;
     conn.close().await.ok();
     Ok(Snapshot {
@@ -191,6 +178,36 @@ pub fn pg_tool(name: &str) -> anyhow::Result<PathBuf> {
     found.pop().with_context(|| {
         format!("{name} not found: install Debian's postgresql-client (apt-get install postgresql-client)")
     })
+}
+
+/// Run a PostgreSQL client program with `args` against `url`. The password travels in
+/// PGPASSWORD, never in argv (argv is world-readable in /proc); `failed` opens the error.
+pub async fn run_pg_tool(
+    tool: &Path,
+    url: &str,
+    args: &[std::ffi::OsString],
+    failed: &str,
+) -> anyhow::Result<()> {
+    let (bare, password) = split_password(url);
+    let mut cmd = tokio::process::Command::new(tool);
+    cmd.args(args)
+        .arg(format!("--dbname={bare}"))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+    }
+    let out = cmd
+        .output()
+        .await
+        .with_context(|| format!("cannot run {}", tool.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{failed} ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
 }
 
 async fn tool_version(tool: &Path) -> String {
