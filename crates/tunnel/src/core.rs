@@ -339,7 +339,27 @@ struct Lobby {
     ep: Endpoint,
     /// Where the datagram being handled came from (for the refusal log line).
     last_from: Option<SocketAddr>,
+    /// When each SA still negotiating here saw its IKE_SA_INIT: the handshake's
+    /// duration travels with the SA to the connection its identity picks.
+    started: HashMap<SaId, Instant>,
 }
+
+impl Lobby {
+    fn handle(&mut self, now: Instant, remote: SocketAddr, local: SocketAddr, data: &[u8]) {
+        self.last_from = Some(remote);
+        self.ep.handle(now, remote, local, data);
+        for id in self.ep.sa_ids() {
+            if self.ep.sa(id).is_some_and(|sa| in_handshake(sa.state())) {
+                self.started.entry(id).or_insert(now);
+            }
+        }
+        let ep = &self.ep;
+        self.started.retain(|id, _| ep.sa(*id).is_some());
+    }
+}
+
+/// The peer label of a handshake that failed before any identity picked a connection.
+const UNIDENTIFIED_PEER: &str = "(unidentified)";
 
 fn hex_bytes(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -539,8 +559,7 @@ impl Core {
             c.ep.handle(now, remote, local, data);
             c.note_negotiations(now);
         } else if let Some(l) = self.lobby.as_mut().filter(|l| l.ep.owns(remote, data)) {
-            l.last_from = Some(remote);
-            l.ep.handle(now, remote, local, data);
+            l.handle(now, remote, local, data);
         } else if let Some(c) = self
             .conns
             .iter_mut()
@@ -557,8 +576,7 @@ impl Core {
                     "IKE_SA_INIT from an address no connection names: answered; the certificate identity in IKE_AUTH decides (one line per address a minute) / 未登録アドレスからの IKE: 証明書の ID で判断"
                 );
             }
-            l.last_from = Some(remote);
-            l.ep.handle(now, remote, local, data);
+            l.handle(now, remote, local, data);
         } else if let Some(suppressed) = self.unknown_peers.admit(remote.ip(), now) {
             tracing::info!(
                 peer = %remote,
@@ -857,6 +875,7 @@ impl Core {
             self.lobby = Some(Lobby {
                 ep: Endpoint::new(cfg),
                 last_from: None,
+                started: HashMap::new(),
             });
         }
     }
@@ -893,10 +912,19 @@ impl Core {
                 };
                 tracing::info!(conn = %self.conns[i].cfg.name, peer = %remote, peer_id = %id_text(peer_id),
                     "peer identified by its certificate, not its address / アドレスではなく証明書で相手を識別");
+                let t0 = lobby.started.remove(&sa).unwrap_or(now);
                 self.conns[i].ep.adopt(moved);
+                self.conns[i].negotiating.insert(sa, (t0, Role::Responder));
                 self.on_ike(i, ev, now, m);
             }
             Event::AuthFailed { reason, .. } => {
+                let t0 = lobby.started.remove(&sa).unwrap_or(now);
+                self.tell_handshake(
+                    UNIDENTIFIED_PEER,
+                    Role::Responder,
+                    HandshakeResult::AuthFailed,
+                    now - t0,
+                );
                 let ip = from.map_or(IpAddr::from([0u8, 0, 0, 0]), |a| a.ip());
                 if let Some(suppressed) = self.unknown_peers.admit(ip, now) {
                     tracing::warn!(peer = ?from, %reason, suppressed,

@@ -13,6 +13,7 @@ use dodvpn_ike::{proposal, Config, LocalAuth, RemoteAuth, RsaScheme, Transmit};
 use dodvpn_tunnel::config::Start;
 use dodvpn_tunnel::core::{Command, ConnSpec, Core, Meter, Usage};
 use dodvpn_tunnel::peer::PeerCertValidator;
+use dodvpn_tunnel::telemetry::{HandshakeResult, RekeyKind, Role, Telemetry};
 use dodvpn_wire::{Identification, Message, NotifyType, Payload, TsRange};
 use ipnet::IpNet;
 use rcgen::{
@@ -535,4 +536,72 @@ fn unknown_addresses_meet_the_cookie_defence_and_stop_being_answered_with_the_la
         std::iter::from_fn(|| core.poll_command()).all(|c| !matches!(c, Command::Send(_))),
         "answered an unknown address with no connection for peers from anywhere"
     );
+}
+
+#[derive(Default)]
+struct Handshakes(std::sync::Mutex<Vec<(String, Role, HandshakeResult, Duration)>>);
+
+impl Telemetry for Handshakes {
+    fn handshake(&self, conn: &str, role: Role, result: HandshakeResult, took: Duration) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((conn.into(), role, result, took));
+    }
+    fn rekey(&self, _: &str, _: RekeyKind) {}
+}
+
+/// A handshake that began in the lobby is counted for the connection its identity
+/// picked, with its whole duration; one no identity picks is counted as unidentified.
+#[test]
+fn handshakes_through_the_lobby_reach_the_telemetry() {
+    let pki = Pki::new();
+    let mut w = World::new(vec![
+        (HOSP, hospital(&pki)),
+        (CLINIC_PRIVATE, clinic(&pki, "clinic.example")),
+    ]);
+    let seen = Arc::new(Handshakes::default());
+    w.sites[H].core.set_telemetry(seen.clone());
+    w.trap(C, "10.1.0.5");
+    w.run_for(Duration::from_secs(2));
+    assert_eq!(w.state(H, "clinic").0, "established");
+    {
+        let got = seen.0.lock().unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        let (conn, role, result, took) = &got[0];
+        assert_eq!(
+            (conn.as_str(), *role, *result),
+            ("clinic", Role::Responder, HandshakeResult::Established)
+        );
+        // IKE_SA_INIT and IKE_AUTH: two round trips over the 5 ms links and the NAT.
+        assert!(*took >= 2 * LATENCY, "{took:?}");
+    }
+
+    let stranger = spec(
+        &pki,
+        "hosp",
+        "clinic.example",
+        "other.example",
+        "hosp.example",
+        STRANGER,
+        Some(HOSP),
+        "10.7.0.0/16",
+        "10.1.0.0/16",
+        Start::Trap,
+    );
+    let mut w = World::new(vec![(HOSP, hospital(&pki)), (STRANGER, vec![stranger])]);
+    let seen = Arc::new(Handshakes::default());
+    w.sites[H].core.set_telemetry(seen.clone());
+    w.trap(1, "10.1.0.5");
+    w.run_for(Duration::from_secs(5));
+    let got = seen.0.lock().unwrap();
+    assert!(
+        got.iter().any(|(c, role, r, _)| c == "(unidentified)"
+            && *role == Role::Responder
+            && *r == HandshakeResult::AuthFailed),
+        "{got:?}"
+    );
+    assert!(!got
+        .iter()
+        .any(|(_, _, r, _)| *r == HandshakeResult::Established));
 }
