@@ -118,13 +118,18 @@ case "${1:-}" in
   *) echo "setup: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 esac
 
-mapfile -t pkgs < <(rows | awk '$1 !~ /^(pypi|npm):/ {print $1}' | sort -u)
 mapfile -t npms < <(rows | awk '$1 ~ /^npm:/ {print substr($1, 5)}' | sort -u)
 mapfile -t pypi < <(rows | awk '$1 ~ /^pypi:/ {print substr($1, 6)}' | sort -u)
+# A package counts as present when dpkg has it, or when what it must provide is already
+# there from elsewhere (a machine whose Node.js came with its own npm cannot install
+# Debian's npm beside it).
 missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+while read -r p _ proofs; do
+  [[ "$p" == pypi:* || "$p" == npm:* || " ${missing[*]} " == *" $p "* ]] && continue
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && continue
+  # shellcheck disable=SC2086
+  installed $proofs || missing+=("$p")
+done < <(rows)
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "setup: missing Debian packages: ${missing[*]}: run as root or install them" >&2
