@@ -418,7 +418,11 @@ async fn ledger(c: &CenterClient, cmd: LedgerCmd) -> anyhow::Result<Value> {
                         .flatten()
                         .map(|e| {
                             let mut e = e.clone();
-                            e.as_object_mut().map(|m| m.remove("review_overdue"));
+                            if let Some(m) = e.as_object_mut() {
+                                // What the centre adds to a row is not part of it.
+                                m.remove("review_overdue");
+                                m.remove("findings");
+                            }
                             serde_json::from_value(e)
                         })
                         .collect::<Result<_, _>>()?;

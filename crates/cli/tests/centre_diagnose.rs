@@ -167,6 +167,216 @@ fn scenario(backend: Backend) {
         .any(|(_, d)| d["targets"] == json!(["127.0.0.1"])));
 }
 
+/// Findings are filed under the ledger rows whose public addresses they were seen on; those
+/// on no row's address are called out (an unknown connection point fails MHLW M-2-2); the
+/// report and the check-sheet evidence show them; a second run marks them fixed/unchanged.
+fn findings_in_the_ledger(backend: Backend) {
+    let c = Centre::start(backend);
+    let org = c.org("Exposed Hospital", "hospital");
+    c.admin_ok(&["org", "public-addresses", "set", &org, "192.0.2.0/29"]);
+    let today = &dodvpn_ledger::Date::from_unix_ms(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    )
+    .to_string();
+    let outside = format!(
+        "id,kind,contractor,responsible,last_reviewed,addresses\n\
+         X-1,vendor-vpn,給食サービス株式会社,山田,{today},192.0.2.1\n"
+    );
+    let f = c.dir.join("outside.csv");
+    std::fs::write(&f, outside).unwrap();
+    c.admin_ok(&["ledger", "import", &org, "outside", f.to_str().unwrap()]);
+    let eq = format!(
+        "id,category,name,location,owner,remote_maintenance,last_reviewed,addresses\n\
+         EQ-1,network,境界ルータ,B1,情報システム課,有,{today},192.0.2.2\n"
+    );
+    let f = c.dir.join("equipment.csv");
+    std::fs::write(&f, eq).unwrap();
+    c.admin_ok(&["ledger", "import", &org, "equipment", f.to_str().unwrap()]);
+    let bad = c.dir.join("bad.csv");
+    std::fs::write(
+        &bad,
+        format!("id,kind,contractor,responsible,last_reviewed,addresses\nX-1,internet,A,B,{today},vpn.example.jp\n"),
+    )
+    .unwrap();
+    let e = c
+        .admin(&["ledger", "import", &org, "outside", bad.to_str().unwrap()])
+        .unwrap_err();
+    assert!(
+        e.contains("line 2, column 6") && e.contains("IP アドレス"),
+        "{e}"
+    );
+
+    let l = c.admin_ok(&["ledger", "show", &org]);
+    assert!(l["exposure"].is_null(), "no run yet: {l}");
+    assert_eq!(l["outside"][0]["findings"], json!([]));
+    assert_eq!(l["outside"][0]["row"]["addresses"], json!(["192.0.2.1"]));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let path = format!("/api/v1/orgs/{org}/diagnoses");
+    let targets = json!(["192.0.2.1", "192.0.2.2", "192.0.2.5"]);
+    let r1: Value = rt
+        .block_on(c.client().post(&path, &json!({"started_ms": 1, "finished_ms": 2, "targets": targets,
+            "findings": [finding("192.0.2.1", 443, "http.vpn_login"), finding("192.0.2.2", 22, "ssh.banner"),
+                         finding("192.0.2.5", 3389, "rdp.exposed")]})))
+        .unwrap();
+    let l = c.admin_ok(&["ledger", "show", &org]);
+    let checks = |v: &Value| -> Vec<(String, bool)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["finding"]["check"].as_str().unwrap().into(),
+                    f["new"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        checks(&l["outside"][0]["findings"]),
+        [("http.vpn_login".into(), true)]
+    );
+    assert_eq!(
+        checks(&l["equipment"][0]["findings"]),
+        [("ssh.banner".into(), true)]
+    );
+    let x = &l["exposure"];
+    assert_eq!(x["run_id"], r1["run"]["id"]);
+    assert_eq!(x["findings"], 3);
+    assert_eq!(checks(&x["unledgered"]), [("rdp.exposed".into(), true)]);
+    assert_eq!(x["unknown_connection_points"], 1);
+    assert!(
+        x["note_ja"]
+            .as_str()
+            .unwrap()
+            .contains("台帳のどの行にもない"),
+        "{x}"
+    );
+    assert!(
+        x["note_en"]
+            .as_str()
+            .unwrap()
+            .contains("no ledger row names"),
+        "{x}"
+    );
+
+    // The check-sheet evidence: an unknown remote-access point fails M-2-2, and the
+    // high-severity findings fail M-2-9.
+    let pre = c.admin_ok(&["checksheet", "prefill", &org, "--sheet", "mhlw"]);
+    let answer = |pre: &Value, item: &str| -> (String, String) {
+        let a = pre["answers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["item"] == item && a["role"] == "institution")
+            .unwrap_or_else(|| panic!("{item} not pre-filled: {pre}"));
+        (
+            a["value"].as_str().unwrap().into(),
+            a["note"].as_str().unwrap().into(),
+        )
+    };
+    let (v, note) = answer(&pre, "M-2-2");
+    assert_eq!(v, "no");
+    assert!(
+        note.contains("192.0.2.5:3389 rdp.exposed") && note.contains("台帳"),
+        "{note}"
+    );
+    let (v, note) = answer(&pre, "M-2-9");
+    assert_eq!(v, "no");
+    assert!(
+        note.contains("3 high-severity") && note.contains("重大な指摘 3 件"),
+        "{note}"
+    );
+
+    // The inspector's report lists every finding, under its row or as not in the ledger.
+    let report = c.dir.join("report.html");
+    c.admin_ok(&[
+        "ledger",
+        "report",
+        &org,
+        "--format",
+        "html",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    let html = std::fs::read_to_string(&report).unwrap();
+    let section = html
+        .split("6. 外部からの診断 / Exposure diagnosis")
+        .nth(1)
+        .expect("section 6");
+    for needle in [
+        "X-1",
+        "EQ-1",
+        "192.0.2.1:443",
+        "192.0.2.2:22",
+        "192.0.2.5:3389",
+        "台帳にない / not in the ledger",
+    ] {
+        assert!(
+            section.contains(needle),
+            "{needle} missing from the report's section 6"
+        );
+    }
+
+    // The second run: the VPN login page is still there, RDP is gone.
+    rt.block_on(c.client().post::<_, Value>(
+        &path,
+        &json!({"started_ms": 3, "finished_ms": 4, "targets": targets,
+        "findings": [finding("192.0.2.1", 443, "http.vpn_login")]}),
+    ))
+    .unwrap();
+    let l = c.admin_ok(&["ledger", "show", &org]);
+    assert_eq!(
+        checks(&l["outside"][0]["findings"]),
+        [("http.vpn_login".into(), false)]
+    );
+    assert_eq!(l["equipment"][0]["findings"], json!([]));
+    assert_eq!(l["exposure"]["unledgered"], json!([]));
+    assert_eq!(l["exposure"]["unknown_connection_points"], 0);
+    let fixed: Vec<&str> = l["exposure"]["fixed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(fixed, ["ssh.banner", "rdp.exposed"]);
+    let pre = c.admin_ok(&["checksheet", "prefill", &org, "--sheet", "mhlw"]);
+    assert_eq!(answer(&pre, "M-2-2").0, "yes", "no unknown point is left");
+
+    // Export keeps the addresses (and only the row's own fields) and reads back.
+    for table in ["outside", "equipment"] {
+        let out = c.dir.join(format!("{table}-out.csv"));
+        c.admin_ok(&[
+            "ledger",
+            "export",
+            &org,
+            table,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains("公開アドレス (addresses)"), "{text}");
+        assert!(text.contains("192.0.2."), "{text}");
+        c.admin_ok(&["ledger", "import", &org, table, out.to_str().unwrap()]);
+    }
+    let again = c.admin_ok(&["ledger", "show", &org]);
+    assert_eq!(again["outside"][0]["row"], l["outside"][0]["row"]);
+    assert_eq!(again["equipment"][0]["addresses"], json!(["192.0.2.2"]));
+}
+
+#[test]
+fn findings_in_the_ledger_sqlite() {
+    findings_in_the_ledger(Backend::Sqlite);
+}
+
+#[test]
+fn findings_in_the_ledger_postgres() {
+    findings_in_the_ledger(Backend::Postgres);
+}
+
 #[test]
 fn diagnose_scope_and_comparison_sqlite() {
     scenario(Backend::Sqlite);

@@ -1374,6 +1374,40 @@ async fn ledger_index(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
     )))
 }
 
+/// Every finding of the ledger's exposure diagnosis with the row it is filed under
+/// (None: on an address no row names).
+fn filed_findings(led: &Value) -> Vec<(Option<String>, Value)> {
+    let mut out = Vec::new();
+    for o in led["outside"].as_array().into_iter().flatten() {
+        for f in o["findings"].as_array().into_iter().flatten() {
+            out.push((Some(s(&o["row"]["id"])), f.clone()));
+        }
+    }
+    for e in led["equipment"].as_array().into_iter().flatten() {
+        for f in e["findings"].as_array().into_iter().flatten() {
+            out.push((Some(s(&e["id"])), f.clone()));
+        }
+    }
+    for f in led["exposure"]["unledgered"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        out.push((None, f.clone()));
+    }
+    out
+}
+
+/// A JSON list of strings as one cell.
+fn list(v: &Value) -> String {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(s)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 async fn ledger_page(
     State(c): State<Arc<Console>>,
     a: Authed,
@@ -1407,19 +1441,41 @@ async fn ledger_page(
         h2 { (l.t("ledger.outside")) }
         table {
             caption class="sr" { (l.t("ledger.outside")) }
-            thead { tr { th scope="col" { (l.t("col.id")) } th scope="col" { (l.t("col.kind")) } th scope="col" { (l.t("col.contractor")) } th scope="col" { (l.t("col.reviewed")) } } }
+            thead { tr { th scope="col" { (l.t("col.id")) } th scope="col" { (l.t("col.kind")) } th scope="col" { (l.t("col.contractor")) } th scope="col" { (l.t("col.addresses")) } th scope="col" { (l.t("col.reviewed")) } } }
             tbody { @for o in rows("outside") { tr {
                 td { (s(&o["row"]["id"])) } td { (s(&o["row"]["kind"])) } td { (s(&o["row"]["contractor"])) }
+                td { (list(&o["row"]["addresses"])) }
                 td { (s(&o["row"]["last_reviewed"])) (overdue(&o["review_overdue"])) }
             } } }
         }
         h2 { (l.t("ledger.equipment")) }
         table {
             caption class="sr" { (l.t("ledger.equipment")) }
-            thead { tr { th scope="col" { (l.t("col.id")) } th scope="col" { (l.t("col.name")) } th scope="col" { (l.t("col.location")) } th scope="col" { (l.t("col.reviewed")) } } }
+            thead { tr { th scope="col" { (l.t("col.id")) } th scope="col" { (l.t("col.name")) } th scope="col" { (l.t("col.location")) } th scope="col" { (l.t("col.addresses")) } th scope="col" { (l.t("col.reviewed")) } } }
             tbody { @for e in rows("equipment") { tr {
-                td { (s(&e["id"])) } td { (s(&e["name"])) } td { (s(&e["location"])) } td { (s(&e["last_reviewed"])) (overdue(&e["review_overdue"])) }
+                td { (s(&e["id"])) } td { (s(&e["name"])) } td { (s(&e["location"])) } td { (list(&e["addresses"])) }
+                td { (s(&e["last_reviewed"])) (overdue(&e["review_overdue"])) }
             } } }
+        }
+        h2 { (l.t("ledger.exposure")) }
+        @if led["exposure"].is_null() {
+            p { (l.t("ledger.exposure_none")) }
+        } @else {
+            p { (s(&led["exposure"]["run_id"])) " — " (when(led["exposure"]["finished_ms"].as_i64().unwrap_or(0))) }
+            table {
+                caption class="sr" { (l.t("ledger.exposure")) }
+                thead { tr { th scope="col" { (l.t("col.row")) } th scope="col" { (l.t("col.address")) } th scope="col" { (l.t("col.severity")) } th scope="col" { (l.t("col.finding")) } th scope="col" { (l.t("col.state")) } } }
+                tbody { @for (row, f) in filed_findings(&led) { tr {
+                    td { @if let Some(row) = &row { (row) } @else { strong { (l.t("ledger.not_in_ledger")) } } }
+                    td { (s(&f["finding"]["target"])) ":" (s(&f["finding"]["port"])) }
+                    td { (s(&f["finding"]["severity"])) }
+                    td { (s(&f["finding"][if l == Lang::Ja { "title_ja" } else { "title_en" }])) }
+                    td { (l.t(if f["new"] == true { "ledger.new" } else { "ledger.unchanged" })) }
+                } } }
+            }
+            @if led["exposure"]["unledgered"].as_array().is_some_and(|a| !a.is_empty()) {
+                p { strong { (s(&led["exposure"][if l == Lang::Ja { "note_ja" } else { "note_en" }])) } }
+            }
         }
         h2 { (l.t("ledger.diagram")) }
         p { img src={"/console/ledger/" (org) "/diagram.svg"} alt=(l.t("ledger.diagram_alt")); }

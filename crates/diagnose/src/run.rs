@@ -646,9 +646,11 @@ impl Target {
         vec![self.finding(port, "rdp.exposed", ev.as_bytes())]
     }
 
+    /// One finding per server, naming every zone it gave away: the finding's key
+    /// (target, port, check) stays unique, so runs compare finding by finding.
     async fn dns_tcp(&self, port: u16) -> Vec<Finding> {
-        let mut out = Vec::new();
         let framed_done = |b: &[u8]| dns::tcp_missing(b) == 0;
+        let mut given = Vec::new();
         for zone in &self.opts.dns_zones {
             let id = rand16();
             let Ok(q) = dns::axfr_query(id, &fqdn(zone)) else {
@@ -656,22 +658,14 @@ impl Target {
             };
             if let Some(b) = self.exchange(port, &q, 60 * 1024, framed_done).await {
                 if let Some(records) = dns::axfr_answer(&b, id) {
-                    out.push(
-                        self.finding(
-                            port,
-                            "dns.axfr",
-                            format!(
-                                "AXFR {zone}: {} records: {}",
-                                records.len(),
-                                records.join(" | ")
-                            )
-                            .as_bytes(),
-                        ),
-                    );
+                    given.push(axfr_evidence(zone, &records));
                 }
             }
         }
-        out
+        if given.is_empty() {
+            return Vec::new();
+        }
+        vec![self.finding(port, "dns.axfr", given.join("; ").as_bytes())]
     }
 
     async fn dns_udp(&self) -> Vec<Finding> {
@@ -815,4 +809,39 @@ fn random32() -> [u8; 32] {
 
 fn rand16() -> u16 {
     u16::from_be_bytes(random_bytes::<2>())
+}
+
+/// "AXFR zone: N records (owner names…)": the names are what a transfer gives away
+/// (host names of internal systems); whole records would not fit the evidence.
+fn axfr_evidence(zone: &str, records: &[String]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for r in records {
+        let name = r.split_whitespace().next().unwrap_or("");
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    format!(
+        "AXFR {zone}: {} records ({})",
+        records.len(),
+        names.join(" ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn axfr_evidence_names_each_owner_once() {
+        let records = [
+            "example.test. 60 IN SOA ns.example.test. admin.example.test. 1 60 60 60 60",
+            "example.test. 60 IN NS ns.example.test.",
+            "secret-pacs.example.test. 60 IN A 10.99.0.50",
+            "example.test. 60 IN SOA ns.example.test. admin.example.test. 1 60 60 60 60",
+        ]
+        .map(String::from);
+        assert_eq!(
+            super::axfr_evidence("example.test", &records),
+            "AXFR example.test: 4 records (example.test. secret-pacs.example.test.)"
+        );
+    }
 }

@@ -3,7 +3,10 @@
 //! mark) or Shift_JIS. An import is all or nothing: the first bad cell is named by
 //! line and column, and no row is returned.
 
-use crate::rows::{Date, Equipment, EquipmentCategory, External, ExternalKind, RowError};
+use crate::rows::{
+    addresses_cell, parse_addresses, Date, Equipment, EquipmentCategory, External, ExternalKind,
+    RowError,
+};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -189,6 +192,7 @@ impl CsvTable for External {
         ("terminates_at", "終端場所"),
         ("responsible", "責任者"),
         ("last_reviewed", "最終確認日"),
+        ("addresses", "公開アドレス"),
     ];
 
     fn id(&self) -> &str {
@@ -210,6 +214,7 @@ impl CsvTable for External {
             self.terminates_at.clone(),
             self.responsible.clone(),
             self.last_reviewed.to_string(),
+            addresses_cell(&self.addresses),
         ]
     }
 
@@ -232,6 +237,7 @@ impl CsvTable for External {
             terminates_at: cell("terminates_at"),
             responsible: cell("responsible"),
             last_reviewed: date(cell, "last_reviewed")?,
+            addresses: parse_addresses(&cell("addresses"))?,
         };
         row.check()?;
         Ok(row)
@@ -250,6 +256,7 @@ impl CsvTable for Equipment {
         ("remote_maintenance", "リモート保守"),
         ("vendor", "保守事業者"),
         ("last_reviewed", "最終確認日"),
+        ("addresses", "公開アドレス"),
     ];
 
     fn id(&self) -> &str {
@@ -272,6 +279,7 @@ impl CsvTable for Equipment {
             if self.remote_maintenance { "yes" } else { "no" }.into(),
             self.vendor.clone(),
             self.last_reviewed.to_string(),
+            addresses_cell(&self.addresses),
         ]
     }
 
@@ -294,6 +302,7 @@ impl CsvTable for Equipment {
             remote_maintenance: flag(cell, "remote_maintenance")?,
             vendor: cell("vendor"),
             last_reviewed: date(cell, "last_reviewed")?,
+            addresses: parse_addresses(&cell("addresses"))?,
         };
         row.check()?;
         Ok(row)

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::net::IpAddr;
 
 /// A calendar date, `YYYY-MM-DD`, checked (no 2025-02-30).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -136,6 +137,11 @@ pub struct External {
     pub terminates_at: String,
     pub responsible: String,
     pub last_reviewed: Date,
+    /// Public addresses where this connection's equipment answers from the Internet
+    /// (a VPN appliance's WAN side, say): an exposure diagnosis of the organisation
+    /// files its findings on these addresses under this row.
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +196,9 @@ pub struct Equipment {
     #[serde(default)]
     pub vendor: String,
     pub last_reviewed: Date,
+    /// Public addresses of the device, as for [`External::addresses`].
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
 }
 
 /// Why a row was refused: which field, and why, in both languages.
@@ -207,6 +216,46 @@ impl fmt::Display for RowError {
 
 /// Longest free-text field.
 pub const MAX_FIELD: usize = 200;
+/// Most public addresses on one row.
+pub const MAX_ADDRESSES: usize = 16;
+
+/// Addresses as one cell: separated by spaces, commas or "、".
+pub fn parse_addresses(cell: &str) -> Result<Vec<IpAddr>, RowError> {
+    let mut out = Vec::new();
+    for part in cell
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '、')
+        .filter(|p| !p.is_empty())
+    {
+        let a: IpAddr = part.parse().map_err(|_| RowError {
+            field: "addresses",
+            message: format!("{part:?} is not an IP address / IP アドレスではありません"),
+        })?;
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    check_addresses(&out)?;
+    Ok(out)
+}
+
+pub fn addresses_cell(a: &[IpAddr]) -> String {
+    a.iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn check_addresses(a: &[IpAddr]) -> Result<(), RowError> {
+    if a.len() > MAX_ADDRESSES {
+        return Err(RowError {
+            field: "addresses",
+            message: format!(
+                "at most {MAX_ADDRESSES} addresses per row / 1 行あたりのアドレスは {MAX_ADDRESSES} 個までです"
+            ),
+        });
+    }
+    Ok(())
+}
 
 pub(crate) fn check_field(field: &'static str, v: &str, required: bool) -> Result<(), RowError> {
     let err = |message: String| Err(RowError { field, message });
@@ -227,7 +276,8 @@ impl External {
         check_field("device_model", &self.device_model, false)?;
         check_field("firmware", &self.firmware, false)?;
         check_field("terminates_at", &self.terminates_at, false)?;
-        check_field("responsible", &self.responsible, true)
+        check_field("responsible", &self.responsible, true)?;
+        check_addresses(&self.addresses)
     }
 }
 
@@ -239,6 +289,7 @@ impl Equipment {
         check_field("owner", &self.owner, true)?;
         check_field("model", &self.model, false)?;
         check_field("os_version", &self.os_version, false)?;
-        check_field("vendor", &self.vendor, false)
+        check_field("vendor", &self.vendor, false)?;
+        check_addresses(&self.addresses)
     }
 }

@@ -16,6 +16,7 @@ fn equipment(id: &str, name: &str) -> Equipment {
         remote_maintenance: true,
         vendor: "給食サービス株式会社".into(),
         last_reviewed: Date::parse("2026-04-01").unwrap(),
+        addresses: vec![],
     }
 }
 
@@ -30,6 +31,10 @@ fn external(id: &str) -> External {
         terminates_at: "栄養科 端末室".into(),
         responsible: "山田".into(),
         last_reviewed: Date::parse("2024-11-30").unwrap(),
+        addresses: vec![
+            "203.0.113.7".parse().unwrap(),
+            "2001:db8::7".parse().unwrap(),
+        ],
     }
 }
 
@@ -66,6 +71,49 @@ fn csv_round_trips_through_utf8_bom_plain_utf8_and_shift_jis() {
     assert_eq!(from_csv::<Equipment>(&sjis).unwrap(), rows);
     let ext = vec![external("X-1")];
     assert_eq!(from_csv::<External>(&to_csv(&ext)).unwrap(), ext);
+    let text = String::from_utf8(to_csv(&ext)[3..].to_vec()).unwrap();
+    assert!(text.contains(",公開アドレス (addresses)\r\n"), "{text}");
+    assert!(text.contains(",203.0.113.7 2001:db8::7\r\n"), "{text}");
+}
+
+#[test]
+fn addresses_are_checked_deduplicated_and_may_be_left_out() {
+    let head = "id,kind,contractor,responsible,last_reviewed,addresses\n";
+    let rows = from_csv::<External>(
+        format!("{head}X-1,vendor-vpn,A,B,2026-01-01,\"203.0.113.7, 203.0.113.7、2001:DB8::1\"\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(
+        rows[0].addresses,
+        [
+            "203.0.113.7".parse::<std::net::IpAddr>().unwrap(),
+            "2001:db8::1".parse().unwrap()
+        ]
+    );
+    let e = from_csv::<External>(
+        format!(
+            "{head}X-1,vendor-vpn,A,B,2026-01-01,\nX-2,internet,A,B,2026-01-01,vpn.example.jp\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.column), (3, Some(6)), "{e}");
+    assert!(
+        e.to_string().contains("vpn.example.jp") && e.to_string().contains("IP アドレス"),
+        "{e}"
+    );
+    let many: Vec<String> = (1..=17).map(|i| format!("192.0.2.{i}")).collect();
+    let e = from_csv::<External>(
+        format!("{head}X-1,vendor-vpn,A,B,2026-01-01,{}\n", many.join(" ")).as_bytes(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("at most 16"), "{e}");
+    // A file without the column, as exported before it existed, still reads.
+    let old = "id,kind,contractor,responsible,last_reviewed\nX-1,internet,A,B,2026-01-01\n";
+    assert!(from_csv::<External>(old.as_bytes()).unwrap()[0]
+        .addresses
+        .is_empty());
 }
 
 #[test]

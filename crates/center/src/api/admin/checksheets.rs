@@ -485,6 +485,8 @@ struct Facts {
     outside: (usize, usize),
     /// Connections through dodvpn, which the ledger lists by itself.
     dodvpn_connections: usize,
+    /// Remote-access services the newest diagnosis saw on addresses no ledger row names.
+    unknown_points: Vec<String>,
     /// Devices whose agent did not report this centre's version (or nothing).
     behind: Vec<String>,
     devices: usize,
@@ -575,7 +577,20 @@ impl Facts {
             })
             .map(|r| r.get::<String, _>(0))
             .collect();
+        let unknown_points = ledger
+            .exposure
+            .iter()
+            .flat_map(|x| &x.unledgered)
+            .filter(|f| f.finding.is_remote_access())
+            .map(|f| {
+                format!(
+                    "{}:{} {}",
+                    f.finding.target, f.finding.port, f.finding.check
+                )
+            })
+            .collect();
         Ok(Facts {
+            unknown_points,
             active_grants,
             approval_windows,
             approval_rules,
@@ -621,12 +636,17 @@ impl Facts {
                 (AnswerKind::No, format!("peers without a current check sheet: {list} / 有効なチェックシートのない接続先: {list}"))
             }),
             "exposure-diagnosis" => self.diagnosis.map(|(at, serious)| {
+                let on = dodvpn_ledger::Date::from_unix_ms(at);
                 if serious == 0 {
-                    (AnswerKind::Yes, format!("the latest exposure diagnosis (run at {at} ms) found no high-severity service / 直近の外部診断で重大な公開サービスなし"))
+                    (AnswerKind::Yes, format!("the latest exposure diagnosis ({on}) found no high-severity service / 直近の外部診断（{on}）で重大な公開サービスなし"))
                 } else {
-                    (AnswerKind::No, format!("the latest exposure diagnosis (run at {at} ms) found {serious} high-severity findings / 直近の外部診断で重大な指摘 {serious} 件"))
+                    (AnswerKind::No, format!("the latest exposure diagnosis ({on}) found {serious} high-severity findings / 直近の外部診断（{on}）で重大な指摘 {serious} 件"))
                 }
             }),
+            "connection-ledger" if !self.unknown_points.is_empty() => {
+                let list = self.unknown_points.join(", ");
+                Some((AnswerKind::No, format!("the latest exposure diagnosis found remote-access services on addresses no ledger row names: {list} / 直近の外部診断で、台帳のどの行にもないアドレスにリモート接続サービスがあります: {list}")))
+            }
             "equipment-ledger" => Some(match self.equipment {
                 (0, _) => (AnswerKind::No, "no equipment is recorded in the ledger / 機器台帳に登録がありません".into()),
                 (n, 0) => (AnswerKind::Yes, format!("{n} servers, terminals and network devices in the ledger, all reviewed within a year / 機器台帳に {n} 件、すべて1年以内に確認済み")),

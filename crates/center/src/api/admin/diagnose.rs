@@ -223,6 +223,20 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A way in for remote access or maintenance: the kind of connection point the
+    /// MHLW notices warn institutions often do not know they have.
+    pub fn is_remote_access(&self) -> bool {
+        matches!(
+            self.check.as_str(),
+            "http.vpn_login"
+                | "rdp.exposed"
+                | "vnc.exposed"
+                | "telnet.exposed"
+                | "ssh.banner"
+                | "smb.exposed"
+        )
+    }
+
     fn key(&self) -> String {
         format!(
             "{}|{:?}/{}|{}",
@@ -504,16 +518,31 @@ pub async fn get_run(
     Path((id, run)): Path<(String, String)>,
 ) -> Result<Json<RunComparison>, ApiError> {
     caller.require_org(&id)?;
+    run_comparison(&c, &id, Some(&run))
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no diagnosis run {run} of {id}")))
+}
+
+/// A run of the organisation (its newest when `run` is None) compared with the run
+/// before it; None when there is no such run.
+pub(crate) async fn run_comparison(
+    c: &Center,
+    org: &str,
+    run: Option<&str>,
+) -> Result<Option<RunComparison>, ApiError> {
     let rows = sqlx::query(
         "SELECT id, org_id, started_by, started_ms, finished_ms, targets, findings, created_ms FROM diagnose_runs WHERE org_id = $1 ORDER BY created_ms DESC, id DESC",
     )
-    .bind(&id)
+    .bind(org)
     .fetch_all(&c.db.pool)
     .await?;
-    let Some(i) = rows.iter().position(|r| r.get::<String, _>(0) == run) else {
-        return Err(ApiError::not_found(format!(
-            "no diagnosis run {run} of {id}"
-        )));
+    let found = match run {
+        Some(run) => rows.iter().position(|r| r.get::<String, _>(0) == run),
+        None => (!rows.is_empty()).then_some(0),
+    };
+    let Some(i) = found else {
+        return Ok(None);
     };
     let read = |r: &sqlx::any::AnyRow| -> Result<(Vec<String>, Vec<Finding>), ApiError> {
         let t: String = r.get(5);
@@ -532,7 +561,7 @@ pub async fn get_run(
     let probed: Vec<IpAddr> = targets.iter().filter_map(|t| t.parse().ok()).collect();
     let (new, fixed, unchanged) = compare(&prev, &findings, &probed);
     let r = &rows[i];
-    Ok(Json(RunComparison {
+    Ok(Some(RunComparison {
         run: RunSummary {
             id: r.get(0),
             org_id: r.get(1),

@@ -4,6 +4,7 @@
 //! the network diagram drawn from both.
 
 use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
+use super::diagnose::{Finding, RunComparison};
 use super::orgs::org_exists;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
@@ -59,11 +61,21 @@ pub struct DodvpnConnection {
     pub peer_software: Option<String>,
 }
 
+/// A finding of the organisation's newest exposure diagnosis, filed under a ledger row.
+#[derive(Serialize, ToSchema, Clone)]
+pub struct RowFinding {
+    pub finding: Finding,
+    /// Not seen by the run before (false: seen then too).
+    pub new: bool,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct OutsideConnection {
     #[schema(value_type = Object)]
     pub row: External,
     pub review_overdue: bool,
+    /// The newest diagnosis's findings on the row's public addresses.
+    pub findings: Vec<RowFinding>,
     /// Always "outside DOD-VPN", with the recommendation to bring it in.
     pub note_en: String,
     pub note_ja: String,
@@ -75,9 +87,91 @@ pub struct Ledger {
     pub org_name: String,
     pub dodvpn: Vec<DodvpnConnection>,
     pub outside: Vec<OutsideConnection>,
-    /// Equipment rows, each with `review_overdue`.
+    /// Equipment rows, each with `review_overdue` and `findings` (as on outside rows).
     #[schema(value_type = Vec<Object>)]
     pub equipment: Vec<serde_json::Value>,
+    /// The newest exposure diagnosis (R-SVC-5), if one was run.
+    pub exposure: Option<Exposure>,
+}
+
+/// The newest exposure diagnosis as the ledger shows it.
+#[derive(Serialize, ToSchema)]
+pub struct Exposure {
+    pub run_id: String,
+    pub started_by: String,
+    pub finished_ms: i64,
+    pub targets: Vec<String>,
+    /// All findings of the run.
+    pub findings: usize,
+    /// Findings of the run before, on an address probed again, no longer seen.
+    pub fixed: Vec<Finding>,
+    /// Findings on addresses that no ledger row names: a service the Internet sees
+    /// that the organisation has not recorded.
+    pub unledgered: Vec<RowFinding>,
+    /// Of those, the remote-access and maintenance ways in (VPN login pages, RDP, VNC,
+    /// telnet, SSH, SMB): possibly a connection point nobody knows about.
+    pub unknown_connection_points: usize,
+    pub note_en: String,
+    pub note_ja: String,
+}
+
+/// File the newest run's findings under the rows whose addresses they were seen on.
+fn file_findings(
+    run: Option<RunComparison>,
+    rows: &[&[IpAddr]],
+) -> (Vec<Vec<RowFinding>>, Option<Exposure>) {
+    let mut per_row = vec![Vec::new(); rows.len()];
+    let Some(run) = run else {
+        return (per_row, None);
+    };
+    let mut unledgered = Vec::new();
+    let seen = run
+        .new
+        .into_iter()
+        .map(|f| (f, true))
+        .chain(run.unchanged.into_iter().map(|f| (f, false)));
+    for (finding, new) in seen {
+        let at: Option<IpAddr> = finding.target.parse().ok();
+        let item = RowFinding { finding, new };
+        let mut filed = false;
+        for (i, addrs) in rows.iter().enumerate() {
+            if at.is_some_and(|a| addrs.contains(&a)) {
+                per_row[i].push(item.clone());
+                filed = true;
+            }
+        }
+        if !filed {
+            unledgered.push(item);
+        }
+    }
+    let unknown = unledgered
+        .iter()
+        .filter(|f| f.finding.is_remote_access())
+        .count();
+    let (note_en, note_ja) = if unledgered.is_empty() {
+        (
+            "every finding is filed under a ledger row".to_string(),
+            "すべての指摘が台帳の行に対応しています".to_string(),
+        )
+    } else {
+        (
+            format!("{} findings are on addresses no ledger row names ({unknown} of them remote-access services): find out what answers there, record it, or shut it", unledgered.len()),
+            format!("台帳のどの行にもないアドレスで {} 件の指摘があります（うちリモート接続サービス {unknown} 件）。何が応答しているかを確認し、台帳に記録するか停止してください", unledgered.len()),
+        )
+    };
+    let exposure = Exposure {
+        run_id: run.run.id,
+        started_by: run.run.started_by,
+        finished_ms: run.run.finished_ms,
+        targets: run.run.targets,
+        findings: run.run.findings,
+        fixed: run.fixed,
+        unledgered,
+        unknown_connection_points: unknown,
+        note_en,
+        note_ja,
+    };
+    (per_row, Some(exposure))
 }
 
 async fn dodvpn_rows(c: &Center, org: &str) -> Result<Vec<DodvpnConnection>, ApiError> {
@@ -211,22 +305,36 @@ pub async fn get_ledger(
 pub(crate) async fn ledger_of(c: &Center, id: &str) -> Result<Ledger, ApiError> {
     let name = org_name(c, id).await?;
     let today = today();
-    let outside = stored::<External>(c, id, "outside")
-        .await?
+    let outside_rows = stored::<External>(c, id, "outside").await?;
+    let equipment_rows = stored::<Equipment>(c, id, "equipment").await?;
+    let addresses: Vec<&[IpAddr]> = outside_rows
+        .iter()
+        .map(|r| r.addresses.as_slice())
+        .chain(equipment_rows.iter().map(|e| e.addresses.as_slice()))
+        .collect();
+    let (mut filed, exposure) = file_findings(
+        super::diagnose::run_comparison(c, id, None).await?,
+        &addresses,
+    );
+    let equipment_filed = filed.split_off(outside_rows.len());
+    let outside = outside_rows
         .into_iter()
-        .map(|row| OutsideConnection {
+        .zip(filed)
+        .map(|(row, findings)| OutsideConnection {
             review_overdue: review_overdue(row.last_reviewed, today),
             row,
+            findings,
             note_en: "outside DOD-VPN: bring it in, so that it is authenticated, policed and logged like the rest".into(),
             note_ja: "DOD-VPN 外の接続です。認証・制御・記録のため DOD-VPN への移行を推奨します".into(),
         })
         .collect();
-    let equipment = stored::<Equipment>(c, id, "equipment")
-        .await?
+    let equipment = equipment_rows
         .into_iter()
-        .map(|e| {
+        .zip(equipment_filed)
+        .map(|(e, findings)| {
             let mut v = serde_json::to_value(&e).unwrap_or_default();
             v["review_overdue"] = review_overdue(e.last_reviewed, today).into();
+            v["findings"] = serde_json::to_value(findings).unwrap_or_default();
             v
         })
         .collect();
@@ -236,6 +344,7 @@ pub(crate) async fn ledger_of(c: &Center, id: &str) -> Result<Ledger, ApiError> 
         dodvpn: dodvpn_rows(c, id).await?,
         outside,
         equipment,
+        exposure,
     })
 }
 
@@ -306,7 +415,7 @@ async fn replace<T: CsvTable + Serialize>(
 pub struct OutsideRows {
     /// Each: id, kind (vendor-vpn, leased-line, internet, remote-maintenance, other),
     /// contractor, contract_ref, device_model, firmware, terminates_at, responsible,
-    /// last_reviewed (YYYY-MM-DD).
+    /// last_reviewed (YYYY-MM-DD), addresses (public IP addresses, at most 16).
     #[schema(value_type = Vec<Object>, max_items = 2000)]
     pub rows: Vec<External>,
 }
@@ -329,7 +438,8 @@ pub async fn put_outside(
 #[serde(deny_unknown_fields)]
 pub struct EquipmentRows {
     /// Each: id, category (server, terminal, network), name, location, owner, model,
-    /// os_version, remote_maintenance, vendor, last_reviewed (YYYY-MM-DD).
+    /// os_version, remote_maintenance, vendor, last_reviewed (YYYY-MM-DD), addresses
+    /// (public IP addresses, at most 16).
     #[schema(value_type = Vec<Object>, max_items = 2000)]
     pub rows: Vec<Equipment>,
 }

@@ -249,10 +249,93 @@ async fn html(c: &Center, org: &str) -> Result<String, ApiError> {
     if !any {
         body.push_str("<p class=\"none\">提出なし / none submitted</p>");
     }
+    body.push_str(&exposure_section(&l));
     Ok(format!(
         "<!DOCTYPE html><html lang=\"ja\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
         esc(&l.org_name)
     ))
+}
+
+/// Section 6: the newest exposure diagnosis, each finding under the ledger row whose
+/// public address it was seen on, and those on no row's address called out.
+fn exposure_section(l: &super::ledger::Ledger) -> String {
+    let mut out = String::from("<h2>6. 外部からの診断 / Exposure diagnosis</h2>");
+    let Some(x) = &l.exposure else {
+        out.push_str("<p class=\"none\">未実施 / not run</p>");
+        return out;
+    };
+    out.push_str(&format!(
+        "<p>{} — {} ({}) — 指摘 {} 件、解消 {} 件 / {} findings, {} fixed</p>",
+        esc(&x.run_id),
+        when(x.finished_ms),
+        esc(&x.started_by),
+        x.findings,
+        x.fixed.len(),
+        x.findings,
+        x.fixed.len()
+    ));
+    let mut rows = Vec::new();
+    let mut add = |row: String, f: &super::ledger::RowFinding| {
+        let g = &f.finding;
+        rows.push(vec![
+            row,
+            format!("{}:{}", esc(&g.target), g.port),
+            format!("{:?}", g.severity).to_lowercase(),
+            format!("{}<br>{}", esc(&g.title_ja), esc(&g.title_en)),
+            esc(&g.evidence),
+            format!(
+                "{}<br>{}",
+                esc(&g.recommendation_ja),
+                esc(&g.recommendation_en)
+            ),
+            if f.new {
+                "新規 / new"
+            } else {
+                "継続 / unchanged"
+            }
+            .into(),
+        ]);
+    };
+    for o in &l.outside {
+        for f in &o.findings {
+            add(esc(&o.row.id), f);
+        }
+    }
+    for e in &l.equipment {
+        let id = esc(e["id"].as_str().unwrap_or(""));
+        for f in e["findings"].as_array().into_iter().flatten() {
+            if let Ok(finding) = serde_json::from_value(f["finding"].clone()) {
+                let new = f["new"] == true;
+                add(id.clone(), &super::ledger::RowFinding { finding, new });
+            }
+        }
+    }
+    for f in &x.unledgered {
+        add(
+            "<span class=\"overdue\">台帳にない / not in the ledger</span>".into(),
+            f,
+        );
+    }
+    out.push_str(&table(
+        &[
+            "台帳の行 / Ledger row",
+            "アドレス / Address",
+            "重大度 / Severity",
+            "指摘 / Finding",
+            "証拠 / Evidence",
+            "推奨 / Recommendation",
+            "前回比 / Since last run",
+        ],
+        rows,
+    ));
+    if !x.unledgered.is_empty() {
+        out.push_str(&format!(
+            "<p class=\"overdue\">{}<br>{}</p>",
+            esc(&x.note_ja),
+            esc(&x.note_en)
+        ));
+    }
+    out
 }
 
 /// Print HTML to PDF with headless Chromium. Missing Chromium is a 503 that says what to install.
