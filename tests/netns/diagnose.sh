@@ -31,7 +31,7 @@ _nl_veth "$S" t0 10.99.0.1/24 "$T" s0 10.99.0.2/24 1500
 _nl_veth "$S" c0 10.99.1.1/24 "$C" s0 10.99.1.2/24 1500
 ip -n "$S" link set lo up; ip -n "$T" link set lo up; ip -n "$C" link set lo up
 jqe() { jq -e "$@" >/dev/null; }
-TGT=10.99.0.2; CLEAN=10.99.1.2; PORTS=7,13,19,21,22,53,80,1080,3128,4433,4434,5900,8081,10000
+TGT=10.99.0.2; CLEAN=10.99.1.2; PORTS=7,13,19,21,22,23,53,80,445,1080,3128,3389,4433,4434,5900,8081,10000
 
 # --- vsftpd: anonymous login, read-only, one world-writable directory to be seen
 mkdir -p "$W/ftp/pub" "$W/ftp/incoming" "$W/empty"; chmod 555 "$W/ftp"; chmod 777 "$W/ftp/incoming"
@@ -179,6 +179,15 @@ netns_spawn "$T" "$W/udaytime.log" socat UDP4-RECVFROM:13,bind=$TGT,fork SYSTEM:
 # the check and nmap's version probe read)
 printf '#!/bin/sh\nprintf "RFB 003.008\\n"; sleep 2\n' >"$W/rfb.sh"; chmod 755 "$W/rfb.sh"
 netns_spawn "$T" "$W/vnc.log" socat TCP-LISTEN:5900,bind=$TGT,fork,reuseaddr EXEC:"$W/rfb.sh"
+# --- and, the same way, what a telnet server, an RDP server and an SMB server show first:
+# telnet's option negotiation (IAC DO TERMINAL-TYPE), RDP's X.224 Connection Confirm with
+# a negotiation response (TLS), an SMB port that accepts. No server packages are used for
+# these: the first bytes are all either scanner reads.
+printf '#!/bin/sh\nprintf "\\377\\375\\030\\377\\375\\040"; sleep 2\n' >"$W/telnet.sh"; chmod 755 "$W/telnet.sh"
+netns_spawn "$T" "$W/telnet.log" socat TCP-LISTEN:23,bind=$TGT,fork,reuseaddr EXEC:"$W/telnet.sh"
+printf '#!/bin/sh\nhead -c 11 >/dev/null; printf "\\003\\000\\000\\023\\016\\320\\000\\000\\022\\064\\000\\002\\000\\010\\000\\001\\000\\000\\000"; sleep 2\n' >"$W/rdp.sh"; chmod 755 "$W/rdp.sh"
+netns_spawn "$T" "$W/rdp.log" socat TCP-LISTEN:3389,bind=$TGT,fork,reuseaddr EXEC:"$W/rdp.sh"
+netns_spawn "$T" "$W/smb.log" socat TCP-LISTEN:445,bind=$TGT,fork,reuseaddr EXEC:"sleep 3"
 
 # --- the clean host drops ICMP timestamp requests, as a hardened edge does
 printf 'table inet dgclean {\n chain input_ts {\n  type filter hook input priority 0;\n  icmp type timestamp-request drop\n }\n}\n' \
@@ -203,7 +212,7 @@ netns_spawn "$T" "$W/s_server2.log" openssl s_server -accept "$TGT:4434" -tls1_2
 mkdir -p "$W/canary"; echo canary-ok >"$W/canary/index.html"
 netns_spawn "$T" "$W/canary.log" python3 -m http.server 8081 --bind $TGT --directory "$W/canary"
 
-for p in 7 13 19 21 53 80 1080 3128 4433 4434 5900 8081 10000; do
+for p in 7 13 19 21 23 53 80 445 1080 3128 3389 4433 4434 5900 8081 10000; do
   netns_wait_for 15 ip netns exec "$S" bash -c "exec 3<>/dev/tcp/$TGT/$p" || echo "port $p did not open" >&2
 done
 
@@ -239,12 +248,15 @@ result $? "diagnose runs" "$(tail -3 "$W/run1.err")"
 has() { jqe --arg t "$1" --arg c "$2" '[.report.findings[] | select(.target==$t and .check==$c)] | length > 0' "$W/run1.json" >/dev/null; }
 for c in ftp.anonymous ftp.anonymous_writable ftp.banner dns.version dns.recursion dns.axfr echo.tcp chargen.tcp daytime.tcp tls.v1_0 proxy.http_get proxy.http_connect \
          echo.udp chargen.udp daytime.udp snmp.public socks.open icmp.timestamp http.banner http.dir_listing http.vpn_login \
-         tls.cert_self_signed tls.cert_expired tls.weak_cipher vnc.exposed; do
+         tls.cert_self_signed tls.cert_expired tls.weak_cipher vnc.exposed telnet.exposed rdp.exposed smb.exposed; do
   check "finding $c on the target" has $TGT $c
 done
 at() { jq -e --arg c "$1" --argjson p "$2" '[.report.findings[] | select(.check==$c and .port==$p)] | length > 0' "$W/run1.json" >/dev/null; }
 check "directory listing on :80 with Apache's Server and title" jqe '.report.findings[] | select(.check=="http.dir_listing" and .port==80) | .evidence | (contains("Apache") and contains("Index of /"))' "$W/run1.json"
 check "VPN login page on :10000 (by title)" at http.vpn_login 10000
+check "RDP identified by its X.224 Connection Confirm" jqe '.report.findings[] | select(.check=="rdp.exposed") | .evidence | startswith("X.224 Connection Confirm")' "$W/run1.json"
+check "telnet on :23" at telnet.exposed 23
+check "SMB on :445" at smb.exposed 445
 check "expired certificate on :4434" at tls.cert_expired 4434
 result $(at tls.cert_expired 4433; echo $((! $?))) "no expired certificate on :4433"
 check "weak suite accepted on :4433" at tls.weak_cipher 4433
@@ -289,13 +301,15 @@ check "nmap agrees: chargen/daytime/echo ports open" bash -c "grep -q '^7/tcp *o
 check "nmap agrees: version.bind" grep -q 'bind.version: 9.99-diagnose-test' "$W/nmap.txt"
 check "nmap agrees: TLS 1.0 offered" grep -q 'TLSv1.0' "$W/nmap.txt"
 check "nmap agrees: SOCKS5 without authentication (-sV)" grep -Eq '^1080/tcp +open +socks5 .*No authentication' "$W/nmap.txt"
-check "nmap agrees: open SOCKS proxy (socks-open-proxy)" grep -qi 'Potentially OPEN proxy' "$W/nmap-socks.txt"
+check "nmap agrees: open SOCKS proxy (socks-open-proxy)" bash -c "grep -q 'socks-open-proxy:' '$W/nmap-socks.txt' && grep -q 'status: open' '$W/nmap-socks.txt' && grep -q 'socks5' '$W/nmap-socks.txt'"
 check "nmap agrees: SNMP public (snmp-info)" grep -q 'snmp-info' "$W/nmap.txt"
 check "nmap agrees: UDP echo/chargen/daytime open" bash -c "grep -Eq '^7/udp +open ' '$W/nmap.txt' && grep -Eq '^19/udp +open ' '$W/nmap.txt' && grep -Eq '^13/udp +open ' '$W/nmap.txt'"
 check "nmap agrees: expired certificate (ssl-cert)" grep -q 'commonName=expired.test' "$W/nmap.txt"
 check "nmap agrees: anonymous/NULL suites (ssl-enum-ciphers)" grep -Eq '_(anon|NULL)_' "$W/nmap.txt"
 check "nmap agrees: Apache directory listing (http-title Index of /)" grep -q 'Index of /' "$W/nmap.txt"
 check "nmap agrees: VNC (RFB) on 5900" grep -Eq '^5900/tcp +open +vnc' "$W/nmap.txt"
+check "nmap agrees: telnet on 23 (-sV)" grep -Eq '^23/tcp +open +telnet' "$W/nmap.txt"
+check "nmap agrees: RDP on 3389 and SMB on 445 open" bash -c "grep -Eq '^3389/tcp +open ' '$W/nmap.txt' && grep -Eq '^445/tcp +open ' '$W/nmap.txt'"
 check "nmap agrees: ICMP timestamp answered by the target only (-PP)" bash -c "grep -q 'report for $TGT' '$W/nmap-pp.txt' && ! grep -q 'report for $CLEAN' '$W/nmap-pp.txt'"
 check "nmap agrees: the clean host shows no open port" bash -c "awk '/report for $CLEAN/{f=1} f' '$W/nmap.txt' | grep -vq '/tcp *open'"
 
