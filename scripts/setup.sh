@@ -57,6 +57,8 @@ nmap                              diagnose    nmap
 dante-server                      diagnose    /usr/sbin/danted
 snmpd                             diagnose    /usr/sbin/snmpd
 apache2                           diagnose    /usr/sbin/apache2
+openbsd-inetd                     diagnose    /usr/sbin/inetd
+netbase                           diagnose    /etc/services
 graphviz                          ledger      dot
 poppler-utils                     ledger      pdftoppm
 haproxy                           haproxy     /usr/sbin/haproxy

@@ -7,7 +7,8 @@
 #                                        (recursion, AXFR, version), squid (open proxy),
 #                                        dante (open SOCKS), snmpd (public), apache2
 #                                        (directory listing; a VPN-login page on :10000),
-#                                        socat echo/chargen/daytime on TCP and UDP,
+#                                        inetd echo/chargen/daytime on TCP and UDP,
+#                                        telnet/RDP/SMB greetings (socat),
 #                                        openssl s_server -tls1 with weak suites (:4433) and
 #                                        with an expired certificate (:4434), an RFB
 #                                        greeting on :5900, a canary HTTP server on :8081;
@@ -169,11 +170,19 @@ chmod -R a+rX "$W/www" "$W/vpn"
 chmod o+x "$(dirname "$W")"
 netns_spawn "$T" "$W/apache2.log" apache2 -f "$W/apache2.conf" -DFOREGROUND
 
-# --- UDP echo, chargen, daytime (socat standing in for inetd's internal services)
-printf '#!/bin/sh\nhead -c 512 /dev/zero | tr "\\000" x\n' >"$W/uchargen.sh"; chmod 755 "$W/uchargen.sh"
-netns_spawn "$T" "$W/uecho.log" socat UDP4-RECVFROM:7,bind=$TGT,fork PIPE
-netns_spawn "$T" "$W/uchargen.log" socat UDP4-RECVFROM:19,bind=$TGT,fork EXEC:"$W/uchargen.sh"
-netns_spawn "$T" "$W/udaytime.log" socat UDP4-RECVFROM:13,bind=$TGT,fork SYSTEM:date
+# --- echo, chargen, daytime on TCP and UDP: inetd's internal services (openbsd-inetd,
+# with a configuration file of this test's own, in the foreground)
+inetd_conf() { # SERVICE/PROTO... : the internal services to offer
+  local sp
+  for sp in "$@"; do
+    case "${sp#*/}" in
+      tcp) echo "$TGT:${sp%/*} stream tcp nowait root internal" ;;
+      udp) echo "$TGT:${sp%/*} dgram udp wait root internal" ;;
+    esac
+  done >"$W/inetd.conf"
+}
+inetd_conf echo/tcp chargen/tcp daytime/tcp echo/udp chargen/udp daytime/udp
+netns_spawn "$T" "$W/inetd.log" inetd -i "$W/inetd.conf"
 
 # --- a VNC server's greeting (no VNC server package here: the RFB version line is all
 # the check and nmap's version probe read)
@@ -193,11 +202,6 @@ netns_spawn "$T" "$W/smb.log" socat TCP-LISTEN:445,bind=$TGT,fork,reuseaddr EXEC
 printf 'table inet dgclean {\n chain input_ts {\n  type filter hook input priority 0;\n  icmp type timestamp-request drop\n }\n}\n' \
   | ip netns exec "$C" nft -f - || echo "nft: the clean host's ICMP timestamp rule failed" >&2
 
-# --- echo, chargen, daytime (socat standing in for inetd's internal services)
-netns_spawn "$T" "$W/echo.log" socat TCP-LISTEN:7,bind=$TGT,fork,reuseaddr EXEC:cat
-printf '#!/bin/sh\nexec yes " !#$%%()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_abcdefghijklmnopqrstuvwxyz" 2>/dev/null\n' >"$W/chargen.sh"; chmod 755 "$W/chargen.sh"
-netns_spawn "$T" "$W/chargen.log" socat TCP-LISTEN:19,bind=$TGT,fork,reuseaddr EXEC:"$W/chargen.sh"
-netns_spawn "$T" "$W/daytime.log" socat TCP-LISTEN:13,bind=$TGT,fork,reuseaddr SYSTEM:date
 
 # --- openssl s_server offering TLS 1.0 only, anonymous and NULL suites among its
 # ciphers, with a self-signed certificate
@@ -313,11 +317,13 @@ check "nmap agrees: RDP on 3389 and SMB on 445 open" bash -c "grep -Eq '^3389/tc
 check "nmap agrees: ICMP timestamp answered by the target only (-PP)" bash -c "grep -q 'report for $TGT' '$W/nmap-pp.txt' && ! grep -q 'report for $CLEAN' '$W/nmap-pp.txt'"
 check "nmap agrees: the clean host shows no open port" bash -c "awk '/report for $CLEAN/{f=1} f' '$W/nmap.txt' | grep -vq '/tcp *open'"
 
-# --- fix one thing (stop the echo service), run again: fixed / unchanged
-pkill_echo_pids="$(_nl_pids_tagged "$(basename "$W/echo.log")" 2>/dev/null)"
+# --- fix one thing (stop TCP echo: inetd rereads its configuration on SIGHUP), run again:
+# fixed / unchanged
+inetd_conf chargen/tcp daytime/tcp echo/udp chargen/udp daytime/udp
 for pid in $(ip netns pids "$T"); do
-  grep -q 'TCP-LISTEN:7,' "/proc/$pid/cmdline" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'EXEC:cat' && netns_kill "$pid"
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "^inetd -i $W/inetd.conf" && kill -HUP "$pid"
 done
+netns_wait_for 10 bash -c "! ip netns exec $S bash -c 'exec 3<>/dev/tcp/$TGT/7' 2>/dev/null"
 dv diagnose --org "$ORG" --ports $PORTS --canary $TGT:8081 --dns-zone example.test --dns-zone example.com --json >"$W/run2.json" 2>"$W/run2.err"
 check "second run: echo is fixed" jqe '[.comparison.fixed[] | select(.check=="echo.tcp")] | length == 1' "$W/run2.json"
 check "second run: anonymous FTP unchanged" jqe '[.comparison.unchanged[] | select(.check=="ftp.anonymous")] | length == 1' "$W/run2.json"
