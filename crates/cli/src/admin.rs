@@ -540,6 +540,10 @@ enum ConnectionCmd {
         to: Option<String>,
         #[arg(long)]
         group: Option<String>,
+        /// What the connection is for (shown in both organisations' ledgers), e.g.
+        /// "PACS image exchange / 画像連携".
+        #[arg(long)]
+        purpose: Option<String>,
     },
 }
 
@@ -842,9 +846,10 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
             ApprovalCmd::List => c.get("/api/v1/approvals").await?,
             ApprovalCmd::Close { id } => c.post(&format!("/api/v1/approvals/{id}/close"), &json!({})).await?,
         },
-        AdminCmd::Connection(ConnectionCmd::Apply { from, to, group }) => {
-            let v: Value =
-                c.post("/api/v1/connections", &json!({"from_device": from, "to_device": to, "to_group": group})).await?;
+        AdminCmd::Connection(ConnectionCmd::Apply { from, to, group, purpose }) => {
+            let v: Value = c
+                .post("/api/v1/connections", &json!({"from_device": from, "to_device": to, "to_group": group, "purpose": purpose}))
+                .await?;
             return output::application(&v, json);
         }
         AdminCmd::MessagePolicy(cmd) => match cmd {

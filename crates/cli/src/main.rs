@@ -186,6 +186,9 @@ enum AgentCmd {
         /// Every other member of this group.
         #[arg(long)]
         group: Option<String>,
+        /// What the connection is for (shown in both organisations' ledgers).
+        #[arg(long)]
+        purpose: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -543,11 +546,12 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
             ks,
             to,
             group,
+            purpose,
             json,
         } => {
             let store = ks.open()?;
             let agent = dodvpn_agent::sync::Agent::open(store, None)?;
-            let body = serde_json::json!({"to_device": to, "to_group": group});
+            let body = serde_json::json!({"to_device": to, "to_group": group, "purpose": purpose});
             let res: serde_json::Value = agent
                 .client
                 .post("/api/v1/device/connections", &body)

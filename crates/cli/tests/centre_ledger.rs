@@ -116,9 +116,34 @@ async fn scenario(backend: Backend) {
         "--minutes",
         "60",
     ]);
-    let g2 = c.admin_ok(&["connection", "apply", "--from", &v1.id, "--to", &h2.id])["outcomes"][0]
-        ["grant_id"]
+    let g2 = c.admin_ok(&[
+        "connection",
+        "apply",
+        "--from",
+        &v1.id,
+        "--to",
+        &h2.id,
+        "--purpose",
+        "給食システムの保守 / meal system maintenance",
+    ])["outcomes"][0]["grant_id"]
         .clone();
+    let long = "x".repeat(201);
+    let e = c
+        .admin(&[
+            "connection",
+            "apply",
+            "--from",
+            &v1.id,
+            "--to",
+            &h2.id,
+            "--purpose",
+            &long,
+        ])
+        .unwrap_err();
+    assert!(
+        e.contains("purpose must be 1–200") && e.contains("目的"),
+        "{e}"
+    );
     // The vendor's agent reports what it runs.
     let sw: Value = v1
         .tier2(&c)
@@ -194,6 +219,42 @@ async fn scenario(backend: Backend) {
         .find(|r| r["grant_id"] == g2)
         .unwrap();
     assert_eq!(vendor_row["peer_org_name"], "保守ベンダー");
+    assert_eq!(
+        vendor_row["purpose"],
+        "給食システムの保守 / meal system maintenance"
+    );
+    assert_eq!(
+        vendor_row["windows"].as_array().unwrap().len(),
+        1,
+        "{vendor_row}"
+    );
+    assert!(
+        vendor_row["windows"][0]["not_after_ms"].as_i64().unwrap()
+            > vendor_row["windows"][0]["not_before_ms"].as_i64().unwrap()
+    );
+    assert_eq!(
+        vendor_row["approved_by"],
+        json!([vendor_row["windows"][0]["opened_by"]])
+    );
+    assert!(
+        vendor_row["approved_by"][0]
+            .as_str()
+            .unwrap()
+            .contains("admin"),
+        "{vendor_row}"
+    );
+    let lab_row = l["dodvpn"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["grant_id"] == g1)
+        .unwrap();
+    assert!(
+        lab_row["purpose"].is_null()
+            && lab_row["approved_by"] == json!([])
+            && lab_row["windows"] == json!([]),
+        "{lab_row}"
+    );
     assert_eq!(vendor_row["services"], json!(["tcp/22"]));
     assert_eq!(vendor_row["peer_model"], "DV-100");
     assert!(vendor_row["peer_software"]

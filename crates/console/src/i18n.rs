@@ -96,6 +96,7 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     ("col.sheet", "Sheet", "シート"),
     ("col.score", "Score", "得点"),
     ("col.row", "Ledger row", "台帳の行"),
+    ("col.purpose", "Purpose", "目的"),
     ("col.address", "Address", "アドレス"),
     ("col.severity", "Severity", "重大度"),
     ("col.finding", "Finding", "指摘"),

@@ -1431,9 +1431,10 @@ async fn ledger_page(
         h2 { (l.t("ledger.through")) }
         table {
             caption class="sr" { (l.t("ledger.through")) }
-            thead { tr { th scope="col" { (l.t("col.peer")) } th scope="col" { (l.t("col.id")) } th scope="col" { (l.t("col.services")) } th scope="col" { (l.t("col.state")) } th scope="col" { (l.t("col.since")) } } }
+            thead { tr { th scope="col" { (l.t("col.peer")) } th scope="col" { (l.t("col.id")) } th scope="col" { (l.t("col.purpose")) } th scope="col" { (l.t("col.services")) } th scope="col" { (l.t("col.state")) } th scope="col" { (l.t("col.since")) } } }
             tbody { @for r in rows("dodvpn") { tr {
                 td { (s(&r["peer_org_name"])) } td { (s(&r["device_id"])) " ↔ " (s(&r["peer_device_id"])) }
+                td { (s(&r["purpose"])) }
                 td { (r["services"].as_array().into_iter().flatten().map(s).collect::<Vec<_>>().join(", ")) }
                 td { (s(&r["state"])) } td { (when(r["since_ms"].as_i64().unwrap_or(0))) }
             } } }

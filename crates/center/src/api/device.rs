@@ -452,6 +452,7 @@ pub async fn connect(
             &dev.device_id,
             body.to_device.as_deref(),
             body.to_group.as_deref(),
+            body.purpose.as_deref(),
         )
         .await?,
     ))

@@ -30,7 +30,14 @@ pub struct Application {
     /// …or every other member of a group.
     #[serde(default)]
     pub to_group: Option<String>,
+    /// What the connection is for (1–200 characters), shown in both organisations' ledgers.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
+    pub purpose: Option<String>,
 }
+
+/// Most characters of an application's purpose.
+pub const MAX_PURPOSE: usize = 200;
 
 #[derive(Serialize, ToSchema)]
 pub struct ApplicationResult {
@@ -44,7 +51,17 @@ pub(crate) async fn run_application(
     applicant: &str,
     to_device: Option<&str>,
     to_group: Option<&str>,
+    purpose: Option<&str>,
 ) -> Result<ApplicationResult, ApiError> {
+    let purpose = purpose.map(str::trim);
+    if let Some(p) = purpose {
+        let n = p.chars().count();
+        if n == 0 || n > MAX_PURPOSE || p.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(format!(
+                "purpose must be 1–{MAX_PURPOSE} printable characters / 目的は {MAX_PURPOSE} 文字以内の印字可能文字にしてください"
+            )));
+        }
+    }
     let mut tx = c.db.begin_write().await?;
     let targets: Vec<String> = match (to_device, to_group) {
         (Some(d), None) => vec![d.to_string()],
@@ -67,7 +84,7 @@ pub(crate) async fn run_application(
         actor,
         "connection.applied",
         applicant,
-        serde_json::json!({"to_device": to_device, "to_group": to_group, "step": "k"}),
+        serde_json::json!({"to_device": to_device, "to_group": to_group, "purpose": purpose, "step": "k"}),
     )
     .await?;
     let mut outcomes = Vec::new();
@@ -86,7 +103,16 @@ pub(crate) async fn run_application(
             });
             continue;
         }
-        outcomes.push(grants::apply(c, &mut tx, actor, applicant, &t).await?);
+        let outcome = grants::apply(c, &mut tx, actor, applicant, &t).await?;
+        if let (Some(p), Some(g)) = (purpose, &outcome.grant_id) {
+            // The first application's purpose stays; a repeated one does not rewrite it.
+            sqlx::query("UPDATE grants SET purpose = $1 WHERE id = $2 AND purpose IS NULL")
+                .bind(p)
+                .bind(g)
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        outcomes.push(outcome);
     }
     tx.commit().await?;
     Ok(ApplicationResult {
@@ -117,6 +143,7 @@ pub async fn apply_connection(
             &from,
             body.to_device.as_deref(),
             body.to_group.as_deref(),
+            body.purpose.as_deref(),
         )
         .await?,
     ))

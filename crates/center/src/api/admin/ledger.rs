@@ -52,6 +52,13 @@ pub struct DodvpnConnection {
     pub state: String,
     /// Who applied for it (the audit actor of the grant).
     pub created_by: String,
+    /// What it is for, as the application said.
+    pub purpose: Option<String>,
+    /// Who opened its approval windows (the approver organisation's people); empty when
+    /// both organisations' standing policies admit it without a window.
+    pub approved_by: Vec<String>,
+    /// Its approval windows, newest first (at most 20).
+    pub windows: Vec<Window>,
     pub since_ms: i64,
     pub last_used_ms: Option<i64>,
     pub bytes_in: i64,
@@ -67,6 +74,16 @@ pub struct RowFinding {
     pub finding: Finding,
     /// Not seen by the run before (false: seen then too).
     pub new: bool,
+}
+
+/// An approval window the approver organisation opened for the applicant.
+#[derive(Serialize, ToSchema)]
+pub struct Window {
+    pub id: String,
+    pub not_before_ms: i64,
+    pub not_after_ms: i64,
+    pub closed_ms: Option<i64>,
+    pub opened_by: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -177,7 +194,7 @@ fn file_findings(
 async fn dodvpn_rows(c: &Center, org: &str) -> Result<Vec<DodvpnConnection>, ApiError> {
     let pool = &c.db.pool;
     let rows = sqlx::query(
-        "SELECT g.id, g.applicant_device, g.target_device, g.info_applicant, g.created_ms, a.owner_org, t.owner_org \
+        "SELECT g.id, g.applicant_device, g.target_device, g.info_applicant, g.created_ms, a.owner_org, t.owner_org, g.purpose \
          FROM grants g JOIN devices a ON a.id = g.applicant_device JOIN devices t ON t.id = g.target_device \
          WHERE g.status = 'active' AND (a.owner_org = $1 OR t.owner_org = $1) ORDER BY g.created_ms, g.id",
     )
@@ -222,16 +239,16 @@ async fn dodvpn_rows(c: &Center, org: &str) -> Result<Vec<DodvpnConnection>, Api
         .bind(&mine)
         .fetch_one(pool)
         .await?;
-        let windows: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM approvals WHERE approver_org = $1 AND applicant_org = $2",
-        )
-        .bind(&t_org)
-        .bind(&a_org)
-        .fetch_one(pool)
-        .await?;
+        let windows = windows_of(c, &t_org, &a_org).await?;
+        let mut approved_by: Vec<String> = Vec::new();
+        for w in &windows {
+            if !approved_by.contains(&w.opened_by) {
+                approved_by.push(w.opened_by.clone());
+            }
+        }
         let state = if live.unwrap_or(0) > 0 {
             "live"
-        } else if windows > 0 {
+        } else if !windows.is_empty() {
             "window-bound"
         } else {
             "idle"
@@ -256,6 +273,9 @@ async fn dodvpn_rows(c: &Center, org: &str) -> Result<Vec<DodvpnConnection>, Api
             services,
             state: state.into(),
             created_by: created_by.unwrap_or_default(),
+            purpose: r.get(7),
+            approved_by,
+            windows,
             since_ms: r.get(4),
             last_used_ms: last_used,
             bytes_in: bytes.get::<i64, _>(0),
@@ -265,6 +285,29 @@ async fn dodvpn_rows(c: &Center, org: &str) -> Result<Vec<DodvpnConnection>, Api
         });
     }
     Ok(out)
+}
+
+/// The approval windows `approver` opened for `applicant`, newest first, with who opened each.
+async fn windows_of(c: &Center, approver: &str, applicant: &str) -> Result<Vec<Window>, ApiError> {
+    let rows = sqlx::query(
+        "SELECT p.id, p.not_before, p.not_after, p.closed_ms, \
+         (SELECT a.actor FROM audit a WHERE a.action = 'approval.opened' AND a.subject = p.id ORDER BY a.seq LIMIT 1) \
+         FROM approvals p WHERE p.approver_org = $1 AND p.applicant_org = $2 ORDER BY p.not_before DESC, p.id LIMIT 20",
+    )
+    .bind(approver)
+    .bind(applicant)
+    .fetch_all(&c.db.pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Window {
+            id: r.get(0),
+            not_before_ms: r.get(1),
+            not_after_ms: r.get(2),
+            closed_ms: r.get(3),
+            opened_by: r.get::<Option<String>, _>(4).unwrap_or_default(),
+        })
+        .collect())
 }
 
 async fn stored<T: serde::de::DeserializeOwned>(

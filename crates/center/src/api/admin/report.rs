@@ -86,8 +86,10 @@ async fn html(c: &Center, org: &str) -> Result<String, ApiError> {
             "相手 / Peer",
             "機器 / Device",
             "方向 / Direction",
+            "目的 / Purpose",
             "サービス / Services",
             "状態 / State",
+            "申請・承認 / Applied, approved by",
             "開始 / Since",
             "最終利用 / Last used",
             "相手の機種・ソフトウェア / Peer model, software",
@@ -99,8 +101,27 @@ async fn html(c: &Center, org: &str) -> Result<String, ApiError> {
                     esc(&r.peer_org_name),
                     format!("{} ↔ {}", esc(&r.device_id), esc(&r.peer_device_id)),
                     esc(&r.direction),
+                    esc(r.purpose.as_deref().unwrap_or("—")),
                     esc(&r.services.join(", ")),
-                    esc(&r.state),
+                    match r.windows.first() {
+                        Some(w) => format!(
+                            "{} ({} 件の時間枠、最新 / windows, newest: {} – {})",
+                            esc(&r.state),
+                            r.windows.len(),
+                            when(w.not_before_ms),
+                            when(w.not_after_ms)
+                        ),
+                        None => esc(&r.state),
+                    },
+                    format!(
+                        "{} / {}",
+                        esc(&r.created_by),
+                        if r.approved_by.is_empty() {
+                            "双方のポリシー / both organisations' policies".to_string()
+                        } else {
+                            esc(&r.approved_by.join(", "))
+                        }
+                    ),
                     when(r.since_ms),
                     r.last_used_ms.map(when).unwrap_or_else(|| "—".into()),
                     format!(
