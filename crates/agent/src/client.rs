@@ -138,6 +138,21 @@ impl CenterClient {
             .await
     }
 
+    /// A raw body (a file), with its media type.
+    pub async fn post_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        media_type: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<T> {
+        self.send(
+            self.request(reqwest::Method::POST, path)
+                .header(reqwest::header::CONTENT_TYPE, media_type)
+                .body(body),
+        )
+        .await
+    }
+
     pub async fn put<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,

@@ -501,6 +501,23 @@ enum ChecksheetCmd {
         from: String,
         to: String,
     },
+    /// Upload an evidence file (at most 10 MiB); prints the id an answer's `attachment` names.
+    Attach {
+        org: String,
+        file: PathBuf,
+        /// The name shown with it (default: the file's own name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// The evidence files of ORG.
+    Attachments { org: String },
+    /// Download one evidence file (its content is checked against the stored SHA-256).
+    Attachment {
+        org: String,
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn gate(sheets: &[String], min: u8, on_expiry: &str) -> Value {
@@ -833,6 +850,36 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
             ChecksheetCmd::Show { org, submission } => c.get(&format!("/api/v1/orgs/{org}/checksheets/{submission}")).await?,
             ChecksheetCmd::Compare { org, from, to } => {
                 c.get(&format!("/api/v1/orgs/{org}/checksheets/compare?from={from}&to={to}")).await?
+            }
+            ChecksheetCmd::Attach { org, file, name } => {
+                let bytes = std::fs::read(&file)
+                    .with_context(|| format!("cannot read {} / 読み込めません", file.display()))?;
+                let name = match name {
+                    Some(n) => n,
+                    None => file
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "attachment".into()),
+                };
+                let q: String = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("name", &name)
+                    .finish();
+                c.post_bytes(
+                    &format!("/api/v1/orgs/{org}/checksheets/attachments?{q}"),
+                    "application/octet-stream",
+                    bytes,
+                )
+                .await?
+            }
+            ChecksheetCmd::Attachments { org } => {
+                c.get(&format!("/api/v1/orgs/{org}/checksheets/attachments")).await?
+            }
+            ChecksheetCmd::Attachment { org, id, out } => {
+                let bytes = c
+                    .get_bytes(&format!("/api/v1/orgs/{org}/checksheets/attachments/{id}"))
+                    .await?;
+                write_file(&out, &bytes)?;
+                json!({"written": out, "bytes": bytes.len()})
             }
         },
         AdminCmd::Approval(cmd) => match cmd {

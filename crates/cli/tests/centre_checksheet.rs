@@ -260,3 +260,160 @@ async fn the_gate_holds_until_the_sheet_passes_and_suspends_on_expiry_sqlite() {
 async fn the_gate_holds_until_the_sheet_passes_and_suspends_on_expiry_postgres() {
     scenario(Backend::Postgres).await
 }
+
+/// Evidence files: uploaded per organisation (0600 on disk, audited, checked by SHA-256
+/// when read back), named by id in an answer; an unknown or another organisation's id,
+/// an empty or oversized file, a bad name are refused with nothing stored.
+fn evidence_files(backend: Backend) {
+    let c = Centre::start(backend);
+    let org = c.org("Evidence Hospital", "hospital");
+    let other = c.org("Other Clinic", "clinic");
+    let file = c.dir.join("contract.pdf");
+    let content = b"%PDF-1.4 maintenance contract, remote access clause".repeat(100);
+    std::fs::write(&file, &content).unwrap();
+    let att = c.admin_ok(&[
+        "checksheet",
+        "attach",
+        &org,
+        file.to_str().unwrap(),
+        "--name",
+        "保守契約書 2026.pdf",
+    ]);
+    let id = att["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("att-"), "{att}");
+    assert_eq!(att["name"], "保守契約書 2026.pdf");
+    assert_eq!(att["size"], content.len());
+    let stored = c.dir.join("attachments").join(&id);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let list = c.admin_ok(&["checksheet", "attachments", &org]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let back = c.dir.join("back.pdf");
+    c.admin_ok(&[
+        "checksheet",
+        "attachment",
+        &org,
+        &id,
+        "--out",
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&back).unwrap(), content);
+
+    // An answer names it; the submission keeps the id.
+    let mut body = answered(&c, &org, "mhlw", "yes");
+    body["answers"][0]["attachment"] = json!(id);
+    let sub = submit(&c, &org, &body).unwrap();
+    let shown = c.admin_ok(&["checksheet", "show", &org, sub["id"].as_str().unwrap()]);
+    assert_eq!(
+        shown["body"]["answers"][0]["attachment"],
+        json!(id),
+        "{shown}"
+    );
+
+    // Refused, storing nothing: an id that does not exist, another organisation's id,
+    // reading another organisation's file, an empty or oversized file, a bad name.
+    let history = |c: &Centre, o: &str| {
+        c.admin_ok(&["checksheet", "history", o])
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = history(&c, &org);
+    body["answers"][0]["attachment"] = json!("att-000000000000");
+    let e = submit(&c, &org, &body).unwrap_err();
+    assert!(
+        e.contains("no attachment att-000000000000") && e.contains("添付ファイル"),
+        "{e}"
+    );
+    let mut theirs = answered(&c, &other, "small", "yes");
+    theirs["answers"][0]["attachment"] = json!(id);
+    let e = submit(&c, &other, &theirs).unwrap_err();
+    assert!(e.contains(&format!("no attachment {id}")), "{e}");
+    assert_eq!(history(&c, &org), before);
+    assert_eq!(history(&c, &other), 0);
+    let cred = c.dir.join("other.token");
+    c.admin_ok(&["org", "admin", &other, "--out", cred.to_str().unwrap()]);
+    let e = c
+        .admin_as(
+            &cred,
+            &[
+                "checksheet",
+                "attachment",
+                &org,
+                &id,
+                "--out",
+                back.to_str().unwrap(),
+            ],
+        )
+        .unwrap_err();
+    assert!(e.contains("403") || e.contains("other_organisation"), "{e}");
+    let empty = c.dir.join("empty.txt");
+    std::fs::write(&empty, b"").unwrap();
+    let e = c
+        .admin(&["checksheet", "attach", &org, empty.to_str().unwrap()])
+        .unwrap_err();
+    assert!(e.contains("empty") && e.contains("空"), "{e}");
+    let big = c.dir.join("big.bin");
+    std::fs::write(&big, vec![7u8; 10 * 1024 * 1024 + 1]).unwrap();
+    let e = c
+        .admin(&["checksheet", "attach", &org, big.to_str().unwrap()])
+        .unwrap_err();
+    assert!(e.contains("413") || e.contains("too_large"), "{e}");
+    let e = c
+        .admin(&[
+            "checksheet",
+            "attach",
+            &org,
+            file.to_str().unwrap(),
+            "--name",
+            "a\u{7}b",
+        ])
+        .unwrap_err();
+    assert!(e.contains("printable"), "{e}");
+    assert_eq!(
+        c.admin_ok(&["checksheet", "attachments", &org])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let files: Vec<_> = std::fs::read_dir(c.dir.join("attachments"))
+        .unwrap()
+        .collect();
+    assert_eq!(files.len(), 1, "no file left behind by a refusal");
+
+    // A file changed on disk is refused when read, not served.
+    std::fs::write(&stored, b"tampered").unwrap();
+    let e = c
+        .admin(&[
+            "checksheet",
+            "attachment",
+            &org,
+            &id,
+            "--out",
+            back.to_str().unwrap(),
+        ])
+        .unwrap_err();
+    assert!(e.contains("does not match its SHA-256"), "{e}");
+    let audit = audit_actions(&c);
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|(a, _)| a == "checksheet.attachment_added")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn evidence_files_sqlite() {
+    evidence_files(Backend::Sqlite);
+}
+
+#[test]
+fn evidence_files_postgres() {
+    evidence_files(Backend::Postgres);
+}

@@ -34,7 +34,9 @@ pub(crate) fn body_limit(path: &str) -> usize {
         "/ledger/equipment",
         "/checksheets",
     ];
-    if path.starts_with("/api/v1/orgs/") && large.iter().any(|l| path.ends_with(l)) {
+    if path.starts_with("/api/v1/orgs/") && path.ends_with("/checksheets/attachments") {
+        admin::checksheet_attachments::MAX_ATTACHMENT + 1024
+    } else if path.starts_with("/api/v1/orgs/") && large.iter().any(|l| path.ends_with(l)) {
         admin::diagnose::MAX_RUN_BODY
     } else if path == "/api/v1/device/messages" {
         message::MAX_DEPOSIT_BODY
@@ -81,6 +83,17 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
                 .routes(routes!(admin::ledger::put_equipment))
                 .layer(DefaultBodyLimit::max(admin::diagnose::MAX_RUN_BODY)),
         )
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(
+                    admin::checksheet_attachments::upload,
+                    admin::checksheet_attachments::list
+                ))
+                .layer(DefaultBodyLimit::max(
+                    admin::checksheet_attachments::MAX_ATTACHMENT + 1024,
+                )),
+        )
+        .routes(routes!(admin::checksheet_attachments::download))
         .routes(routes!(admin::checksheets::compare))
         .routes(routes!(admin::checksheets::prefill))
         .routes(routes!(admin::checksheets::get_submission))

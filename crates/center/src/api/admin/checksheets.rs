@@ -80,7 +80,7 @@ pub struct AnswerBody {
     #[serde(default)]
     #[schema(max_length = 2000)]
     pub note: String,
-    /// Name of an attached evidence file, up to 200 characters.
+    /// Id of an evidence file uploaded with `POST /api/v1/orgs/{id}/checksheets/attachments`.
     #[serde(default)]
     #[schema(max_length = 200)]
     pub attachment: Option<String>,
@@ -260,6 +260,15 @@ pub async fn submit(
         .map_err(|e| ApiError::bad_request_code("checksheet_invalid", e.to_string()))?;
     let mut tx = c.db.begin_write().await?;
     org_exists(&mut tx, &id).await?;
+    super::checksheet_attachments::check_answers(
+        &mut tx,
+        &id,
+        submission
+            .answers
+            .iter()
+            .filter_map(|a| a.attachment.as_deref()),
+    )
+    .await?;
     let sid = new_id("sheet");
     let expires = tx.now + validity().as_millis() as i64;
     sqlx::query(

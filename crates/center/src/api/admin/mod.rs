@@ -5,6 +5,7 @@
 pub mod approvals;
 pub mod audit;
 pub mod certs;
+pub mod checksheet_attachments;
 pub mod checksheets;
 pub mod devices;
 pub mod diagnose;
