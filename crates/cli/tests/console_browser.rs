@@ -206,6 +206,10 @@ async fn console_in_chromium_login_isolation_csrf_lockout_axe_cut() {
     let cut = trail.iter().find(|(x, _)| x == "session.cut").unwrap();
     assert_eq!(cut.1["reason"], json!("cut from the console"));
     assert!(!trail.iter().any(|(x, _)| x == "device.revoked"));
+    // The ledger edits and the sheet made in the browser: added, edited, changed from
+    // a second page, deleted; the refused and the stale saves wrote nothing.
+    assert_eq!(count("ledger.outside_replaced"), 4, "{trail:?}");
+    assert_eq!(count("checksheet.submitted"), 1);
     assert_eq!(count("approval.opened"), 1);
     assert_eq!(count("approval.closed"), 1);
     let dev = c.admin_ok(&["device", "show", &a.id]);

@@ -26,6 +26,8 @@ use crate::web::{
 };
 use crate::{assets, password, totp, Console};
 
+mod ledger_edit;
+
 pub fn routes(c: Arc<Console>) -> Router {
     Router::new()
         .route(
@@ -63,6 +65,19 @@ pub fn routes(c: Arc<Console>) -> Router {
         .route("/console/ledger/{org}", get(ledger_page))
         .route("/console/ledger/{org}/diagram.svg", get(ledger_diagram))
         .route("/console/ledger/{org}/report.pdf", get(ledger_report))
+        .route(
+            "/console/ledger/{org}/sheets/{sheet}",
+            get(ledger_edit::sheet_form).post(ledger_edit::submit_sheet),
+        )
+        .route("/console/ledger/{org}/{table}", post(ledger_edit::save_row))
+        .route(
+            "/console/ledger/{org}/{table}/{row}",
+            get(ledger_edit::row_form),
+        )
+        .route(
+            "/console/ledger/{org}/{table}/{row}/delete",
+            post(ledger_edit::delete_row),
+        )
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             c.clone(),
@@ -122,6 +137,14 @@ impl Console {
     async fn get_json(&self, a: &Authed, uri: &str) -> Result<Value, PageError> {
         let ans = self
             .call(&a.user, Method::GET, uri, None)
+            .await
+            .map_err(|e| PageError::internal(a.lang, e))?;
+        json_or_page(a.lang, ans)
+    }
+
+    async fn put_json(&self, a: &Authed, uri: &str, body: Value) -> Result<Value, PageError> {
+        let ans = self
+            .call(&a.user, Method::PUT, uri, Some(body))
             .await
             .map_err(|e| PageError::internal(a.lang, e))?;
         json_or_page(a.lang, ans)
@@ -1426,6 +1449,13 @@ async fn ledger_page(
         .await?;
     let rows = |k: &str| led[k].as_array().cloned().unwrap_or_default();
     let overdue = |v: &Value| html! { @if v == &Value::Bool(true) { " " strong { "(" (l.t("ledger.overdue")) ")" } } };
+    let edit = roles::may(a.user.role, Can::EditLedger);
+    let base = format!("/console/ledger/{org}");
+    let edit_link = |table: &str, id: &Value| {
+        html! {
+            @if edit { " " a href={(base) "/" (table) "/" (s(id))} { (l.t("ledger.edit")) span class="sr" { " " (s(id)) } } }
+        }
+    };
     let body = html! {
         p { a href={"/console/ledger/" (org) "/report.pdf"} { (l.t("ledger.report")) } }
         h2 { (l.t("ledger.through")) }
@@ -1444,20 +1474,22 @@ async fn ledger_page(
             caption class="sr" { (l.t("ledger.outside")) }
             thead { tr { th scope="col" { (l.t("col.id")) } th scope="col" { (l.t("col.kind")) } th scope="col" { (l.t("col.contractor")) } th scope="col" { (l.t("col.addresses")) } th scope="col" { (l.t("col.reviewed")) } } }
             tbody { @for o in rows("outside") { tr {
-                td { (s(&o["row"]["id"])) } td { (s(&o["row"]["kind"])) } td { (s(&o["row"]["contractor"])) }
+                td { (s(&o["row"]["id"])) (edit_link("outside", &o["row"]["id"])) } td { (s(&o["row"]["kind"])) } td { (s(&o["row"]["contractor"])) }
                 td { (list(&o["row"]["addresses"])) }
                 td { (s(&o["row"]["last_reviewed"])) (overdue(&o["review_overdue"])) }
             } } }
         }
+        @if edit { p { a href={(base) "/outside/new"} { (l.t("ledger.add_row")) span class="sr" { ": " (l.t("ledger.outside")) } } } }
         h2 { (l.t("ledger.equipment")) }
         table {
             caption class="sr" { (l.t("ledger.equipment")) }
             thead { tr { th scope="col" { (l.t("col.id")) } th scope="col" { (l.t("col.name")) } th scope="col" { (l.t("col.location")) } th scope="col" { (l.t("col.addresses")) } th scope="col" { (l.t("col.reviewed")) } } }
             tbody { @for e in rows("equipment") { tr {
-                td { (s(&e["id"])) } td { (s(&e["name"])) } td { (s(&e["location"])) } td { (list(&e["addresses"])) }
+                td { (s(&e["id"])) (edit_link("equipment", &e["id"])) } td { (s(&e["name"])) } td { (s(&e["location"])) } td { (list(&e["addresses"])) }
                 td { (s(&e["last_reviewed"])) (overdue(&e["review_overdue"])) }
             } } }
         }
+        @if edit { p { a href={(base) "/equipment/new"} { (l.t("ledger.add_row")) span class="sr" { ": " (l.t("ledger.equipment")) } } } }
         h2 { (l.t("ledger.exposure")) }
         @if led["exposure"].is_null() {
             p { (l.t("ledger.exposure_none")) }
@@ -1488,6 +1520,13 @@ async fn ledger_page(
                 td { (s(&x["sheet"])) " " (s(&x["version"])) } td { (s(&x["percent"])) "%" } td { (s(&x["state"])) }
                 td { (when(x["submitted_ms"].as_i64().unwrap_or(0))) }
             } } }
+        }
+        @if edit {
+            p { (l.t("ledger.answer")) ": "
+                @for sheet in ["small", "large", "provider", "mhlw"] {
+                    a href={(base) "/sheets/" (sheet)} { (sheet) } " "
+                }
+            }
         }
     };
     let title = format!("{} — {}", l.t("nav.ledger"), s(&led["org_name"]));

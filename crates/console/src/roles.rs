@@ -62,6 +62,9 @@ pub enum Can {
     ManageApprovals,
     /// The connection ledger, diagram, check sheets and the inspector's report (issue 11).
     ViewLedger,
+    /// Change the ledger's hand-kept rows and answer check sheets (organisation admins
+    /// for their own organisation, provider admins).
+    EditLedger,
 }
 
 pub fn may(role: Role, can: Can) -> bool {
@@ -138,6 +141,10 @@ mod tests {
         assert!(may(Role::OrgApprover, Can::ManageApprovals));
         assert!(!may(Role::DeviceProvider, Can::ViewAudit));
         assert!(may(Role::Auditor, Can::ViewLedger));
+        assert!(!may(Role::Auditor, Can::EditLedger));
+        assert!(!may(Role::ProviderOperator, Can::EditLedger));
+        assert!(!may(Role::OrgApprover, Can::EditLedger));
+        assert!(may(Role::OrgAdmin, Can::EditLedger));
         assert!(!may(Role::OrgApprover, Can::ViewLedger));
         assert!(!may(Role::ProviderOperator, Can::ViewLedger));
     }

@@ -25,6 +25,8 @@ pub const PRE_COOKIE: &str = "__Host-dodvpn-pre";
 pub const LANG_COOKIE: &str = "dodvpn-lang";
 /// Forms are small; anything larger is refused before it is parsed.
 pub const MAX_FORM: usize = 16 * 1024;
+/// A check-sheet answer form.
+pub const MAX_SHEET_FORM: usize = 1024 * 1024;
 
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
 connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -274,7 +276,13 @@ pub async fn csrf_guard(State(c): State<Arc<Console>>, req: Request, next: Next)
     }
     let lang = lang_of(req.headers());
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_FORM).await {
+    // A whole check sheet (hundreds of answers with evidence notes) is the one big form.
+    let limit = if parts.uri.path().contains("/sheets/") {
+        MAX_SHEET_FORM
+    } else {
+        MAX_FORM
+    };
+    let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
             return PageError::new(StatusCode::PAYLOAD_TOO_LARGE, lang, "err.too_large")

@@ -13,5 +13,6 @@ mod rows;
 pub use csv_io::{decode_text, from_csv, to_csv, CsvError, CsvTable};
 pub use diagram::{Diagram, Edge, EdgeState, Node, NodeKind};
 pub use rows::{
-    review_overdue, Date, Equipment, EquipmentCategory, External, ExternalKind, RowError,
+    parse_addresses, review_overdue, Date, Equipment, EquipmentCategory, External, ExternalKind,
+    RowError, MAX_ADDRESSES,
 };

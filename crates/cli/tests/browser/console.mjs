@@ -185,6 +185,57 @@ async function main() {
     await root.getByRole("button", { name: /Close now/ }).click();
     check("window closed", (await root.locator("main table tbody").textContent()).includes("closed"));
 
+    // ---- the ledger edited and a check sheet answered in the browser ----
+    const ledgerUrl = `${BASE}/console/ledger/${HOSPITAL_ORG}`;
+    await root.goto(ledgerUrl);
+    await root.locator('main a[href$="/outside/new"]').click();
+    await audit(root, "ledger-row-new");
+    await root.getByLabel("ID", { exact: true }).fill("X-WEB-1");
+    await root.getByLabel("Kind").selectOption("vendor-vpn");
+    await root.getByLabel("Contractor").fill("給食サービス株式会社");
+    await root.getByLabel("Responsible person").fill("山田");
+    await root.getByLabel("Last reviewed").fill("2026-11-01");
+    await root.getByLabel(/Public addresses/).fill("203.0.113.7");
+    await root.getByRole("button", { name: "Save" }).click();
+    let ltext = await root.locator("main").textContent();
+    check("a row added in the console is in the ledger", root.url() === ledgerUrl && ltext.includes("X-WEB-1") && ltext.includes("203.0.113.7"), root.url());
+    await root.locator('main a[href$="/outside/X-WEB-1"]').click();
+    await root.getByLabel(/Public addresses/).fill("vpn.example.jp");
+    await root.getByRole("button", { name: "Save" }).click();
+    check("a bad address is refused with the reason", (await root.locator("main").textContent()).includes("vpn.example.jp"));
+    await audit(root, "ledger-row-refused");
+    const rowUrl = `${ledgerUrl}/outside/X-WEB-1`;
+    await root.goto(rowUrl);
+    await root.getByLabel("Contractor").fill("新しい契約先");
+    await root.getByRole("button", { name: "Save" }).click();
+    ltext = await root.locator("main").textContent();
+    check("an edited row shows the new value", ltext.includes("新しい契約先") && ltext.includes("203.0.113.7"));
+    // A form opened before someone else saved the table does not overwrite their change.
+    await root.goto(rowUrl);
+    const other = await rootCtx.newPage();
+    await other.goto(rowUrl);
+    await other.getByLabel("Contractor").fill("別の人の変更");
+    await other.getByRole("button", { name: "Save" }).click();
+    await root.getByLabel("Contractor").fill("古いフォーム");
+    await root.getByRole("button", { name: "Save" }).click();
+    check("a stale form is refused", (await root.locator("main").textContent()).includes("Someone changed this table"));
+    await root.goto(ledgerUrl);
+    ltext = await root.locator("main").textContent();
+    check("the other change stands", ltext.includes("別の人の変更") && !ltext.includes("古いフォーム"));
+    await other.close();
+    await root.goto(rowUrl);
+    await root.getByRole("button", { name: "Delete this row" }).click();
+    check("a deleted row is gone", !(await root.locator("main").textContent()).includes("X-WEB-1"));
+    await root.goto(`${ledgerUrl}/sheets/mhlw`);
+    await audit(root, "sheet-form");
+    const yes = root.locator('input[type="radio"][value="yes"]');
+    const asked = await yes.count();
+    for (let i = 0; i < asked; i++) { await yes.nth(i).check(); }
+    await root.getByRole("button", { name: "Submit the answers" }).click();
+    ltext = await root.locator("main").textContent();
+    check("a sheet answered in the console is scored", asked > 10 && root.url() === ledgerUrl && /mhlw[^%]*100%/.test(ltext), `${asked} items; ${root.url()}`);
+    await audit(root, "ledger-after-edits");
+
     // ---- the clinic's administrator ----
     const clinicCtx = await newContext(browser, "ja-JP");
     const clinic = await clinicCtx.newPage();
@@ -201,7 +252,8 @@ async function main() {
     check("clinic sees its own device", devText.includes(CLINIC_DEVICE));
     check("clinic does not see the hospital's device", !devText.includes(HOSPITAL_DEVICE));
     await audit(clinic, "devices-clinic");
-    for (const p of [`/console/devices/${HOSPITAL_DEVICE}`, `/console/ledger/${HOSPITAL_ORG}`, `/console/ledger/${HOSPITAL_ORG}/report.pdf`]) {
+    for (const p of [`/console/devices/${HOSPITAL_DEVICE}`, `/console/ledger/${HOSPITAL_ORG}`, `/console/ledger/${HOSPITAL_ORG}/report.pdf`,
+      `/console/ledger/${HOSPITAL_ORG}/outside/new`, `/console/ledger/${HOSPITAL_ORG}/sheets/mhlw`]) {
       const r = await clinic.goto(`${BASE}${p}`);
       check(`clinic typing ${p} gets 404`, r.status() === 404, r.status());
     }
@@ -218,6 +270,8 @@ async function main() {
     check("clinic revoking the hospital's device by id gets 404", r.status() === 404, r.status());
     r = await clinic.request.post(`${BASE}/console/sessions/${SESSION_ID}/cut`, { form: { csrf: token, reason: "x" }, maxRedirects: 0 });
     check("clinic cutting the hospital's session by id gets 404", r.status() === 404, r.status());
+    r = await clinic.request.post(`${BASE}/console/ledger/${HOSPITAL_ORG}/outside`, { form: { csrf: token, id: "EVIL", kind: "other", contractor: "x", responsible: "x", last_reviewed: "2026-01-01" }, maxRedirects: 0 });
+    check("clinic writing the hospital's ledger by a forged POST gets 404", r.status() === 404, r.status());
     // A POST without the CSRF token: 403.
     r = await clinic.request.post(`${BASE}/console/users/invite`, { form: { role: "org_approver", org: CLINIC_ORG }, maxRedirects: 0 });
     check("POST without CSRF token gets 403", r.status() === 403, r.status());
