@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 WITNESS_BENCH_DEVICES="${1:-100}" WITNESS_BENCH_BACKEND="${2:-sqlite}" \
   cargo nextest run -p dodvpn --test bench_witness --run-ignored ignored-only --no-capture 2>&1 |
-  grep -E "WITNESS BENCH|centre CPU|devices enrolled"
+  grep -E "WITNESS BENCH|centre CPU|devices enrolled|panicked|FAIL"
