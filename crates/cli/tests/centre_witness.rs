@@ -249,6 +249,23 @@ async fn witnesses(backend: Backend) {
         .iter()
         .any(|(a, d)| a == "audit.cosignature_refused" && d["problem"] == json!("bad_cosignature")));
     assert!(c.admin_ok(&["audit", "alerts"]).as_array().unwrap().is_empty());
+    // The refusals are audit records, so the tree grew: wait until the checkpoint
+    // over every record is witnessed and kept by both agents.
+    let records = c.admin_ok(&["audit", "verify"])["records"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let k = loop {
+        let cp = checkpoint(&c);
+        let s = cp["size"].as_u64().unwrap();
+        if s >= records && cp["witnessed"] == json!(true) && kept_size(&a) == s && kept_size(&b) == s
+        {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the checkpoint over {records} records was not witnessed and kept within 40 s: {cp}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
 
     // The operator cuts the newest records and removes every checkpoint and
     // cosignature that shows them, then grows a different history past them.
@@ -354,3 +371,34 @@ async fn witnesses(backend: Backend) {
 }
 
 both_backends!(witnesses);
+
+/// A witness threshold that is not 1–10000 stops the start with a clear error.
+#[test]
+fn a_bad_witness_threshold_stops_the_start() {
+    for bad in ["0", "lots", "10001"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BIN)
+            .args(["center", "--listen", "127.0.0.1:0", "--data"])
+            .arg(dir.path())
+            .env("DODVPN_AUDIT_WITNESSES", bad)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the centre started with DODVPN_AUDIT_WITNESSES={bad}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains("DODVPN_AUDIT_WITNESSES") && err.contains("1–10000") && err.contains("証人"),
+            "{err}"
+        );
+    }
+}
