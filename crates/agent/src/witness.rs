@@ -150,8 +150,7 @@ pub async fn witness(
             let spki = store
                 .public_key(Tier::Service)?
                 .context("the key store has no service key")?;
-            let point =
-                p256_point(&spki).context("the service key is not an ECDSA P-256 key")?;
+            let point = p256_point(&spki).context("the service key is not an ECDSA P-256 key")?;
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)

@@ -149,9 +149,14 @@ fn main() {
         root: tree.root(size).unwrap(),
         time_ms: 1_764_000_000_000,
     };
-    let new = SignedNote::sign(head(n), "centre", log.public_key().as_ref(), |m| sign(&log, m)).unwrap();
-    let kept = SignedNote::sign(head(old), "centre", log.public_key().as_ref(), |m| sign(&log, m))
-        .unwrap();
+    let new = SignedNote::sign(head(n), "centre", log.public_key().as_ref(), |m| {
+        sign(&log, m)
+    })
+    .unwrap();
+    let kept = SignedNote::sign(head(old), "centre", log.public_key().as_ref(), |m| {
+        sign(&log, m)
+    })
+    .unwrap();
     const SPKI_PREFIX: [u8; 26] = [
         0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
         0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
@@ -187,7 +192,14 @@ fn main() {
     let reps = 1000;
     let t = Instant::now();
     for _ in 0..reps {
-        judge("centre", log.public_key().as_ref(), Some(&kept), &new, &cons).unwrap();
+        judge(
+            "centre",
+            log.public_key().as_ref(),
+            Some(&kept),
+            &new,
+            &cons,
+        )
+        .unwrap();
     }
     println!(
         "device: judge a checkpoint ({old} -> {n}, log signature + consistency proof): {:.1} µs",

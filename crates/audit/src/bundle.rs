@@ -641,10 +641,16 @@ mod tests {
         // A cosignature moved to another checkpoint, or under another key: refused.
         let mut moved = b.clone();
         moved.cosignatures[2].size = 5;
-        assert_eq!(check(&moved, None, &[]).unwrap_err().code(), "bad_cosignature");
+        assert_eq!(
+            check(&moved, None, &[]).unwrap_err().code(),
+            "bad_cosignature"
+        );
         let mut rekeyed = b.clone();
         rekeyed.cosignatures[0].public_key = spki_of(&d2);
-        assert_eq!(check(&rekeyed, None, &[]).unwrap_err().code(), "bad_cosignature");
+        assert_eq!(
+            check(&rekeyed, None, &[]).unwrap_err().code(),
+            "bad_cosignature"
+        );
         let mut orphan = b.clone();
         orphan.cosignatures[0].size = 9;
         assert_eq!(

@@ -346,7 +346,9 @@ mod tests {
             back.verify(dp, &kept.body).unwrap_err().code(),
             "bad_cosignature"
         );
-        assert!(back.verify(test_key().public_key().as_ref(), &new.body).is_err());
+        assert!(back
+            .verify(test_key().public_key().as_ref(), &new.body)
+            .is_err());
         let mut later = back.clone();
         later.time_ms += 1;
         assert!(later.verify(dp, &new.body).is_err());

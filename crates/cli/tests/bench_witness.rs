@@ -26,6 +26,13 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// A device as the benchmark drives it: id, key store, tier-2 client.
+type Witness = (
+    String,
+    Arc<dyn dodvpn_pki::KeyStore>,
+    dodvpn_agent::CenterClient,
+);
+
 fn env_usize(k: &str, d: usize) -> usize {
     std::env::var(k)
         .ok()
@@ -60,20 +67,24 @@ async fn centre_cpu_per_checkpoint_for_cosigning() {
             .await,
         );
     }
-    eprintln!("{devices} devices enrolled in {:.1} s", t.elapsed().as_secs_f64());
-    let clients: Arc<Vec<(String, Arc<dyn dodvpn_pki::KeyStore>, dodvpn_agent::CenterClient)>> =
-        Arc::new(
-            sites
-                .iter()
-                .map(|s| (s.id.clone(), s.store.clone(), s.tier2(&c)))
-                .collect(),
-        );
+    eprintln!(
+        "{devices} devices enrolled in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let clients: Arc<Vec<Witness>> = Arc::new(
+        sites
+            .iter()
+            .map(|s| (s.id.clone(), s.store.clone(), s.tier2(&c)))
+            .collect(),
+    );
     let pid = c.pid();
     let (mut get_cpu, mut post_cpu, mut get_wall, mut post_wall) = (0.0, 0.0, 0.0, 0.0);
     let mut prev = 0u64;
     for r in 0..rounds {
         c.org(&format!("Round {r}"), "clinic");
-        let records = c.admin_ok(&["audit", "verify"])["records"].as_u64().unwrap();
+        let records = c.admin_ok(&["audit", "verify"])["records"]
+            .as_u64()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         // The checkpoint that covers every record so far (no newer one comes in this round).
         let size = loop {
@@ -105,17 +116,25 @@ async fn centre_cpu_per_checkpoint_for_cosigning() {
                         if !post {
                             return;
                         }
-                        let note = dodvpn_audit::note::SignedNote::parse(p["note"].as_str().unwrap())
-                            .unwrap();
+                        let note =
+                            dodvpn_audit::note::SignedNote::parse(p["note"].as_str().unwrap())
+                                .unwrap();
                         assert_eq!(note.head.size, size);
-                        let spki = store.public_key(dodvpn_pki::Tier::Service).unwrap().unwrap();
+                        let spki = store
+                            .public_key(dodvpn_pki::Tier::Service)
+                            .unwrap()
+                            .unwrap();
                         let point = dodvpn_audit::witness::p256_point(&spki).unwrap().to_vec();
                         let cos = dodvpn_audit::witness::Cosignature::make(
                             id,
                             &point,
                             &note,
                             1_764_000_000_000,
-                            |m| store.sign(dodvpn_pki::Tier::Service, m).map_err(|e| e.to_string()),
+                            |m| {
+                                store
+                                    .sign(dodvpn_pki::Tier::Service, m)
+                                    .map_err(|e| e.to_string())
+                            },
                         )
                         .unwrap();
                         // Only the POST is timed on the centre: make the line first.

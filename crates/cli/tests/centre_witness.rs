@@ -150,13 +150,19 @@ async fn witnesses(backend: Backend) {
     assert!(cp["cosignatures"].as_u64().unwrap() >= 2, "{cp}");
     assert_eq!(cp["newest_witnessed"], cp["size"]);
     let k = cp["size"].as_u64().unwrap();
-    outcome_where(&mut rx_a, 20, "cosignature by a", |o| {
-        matches!(o, Outcome::Cosigned { size, .. } if *size == k)
-    })
+    outcome_where(
+        &mut rx_a,
+        20,
+        "cosignature by a",
+        |o| matches!(o, Outcome::Cosigned { size, .. } if *size == k),
+    )
     .await;
-    outcome_where(&mut rx_b, 20, "cosignature by b", |o| {
-        matches!(o, Outcome::Cosigned { size, .. } if *size == k)
-    })
+    outcome_where(
+        &mut rx_b,
+        20,
+        "cosignature by b",
+        |o| matches!(o, Outcome::Cosigned { size, .. } if *size == k),
+    )
     .await;
     // The kept checkpoint is in the key store, 0600, and is the centre's note.
     assert_eq!(kept_size(&a), k);
@@ -245,18 +251,30 @@ async fn witnesses(backend: Backend) {
         dodvpn_agent::client::refusal_code(&e),
         Some("cosignature_malformed")
     );
-    assert!(audit_actions(&c)
-        .iter()
-        .any(|(a, d)| a == "audit.cosignature_refused" && d["problem"] == json!("bad_cosignature")));
-    assert!(c.admin_ok(&["audit", "alerts"]).as_array().unwrap().is_empty());
+    assert!(
+        audit_actions(&c)
+            .iter()
+            .any(|(a, d)| a == "audit.cosignature_refused"
+                && d["problem"] == json!("bad_cosignature"))
+    );
+    assert!(c
+        .admin_ok(&["audit", "alerts"])
+        .as_array()
+        .unwrap()
+        .is_empty());
     // The refusals are audit records, so the tree grew: wait until the checkpoint
     // over every record is witnessed and kept by both agents.
-    let records = c.admin_ok(&["audit", "verify"])["records"].as_u64().unwrap();
+    let records = c.admin_ok(&["audit", "verify"])["records"]
+        .as_u64()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(40);
     let k = loop {
         let cp = checkpoint(&c);
         let s = cp["size"].as_u64().unwrap();
-        if s >= records && cp["witnessed"] == json!(true) && kept_size(&a) == s && kept_size(&b) == s
+        if s >= records
+            && cp["witnessed"] == json!(true)
+            && kept_size(&a) == s
+            && kept_size(&b) == s
         {
             break s;
         }
@@ -296,9 +314,12 @@ async fn witnesses(backend: Backend) {
     }
     // Each agent finds the later tree inconsistent with what it kept, and says so.
     for (site, rx) in [(&a, &mut rx_a), (&b, &mut rx_b)] {
-        let o = outcome_where(rx, 60, "an alarm about the rewritten log", |o| {
-            matches!(o, Outcome::Alarm { new_size, .. } if *new_size > k)
-        })
+        let o = outcome_where(
+            rx,
+            60,
+            "an alarm about the rewritten log",
+            |o| matches!(o, Outcome::Alarm { new_size, .. } if *new_size > k),
+        )
         .await;
         let Outcome::Alarm {
             problem,
@@ -397,7 +418,9 @@ fn a_bad_witness_threshold_stops_the_start() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{err}");
         assert!(
-            err.contains("DODVPN_AUDIT_WITNESSES") && err.contains("1–10000") && err.contains("証人"),
+            err.contains("DODVPN_AUDIT_WITNESSES")
+                && err.contains("1–10000")
+                && err.contains("証人"),
             "{err}"
         );
     }

@@ -16,12 +16,12 @@
 
 use std::sync::Arc;
 
+use crate::auth::Tier;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::Json;
 use dodvpn_audit::note::SignedNote;
 use dodvpn_audit::witness::{p256_point, Cosignature};
-use crate::auth::Tier;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
@@ -174,10 +174,8 @@ pub async fn cosign(
         .map_err(|e| ApiError::internal(format!("stored service certificate: {e}")))?
         .public_key_spki_der;
     let verified = p256_point(&spki)
-        .ok_or_else(|| {
-            dodvpn_audit::witness::WitnessError::BadCosignature {
-                witness: dev.device_id.clone(),
-            }
+        .ok_or_else(|| dodvpn_audit::witness::WitnessError::BadCosignature {
+            witness: dev.device_id.clone(),
         })
         .and_then(|point| cos.verify(point, &note.body));
     let mut tx = c.db.begin_write().await?;
@@ -271,14 +269,19 @@ pub async fn report_alert(
     let Json(b) = body?;
     if b.problem.is_empty()
         || b.problem.len() > 64
-        || !b.problem.bytes().all(|x| x.is_ascii_lowercase() || x == b'_')
+        || !b
+            .problem
+            .bytes()
+            .all(|x| x.is_ascii_lowercase() || x == b'_')
     {
         return Err(ApiError::bad_request(
             "problem must be a code of lower-case letters and '_'",
         ));
     }
     if b.message.chars().count() > 2000 {
-        return Err(ApiError::bad_request("message is longer than 2000 characters"));
+        return Err(ApiError::bad_request(
+            "message is longer than 2000 characters",
+        ));
     }
     let kept = SignedNote::parse(&b.kept_note)
         .map_err(|e| ApiError::bad_request(format!("kept_note: {e}")))?;
