@@ -6,6 +6,13 @@
 #   checkpoints, so 1,000 cosignature POSTs in all. postgres needs DODVPN_TEST_PG_URL.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# One TLS connection per device on both sides needs file descriptors.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+log="$(mktemp)"
+status=0
 WITNESS_BENCH_DEVICES="${1:-100}" WITNESS_BENCH_BACKEND="${2:-sqlite}" \
-  cargo nextest run -p dodvpn --test bench_witness --run-ignored ignored-only --no-capture 2>&1 |
-  grep -E "WITNESS BENCH|centre CPU|devices enrolled|panicked|FAIL"
+  cargo nextest run -p dodvpn --test bench_witness --run-ignored ignored-only --no-capture \
+  >"$log" 2>&1 || status=$?
+grep -E "WITNESS BENCH|centre CPU|devices enrolled|panicked" -A2 "$log" || true
+[ "$status" = 0 ] || echo "failed (exit $status); full output in $log"
+exit "$status"
