@@ -11,7 +11,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 log="$(mktemp)"
 status=0
 WITNESS_BENCH_DEVICES="${1:-100}" WITNESS_BENCH_BACKEND="${2:-sqlite}" \
-  cargo nextest run -p dodvpn --test bench_witness --run-ignored ignored-only --no-capture \
+  cargo test -q -p dodvpn --test bench_witness -- --ignored --nocapture \
   >"$log" 2>&1 || status=$?
 grep -E "WITNESS BENCH|centre CPU|devices enrolled|panicked" -A2 "$log" || true
 [ "$status" = 0 ] || echo "failed (exit $status); full output in $log"

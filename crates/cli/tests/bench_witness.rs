@@ -6,8 +6,9 @@
 //! `audit.checkpoint` event: GET the consistency proof from the checkpoint it
 //! kept, then POST its cosignature (made with its service key in its key store).
 //! The centre's user + system CPU (/proc/PID/stat) is read around the GET burst
-//! and the POST burst of each round; the figure per checkpoint with 1,000
-//! witnesses is the CPU per call × 1,000. Ignored in normal runs.
+//! and the POST burst of each round (connections already open, as an agent's
+//! are); the figure per checkpoint with 1,000 witnesses is the CPU per call ×
+//! 1,000. Ignored in normal runs.
 
 mod common;
 
@@ -77,6 +78,11 @@ async fn centre_cpu_per_checkpoint_for_cosigning() {
             .map(|s| (s.id.clone(), s.store.clone(), s.tier2(&c)))
             .collect(),
     );
+    // Agents keep their connection to the centre warm (the event stream, and the
+    // pooled connection of the previous round): open each one before measuring.
+    for (_, _, client) in clients.iter() {
+        let _: Value = client.get("/api/v1/device/whoami").await.unwrap();
+    }
     let pid = c.pid();
     let (mut get_cpu, mut post_cpu, mut get_wall, mut post_wall) = (0.0, 0.0, 0.0, 0.0);
     let mut prev = 0u64;
