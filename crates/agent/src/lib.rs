@@ -13,5 +13,6 @@ pub mod signer;
 pub mod sse;
 pub mod sync;
 pub mod tunnels;
+pub mod witness;
 
 pub use client::CenterClient;

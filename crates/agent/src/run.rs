@@ -375,12 +375,19 @@ pub async fn run(
                 }
             }
             Update::Other { seq, kind } => say(format!("event {seq}: {kind}")),
+            Update::Witness(o) => say(crate::witness::describe(o)),
+            Update::WitnessUnavailable { error } => say(format!(
+                "audit checkpoint not witnessed now ({error}); tried again on the next one / 監査チェックポイントを今は確認できません"
+            )),
             Update::Disconnected { error, retry_in } => say(format!(
                 "centre unreachable ({error}); tunnels keep running; retrying in {retry_in:?}"
             )),
         }
         *latest.lock().unwrap_or_else(|p| p.into_inner()) = st.clone();
-        if !matches!(u, Update::Disconnected { .. }) {
+        if !matches!(
+            u,
+            Update::Disconnected { .. } | Update::Witness(_) | Update::WitnessUnavailable { .. }
+        ) {
             reconcile(&tunnels, st, &say);
         }
     };

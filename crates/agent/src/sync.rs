@@ -22,6 +22,8 @@ use crate::enroll::{ca_pem, load_config};
 use crate::sse::SseParser;
 
 pub const STATE_FILE: &str = "state.json";
+/// The centre's event carrying a new audit checkpoint (issue 15 step 3).
+pub const CHECKPOINT_EVENT: &str = "audit.checkpoint";
 
 /// Longest wait between reconnection attempts: a centre back from an outage reaches
 /// every agent within this, so changes made then cut tunnels promptly.
@@ -87,6 +89,12 @@ pub enum Update {
     Other {
         seq: i64,
         kind: String,
+    },
+    /// An audit checkpoint was witnessed: cosigned, or an alarm raised (witness.rs).
+    Witness(crate::witness::Outcome),
+    /// A checkpoint arrived but could not be witnessed now (centre busy or away).
+    WitnessUnavailable {
+        error: String,
     },
     Disconnected {
         error: String,
@@ -281,6 +289,23 @@ impl Agent {
                 }
                 let ev: WireEvent =
                     serde_json::from_str(&e.data).context("unreadable event from the centre")?;
+                if ev.kind == CHECKPOINT_EVENT {
+                    // Not a per-device event: no sequence number, nothing to save here.
+                    let up = match crate::witness::witness(
+                        &self.client,
+                        self.store.as_ref(),
+                        &self.device_id,
+                    )
+                    .await
+                    {
+                        Ok(o) => Update::Witness(o),
+                        Err(e) => Update::WitnessUnavailable {
+                            error: format!("{e:#}"),
+                        },
+                    };
+                    on(&up, &self.state);
+                    continue;
+                }
                 if ev.seq <= self.state.version {
                     continue; // already applied before a reconnect
                 }

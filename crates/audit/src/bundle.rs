@@ -43,6 +43,26 @@ pub struct Bundle {
     /// RFC 3161 timestamp tokens of checkpoints (absent in exports from before them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timestamps: Vec<Timestamp>,
+    /// Devices' cosignatures of checkpoints (absent in exports from before witnesses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cosignatures: Vec<BundleCosignature>,
+    /// How many distinct witnesses make a checkpoint "witnessed" (the provider's setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness_threshold: Option<u32>,
+}
+
+/// One device's cosignature of one checkpoint, as the centre received and verified it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleCosignature {
+    /// The checkpoint's tree size.
+    pub size: u64,
+    /// The cosignature line (`crate::witness::Cosignature::to_line`).
+    pub line: String,
+    /// The witness's public key: base64 of its SubjectPublicKeyInfo (DER).
+    pub public_key: String,
+    /// Serial of the service certificate that key was certified by (the centre's record).
+    pub cert_serial: u64,
 }
 
 /// One RFC 3161 token over a checkpoint (imprint: SHA-256 of its signed body).
@@ -64,6 +84,8 @@ pub struct CheckOptions<'a> {
     pub known: &'a [String],
     /// DER of the TSA CA the auditor trusts; without it tokens are counted, not verified.
     pub tsa_ca: Option<&'a [u8]>,
+    /// Witnesses needed for "witnessed"; default the bundle's own setting, else 1.
+    pub witnesses: Option<u32>,
 }
 
 /// The SHA-256 fingerprint of the log key (hex), for pinning.
@@ -85,6 +107,13 @@ pub struct CheckReport {
     pub timestamps_unchecked: u64,
     /// The newest stamped checkpoint's size and the token's genTime (Unix s).
     pub newest_timestamp: Option<(u64, u64)>,
+    /// Cosignatures verified over their checkpoint with their witness key.
+    pub cosignatures_verified: u64,
+    /// The threshold applied, and the checkpoints that reach it.
+    pub witness_threshold: u32,
+    pub witnessed_checkpoints: u64,
+    /// The newest checkpoint with enough witnesses.
+    pub newest_witnessed: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,6 +146,13 @@ pub enum CheckError {
     },
     #[error("a timestamp is for size {size}, but the export has no checkpoint of that size")]
     TimestampWithoutCheckpoint { size: u64 },
+    #[error("a cosignature of checkpoint size {size}: {source}")]
+    Cosignature {
+        size: u64,
+        source: crate::witness::WitnessError,
+    },
+    #[error("a cosignature is for size {size}, but the export has no checkpoint of that size")]
+    CosignatureWithoutCheckpoint { size: u64 },
 }
 
 impl CheckError {
@@ -133,6 +169,8 @@ impl CheckError {
             CheckError::KnownInconsistent { .. } => "known_checkpoint_inconsistent",
             CheckError::Timestamp { source, .. } => source.code(),
             CheckError::TimestampWithoutCheckpoint { .. } => "timestamp_without_checkpoint",
+            CheckError::Cosignature { source, .. } => source.code(),
+            CheckError::CosignatureWithoutCheckpoint { .. } => "cosignature_without_checkpoint",
         }
     }
 }
@@ -161,6 +199,7 @@ pub fn check(
             pinned,
             known,
             tsa_ca: None,
+            witnesses: None,
         },
     )
 }
@@ -309,7 +348,46 @@ pub fn check_with(bundle: &Bundle, opts: &CheckOptions) -> Result<CheckReport, C
         }
     }
 
+    // Cosignatures: each over a checkpoint of the export, by its witness key.
+    let threshold = opts
+        .witnesses
+        .or(bundle.witness_threshold)
+        .unwrap_or(1)
+        .max(1);
+    let mut by_size: std::collections::BTreeMap<u64, std::collections::BTreeSet<String>> =
+        Default::default();
+    let mut cos_ok = 0;
+    for c in &bundle.cosignatures {
+        let Some(n) = heads.iter().find(|h| h.head.size == c.size) else {
+            return Err(CheckError::CosignatureWithoutCheckpoint { size: c.size });
+        };
+        let err = |source| CheckError::Cosignature {
+            size: c.size,
+            source,
+        };
+        let cos = crate::witness::Cosignature::parse_line(&c.line).map_err(err)?;
+        let spki = B64.decode(&c.public_key).unwrap_or_default();
+        let bad = || {
+            err(crate::witness::WitnessError::BadCosignature {
+                witness: cos.witness.clone(),
+            })
+        };
+        let point = crate::witness::p256_point(&spki).ok_or_else(bad)?;
+        cos.verify(point, &n.body).map_err(err)?;
+        cos_ok += 1;
+        by_size.entry(c.size).or_default().insert(cos.witness);
+    }
+    let witnessed: Vec<u64> = by_size
+        .iter()
+        .filter(|(_, w)| w.len() as u64 >= threshold as u64)
+        .map(|(s, _)| *s)
+        .collect();
+
     Ok(CheckReport {
+        cosignatures_verified: cos_ok,
+        witness_threshold: threshold,
+        witnessed_checkpoints: witnessed.len() as u64,
+        newest_witnessed: witnessed.last().copied(),
         timestamps_verified: ts_ok,
         timestamps_unchecked: ts_unchecked,
         newest_timestamp: newest_ts,
@@ -360,6 +438,8 @@ mod tests {
             records: recs,
             checkpoints,
             timestamps: vec![],
+            cosignatures: vec![],
+            witness_threshold: None,
         }
     }
 
@@ -500,5 +580,91 @@ mod tests {
             root: [0; 32],
             time_ms: 0,
         };
+    }
+
+    fn spki_of(key: &EcdsaKeyPair) -> String {
+        let mut spki = vec![
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        spki.extend_from_slice(key.public_key().as_ref());
+        B64.encode(spki)
+    }
+
+    fn cosign(dev: &EcdsaKeyPair, name: &str, note_text: &str) -> BundleCosignature {
+        let n = SignedNote::parse(note_text).unwrap();
+        let c = crate::witness::Cosignature::make(
+            name,
+            dev.public_key().as_ref(),
+            &n,
+            1_764_000_000_000,
+            |b| {
+                dev.sign(&ring::rand::SystemRandom::new(), b)
+                    .map(|s| s.as_ref().to_vec())
+                    .map_err(|_| "sign".to_string())
+            },
+        )
+        .unwrap();
+        BundleCosignature {
+            size: n.head.size,
+            line: c.to_line(),
+            public_key: spki_of(dev),
+            cert_serial: 7,
+        }
+    }
+
+    #[test]
+    fn cosignatures_are_verified_and_counted_as_witnessed() {
+        let key = test_key();
+        let mut b = bundle(&key, records(12, "a"), &[5, 12]);
+        let (d1, d2) = (test_key(), test_key());
+        b.cosignatures = vec![
+            cosign(&d1, "dev-1", &b.checkpoints[0]),
+            cosign(&d2, "dev-2", &b.checkpoints[0]),
+            cosign(&d1, "dev-1", &b.checkpoints[1]),
+        ];
+        b.witness_threshold = Some(2);
+        let r = check(&b, None, &[]).unwrap();
+        assert_eq!(r.cosignatures_verified, 3);
+        assert_eq!((r.witness_threshold, r.witnessed_checkpoints), (2, 1));
+        assert_eq!(r.newest_witnessed, Some(5));
+        // The auditor's own threshold wins over the bundle's.
+        let r = check_with(
+            &b,
+            &CheckOptions {
+                witnesses: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!((r.witnessed_checkpoints, r.newest_witnessed), (2, Some(12)));
+        // A cosignature moved to another checkpoint, or under another key: refused.
+        let mut moved = b.clone();
+        moved.cosignatures[2].size = 5;
+        assert_eq!(
+            check(&moved, None, &[]).unwrap_err().code(),
+            "bad_cosignature"
+        );
+        let mut rekeyed = b.clone();
+        rekeyed.cosignatures[0].public_key = spki_of(&d2);
+        assert_eq!(
+            check(&rekeyed, None, &[]).unwrap_err().code(),
+            "bad_cosignature"
+        );
+        let mut orphan = b.clone();
+        orphan.cosignatures[0].size = 9;
+        assert_eq!(
+            check(&orphan, None, &[]).unwrap_err().code(),
+            "cosignature_without_checkpoint"
+        );
+        let mut garbled = b.clone();
+        garbled.cosignatures[0].line = "\u{2014} dev-1 ???".into();
+        assert_eq!(
+            check(&garbled, None, &[]).unwrap_err().code(),
+            "cosignature_malformed"
+        );
+        // Serialises and reads back with its cosignatures.
+        let back: Bundle = serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap();
+        assert_eq!(back, b);
     }
 }

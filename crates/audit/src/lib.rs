@@ -23,6 +23,7 @@
 pub mod bundle;
 pub mod merkle;
 pub mod note;
+pub mod witness;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

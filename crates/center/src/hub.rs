@@ -89,6 +89,16 @@ impl Hub {
         }
     }
 
+    /// Hand `ev` to every open stream of this process (an event not stored per
+    /// device, such as a new audit checkpoint). A full queue drops that stream.
+    pub fn broadcast(&self, ev: &Event) {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        streams.retain(|_, list| {
+            list.retain(|s| s.try_send(ev.clone()).is_ok());
+            !list.is_empty()
+        });
+    }
+
     /// Run forever: after each wake-up, deliver every event newer than the last seen.
     pub async fn run_dispatcher(self: Arc<Self>, db: Arc<Db>) {
         let mut last: i64 = match sqlx::query("SELECT MAX(seq) FROM events")

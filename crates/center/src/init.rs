@@ -92,7 +92,16 @@ pub async fn open(cfg: &CenterConfig) -> anyhow::Result<(Arc<Center>, InitReport
             format!("{} (every {} checkpoint(s))", t.url, t.every),
         ));
     }
-    let tlog = Arc::new(crate::tlog::Signer::new(log_key).with_tsa(tsa));
+    let witnesses = crate::tlog::witnesses_from_env()?;
+    lines.push((
+        "audit witnesses".into(),
+        format!("a checkpoint is witnessed with {witnesses} device cosignature(s)"),
+    ));
+    let tlog = Arc::new(
+        crate::tlog::Signer::new(log_key)
+            .with_tsa(tsa)
+            .with_witnesses(witnesses),
+    );
     lines.push(check_tree(&tlog, &db).await?);
 
     let admin_credential_file = ensure_provider_admin(&db, &cfg.data_dir).await?;
@@ -112,6 +121,7 @@ pub async fn open(cfg: &CenterConfig) -> anyhow::Result<(Arc<Center>, InitReport
     tokio::spawn(crate::tlog::run(
         tlog,
         db.clone(),
+        hub.clone(),
         crate::tlog::interval_from_env(),
     ));
     tokio::spawn(center.refusals.clone().run(db.clone()));

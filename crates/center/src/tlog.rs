@@ -31,6 +31,11 @@ use crate::db::{now_ms, Db};
 use crate::error::ApiError;
 
 pub const INTERVAL_ENV: &str = "DODVPN_AUDIT_CHECKPOINT_SECS";
+/// How many distinct devices must cosign a checkpoint for it to be "witnessed".
+pub const WITNESSES_ENV: &str = "DODVPN_AUDIT_WITNESSES";
+pub const DEFAULT_WITNESSES: u32 = 1;
+/// The event that carries a new checkpoint to every device's stream.
+pub const CHECKPOINT_EVENT: &str = "audit.checkpoint";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// The signer name on the centre's checkpoints.
 pub const SIGNER_NAME: &str = "centre";
@@ -40,6 +45,19 @@ pub fn interval_from_env() -> Duration {
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .map_or(DEFAULT_INTERVAL, |s| Duration::from_secs(s.clamp(1, 3600)))
+}
+
+/// The witness threshold: `DODVPN_AUDIT_WITNESSES` (1–10000, default 1).
+pub fn witnesses_from_env() -> anyhow::Result<u32> {
+    match std::env::var(WITNESSES_ENV) {
+        Err(_) => Ok(DEFAULT_WITNESSES),
+        Ok(v) => match v.trim().parse::<u32>() {
+            Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+            _ => anyhow::bail!(
+                "{WITNESSES_ENV}={v:?}: the number of witnesses must be 1–10000 / 証人の数は 1〜10000 で指定してください"
+            ),
+        },
+    }
 }
 
 fn to_hex(h: &Hash) -> String {
@@ -170,6 +188,8 @@ pub struct Signer {
     pub key: dodvpn_pki::LogKey,
     pub origin: String,
     pub tsa: Option<crate::tsa_client::TsaConfig>,
+    /// Distinct cosigners that make a checkpoint witnessed (the provider's setting).
+    pub witnesses: u32,
 }
 
 impl Signer {
@@ -179,7 +199,13 @@ impl Signer {
             origin: format!("{ORIGIN_PREFIX}{}", &fp[..16]),
             key,
             tsa: None,
+            witnesses: DEFAULT_WITNESSES,
         }
+    }
+
+    pub fn with_witnesses(mut self, n: u32) -> Signer {
+        self.witnesses = n.max(1);
+        self
     }
 
     pub fn with_tsa(mut self, tsa: Option<crate::tsa_client::TsaConfig>) -> Signer {
@@ -349,8 +375,20 @@ pub async fn check_against_latest(db: &Db, signer: &Signer) -> Result<Option<Str
     }
 }
 
-/// Sign checkpoints every `every` while the centre runs.
-pub async fn run(signer: Arc<Signer>, db: Arc<Db>, every: Duration) {
+/// The event that shows devices a checkpoint (not stored: every stream gets the
+/// newest one when it opens and each new one live).
+pub fn checkpoint_event(note: &SignedNote) -> crate::hub::Event {
+    crate::hub::Event {
+        seq: 0,
+        kind: CHECKPOINT_EVENT.into(),
+        payload: serde_json::json!({"size": note.head.size, "note": note.to_text()}),
+    }
+}
+
+/// Sign checkpoints every `every` while the centre runs, and show each new one
+/// (this replica's or another's) to the devices connected here.
+pub async fn run(signer: Arc<Signer>, db: Arc<Db>, hub: Arc<crate::hub::Hub>, every: Duration) {
+    let mut pushed = 0u64;
     loop {
         tokio::time::sleep(every).await;
         if db.read_only.get().is_some() {
@@ -360,6 +398,14 @@ pub async fn run(signer: Arc<Signer>, db: Arc<Db>, every: Duration) {
             Ok(Some(size)) => tracing::debug!(size, "audit checkpoint signed"),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e.message, "audit checkpoint failed"),
+        }
+        if let Ok(mut conn) = db.pool.acquire().await {
+            if let Ok(Some(n)) = latest(&mut conn).await {
+                if n.head.size > pushed {
+                    pushed = n.head.size;
+                    hub.broadcast(&checkpoint_event(&n));
+                }
+            }
         }
         match signer.timestamp_due(&db).await {
             Ok(v) if !v.is_empty() => tracing::debug!(sizes = ?v, "audit checkpoints timestamped"),

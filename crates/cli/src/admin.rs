@@ -654,6 +654,9 @@ enum AuditCmd {
     Checkpoint,
     /// The key that signs the checkpoints and its fingerprint (pin it).
     LogKey,
+    /// Devices' reports of a failed audit proof (the log inconsistent with a
+    /// checkpoint they kept), newest first. Provider only.
+    Alerts,
     /// Write the auditor's bundle (log key, every record, every signed checkpoint)
     /// for `dodvpn audit check` (offline). Provider only.
     Bundle {
@@ -942,12 +945,13 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
             AuditCmd::Prove { seq, key_fingerprint } => prove(&c, seq, key_fingerprint.as_deref()).await?,
             AuditCmd::Checkpoint => c.get("/api/v1/audit/checkpoint").await?,
             AuditCmd::LogKey => c.get("/api/v1/audit/log-key").await?,
+            AuditCmd::Alerts => c.get("/api/v1/audit/alerts").await?,
             AuditCmd::Bundle { out } => {
                 let text = c.get_text("/api/v1/audit/bundle").await?;
                 let b: dodvpn_audit::bundle::Bundle =
                     serde_json::from_str(&text).context("the centre's bundle is unreadable")?;
                 write_file(&out, text.as_bytes())?;
-                json!({"records": b.records.len(), "checkpoints": b.checkpoints.len(), "file": out.display().to_string()})
+                json!({"records": b.records.len(), "checkpoints": b.checkpoints.len(), "cosignatures": b.cosignatures.len(), "file": out.display().to_string()})
             }
             AuditCmd::Export { out } => {
                 let text = c.get_text("/api/v1/audit/export").await?;

@@ -30,6 +30,13 @@ pub enum AuditTopCmd {
         /// certificate (timeStamping EKU) issued under it.
         #[arg(long)]
         tsa_ca: Option<PathBuf>,
+        /// Devices' cosignatures that make a checkpoint "witnessed" (default: the
+        /// provider's setting recorded in the export, else 1).
+        #[arg(long)]
+        witnesses: Option<u32>,
+        /// Fail unless the newest checkpoint is witnessed.
+        #[arg(long)]
+        require_witnessed: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -42,6 +49,8 @@ pub fn run(cmd: AuditTopCmd) -> anyhow::Result<()> {
         key_fingerprint,
         known,
         tsa_ca,
+        witnesses,
+        require_witnessed,
         json,
     } = cmd;
     let tsa_ca = match &tsa_ca {
@@ -77,8 +86,22 @@ pub fn run(cmd: AuditTopCmd) -> anyhow::Result<()> {
         pinned: key_fingerprint.as_deref(),
         known: &kept,
         tsa_ca: tsa_ca.as_deref(),
+        witnesses,
     };
     match dodvpn_audit::bundle::check_with(&bundle, &opts) {
+        Ok(r) if require_witnessed && r.newest_witnessed != Some(r.newest_size) => {
+            output::print(
+                &json!({"ok": false, "problem": "not_witnessed",
+                    "newest_checkpoint_size": r.newest_size, "newest_witnessed": r.newest_witnessed,
+                    "witness_threshold": r.witness_threshold, "cosignatures_verified": r.cosignatures_verified}),
+                json,
+            );
+            anyhow::bail!(
+                "the newest checkpoint (size {}) has fewer than {} device cosignature(s) / 最新のチェックポイントは必要な数の装置に連署されていません",
+                r.newest_size,
+                r.witness_threshold
+            )
+        }
         Ok(r) => {
             output::print(
                 &json!({
@@ -93,6 +116,10 @@ pub fn run(cmd: AuditTopCmd) -> anyhow::Result<()> {
                     "timestamps_verified": r.timestamps_verified,
                     "timestamps_unchecked": r.timestamps_unchecked,
                     "newest_timestamp": r.newest_timestamp.map(|(size, t)| json!({"size": size, "gen_time": t})),
+                    "cosignatures_verified": r.cosignatures_verified,
+                    "witness_threshold": r.witness_threshold,
+                    "witnessed_checkpoints": r.witnessed_checkpoints,
+                    "newest_witnessed": r.newest_witnessed,
                     "result": "the audit log is complete and consistent with every checkpoint / 監査ログは完全で、すべてのチェックポイントと整合しています",
                 }),
                 json,

@@ -631,6 +631,13 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
                         println!("session {session_id} cut by an operator: {reason}")
                     }
                     Other { seq, kind } => println!("event {seq}: {kind}"),
+                    Witness(o @ dodvpn_agent::witness::Outcome::Alarm { .. }) => {
+                        eprintln!("{}", dodvpn_agent::witness::describe(o))
+                    }
+                    Witness(o) => println!("{}", dodvpn_agent::witness::describe(o)),
+                    WitnessUnavailable { error } => {
+                        eprintln!("audit checkpoint not witnessed now ({error}) / 監査チェックポイントを今は確認できません")
+                    }
                     Disconnected { error, retry_in } => {
                         eprintln!("centre unreachable ({error}); retrying in {retry_in:?}")
                     }

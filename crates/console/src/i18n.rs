@@ -280,6 +280,14 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     ("audit.subject", "Subject", "対象"),
     ("audit.change", "Change (before → after)", "変更内容（前 → 後）"),
     ("audit.bad_date", "Dates are YYYY-MM-DD.", "日付は YYYY-MM-DD 形式です。"),
+    ("audit.checkpoint", "Newest signed checkpoint, size", "最新の署名済みチェックポイント（件数）"),
+    ("audit.cosignatures", "device cosignatures", "件の装置による連署"),
+    ("audit.witnessed", "witnessed", "証人による確認済み"),
+    ("audit.witness_alerts", "Devices found the log inconsistent with a checkpoint they kept", "装置が保存済みチェックポイントとログの不整合を検出しました"),
+    ("audit.kept", "Kept size", "保存済みの件数"),
+    ("audit.shown", "Shown size", "提示された件数"),
+    ("audit.problem", "Problem", "問題"),
+    ("audit.reports", "Reports", "報告回数"),
 ];
 
 #[cfg(test)]

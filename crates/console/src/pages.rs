@@ -1302,6 +1302,27 @@ async fn audit_page(
     };
     let verify = c.get_json(&a, "/api/v1/audit/verify").await?;
     let recs = c.get_json(&a, "/api/v1/audit?limit=10000").await?;
+    // Devices as witnesses (issue 15): the newest checkpoint's cosignatures, and
+    // the devices' alerts (the provider's side only). Neither stops the page.
+    let quiet = |ans: Result<ApiAnswer, String>| {
+        ans.ok()
+            .filter(|x| x.status.is_success())
+            .and_then(|x| serde_json::from_slice::<Value>(&x.body).ok())
+    };
+    let checkpoint = quiet(
+        c.call(&a.user, Method::GET, "/api/v1/audit/checkpoint", None)
+            .await,
+    );
+    let alerts = if a.user.org_id.is_none() {
+        quiet(
+            c.call(&a.user, Method::GET, "/api/v1/audit/alerts", None)
+                .await,
+        )
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+    } else {
+        vec![]
+    };
     let keep = |r: &Value| {
         let text = format!("{} {} {}", s(&r["actor"]), s(&r["subject"]), r["details"]);
         let ts = r["ts_ms"].as_i64().unwrap_or(0);
@@ -1324,6 +1345,24 @@ async fn audit_page(
         p id="chain-status" role="status" class=(if verify["ok"].as_bool() == Some(true) { "ok" } else { "error" }) {
             @if verify["ok"].as_bool() == Some(true) { (l.t("audit.chain_ok")) " (" (s(&verify["records"])) ")" }
             @else { (l.t("audit.chain_bad")) " " (s(&verify["error"])) }
+        }
+        @if let Some(cp) = &checkpoint {
+            p id="witness-status" class=(if cp["witnessed"].as_bool() == Some(true) { "ok" } else { "" }) {
+                (l.t("audit.checkpoint")) " " (s(&cp["size"])) ": " (s(&cp["cosignatures"])) " / " (s(&cp["witness_threshold"])) " " (l.t("audit.cosignatures"))
+                @if cp["witnessed"].as_bool() == Some(true) { " — " (l.t("audit.witnessed")) }
+            }
+        }
+        @if !alerts.is_empty() {
+            section id="witness-alerts" class="error" {
+                h2 { (l.t("audit.witness_alerts")) }
+                table {
+                    caption class="sr" { (l.t("audit.witness_alerts")) }
+                    thead { tr { th scope="col" { (l.t("audit.device")) } th scope="col" { (l.t("audit.kept")) } th scope="col" { (l.t("audit.shown")) } th scope="col" { (l.t("audit.problem")) } th scope="col" { (l.t("audit.time")) } th scope="col" { (l.t("audit.reports")) } } }
+                    tbody { @for x in &alerts {
+                        tr { td { (s(&x["device_id"])) } td { (s(&x["kept_size"])) } td { (s(&x["new_size"])) } td { code { (s(&x["problem"])) } " " (s(&x["message"])) } td { (when(x["last_ms"].as_i64().unwrap_or(0))) } td { (s(&x["reports"])) } }
+                    } }
+                }
+            }
         }
         form method="get" action="/console/audit" class="filters" {
             p { label for="f-action" { (l.t("audit.type")) } input id="f-action" name="action" type="text" maxlength="80" value=(q.action); }

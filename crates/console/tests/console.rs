@@ -745,6 +745,31 @@ async fn organisations_are_isolated(db: Db) {
     let actions = lab.audit_actions().await;
     let rec = actions.iter().find(|(a, _)| a == "device.revoked").unwrap();
     assert_eq!(rec.1["reason"], "stolen");
+    // A device's witness alert (issue 15; the device route is tested in
+    // cli/centre_witness) is shown to the provider on the audit page, not to an
+    // organisation's administrator.
+    let r = root.get("/console/audit").await;
+    assert!(!r.body.contains("witness-alerts"), "no alert yet");
+    sqlx::query(
+        "INSERT INTO audit_alerts (id, device_id, kept_size, kept_root, new_size, new_root, problem, message, kept_note, reports, first_ms, last_ms) \
+         VALUES (1, $1, 21, 'aa', 24, 'bb', 'checkpoint_inconsistent', 'the tree does not extend', 'note', 2, 1, 2)",
+    )
+    .bind(&cd)
+    .execute(&lab.center.db.pool)
+    .await
+    .unwrap();
+    let r = root.get("/console/audit").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body.contains("witness-alerts")
+            && r.body.contains("checkpoint_inconsistent")
+            && r.body.contains(&format!("<td>{cd}</td>")),
+        "{}",
+        r.body
+    );
+    let r = clinic.get("/console/audit").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!r.body.contains("witness-alerts"), "{}", r.body);
 }
 
 #[tokio::test]

@@ -406,21 +406,31 @@ pub async fn events(
         kind: "hello".into(),
         payload: serde_json::json!({"device_id": dev.device_id, "since": q.since}),
     };
+    // The newest audit checkpoint, for the device to witness (issue 15 step 3).
+    let checkpoint = {
+        let mut conn = c.db.pool.acquire().await?;
+        crate::tlog::latest(&mut conn)
+            .await?
+            .map(|n| crate::tlog::checkpoint_event(&n))
+    };
     let live = tokio_stream::wrappers::ReceiverStream::new(live).filter_map(move |e| {
-        let fresh = e.seq > last;
-        if fresh {
+        // Checkpoints are not per-device rows: they carry no sequence number.
+        let fresh = e.kind == crate::tlog::CHECKPOINT_EVENT || e.seq > last;
+        if fresh && e.seq > last {
             last = e.seq;
         }
         async move { fresh.then_some(e) }
     });
-    let s = stream::iter(std::iter::once(hello).chain(backlog))
+    let s = stream::iter(std::iter::once(hello).chain(backlog).chain(checkpoint))
         .chain(live)
         .map(|e| {
             let data = serde_json::to_string(&e).unwrap_or_default();
-            Ok(SseEvent::default()
-                .id(e.seq.to_string())
-                .event(e.kind)
-                .data(data))
+            let ev = SseEvent::default().event(e.kind.clone()).data(data);
+            Ok(if e.kind == crate::tlog::CHECKPOINT_EVENT {
+                ev
+            } else {
+                ev.id(e.seq.to_string())
+            })
         });
     Ok(Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

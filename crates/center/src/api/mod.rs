@@ -8,6 +8,7 @@ mod device;
 pub mod message;
 mod pki;
 mod sessions;
+mod witness;
 
 use std::sync::Arc;
 
@@ -199,6 +200,10 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .routes(routes!(admin::tlog::consistency))
         .routes(routes!(admin::tlog::log_key))
         .routes(routes!(admin::tlog::bundle))
+        .routes(routes!(witness::consistency))
+        .routes(routes!(witness::cosign))
+        .routes(routes!(witness::report_alert))
+        .routes(routes!(witness::list_alerts))
         .with_state(center)
         .split_for_parts();
     let mut api = api;

@@ -29,15 +29,28 @@ pub struct CheckpointView {
     pub time_ms: i64,
     /// The signed note (text format in docs/audit.md).
     pub note: String,
+    /// Distinct devices that cosigned this checkpoint (issue 15 step 3).
+    pub cosignatures: u64,
+    /// Whether that reaches the provider's threshold (`DODVPN_AUDIT_WITNESSES`).
+    pub witnessed: bool,
+    pub witness_threshold: u32,
+    /// The newest checkpoint size that is witnessed (only in `GET /audit/checkpoint`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest_witnessed: Option<u64>,
 }
 
-fn view(n: &SignedNote, text: String) -> CheckpointView {
-    CheckpointView {
+async fn view(c: &Center, n: &SignedNote, text: String) -> Result<CheckpointView, ApiError> {
+    let cosignatures = crate::api::witness::cosigners(&c.db, n.head.size).await?;
+    Ok(CheckpointView {
         size: n.head.size,
         root: hex::encode(n.head.root),
         time_ms: n.head.time_ms,
         note: text,
-    }
+        cosignatures,
+        witnessed: cosignatures >= c.tlog.witnesses as u64,
+        witness_threshold: c.tlog.witnesses,
+        newest_witnessed: None,
+    })
 }
 
 fn hexes(p: &[Hash]) -> Vec<String> {
@@ -59,7 +72,9 @@ pub async fn latest(
         .await?
         .ok_or_else(|| ApiError::not_found("no audit checkpoint has been signed yet"))?;
     let text = n.to_text();
-    Ok(Json(view(&n, text)))
+    let mut v = view(&c, &n, text).await?;
+    v.newest_witnessed = crate::api::witness::newest_witnessed(&c.db, c.tlog.witnesses).await?;
+    Ok(Json(v))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -102,7 +117,7 @@ pub async fn list(
         let text: String = sqlx::Row::get(&r, 0);
         let n = SignedNote::parse(&text)
             .map_err(|e| ApiError::internal(format!("stored checkpoint unreadable: {e}")))?;
-        out.push(view(&n, text));
+        out.push(view(&c, &n, text).await?);
     }
     Ok(Json(out))
 }
@@ -271,7 +286,9 @@ pub async fn bundle(
     caller: Caller,
 ) -> Result<Json<dodvpn_audit::bundle::Bundle>, ApiError> {
     caller.require_provider()?;
-    // Checkpoints first: every record they cover is committed before them.
+    // Cosignatures first (each names a checkpoint already stored), then
+    // checkpoints (every record they cover is committed before them).
+    let cosignatures = crate::api::witness::all_cosignatures(&c.db).await?;
     let checkpoints = tlog::all_notes(&c.db).await?;
     let timestamps = tlog::all_timestamps(&c.db).await?;
     let rows = crate::chain_guard::rows_from(&c.db, i64::MIN).await?;
@@ -282,5 +299,7 @@ pub async fn bundle(
         records: rows.iter().map(|r| r.lossy()).collect(),
         checkpoints,
         timestamps,
+        cosignatures,
+        witness_threshold: Some(c.tlog.witnesses),
     }))
 }
