@@ -282,6 +282,8 @@ pub async fn deposit(
 pub const MAX_STREAM_BYTES: u64 = (2 << 30) + (1 << 20);
 /// The path of the streamed deposit (its body is not read before routing).
 pub const STREAM_PATH: &str = "/api/v1/device/messages/stream";
+/// How long an upload may pause before the centre gives up on it (nothing is kept).
+const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -298,7 +300,13 @@ pub struct StreamQuery {
 async fn refuse_early(body: Body, e: ApiError) -> Response {
     let mut stream = body.into_data_stream();
     let mut seen = 0usize;
-    while let Some(Ok(b)) = futures_util::StreamExt::next(&mut stream).await {
+    // At most 8 MiB, and not for a client that has gone quiet.
+    while let Ok(Some(Ok(b))) = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        futures_util::StreamExt::next(&mut stream),
+    )
+    .await
+    {
         seen += b.len();
         if seen > 8 * 1024 * 1024 {
             break;
@@ -438,7 +446,18 @@ async fn receive(
         tracing::error!("message store: {e}");
         ApiError::internal("the message store cannot write")
     };
-    while let Some(chunk) = stream.next().await {
+    let cut = || {
+        ApiError::bad_request_code(
+            "upload_cut",
+            "the upload ended before the message did; nothing was stored, send it again",
+        )
+    };
+    loop {
+        // A client that stops sending without closing is cut after UPLOAD_IDLE.
+        let Ok(next) = tokio::time::timeout(UPLOAD_IDLE, stream.next()).await else {
+            return Err(cut());
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|_| {
             ApiError::bad_request_code(
                 "upload_cut",
