@@ -680,6 +680,29 @@ async fn message_large_attachment_streams_in_bounded_memory() {
     assert!(send_peak < limit_kib, "sending CLI peak RSS {send_peak} KiB");
     assert!(centre_peak < limit_kib, "centre peak RSS {centre_peak} KiB");
     assert!(open_peak < limit_kib, "opening CLI peak RSS {open_peak} KiB");
+    // bench/messages.sh: the figures as JSON, and small messages per second through
+    // the centre (each a `dodvpn message send` process: start-up included).
+    if let Ok(path) = std::env::var("DODVPN_BENCH_JSON") {
+        let small = tmp.path().join("small.txt");
+        std::fs::write(&small, vec![b'x'; 1024]).unwrap();
+        let n = 20;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            msg(&a, &["send", "--to", &to_b, "--file", small.to_str().unwrap()]).unwrap();
+        }
+        let small_per_s = n as f64 / t.elapsed().as_secs_f64();
+        let mb = (mib << 20) as f64 / 1e6;
+        let v = json!({
+            "size_mib": mib,
+            "send_mb_s": mb / send_secs,
+            "open_mb_s": mb / open_secs,
+            "send_peak_rss_kib": send_peak,
+            "centre_peak_rss_kib": centre_peak,
+            "open_peak_rss_kib": open_peak,
+            "small_1kib_sends_per_s_cli": small_per_s,
+        });
+        std::fs::write(path, v.to_string()).unwrap();
+    }
     // No temporary file is left beside the output.
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
