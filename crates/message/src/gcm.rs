@@ -20,8 +20,8 @@ use crate::Error;
 pub const MAX_LEN: u64 = ((1u64 << 32) - 2) * 16;
 
 enum Ctr {
-    A128(ctr::Ctr32BE<aes::Aes128>),
-    A256(ctr::Ctr32BE<aes::Aes256>),
+    A128(Box<ctr::Ctr32BE<aes::Aes128>>),
+    A256(Box<ctr::Ctr32BE<aes::Aes256>>),
 }
 
 /// One AES-GCM computation, fed in pieces of any length.
@@ -49,13 +49,13 @@ impl GcmStream {
                 let c = aes::Aes128::new_from_slice(key).map_err(|_| Error::KeyDecrypt)?;
                 c.encrypt_block(&mut h);
                 c.encrypt_block(&mut mask);
-                Ctr::A128(ctr::Ctr32BE::new(key.into(), (&iv).into()))
+                Ctr::A128(Box::new(ctr::Ctr32BE::new(key.into(), (&iv).into())))
             }
             32 => {
                 let c = aes::Aes256::new_from_slice(key).map_err(|_| Error::KeyDecrypt)?;
                 c.encrypt_block(&mut h);
                 c.encrypt_block(&mut mask);
-                Ctr::A256(ctr::Ctr32BE::new(key.into(), (&iv).into()))
+                Ctr::A256(Box::new(ctr::Ctr32BE::new(key.into(), (&iv).into())))
             }
             _ => return Err(Error::KeyDecrypt),
         };

@@ -78,12 +78,15 @@ pub(crate) fn signer_info(
     })
 }
 
+/// The DER of the digestAlgorithms SET, the certificates `[0]` and the signerInfos SET.
+pub(crate) type SignedDataParts = (Vec<u8>, Vec<u8>, Vec<u8>);
+
 /// The DER of the parts of a SignedData around its content: the digestAlgorithms SET,
 /// the certificates `[0]` (the signer's) and the signerInfos SET.
 pub(crate) fn signed_data_parts(
     si: SignerInfo,
     signer: &dyn MessageSigner,
-) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), Error> {
+) -> Result<SignedDataParts, Error> {
     let mut digests = SetOfVec::new();
     digests
         .insert(si.digest_alg.clone())

@@ -116,6 +116,7 @@ pub struct SealStream<R: Read> {
     pos: usize,
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Signs and encrypts a content of `content_len` bytes whose digest (of
 /// `signer.digest_alg()`, from [`digest_reader`]) is `digest`; `content` reads it again.
 pub fn seal_stream<R: Read>(
@@ -464,11 +465,13 @@ fn copy_exact(
 
 /// The SignedData inside the envelope, parsed as it is decrypted: the content goes to
 /// `out` (hashed on the way), the rest is kept to check the signature.
+type Digests = Vec<(HashAlg, Vec<u8>)>;
+
 fn inner_signed<R: Read>(
     p: &mut Der<R>,
     plain_len: u64,
     out: &mut dyn Write,
-) -> Result<(SignedData, Vec<(HashAlg, Vec<u8>)>, u64), Error> {
+) -> Result<(SignedData, Digests, u64), Error> {
     let ci_len = p.expect(0x30, "ContentInfo")?;
     let ci_end = p.pos + ci_len;
     if ci_end != plain_len {
