@@ -475,7 +475,10 @@ pub async fn open_file(
         tmp.as_file().sync_all()?;
         tmp.persist(&out)
             .with_context(|| format!("cannot write {} / 書き込めません", out.display()))?;
-        Ok(report_of(opened.signature.as_ref(), opened.content_len as usize))
+        Ok(report_of(
+            opened.signature.as_ref(),
+            opened.content_len as usize,
+        ))
     })
     .await?
 }

@@ -415,17 +415,18 @@ pub async fn deposit_part(
     let part = part_file(cfg, id);
     let path = cfg.file(id);
     let (p1, p2) = (part.clone(), path.clone());
-    let checked = tokio::task::spawn_blocking(move || -> Result<Result<(), String>, std::io::Error> {
-        let f = std::fs::File::open(&p1)?;
-        if let Err(e) = dodvpn_message::check_envelope_stream(std::io::BufReader::new(f)) {
-            return Ok(Err(e.to_string()));
-        }
-        std::fs::rename(&p1, &p2)?;
-        std::fs::File::open(p2.parent().expect("messages dir"))?.sync_all()?;
-        Ok(Ok(()))
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let checked =
+        tokio::task::spawn_blocking(move || -> Result<Result<(), String>, std::io::Error> {
+            let f = std::fs::File::open(&p1)?;
+            if let Err(e) = dodvpn_message::check_envelope_stream(std::io::BufReader::new(f)) {
+                return Ok(Err(e.to_string()));
+            }
+            std::fs::rename(&p1, &p2)?;
+            std::fs::File::open(p2.parent().expect("messages dir"))?.sync_all()?;
+            Ok(Ok(()))
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     match checked {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -589,7 +590,9 @@ pub async fn fetch_file(
         .await?;
     row.ok_or_else(|| ApiError::not_found(format!("no message {id} in {mailbox}")))?;
     let gone = || ApiError::not_found(format!("message {id} is gone"));
-    let f = tokio::fs::File::open(cfg.file(id)).await.map_err(|_| gone())?;
+    let f = tokio::fs::File::open(cfg.file(id))
+        .await
+        .map_err(|_| gone())?;
     let len = f.metadata().await.map_err(|_| gone())?.len();
     Ok((f, len))
 }

@@ -599,14 +599,22 @@ fn msg_measured(site: &Site, args: &[&str]) -> (String, u64) {
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let stdout = reader.join().unwrap();
     assert!(status.success(), "dodvpn message {args:?}: {err}");
     (stdout, peak)
 }
 
 fn sha256_of(p: &Path) -> String {
-    let out = std::process::Command::new("sha256sum").arg(p).output().unwrap();
+    let out = std::process::Command::new("sha256sum")
+        .arg(p)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -642,7 +650,14 @@ async fn message_large_attachment_streams_in_bounded_memory() {
     let t = std::time::Instant::now();
     let (sent, send_peak) = msg_measured(
         &a,
-        &["send", "--to", &to_b, "--attach", big.to_str().unwrap(), "--json"],
+        &[
+            "send",
+            "--to",
+            &to_b,
+            "--attach",
+            big.to_str().unwrap(),
+            "--json",
+        ],
     );
     let send_secs = t.elapsed().as_secs_f64();
     let sent: Value = serde_json::from_str(&sent).unwrap();
@@ -659,10 +674,8 @@ async fn message_large_attachment_streams_in_bounded_memory() {
 
     let out = tmp.path().join("opened.bin");
     let t = std::time::Instant::now();
-    let (opened, open_peak) = msg_measured(
-        &b,
-        &["open", &id, "--out", out.to_str().unwrap(), "--json"],
-    );
+    let (opened, open_peak) =
+        msg_measured(&b, &["open", &id, "--out", out.to_str().unwrap(), "--json"]);
     let open_secs = t.elapsed().as_secs_f64();
     let opened: Value = serde_json::from_str(&opened).unwrap();
     assert_eq!(opened["signer_status"], json!("trusted"), "{opened}");
@@ -677,9 +690,15 @@ async fn message_large_attachment_streams_in_bounded_memory() {
     eprintln!(
         "{mib} MiB: send {send_secs:.1} s, peak RSS {send_peak} KiB; centre peak RSS {centre_peak} KiB; open {open_secs:.1} s, peak RSS {open_peak} KiB"
     );
-    assert!(send_peak < limit_kib, "sending CLI peak RSS {send_peak} KiB");
+    assert!(
+        send_peak < limit_kib,
+        "sending CLI peak RSS {send_peak} KiB"
+    );
     assert!(centre_peak < limit_kib, "centre peak RSS {centre_peak} KiB");
-    assert!(open_peak < limit_kib, "opening CLI peak RSS {open_peak} KiB");
+    assert!(
+        open_peak < limit_kib,
+        "opening CLI peak RSS {open_peak} KiB"
+    );
     // bench/messages.sh: the figures as JSON, and small messages per second through
     // the centre (each a `dodvpn message send` process: start-up included).
     if let Ok(path) = std::env::var("DODVPN_BENCH_JSON") {
@@ -688,7 +707,11 @@ async fn message_large_attachment_streams_in_bounded_memory() {
         let n = 20;
         let t = std::time::Instant::now();
         for _ in 0..n {
-            msg(&a, &["send", "--to", &to_b, "--file", small.to_str().unwrap()]).unwrap();
+            msg(
+                &a,
+                &["send", "--to", &to_b, "--file", small.to_str().unwrap()],
+            )
+            .unwrap();
         }
         let small_per_s = n as f64 / t.elapsed().as_secs_f64();
         let mb = (mib << 20) as f64 / 1e6;
@@ -715,7 +738,10 @@ async fn message_large_attachment_streams_in_bounded_memory() {
 
 /// mTLS to the centre by hand (rustls over a plain TCP socket), as a device: to cut an
 /// upload exactly where a test wants.
-fn raw_tls(c: &Centre, site: &Site) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+fn raw_tls(
+    c: &Centre,
+    site: &Site,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(c.ca_pem().as_bytes()) {
@@ -731,11 +757,17 @@ fn raw_tls(c: &Centre, site: &Site) -> rustls::StreamOwned<rustls::ClientConnect
     .with_root_certificates(roots)
     .with_client_cert_resolver(resolver);
     let hostport = c.url.trim_start_matches("https://").to_string();
-    let host = hostport.rsplit_once(':').unwrap().0.trim_matches(['[', ']']).to_string();
+    let host = hostport
+        .rsplit_once(':')
+        .unwrap()
+        .0
+        .trim_matches(['[', ']'])
+        .to_string();
     let name = rustls::pki_types::ServerName::try_from(host).unwrap();
     let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
     let sock = std::net::TcpStream::connect(&hostport).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     rustls::StreamOwned::new(conn, sock)
 }
 
@@ -767,8 +799,14 @@ async fn message_stream_upload_cut_or_bad_leaves_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let f = tmp.path().join("one.bin");
     std::fs::write(&f, vec![0x33u8; 1_000_000]).unwrap();
-    msg_json(&a, &["send", "--to", &to_b, "--attach", f.to_str().unwrap()]);
-    let id = msg_json(&b, &["list"])[0]["id"].as_str().unwrap().to_string();
+    msg_json(
+        &a,
+        &["send", "--to", &to_b, "--attach", f.to_str().unwrap()],
+    );
+    let id = msg_json(&b, &["list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let cms_path = tmp.path().join("m.cms");
     msg(&b, &["fetch", &id, "--out", cms_path.to_str().unwrap()]).unwrap();
     let cms = std::fs::read(&cms_path).unwrap();
@@ -792,7 +830,10 @@ async fn message_stream_upload_cut_or_bad_leaves_nothing() {
     // Wait until the centre has the half: a .part file exists while it waits for more.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while parts_and_messages(&c).0 == 0 {
-        assert!(std::time::Instant::now() < deadline, "no upload in progress");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no upload in progress"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     s.sock.shutdown(std::net::Shutdown::Both).unwrap();
@@ -858,9 +899,12 @@ async fn message_stream_upload_cut_or_bad_leaves_nothing() {
     // The CLI says the quota plainly too.
     let f2 = tmp.path().join("two.bin");
     std::fs::write(&f2, vec![0x44u8; 2_500_000]).unwrap();
-    let e = msg(&a, &["send", "--to", &to_b, "--attach", f2.to_str().unwrap()])
-        .unwrap_err()
-        .to_string();
+    let e = msg(
+        &a,
+        &["send", "--to", &to_b, "--attach", f2.to_str().unwrap()],
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("quota_exceeded"), "{e}");
     assert_eq!(parts_and_messages(&c), (0, 1));
     assert_eq!(msg_json(&b, &["list"]).as_array().unwrap().len(), 1);

@@ -79,14 +79,25 @@ fn main() {
         let rd = || std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).unwrap());
         let (digest, n) =
             digest_reader(dodvpn_message::MessageSigner::digest_alg(&sender), rd()).unwrap();
-        let mut s = seal_stream(&digest, n, rd(), &sender, 0, &recipients, &SealOptions::default(), &mut rng)
-            .unwrap();
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&cms_path).unwrap());
+        let mut s = seal_stream(
+            &digest,
+            n,
+            rd(),
+            &sender,
+            0,
+            &recipients,
+            &SealOptions::default(),
+            &mut rng,
+        )
+        .unwrap();
+        let mut w =
+            std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&cms_path).unwrap());
         std::io::copy(&mut s, &mut w).unwrap();
         drop(w);
         seal_mbs.push(mb / t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out_path).unwrap());
+        let mut w =
+            std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out_path).unwrap());
         let o = open_stream(
             std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&cms_path).unwrap()),
             &keys,

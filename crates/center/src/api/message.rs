@@ -313,8 +313,10 @@ async fn refuse_early(body: Body, e: ApiError) -> Response {
         }
     }
     let mut resp = e.into_response();
-    resp.headers_mut()
-        .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
     resp
 }
 
@@ -360,12 +362,11 @@ async fn deposit_stream_inner(
     if let Err(e) = in_service(c, &dev).await {
         return Err((Some(body), e));
     }
-    let to: Vec<String> = q
-        .to
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let to: Vec<String> =
+        q.to.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
     let devices = match mailbox::check_recipients(&c.db, &dev.org_id, &to).await {
         Ok(d) => d,
         Err(e) => return Err((Some(body), e)),
