@@ -66,20 +66,24 @@ t1=$(now)
 osmall=$(awk -v a=$t0 -v b=$t1 'BEGIN {print 50/(b-a)}')
 
 cd - >/dev/null
+# E2E_PROFILE=dev E2E_TARGET_DIR=target reuses a debug test build (say so with the figures).
+E2E_PROFILE=${E2E_PROFILE:-release}
 e2e=null
 if [ "${E2E:-1}" = 1 ]; then
   runs=()
   for i in $(seq "${E2E_RUNS:-3}"); do
     DODVPN_MESSAGE_BIG_MIB=$SIZE_MIB DODVPN_BENCH_JSON=$W/e2e-$i.json \
-      cargo nextest run -q --cargo-profile release -p dodvpn --test centre_message \
+      CARGO_TARGET_DIR=${E2E_TARGET_DIR:-$CARGO_TARGET_DIR} \
+      cargo nextest run --cargo-profile "$E2E_PROFILE" -p dodvpn --test centre_message \
       message_large_attachment_streams_in_bounded_memory >&2
     runs+=("$W/e2e-$i.json")
   done
-  e2e=$(python3 - "${runs[@]}" <<'PY'
+  e2e=$(E2E_PROFILE=$E2E_PROFILE python3 - "${runs[@]}" <<'PY'
 import json, statistics, sys
 rs = [json.load(open(p)) for p in sys.argv[1:]]
 out = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
 out["runs"] = len(rs)
+out["cargo_profile"] = __import__("os").environ.get("E2E_PROFILE")
 print(json.dumps(out))
 PY
 )
