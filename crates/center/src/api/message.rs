@@ -285,6 +285,11 @@ pub const STREAM_PATH: &str = "/api/v1/device/messages/stream";
 /// How long an upload may pause before the centre gives up on it (nothing is kept).
 const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The body of a streamed deposit: DER bytes.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct CmsBody(#[allow(dead_code)] Vec<u8>);
+
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct StreamQuery {
@@ -328,7 +333,7 @@ async fn refuse_early(body: Body, e: ApiError) -> Response {
 /// upload cut halfway is refused and leaves no row and no file (not resumable: send it
 /// again).
 #[utoipa::path(post, path = "/api/v1/device/messages/stream", tag = "messages", params(StreamQuery),
-    request_body(content = Vec<u8>, content_type = "application/pkcs7-mime", description = "The DER CMS ContentInfo (AuthEnvelopedData, AES-GCM)"),
+    request_body(content = CmsBody, content_type = "application/octet-stream", description = "The DER CMS ContentInfo (AuthEnvelopedData, AES-GCM); sent as application/pkcs7-mime or application/octet-stream"),
     responses((status = 201, body = MessageMeta), (status = 400, body = ErrorBody, description = "upload_cut: the body ended early"),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 413, body = ErrorBody, description = "quota_exceeded or too_large"),
