@@ -199,6 +199,38 @@ pub async fn send(
     content: &[u8],
     receipt: bool,
 ) -> anyhow::Result<serde_json::Value> {
+    let recipients = directory_certs(client, store, to).await?;
+    let signer = StoreSigner::new(store.clone())?;
+    let now = unix_now();
+    let cms = dodvpn_message::sign_and_seal(
+        content,
+        &signer,
+        now,
+        &recipients,
+        &SealOptions::default(),
+        &mut dodvpn_message::rand_core::OsRng,
+    )?;
+    let body = serde_json::json!({
+        "to": to,
+        "receipt": receipt,
+        "cms": base64::engine::general_purpose::STANDARD.encode(&cms),
+    });
+    client.post("/api/v1/device/messages", &body).await
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Each recipient's certificate from the directory, checked: issued by the service CA.
+async fn directory_certs(
+    client: &CenterClient,
+    store: &Arc<dyn KeyStore>,
+    to: &[String],
+) -> anyhow::Result<Vec<Recipient>> {
     if to.is_empty() {
         bail!("no recipients: give --to MAILBOX / 宛先がありません");
     }
@@ -219,25 +251,136 @@ pub async fn send(
         }
         recipients.push(Recipient { cert });
     }
+    Ok(recipients)
+}
+
+/// Sends a file of any size (attachments up to 2 GiB) in constant memory: a first pass
+/// computes the digest the service key signs, the second encrypts as it reads and
+/// streams the CMS to the centre (`POST /api/v1/device/messages/stream`, with its exact
+/// length). If the upload is cut, the centre keeps nothing; send again.
+pub async fn send_file(
+    client: &CenterClient,
+    store: &Arc<dyn KeyStore>,
+    to: &[String],
+    path: &std::path::Path,
+    receipt: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let recipients = directory_certs(client, store, to).await?;
     let signer = StoreSigner::new(store.clone())?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let cms = dodvpn_message::sign_and_seal(
-        content,
+    let open = || {
+        std::fs::File::open(path)
+            .with_context(|| format!("cannot read {} / 読み込めません", path.display()))
+    };
+    let alg = signer.digest_alg();
+    let f = open()?;
+    let (digest, len) = tokio::task::spawn_blocking(move || {
+        dodvpn_message::digest_reader(alg, std::io::BufReader::with_capacity(1 << 20, f))
+    })
+    .await??;
+    let sealed = dodvpn_message::seal_stream(
+        &digest,
+        len,
+        std::io::BufReader::with_capacity(1 << 20, open()?),
         &signer,
-        now,
+        unix_now(),
         &recipients,
         &SealOptions::default(),
         &mut dodvpn_message::rand_core::OsRng,
     )?;
-    let body = serde_json::json!({
-        "to": to,
-        "receipt": receipt,
-        "cms": base64::engine::general_purpose::STANDARD.encode(&cms),
+    let total = sealed.total_len();
+    // A blocking thread encrypts; a channel of a few pieces bounds what is in flight.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    let worker = tokio::task::spawn_blocking(move || {
+        for piece in sealed {
+            let stop = piece.is_err();
+            if tx.blocking_send(piece).is_err() || stop {
+                break;
+            }
+        }
     });
-    client.post("/api/v1/device/messages", &body).await
+    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|p| (p, rx))
+    }));
+    let q: Vec<String> = to.to_vec();
+    let path = format!(
+        "/api/v1/device/messages/stream?to={}{}",
+        url_part(&q.join(",")),
+        if receipt { "&receipt=true" } else { "" }
+    );
+    let rb = client
+        .request(reqwest::Method::POST, &path)
+        .header(reqwest::header::CONTENT_TYPE, "application/pkcs7-mime")
+        .header(reqwest::header::CONTENT_LENGTH, total.to_string())
+        .body(body);
+    let r = client.send(rb).await;
+    let _ = worker.await;
+    r
+}
+
+/// Saves a message's ciphertext to `out` as it arrives (0600; written under a
+/// temporary name and renamed when whole). Returns its size.
+pub async fn fetch_to(
+    client: &CenterClient,
+    mailbox: Option<&str>,
+    id: &str,
+    out: &std::path::Path,
+) -> anyhow::Result<u64> {
+    use futures_util::StreamExt;
+    use std::io::Write;
+    let path = format!(
+        "/api/v1/device/messages/{}{}",
+        url_part(id),
+        mailbox_query(mailbox)
+    );
+    let resp = client
+        .request(reqwest::Method::GET, &path)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the centre at {}", client.base))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let text = resp.text().await.unwrap_or_default();
+        return Err(crate::client::api_error(status, &text).into());
+    }
+    let mut tmp = private_temp(out)?;
+    let mut n = 0u64;
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.context("the centre's answer was cut off / 受信が途中で切れました")?;
+        n += chunk.len() as u64;
+        tmp.write_all(&chunk)?;
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(out)
+        .with_context(|| format!("cannot write {} / 書き込めません", out.display()))?;
+    Ok(n)
+}
+
+/// Fetches a message (streamed to a 0600 temporary file beside `out`) and opens it
+/// into `out` with [`open_file`]; the temporary ciphertext is removed either way.
+pub async fn fetch_and_open(
+    client: &CenterClient,
+    store: &Arc<dyn KeyStore>,
+    mailbox: Option<&str>,
+    id: &str,
+    out: &std::path::Path,
+) -> anyhow::Result<OpenReport> {
+    let cms = private_temp(out)?.into_temp_path();
+    fetch_to(client, mailbox, id, &cms).await?;
+    open_file(client, store, &cms, out).await
+}
+
+/// A 0600 temporary file beside `out` (same file system, so the rename is atomic).
+fn private_temp(out: &std::path::Path) -> anyhow::Result<tempfile::NamedTempFile> {
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    // tempfile creates files 0600.
+    tempfile::Builder::new()
+        .prefix(".dodvpn-msg-")
+        .tempfile_in(&dir)
+        .with_context(|| format!("cannot write in {} / 書き込めません", dir.display()))
 }
 
 /// The ciphertext of a stored message, as the centre holds it.
@@ -287,6 +430,90 @@ pub struct OpenReport {
     pub signer: Option<String>,
     pub signing_time: Option<u64>,
     pub size: usize,
+}
+
+/// Opens a saved ciphertext (`cms`, any size) into `out` in constant memory. The
+/// content is decrypted into a 0600 temporary file beside `out` and renamed to `out`
+/// only after the GCM tag and the signature have checked: a modified or truncated
+/// message leaves nothing at `out`.
+pub async fn open_file(
+    client: &CenterClient,
+    store: &Arc<dyn KeyStore>,
+    cms: &std::path::Path,
+    out: &std::path::Path,
+) -> anyhow::Result<OpenReport> {
+    let keys = keys(store)?;
+    if keys.is_empty() {
+        bail!("this key store holds no mailbox key: run dodvpn message publish first / メールボックスの鍵がありません");
+    }
+    let ca = service_ca(client, store.as_ref()).await?;
+    let revoked = revoked_serials(client).await?;
+    let input = std::fs::File::open(cms)
+        .with_context(|| format!("cannot read {} / 読み込めません", cms.display()))?;
+    let mut tmp = private_temp(out)?;
+    let out = out.to_path_buf();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<OpenReport> {
+        let refs: Vec<&dyn RecipientKey> = keys.iter().map(|k| k as &dyn RecipientKey).collect();
+        let anchors = [ca];
+        let is_revoked = |c: &Certificate| is_revoked_in(&revoked, c);
+        let opened = {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+            let r = dodvpn_message::open_stream(
+                std::io::BufReader::with_capacity(1 << 20, input),
+                &refs,
+                &VerifyOptions {
+                    trust_anchors: &anchors,
+                    is_revoked: &is_revoked,
+                },
+                &mut w,
+            );
+            std::io::Write::flush(&mut w)?;
+            r
+        };
+        // On an error the temporary file goes away with `tmp`: nothing reaches `out`.
+        let opened = opened?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&out)
+            .with_context(|| format!("cannot write {} / 書き込めません", out.display()))?;
+        Ok(report_of(
+            opened.signature.as_ref(),
+            opened.content_len as usize,
+        ))
+    })
+    .await?
+}
+
+fn is_revoked_in(revoked: &HashSet<Vec<u8>>, c: &Certificate) -> bool {
+    let raw = c.tbs_certificate.serial_number.as_bytes();
+    // The CRL's raw serial may carry a leading zero the certificate's does not.
+    revoked.iter().any(|r| {
+        let r: &[u8] = r.strip_prefix(&[0u8]).unwrap_or(r);
+        let s: &[u8] = raw.strip_prefix(&[0u8]).unwrap_or(raw);
+        r == s
+    })
+}
+
+fn report_of(sig: Option<&dodvpn_message::SignatureReport>, size: usize) -> OpenReport {
+    match sig {
+        None => OpenReport {
+            signer_status: "unsigned".into(),
+            signer: None,
+            signing_time: None,
+            size,
+        },
+        Some(s) => OpenReport {
+            signer_status: match s.status {
+                SignerStatus::Trusted => "trusted",
+                SignerStatus::Revoked => "revoked",
+                SignerStatus::UntrustedIssuer => "untrusted_issuer",
+                SignerStatus::OutsideValidity => "outside_validity",
+            }
+            .into(),
+            signer: Some(s.signer.tbs_certificate.subject.to_string()),
+            signing_time: s.signing_time_unix,
+            size,
+        },
+    }
 }
 
 /// Decrypt with any of this device's mailbox keys (old ones too) and check the

@@ -290,6 +290,45 @@ pub async fn deposit(
         )
     })?;
     let size = ciphertext.len() as i64;
+    let devices = check_recipients(db, sender_org, recipients).await?;
+    let id = crate::new_id("msg");
+    let path = cfg.file(&id);
+    let dir = cfg.dir();
+    let (p2, bytes) = (path.clone(), ciphertext.to_vec());
+    tokio::task::spawn_blocking(move || write_file(&p2, &bytes))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| {
+            tracing::error!("message store {}: {e}", dir.display());
+            ApiError::internal("the message store cannot write")
+        })?;
+    commit(
+        db,
+        cfg,
+        &id,
+        sender_device,
+        sender_org,
+        recipients,
+        &devices,
+        size,
+        receipt_requested,
+    )
+    .await
+}
+
+/// The devices of `recipients`; refused unless each is in the directory (404) and the
+/// sender's organisation may write to it (403).
+pub async fn check_recipients(
+    db: &Db,
+    sender_org: &str,
+    recipients: &[String],
+) -> Result<Vec<String>, ApiError> {
+    if recipients.is_empty() || recipients.len() > 100 {
+        return Err(ApiError::bad_request_code(
+            "recipients",
+            "between 1 and 100 recipients",
+        ));
+    }
     let mut devices = Vec::new();
     for m in recipients {
         let e = entry(db, m)
@@ -303,17 +342,135 @@ pub async fn deposit(
         }
         devices.push(e.device);
     }
-    let id = crate::new_id("msg");
-    let path = cfg.file(&id);
-    let dir = cfg.dir();
-    let (p2, bytes) = (path.clone(), ciphertext.to_vec());
-    tokio::task::spawn_blocking(move || write_file(&p2, &bytes))
+    Ok(devices)
+}
+
+fn over_quota(m: &str) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "quota_exceeded",
+        format!("mailbox {m} is over its quota"),
+    )
+}
+
+/// Refused (413 `quota_exceeded`) if `size` more bytes would put a recipient over its
+/// quota: checked before an upload starts (its announced length), as it arrives, and
+/// again in the transaction that stores it.
+pub async fn check_quota(
+    db: &Db,
+    cfg: &MailboxConfig,
+    recipients: &[String],
+    size: i64,
+) -> Result<(), ApiError> {
+    for m in recipients {
+        let used: Option<i64> = sqlx::query(
+            "SELECT CAST(SUM(m.size) AS BIGINT) FROM messages m JOIN message_recipients r ON r.message_id = m.id WHERE r.mailbox = $1",
+        )
+        .bind(m)
+        .fetch_one(&db.pool)
+        .await?
+        .try_get(0)
+        .ok()
+        .flatten();
+        if used.unwrap_or(0).saturating_add(size) > cfg.quota_bytes {
+            return Err(over_quota(m));
+        }
+    }
+    Ok(())
+}
+
+/// Where an upload is written while it arrives (0600, in the messages directory, so
+/// that the rename that completes it stays on one file system).
+pub fn part_file(cfg: &MailboxConfig, id: &str) -> PathBuf {
+    cfg.dir().join(format!("{id}.part"))
+}
+
+/// Creates the messages directory and an empty 0600 upload file for `id`.
+pub fn create_part(cfg: &MailboxConfig, id: &str) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(cfg.dir())?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(part_file(cfg, id))
+}
+
+/// An upload that arrived whole (synced, at [`part_file`]): checked to be a well-formed
+/// AuthEnvelopedData that ends exactly where the upload ended (422 otherwise), renamed
+/// into place, and only then its rows, notices and audit committed. On any refusal the
+/// file is removed: no row and no file.
+#[allow(clippy::too_many_arguments)]
+pub async fn deposit_part(
+    db: &Db,
+    cfg: &MailboxConfig,
+    id: &str,
+    sender_device: &str,
+    sender_org: &str,
+    recipients: &[String],
+    devices: &[String],
+    size: i64,
+    receipt_requested: bool,
+) -> Result<MessageMeta, ApiError> {
+    let part = part_file(cfg, id);
+    let path = cfg.file(id);
+    let (p1, p2) = (part.clone(), path.clone());
+    let checked =
+        tokio::task::spawn_blocking(move || -> Result<Result<(), String>, std::io::Error> {
+            let f = std::fs::File::open(&p1)?;
+            if let Err(e) = dodvpn_message::check_envelope_stream(std::io::BufReader::new(f)) {
+                return Ok(Err(e.to_string()));
+            }
+            std::fs::rename(&p1, &p2)?;
+            std::fs::File::open(p2.parent().expect("messages dir"))?.sync_all()?;
+            Ok(Ok(()))
+        })
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| {
-            tracing::error!("message store {}: {e}", dir.display());
-            ApiError::internal("the message store cannot write")
-        })?;
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    match checked {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_cms",
+                e,
+            ));
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            tracing::error!("message store {}: {e}", cfg.dir().display());
+            return Err(ApiError::internal("the message store cannot write"));
+        }
+    }
+    commit(
+        db,
+        cfg,
+        id,
+        sender_device,
+        sender_org,
+        recipients,
+        devices,
+        size,
+        receipt_requested,
+    )
+    .await
+}
+
+/// The rows of a message whose ciphertext is in place; the file is removed if this fails.
+#[allow(clippy::too_many_arguments)]
+async fn commit(
+    db: &Db,
+    cfg: &MailboxConfig,
+    id: &str,
+    sender_device: &str,
+    sender_org: &str,
+    recipients: &[String],
+    devices: &[String],
+    size: i64,
+    receipt_requested: bool,
+) -> Result<MessageMeta, ApiError> {
+    let path = cfg.file(id);
     let result = async {
         let mut tx = db.begin_write().await?;
         for m in recipients {
@@ -327,12 +484,12 @@ pub async fn deposit(
             .ok()
             .flatten();
             if used.unwrap_or(0) + size > cfg.quota_bytes {
-                return Err(ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded", format!("mailbox {m} is over its quota")));
+                return Err(over_quota(m));
             }
         }
         let expires = tx.now + cfg.expiry_ms;
         sqlx::query("INSERT INTO messages (id, sender_device, sender_org, size, created_ms, expires_ms, receipt_requested) VALUES ($1,$2,$3,$4,$5,$6,$7)")
-            .bind(&id)
+            .bind(id)
             .bind(sender_device)
             .bind(sender_org)
             .bind(size)
@@ -341,8 +498,8 @@ pub async fn deposit(
             .bind(receipt_requested as i64)
             .execute(&mut *tx.tx)
             .await?;
-        for (m, dev) in recipients.iter().zip(&devices) {
-            sqlx::query("INSERT INTO message_recipients (message_id, mailbox) VALUES ($1,$2)").bind(&id).bind(m).execute(&mut *tx.tx).await?;
+        for (m, dev) in recipients.iter().zip(devices) {
+            sqlx::query("INSERT INTO message_recipients (message_id, mailbox) VALUES ($1,$2)").bind(id).bind(m).execute(&mut *tx.tx).await?;
             // The notice says that something arrived, from whom and how big: no content.
             let notice = serde_json::json!({ "id": id, "mailbox": m, "sender_org": sender_org, "size": size, "expires_ms": expires });
             tx.event(dev, "message.arrived", &notice).await?;
@@ -350,14 +507,14 @@ pub async fn deposit(
         tx.audit(
             sender_device,
             "message.deposit",
-            &id,
+            id,
             serde_json::json!({ "recipients": recipients, "size": size, "receipt": receipt_requested }),
         )
         .await?;
         let now = tx.now;
         tx.commit().await?;
         Ok(MessageMeta {
-            id: id.clone(),
+            id: id.to_string(),
             sender_device: sender_device.into(),
             sender_org: sender_org.into(),
             size,
@@ -416,6 +573,28 @@ pub async fn fetch(
         .await?;
     row.ok_or_else(|| ApiError::not_found(format!("no message {id} in {mailbox}")))?;
     std::fs::read(cfg.file(id)).map_err(|_| ApiError::not_found(format!("message {id} is gone")))
+}
+
+/// The ciphertext file of a message in `mailbox` and its size, to stream out.
+pub async fn fetch_file(
+    db: &Db,
+    cfg: &MailboxConfig,
+    mailbox: &str,
+    id: &str,
+) -> Result<(tokio::fs::File, u64), ApiError> {
+    check_name("message", id)?;
+    let row = sqlx::query(&format!("{SELECT} WHERE r.mailbox = $1 AND m.id = $2"))
+        .bind(mailbox)
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?;
+    row.ok_or_else(|| ApiError::not_found(format!("no message {id} in {mailbox}")))?;
+    let gone = || ApiError::not_found(format!("message {id} is gone"));
+    let f = tokio::fs::File::open(cfg.file(id))
+        .await
+        .map_err(|_| gone())?;
+    let len = f.metadata().await.map_err(|_| gone())?.len();
+    Ok((f, len))
 }
 
 /// The recipient opened the message: recorded, and audited if the sender asked for a

@@ -53,6 +53,15 @@ impl HashAlg {
             HashAlg::Sha512 => SHA512,
         }
     }
+    /// A running hash of this algorithm, for content that goes by in pieces.
+    pub fn hasher(self) -> Box<dyn sha2::digest::DynDigest + Send> {
+        match self {
+            HashAlg::Sha1 => Box::new(sha1::Sha1::default()),
+            HashAlg::Sha256 => Box::new(sha2::Sha256::default()),
+            HashAlg::Sha384 => Box::new(sha2::Sha384::default()),
+            HashAlg::Sha512 => Box::new(sha2::Sha512::default()),
+        }
+    }
     pub fn digest(self, data: &[u8]) -> Vec<u8> {
         match self {
             HashAlg::Sha1 => sha1::Sha1::digest(data).to_vec(),

@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod asn1;
+pub mod gcm;
 pub mod kdf;
 pub mod keys;
 pub mod keywrap;
@@ -33,6 +34,7 @@ pub mod oids;
 mod open;
 mod seal;
 mod sign;
+pub mod stream;
 
 /// The ASN.1 crates our types come from, so callers use the very same versions.
 pub use {der, rand_core, spki, x509_cert};
@@ -41,6 +43,9 @@ pub use keys::{HashAlg, KeyKind, MessageSigner, RecipientKey, SoftKey};
 pub use open::{check_envelope, decrypt, open, Opened};
 pub use seal::{seal, sign_and_seal, Recipient, SealOptions};
 pub use sign::{sign, verify, SignatureReport, SignerStatus, VerifyOptions};
+pub use stream::{
+    check_envelope_stream, digest_reader, open_stream, seal_stream, SealStream, StreamOpened,
+};
 
 /// What can go wrong; each one says what to look at.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -211,11 +211,23 @@ pub fn decrypt(
             "AES-GCM other than a 12-byte nonce and a 16-byte tag".into(),
         ));
     }
+    let cek = content_key(aed.recip_infos.0.iter(), keys)?;
+    if cek.len() != key_len {
+        return Err(Error::KeyDecrypt);
+    }
+    decrypt_content(&aed, &gcm, key_len, &cek)
+}
+
+/// The content key from the RecipientInfo of one of `keys`.
+pub(crate) fn content_key<'a>(
+    infos: impl Iterator<Item = &'a RecipientInfo> + Clone,
+    keys: &[&dyn RecipientKey],
+) -> Result<Zeroizing<Vec<u8>>, Error> {
     // Find the key: the first error seen is kept, so that "wrong key" is not hidden by "not ours".
     let mut cek = None;
     let mut first_err = None;
     'outer: for key in keys {
-        for ri in aed.recip_infos.0.iter() {
+        for ri in infos.clone() {
             match try_recipient(ri, *key) {
                 Ok(Some(k)) => {
                     cek = Some(k);
@@ -228,14 +240,20 @@ pub fn decrypt(
             }
         }
     }
-    let cek = match (cek, first_err) {
-        (Some(k), _) => k,
-        (None, Some(e)) => return Err(e),
-        (None, None) => return Err(Error::NotARecipient),
-    };
-    if cek.len() != key_len {
-        return Err(Error::KeyDecrypt);
+    match (cek, first_err) {
+        (Some(k), _) => Ok(k),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(Error::NotARecipient),
     }
+}
+
+fn decrypt_content(
+    aed: &AuthEnvelopedData,
+    gcm: &GcmParameters,
+    key_len: usize,
+    cek: &[u8],
+) -> Result<(der::asn1::ObjectIdentifier, Zeroizing<Vec<u8>>), Error> {
+    let eci = &aed.auth_encrypted_content;
     // RFC 5083 §2.1: the AAD is the DER of authAttrs with the SET OF tag, or empty.
     let aad = match &aed.auth_attrs {
         Some(a) => a.to_der().map_err(der_err("authenticated attributes"))?,
@@ -250,11 +268,11 @@ pub fn decrypt(
     let nonce = aes_gcm::Nonce::from_slice(gcm.nonce.as_bytes());
     let tag = aes_gcm::Tag::from_slice(aed.mac.as_bytes());
     let r = if key_len == 32 {
-        Aes256Gcm::new_from_slice(&cek)
+        Aes256Gcm::new_from_slice(cek)
             .map_err(|_| Error::KeyDecrypt)?
             .decrypt_in_place_detached(nonce, &aad, &mut buf, tag)
     } else {
-        Aes128Gcm::new_from_slice(&cek)
+        Aes128Gcm::new_from_slice(cek)
             .map_err(|_| Error::KeyDecrypt)?
             .decrypt_in_place_detached(nonce, &aad, &mut buf, tag)
     };

@@ -165,6 +165,35 @@ fn ktri(
     }))
 }
 
+/// One RecipientInfo per recipient, each carrying `cek`.
+pub(crate) fn recipient_infos(
+    cek: &[u8],
+    recipients: &[Recipient],
+    opts: &SealOptions,
+    rng: &mut impl CryptoRngCore,
+) -> Result<Vec<RecipientInfo>, Error> {
+    if recipients.is_empty() {
+        return Err(Error::NoRecipients);
+    }
+    let mut infos = Vec::with_capacity(recipients.len());
+    for r in recipients {
+        let info = match cert_kind(&r.cert)? {
+            k @ (KeyKind::EcP256 | KeyKind::EcP384) => kari(&r.cert, k, cek, opts, rng)?,
+            KeyKind::Rsa => ktri(&r.cert, cek, rng)?,
+        };
+        infos.push(info);
+    }
+    Ok(infos)
+}
+
+pub(crate) fn gcm_alg(nonce: &[u8; 12]) -> Result<AlgorithmIdentifierOwned, Error> {
+    let gcm = GcmParameters {
+        nonce: OctetString::new(nonce.to_vec()).map_err(der_err("nonce"))?,
+        icv_len: 16,
+    };
+    Ok(alg(AES256_GCM, Some(any_of(&gcm)?)))
+}
+
 /// Encrypts `content` to every recipient; returns a DER ContentInfo (AuthEnvelopedData).
 pub fn seal(
     content: &[u8],
@@ -177,14 +206,7 @@ pub fn seal(
     }
     let mut cek = Zeroizing::new([0u8; 32]);
     rng.fill_bytes(cek.as_mut());
-    let mut infos = Vec::with_capacity(recipients.len());
-    for r in recipients {
-        let info = match cert_kind(&r.cert)? {
-            k @ (KeyKind::EcP256 | KeyKind::EcP384) => kari(&r.cert, k, cek.as_ref(), opts, rng)?,
-            KeyKind::Rsa => ktri(&r.cert, cek.as_ref(), rng)?,
-        };
-        infos.push(info);
-    }
+    let infos = recipient_infos(cek.as_ref(), recipients, opts, rng)?;
     let mut nonce = [0u8; 12];
     rng.fill_bytes(&mut nonce);
     let mut buf = content.to_vec();

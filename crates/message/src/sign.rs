@@ -20,15 +20,16 @@ fn attr(oid: der::asn1::ObjectIdentifier, value: AttributeValue) -> Result<Attri
     Ok(Attribute { oid, values })
 }
 
-/// Signs `content` (attached, as id-data); returns a DER ContentInfo (SignedData).
-pub fn sign(
-    content: &[u8],
+/// The SignerInfo over a content whose digest (of `signer.digest_alg()`) is `digest`,
+/// with the signed attributes content type (id-data), message digest and signing time.
+/// The streaming writer computes the digest as it reads; [`sign`] from the bytes.
+pub(crate) fn signer_info(
+    digest: &[u8],
     signer: &dyn MessageSigner,
     signing_time_unix: u64,
-) -> Result<Vec<u8>, Error> {
+) -> Result<SignerInfo, Error> {
     let cert = signer.certificate();
     let digest_alg = signer.digest_alg();
-    let digest = digest_alg.digest(content);
     let time = der::DateTime::from_unix_duration(std::time::Duration::from_secs(signing_time_unix))
         .map_err(der_err("signing time"))?;
     // RFC 5652 §11.3: UTCTime up to 2049, GeneralizedTime after.
@@ -60,24 +61,67 @@ pub fn sign(
     // The signature covers the DER of the attributes with the SET OF tag (RFC 5652 §5.4).
     let tbs = attrs.to_der().map_err(der_err("signed attributes"))?;
     let signature = signer.sign_message(&tbs)?;
-    let digest_ai = spki::AlgorithmIdentifierOwned {
-        oid: digest_alg.oid(),
-        parameters: None,
-    };
-    let si = SignerInfo {
+    Ok(SignerInfo {
         version: CmsVersion::V1,
         sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
             issuer: cert.tbs_certificate.issuer.clone(),
             serial_number: cert.tbs_certificate.serial_number.clone(),
         }),
-        digest_alg: digest_ai.clone(),
+        digest_alg: spki::AlgorithmIdentifierOwned {
+            oid: digest_alg.oid(),
+            parameters: None,
+        },
         signed_attrs: Some(attrs),
         signature_algorithm: signer.signature_algorithm(),
         signature: OctetString::new(signature).map_err(der_err("signature"))?,
         unsigned_attrs: None,
-    };
+    })
+}
+
+/// The DER of the digestAlgorithms SET, the certificates `[0]` and the signerInfos SET.
+pub(crate) type SignedDataParts = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// The DER of the parts of a SignedData around its content: the digestAlgorithms SET,
+/// the certificates `[0]` (the signer's) and the signerInfos SET.
+pub(crate) fn signed_data_parts(
+    si: SignerInfo,
+    signer: &dyn MessageSigner,
+) -> Result<SignedDataParts, Error> {
     let mut digests = SetOfVec::new();
-    digests.insert(digest_ai).map_err(der_err("digests"))?;
+    digests
+        .insert(si.digest_alg.clone())
+        .map_err(der_err("digests"))?;
+    let mut certs = SetOfVec::new();
+    certs
+        .insert(CertificateChoices::Certificate(
+            signer.certificate().clone(),
+        ))
+        .map_err(der_err("certs"))?;
+    let mut certs = CertificateSet(certs).to_der().map_err(der_err("certs"))?;
+    // certificates [0] IMPLICIT CertificateSet: the SET's tag becomes [0] constructed.
+    certs[0] = 0xa0;
+    let mut sis = SetOfVec::new();
+    sis.insert(si).map_err(der_err("signer infos"))?;
+    Ok((
+        digests.to_der().map_err(der_err("digests"))?,
+        certs,
+        SignerInfos(sis).to_der().map_err(der_err("signer infos"))?,
+    ))
+}
+
+/// Signs `content` (attached, as id-data); returns a DER ContentInfo (SignedData).
+pub fn sign(
+    content: &[u8],
+    signer: &dyn MessageSigner,
+    signing_time_unix: u64,
+) -> Result<Vec<u8>, Error> {
+    let cert = signer.certificate();
+    let digest = signer.digest_alg().digest(content);
+    let si = signer_info(&digest, signer, signing_time_unix)?;
+    let mut digests = SetOfVec::new();
+    digests
+        .insert(si.digest_alg.clone())
+        .map_err(der_err("digests"))?;
     let mut certs = SetOfVec::new();
     certs
         .insert(CertificateChoices::Certificate(cert.clone()))
@@ -204,6 +248,22 @@ pub(crate) fn verify_signed_data(
         .decode_as::<OctetString>()
         .map_err(der_err("signed content"))?
         .into_bytes();
+    let report = verify_signers(sd, Signed::Content(&content), opts)?;
+    Ok((content, report))
+}
+
+/// What the signature is checked against: the content itself, or (streaming) the
+/// digests of the content computed as it went by, one per digest algorithm.
+pub(crate) enum Signed<'a> {
+    Content(&'a [u8]),
+    Digests(&'a [(HashAlg, Vec<u8>)]),
+}
+
+pub(crate) fn verify_signers(
+    sd: &SignedData,
+    content: Signed<'_>,
+    opts: &VerifyOptions<'_>,
+) -> Result<SignatureReport, Error> {
     let certs: Vec<Certificate> = sd
         .certificates
         .iter()
@@ -236,14 +296,30 @@ pub(crate) fn verify_signed_data(
                 let md = md
                     .decode_as::<OctetString>()
                     .map_err(der_err("message-digest attribute"))?;
-                let ours = digest.digest(&content);
+                let ours = match &content {
+                    Signed::Content(c) => digest.digest(c),
+                    Signed::Digests(d) => d
+                        .iter()
+                        .find(|(a, _)| *a == digest)
+                        .map(|(_, v)| v.clone())
+                        .ok_or(Error::Malformed(
+                            "the signer's digest algorithm is not among digestAlgorithms".into(),
+                        ))?,
+                };
                 if md.as_bytes().len() != ours.len() || !bool::from(md.as_bytes().ct_eq(&ours)) {
                     return Err(Error::BadSignature);
                 }
                 signing_time = single_value(attrs, ID_SIGNING_TIME)?.and_then(time_of);
                 attrs.to_der().map_err(der_err("signed attributes"))?
             }
-            None => content.clone(),
+            None => match &content {
+                Signed::Content(c) => c.to_vec(),
+                Signed::Digests(_) => {
+                    return Err(Error::Unsupported(
+                        "a streamed message signed without signed attributes".into(),
+                    ))
+                }
+            },
         };
         verify_signature(
             &cert.tbs_certificate.subject_public_key_info,
@@ -275,6 +351,5 @@ pub(crate) fn verify_signed_data(
             });
         }
     }
-    let report = report.ok_or(Error::Malformed("SignedData without a signer".into()))?;
-    Ok((content, report))
+    report.ok_or(Error::Malformed("SignedData without a signer".into()))
 }

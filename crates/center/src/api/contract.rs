@@ -132,6 +132,11 @@ fn error_response(description: &str) -> RefOr<ApiResponse> {
 /// which the kernel turns into a reset that can reach the client before the answer.
 pub async fn read_body_first(req: Request<Body>, next: Next) -> Response {
     let (parts, body) = req.into_parts();
+    // A streamed deposit (up to 2 GiB) is read by its handler as it arrives, never
+    // held whole; the handler answers early refusals itself (message::deposit_stream).
+    if parts.method == axum::http::Method::POST && parts.uri.path() == super::message::STREAM_PATH {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
     let limit = super::body_limit(parts.uri.path());
     match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => {

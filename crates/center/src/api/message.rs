@@ -278,6 +278,224 @@ pub async fn deposit(
     Ok((StatusCode::CREATED, Json(meta)))
 }
 
+/// Most bytes of one streamed message: a 2 GiB attachment and its CMS structure.
+pub const MAX_STREAM_BYTES: u64 = (2 << 30) + (1 << 20);
+/// The path of the streamed deposit (its body is not read before routing).
+pub const STREAM_PATH: &str = "/api/v1/device/messages/stream";
+/// How long an upload may pause before the centre gives up on it (nothing is kept).
+const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The body of a streamed deposit: DER bytes.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct CmsBody(#[allow(dead_code)] Vec<u8>);
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    /// Recipient mailboxes, comma-separated, each in the directory and permitted.
+    pub to: String,
+    /// Ask for an audited read receipt.
+    pub receipt: Option<bool>,
+}
+
+/// Refuses an upload before its body is read. A small body is read first, so that the
+/// client, still sending, gets the answer rather than a reset; a large one is cut
+/// (`Connection: close`).
+async fn refuse_early(body: Body, e: ApiError) -> Response {
+    let mut stream = body.into_data_stream();
+    let mut seen = 0usize;
+    // At most 8 MiB, and not for a client that has gone quiet.
+    while let Ok(Some(Ok(b))) = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        futures_util::StreamExt::next(&mut stream),
+    )
+    .await
+    {
+        seen += b.len();
+        if seen > 8 * 1024 * 1024 {
+            break;
+        }
+    }
+    let mut resp = e.into_response();
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
+/// Deposit a large message as a stream: the body is the DER CMS itself
+/// (`application/pkcs7-mime`, up to 2 GiB of attachment), written to a 0600 file in
+/// the centre's data directory as it arrives, counted against the recipients' quota as
+/// it arrives, and stored — renamed into place, its row inserted — only when it is
+/// complete and a well-formed AuthEnvelopedData that ends where the body ends. An
+/// upload cut halfway is refused and leaves no row and no file (not resumable: send it
+/// again).
+#[utoipa::path(post, path = "/api/v1/device/messages/stream", tag = "messages", params(StreamQuery),
+    request_body(content = CmsBody, content_type = "application/octet-stream", description = "The DER CMS ContentInfo (AuthEnvelopedData, AES-GCM); sent as application/pkcs7-mime or application/octet-stream"),
+    responses((status = 201, body = MessageMeta), (status = 400, body = ErrorBody, description = "upload_cut: the body ended early"),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 413, body = ErrorBody, description = "quota_exceeded or too_large"),
+              (status = 422, body = ErrorBody, description = "invalid_cms: not an AuthEnvelopedData")))]
+pub async fn deposit_stream(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+    Query(q): Query<StreamQuery>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Response {
+    match deposit_stream_inner(&c, &caller, q, &headers, body).await {
+        Ok(r) => r,
+        Err((Some(body), e)) => refuse_early(body, e).await,
+        Err((None, e)) => e.into_response(),
+    }
+}
+
+async fn deposit_stream_inner(
+    c: &Center,
+    caller: &Caller,
+    q: StreamQuery,
+    headers: &axum::http::HeaderMap,
+    body: Body,
+) -> Result<Response, (Option<Body>, ApiError)> {
+    let early = |e: ApiError| e;
+    let dev = match caller.device(Tier::Service) {
+        Ok(d) => d.clone(),
+        Err(e) => return Err((Some(body), early(e))),
+    };
+    if let Err(e) = in_service(c, &dev).await {
+        return Err((Some(body), e));
+    }
+    let to: Vec<String> =
+        q.to.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+    let devices = match mailbox::check_recipients(&c.db, &dev.org_id, &to).await {
+        Ok(d) => d,
+        Err(e) => return Err((Some(body), e)),
+    };
+    let announced: Option<u64> = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("a streamed message may hold at most {MAX_STREAM_BYTES} bytes"),
+        )
+    };
+    if let Some(n) = announced {
+        if n > MAX_STREAM_BYTES {
+            return Err((Some(body), too_large()));
+        }
+        if let Err(e) = mailbox::check_quota(&c.db, &c.mailbox, &to, n as i64).await {
+            return Err((Some(body), e));
+        }
+    }
+    let id = crate::new_id("msg");
+    let part = mailbox::part_file(&c.mailbox, &id);
+    let cfg = c.mailbox.clone();
+    let id2 = id.clone();
+    let file = match tokio::task::spawn_blocking(move || mailbox::create_part(&cfg, &id2)).await {
+        Ok(Ok(f)) => f,
+        _ => {
+            tracing::error!("message store: cannot create {}", part.display());
+            return Err((
+                Some(body),
+                ApiError::internal("the message store cannot write"),
+            ));
+        }
+    };
+    let result = receive(c, &to, file, announced, body).await;
+    let size = match result {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err((None, e));
+        }
+    };
+    let meta = mailbox::deposit_part(
+        &c.db,
+        &c.mailbox,
+        &id,
+        &dev.device_id,
+        &dev.org_id,
+        &to,
+        &devices,
+        size as i64,
+        q.receipt.unwrap_or(false),
+    )
+    .await
+    .map_err(|e| (None, e))?;
+    Ok((StatusCode::CREATED, Json(meta)).into_response())
+}
+
+/// Writes the body to `file` as it arrives; its size, or why it was refused (the
+/// caller removes the file then).
+async fn receive(
+    c: &Center,
+    to: &[String],
+    file: std::fs::File,
+    announced: Option<u64>,
+    body: Body,
+) -> Result<u64, ApiError> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(file));
+    let mut stream = body.into_data_stream();
+    let mut n: u64 = 0;
+    let mut next_quota_check: u64 = 64 << 20;
+    let store_err = |e: std::io::Error| {
+        tracing::error!("message store: {e}");
+        ApiError::internal("the message store cannot write")
+    };
+    let cut = || {
+        ApiError::bad_request_code(
+            "upload_cut",
+            "the upload ended before the message did; nothing was stored, send it again",
+        )
+    };
+    loop {
+        // A client that stops sending without closing is cut after UPLOAD_IDLE.
+        let Ok(next) = tokio::time::timeout(UPLOAD_IDLE, stream.next()).await else {
+            return Err(cut());
+        };
+        let Some(chunk) = next else { break };
+        let chunk = chunk.map_err(|_| {
+            ApiError::bad_request_code(
+                "upload_cut",
+                "the upload ended before the message did; nothing was stored, send it again",
+            )
+        })?;
+        n += chunk.len() as u64;
+        if n > MAX_STREAM_BYTES || announced.is_some_and(|a| n > a) {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("a streamed message may hold at most {MAX_STREAM_BYTES} bytes"),
+            ));
+        }
+        // Without an announced length the quota is checked as the bytes arrive.
+        if announced.is_none() && n >= next_quota_check {
+            mailbox::check_quota(&c.db, &c.mailbox, to, n as i64).await?;
+            next_quota_check = n + (64 << 20);
+        }
+        out.write_all(&chunk).await.map_err(store_err)?;
+    }
+    if announced.is_some_and(|a| n != a) {
+        return Err(ApiError::bad_request_code(
+            "upload_cut",
+            "the upload ended before the message did; nothing was stored, send it again",
+        ));
+    }
+    out.flush().await.map_err(store_err)?;
+    out.get_mut().sync_all().await.map_err(store_err)?;
+    Ok(n)
+}
+
 /// The messages in a mailbox this device holds the key of (metadata only).
 #[utoipa::path(get, path = "/api/v1/device/messages", tag = "messages", params(MailboxQuery),
     responses((status = 200, body = [MessageMeta]), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -304,10 +522,24 @@ pub async fn fetch(
 ) -> Result<Response, ApiError> {
     let dev = caller.device(Tier::Service)?.clone();
     let mailbox = held(&c, &dev, &q).await?;
-    let bytes = mailbox::fetch(&c.db, &c.mailbox, &mailbox, &id).await?;
+    // Streamed from the file, a piece at a time: a 2 GiB message is never in memory.
+    let (file, len) = mailbox::fetch_file(&c.db, &c.mailbox, &mailbox, &id).await?;
+    let stream = futures_util::stream::try_unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            return Ok::<_, std::io::Error>(None);
+        }
+        buf.truncate(n);
+        Ok(Some((axum::body::Bytes::from(buf), f)))
+    });
     Ok((
-        [(header::CONTENT_TYPE, "application/pkcs7-mime")],
-        Body::from(bytes),
+        [
+            (header::CONTENT_TYPE, "application/pkcs7-mime".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        Body::from_stream(stream),
     )
         .into_response())
 }

@@ -121,6 +121,11 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
                 .routes(routes!(message::deposit, message::list))
                 .layer(DefaultBodyLimit::max(message::MAX_DEPOSIT_BODY)),
         )
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(message::deposit_stream))
+                .layer(DefaultBodyLimit::disable()),
+        )
         .routes(routes!(message::publish))
         .routes(routes!(message::directory))
         .routes(routes!(message::fetch, message::delete))
