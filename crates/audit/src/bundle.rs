@@ -63,6 +63,11 @@ pub struct BundleCosignature {
     pub public_key: String,
     /// Serial of the service certificate that key was certified by (the centre's record).
     pub cert_serial: u64,
+    /// That service certificate (PEM), so an auditor can check offline that the key is a
+    /// device's certified key (`dodvpn audit check --service-ca`). Absent in exports from
+    /// before it was included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_pem: Option<String>,
 }
 
 /// One RFC 3161 token over a checkpoint (imprint: SHA-256 of its signed body).
@@ -610,6 +615,7 @@ mod tests {
             line: c.to_line(),
             public_key: spki_of(dev),
             cert_serial: 7,
+            cert_pem: None,
         }
     }
 

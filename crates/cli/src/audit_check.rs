@@ -37,6 +37,11 @@ pub enum AuditTopCmd {
         /// Fail unless the newest checkpoint is witnessed.
         #[arg(long)]
         require_witnessed: bool,
+        /// The provider's service CA certificate (PEM, obtained out of band): every
+        /// cosignature's key must then be the key of a tier-2 (service) certificate of
+        /// the cosigning device issued under it and valid when it cosigned.
+        #[arg(long)]
+        service_ca: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -51,6 +56,7 @@ pub fn run(cmd: AuditTopCmd) -> anyhow::Result<()> {
         tsa_ca,
         witnesses,
         require_witnessed,
+        service_ca,
         json,
     } = cmd;
     let tsa_ca = match &tsa_ca {
@@ -88,6 +94,25 @@ pub fn run(cmd: AuditTopCmd) -> anyhow::Result<()> {
         tsa_ca: tsa_ca.as_deref(),
         witnesses,
     };
+    let witness_certs = match &service_ca {
+        Some(p) => {
+            let ca = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {} / ファイルを読めません", p.display()))?;
+            match witness_certificates(&bundle, &ca) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    output::print(
+                        &json!({"ok": false, "problem": "witness_certificate", "error": e}),
+                        json,
+                    );
+                    anyhow::bail!(
+                        "the audit bundle does not verify / 監査バンドルの検証に失敗しました: {e}"
+                    );
+                }
+            }
+        }
+        None => None,
+    };
     match dodvpn_audit::bundle::check_with(&bundle, &opts) {
         Ok(r) if require_witnessed && r.newest_witnessed != Some(r.newest_size) => {
             output::print(
@@ -120,12 +145,16 @@ pub fn run(cmd: AuditTopCmd) -> anyhow::Result<()> {
                     "witness_threshold": r.witness_threshold,
                     "witnessed_checkpoints": r.witnessed_checkpoints,
                     "newest_witnessed": r.newest_witnessed,
+                    "witness_certificates_verified": witness_certs,
                     "result": "the audit log is complete and consistent with every checkpoint / 監査ログは完全で、すべてのチェックポイントと整合しています",
                 }),
                 json,
             );
             if r.timestamps_unchecked > 0 {
                 eprintln!("note: {} timestamp token(s) not verified: give the TSA's CA with --tsa-ca / 注意: タイムスタンプは未検証です（--tsa-ca で TSA の CA 証明書を指定してください）", r.timestamps_unchecked);
+            }
+            if witness_certs.is_none() && r.cosignatures_verified > 0 {
+                eprintln!("note: the witnesses' certificates were not checked: give the provider's service CA with --service-ca / 注意: 連署した装置の証明書は未検証です（--service-ca でサービス CA 証明書を指定してください）");
             }
             if key_fingerprint.is_none() {
                 eprintln!("note: the log key was not pinned (--key-fingerprint): this shows consistency, not that the centre you trust signed it / 注意: ログ署名鍵が指定されていないため、署名者は確認していません");
@@ -142,4 +171,52 @@ pub fn run(cmd: AuditTopCmd) -> anyhow::Result<()> {
             )
         }
     }
+}
+
+/// Every cosignature's key is that of the cosigning device's service certificate, issued
+/// under `service_ca_pem` and valid when it cosigned. Returns how many were checked.
+fn witness_certificates(
+    bundle: &dodvpn_audit::bundle::Bundle,
+    service_ca_pem: &str,
+) -> Result<u64, String> {
+    use base64::Engine;
+    let mut n = 0;
+    for c in &bundle.cosignatures {
+        let cos =
+            dodvpn_audit::witness::Cosignature::parse_line(&c.line).map_err(|e| e.to_string())?;
+        let who = format!("the cosignature of {} at size {}", cos.witness, c.size);
+        let pem_text = c.cert_pem.as_deref().ok_or_else(|| {
+            format!("{who} carries no certificate (an export from before certificates were included) / 証明書がありません")
+        })?;
+        let der = pem::parse(pem_text.as_bytes())
+            .map_err(|e| {
+                format!("{who}: the certificate is not PEM: {e} / 証明書が PEM ではありません")
+            })?
+            .into_contents();
+        let info = dodvpn_pki::validate(
+            &der,
+            dodvpn_pki::Tier::Service,
+            service_ca_pem,
+            cos.time_ms.div_euclid(1000),
+            &|_| false,
+        )
+        .map_err(|e| format!("{who}: {e} / 連署した装置の証明書を検証できません"))?;
+        let spki = base64::engine::general_purpose::STANDARD
+            .decode(&c.public_key)
+            .unwrap_or_default();
+        if info.public_key_spki_der != spki {
+            return Err(format!(
+                "{who}: the key is not the certificate's key / 鍵が証明書の鍵と一致しません"
+            ));
+        }
+        if info.id.as_deref() != Some(cos.witness.as_str()) || info.serial != c.cert_serial {
+            return Err(format!(
+                "{who}: the certificate is of {} (serial {}), not of the cosigning device / 証明書が連署した装置のものではありません",
+                info.id.unwrap_or_default(),
+                info.serial
+            ));
+        }
+        n += 1;
+    }
+    Ok(n)
 }

@@ -188,6 +188,38 @@ async fn witnesses(backend: Backend) {
     std::fs::write(&b2, bv.to_string()).unwrap();
     let (v, _) = audit_check(&b2, &[]).unwrap_err();
     assert_eq!(v["problem"], json!("bad_cosignature"), "{v}");
+    // With the provider's service CA, each cosigning key is shown to be the key of that
+    // device's own service certificate; the device CA (tier 1), a certificate swapped to
+    // another device's, or an export without certificates is refused.
+    let service_ca = c.dir.join("pki/service-ca.pem");
+    let device_ca = c.dir.join("pki/device-ca.pem");
+    let r = audit_check(&b1, &["--service-ca", service_ca.to_str().unwrap()]).unwrap();
+    assert_eq!(
+        r["witness_certificates_verified"], r["cosignatures_verified"],
+        "{r}"
+    );
+    let (v, err) = audit_check(&b1, &["--service-ca", device_ca.to_str().unwrap()]).unwrap_err();
+    assert_eq!(v["problem"], json!("witness_certificate"), "{v}");
+    assert!(err.contains("証明書"), "{err}");
+    let mut swapped: Value = serde_json::from_str(&std::fs::read_to_string(&b1).unwrap()).unwrap();
+    let other_cert = swapped["cosignatures"][1]["cert_pem"].clone();
+    assert!(
+        other_cert.is_string(),
+        "the export carries the certificates"
+    );
+    swapped["cosignatures"][0]["cert_pem"] = other_cert;
+    let b4 = tmp.path().join("b4.json");
+    std::fs::write(&b4, swapped.to_string()).unwrap();
+    let (v, err) = audit_check(&b4, &["--service-ca", service_ca.to_str().unwrap()]).unwrap_err();
+    assert_eq!(v["problem"], json!("witness_certificate"), "{v}");
+    assert!(err.contains("not the certificate's key"), "{err}");
+    swapped["cosignatures"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("cert_pem");
+    std::fs::write(&b4, swapped.to_string()).unwrap();
+    let (_, err) = audit_check(&b4, &["--service-ca", service_ca.to_str().unwrap()]).unwrap_err();
+    assert!(err.contains("carries no certificate"), "{err}");
     // More witnesses than there are: not witnessed, and --require-witnessed says so.
     let (v, err) = audit_check(&b1, &["--witnesses", "3", "--require-witnessed"]).unwrap_err();
     assert_eq!(v["problem"], json!("not_witnessed"), "{v}");

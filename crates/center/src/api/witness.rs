@@ -398,7 +398,8 @@ pub async fn all_cosignatures(
     db: &crate::db::Db,
 ) -> Result<Vec<dodvpn_audit::bundle::BundleCosignature>, ApiError> {
     Ok(sqlx::query(
-        "SELECT size, line, public_key, cert_serial FROM audit_cosignatures ORDER BY size, device_id",
+        "SELECT c.size, c.line, c.public_key, c.cert_serial, k.pem FROM audit_cosignatures c \
+         LEFT JOIN certs k ON k.serial = c.cert_serial ORDER BY c.size, c.device_id",
     )
     .fetch_all(&db.pool)
     .await?
@@ -408,6 +409,7 @@ pub async fn all_cosignatures(
         line: r.get(1),
         public_key: r.get(2),
         cert_serial: r.get::<i64, _>(3) as u64,
+        cert_pem: r.get(4),
     })
     .collect())
 }
