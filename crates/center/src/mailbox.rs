@@ -245,9 +245,12 @@ pub async fn lookup(db: &Db, sender_org: &str, mailbox: &str) -> Result<String, 
     Ok(e.cert_pem)
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Write a file of the centre's data directory durably: mode 0600, under a temporary
+/// name, synced, renamed into place and its directory synced, so a crash leaves the old
+/// state or the whole new file (messages here, check-sheet evidence files too).
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().expect("messages dir");
+    let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension("part");
     let mut f = std::fs::OpenOptions::new()

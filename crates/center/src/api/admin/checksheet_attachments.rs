@@ -4,8 +4,7 @@
 //! or a cut upload leaves neither a row nor a file), scoped to one organisation, audited.
 //! An answer names an attachment by its id.
 
-use std::io::Write;
-use std::path::{Path as FsPath, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -54,24 +53,6 @@ fn sha256_hex(b: &[u8]) -> String {
 
 fn dir(c: &Center) -> PathBuf {
     c.mailbox.data_dir.join("attachments")
-}
-
-fn write_file(path: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(FsPath::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("part");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
@@ -127,7 +108,7 @@ pub async fn upload(
     org_exists(&mut tx, &id).await?;
     // The file first: a row never points at a file that is not whole on disk.
     let (p, b) = (path.clone(), body.clone());
-    tokio::task::spawn_blocking(move || write_file(&p, &b))
+    tokio::task::spawn_blocking(move || crate::mailbox::write_file(&p, &b))
         .await
         .map_err(|_| ApiError::internal("the attachment writer stopped"))?
         .map_err(|e| ApiError::internal(format!("cannot store the attachment: {e}")))?;
