@@ -1460,6 +1460,11 @@ fn filed_findings(led: &Value) -> Vec<(Option<String>, Value)> {
     out
 }
 
+/// A free-text id as one path segment of a link.
+fn segment(id: &str) -> String {
+    percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 /// A JSON list of strings as one cell.
 fn list(v: &Value) -> String {
     v.as_array()
@@ -1492,7 +1497,7 @@ async fn ledger_page(
     let base = format!("/console/ledger/{org}");
     let edit_link = |table: &str, id: &Value| {
         html! {
-            @if edit { " " a href={(base) "/" (table) "/" (s(id))} { (l.t("ledger.edit")) span class="sr" { " " (s(id)) } } }
+            @if edit { " " a href={(base) "/" (table) "/" (segment(&s(id)))} { (l.t("ledger.edit")) span class="sr" { " " (s(id)) } } }
         }
     };
     let body = html! {

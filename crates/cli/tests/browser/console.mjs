@@ -190,7 +190,9 @@ async function main() {
     await root.goto(ledgerUrl);
     await root.locator('main a[href$="/outside/new"]').click();
     await audit(root, "ledger-row-new");
-    await root.getByLabel("ID", { exact: true }).fill("X-WEB-1");
+    // A free-text id with a slash and a space: its links must still lead to it.
+    const ROW = "給食/VPN 1";
+    await root.getByLabel("ID", { exact: true }).fill(ROW);
     await root.getByLabel("Kind").selectOption("vendor-vpn");
     await root.getByLabel("Contractor").fill("給食サービス株式会社");
     await root.getByLabel("Responsible person").fill("山田");
@@ -198,13 +200,14 @@ async function main() {
     await root.getByLabel(/Public addresses/).fill("203.0.113.7");
     await root.getByRole("button", { name: "Save" }).click();
     let ltext = await root.locator("main").textContent();
-    check("a row added in the console is in the ledger", root.url() === ledgerUrl && ltext.includes("X-WEB-1") && ltext.includes("203.0.113.7"), root.url());
-    await root.locator('main a[href$="/outside/X-WEB-1"]').click();
+    check("a row added in the console is in the ledger", root.url() === ledgerUrl && ltext.includes(ROW) && ltext.includes("203.0.113.7"), root.url());
+    await root.locator('main td a[href*="/outside/"]').click();
+    check("the edit link of a free-text id opens its row", (await root.getByLabel("ID", { exact: true }).inputValue()) === ROW, root.url());
     await root.getByLabel(/Public addresses/).fill("vpn.example.jp");
     await root.getByRole("button", { name: "Save" }).click();
     check("a bad address is refused with the reason", (await root.locator("main").textContent()).includes("vpn.example.jp"));
     await audit(root, "ledger-row-refused");
-    const rowUrl = `${ledgerUrl}/outside/X-WEB-1`;
+    const rowUrl = `${ledgerUrl}/outside/${encodeURIComponent(ROW)}`;
     await root.goto(rowUrl);
     await root.getByLabel("Contractor").fill("新しい契約先");
     await root.getByRole("button", { name: "Save" }).click();
@@ -225,7 +228,7 @@ async function main() {
     await other.close();
     await root.goto(rowUrl);
     await root.getByRole("button", { name: "Delete this row" }).click();
-    check("a deleted row is gone", !(await root.locator("main").textContent()).includes("X-WEB-1"));
+    check("a deleted row is gone", !(await root.locator("main").textContent()).includes(ROW));
     await root.goto(`${ledgerUrl}/sheets/mhlw`);
     await audit(root, "sheet-form");
     const yes = root.locator('input[type="radio"][value="yes"]');

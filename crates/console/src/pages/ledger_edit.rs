@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Redirect};
 use maud::{html, Markup};
 use serde_json::{json, Map, Value};
 
-use super::{nav, s, safe_id};
+use super::{nav, s, safe_id, segment};
 use crate::i18n::Lang;
 use crate::roles::Can;
 use crate::web::{html_response, page, Authed, Form, PageError, PageResult};
@@ -238,7 +238,7 @@ pub(super) async fn row_form(
             p { button type="submit" { (l.t("ledger.save")) } }
         }
         @if !current.is_null() {
-            form method="post" action={(ledger_url(&org)) "/" (t.path()) "/" (row) "/delete"} {
+            form method="post" action={(ledger_url(&org)) "/" (t.path()) "/" (segment(&row)) "/delete"} {
                 input type="hidden" name="csrf" value=(a.session.csrf);
                 input type="hidden" name="base" value=(digest(&rows));
                 p { button type="submit" { (l.t("ledger.delete")) } }

@@ -229,17 +229,8 @@ pub async fn download(
         )));
     }
     // The name travels percent-encoded (RFC 6266 filename*), so any script is safe in a header.
-    let encoded: String = v
-        .name
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
+    let encoded =
+        percent_encoding::utf8_percent_encode(&v.name, percent_encoding::NON_ALPHANUMERIC);
     Ok((
         [
             // Never the uploaded type: a stored HTML file must not render on the centre's origin.
