@@ -96,6 +96,9 @@ enum AdminCmd {
     /// Who may write secure messages to whom (R-SVC-4); nobody may unless allowed here.
     #[command(subcommand)]
     MessagePolicy(MessagePolicyCmd),
+    /// The gateway centre (R-SVC-1): nodes, categories, applications for sites, decisions, logs.
+    #[command(subcommand)]
+    Gateway(crate::gateway::AdminGatewayCmd),
 }
 
 #[derive(Subcommand)]
@@ -835,6 +838,7 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
             GroupCmd::Remove { name, device } => c.delete(&format!("/api/v1/groups/{name}/members/{device}")).await?,
         },
         AdminCmd::Ledger(cmd) => ledger(&c, cmd).await?,
+        AdminCmd::Gateway(cmd) => crate::gateway::admin(&c, cmd).await?,
         AdminCmd::Checksheet(cmd) => match cmd {
             ChecksheetCmd::Sheets => c.get("/api/v1/checksheets").await?,
             ChecksheetCmd::Prefill { org, sheet, services } => {
