@@ -40,7 +40,6 @@ pub struct NodeOptions {
 /// How often the policy is fetched without a push, and the log sent.
 const POLICY_REFRESH: Duration = Duration::from_secs(60);
 const LOG_SEND: Duration = Duration::from_secs(2);
-const DIGEST_CHECK: Duration = Duration::from_secs(60);
 
 struct CentreUsers(CenterClient);
 
@@ -209,18 +208,16 @@ pub async fn run(
         let (client, shared, say) = (client.clone(), shared.clone(), say.clone());
         tasks.spawn(async move {
             let mut logs = tokio::time::interval(LOG_SEND);
-            let mut digests = tokio::time::interval(DIGEST_CHECK);
             loop {
-                tokio::select! {
-                    _ = logs.tick() => {
-                        if let Err(e) = send_logs(&client, &shared.log).await {
-                            tracing::debug!("request log not sent now: {e:#}");
-                        }
-                    }
-                    _ = digests.tick() => {
-                        if let Err(e) = send_digests(&client, &shared.log, &say).await {
-                            tracing::debug!("log digest not sent now: {e:#}");
-                        }
+                logs.tick().await;
+                // A day is digested once all its records are in the centre.
+                let sent = send_logs(&client, &shared.log).await;
+                if let Err(e) = &sent {
+                    tracing::debug!("request log not sent now: {e:#}");
+                }
+                if sent.is_ok() {
+                    if let Err(e) = send_digests(&client, &shared.log, &say).await {
+                        say(format!("request log digest not accepted now: {e:#}"));
                     }
                 }
             }

@@ -68,6 +68,8 @@ pub struct Shared {
     users: Arc<dyn UserCheck>,
     pub limits: Limits,
     slots: Arc<Semaphore>,
+    /// Connections being told 503 at once (beyond them a connection is dropped).
+    refusals: Arc<Semaphore>,
 }
 
 pub fn now_ms() -> i64 {
@@ -98,6 +100,7 @@ impl Shared {
             log,
             users,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
+            refusals: Arc::new(Semaphore::new(limits.max_connections * 2)),
             limits,
         })
     }
@@ -173,20 +176,41 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                     drop(permit);
                 });
             }
-            Err(_) => {
-                tokio::spawn(async move {
-                    let mut sock = sock;
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        sock.write_all(&page::error(
-                            503,
-                            "the gateway is serving as many connections as it may; try again",
-                            "ゲートウェイの同時接続数が上限に達しています。しばらくしてから再試行してください",
-                        )),
-                    )
-                    .await;
-                });
-            }
+            Err(_) => match shared.refusals.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(async move {
+                        answer_and_close(
+                            sock,
+                            &page::error(
+                                503,
+                                "the gateway is serving as many connections as it may; try again",
+                                "ゲートウェイの同時接続数が上限に達しています。しばらくしてから再試行してください",
+                            ),
+                        )
+                        .await;
+                        drop(permit);
+                    });
+                }
+                // Past even that: the connection is dropped unanswered.
+                Err(_) => drop(sock),
+            },
+        }
+    }
+}
+
+/// Send `bytes`, then close so that the client reads them: half-close, and drain what
+/// it still sends for a moment (closing with unread bytes would reset the connection
+/// and could destroy the answer before the client reads it).
+async fn answer_and_close(mut sock: TcpStream, bytes: &[u8]) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), sock.write_all(bytes)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), sock.shutdown()).await;
+    let mut sink = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    let mut drained = 0usize;
+    while drained < 64 * 1024 {
+        match tokio::time::timeout_at(deadline, sock.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => break,
         }
     }
 }
@@ -230,12 +254,11 @@ async fn handle(mut sock: TcpStream, peer: SocketAddr, shared: &Shared) {
         },
     };
     let answer = serve_one(&mut sock, &member, shared, &mut req).await;
-    if let Some(bytes) = answer {
-        let _ = tokio::time::timeout(Duration::from_secs(2), sock.write_all(&bytes)).await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), sock.shutdown()).await;
-    }
     req.rec.duration_ms = req.started.elapsed().as_millis() as u64;
     shared.record(&req.rec);
+    if let Some(bytes) = answer {
+        answer_and_close(sock, &bytes).await;
+    }
 }
 
 /// Read the head within the time limit. Err is the response to send.
