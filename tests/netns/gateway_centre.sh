@@ -26,8 +26,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/lib.sh"
 DODVPN_BIN="${DODVPN_BIN:-$here/../../target/debug/dodvpn}"
 [[ -x "$DODVPN_BIN" ]] || { echo "build dodvpn first (cargo build -p dodvpn) or set DODVPN_BIN" >&2; exit 1; }
-require_root_and_tools python
-command -v named >/dev/null || { echo "bind9 (named) is needed for the test's DNS" >&2; exit 1; }
+require_root_and_tools python openssl gateway
 netns_trap_cleanup
 
 work="$(netns_workdir gwc)"
@@ -49,6 +48,8 @@ as_org() { local tok="$1"; shift; ip netns exec "$WAN" "$DODVPN_BIN" admin --jso
   --credential-file "$tok" "$@"; }
 jid() { jq -r "$1"; }
 client() { ip netns exec "$1" python3 "$here/gateway_client.py" "${@:2}"; }
+# (Output is captured before it is matched: with pipefail, `grep -q` closing the pipe early
+# would fail the writer.)
 # curl from site A's host address through the gateway.
 pcurl() { ip netns exec "$A" curl -sS --max-time 10 --interface "$A_HOST" -x "http://$PROXY" --cacert "$work/www/cert.pem" "$@"; }
 
@@ -209,13 +210,13 @@ check "not allowed plain HTTP → 403 with the page" plain_page
 app="$(as_org "$work/org1.token" gateway apply --org "$org1" --entry news.example.test --reason "電子カルテ更新情報 / EHR news" | jid .id)"
 pending() { as_org "$work/org1.token" gateway list --org "$org1" --status pending | jq -e ".[0].id == \"$app\"" >/dev/null; }
 check "org 1 applies for news.example.test with a reason (pending)" pending
-still_refused() { client "$A" connect "$PROXY" "$A_HOST" news.example.test 443 --ca "$work/www/cert.pem" | grep -q '^proxy 403'; }
+still_refused() { local out; out="$(client "$A" connect "$PROXY" "$A_HOST" news.example.test 443 --ca "$work/www/cert.pem")"; grep -q '^proxy 403' <<<"$out"; }
 check "…while pending it is still refused" still_refused
 check "org 2's administrator cannot decide org 1's application" not as_org "$work/org2.token" gateway approve "$app" --org "$org1" --expires-in 30s
 t0=$(date +%s%N)
 as_org "$work/org1.token" gateway approve "$app" --org "$org1" --expires-in 40s --note "approved by the security officer" >/dev/null ||
   die "approve"
-news_ok() { client "$A" connect "$PROXY" "$A_HOST" news.example.test 443 --ca "$work/www/cert.pem" | grep -q "^tls ok 200 hello from news.example.test"; }
+news_ok() { local out; out="$(client "$A" connect "$PROXY" "$A_HOST" news.example.test 443 --ca "$work/www/cert.pem")"; grep -q "^tls ok 200 hello from news.example.test" <<<"$out"; }
 netns_wait_for 10 news_ok; rc=$?
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 pushed() { [[ $rc == 0 && $ms -lt 5000 ]] && kill -0 "$pid_g"; }
@@ -337,6 +338,7 @@ start g "$G" gateway run --listen "$PROXY" --permit 203.0.113.0/24 --log-dir "$w
 digest_in_chain() { admin audit list --limit 10000 | jq -e "[.[] | select(.action == \"gateway.log_digest\" and .details.sha256 == \"$want\" and .details.day == \"$yday\")] | length == 1" >/dev/null; }
 netns_wait_for 20 digest_in_chain; rc=$?
 check "a finished day's log (yesterday's file): its SHA-256 is in the centre's audit chain (gateway.log_digest)" test "$rc" = 0
+chain_ok() { local v; v="$(admin audit verify 2>&1)"; jq -e '.ok == true' <<<"$v" >/dev/null || { echo "  $v" | head -5; return 1; }; }
 check "the audit chain still verifies" chain_ok
 audited() { admin audit list --limit 10000 >"$work/audit.json" &&
   jq -e "[.[] | select(.action == \"gateway.approved\" and .subject == \"$app\")] | length == 1" "$work/audit.json" >/dev/null &&
