@@ -298,6 +298,17 @@ check "the approval's expiry has passed: news.example.test refused again, no res
 expired_there() { as_org "$work/org1.token" gateway list --org "$org1" | jq -e ".[] | select(.id == \"$app\") | .status == \"expired\"" >/dev/null; }
 check "…and the centre lists the application as expired" expired_there
 
+# ---------------------------------------------------------------- user authentication (C 4-8-2)
+as_org "$work/org1.token" gateway settings --org "$org1" --category updates --user-auth password >/dev/null || die "user auth"
+auth_needed() { local out; out="$(client "$A" raw "$PROXY" "$A_HOST" 'CONNECT updates.example.test:443 HTTP/1.1\r\n\r\n')"
+  grep -q "^HTTP/1.1 407 Proxy Authentication Required" <<<"$out" && grep -q "^reason auth_required" <<<"$out"; }
+netns_wait_for 10 auth_needed; rc=$?
+check "org 1 requires sign-in (pushed): a CONNECT without Proxy-Authorization → 407" test "$rc" = 0
+out="$(client "$A" raw "$PROXY" "$A_HOST" 'CONNECT updates.example.test:443 HTTP/1.1\r\nProxy-Authorization: Basic bnVyc2UxOndyb25nLXBhc3N3b3Jk\r\n\r\n')"
+check "…with a user that is no console account of org 1 → 407" grep -q "^HTTP/1.1 407" <<<"$out"
+as_org "$work/org1.token" gateway settings --org "$org1" --category updates --user-auth device >/dev/null || die "user auth off"
+sleep 1
+
 # ---------------------------------------------------------------- the log: node, centre, per organisation
 day="$(date -u +%F)"
 nodelog="$work/gwlog/requests-$day.jsonl"
@@ -308,6 +319,8 @@ check "node log: the allowed CONNECT to updates.example.test (org, device, host,
   line_ok ".org_id == \"$org1\" and .device_id == \"$dev_a\" and .host == \"updates.example.test\" and .port == 443 and .method == \"CONNECT\" and .outcome == \"allowed\" and .reason == \"allowed:updates.example.test\" and .bytes_up > 200 and .bytes_down > 200 and .duration_ms >= 0"
 check "node log: the plain GET by prefix (method GET, port 80)" \
   line_ok ".method == \"GET\" and .port == 80 and .host == \"updates.example.test\" and .outcome == \"allowed\""
+check "node log: the refused sign-in names the user (nurse1, auth_required:bad_credentials)" \
+  line_ok '.user == "nurse1" and .reason == "auth_required:bad_credentials"'
 check "node log: the refused news.example.test (not_listed)" \
   line_ok ".host == \"news.example.test\" and .outcome == \"refused\" and .reason == \"not_listed\""
 check "node log: the domain fronting attempt (sni_mismatch:news.example.test)" \

@@ -606,4 +606,15 @@ mod tests {
         assert_eq!(basic("Basic !!!"), None);
         assert_eq!(basic("Basic OnB3"), None, "an empty user name");
     }
+
+    proptest::proptest! {
+        /// Whatever a client puts in Proxy-Authorization, reading it never panics, and
+        /// what it encodes comes back.
+        #[test]
+        fn any_proxy_authorization_is_read_without_panic(v in ".{0,200}", user in "[a-z0-9]{1,20}", pw in ".{0,40}") {
+            let _ = basic(&v);
+            let enc = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+            proptest::prop_assert_eq!(basic(&format!("Basic {enc}")), Some((user, pw)));
+        }
+    }
 }
