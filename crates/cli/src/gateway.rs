@@ -54,6 +54,9 @@ pub struct RunArgs {
     /// Time a client has to send its request head (and, after CONNECT, its ClientHello).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     head_timeout: Duration,
+    /// A relayed connection idle this long (no byte either way) is closed.
+    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    relay_idle: Duration,
     /// TUN interface the tunnels use.
     #[arg(long, default_value = "dodvpn0")]
     interface: String,
@@ -96,6 +99,7 @@ pub async fn run(cmd: GatewayCmd) -> anyhow::Result<()> {
         max_connections: a.max_connections.max(1),
         head_timeout: a.head_timeout,
         hello_timeout: a.head_timeout,
+        relay_idle: a.relay_idle,
         ..Default::default()
     };
     let opts = dodvpn_gateway_node::node::NodeOptions {

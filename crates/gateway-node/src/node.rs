@@ -41,7 +41,28 @@ pub struct NodeOptions {
 const POLICY_REFRESH: Duration = Duration::from_secs(60);
 const LOG_SEND: Duration = Duration::from_secs(2);
 
-struct CentreUsers(CenterClient);
+/// How long a sign-in the centre accepted is believed without asking again: each check
+/// costs the centre an Argon2id verification, and a browser sends the header with every
+/// request. A refusal is never cached (a corrected password works at once).
+const SIGN_IN_CACHE: Duration = Duration::from_secs(60);
+const SIGN_IN_CACHE_MAX: usize = 10_000;
+
+struct CentreUsers {
+    client: CenterClient,
+    /// SHA-256 of (org, user, password) → when the centre accepted it.
+    accepted: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>,
+}
+
+fn sign_in_key(org_id: &str, user: &str, password: &str) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [org_id, user, password] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part.as_bytes());
+    }
+    let mut k = [0u8; 32];
+    k.copy_from_slice(ctx.finish().as_ref());
+    k
+}
 
 impl UserCheck for CentreUsers {
     fn check<'a>(
@@ -52,8 +73,16 @@ impl UserCheck for CentreUsers {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<bool>> + Send + 'a>>
     {
         Box::pin(async move {
+            let key = sign_in_key(org_id, user, password);
+            {
+                let mut m = self.accepted.lock().unwrap_or_else(|p| p.into_inner());
+                m.retain(|_, t| t.elapsed() < SIGN_IN_CACHE);
+                if m.contains_key(&key) {
+                    return Ok(true);
+                }
+            }
             let a: UserCheckAnswer = self
-                .0
+                .client
                 .post(
                     USER_CHECK_PATH,
                     &UserCheckBody {
@@ -63,6 +92,12 @@ impl UserCheck for CentreUsers {
                     },
                 )
                 .await?;
+            if a.ok {
+                let mut m = self.accepted.lock().unwrap_or_else(|p| p.into_inner());
+                if m.len() < SIGN_IN_CACHE_MAX {
+                    m.insert(key, std::time::Instant::now());
+                }
+            }
             Ok(a.ok)
         })
     }
@@ -152,7 +187,10 @@ pub async fn run(
     let shared = Shared::new(
         dial,
         log,
-        Arc::new(CentreUsers(client.clone())),
+        Arc::new(CentreUsers {
+            client: client.clone(),
+            accepted: Default::default(),
+        }),
         opts.limits.clone(),
     );
     shared.set_members(members_now(&agent.state));

@@ -42,6 +42,9 @@ pub struct Limits {
     pub hello_timeout: Duration,
     pub resolve_timeout: Duration,
     pub connect_timeout: Duration,
+    /// A relayed connection with no byte either way for this long is closed, so idle
+    /// tunnels do not hold the connection slots.
+    pub relay_idle: Duration,
 }
 
 impl Default for Limits {
@@ -52,6 +55,7 @@ impl Default for Limits {
             hello_timeout: Duration::from_secs(10),
             resolve_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
+            relay_idle: Duration::from_secs(300),
         }
     }
 }
@@ -511,12 +515,50 @@ async fn connect(
     }
     req.rec.outcome = Outcome::Allowed;
     req.rec.reason = format!("allowed:{entry}");
-    let (a, b) = tokio::io::copy_bidirectional(sock, &mut up)
-        .await
-        .unwrap_or((0, 0));
+    let (a, b) = relay(sock, &mut up, shared.limits.relay_idle).await;
     req.rec.bytes_up += a;
     req.rec.bytes_down += b;
     None
+}
+
+/// Copy both ways until both sides have closed, or nothing moved for `idle`. Returns
+/// the bytes client → site and site → client, also when a side broke off.
+async fn relay(client: &mut TcpStream, up: &mut TcpStream, idle: Duration) -> (u64, u64) {
+    let (mut cr, mut cw) = client.split();
+    let (mut ur, mut uw) = up.split();
+    let (mut b_up, mut b_down) = (vec![0u8; 8192], vec![0u8; 8192]);
+    let (mut n_up, mut n_down) = (0u64, 0u64);
+    let (mut client_open, mut site_open) = (true, true);
+    while client_open || site_open {
+        tokio::select! {
+            r = cr.read(&mut b_up), if client_open => match r {
+                Ok(n) if n > 0 => {
+                    if uw.write_all(&b_up[..n]).await.is_err() {
+                        break;
+                    }
+                    n_up += n as u64;
+                }
+                _ => {
+                    client_open = false;
+                    let _ = uw.shutdown().await;
+                }
+            },
+            r = ur.read(&mut b_down), if site_open => match r {
+                Ok(n) if n > 0 => {
+                    if cw.write_all(&b_down[..n]).await.is_err() {
+                        break;
+                    }
+                    n_down += n as u64;
+                }
+                _ => {
+                    site_open = false;
+                    let _ = cw.shutdown().await;
+                }
+            },
+            _ = tokio::time::sleep(idle) => break,
+        }
+    }
+    (n_up, n_down)
 }
 
 /// Plain HTTP: the head again in origin form, without the proxy's own headers, one
@@ -584,9 +626,7 @@ async fn plain(
     }
     req.rec.outcome = Outcome::Allowed;
     req.rec.reason = format!("allowed:{entry}");
-    let (a, b) = tokio::io::copy_bidirectional(sock, &mut up)
-        .await
-        .unwrap_or((0, 0));
+    let (a, b) = relay(sock, &mut up, shared.limits.relay_idle).await;
     req.rec.bytes_up += a;
     req.rec.bytes_down = b;
     None
@@ -605,6 +645,40 @@ mod tests {
         assert_eq!(basic("Bearer x"), None);
         assert_eq!(basic("Basic !!!"), None);
         assert_eq!(basic("Basic OnB3"), None, "an empty user name");
+    }
+
+    #[tokio::test]
+    async fn relay_counts_both_ways_and_closes_an_idle_connection() {
+        let near_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let site_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(near_l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut near, _) = near_l.accept().await.unwrap();
+        let mut up = TcpStream::connect(site_l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut site, _) = site_l.accept().await.unwrap();
+        let relayed =
+            tokio::spawn(
+                async move { relay(&mut near, &mut up, Duration::from_millis(300)).await },
+            );
+        client.write_all(b"hello").await.unwrap();
+        let mut b = [0u8; 5];
+        site.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"hello");
+        site.write_all(b"worldwide").await.unwrap();
+        let mut b = [0u8; 9];
+        client.read_exact(&mut b).await.unwrap();
+        let quiet = Instant::now();
+        assert_eq!(relayed.await.unwrap(), (5, 9));
+        assert!(
+            quiet.elapsed() >= Duration::from_millis(250),
+            "closed before it was idle"
+        );
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "the client sees the close");
     }
 
     proptest::proptest! {
