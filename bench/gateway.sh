@@ -130,6 +130,7 @@ mkdir -p "$work/squid" && chmod 777 "$work/squid"
   echo "access_log none"
   echo "coredump_dir $work/squid"
   echo "workers 1"
+  echo "pinger_enable off"
 } >"$work/squid/squid.conf"
 netns_spawn "$G" "$work/squid.log" squid -N -f "$work/squid/squid.conf"
 # Direct: a plain relay on the same node, no proxy and no decision.
