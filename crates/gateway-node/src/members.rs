@@ -61,12 +61,4 @@ impl Members {
             .find(|(n, _)| n.contains(&ip))
             .map(|(_, m)| m)
     }
-
-    #[cfg(test)]
-    pub fn with(nets: Vec<(IpNet, Member)>) -> Members {
-        Members {
-            nets,
-            vpn_ranges: vec![],
-        }
-    }
 }
