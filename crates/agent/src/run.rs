@@ -374,6 +374,10 @@ pub async fn run(
                     Err(e) => say(format!("cannot cut session {session_id}: {e:#}")),
                 }
             }
+            Update::WindowEnding {
+                approval,
+                seconds_left,
+            } => say(crate::sync::window_ending_message(approval, *seconds_left)),
             Update::Other { seq, kind } => say(format!("event {seq}: {kind}")),
             Update::Witness(o) => say(crate::witness::describe(o)),
             Update::WitnessUnavailable { error } => say(format!(

@@ -62,6 +62,13 @@ impl SyncState {
     }
 }
 
+/// The vendor's warning that its maintenance window is about to end, in both languages.
+pub fn window_ending_message(approval: &str, seconds_left: i64) -> String {
+    format!(
+        "WARNING: maintenance window {approval} ends in {seconds_left} s; its sessions are cut then / 警告: メンテナンス枠 {approval} はあと {seconds_left} 秒で終了し、その時点でセッションは切断されます"
+    )
+}
+
 /// What the loop reports to whoever drives it (CLI printing, the data plane later).
 #[derive(Debug)]
 pub enum Update {
@@ -85,6 +92,12 @@ pub enum Update {
     SessionCut {
         session_id: String,
         reason: String,
+    },
+    /// A maintenance window this device works in is about to end: its tunnels go
+    /// down when it does (TR 9.2). [`window_ending_message`] says it to the person.
+    WindowEnding {
+        approval: String,
+        seconds_left: i64,
     },
     Other {
         seq: i64,
@@ -238,6 +251,13 @@ impl Agent {
                     .as_str()
                     .unwrap_or_default()
                     .to_string(),
+            },
+            "approval_ending" => Update::WindowEnding {
+                approval: ev.payload["approval"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                seconds_left: ev.payload["seconds_left"].as_i64().unwrap_or(0),
             },
             _ => Update::Other {
                 seq: ev.seq,

@@ -414,6 +414,7 @@ async fn run_center(a: CenterArgs) -> anyhow::Result<()> {
     let setup_code = dodvpn_console::bootstrap(&center, &a.data).await?;
     let prepared = dodvpn_center::server::prepare_with(
         center.clone(),
+        dodvpn_console::api_routes(),
         dodvpn_console::router(center.clone()),
     )?;
     println!(
@@ -630,6 +631,13 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
                     SessionCut { session_id, reason } => {
                         println!("session {session_id} cut by an operator: {reason}")
                     }
+                    WindowEnding {
+                        approval,
+                        seconds_left,
+                    } => eprintln!(
+                        "{}",
+                        dodvpn_agent::sync::window_ending_message(approval, *seconds_left)
+                    ),
                     Other { seq, kind } => println!("event {seq}: {kind}"),
                     Witness(o @ dodvpn_agent::witness::Outcome::Alarm { .. }) => {
                         eprintln!("{}", dodvpn_agent::witness::describe(o))

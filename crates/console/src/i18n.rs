@@ -214,6 +214,23 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     ("orgs.invite_done", "Give this one-time code to the new user (valid 3 days, shown only now):", "この一回限りのコードを新しい利用者に渡してください（有効期間3日、表示は今回限り）："),
     ("orgs.bad_scope", "You may not give this role in this organisation.", "この組織でこの役割を付与することはできません。"),
     ("account.title", "Your account", "あなたのアカウント"),
+    ("passkey.title", "Passkeys", "パスキー"),
+    ("passkey.intro", "A passkey on this computer, a phone or a security key logs you in without a password or code: the device asks for its PIN or your fingerprint.", "このコンピューター、スマートフォン、セキュリティキーのパスキーがあれば、パスワードやコードなしでログインできます。端末が PIN または指紋を確認します。"),
+    ("passkey.last_used", "Last used", "最終使用"),
+    ("passkey.name", "Name of the new passkey", "新しいパスキーの名前"),
+    ("passkey.default_name", "My passkey", "マイパスキー"),
+    ("passkey.add", "Add a passkey", "パスキーを追加"),
+    ("passkey.remove", "Remove", "削除"),
+    ("passkey.remove_confirm", "Remove this passkey? It will no longer log you in.", "このパスキーを削除しますか？以後このパスキーではログインできません。"),
+    ("passkey.failed", "The passkey did not work:", "パスキーを使用できませんでした："),
+    ("passkey.login_title", "Or log in with a passkey", "またはパスキーでログイン"),
+    ("passkey.login", "Log in with a passkey", "パスキーでログイン"),
+    ("passkey.wrong_host", "Passkeys work only when the console is opened under the centre's DNS name (not an IP address).", "パスキーは、コンソールをセンターの DNS 名（IP アドレスではなく）で開いた場合のみ使用できます。"),
+    ("passkey.no_ceremony", "This passkey request has expired or was already used. Try again.", "このパスキー要求は期限切れか使用済みです。もう一度お試しください。"),
+    ("passkey.not_verified", "The passkey's answer could not be verified.", "パスキーの応答を検証できませんでした。"),
+    ("passkey.too_many", "This account already has the most passkeys allowed (10).", "このアカウントには上限（10個）のパスキーが登録済みです。"),
+    ("passkey.none", "No passkey is registered for this user name.", "このユーザー名にはパスキーが登録されていません。"),
+    ("passkey.bad_name", "Give the passkey a name of 1 to 64 characters.", "パスキーの名前は1〜64文字で指定してください。"),
     ("account.recovery", "Replace my recovery codes", "リカバリーコードを再発行"),
     ("account.recovery_confirm", "Your old recovery codes will stop working. Continue?", "古いリカバリーコードは使えなくなります。続けますか？"),
     ("account.recovery_done", "New recovery codes (shown only now):", "新しいリカバリーコード（表示は今回限り）："),
@@ -297,6 +314,9 @@ mod tests {
     const SOURCES: &[(&str, &str)] = &[
         ("pages.rs", include_str!("pages.rs")),
         ("web.rs", include_str!("web.rs")),
+        ("pages/account.rs", include_str!("pages/account.rs")),
+        ("pages/ledger_edit.rs", include_str!("pages/ledger_edit.rs")),
+        ("passkey.rs", include_str!("passkey.rs")),
     ];
 
     /// Every `"section.name"` literal in the page code (section = a catalogue

@@ -9,9 +9,11 @@
 //! roles.rs). HTML is rendered by maud (escaped by default); the few lines of script
 //! are a static asset, and the Content-Security-Policy allows no inline script.
 
+pub mod api;
 pub mod assets;
 pub mod i18n;
 mod pages;
+pub mod passkey;
 pub mod password;
 pub mod roles;
 pub mod store;
@@ -37,6 +39,11 @@ pub fn router(center: Arc<Center>) -> Router {
         axum::middleware::from_fn_with_state(center.clone(), dodvpn_center::refusals::observe),
     );
     pages::routes(Arc::new(Console { center, api }))
+}
+
+/// The console's described JSON routes (`/api/v1/users`), merged into the centre's API.
+pub fn api_routes() -> utoipa_axum::router::OpenApiRouter<Arc<Center>> {
+    api::routes()
 }
 
 /// File the first provider administrator's one-time invitation code is written to.

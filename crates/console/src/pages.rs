@@ -26,6 +26,7 @@ use crate::web::{
 };
 use crate::{assets, password, totp, Console};
 
+mod account;
 mod ledger_edit;
 
 pub fn routes(c: Arc<Console>) -> Router {
@@ -47,7 +48,22 @@ pub fn routes(c: Arc<Console>) -> Router {
         .route("/console/orgs", get(orgs_page))
         .route("/console/users/invite", post(invite))
         .route("/console/users/{id}/disable", post(disable_user))
+        .route("/console/account", get(account::account_page))
         .route("/console/account/recovery", post(new_recovery_codes))
+        .route(
+            "/console/account/passkeys/begin",
+            post(account::register_begin),
+        )
+        .route(
+            "/console/account/passkeys/finish",
+            post(account::register_finish),
+        )
+        .route(
+            "/console/account/passkeys/{id}/remove",
+            post(account::remove),
+        )
+        .route("/console/login/passkey/begin", post(account::login_begin))
+        .route("/console/login/passkey/finish", post(account::login_finish))
         .route("/console/devices", get(devices_page))
         .route("/console/devices/{id}", get(device_page))
         .route("/console/devices/{id}/revoke", post(revoke_device))
@@ -170,7 +186,7 @@ fn json_or_page(lang: Lang, ans: ApiAnswer) -> Result<Value, PageError> {
     }
 }
 
-fn nav(a: &Authed) -> Option<Nav<'_>> {
+pub(crate) fn nav(a: &Authed) -> Option<Nav<'_>> {
     Some(Nav {
         user: &a.user,
         csrf: &a.session.csrf,
@@ -256,6 +272,13 @@ fn login_markup(l: Lang, token: &str, notice: Option<&'static str>, err: Option<
                     input id="password" name="password" type="password" autocomplete="current-password" required maxlength="1024"; }
                 p { button type="submit" { (l.t("login.submit")) } }
             }
+            h2 { (l.t("passkey.login_title")) }
+            form id="passkey-login" data-csrf=(token) data-failed=(l.t("passkey.failed")) {
+                p { label for="passkey-username" { (l.t("login.username")) }
+                    input id="passkey-username" name="username" type="text" autocomplete="username webauthn" required maxlength="64"; }
+                p { button type="submit" { (l.t("passkey.login")) } }
+                p id="passkey-login-status" role="status" {}
+            }
             p { a href="/console/setup" { (l.t("setup.link")) } }
         },
     )
@@ -276,7 +299,13 @@ struct LoginForm {
     password: String,
 }
 
-async fn refused(c: &Console, code: &'static str, source: String, remote: Option<&str>, msg: &str) {
+pub(crate) async fn refused(
+    c: &Console,
+    code: &'static str,
+    source: String,
+    remote: Option<&str>,
+    msg: &str,
+) {
     let remote_ip = remote.and_then(|r| r.parse().ok());
     let r = dodvpn_center::refusals::Refusal {
         code,
@@ -289,7 +318,7 @@ async fn refused(c: &Console, code: &'static str, source: String, remote: Option
     c.center.refusals.note(&c.center.db, r).await
 }
 
-fn locked_message(l: Lang, until_ms: i64) -> String {
+pub(crate) fn locked_message(l: Lang, until_ms: i64) -> String {
     let secs = ((until_ms - dodvpn_center::db::now_ms()) / 1000).max(1);
     format!("{} ({} {})", l.t("login.locked"), secs, l.t("unit.seconds"))
 }
@@ -460,7 +489,7 @@ async fn login_second(
     };
     match factor {
         Ok(f) => {
-            let (sid, _) = store::complete_login(&c.center, &s, &user, f, Some(&remote))
+            let (sid, _) = store::complete_login(&c.center, Some(&s), &user, f, Some(&remote))
                 .await
                 .map_err(|e| PageError::from((l, e)))?;
             Ok((
@@ -746,11 +775,6 @@ async fn orgs_page(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
                 p { button type="submit" { (l.t("orgs.invite_submit")) } }
             }
         }
-        h2 { (l.t("account.title")) }
-        form method="post" action="/console/account/recovery" data-confirm=(l.t("account.recovery_confirm")) {
-            input type="hidden" name="csrf" value=(a.session.csrf);
-            button type="submit" { (l.t("account.recovery")) }
-        }
     };
     Ok(html_response(page(
         l,
@@ -882,7 +906,7 @@ async fn devices_page(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
     )))
 }
 
-fn safe_id(id: &str) -> bool {
+pub(crate) fn safe_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 80 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 

@@ -302,7 +302,13 @@ pub async fn csrf_guard(State(c): State<Arc<Console>>, req: Request, next: Next)
         .unwrap_or_default();
     // The forms shown before login (login, setup) carry the pre-login value even when
     // the browser still holds a session; every other form carries its session's token.
-    let pre_login = matches!(parts.uri.path(), "/console/login" | "/console/setup");
+    let pre_login = matches!(
+        parts.uri.path(),
+        "/console/login"
+            | "/console/setup"
+            | "/console/login/passkey/begin"
+            | "/console/login/passkey/finish"
+    );
     let expected = if pre_login {
         cookie(&parts.headers, PRE_COOKIE).filter(|v| v.len() == 64)
     } else {
@@ -417,7 +423,7 @@ pub fn page(l: Lang, nav: Option<Nav<'_>>, title: &str, path: &str, body: Markup
                             }
                         }
                         div class="who" {
-                            span { (n.user.username) " (" (l.t(role_key(n.user.role))) @if let Some(o) = &n.user.org_id { ", " (o) } ")" }
+                            a href="/console/account" aria-current=[("/console/account" == path).then_some("page")] { (n.user.username) } " (" (l.t(role_key(n.user.role))) @if let Some(o) = &n.user.org_id { ", " (o) } ")"
                             form method="post" action="/console/logout" {
                                 input type="hidden" name="csrf" value=(n.csrf);
                                 button type="submit" { (l.t("nav.logout")) }
