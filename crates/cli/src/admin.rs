@@ -575,7 +575,7 @@ enum ApprovalCmd {
         start: Option<std::time::SystemTime>,
         #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
         end: Option<std::time::SystemTime>,
-        /// A contracted host or prefix of the approver's sites (repeatable); default:
+        /// A contracted host (address or prefix) of the approver's sites (repeatable); default:
         /// whatever the approver's policy rule allows.
         #[arg(long = "host")]
         hosts: Vec<String>,
@@ -947,6 +947,15 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
                 let unix = |t: std::time::SystemTime| {
                     t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
                 };
+                // A bare address is one host.
+                let hosts: Vec<String> = hosts
+                    .into_iter()
+                    .map(|h| match (h.contains('/'), h.contains(':')) {
+                        (true, _) => h,
+                        (false, true) => format!("{h}/128"),
+                        (false, false) => format!("{h}/32"),
+                    })
+                    .collect();
                 let mut body = json!({"approver_org": approver, "applicant_org": applicant, "applicant_device": device,
                     "hosts": hosts, "services": services});
                 match end {

@@ -145,6 +145,10 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     localTimes(document);
+    // Times typed into forms are the viewer's local time; tell the server its offset.
+    document.querySelectorAll('input[name="tz_offset"]').forEach(function (i) {
+      i.value = String(new Date().getTimezoneOffset());
+    });
     liveSessions();
     passkeys();
   });

@@ -27,7 +27,10 @@ use crate::web::{
 use crate::{assets, password, totp, Console};
 
 mod account;
+mod approvals;
+mod grants;
 mod ledger_edit;
+mod policy;
 
 pub fn routes(c: Arc<Console>) -> Router {
     Router::new()
@@ -72,9 +75,17 @@ pub fn routes(c: Arc<Console>) -> Router {
         .route("/console/sessions/{id}/cut", post(cut_session))
         .route(
             "/console/approvals",
-            get(approvals_page).post(open_approval),
+            get(approvals::inbox).post(approvals::open),
         )
-        .route("/console/approvals/{id}/close", post(close_approval))
+        .route("/console/approvals/{id}/close", post(approvals::close))
+        .route("/console/grants", get(grants::list))
+        .route("/console/grants/{id}", get(grants::detail))
+        .route("/console/grants/{id}/withdraw", post(grants::withdraw))
+        .route("/console/policy", get(policy::index))
+        .route(
+            "/console/policy/{org}",
+            get(policy::editor).post(policy::submit),
+        )
         .route("/console/audit", get(audit_page))
         .route("/console/audit/export", get(audit_export))
         .route("/console/ledger", get(ledger_index))
@@ -108,14 +119,14 @@ async fn not_found(headers: HeaderMap) -> PageError {
 }
 
 /// What the API answered, for the console.
-struct ApiAnswer {
-    status: StatusCode,
-    body: Vec<u8>,
+pub(crate) struct ApiAnswer {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Console {
     /// Call the centre's API as `user`.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         user: &User,
         method: Method,
@@ -150,7 +161,7 @@ impl Console {
     }
 
     /// GET a JSON answer; another organisation's object (403/404) is a 404 page.
-    async fn get_json(&self, a: &Authed, uri: &str) -> Result<Value, PageError> {
+    pub(crate) async fn get_json(&self, a: &Authed, uri: &str) -> Result<Value, PageError> {
         let ans = self
             .call(&a.user, Method::GET, uri, None)
             .await
@@ -158,7 +169,12 @@ impl Console {
         json_or_page(a.lang, ans)
     }
 
-    async fn put_json(&self, a: &Authed, uri: &str, body: Value) -> Result<Value, PageError> {
+    pub(crate) async fn put_json(
+        &self,
+        a: &Authed,
+        uri: &str,
+        body: Value,
+    ) -> Result<Value, PageError> {
         let ans = self
             .call(&a.user, Method::PUT, uri, Some(body))
             .await
@@ -166,7 +182,12 @@ impl Console {
         json_or_page(a.lang, ans)
     }
 
-    async fn post_json(&self, a: &Authed, uri: &str, body: Value) -> Result<Value, PageError> {
+    pub(crate) async fn post_json(
+        &self,
+        a: &Authed,
+        uri: &str,
+        body: Value,
+    ) -> Result<Value, PageError> {
         let ans = self
             .call(&a.user, Method::POST, uri, Some(body))
             .await
@@ -193,7 +214,7 @@ pub(crate) fn nav(a: &Authed) -> Option<Nav<'_>> {
     })
 }
 
-fn s(v: &Value) -> String {
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
@@ -970,14 +991,14 @@ async fn device_page(
 }
 
 #[derive(Deserialize)]
-struct ReasonForm {
+pub(crate) struct ReasonForm {
     #[serde(default)]
-    reason: String,
+    pub(crate) reason: String,
     #[serde(default)]
-    confirm: String,
+    pub(crate) confirm: String,
 }
 
-fn check_reason(l: Lang, r: &str) -> Result<String, PageError> {
+pub(crate) fn check_reason(l: Lang, r: &str) -> Result<String, PageError> {
     let r = r.trim();
     if r.is_empty() || r.chars().count() > 256 || r.chars().any(|c| c.is_control()) {
         return Err(PageError::new(StatusCode::BAD_REQUEST, l, "err.reason"));
@@ -1148,115 +1169,6 @@ async fn cut_session(
 }
 
 // ---------- approvals (maintenance windows) ----------
-
-async fn approvals_page(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
-    a.require(Can::ViewApprovals)?;
-    let l = a.lang;
-    let aps = c.get_json(&a, "/api/v1/approvals").await?;
-    let manage = may(a.user.role, Can::ManageApprovals);
-    let now = dodvpn_center::db::now_ms();
-    let orgs = if manage {
-        c.get_json(&a, "/api/v1/orgs").await?
-    } else {
-        Value::Null
-    };
-    let body = html! {
-        @if manage {
-            h2 { (l.t("ap.open_title")) }
-            form method="post" action="/console/approvals" {
-                input type="hidden" name="csrf" value=(a.session.csrf);
-                @if a.user.org_id.is_none() {
-                    p { label for="approver" { (l.t("ap.approver")) }
-                        select id="approver" name="approver_org" { @for o in orgs.as_array().into_iter().flatten() { option value=(s(&o["id"])) { (s(&o["name"])) " (" (s(&o["id"])) ")" } } } }
-                }
-                p { label for="applicant" { (l.t("ap.applicant")) }
-                    input id="applicant" name="applicant_org" type="text" required maxlength="64"; }
-                p { label for="device" { (l.t("ap.device")) }
-                    input id="device" name="applicant_device" type="text" maxlength="64"; }
-                p { label for="minutes" { (l.t("ap.minutes")) }
-                    input id="minutes" name="minutes" type="number" min="1" max="1440" value="60" required; }
-                p { button type="submit" { (l.t("ap.open_submit")) } }
-            }
-        }
-        table {
-            caption class="sr" { (l.t("nav.approvals")) }
-            thead { tr { th scope="col" { (l.t("col.id")) } th scope="col" { (l.t("ap.approver")) } th scope="col" { (l.t("ap.applicant")) }
-                         th scope="col" { (l.t("ap.from")) } th scope="col" { (l.t("ap.until")) } th scope="col" { (l.t("col.state")) } @if manage { th scope="col" { (l.t("col.action")) } } } }
-            tbody { @for x in aps.as_array().into_iter().flatten() {
-                @let open = x["closed_ms"].is_null() && x["not_after"].as_i64().unwrap_or(0) * 1000 > now;
-                tr { td { (s(&x["id"])) } td { (s(&x["approver_org"])) } td { (s(&x["applicant_org"])) }
-                     td { (when(x["not_before"].as_i64().unwrap_or(0) * 1000)) } td { (when(x["not_after"].as_i64().unwrap_or(0) * 1000)) }
-                     td { @if open { (l.t("ap.open")) } @else { (l.t("ap.closed")) } }
-                     @if manage { td { @if open {
-                        form method="post" action={"/console/approvals/" (s(&x["id"])) "/close"} data-confirm=(l.t("ap.close_confirm")) {
-                            input type="hidden" name="csrf" value=(a.session.csrf);
-                            button type="submit" { (l.t("ap.close")) " " span class="sr" { (s(&x["id"])) } }
-                        } } } }
-                }
-            } }
-        }
-    };
-    Ok(html_response(page(
-        l,
-        nav(&a),
-        l.t("nav.approvals"),
-        "/console/approvals",
-        body,
-    )))
-}
-
-#[derive(Deserialize)]
-struct OpenForm {
-    #[serde(default)]
-    approver_org: String,
-    #[serde(default)]
-    applicant_org: String,
-    #[serde(default)]
-    applicant_device: String,
-    #[serde(default)]
-    minutes: String,
-}
-
-/// Open a maintenance window: the approver is the user's own organisation (the
-/// provider picks one); the API checks the rest (organisations exist, scope).
-async fn open_approval(
-    State(c): State<Arc<Console>>,
-    a: Authed,
-    Form(f): Form<OpenForm>,
-) -> PageResult {
-    a.require(Can::ManageApprovals)?;
-    let l = a.lang;
-    let bad = || PageError::new(StatusCode::BAD_REQUEST, l, "ap.bad_window");
-    let approver = a.user.org_id.clone().unwrap_or(f.approver_org);
-    let minutes: u32 = f.minutes.trim().parse().map_err(|_| bad())?;
-    if !(1..=1440).contains(&minutes) || !safe_id(&approver) || !safe_id(f.applicant_org.trim()) {
-        return Err(bad());
-    }
-    let device = f.applicant_device.trim();
-    if !device.is_empty() && !safe_id(device) {
-        return Err(bad());
-    }
-    let mut body = json!({"approver_org": approver, "applicant_org": f.applicant_org.trim(), "minutes": minutes});
-    if !device.is_empty() {
-        body["applicant_device"] = json!(device);
-    }
-    c.post_json(&a, "/api/v1/approvals", body).await?;
-    Ok(Redirect::to("/console/approvals").into_response())
-}
-
-async fn close_approval(
-    State(c): State<Arc<Console>>,
-    a: Authed,
-    Path(id): Path<String>,
-) -> PageResult {
-    a.require(Can::ManageApprovals)?;
-    if !safe_id(&id) {
-        return Err(PageError::not_found(a.lang));
-    }
-    c.post_json(&a, &format!("/api/v1/approvals/{id}/close"), json!({}))
-        .await?;
-    Ok(Redirect::to("/console/approvals").into_response())
-}
 
 // ---------- audit ----------
 

@@ -277,7 +277,9 @@ pub async fn csrf_guard(State(c): State<Arc<Console>>, req: Request, next: Next)
     let lang = lang_of(req.headers());
     let (parts, body) = req.into_parts();
     // A whole check sheet (hundreds of answers with evidence notes) is the one big form.
-    let limit = if parts.uri.path().contains("/sheets/") {
+    let limit = if parts.uri.path().contains("/sheets/")
+        || parts.uri.path().starts_with("/console/policy/")
+    {
         MAX_SHEET_FORM
     } else {
         MAX_FORM
@@ -388,12 +390,14 @@ pub struct Nav<'a> {
 
 /// The page frame: skip link, navigation for what the role may see, language switch.
 pub fn page(l: Lang, nav: Option<Nav<'_>>, title: &str, path: &str, body: Markup) -> Markup {
-    let items: [(&str, &str, Can); 7] = [
+    let items: [(&str, &str, Can); 9] = [
         ("/console/", "nav.overview", Can::ViewOverview),
         ("/console/orgs", "nav.orgs", Can::ViewOrgs),
         ("/console/devices", "nav.devices", Can::ViewDevices),
         ("/console/sessions", "nav.sessions", Can::ViewSessions),
         ("/console/approvals", "nav.approvals", Can::ViewApprovals),
+        ("/console/grants", "nav.grants", Can::ViewGrants),
+        ("/console/policy", "nav.policy", Can::ViewPolicy),
         ("/console/audit", "nav.audit", Can::ViewAudit),
         ("/console/ledger", "nav.ledger", Can::ViewLedger),
     ];
