@@ -262,6 +262,7 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     ("passkey.failed", "The passkey did not work:", "パスキーを使用できませんでした："),
     ("passkey.login_title", "Or log in with a passkey", "またはパスキーでログイン"),
     ("passkey.login", "Log in with a passkey", "パスキーでログイン"),
+    ("passkey.username", "User name for the passkey", "パスキーのユーザー名"),
     ("passkey.wrong_host", "Passkeys work only when the console is opened under the centre's DNS name (not an IP address).", "パスキーは、コンソールをセンターの DNS 名（IP アドレスではなく）で開いた場合のみ使用できます。"),
     ("passkey.no_ceremony", "This passkey request has expired or was already used. Try again.", "このパスキー要求は期限切れか使用済みです。もう一度お試しください。"),
     ("passkey.not_verified", "The passkey's answer could not be verified.", "パスキーの応答を検証できませんでした。"),

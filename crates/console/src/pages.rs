@@ -295,7 +295,7 @@ fn login_markup(l: Lang, token: &str, notice: Option<&'static str>, err: Option<
             }
             h2 { (l.t("passkey.login_title")) }
             form id="passkey-login" data-csrf=(token) data-failed=(l.t("passkey.failed")) {
-                p { label for="passkey-username" { (l.t("login.username")) }
+                p { label for="passkey-username" { (l.t("passkey.username")) }
                     input id="passkey-username" name="username" type="text" autocomplete="username webauthn" required maxlength="64"; }
                 p { button type="submit" { (l.t("passkey.login")) } }
                 p id="passkey-login-status" role="status" {}

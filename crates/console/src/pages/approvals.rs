@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use maud::html;
@@ -16,7 +16,20 @@ use crate::roles::{may, Can};
 use crate::web::{html_response, page, when, Authed, Form, PageError, PageResult};
 use crate::Console;
 
-pub async fn inbox(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
+/// The "Open a window" link of a waiting application fills in who asked.
+#[derive(Deserialize, Default)]
+pub struct Prefill {
+    #[serde(default)]
+    applicant: String,
+    #[serde(default)]
+    device: String,
+}
+
+pub async fn inbox(
+    State(c): State<Arc<Console>>,
+    a: Authed,
+    Query(pre): Query<Prefill>,
+) -> PageResult {
     a.require(Can::ViewApprovals)?;
     let l = a.lang;
     let aps = c.get_json(&a, "/api/v1/approvals").await?;
@@ -51,9 +64,9 @@ pub async fn inbox(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
                         select id="approver" name="approver_org" { @for o in orgs.as_array().into_iter().flatten() { option value=(s(&o["id"])) { (s(&o["name"])) " (" (s(&o["id"])) ")" } } } }
                 }
                 p { label for="applicant" { (l.t("ap.applicant")) }
-                    input id="applicant" name="applicant_org" type="text" required maxlength="64"; }
+                    input id="applicant" name="applicant_org" type="text" required maxlength="64" value=(pre.applicant); }
                 p { label for="device" { (l.t("ap.device")) }
-                    input id="device" name="applicant_device" type="text" maxlength="64"; }
+                    input id="device" name="applicant_device" type="text" maxlength="64" value=(pre.device); }
                 p { label for="start" { (l.t("ap.start")) }
                     input id="start" name="start" type="datetime-local" aria-describedby="times-hint"; }
                 p { label for="end" { (l.t("ap.end")) }
