@@ -87,12 +87,17 @@ fn editor_page(l: Lang, a: &Authed, org: &str, text: &str, outcome: Outcome) -> 
 
 fn changes(l: Lang, id: &str, title: &str, list: &Value) -> Markup {
     let join = |x: &Value| -> String {
-        x.as_array()
+        let parts: Vec<&str> = x
+            .as_array()
             .into_iter()
             .flatten()
             .filter_map(|e| e.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+            .collect();
+        if parts.is_empty() {
+            "—".into()
+        } else {
+            parts.join(", ")
+        }
     };
     let rows = list.as_array().map_or(&[][..], Vec::as_slice);
     html! {
