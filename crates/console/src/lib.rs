@@ -31,14 +31,23 @@ pub struct Console {
     pub center: Arc<Center>,
     /// The centre's API router, called in-process with the user's `Caller`.
     api: Router,
+    /// The newest live-sessions snapshot per organisation scope (None: provider-wide),
+    /// shared by every open sessions page so that N tabs cost one query a second.
+    live: tokio::sync::Mutex<LiveCache>,
 }
+
+type LiveCache = std::collections::HashMap<Option<String>, (std::time::Instant, Arc<String>)>;
 
 /// The console's routes, to be merged beside the API (`server::prepare_with`).
 pub fn router(center: Arc<Center>) -> Router {
     let api = dodvpn_center::api::router(center.clone()).layer(
         axum::middleware::from_fn_with_state(center.clone(), dodvpn_center::refusals::observe),
     );
-    pages::routes(Arc::new(Console { center, api }))
+    pages::routes(Arc::new(Console {
+        center,
+        api,
+        live: Default::default(),
+    }))
 }
 
 /// The console's described JSON routes (`/api/v1/users`), merged into the centre's API.

@@ -678,6 +678,17 @@ async fn setup(
 
 // ---------- overview ----------
 
+/// Items listed under each overview alert; the count says how many there are in all.
+const OVERVIEW_ITEMS: usize = 20;
+
+fn more_items(l: Lang, n: usize) -> Markup {
+    html! {
+        @if n > OVERVIEW_ITEMS {
+            p { a href="/console/devices" { (l.t("ov.more")) " (" (n - OVERVIEW_ITEMS) ")" } }
+        }
+    }
+}
+
 async fn overview(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
     a.require(Can::ViewOverview)?;
     let l = a.lang;
@@ -720,19 +731,22 @@ async fn overview(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
         section aria-labelledby="a-certs" {
             h2 id="a-certs" { (l.t("ov.expiring")) " (" (expiring.len()) ")" }
             @if expiring.is_empty() { p { (l.t("ov.none")) } } @else {
-                ul { @for (d, serial, na) in &expiring { li { a href={"/console/devices/" (d)} { (d) } " #" (serial) " — " (when(*na)) } } }
+                ul { @for (d, serial, na) in expiring.iter().take(OVERVIEW_ITEMS) { li { a href={"/console/devices/" (d)} { (d) } " #" (serial) " — " (when(*na)) } } }
+                (more_items(l, expiring.len()))
             }
         }
         section aria-labelledby="a-offline" {
             h2 id="a-offline" { (l.t("ov.offline")) " (" (offline.len()) ")" }
             @if offline.is_empty() { p { (l.t("ov.none")) } } @else {
-                ul { @for d in &offline { li { a href={"/console/devices/" (d)} { (d) } } } }
+                ul { @for d in offline.iter().take(OVERVIEW_ITEMS) { li { a href={"/console/devices/" (d)} { (d) } } } }
+                (more_items(l, offline.len()))
             }
         }
         section aria-labelledby="a-pending" {
             h2 id="a-pending" { (l.t("ov.pending")) " (" (pending.len()) ")" }
             @if pending.is_empty() { p { (l.t("ov.none")) } } @else {
-                ul { @for (d, st) in &pending { li { a href={"/console/devices/" (d)} { (d) } " — " (st) } } }
+                ul { @for (d, st) in pending.iter().take(OVERVIEW_ITEMS) { li { a href={"/console/devices/" (d)} { (d) } " — " (st) } } }
+                (more_items(l, pending.len()))
             }
         }
         section aria-labelledby="a-windows" {
@@ -886,20 +900,53 @@ async fn new_recovery_codes(State(c): State<Arc<Console>>, a: Authed) -> PageRes
 
 // ---------- devices ----------
 
-async fn devices_page(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
+#[derive(Deserialize, Default)]
+struct PageQ {
+    #[serde(default)]
+    page: usize,
+}
+
+/// Devices shown per page (10,000 devices in one table help nobody and cost seconds).
+const DEVICES_PER_PAGE: usize = 100;
+
+/// The earliest expiry of each device's live certificates, in one pass.
+fn cert_expiries(certs: &Value) -> std::collections::HashMap<String, i64> {
+    let mut out = std::collections::HashMap::new();
+    for x in certs.as_array().into_iter().flatten() {
+        if let (Some(d), Some(na), true) = (
+            x["device_id"].as_str(),
+            x["not_after"].as_i64(),
+            x["revoked_ms"].is_null(),
+        ) {
+            out.entry(d.to_string())
+                .and_modify(|v: &mut i64| *v = (*v).min(na))
+                .or_insert(na);
+        }
+    }
+    out
+}
+
+async fn devices_page(
+    State(c): State<Arc<Console>>,
+    a: Authed,
+    Query(q): Query<PageQ>,
+) -> PageResult {
     a.require(Can::ViewDevices)?;
     let l = a.lang;
-    let devices = c.get_json(&a, "/api/v1/devices").await?;
+    let offset = q.page.min(100_000) * DEVICES_PER_PAGE;
+    let devices = c
+        .get_json(
+            &a,
+            &format!(
+                "/api/v1/devices?limit={}&offset={offset}",
+                DEVICES_PER_PAGE + 1
+            ),
+        )
+        .await?;
+    let list = devices.as_array().map_or(&[][..], Vec::as_slice);
+    let more = list.len() > DEVICES_PER_PAGE;
     let certs = c.get_json(&a, "/api/v1/certs").await?;
-    let expiry = |id: &str| {
-        certs
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|x| x["device_id"] == id && x["revoked_ms"].is_null())
-            .filter_map(|x| x["not_after"].as_i64())
-            .min()
-    };
+    let expiry = cert_expiries(&certs);
     let body = html! {
         table {
             caption class="sr" { (l.t("nav.devices")) }
@@ -907,15 +954,20 @@ async fn devices_page(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
                 th scope="col" { (l.t("col.id")) } th scope="col" { (l.t("col.serial")) } th scope="col" { (l.t("col.org")) }
                 th scope="col" { (l.t("col.state")) } th scope="col" { (l.t("col.online")) } th scope="col" { (l.t("col.cert_expiry")) }
             } }
-            tbody { @for d in devices.as_array().into_iter().flatten() {
+            tbody { @for d in list.iter().take(DEVICES_PER_PAGE) {
                 @let id = s(&d["id"]);
                 tr {
                     td { a href={"/console/devices/" (id)} { (id) } }
                     td { (s(&d["serial"])) } td { (s(&d["owner_org"])) } td { (s(&d["status"])) }
                     td { @if c.center.hub.is_connected(&id) { (l.t("dev.online")) } @else { (l.t("dev.offline")) } }
-                    td { @if let Some(na) = expiry(&id) { (when(na * 1000)) } @else { "—" } }
+                    td { @if let Some(na) = expiry.get(&id) { (when(na * 1000)) } @else { "—" } }
                 }
             } }
+        }
+        nav aria-label=(l.t("dev.pages")) class="pager" {
+            @if q.page > 0 { a href={"/console/devices?page=" (q.page - 1)} rel="prev" { (l.t("dev.prev")) } " " }
+            span { (l.t("dev.page")) " " (q.page + 1) }
+            @if more { " " a href={"/console/devices?page=" (q.page + 1)} rel="next" { (l.t("dev.next")) } }
         }
     };
     Ok(html_response(page(
@@ -1040,21 +1092,29 @@ async fn revoke_device(
 /// SSE stream show them.
 async fn live_sessions(c: &Console, a: &Authed) -> Result<Vec<Value>, PageError> {
     let list = c.get_json(a, "/api/v1/sessions").await?;
+    // Each end's newest counters of every live session, in one query (a page or an
+    // open tab's refresh must not cost a query per session).
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT session_id, reporter, bytes_in, bytes_out FROM ( \
+           SELECT r.session_id, r.reporter, r.bytes_in, r.bytes_out, \
+                  ROW_NUMBER() OVER (PARTITION BY r.session_id, r.reporter ORDER BY r.at DESC, r.received_ms DESC) AS n \
+           FROM session_reports r JOIN sessions s ON s.id = r.session_id WHERE s.status = 'up') latest \
+         WHERE n = 1",
+    )
+    .fetch_all(&c.center.db.pool)
+    .await
+    .map_err(|e| PageError::internal(a.lang, e))?;
+    let latest: std::collections::HashMap<(String, String), (i64, i64)> = rows
+        .into_iter()
+        .map(|(sid, rep, i, o)| ((sid, rep), (i, o)))
+        .collect();
     let mut out = Vec::new();
     for x in list.as_array().into_iter().flatten() {
         let id = s(&x["id"]);
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT reporter, bytes_in, bytes_out FROM session_reports WHERE session_id = $1 ORDER BY at, received_ms",
-        )
-        .bind(&id)
-        .fetch_all(&c.center.db.pool)
-        .await
-        .map_err(|e| PageError::internal(a.lang, e))?;
         let last = |dev: &str| {
-            rows.iter()
-                .rev()
-                .find(|r| r.0 == dev)
-                .map(|r| (r.1, r.2))
+            latest
+                .get(&(id.clone(), dev.to_string()))
+                .copied()
                 .unwrap_or((0, 0))
         };
         let (ai, ao) = last(&s(&x["device_a"]));
@@ -1109,8 +1169,29 @@ async fn sessions_page(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
     )))
 }
 
-/// Live updates: the visible sessions whenever they change (checked every 2 s). The
-/// session cookie is checked on every tick, so a stream ends with its login.
+/// Live updates: the visible sessions whenever they change, checked every second
+/// against a snapshot all open tabs of one organisation share. The session cookie is
+/// checked on every tick, so a stream ends with its login.
+/// How often an open sessions page looks for new counters, and how old a shared
+/// snapshot may be.
+const LIVE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The live sessions of the user's scope as the feed sends them, computed at most once
+/// per [`LIVE_TICK`] however many tabs are open.
+async fn live_snapshot(c: &Console, a: &Authed) -> Result<Arc<String>, PageError> {
+    let mut cache = c.live.lock().await;
+    let key = a.user.org_id.clone();
+    if let Some((at, data)) = cache.get(&key) {
+        if at.elapsed() < LIVE_TICK {
+            return Ok(data.clone());
+        }
+    }
+    let live = live_sessions(c, a).await?;
+    let data = Arc::new(serde_json::to_string(&live).unwrap_or_default());
+    cache.insert(key, (std::time::Instant::now(), data.clone()));
+    Ok(data)
+}
+
 async fn sessions_events(
     State(c): State<Arc<Console>>,
     headers: HeaderMap,
@@ -1122,17 +1203,17 @@ async fn sessions_events(
         |(c, headers, a, last, first)| async move {
             loop {
                 if !first {
-                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    tokio::time::sleep(LIVE_TICK).await;
                 }
                 match web::session_of(&c, &headers).await {
                     Ok(Some((s, _))) if s.full => {}
                     _ => return None,
                 }
-                let Ok(live) = live_sessions(&c, &a).await else {
+                let Ok(data) = live_snapshot(&c, &a).await else {
                     return None;
                 };
-                let data = serde_json::to_string(&live).unwrap_or_default();
-                if data != last || first {
+                if *data != last || first {
+                    let data = data.to_string();
                     let ev = Event::default().event("sessions").data(data.clone());
                     return Some((
                         Ok::<_, std::convert::Infallible>(ev),
