@@ -210,13 +210,7 @@ pub async fn apply(
         }
         Ok(d) => d,
     };
-    sqlx::query(
-        "DELETE FROM denied_applications WHERE applicant_device = $1 AND target_device = $2",
-    )
-    .bind(applicant)
-    .bind(target)
-    .execute(&mut *tx.tx)
-    .await?;
+    forget_denied(tx, applicant, target).await?;
     let (grant, a, t) = decision;
     // One live grant per ordered pair: a repeated application refreshes it.
     let existing: Option<String> = sqlx::query_scalar(
@@ -262,6 +256,21 @@ impl From<String> for Refused {
     }
 }
 
+async fn forget_denied(
+    tx: &mut WriteTx<'_>,
+    applicant: &str,
+    target: &str,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "DELETE FROM denied_applications WHERE applicant_device = $1 AND target_device = $2",
+    )
+    .bind(applicant)
+    .bind(target)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(())
+}
+
 /// Keep the newest refusal of each pair: the approver's inbox and the policy dry run
 /// read it. A later grant removes it.
 async fn note_denied(
@@ -280,13 +289,7 @@ async fn note_denied(
     ) else {
         return Ok(());
     };
-    sqlx::query(
-        "DELETE FROM denied_applications WHERE applicant_device = $1 AND target_device = $2",
-    )
-    .bind(applicant)
-    .bind(target)
-    .execute(&mut *tx.tx)
-    .await?;
+    forget_denied(tx, applicant, target).await?;
     sqlx::query(
         "INSERT INTO denied_applications (applicant_device, target_device, applicant_org, target_org, reason, approval_required, first_ms, last_ms) \
          VALUES ($1,$2,$3,$4,$5,$6,$7,$7)",

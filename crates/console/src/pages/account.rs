@@ -76,6 +76,24 @@ fn passkey_error(l: Lang, e: passkey::Error) -> Response {
     }
 }
 
+/// A ceremony begun: its id and the options the browser's WebAuthn call takes.
+fn started<T: serde::Serialize>(l: Lang, out: Result<(String, T), passkey::Error>) -> Response {
+    match out {
+        Ok((ceremony, options)) => {
+            Json(json!({"ceremony": ceremony, "options": options})).into_response()
+        }
+        Err(e) => passkey_error(l, e),
+    }
+}
+
+fn locked(l: Lang, until_ms: i64) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({"error": "login.locked", "message": super::locked_message(l, until_ms)})),
+    )
+        .into_response()
+}
+
 /// The host[:port] the browser asked for: the relying party and origin of a ceremony.
 fn authority(headers: &HeaderMap, uri: &axum::http::Uri) -> String {
     uri.authority()
@@ -101,12 +119,7 @@ pub async fn register_begin(
         passkey::begin_register(&c.center, &rp, &a.user).await
     }
     .await;
-    match out {
-        Ok((ceremony, options)) => {
-            Json(json!({"ceremony": ceremony, "options": options})).into_response()
-        }
-        Err(e) => passkey_error(l, e),
-    }
+    started(l, out)
 }
 
 #[derive(Deserialize)]
@@ -206,19 +219,14 @@ pub async fn login_begin(
             "passkey login while locked",
         )
         .await;
-        return (StatusCode::FORBIDDEN, Json(json!({"error": "login.locked", "message": super::locked_message(l, user.locked_until_ms)}))).into_response();
+        return locked(l, user.locked_until_ms);
     }
     let out = async {
         let rp = passkey::relying_party(&c.center, &authority(&headers, &uri))?;
         passkey::begin_login(&c.center, &rp, &user).await
     }
     .await;
-    match out {
-        Ok((ceremony, options)) => {
-            Json(json!({"ceremony": ceremony, "options": options})).into_response()
-        }
-        Err(e) => passkey_error(l, e),
-    }
+    started(l, out)
 }
 
 #[derive(Deserialize)]
@@ -256,7 +264,7 @@ pub async fn login_finish(
         Err(e) => return PageError::from((l, e)).into_response(),
     };
     if user.locked_until_ms > dodvpn_center::db::now_ms() {
-        return (StatusCode::FORBIDDEN, Json(json!({"error": "login.locked", "message": super::locked_message(l, user.locked_until_ms)}))).into_response();
+        return locked(l, user.locked_until_ms);
     }
     match verdict {
         Ok(()) => match store::complete_login(
@@ -284,11 +292,7 @@ pub async fn login_finish(
         )
         .await
         {
-            Ok(Attempt::Locked(until)) => (
-                StatusCode::FORBIDDEN,
-                Json(json!({"error": "login.locked", "message": super::locked_message(l, until)})),
-            )
-                .into_response(),
+            Ok(Attempt::Locked(until)) => locked(l, until),
             Ok(_) => refusal(l, StatusCode::UNAUTHORIZED, r.key()),
             Err(e) => PageError::from((l, e)).into_response(),
         },
