@@ -78,6 +78,7 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     ("nav.audit", "Audit", "監査ログ"),
     ("nav.ledger", "Ledger", "接続台帳"),
     ("nav.grants", "Grants", "接続許可"),
+    ("col.agent", "Agent version (system)", "エージェントのバージョン（OS）"),
     ("ov.more", "More on the Devices page", "ほかは機器画面で"),
     ("dev.pages", "Pages of devices", "機器一覧のページ"),
     ("dev.page", "Page", "ページ"),

@@ -1004,6 +1004,16 @@ async fn device_page(
             .await
             .ok()
             .flatten();
+    // What the agent reported it runs (PUT /api/v1/device/software at its start).
+    let software: Option<Value> =
+        sqlx::query_scalar::<_, Option<String>>("SELECT software FROM devices WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&c.center.db.pool)
+            .await
+            .ok()
+            .flatten()
+            .flatten()
+            .and_then(|t| serde_json::from_str(&t).ok());
     let body = html! {
         dl {
             dt { (l.t("col.serial")) } dd { (s(&d["serial"])) }
@@ -1012,6 +1022,7 @@ async fn device_page(
             dt { (l.t("col.state")) } dd id="device-state" { (s(&d["status"])) }
             dt { (l.t("col.online")) } dd { @if c.center.hub.is_connected(&id) { (l.t("dev.online")) } @else { (l.t("dev.offline")) } }
             dt { (l.t("col.last_seen")) } dd { @if let Some(t) = last_seen { (when(t)) } @else { "—" } }
+            dt { (l.t("col.agent")) } dd id="device-agent" { @if let Some(sw) = &software { (s(&sw["version"])) " (" (s(&sw["os"])) ")" } @else { "—" } }
             dt { (l.t("col.groups")) } dd { (d["groups"].as_array().map(|g| g.iter().map(s).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
         }
         h2 { (l.t("dev.certs")) }
