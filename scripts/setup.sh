@@ -58,6 +58,9 @@ dante-server                      diagnose    /usr/sbin/danted
 snmpd                             diagnose    /usr/sbin/snmpd
 apache2                           diagnose    /usr/sbin/apache2
 openbsd-inetd                     diagnose    /usr/sbin/inetd
+bind9                             gateway     /usr/sbin/named
+squid                             gateway     /usr/sbin/squid
+curl                              gateway     curl
 netbase                           diagnose    /etc/services
 graphviz                          ledger      dot
 poppler-utils                     ledger      pdftoppm

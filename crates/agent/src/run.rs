@@ -167,11 +167,27 @@ pub fn software() -> serde_json::Value {
 /// firewall goes up first and comes down when this returns or is dropped; without it
 /// the device does not run.
 pub async fn run(
+    agent: Agent,
+    store: Arc<dyn KeyStore>,
+    opts: TunnelOptions,
+    fw: FirewallOptions,
+    say: Say,
+) -> anyhow::Result<()> {
+    run_observed(agent, store, opts, fw, say, None).await
+}
+
+/// What a service built on the agent (the gateway node) sees of each update, after the
+/// agent applied it: events it does not know itself, and the grants it holds.
+pub type Observer = Arc<dyn Fn(&Update, &SyncState) + Send + Sync>;
+
+/// [`run`], telling `observe` of every update.
+pub async fn run_observed(
     mut agent: Agent,
     store: Arc<dyn KeyStore>,
     opts: TunnelOptions,
     fw: FirewallOptions,
     say: Say,
+    observe: Option<Observer>,
 ) -> anyhow::Result<()> {
     let outer = if fw.outer.is_empty() {
         vec![outer_towards_centre(&agent.client.base)
@@ -341,6 +357,9 @@ pub async fn run(
     let mut on = |u: &Update, st: &SyncState| {
         if let Some(m) = &metrics {
             m.on_update(u, st);
+        }
+        if let Some(o) = &observe {
+            o(u, st);
         }
         match u {
             Update::Connected { version } => say(format!(

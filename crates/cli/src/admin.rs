@@ -99,6 +99,9 @@ enum AdminCmd {
     /// Web console accounts: list, invite (a one-time code for /console/setup), disable.
     #[command(subcommand)]
     User(UserCmd),
+    /// The gateway centre (R-SVC-1): nodes, categories, applications for sites, decisions, logs.
+    #[command(subcommand)]
+    Gateway(crate::gateway::AdminGatewayCmd),
 }
 
 #[derive(Subcommand)]
@@ -884,6 +887,7 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
             GroupCmd::Remove { name, device } => c.delete(&format!("/api/v1/groups/{name}/members/{device}")).await?,
         },
         AdminCmd::Ledger(cmd) => ledger(&c, cmd).await?,
+        AdminCmd::Gateway(cmd) => crate::gateway::admin(&c, cmd).await?,
         AdminCmd::Checksheet(cmd) => match cmd {
             ChecksheetCmd::Sheets => c.get("/api/v1/checksheets").await?,
             ChecksheetCmd::Prefill { org, sheet, services } => {

@@ -7,6 +7,7 @@ mod backup;
 mod config;
 mod demo;
 mod diagnose;
+mod gateway;
 mod keystore;
 mod message;
 mod metrics;
@@ -67,6 +68,12 @@ enum Cmd {
     Message {
         #[command(subcommand)]
         cmd: message::MessageCmd,
+    },
+    /// The gateway centre's node (R-SVC-1): allowlisted, approved Internet access for
+    /// member sites, over their tunnels only.
+    Gateway {
+        #[command(subcommand)]
+        cmd: gateway::GatewayCmd,
     },
     /// The VPN device agent.
     Agent {
@@ -298,6 +305,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Agent { cmd } => run_agent(cmd).await,
+        Cmd::Gateway { cmd } => gateway::run(cmd).await,
         Cmd::Tunnel(t) => run_tunnel(t).await,
         Cmd::Demo(a) => demo::run(a).await,
         Cmd::Diagnose(a) => diagnose::run(a).await,

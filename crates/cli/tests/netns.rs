@@ -171,3 +171,16 @@ fn agent_metrics_with_a_real_data_plane() {
 fn a_clinic_behind_nat_without_an_endpoint_reaches_the_hospital() {
     run("agent_nat.sh");
 }
+
+/// Issue 12 (R-SVC-1), the gateway centre: `dodvpn gateway run` reached by a member site
+/// over its tunnel, an "Internet" namespace with HTTPS/HTTP servers and a bind9 zone for
+/// example.test: allowed → 200, not allowed → 403 page (ja/en), approval by push without
+/// restart, expiry, SNI ≠ CONNECT and no SNI refused, names resolving to private, loopback,
+/// CGNAT, the VPN range and the gateway itself refused, `0x7f.1` and `2130706433` refused,
+/// a site without a grant gets no TCP answer, the node's and the centre's logs, the daily
+/// digest in the audit chain, and bad input (malformed, 20 KB head, slowloris, 10,000
+/// concurrent CONNECTs) answered with HTTP errors while memory stays bounded.
+#[test]
+fn the_gateway_centre_gives_allowlisted_approved_internet_access_over_the_vpn_only() {
+    run("gateway_centre.sh");
+}

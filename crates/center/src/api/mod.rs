@@ -5,6 +5,7 @@
 mod admin;
 mod contract;
 mod device;
+mod gateway;
 pub mod message;
 mod pki;
 mod sessions;
@@ -39,6 +40,8 @@ pub(crate) fn body_limit(path: &str) -> usize {
         admin::checksheet_attachments::MAX_ATTACHMENT + 1024
     } else if path.starts_with("/api/v1/orgs/") && large.iter().any(|l| path.ends_with(l)) {
         admin::diagnose::MAX_RUN_BODY
+    } else if path == "/api/v1/device/gateway/log" {
+        gateway::MAX_LOG_BODY
     } else if path == "/api/v1/device/messages" {
         message::MAX_DEPOSIT_BODY
     } else {
@@ -60,6 +63,7 @@ pub(crate) fn body_limit(path: &str) -> usize {
         (name = "sessions", description = "Tunnel sessions as both ends report them (three-point audit) and operator cut"),
         (name = "audit", description = "Hash-chained audit log"),
         (name = "diagnose", description = "Exposure diagnosis: an organisation's public addresses and the findings of each run (R-SVC-5)"),
+        (name = "gateway", description = "The gateway centre: gateway nodes, categories, organisations' applications for sites and their decisions, request logs (R-SVC-1)"),
         (name = "messages", description = "Store-and-forward messages between members, end-to-end encrypted CMS; the centre keeps ciphertext only (R-SVC-4)")
     )
 )]
@@ -217,6 +221,23 @@ pub fn openapi_and_router_with(
         .routes(routes!(admin::tlog::consistency))
         .routes(routes!(admin::tlog::log_key))
         .routes(routes!(admin::tlog::bundle))
+        .routes(routes!(gateway::add_node, gateway::list_nodes))
+        .routes(routes!(gateway::list_categories))
+        .routes(routes!(gateway::put_category))
+        .routes(routes!(gateway::put_settings, gateway::get_settings))
+        .routes(routes!(gateway::apply, gateway::list_applications))
+        .routes(routes!(gateway::decide))
+        .routes(routes!(gateway::withdraw))
+        .routes(routes!(gateway::org_log))
+        .routes(routes!(gateway::node_policy))
+        .merge(
+            // A batch of request records may exceed 64 KiB.
+            OpenApiRouter::new()
+                .routes(routes!(gateway::node_log))
+                .layer(DefaultBodyLimit::max(gateway::MAX_LOG_BODY)),
+        )
+        .routes(routes!(gateway::node_digest))
+        .routes(routes!(gateway::user_check))
         .routes(routes!(witness::consistency))
         .routes(routes!(witness::cosign))
         .routes(routes!(witness::report_alert))
