@@ -6,6 +6,7 @@ mod admin;
 mod contract;
 mod device;
 pub mod message;
+mod nat;
 mod pki;
 mod sessions;
 mod witness;
@@ -186,6 +187,8 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .routes(routes!(device::whoami))
         .routes(routes!(device::put_software))
         .routes(routes!(device::put_candidates))
+        .routes(routes!(nat::introduce))
+        .routes(routes!(nat::relay))
         .routes(routes!(device::my_certs))
         .routes(routes!(sessions::report))
         .routes(routes!(sessions::list))
