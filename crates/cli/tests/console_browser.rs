@@ -39,6 +39,7 @@ fn up(sid: &str, peer: &Site, grant: &str) -> SessionReport {
         packets_out: 0,
         at: now() - 5,
         reason: None,
+        relay: None,
     }
 }
 
@@ -163,6 +164,7 @@ async fn console_in_chromium_login_isolation_csrf_lockout_axe_cut() {
                         packets_out: 5,
                         at,
                         reason: None,
+                        relay: None,
                     };
                     client.report_session(&r).await.expect("update report");
                     last = at;

@@ -7,6 +7,7 @@ mod contract;
 mod device;
 mod gateway;
 pub mod message;
+mod nat;
 mod pki;
 mod sessions;
 mod witness;
@@ -202,6 +203,8 @@ pub fn openapi_and_router_with(
         .routes(routes!(device::whoami))
         .routes(routes!(device::put_software))
         .routes(routes!(device::put_candidates))
+        .routes(routes!(nat::introduce))
+        .routes(routes!(nat::relay))
         .routes(routes!(device::my_certs))
         .routes(routes!(sessions::report))
         .routes(routes!(sessions::list))
