@@ -24,6 +24,8 @@ pub const CEREMONY_MS: i64 = 5 * 60 * 1000;
 /// Passkeys per account.
 pub const MAX_PER_USER: i64 = 10;
 pub const MAX_NAME: usize = 64;
+/// Live ceremonies of one kind per account.
+pub const LIVE_CEREMONIES: i64 = 5;
 
 /// Why a ceremony could not go on; each maps to a catalogue key for the person.
 #[derive(Debug, PartialEq, Eq)]
@@ -164,6 +166,17 @@ async fn save_ceremony(
         .bind(tx.now)
         .execute(&mut *tx.tx)
         .await?;
+    // Anyone may start a login for a known name: keep only its newest few, so a flood
+    // of starts neither grows the table nor holds many live challenges.
+    sqlx::query(
+        "DELETE FROM console_ceremonies WHERE user_id = $1 AND kind = $2 AND id_hash NOT IN \
+         (SELECT id_hash FROM console_ceremonies WHERE user_id = $1 AND kind = $2 ORDER BY expires_ms DESC LIMIT $3)",
+    )
+    .bind(&user.id)
+    .bind(kind)
+    .bind(LIVE_CEREMONIES - 1)
+    .execute(&mut *tx.tx)
+    .await?;
     sqlx::query("INSERT INTO console_ceremonies (id_hash, kind, user_id, state, expires_ms) VALUES ($1,$2,$3,$4,$5)")
         .bind(sha256_hex(&ceremony))
         .bind(kind)
