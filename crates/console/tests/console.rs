@@ -807,10 +807,11 @@ async fn passkey_ceremonies_are_bounded(db: Db) {
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         assert!(r.body.contains("\"challenge\""), "{}", r.body);
     }
-    let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM console_ceremonies WHERE kind = 'register'")
-        .fetch_one(&lab.center.db.pool)
-        .await
-        .unwrap();
+    let live: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM console_ceremonies WHERE kind = 'register'")
+            .fetch_one(&lab.center.db.pool)
+            .await
+            .unwrap();
     assert_eq!(live, dodvpn_console::passkey::LIVE_CEREMONIES);
     // Finishing with a made-up ceremony, or with garbage, stores nothing.
     let finish = |body: &str| {
@@ -827,7 +828,10 @@ async fn passkey_ceremonies_are_bounded(db: Db) {
     for body in [
         r#"{"ceremony": "00", "name": "x", "credential": {}}"#,
         "not json",
-        &format!(r#"{{"ceremony": "{}", "name": "x", "credential": {{"id": "AA", "rawId": "AA", "type": "public-key", "response": {{"attestationObject": "AA", "clientDataJSON": "AA"}}}}}}"#, "0".repeat(64)),
+        &format!(
+            r#"{{"ceremony": "{}", "name": "x", "credential": {{"id": "AA", "rawId": "AA", "type": "public-key", "response": {{"attestationObject": "AA", "clientDataJSON": "AA"}}}}}}"#,
+            "0".repeat(64)
+        ),
     ] {
         let (req, b) = finish(body);
         let r = admin.send(req, b).await;
