@@ -160,13 +160,24 @@ impl Console {
         })
     }
 
-    /// GET a JSON answer; another organisation's object (403/404) is a 404 page.
-    pub(crate) async fn get_json(&self, a: &Authed, uri: &str) -> Result<Value, PageError> {
+    /// Call the API as the page's user and take its JSON answer; another
+    /// organisation's object (403/404) is a 404 page.
+    async fn json(
+        &self,
+        a: &Authed,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> Result<Value, PageError> {
         let ans = self
-            .call(&a.user, Method::GET, uri, None)
+            .call(&a.user, method, uri, body)
             .await
             .map_err(|e| PageError::internal(a.lang, e))?;
         json_or_page(a.lang, ans)
+    }
+
+    pub(crate) async fn get_json(&self, a: &Authed, uri: &str) -> Result<Value, PageError> {
+        self.json(a, Method::GET, uri, None).await
     }
 
     pub(crate) async fn put_json(
@@ -175,11 +186,7 @@ impl Console {
         uri: &str,
         body: Value,
     ) -> Result<Value, PageError> {
-        let ans = self
-            .call(&a.user, Method::PUT, uri, Some(body))
-            .await
-            .map_err(|e| PageError::internal(a.lang, e))?;
-        json_or_page(a.lang, ans)
+        self.json(a, Method::PUT, uri, Some(body)).await
     }
 
     pub(crate) async fn post_json(
@@ -188,11 +195,7 @@ impl Console {
         uri: &str,
         body: Value,
     ) -> Result<Value, PageError> {
-        let ans = self
-            .call(&a.user, Method::POST, uri, Some(body))
-            .await
-            .map_err(|e| PageError::internal(a.lang, e))?;
-        json_or_page(a.lang, ans)
+        self.json(a, Method::POST, uri, Some(body)).await
     }
 }
 
