@@ -609,6 +609,8 @@ enum ConnectionCmd {
         #[arg(long)]
         purpose: Option<String>,
     },
+    /// Applications refused in the last 7 days and not granted since, with the reason.
+    Refused,
 }
 
 #[derive(Subcommand)]
@@ -977,6 +979,7 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
             ApprovalCmd::Requests => c.get("/api/v1/approvals/requests").await?,
             ApprovalCmd::Close { id } => c.post(&format!("/api/v1/approvals/{id}/close"), &json!({})).await?,
         },
+        AdminCmd::Connection(ConnectionCmd::Refused) => c.get("/api/v1/connections/refused").await?,
         AdminCmd::Connection(ConnectionCmd::Apply { from, to, group, purpose }) => {
             let v: Value = c
                 .post("/api/v1/connections", &json!({"from_device": from, "to_device": to, "to_group": group, "purpose": purpose}))

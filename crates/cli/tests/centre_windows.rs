@@ -308,6 +308,20 @@ async fn policy_dry_run_lists_changes_and_stores_nothing(b: Backend) {
     let r = c.admin_refused(&["connection", "apply", "--from", &lb.id, "--to", &h.id]);
     assert_eq!(r["outcomes"][0]["granted"], json!(false));
 
+    // The refusal is listed for the organisations at either end, with its reason.
+    let refused = c
+        .admin_as(org_admin(&c, &hosp).path(), &["connection", "refused"])
+        .unwrap();
+    assert_eq!(refused.as_array().unwrap().len(), 1, "{refused}");
+    assert_eq!(refused[0]["applicant_device"], json!(lb.id));
+    assert!(
+        refused[0]["reason"].as_str().unwrap().contains("policy"),
+        "{refused}"
+    );
+    let seen_by_clinic = c
+        .admin_as(org_admin(&c, &clinic).path(), &["connection", "refused"])
+        .unwrap();
+    assert_eq!(seen_by_clinic, json!([]), "the clinic is at neither end");
     let dry = |doc: Value| {
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), doc.to_string()).unwrap();

@@ -86,6 +86,8 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     ("dev.next", "Next 100", "次の100件"),
     ("nav.policy", "Policy", "ポリシー"),
     ("gr.title", "Grant", "接続許可"),
+    ("gr.active", "Live grants", "有効な接続許可"),
+    ("gr.refused", "Refused connection applications (last 7 days)", "拒否された接続申請（過去7日間）"),
     ("gr.applicant", "Applicant device", "申請側機器"),
     ("gr.target", "Target device", "接続先機器"),
     ("gr.version", "Version", "版"),

@@ -191,6 +191,7 @@ pub fn openapi_and_router_with(
         ))
         .routes(routes!(admin::approvals::close_approval))
         .routes(routes!(admin::approvals::waiting_applications))
+        .routes(routes!(admin::approvals::refused_applications))
         .routes(routes!(admin::grants::apply_connection))
         .routes(routes!(admin::grants::list_grants))
         .routes(routes!(admin::grants::get_grant))

@@ -17,7 +17,9 @@ pub async fn list(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
     a.require(Can::ViewGrants)?;
     let l = a.lang;
     let grants = c.get_json(&a, "/api/v1/grants?status=active").await?;
+    let refused = c.get_json(&a, "/api/v1/connections/refused").await?;
     let body = html! {
+        h2 { (l.t("gr.active")) }
         table id="grants" {
             caption class="sr" { (l.t("nav.grants")) }
             thead { tr { th scope="col" { (l.t("col.id")) } th scope="col" { (l.t("gr.applicant")) } th scope="col" { (l.t("gr.target")) } th scope="col" { (l.t("gr.version")) } th scope="col" { (l.t("gr.until")) } } }
@@ -25,6 +27,17 @@ pub async fn list(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
                 tr { td { a href={"/console/grants/" (s(&g["id"]))} { (s(&g["id"])) } } td { (s(&g["applicant_device"])) } td { (s(&g["target_device"])) }
                      td { (s(&g["version"])) } td { (when(g["not_after"].as_i64().unwrap_or(0) * 1000)) } }
             } }
+        }
+        h2 { (l.t("gr.refused")) }
+        @if refused.as_array().is_none_or(Vec::is_empty) { p { (l.t("ov.none")) } } @else {
+            table id="refused" {
+                caption class="sr" { (l.t("gr.refused")) }
+                thead { tr { th scope="col" { (l.t("gr.applicant")) } th scope="col" { (l.t("gr.target")) } th scope="col" { (l.t("col.reason")) } th scope="col" { (l.t("ap.asked")) } } }
+                tbody { @for r in refused.as_array().into_iter().flatten() {
+                    tr { td { (s(&r["applicant_device"])) " (" (s(&r["applicant_org"])) ")" } td { (s(&r["target_device"])) " (" (s(&r["target_org"])) ")" }
+                         td { (s(&r["reason"])) } td { (when(r["last_ms"].as_i64().unwrap_or(0))) } }
+                } }
+            }
         }
     };
     Ok(html_response(page(

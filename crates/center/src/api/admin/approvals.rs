@@ -183,7 +183,7 @@ fn list_text<T: Serialize>(v: &[T]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
-/// An application the policy refused for want of a window (the approver's inbox).
+/// An application the policy refused (for want of a window: the approver's inbox).
 #[derive(Serialize, ToSchema)]
 pub struct WaitingApplication {
     pub applicant_device: String,
@@ -204,11 +204,41 @@ pub async fn waiting_applications(
     caller: Caller,
 ) -> Result<Json<Vec<WaitingApplication>>, ApiError> {
     let scope = caller.org_scope()?.unwrap_or("");
-    let since = crate::db::now_ms() - 7 * 86400 * 1000;
-    let rows = sqlx::query(
-        "SELECT applicant_device, applicant_org, target_device, target_org, reason, first_ms, last_ms FROM denied_applications \
-         WHERE approval_required = 1 AND last_ms >= $2 AND ($1 = '' OR target_org = $1) ORDER BY last_ms DESC LIMIT 500",
+    refused_since(
+        &c,
+        "approval_required = 1 AND ($1 = '' OR target_org = $1)",
+        scope,
     )
+    .await
+}
+
+/// Every application refused in the last 7 days and not granted since, with its
+/// reason, where the caller's organisation is either end (the provider: all).
+#[utoipa::path(get, path = "/api/v1/connections/refused", tag = "policy",
+    responses((status = 200, body = [WaitingApplication]), (status = 403, body = ErrorBody)))]
+pub async fn refused_applications(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+) -> Result<Json<Vec<WaitingApplication>>, ApiError> {
+    let scope = caller.org_scope()?.unwrap_or("");
+    refused_since(
+        &c,
+        "($1 = '' OR target_org = $1 OR applicant_org = $1)",
+        scope,
+    )
+    .await
+}
+
+async fn refused_since(
+    c: &Center,
+    filter: &str,
+    scope: &str,
+) -> Result<Json<Vec<WaitingApplication>>, ApiError> {
+    let since = crate::db::now_ms() - 7 * 86400 * 1000;
+    let rows = sqlx::query(&format!(
+        "SELECT applicant_device, applicant_org, target_device, target_org, reason, first_ms, last_ms FROM denied_applications \
+         WHERE last_ms >= $2 AND {filter} ORDER BY last_ms DESC LIMIT 500"
+    ))
     .bind(scope)
     .bind(since)
     .fetch_all(&c.db.pool)
