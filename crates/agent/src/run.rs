@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use dodvpn_pki::KeyStore;
 use dodvpn_policy::{SessionEvent as ReportKind, SessionReport};
-use dodvpn_tunnel::daemon::{Counts, SessionEvent};
+use dodvpn_tunnel::daemon::{Counts, RelayUse, SessionEvent};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -26,6 +26,11 @@ const CRL_REFRESH: Duration = Duration::from_secs(60);
 /// How often grants are checked for expiry.
 const EXPIRY_CHECK: Duration = Duration::from_secs(5);
 
+/// After asking the centre to introduce us to a peer, how long hole punching gets
+/// before we ask for a relay; and how often one peer is introduced at most.
+const PUNCH_WAIT: Duration = Duration::from_millis(2500);
+const INTRODUCE_EVERY: Duration = Duration::from_secs(5);
+
 /// How often unsent session reports are retried, and how many are kept.
 const REPORT_RETRY: Duration = Duration::from_secs(5);
 const MAX_PENDING_REPORTS: usize = 10_000;
@@ -33,11 +38,20 @@ const MAX_PENDING_REPORTS: usize = 10_000;
 const PENDING_REPORTS_FILE: &str = "pending-session-reports.json";
 
 /// The report the centre gets for a session event (three-point audit, TR A.1 c).
-fn session_report(ev: &SessionEvent, tunnels: &Mutex<Tunnels>) -> SessionReport {
-    let (conn, session, counts, event, reason) = match ev {
-        SessionEvent::Up { conn, session } => {
-            (conn, session, Counts::default(), ReportKind::Up, None)
-        }
+fn session_report(ev: &SessionEvent, tunnels: &Mutex<Tunnels>) -> Option<SessionReport> {
+    let (conn, session, counts, event, reason, relay) = match ev {
+        SessionEvent::Up {
+            conn,
+            session,
+            relay,
+        } => (
+            conn,
+            session,
+            Counts::default(),
+            ReportKind::Up,
+            None,
+            relay.map(|r| r.to_string()),
+        ),
         SessionEvent::Down {
             conn,
             session,
@@ -49,9 +63,12 @@ fn session_report(ev: &SessionEvent, tunnels: &Mutex<Tunnels>) -> SessionReport 
             *counts,
             ReportKind::Down,
             Some(reason.clone()),
+            None,
         ),
+        // Not about a session (and taken off to the introducer in `run`).
+        SessionEvent::NeedsIntroduction { .. } => return None,
     };
-    SessionReport {
+    Some(SessionReport {
         session_id: session.to_string(),
         event,
         peer_device_id: conn.clone(),
@@ -68,7 +85,8 @@ fn session_report(ev: &SessionEvent, tunnels: &Mutex<Tunnels>) -> SessionReport 
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0),
         reason,
-    }
+        relay,
+    })
 }
 
 /// Progress lines for the operator (printed by the CLI).
@@ -101,6 +119,11 @@ fn describe(c: &Changes) -> Vec<String> {
     for p in &c.added {
         out.push(format!(
             "tunnel to {p}: ready (comes up on the first packet)"
+        ));
+    }
+    for p in &c.moved {
+        out.push(format!(
+            "tunnel to {p}: the peer's addresses changed (SAs kept)"
         ));
     }
     for p in &c.replaced {
@@ -238,8 +261,14 @@ pub async fn run_observed(
         )),
     }
     let (sessions_tx, mut sessions_rx) = mpsc::unbounded_channel::<SessionEvent>();
-    let observer = Box::new(move |ev| {
-        let _ = sessions_tx.send(ev);
+    let (intro_tx, mut intro_rx) = mpsc::unbounded_channel::<String>();
+    let observer = Box::new(move |ev| match ev {
+        SessionEvent::NeedsIntroduction { conn } => {
+            let _ = intro_tx.send(conn);
+        }
+        ev => {
+            let _ = sessions_tx.send(ev);
+        }
     });
     let tunnels = tokio::task::block_in_place(|| {
         Tunnels::start(store.clone(), opts.clone(), Some(observer))
@@ -254,6 +283,54 @@ pub async fn run_observed(
     reconcile(&tunnels, &agent.state, &say);
     let latest = Arc::new(Mutex::new(agent.state.clone()));
 
+    // Hole punching, then the relay (issue 19 items 2, 3): a packet waits for a peer
+    // without a fixed address; the centre tells both of us at once, the peer opens
+    // its NAT towards us; if we are still not through, the centre allocates a relay.
+    let introducer = {
+        let (say, client, tunnels) = (say.clone(), agent.client.clone(), tunnels.clone());
+        tokio::spawn(async move {
+            let mut last: std::collections::HashMap<String, std::time::Instant> =
+                Default::default();
+            while let Some(conn) = intro_rx.recv().await {
+                if last
+                    .get(&conn)
+                    .is_some_and(|t| t.elapsed() < INTRODUCE_EVERY)
+                {
+                    continue;
+                }
+                last.insert(conn.clone(), std::time::Instant::now());
+                let (say, client, tunnels) = (say.clone(), client.clone(), tunnels.clone());
+                tokio::spawn(async move {
+                    let body = serde_json::json!({ "peer_device_id": conn });
+                    if let Err(e) = client
+                        .post::<_, serde_json::Value>("/api/v1/device/introduce", &body)
+                        .await
+                    {
+                        return say(format!("the centre could not introduce us to {conn} ({e:#}) / センターによる紹介に失敗"));
+                    }
+                    tokio::time::sleep(PUNCH_WAIT).await;
+                    let up = tokio::task::block_in_place(|| {
+                        let t = tunnels.lock().unwrap_or_else(|p| p.into_inner());
+                        t.handle().status().map(|s| {
+                            s.connections
+                                .iter()
+                                .any(|c| c.name == conn && c.state == "established")
+                        })
+                    });
+                    if !matches!(up, Ok(false)) {
+                        return;
+                    }
+                    match client
+                        .post::<_, serde_json::Value>("/api/v1/device/relay", &body)
+                        .await
+                    {
+                        Ok(_) => say(format!("no direct path to {conn}: the centre allocated a relay / 直接接続できないためリレーを使用")),
+                        Err(e) => say(format!("no direct path to {conn}, and no relay ({e:#}) / 直接接続できず、リレーもありません")),
+                    }
+                });
+            }
+        })
+    };
     let reporter = {
         let (say, client, tunnels) = (say.clone(), agent.client.clone(), tunnels.clone());
         let store = store.clone();
@@ -284,11 +361,23 @@ pub async fn run_observed(
                     }
                 };
                 if let Some(ev) = ev {
-                    let report = session_report(&ev, &tunnels);
+                    let Some(report) = session_report(&ev, &tunnels) else {
+                        continue;
+                    };
                     match &ev {
-                        SessionEvent::Up { conn, session } => {
-                            say(format!("session {session} to {conn}: up"))
-                        }
+                        SessionEvent::Up {
+                            conn,
+                            session,
+                            relay: None,
+                        } => say(format!("session {session} to {conn}: up")),
+                        SessionEvent::Up {
+                            conn,
+                            session,
+                            relay: Some(r),
+                        } => say(format!(
+                            "session {session} to {conn}: up, through the relay {r} / リレー経由"
+                        )),
+                        SessionEvent::NeedsIntroduction { .. } => continue,
                         SessionEvent::Down {
                             conn,
                             session,
@@ -393,6 +482,51 @@ pub async fn run_observed(
                     Err(e) => say(format!("cannot cut session {session_id}: {e:#}")),
                 }
             }
+            Update::WindowEnding {
+                approval,
+                seconds_left,
+            } => say(crate::sync::window_ending_message(approval, *seconds_left)),
+            Update::Introduce { peer, candidates } => {
+                let r = tokio::task::block_in_place(|| {
+                    let t = tunnels.lock().unwrap_or_else(|p| p.into_inner());
+                    t.handle().open_mappings(peer, candidates.clone())
+                });
+                match r {
+                    Ok(true) => say(format!(
+                        "introduced to {peer}: opening our NAT towards {} / 穴あけ",
+                        candidates
+                            .iter()
+                            .map(|c| c.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                    Ok(false) => say(format!("introduced to {peer}: no tunnel to it here")),
+                    Err(e) => say(format!("introduced to {peer}: {e:#}")),
+                }
+            }
+            Update::Relay {
+                peer,
+                relay,
+                binding,
+                initiate,
+            } => {
+                let r = tokio::task::block_in_place(|| {
+                    let t = tunnels.lock().unwrap_or_else(|p| p.into_inner());
+                    t.handle().use_relay(RelayUse {
+                        conn: peer.clone(),
+                        relay: *relay,
+                        binding: binding.clone(),
+                        initiate: *initiate,
+                    })
+                });
+                match r {
+                    Ok(true) => say(format!(
+                        "tunnel to {peer}: through the relay {relay} / リレー {relay} 経由"
+                    )),
+                    Ok(false) => say(format!("relay for {peer}: no tunnel to it here")),
+                    Err(e) => say(format!("relay for {peer}: {e:#}")),
+                }
+            }
             Update::Other { seq, kind } => say(format!("event {seq}: {kind}")),
             Update::Witness(o) => say(crate::witness::describe(o)),
             Update::WitnessUnavailable { error } => say(format!(
@@ -413,6 +547,7 @@ pub async fn run_observed(
     let r = agent.run(&mut on).await;
     housekeeping.abort();
     reporter.abort();
+    introducer.abort();
     drop(firewall);
     r
 }

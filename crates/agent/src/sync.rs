@@ -7,6 +7,7 @@
 //! push is never lost (the centre replays what was missed).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,13 @@ impl SyncState {
     }
 }
 
+/// The vendor's warning that its maintenance window is about to end, in both languages.
+pub fn window_ending_message(approval: &str, seconds_left: i64) -> String {
+    format!(
+        "WARNING: maintenance window {approval} ends in {seconds_left} s; its sessions are cut then / 警告: メンテナンス枠 {approval} はあと {seconds_left} 秒で終了し、その時点でセッションは切断されます"
+    )
+}
+
 /// What the loop reports to whoever drives it (CLI printing, the data plane later).
 #[derive(Debug)]
 pub enum Update {
@@ -85,6 +93,25 @@ pub enum Update {
     SessionCut {
         session_id: String,
         reason: String,
+    },
+    /// A maintenance window this device works in is about to end: its tunnels go
+    /// down when it does (TR 9.2). [`window_ending_message`] says it to the person.
+    WindowEnding {
+        approval: String,
+        seconds_left: i64,
+    },
+    /// A peer wants to reach us (or we it) and its NAT may need a hole: open our
+    /// mapping towards these addresses of it (issue 19 item 2).
+    Introduce {
+        peer: String,
+        candidates: Vec<SocketAddr>,
+    },
+    /// Punching failed: the centre allocated a relay for us and this peer.
+    Relay {
+        peer: String,
+        relay: SocketAddr,
+        binding: Vec<u8>,
+        initiate: bool,
     },
     Other {
         seq: i64,
@@ -114,6 +141,26 @@ struct DeviceState {
     version: i64,
     connection_info: Vec<SignedInfo>,
     signer_certificate: String,
+}
+
+/// How old an introduction or relay event may be and still be acted on.
+const FRESH_MS: i64 = 120_000;
+
+fn fresh(payload: &serde_json::Value) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    payload["at_ms"]
+        .as_i64()
+        .is_some_and(|at| (now - at).abs() <= FRESH_MS)
+}
+
+/// "IP:port" strings as addresses; anything else is left out.
+fn addrs(v: &serde_json::Value) -> Vec<SocketAddr> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_str()?.parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// Check the centre's signature on connection info before it is believed.
@@ -239,6 +286,43 @@ impl Agent {
                     .unwrap_or_default()
                     .to_string(),
             },
+            "approval_ending" => Update::WindowEnding {
+                approval: ev.payload["approval"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                seconds_left: ev.payload["seconds_left"].as_i64().unwrap_or(0),
+            },
+            // Only fresh ones: an introduction replayed after a reconnect is stale.
+            "introduce" | "relay" if !fresh(&ev.payload) => Update::Other {
+                seq: ev.seq,
+                kind: format!("{} (stale, ignored)", ev.kind),
+            },
+            "introduce" => Update::Introduce {
+                peer: ev.payload["peer_device_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                candidates: addrs(&ev.payload["candidates"]),
+            },
+            "relay" => {
+                let relay = ev.payload["relay"]
+                    .as_str()
+                    .and_then(|r| r.parse().ok())
+                    .context("a relay event without a relay address")?;
+                let binding = base64::engine::general_purpose::STANDARD
+                    .decode(ev.payload["binding"].as_str().unwrap_or_default())
+                    .context("a relay event with an unreadable binding")?;
+                Update::Relay {
+                    peer: ev.payload["peer_device_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    relay,
+                    binding,
+                    initiate: ev.payload["initiate"].as_bool().unwrap_or(false),
+                }
+            }
             _ => Update::Other {
                 seq: ev.seq,
                 kind: ev.kind.clone(),

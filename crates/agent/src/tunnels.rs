@@ -145,6 +145,9 @@ pub struct PeerPlan {
     pub peer_device: String,
     /// The peer's endpoint; `None`: we cannot dial it, but it may dial us (issue 19).
     pub remote_addr: Option<IpAddr>,
+    /// Where else the peer says it may be reached (its local and public NAT-T
+    /// addresses): dialled when there is no endpoint, or after it failed (issue 19).
+    pub candidates: Vec<SocketAddr>,
     pub initiate: bool,
     pub local_identity: String,
     pub peer_identity: String,
@@ -182,6 +185,7 @@ pub fn plan(
             .or_insert_with(|| PeerPlan {
                 peer_device: info.peer.device_id.clone(),
                 remote_addr: addr,
+                candidates: Vec::new(),
                 initiate: false,
                 local_identity: info.local.identity.clone(),
                 peer_identity: info.peer.identity.clone(),
@@ -208,6 +212,18 @@ pub fn plan(
         for n in &info.traffic_selectors.remote {
             if !p.remote_nets.contains(n) {
                 p.remote_nets.push(*n);
+            }
+        }
+        for c in info
+            .peer
+            .candidates
+            .iter()
+            .filter_map(|c| c.parse::<SocketAddr>().ok())
+        {
+            // The endpoint is dialled first, at the IKE port; the same address on
+            // the NAT-T port is no second chance.
+            if !p.candidates.contains(&c) && Some(c.ip()) != p.remote_addr {
+                p.candidates.push(c);
             }
         }
         p.grants.push((id.clone(), info.version));
@@ -284,6 +300,8 @@ pub struct Tunnels {
 pub struct Changes {
     pub added: Vec<String>,
     pub replaced: Vec<String>,
+    /// Peers whose reported addresses changed (their SAs stay).
+    pub moved: Vec<String>,
     pub removed: Vec<String>,
     pub skipped: Vec<(String, String)>,
 }
@@ -292,6 +310,7 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         self.added.is_empty()
             && self.replaced.is_empty()
+            && self.moved.is_empty()
             && self.removed.is_empty()
             && self.skipped.is_empty()
     }
@@ -437,6 +456,21 @@ impl Tunnels {
             if self.installed.get(&p.peer_device) == Some(&p) {
                 continue;
             }
+            if let Some(old) = self.installed.get_mut(&p.peer_device) {
+                // Only the peer's addresses moved: its SAs stay up (they follow the
+                // peer wherever it sends from); new setups dial the new ones.
+                let moved = PeerPlan {
+                    candidates: p.candidates.clone(),
+                    ..old.clone()
+                };
+                if moved == p {
+                    self.handle
+                        .set_candidates(&p.peer_device, p.candidates.clone())?;
+                    old.candidates = p.candidates.clone();
+                    changes.moved.push(p.peer_device.clone());
+                    continue;
+                }
+            }
             let replacing = self.installed.contains_key(&p.peer_device);
             let spec = self.spec(&p)?;
             self.handle.upsert(spec)?;
@@ -494,10 +528,16 @@ impl Tunnels {
             name: p.peer_device.clone(),
             local_addr: match p.remote_addr {
                 Some(a) => local_addr_towards(a)?,
-                // Answering only: the address of each datagram is used.
-                None => IpAddr::from([0u8, 0, 0, 0]),
+                // Answering, or dialling candidates some of which we may not reach:
+                // the address of each datagram is used.
+                None => p
+                    .candidates
+                    .iter()
+                    .find_map(|c| local_addr_towards(c.ip()).ok())
+                    .unwrap_or(IpAddr::from([0u8, 0, 0, 0])),
             },
             remote_addr: p.remote_addr,
+            candidates: p.candidates.clone(),
             remote_subnets: p.remote_nets.clone(),
             start: if p.initiate { Start::Trap } else { Start::None },
             idle_timeout: self.opts.idle_timeout,

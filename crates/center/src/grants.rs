@@ -150,23 +150,27 @@ async fn approvals(
     applicant: &str,
 ) -> Result<Vec<Approval>, ApiError> {
     let rows = sqlx::query(
-        "SELECT approver_org, applicant_org, applicant_device, not_before, not_after FROM approvals \
+        "SELECT approver_org, applicant_org, applicant_device, not_before, not_after, hosts, services FROM approvals \
          WHERE approver_org = $1 AND applicant_org = $2 AND closed_ms IS NULL",
     )
     .bind(approver)
     .bind(applicant)
     .fetch_all(&mut *tx.tx)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Approval {
-            approver_org: r.get(0),
-            applicant_org: r.get(1),
-            applicant_device: r.get(2),
-            not_before: r.get(3),
-            not_after: r.get(4),
+    rows.iter()
+        .map(|r| {
+            let unreadable = |_| ApiError::internal("stored approval contract unreadable");
+            Ok(Approval {
+                approver_org: r.get(0),
+                applicant_org: r.get(1),
+                applicant_device: r.get(2),
+                not_before: r.get(3),
+                not_after: r.get(4),
+                hosts: serde_json::from_str(&r.get::<String, _>(5)).map_err(unreadable)?,
+                services: serde_json::from_str(&r.get::<String, _>(6)).map_err(unreadable)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -193,18 +197,20 @@ pub async fn apply(
         reason: Some(reason),
     };
     let decision = match evaluate(tx, applicant, target).await? {
-        Err(reason) => {
+        Err(refused) => {
             tx.audit(
                 actor,
                 "connection.denied",
                 &format!("{applicant}->{target}"),
-                serde_json::json!({"reason": reason}),
+                serde_json::json!({"reason": refused.reason}),
             )
             .await?;
-            return Ok(deny(reason));
+            note_denied(tx, applicant, target, &refused).await?;
+            return Ok(deny(refused.reason));
         }
         Ok(d) => d,
     };
+    forget_denied(tx, applicant, target).await?;
     let (grant, a, t) = decision;
     // One live grant per ordered pair: a repeated application refreshes it.
     let existing: Option<String> = sqlx::query_scalar(
@@ -235,17 +241,85 @@ pub async fn apply(
 
 type Evaluated = (dodvpn_policy::Grant, Party, Party);
 
+/// Why an application is refused, and whether a maintenance window would open it.
+pub(crate) struct Refused {
+    pub reason: String,
+    pub approval_required: bool,
+}
+
+impl From<String> for Refused {
+    fn from(reason: String) -> Self {
+        Refused {
+            reason,
+            approval_required: false,
+        }
+    }
+}
+
+async fn forget_denied(
+    tx: &mut WriteTx<'_>,
+    applicant: &str,
+    target: &str,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "DELETE FROM denied_applications WHERE applicant_device = $1 AND target_device = $2",
+    )
+    .bind(applicant)
+    .bind(target)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(())
+}
+
+/// Keep the newest refusal of each pair: the approver's inbox and the policy dry run
+/// read it. A later grant removes it.
+async fn note_denied(
+    tx: &mut WriteTx<'_>,
+    applicant: &str,
+    target: &str,
+    refused: &Refused,
+) -> Result<(), ApiError> {
+    let org = |d: &str| {
+        sqlx::query_scalar::<_, String>("SELECT owner_org FROM devices WHERE id = $1")
+            .bind(d.to_string())
+    };
+    let (Some(ao), Some(to)) = (
+        org(applicant).fetch_optional(&mut *tx.tx).await?,
+        org(target).fetch_optional(&mut *tx.tx).await?,
+    ) else {
+        return Ok(());
+    };
+    forget_denied(tx, applicant, target).await?;
+    sqlx::query(
+        "INSERT INTO denied_applications (applicant_device, target_device, applicant_org, target_org, reason, approval_required, first_ms, last_ms) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$7)",
+    )
+    .bind(applicant)
+    .bind(target)
+    .bind(ao)
+    .bind(to)
+    .bind(&refused.reason)
+    .bind(refused.approval_required as i64)
+    .bind(tx.now)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(())
+}
+
 async fn evaluate(
     tx: &mut WriteTx<'_>,
     applicant: &str,
     target: &str,
-) -> Result<Result<Evaluated, String>, ApiError> {
+) -> Result<Result<Evaluated, Refused>, ApiError> {
     if applicant == target {
-        return Ok(Err("a device cannot apply to connect to itself".into()));
+        return Ok(Err(String::from(
+            "a device cannot apply to connect to itself",
+        )
+        .into()));
     }
     for d in [applicant, target] {
         if let Some(why) = service_gate(tx, d).await? {
-            return Ok(Err(why));
+            return Ok(Err(why.into()));
         }
     }
     let (a, ap) = load_party(tx, applicant).await?;
@@ -260,7 +334,10 @@ async fn evaluate(
     Ok(
         match dodvpn_policy::decide(&req, &provider, &ap, &tp, &approvals) {
             Decision::Grant(g) => Ok((g, a, t)),
-            Decision::Deny(r) => Err(r.to_string()),
+            Decision::Deny(r) => Err(Refused {
+                approval_required: r == dodvpn_policy::DenyReason::ApprovalRequired,
+                reason: r.to_string(),
+            }),
         },
     )
 }
@@ -390,8 +467,14 @@ pub async fn reevaluate(
             }
         }
         match evaluate(tx, &a, &t).await? {
-            Err(reason) => {
-                withdraw(tx, actor, &id, &format!("no longer allowed: {reason}")).await?
+            Err(refused) => {
+                withdraw(
+                    tx,
+                    actor,
+                    &id,
+                    &format!("no longer allowed: {}", refused.reason),
+                )
+                .await?
             }
             Ok((grant, pa, pt)) => {
                 let stored: String = r.get(3);
@@ -443,10 +526,55 @@ pub async fn expire(center: &Center) -> Result<(), ApiError> {
     .bind(now_s)
     .fetch_one(&center.db.pool)
     .await?;
-    if due == 0 && windows == 0 {
+    let ending_sql = format!(
+        "SELECT id, applicant_org, applicant_device, not_after FROM approvals WHERE closed_ms IS NULL AND warned_ms IS NULL \
+         AND not_before <= $1 AND not_after > $1 \
+         AND not_after - (CASE WHEN (not_after - not_before) / 2 < {w} THEN (not_after - not_before) / 2 ELSE {w} END) <= $1",
+        w = crate::api::admin_approvals_warning_secs()
+    );
+    let ending = sqlx::query(&ending_sql)
+        .bind(now_s)
+        .fetch_all(&center.db.pool)
+        .await?;
+    if due == 0 && windows == 0 && ending.is_empty() {
         return Ok(());
     }
     let mut tx = center.db.begin_write().await?;
+    // The vendor hears before its window ends (TR 9.2), once.
+    for r in &ending {
+        let (id, org, device, end): (String, String, Option<String>, i64) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        let n =
+            sqlx::query("UPDATE approvals SET warned_ms = $2 WHERE id = $1 AND warned_ms IS NULL")
+                .bind(&id)
+                .bind(tx.now)
+                .execute(&mut *tx.tx)
+                .await?
+                .rows_affected();
+        if n == 0 {
+            continue;
+        }
+        let left = (end - now_s).max(0);
+        tx.audit(
+            "centre",
+            "approval.ending",
+            &id,
+            serde_json::json!({"not_after": end, "seconds_left": left}),
+        )
+        .await?;
+        let devices = match device {
+            Some(d) => vec![d],
+            None => crate::api::org_devices_of(&mut tx, &org).await?,
+        };
+        for d in devices {
+            tx.event(
+                &d,
+                "approval_ending",
+                &serde_json::json!({"approval": id, "not_after": end, "seconds_left": left}),
+            )
+            .await?;
+        }
+    }
     let ids: Vec<String> =
         sqlx::query_scalar("SELECT id FROM grants WHERE status = 'active' AND not_after <= $1")
             .bind(now_s)
@@ -470,4 +598,143 @@ pub async fn expire(center: &Center) -> Result<(), ApiError> {
             .await?;
     }
     tx.commit().await
+}
+
+/// One grant or refused application as a policy dry run sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DryRunChange {
+    /// The live grant, or none for an application that would now be granted.
+    pub grant_id: Option<String>,
+    pub applicant_device: String,
+    pub target_device: String,
+    /// Services before → after (empty before: not granted now; empty after: withdrawn).
+    #[schema(value_type = Vec<String>)]
+    pub services_before: Vec<dodvpn_policy::Service>,
+    #[schema(value_type = Vec<String>)]
+    pub services_after: Vec<dodvpn_policy::Service>,
+    /// The target's hosts the applicant may reach, before → after.
+    #[schema(value_type = Vec<String>)]
+    pub hosts_before: Vec<ipnet::IpNet>,
+    #[schema(value_type = Vec<String>)]
+    pub hosts_after: Vec<ipnet::IpNet>,
+    /// Why it would be withdrawn.
+    pub reason: Option<String>,
+}
+
+/// What saving a subscriber policy would do to the grants (issue 10's policy editor).
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct DryRun {
+    /// Applications refused in the last 7 days that the new policy would grant.
+    pub added: Vec<DryRunChange>,
+    /// Live grants that would keep less (fewer services or hosts).
+    pub narrowed: Vec<DryRunChange>,
+    /// Live grants that would get more.
+    pub widened: Vec<DryRunChange>,
+    /// Live grants whose services or hosts would change both ways.
+    pub changed: Vec<DryRunChange>,
+    pub withdrawn: Vec<DryRunChange>,
+    pub unchanged: usize,
+}
+
+fn within(small: &[ipnet::IpNet], big: &[ipnet::IpNet]) -> bool {
+    small.iter().all(|s| big.iter().any(|b| b.contains(s)))
+}
+
+fn services_within(small: &[dodvpn_policy::Service], big: &[dodvpn_policy::Service]) -> bool {
+    use dodvpn_policy::intersect_services as meet;
+    meet(small, big) == meet(small, small)
+}
+
+/// Evaluate every live grant and recently refused application touching `org`'s
+/// devices as if `policy` were its subscriber policy. Nothing is stored: the caller's
+/// transaction is dropped, not committed, and no audit record or event is written.
+pub async fn dry_run(
+    tx: &mut WriteTx<'_>,
+    org: &str,
+    policy: &SubscriberPolicy,
+) -> Result<DryRun, ApiError> {
+    let text = serde_json::to_string(policy).map_err(|_| ApiError::internal("policy"))?;
+    sqlx::query("UPDATE orgs SET policy = $2 WHERE id = $1")
+        .bind(org)
+        .bind(&text)
+        .execute(&mut *tx.tx)
+        .await?;
+    let devices: HashSet<String> =
+        sqlx::query_scalar::<_, String>("SELECT id FROM devices WHERE owner_org = $1")
+            .bind(org)
+            .fetch_all(&mut *tx.tx)
+            .await?
+            .into_iter()
+            .collect();
+    let mut out = DryRun::default();
+    let rows = sqlx::query(
+        "SELECT id, applicant_device, target_device, info_applicant FROM grants WHERE status = 'active' ORDER BY created_ms",
+    )
+    .fetch_all(&mut *tx.tx)
+    .await?;
+    for r in rows {
+        let (id, a, t, stored): (String, String, String, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        if !devices.contains(&a) && !devices.contains(&t) {
+            continue;
+        }
+        let old: Option<SignedInfo> = serde_json::from_str(&stored).ok();
+        let (services_before, hosts_before) = old
+            .map(|o| (o.info.services, o.info.traffic_selectors.remote))
+            .unwrap_or_default();
+        let mut change = DryRunChange {
+            grant_id: Some(id),
+            applicant_device: a.clone(),
+            target_device: t.clone(),
+            services_before,
+            services_after: vec![],
+            hosts_before,
+            hosts_after: vec![],
+            reason: None,
+        };
+        match evaluate(tx, &a, &t).await? {
+            Err(refused) => {
+                change.reason = Some(refused.reason);
+                out.withdrawn.push(change);
+            }
+            Ok((grant, _, pt)) => {
+                change.services_after = grant.services.clone();
+                change.hosts_after = pt.to_visible(&grant.target_hosts);
+                let less = services_within(&change.services_after, &change.services_before)
+                    && within(&change.hosts_after, &change.hosts_before);
+                let more = services_within(&change.services_before, &change.services_after)
+                    && within(&change.hosts_before, &change.hosts_after);
+                match (less, more) {
+                    (true, true) => out.unchanged += 1,
+                    (true, false) => out.narrowed.push(change),
+                    (false, true) => out.widened.push(change),
+                    (false, false) => out.changed.push(change),
+                }
+            }
+        }
+    }
+    let since = tx.now - 7 * 86400 * 1000;
+    let denied = sqlx::query(
+        "SELECT applicant_device, target_device FROM denied_applications WHERE last_ms >= $1 AND (applicant_org = $2 OR target_org = $2) ORDER BY last_ms DESC LIMIT 1000",
+    )
+    .bind(since)
+    .bind(org)
+    .fetch_all(&mut *tx.tx)
+    .await?;
+    for r in denied {
+        let (a, t): (String, String) = (r.get(0), r.get(1));
+        if let Ok((grant, _, pt)) = evaluate(tx, &a, &t).await? {
+            out.added.push(DryRunChange {
+                grant_id: None,
+                applicant_device: a,
+                target_device: t,
+                services_before: vec![],
+                services_after: grant.services.clone(),
+                hosts_before: vec![],
+                hosts_after: pt.to_visible(&grant.target_hosts),
+                reason: None,
+            });
+        }
+    }
+    Ok(out)
 }

@@ -108,6 +108,17 @@ pub async fn open(cfg: &CenterConfig) -> anyhow::Result<(Arc<Center>, InitReport
     if let Some(f) = &admin_credential_file {
         lines.push(("admin credential (0600)".into(), f.display().to_string()));
     }
+    let relay = crate::relays::RelayConfig::from_env(&cfg.data_dir)?;
+    if let Some(r) = &relay {
+        lines.push((
+            "relay (issue 19)".into(),
+            format!(
+                "{} (secret {})",
+                r.addr,
+                cfg.data_dir.join(crate::relays::SECRET_FILE).display()
+            ),
+        ));
+    }
     let hub = Arc::new(hub::Hub::default());
     let center = Arc::new(Center {
         db: db.clone(),
@@ -117,6 +128,7 @@ pub async fn open(cfg: &CenterConfig) -> anyhow::Result<(Arc<Center>, InitReport
         refusals: Arc::new(crate::refusals::Refusals::from_env()),
         tlog: tlog.clone(),
         mailbox: crate::mailbox::MailboxConfig::from_env(&cfg.data_dir),
+        relay,
     });
     tokio::spawn(crate::tlog::run(
         tlog,

@@ -20,6 +20,7 @@ pub mod mailbox;
 pub mod mapping;
 pub mod metrics;
 pub mod refusals;
+pub mod relays;
 pub mod server;
 pub mod tlog;
 pub mod tsa_client;
@@ -40,6 +41,8 @@ pub struct Center {
     pub tlog: Arc<tlog::Signer>,
     /// Where messages' ciphertext lives, their expiry and the quota (mailbox.rs, R-SVC-4).
     pub mailbox: mailbox::MailboxConfig,
+    /// The provider relay, if one is configured (relays.rs, issue 19).
+    pub relay: Option<relays::RelayConfig>,
 }
 
 /// A short random identifier with a readable prefix, e.g. `org-3f9a0c1d2e4b`.

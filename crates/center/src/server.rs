@@ -67,15 +67,24 @@ pub struct Prepared {
 
 /// Build everything that can fail before the first connection is accepted.
 pub fn prepare(center: Arc<Center>) -> anyhow::Result<Prepared> {
-    prepare_with(center, axum::Router::new())
+    prepare_with(
+        center,
+        utoipa_axum::router::OpenApiRouter::new(),
+        axum::Router::new(),
+    )
 }
 
-/// Like [`prepare`], with `extra` routes served beside the API on the same port (the
-/// web console under `/console`, crates/console). They get neither the API's JSON
+/// Like [`prepare`], with `extra_api` routes described in the API (the console's user
+/// administration) and `extra` routes served beside the API on the same port (the
+/// web console under `/console`, crates/console). The latter get neither the API's JSON
 /// error pages nor its body pre-read: they answer for themselves.
-pub fn prepare_with(center: Arc<Center>, extra: axum::Router) -> anyhow::Result<Prepared> {
+pub fn prepare_with(
+    center: Arc<Center>,
+    extra_api: utoipa_axum::router::OpenApiRouter<Arc<Center>>,
+    extra: axum::Router,
+) -> anyhow::Result<Prepared> {
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(&center)?));
-    let app = crate::api::router(center.clone())
+    let app = crate::api::router_with(center.clone(), extra_api)
         .merge(extra)
         .layer(axum::middleware::from_fn_with_state(
             center.clone(),

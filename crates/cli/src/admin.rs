@@ -96,9 +96,30 @@ enum AdminCmd {
     /// Who may write secure messages to whom (R-SVC-4); nobody may unless allowed here.
     #[command(subcommand)]
     MessagePolicy(MessagePolicyCmd),
+    /// Web console accounts: list, invite (a one-time code for /console/setup), disable.
+    #[command(subcommand)]
+    User(UserCmd),
     /// The gateway centre (R-SVC-1): nodes, categories, applications for sites, decisions, logs.
     #[command(subcommand)]
     Gateway(crate::gateway::AdminGatewayCmd),
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// The console accounts this credential may see (an organisation's admin: its own).
+    List,
+    /// Create a one-time invitation (valid 3 days); the person opens /console/setup
+    /// with the code, chooses a password and sets up the second factor.
+    Invite {
+        /// provider_admin, provider_operator, auditor, device_provider, org_admin or org_approver.
+        #[arg(long)]
+        role: String,
+        /// The account's organisation; leave out for provider-wide roles.
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Disable an account (by id, from `list`) and end its sessions.
+    Disable { id: String },
 }
 
 #[derive(Subcommand)]
@@ -202,6 +223,13 @@ enum PolicyCmd {
     },
     Show {
         org: String,
+    },
+    /// Show what `set` would do to the grants (added, narrowed, widened, changed,
+    /// withdrawn) without saving anything.
+    DryRun {
+        org: String,
+        #[arg(long)]
+        file: PathBuf,
     },
 }
 
@@ -534,6 +562,8 @@ fn gate(sheets: &[String], min: u8, on_expiry: &str) -> Value {
 #[derive(Subcommand)]
 enum ApprovalCmd {
     /// Open a window in which APPLICANT may reach APPROVER where its policy demands approval.
+    /// From now for --minutes, or from --start to --end (RFC 3339, e.g.
+    /// 2026-12-05T09:00:00+09:00), at most 24 hours, up to 90 days ahead.
     Open {
         #[arg(long)]
         approver: String,
@@ -541,10 +571,24 @@ enum ApprovalCmd {
         applicant: String,
         #[arg(long)]
         device: Option<String>,
-        #[arg(long, default_value_t = 60)]
-        minutes: u32,
+        /// Length from now (default 60 when --end is not given).
+        #[arg(long, conflicts_with_all = ["start", "end"])]
+        minutes: Option<u32>,
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak, requires = "end")]
+        start: Option<std::time::SystemTime>,
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        end: Option<std::time::SystemTime>,
+        /// A contracted host (address or prefix) of the approver's sites (repeatable); default:
+        /// whatever the approver's policy rule allows.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// A contracted service, e.g. tcp/22 (repeatable); default: the rule's.
+        #[arg(long = "service")]
+        services: Vec<String>,
     },
     List,
+    /// Applications waiting for a window: refused in the last 7 days for want of one.
+    Requests,
     Close {
         id: String,
     },
@@ -565,6 +609,8 @@ enum ConnectionCmd {
         #[arg(long)]
         purpose: Option<String>,
     },
+    /// Applications refused in the last 7 days and not granted since, with the reason.
+    Refused,
 }
 
 #[derive(Subcommand)]
@@ -776,6 +822,11 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
                 c.put(&format!("/api/v1/orgs/{org}/policy"), &doc).await?
             }
             PolicyCmd::Show { org } => c.get(&format!("/api/v1/orgs/{org}/policy")).await?,
+            PolicyCmd::DryRun { org, file } => {
+                let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                let doc: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+                c.post(&format!("/api/v1/orgs/{org}/policy/dry-run"), &doc).await?
+            }
         },
         AdminCmd::Order(cmd) => match cmd {
             OrderCmd::Create { org, model } => c.post("/api/v1/orders", &json!({"org_id": org, "model": model})).await?,
@@ -889,17 +940,46 @@ pub async fn run(a: AdminArgs) -> anyhow::Result<()> {
                 json!({"written": out, "bytes": bytes.len()})
             }
         },
+        AdminCmd::User(cmd) => match cmd {
+            UserCmd::List => c.get("/api/v1/users").await?,
+            UserCmd::Invite { role, org } => {
+                c.post("/api/v1/users/invitations", &json!({"role": role, "org_id": org}))
+                    .await?
+            }
+            UserCmd::Disable { id } => c.post(&format!("/api/v1/users/{id}/disable"), &json!({})).await?,
+        },
         AdminCmd::Approval(cmd) => match cmd {
-            ApprovalCmd::Open { approver, applicant, device, minutes } => {
-                c.post(
-                    "/api/v1/approvals",
-                    &json!({"approver_org": approver, "applicant_org": applicant, "applicant_device": device, "minutes": minutes}),
-                )
-                .await?
+            ApprovalCmd::Open { approver, applicant, device, minutes, start, end, hosts, services } => {
+                let unix = |t: std::time::SystemTime| {
+                    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+                };
+                // A bare address is one host.
+                let hosts: Vec<String> = hosts
+                    .into_iter()
+                    .map(|h| match (h.contains('/'), h.contains(':')) {
+                        (true, _) => h,
+                        (false, true) => format!("{h}/128"),
+                        (false, false) => format!("{h}/32"),
+                    })
+                    .collect();
+                let mut body = json!({"approver_org": approver, "applicant_org": applicant, "applicant_device": device,
+                    "hosts": hosts, "services": services});
+                match end {
+                    Some(end) => {
+                        body["not_after"] = json!(unix(end));
+                        if let Some(start) = start {
+                            body["not_before"] = json!(unix(start));
+                        }
+                    }
+                    None => body["minutes"] = json!(minutes.unwrap_or(60)),
+                }
+                c.post("/api/v1/approvals", &body).await?
             }
             ApprovalCmd::List => c.get("/api/v1/approvals").await?,
+            ApprovalCmd::Requests => c.get("/api/v1/approvals/requests").await?,
             ApprovalCmd::Close { id } => c.post(&format!("/api/v1/approvals/{id}/close"), &json!({})).await?,
         },
+        AdminCmd::Connection(ConnectionCmd::Refused) => c.get("/api/v1/connections/refused").await?,
         AdminCmd::Connection(ConnectionCmd::Apply { from, to, group, purpose }) => {
             let v: Value = c
                 .post("/api/v1/connections", &json!({"from_device": from, "to_device": to, "to_group": group, "purpose": purpose}))

@@ -12,6 +12,7 @@ mod keystore;
 mod message;
 mod metrics;
 mod output;
+mod relay;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -75,6 +76,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: gateway::GatewayCmd,
     },
+    /// The provider relay (issue 19): forwards IKE and ESP-in-UDP between two sites
+    /// that cannot reach each other directly, as bound by the centre; holds no keys.
+    Relay(relay::RelayArgs),
     /// The VPN device agent.
     Agent {
         #[command(subcommand)]
@@ -306,6 +310,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Agent { cmd } => run_agent(cmd).await,
         Cmd::Gateway { cmd } => gateway::run(cmd).await,
+        Cmd::Relay(a) => tokio::task::spawn_blocking(move || relay::run(a)).await?,
         Cmd::Tunnel(t) => run_tunnel(t).await,
         Cmd::Demo(a) => demo::run(a).await,
         Cmd::Diagnose(a) => diagnose::run(a).await,
@@ -422,6 +427,7 @@ async fn run_center(a: CenterArgs) -> anyhow::Result<()> {
     let setup_code = dodvpn_console::bootstrap(&center, &a.data).await?;
     let prepared = dodvpn_center::server::prepare_with(
         center.clone(),
+        dodvpn_console::api_routes(),
         dodvpn_console::router(center.clone()),
     )?;
     println!(
@@ -638,6 +644,16 @@ async fn run_agent(cmd: AgentCmd) -> anyhow::Result<()> {
                     SessionCut { session_id, reason } => {
                         println!("session {session_id} cut by an operator: {reason}")
                     }
+                    WindowEnding {
+                        approval,
+                        seconds_left,
+                    } => eprintln!(
+                        "{}",
+                        dodvpn_agent::sync::window_ending_message(approval, *seconds_left)
+                    ),
+                    // Sync only (no data plane): nothing to punch or relay here.
+                    Introduce { peer, .. } => println!("introduced to {peer}"),
+                    Relay { peer, relay, .. } => println!("relay {relay} allocated for {peer}"),
                     Other { seq, kind } => println!("event {seq}: {kind}"),
                     Witness(o @ dodvpn_agent::witness::Outcome::Alarm { .. }) => {
                         eprintln!("{}", dodvpn_agent::witness::describe(o))

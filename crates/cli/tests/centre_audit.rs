@@ -20,28 +20,6 @@ fn start(backend: Backend) -> Centre {
     Centre::start(backend)
 }
 
-fn sql(c: &Centre, sql: &str) {
-    match &c.db {
-        None => {
-            let conn = rusqlite::Connection::open(c.dir.join("center.db")).unwrap();
-            conn.busy_timeout(Duration::from_secs(10)).unwrap();
-            conn.execute_batch(sql).unwrap();
-        }
-        Some(url) => {
-            let out = std::process::Command::new("psql")
-                .arg(url)
-                .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-}
-
 /// GET as the provider, with the status (no CLI in between).
 async fn get_status(c: &Centre, path: &str) -> (u16, String) {
     let resp = c
@@ -67,7 +45,7 @@ async fn a_record_whose_details_are_not_json_is_named_not_a_server_error() {
     for i in 0..4 {
         c.org(&format!("Org {i}"), "clinic");
     }
-    sql(&c, "UPDATE audit SET details = '{not json' WHERE seq = 3");
+    c.sql("UPDATE audit SET details = '{not json' WHERE seq = 3");
     let (status, body) = get_status(&c, "/api/v1/audit/verify").await;
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -104,7 +82,7 @@ async fn two_swapped_records_are_reported_as_reordered() {
     for i in 0..5 {
         c.org(&format!("Org {i}"), "clinic");
     }
-    sql(&c, "UPDATE audit SET seq = -1 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = 4; UPDATE audit SET seq = 4 WHERE seq = -1;");
+    c.sql("UPDATE audit SET seq = -1 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = 4; UPDATE audit SET seq = 4 WHERE seq = -1;");
     let (_, body) = get_status(&c, "/api/v1/audit/verify").await;
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["ok"], json!(false));
@@ -116,7 +94,7 @@ async fn two_swapped_records_are_reported_as_reordered() {
         "{e}"
     );
     // Swapped lines of an export are a reordering too.
-    sql(&c, "UPDATE audit SET seq = -1 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = 4; UPDATE audit SET seq = 4 WHERE seq = -1;");
+    c.sql("UPDATE audit SET seq = -1 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = 4; UPDATE audit SET seq = 4 WHERE seq = -1;");
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("audit.jsonl");
     let f = file.to_str().unwrap();
@@ -147,10 +125,9 @@ async fn tampered_chain_makes_the_restarted_centre_read_only(backend: Backend) {
     c.org("Late", "clinic");
     c.stop();
     let bad = n + 1;
-    sql(
-        &c,
-        &format!("UPDATE audit SET subject = subject || 'x' WHERE seq = {bad}"),
-    );
+    c.sql(&format!(
+        "UPDATE audit SET subject = subject || 'x' WHERE seq = {bad}"
+    ));
     c.spawn();
     let line = c
         .stdout_lines
@@ -183,12 +160,9 @@ async fn tampered_chain_makes_the_restarted_centre_read_only(backend: Backend) {
 
     // Restored: the next start is clean and writable again.
     c.stop();
-    sql(
-        &c,
-        &format!(
-            "UPDATE audit SET subject = substr(subject, 1, length(subject) - 1) WHERE seq = {bad}"
-        ),
-    );
+    c.sql(&format!(
+        "UPDATE audit SET subject = substr(subject, 1, length(subject) - 1) WHERE seq = {bad}"
+    ));
     c.spawn();
     assert!(
         c.stdout_lines
@@ -204,7 +178,7 @@ async fn tampered_chain_makes_the_restarted_centre_read_only(backend: Backend) {
 
     // The newest verified record deleted (or an older database put back): named at start.
     c.stop();
-    sql(&c, &format!("DELETE FROM audit WHERE seq = {head}"));
+    c.sql(&format!("DELETE FROM audit WHERE seq = {head}"));
     c.spawn();
     assert!(
         c.stdout_lines

@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 
 both_backends!(a_new_endpoint_reaches_existing_grants_on_both_sides);
 both_backends!(reported_candidates_reach_the_peers_and_the_observed_address_is_told);
+both_backends!(introductions_and_relays_reach_both_sides_only_under_a_grant);
+both_backends!(without_a_relay_the_centre_refuses_to_allocate_one);
 
 /// The connection info of `grant` held by `site`, verified under the centre's signer.
 async fn info(c: &Centre, site: &Site, grant: &str) -> Value {
@@ -193,4 +195,137 @@ async fn reported_candidates_reach_the_peers_and_the_observed_address_is_told(b:
         .await
         .unwrap();
     assert!(info(&c, &h, &g).await["peer"].get("candidates").is_none());
+}
+
+/// Hole punching and the relay, centre side (issue 19 items 2, 3): a device asks to
+/// be introduced to a peer it holds a grant with, and both are told at once where the
+/// other may be reached; asked for a relay, the centre gives each side its binding,
+/// signed with the secret the relay reads. Without a grant, neither.
+async fn introductions_and_relays_reach_both_sides_only_under_a_grant(b: Backend) {
+    // nextest runs each test in its own process: the centre inherits this.
+    std::env::set_var("DODVPN_RELAY", "192.0.2.1:4600");
+    let c = Centre::start(b);
+    let hosp = c.org("Core Hospital", "hospital");
+    let clinic = c.org("Dynamic Clinic", "clinic");
+    let h = onboard(&c, &hosp, "IH1", "10.1.0.0/24").await;
+    let k = onboard(&c, &clinic, "IK1", "10.2.0.0/24").await;
+    let x = onboard(&c, &clinic, "IX1", "10.3.0.0/24").await;
+    c.admin_ok(&["group", "create", "I"]);
+    for org in [&hosp, &clinic] {
+        set_policy(&c, org, &open_policy());
+    }
+    for d in [&h.id, &k.id] {
+        c.admin_ok(&["group", "add", "I", d]);
+    }
+    let r = c.admin_ok(&["connection", "apply", "--from", &k.id, "--to", &h.id]);
+    assert_eq!(r["outcomes"][0]["granted"], json!(true), "{r}");
+    let kc = json!({"candidates": ["192.168.7.2:4500", "203.0.113.7:4500"]});
+    let hc = json!({"candidates": ["198.51.100.4:4500"]});
+    let _: Value = k
+        .tier2(&c)
+        .put("/api/v1/device/candidates", &kc)
+        .await
+        .unwrap();
+    let _: Value = h
+        .tier2(&c)
+        .put("/api/v1/device/candidates", &hc)
+        .await
+        .unwrap();
+    let mut hs = stream(&h, &c, 0).await;
+    let mut ks = stream(&k, &c, 0).await;
+
+    let body = json!({"peer_device_id": h.id});
+    let r: Value = k
+        .tier2(&c)
+        .post("/api/v1/device/introduce", &body)
+        .await
+        .unwrap();
+    assert_eq!(r["candidates"], hc["candidates"], "{r}");
+    assert_eq!(r["relay_available"], json!(true));
+    let to_h = next_kind(&mut hs, "introduce").await;
+    assert_eq!(to_h["payload"]["peer_device_id"], json!(k.id));
+    assert_eq!(to_h["payload"]["candidates"], kc["candidates"], "{to_h}");
+    assert!(to_h["payload"]["at_ms"].as_i64().unwrap() > 0);
+    let to_k = next_kind(&mut ks, "introduce").await;
+    assert_eq!(to_k["payload"]["peer_device_id"], json!(h.id));
+    assert_eq!(to_k["payload"]["candidates"], hc["candidates"]);
+
+    // The relay: each side its own binding, both valid under the relay's secret.
+    let r: Value = k
+        .tier2(&c)
+        .post("/api/v1/device/relay", &body)
+        .await
+        .unwrap();
+    assert_eq!(r["relay"], json!("192.0.2.1:4600"), "{r}");
+    let secret = std::fs::read(c.dir.join("relay.key")).unwrap();
+    assert_eq!(mode_of(&c.dir.join("relay.key")), 0o600);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut sides = Vec::new();
+    for (rx, peer, initiate) in [(&mut ks, &h.id, true), (&mut hs, &k.id, false)] {
+        let ev = next_kind(rx, "relay").await;
+        assert_eq!(ev["payload"]["peer_device_id"], json!(peer));
+        assert_eq!(ev["payload"]["initiate"], json!(initiate));
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(ev["payload"]["binding"].as_str().unwrap())
+            .unwrap();
+        let bind = dodvpn_relay::Binding::open(&bytes, &secret, now).expect("binding verifies");
+        assert_eq!(hex::encode(bind.alloc), r["allocation"].as_str().unwrap());
+        sides.push(bind.side);
+    }
+    assert_eq!(sides, [0, 1]);
+    assert!(
+        audit_actions(&c)
+            .iter()
+            .any(|(a, d)| a == "relay.allocated" && d["peer"] == json!(h.id)),
+        "relay allocations are audited"
+    );
+
+    // No grant between the clinic and x: no introduction, no relay.
+    let body = json!({"peer_device_id": x.id});
+    for path in ["/api/v1/device/introduce", "/api/v1/device/relay"] {
+        let e = k.tier2(&c).post::<_, Value>(path, &body).await.unwrap_err();
+        assert!(format!("{e:#}").contains("no live grant"), "{path}: {e:#}");
+    }
+    // A tier-1 certificate may not ask.
+    assert!(k
+        .tier1(&c)
+        .post::<_, Value>("/api/v1/device/introduce", &json!({"peer_device_id": h.id}))
+        .await
+        .is_err());
+}
+
+/// Without DODVPN_RELAY the centre says so, in both languages.
+async fn without_a_relay_the_centre_refuses_to_allocate_one(b: Backend) {
+    std::env::remove_var("DODVPN_RELAY");
+    let c = Centre::start(b);
+    let hosp = c.org("Core Hospital", "hospital");
+    let h = onboard(&c, &hosp, "NH1", "10.1.0.0/24").await;
+    let k = onboard(&c, &hosp, "NK1", "10.2.0.0/24").await;
+    set_policy(&c, &hosp, &open_policy());
+    c.admin_ok(&["group", "create", "N"]);
+    for d in [&h.id, &k.id] {
+        c.admin_ok(&["group", "add", "N", d]);
+    }
+    c.admin_ok(&["connection", "apply", "--from", &k.id, "--to", &h.id]);
+    let body = json!({"peer_device_id": h.id});
+    let r: Value = k
+        .tier2(&c)
+        .post("/api/v1/device/introduce", &body)
+        .await
+        .unwrap();
+    assert_eq!(r["relay_available"], json!(false));
+    let e = k
+        .tier2(&c)
+        .post::<_, Value>("/api/v1/device/relay", &body)
+        .await
+        .unwrap_err();
+    let text = format!("{e:#}");
+    assert!(
+        text.contains("no_relay") && text.contains("リレー"),
+        "{text}"
+    );
 }

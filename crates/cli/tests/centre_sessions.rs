@@ -59,6 +59,7 @@ fn report(
         packets_out: packets.1,
         at,
         reason: reason.map(str::to_string),
+        relay: None,
     }
 }
 

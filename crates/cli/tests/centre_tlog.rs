@@ -19,28 +19,6 @@ fn start(backend: Backend) -> Centre {
     Centre::start(backend)
 }
 
-fn sql(c: &Centre, sql: &str) {
-    match &c.db {
-        None => {
-            let conn = rusqlite::Connection::open(c.dir.join("center.db")).unwrap();
-            conn.busy_timeout(Duration::from_secs(10)).unwrap();
-            conn.execute_batch(sql).unwrap();
-        }
-        Some(url) => {
-            let out = Command::new("psql")
-                .arg(url)
-                .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-}
-
 /// Wait until the newest checkpoint covers `size` records.
 fn checkpoint_at_least(c: &Centre, size: u64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -154,11 +132,10 @@ async fn tree_signed_proved_and_checked(backend: Backend) {
     std::fs::write(&kept_m, &note_m).unwrap();
     c.stop();
     let cut = m - 2;
-    sql(&c, &format!("DELETE FROM audit WHERE seq > {cut}"));
-    sql(
-        &c,
-        &format!("DELETE FROM audit_tree WHERE (idx + 1) * (1 << level) > {cut}"),
-    );
+    c.sql(&format!("DELETE FROM audit WHERE seq > {cut}"));
+    c.sql(&format!(
+        "DELETE FROM audit_tree WHERE (idx + 1) * (1 << level) > {cut}"
+    ));
     std::fs::remove_file(c.dir.join("audit.checkpoint")).unwrap();
     c.spawn();
     let line = c
@@ -179,10 +156,7 @@ async fn tree_signed_proved_and_checked(backend: Backend) {
     // The checkpoints that show it are removed too: the centre cannot tell any
     // more, the auditor who kept a checkpoint can.
     c.stop();
-    sql(
-        &c,
-        &format!("DELETE FROM audit_checkpoints WHERE size > {cut}"),
-    );
+    c.sql(&format!("DELETE FROM audit_checkpoints WHERE size > {cut}"));
     c.spawn();
     assert!(
         !c.stdout_lines.iter().any(|l| l.contains("INCONSISTENT")),

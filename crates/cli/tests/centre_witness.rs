@@ -26,28 +26,6 @@ fn start(backend: Backend) -> Centre {
     Centre::start(backend)
 }
 
-fn sql(c: &Centre, sql: &str) {
-    match &c.db {
-        None => {
-            let conn = rusqlite::Connection::open(c.dir.join("center.db")).unwrap();
-            conn.busy_timeout(Duration::from_secs(10)).unwrap();
-            conn.execute_batch(sql).unwrap();
-        }
-        Some(url) => {
-            let out = Command::new("psql")
-                .arg(url)
-                .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-}
-
 /// Run the agent's sync loop for `site`; its witness outcomes arrive on the channel.
 fn run_agent(site: &Site) -> (tokio::task::JoinHandle<()>, UnboundedReceiver<Outcome>) {
     let store = site.store.clone();
@@ -321,19 +299,14 @@ async fn witnesses(backend: Backend) {
     // cosignature that shows them, then grows a different history past them.
     c.stop();
     let cut = k - 3;
-    sql(&c, &format!("DELETE FROM audit WHERE seq > {cut}"));
-    sql(
-        &c,
-        &format!("DELETE FROM audit_tree WHERE (idx + 1) * (1 << level) > {cut}"),
-    );
-    sql(
-        &c,
-        &format!("DELETE FROM audit_checkpoints WHERE size > {cut}"),
-    );
-    sql(
-        &c,
-        &format!("DELETE FROM audit_cosignatures WHERE size > {cut}"),
-    );
+    c.sql(&format!("DELETE FROM audit WHERE seq > {cut}"));
+    c.sql(&format!(
+        "DELETE FROM audit_tree WHERE (idx + 1) * (1 << level) > {cut}"
+    ));
+    c.sql(&format!("DELETE FROM audit_checkpoints WHERE size > {cut}"));
+    c.sql(&format!(
+        "DELETE FROM audit_cosignatures WHERE size > {cut}"
+    ));
     std::fs::remove_file(c.dir.join("audit.checkpoint")).unwrap();
     c.spawn();
     assert!(

@@ -39,6 +39,7 @@ fn up(sid: &str, peer: &Site, grant: &str) -> SessionReport {
         packets_out: 0,
         at: now() - 5,
         reason: None,
+        relay: None,
     }
 }
 
@@ -89,6 +90,42 @@ async fn console_in_chromium_login_isolation_csrf_lockout_axe_cut() {
     let mut rx_b = stream(&b, &c, 0).await;
     next_kind(&mut rx_a, "hello").await;
     next_kind(&mut rx_b, "hello").await;
+    // The vendor: the hospital lets it reach its maintenance subnet on ssh and https,
+    // only inside a window its approver opens. Its first application waits.
+    let vendor = c.org("Vendor", "vendor");
+    let v = onboard(&c, &vendor, "V-1", "10.5.0.0/24").await;
+    c.admin_ok(&["group", "add", "G", &v.id]);
+    set_policy(
+        &c,
+        &hospital,
+        &json!({
+            "inbound": [
+                {"from": format!("org:{vendor}"), "hosts": ["10.1.0.0/24"], "services": ["tcp/22,443"], "require_approval": true},
+                {"from": "*", "services": ["any"]}
+            ],
+            "outbound": [{"to": "*", "services": ["any"]}]
+        }),
+    );
+    set_policy(
+        &c,
+        &vendor,
+        &json!({"outbound": [{"to": "kind:hospital", "services": ["tcp/22,443"]}]}),
+    );
+    let vendor_apply = {
+        let (client, to) = (v.tier2(&c), a.id.clone());
+        move || {
+            let (client, to) = (client.clone(), to.clone());
+            async move {
+                let r: Value = client
+                    .post("/api/v1/device/connections", &json!({"to_device": to}))
+                    .await
+                    .unwrap();
+                r["outcomes"][0].clone()
+            }
+        }
+    };
+    let o = vendor_apply().await;
+    assert_eq!(o["granted"], json!(false), "before a window: {o}");
     // The clinic: one registered device.
     let clinic = c.org("Clinic", "clinic");
     let clinic_dev = register(&c, &clinic, "C-1", "10.9.0.0/24");
@@ -127,12 +164,35 @@ async fn console_in_chromium_login_isolation_csrf_lockout_axe_cut() {
                         packets_out: 5,
                         at,
                         reason: None,
+                        relay: None,
                     };
                     client.report_session(&r).await.expect("update report");
                     last = at;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
             }
+        })
+    };
+    // Once the approver has opened the vendor's window in the browser, the vendor applies.
+    let vendor_task = {
+        let (marker, done, apply) = (
+            shots.join("window-opened"),
+            shots.join("vendor-granted"),
+            vendor_apply.clone(),
+        );
+        tokio::spawn(async move {
+            for _ in 0..1200 {
+                if marker.exists() {
+                    let o = apply().await;
+                    let line = o["grant_id"]
+                        .as_str()
+                        .map_or_else(|| format!("refused: {o}"), str::to_string);
+                    std::fs::write(&done, line).unwrap();
+                    return o;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Value::Null
         })
     };
     let tools =
@@ -148,6 +208,8 @@ async fn console_in_chromium_login_isolation_csrf_lockout_axe_cut() {
         .env("CLINIC_ORG", &clinic)
         .env("HOSPITAL_ORG", &hospital)
         .env("SESSION_ID", &sid)
+        .env("VENDOR_ORG", &vendor)
+        .env("VENDOR_DEVICE", &v.id)
         .output()
         .await
         .expect("run node");
@@ -200,7 +262,9 @@ async fn console_in_chromium_login_isolation_csrf_lockout_axe_cut() {
     // user, refusals of the clinic's attempts; the hospital's device is not revoked.
     let trail = audit_actions(&c);
     let count = |a: &str| trail.iter().filter(|(x, _)| x == a).count();
-    assert_eq!(count("console.login"), 2, "{trail:?}");
+    // root and clinic with TOTP; approver and auditor with TOTP, the approver again
+    // with its passkey.
+    assert_eq!(count("console.login"), 5, "{trail:?}");
     assert!(count("console.login.failed") >= 5);
     assert_eq!(count("console.login.locked"), 1);
     let cut = trail.iter().find(|(x, _)| x == "session.cut").unwrap();
@@ -210,8 +274,43 @@ async fn console_in_chromium_login_isolation_csrf_lockout_axe_cut() {
     // a second page, deleted; the refused and the stale saves wrote nothing.
     assert_eq!(count("ledger.outside_replaced"), 4, "{trail:?}");
     assert_eq!(count("checksheet.submitted"), 1);
-    assert_eq!(count("approval.opened"), 1);
-    assert_eq!(count("approval.closed"), 1);
+    assert_eq!(count("approval.opened"), 2);
+    assert_eq!(count("approval.closed"), 2);
+    // The vendor's window, opened and closed by the hospital's approver: granted inside
+    // it with only the contract, withdrawn when it closed.
+    let vo = vendor_task.await.unwrap();
+    assert_eq!(vo["granted"], json!(true), "{vo}");
+    let vg = c.admin_ok(&["grant", "show", vo["grant_id"].as_str().unwrap()]);
+    assert_eq!(vg["grant"]["status"], json!("withdrawn"), "{vg}");
+    assert_eq!(
+        vg["applicant_connection_info"]["info"]["traffic_selectors"]["remote"],
+        json!(["10.1.0.50/32"])
+    );
+    // Passkeys: two registered, one login with the passkey alone, the other user's
+    // passkey refused and counted as a failure.
+    assert_eq!(count("console.factor.passkey_added"), 2, "{trail:?}");
+    assert!(trail
+        .iter()
+        .any(|(x, d)| x == "console.login" && d["factors"] == json!(["passkey"])));
+    assert!(trail
+        .iter()
+        .any(|(x, d)| x == "console.login.failed" && d["factor"] == json!("passkey")));
+    // `dodvpn admin user …` sees what the pages made, and disables like the page.
+    let users = c.admin_ok(&["user", "list"]);
+    let find = |name: &str| {
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == json!(name))
+            .unwrap_or_else(|| panic!("{name} in {users}"))
+            .clone()
+    };
+    assert_eq!(find("hosp-approver")["passkeys"], json!(1));
+    assert_eq!(find("hosp-approver")["role"], json!("org_approver"));
+    let auditor = find("hosp-auditor");
+    let off = c.admin_ok(&["user", "disable", auditor["id"].as_str().unwrap()]);
+    assert!(off["disabled_ms"].is_i64(), "{off}");
     let dev = c.admin_ok(&["device", "show", &a.id]);
     assert_eq!(dev["status"], json!("in_service"));
 }

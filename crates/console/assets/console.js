@@ -17,7 +17,7 @@
 
   // Forms that change something important ask first.
   document.addEventListener("submit", function (e) {
-    var msg = e.target.getAttribute("data-confirm");
+    var msg = (e.submitter && e.submitter.getAttribute("data-confirm")) || e.target.getAttribute("data-confirm");
     if (msg && !window.confirm(msg)) { e.preventDefault(); }
   });
 
@@ -55,8 +55,101 @@
     es.onerror = function () { if (status) { status.textContent = status.getAttribute("data-lost"); } };
   }
 
+  // WebAuthn passkeys. The centre sends and takes base64url strings; the browser's
+  // API wants and gives ArrayBuffers.
+  function fromB64u(s) {
+    var b = atob(s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4));
+    var out = new Uint8Array(b.length);
+    for (var i = 0; i < b.length; i++) { out[i] = b.charCodeAt(i); }
+    return out.buffer;
+  }
+  function toB64u(buf) {
+    var bytes = new Uint8Array(buf), s = "";
+    for (var i = 0; i < bytes.length; i++) { s += String.fromCharCode(bytes[i]); }
+    return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+  function post(url, csrf, body) {
+    return fetch(url, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify(body)
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (j) {
+        if (!r.ok) { throw new Error(j.message || String(r.status)); }
+        return j;
+      });
+    });
+  }
+  function passkeys() {
+    var reg = document.getElementById("passkey-register");
+    if (reg && window.PublicKeyCredential) {
+      reg.addEventListener("submit", function (e) {
+        e.preventDefault();
+        var csrf = reg.getAttribute("data-csrf");
+        var status = document.getElementById("passkey-status");
+        post("/console/account/passkeys/begin", csrf, {}).then(function (start) {
+          var pk = start.options.publicKey;
+          pk.challenge = fromB64u(pk.challenge);
+          pk.user.id = fromB64u(pk.user.id);
+          (pk.excludeCredentials || []).forEach(function (c) { c.id = fromB64u(c.id); });
+          return navigator.credentials.create({ publicKey: pk }).then(function (cred) {
+            return post("/console/account/passkeys/finish", csrf, {
+              ceremony: start.ceremony,
+              name: document.getElementById("passkey-name").value,
+              credential: {
+                id: cred.id, rawId: toB64u(cred.rawId), type: cred.type, extensions: {},
+                response: {
+                  attestationObject: toB64u(cred.response.attestationObject),
+                  clientDataJSON: toB64u(cred.response.clientDataJSON)
+                }
+              }
+            });
+          });
+        }).then(function () { window.location.reload(); }, function (err) {
+          status.textContent = reg.getAttribute("data-failed") + " " + err.message;
+        });
+      });
+    }
+    var login = document.getElementById("passkey-login");
+    if (login && window.PublicKeyCredential) {
+      login.addEventListener("submit", function (e) {
+        e.preventDefault();
+        var csrf = login.getAttribute("data-csrf");
+        var status = document.getElementById("passkey-login-status");
+        post("/console/login/passkey/begin", csrf, {
+          username: document.getElementById("passkey-username").value
+        }).then(function (start) {
+          var pk = start.options.publicKey;
+          pk.challenge = fromB64u(pk.challenge);
+          (pk.allowCredentials || []).forEach(function (c) { c.id = fromB64u(c.id); });
+          return navigator.credentials.get({ publicKey: pk }).then(function (cred) {
+            return post("/console/login/passkey/finish", csrf, {
+              ceremony: start.ceremony,
+              credential: {
+                id: cred.id, rawId: toB64u(cred.rawId), type: cred.type, extensions: {},
+                response: {
+                  authenticatorData: toB64u(cred.response.authenticatorData),
+                  clientDataJSON: toB64u(cred.response.clientDataJSON),
+                  signature: toB64u(cred.response.signature),
+                  userHandle: cred.response.userHandle ? toB64u(cred.response.userHandle) : null
+                }
+              }
+            });
+          });
+        }).then(function (done) { window.location.assign(done.redirect); }, function (err) {
+          status.textContent = login.getAttribute("data-failed") + " " + err.message;
+        });
+      });
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     localTimes(document);
+    // Times typed into forms are the viewer's local time; tell the server its offset.
+    document.querySelectorAll('input[name="tz_offset"]').forEach(function (i) {
+      i.value = String(new Date().getTimezoneOffset());
+    });
     liveSessions();
+    passkeys();
   });
 })();

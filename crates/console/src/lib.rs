@@ -9,9 +9,11 @@
 //! roles.rs). HTML is rendered by maud (escaped by default); the few lines of script
 //! are a static asset, and the Content-Security-Policy allows no inline script.
 
+pub mod api;
 pub mod assets;
 pub mod i18n;
 mod pages;
+pub mod passkey;
 pub mod password;
 pub mod roles;
 pub mod store;
@@ -29,14 +31,28 @@ pub struct Console {
     pub center: Arc<Center>,
     /// The centre's API router, called in-process with the user's `Caller`.
     api: Router,
+    /// The newest live-sessions snapshot per organisation scope (None: provider-wide),
+    /// shared by every open sessions page so that N tabs cost one query a second.
+    live: tokio::sync::Mutex<LiveCache>,
 }
+
+type LiveCache = std::collections::HashMap<Option<String>, (std::time::Instant, Arc<String>)>;
 
 /// The console's routes, to be merged beside the API (`server::prepare_with`).
 pub fn router(center: Arc<Center>) -> Router {
     let api = dodvpn_center::api::router(center.clone()).layer(
         axum::middleware::from_fn_with_state(center.clone(), dodvpn_center::refusals::observe),
     );
-    pages::routes(Arc::new(Console { center, api }))
+    pages::routes(Arc::new(Console {
+        center,
+        api,
+        live: Default::default(),
+    }))
+}
+
+/// The console's described JSON routes (`/api/v1/users`), merged into the centre's API.
+pub fn api_routes() -> utoipa_axum::router::OpenApiRouter<Arc<Center>> {
+    api::routes()
 }
 
 /// File the first provider administrator's one-time invitation code is written to.

@@ -26,7 +26,11 @@ use crate::web::{
 };
 use crate::{assets, password, totp, Console};
 
+mod account;
+mod approvals;
+mod grants;
 mod ledger_edit;
+mod policy;
 
 pub fn routes(c: Arc<Console>) -> Router {
     Router::new()
@@ -47,7 +51,22 @@ pub fn routes(c: Arc<Console>) -> Router {
         .route("/console/orgs", get(orgs_page))
         .route("/console/users/invite", post(invite))
         .route("/console/users/{id}/disable", post(disable_user))
+        .route("/console/account", get(account::account_page))
         .route("/console/account/recovery", post(new_recovery_codes))
+        .route(
+            "/console/account/passkeys/begin",
+            post(account::register_begin),
+        )
+        .route(
+            "/console/account/passkeys/finish",
+            post(account::register_finish),
+        )
+        .route(
+            "/console/account/passkeys/{id}/remove",
+            post(account::remove),
+        )
+        .route("/console/login/passkey/begin", post(account::login_begin))
+        .route("/console/login/passkey/finish", post(account::login_finish))
         .route("/console/devices", get(devices_page))
         .route("/console/devices/{id}", get(device_page))
         .route("/console/devices/{id}/revoke", post(revoke_device))
@@ -56,9 +75,17 @@ pub fn routes(c: Arc<Console>) -> Router {
         .route("/console/sessions/{id}/cut", post(cut_session))
         .route(
             "/console/approvals",
-            get(approvals_page).post(open_approval),
+            get(approvals::inbox).post(approvals::open),
         )
-        .route("/console/approvals/{id}/close", post(close_approval))
+        .route("/console/approvals/{id}/close", post(approvals::close))
+        .route("/console/grants", get(grants::list))
+        .route("/console/grants/{id}", get(grants::detail))
+        .route("/console/grants/{id}/withdraw", post(grants::withdraw))
+        .route("/console/policy", get(policy::index))
+        .route(
+            "/console/policy/{org}",
+            get(policy::editor).post(policy::submit),
+        )
         .route("/console/audit", get(audit_page))
         .route("/console/audit/export", get(audit_export))
         .route("/console/ledger", get(ledger_index))
@@ -92,14 +119,14 @@ async fn not_found(headers: HeaderMap) -> PageError {
 }
 
 /// What the API answered, for the console.
-struct ApiAnswer {
-    status: StatusCode,
-    body: Vec<u8>,
+pub(crate) struct ApiAnswer {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Console {
     /// Call the centre's API as `user`.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         user: &User,
         method: Method,
@@ -133,29 +160,42 @@ impl Console {
         })
     }
 
-    /// GET a JSON answer; another organisation's object (403/404) is a 404 page.
-    async fn get_json(&self, a: &Authed, uri: &str) -> Result<Value, PageError> {
+    /// Call the API as the page's user and take its JSON answer; another
+    /// organisation's object (403/404) is a 404 page.
+    async fn json(
+        &self,
+        a: &Authed,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> Result<Value, PageError> {
         let ans = self
-            .call(&a.user, Method::GET, uri, None)
+            .call(&a.user, method, uri, body)
             .await
             .map_err(|e| PageError::internal(a.lang, e))?;
         json_or_page(a.lang, ans)
     }
 
-    async fn put_json(&self, a: &Authed, uri: &str, body: Value) -> Result<Value, PageError> {
-        let ans = self
-            .call(&a.user, Method::PUT, uri, Some(body))
-            .await
-            .map_err(|e| PageError::internal(a.lang, e))?;
-        json_or_page(a.lang, ans)
+    pub(crate) async fn get_json(&self, a: &Authed, uri: &str) -> Result<Value, PageError> {
+        self.json(a, Method::GET, uri, None).await
     }
 
-    async fn post_json(&self, a: &Authed, uri: &str, body: Value) -> Result<Value, PageError> {
-        let ans = self
-            .call(&a.user, Method::POST, uri, Some(body))
-            .await
-            .map_err(|e| PageError::internal(a.lang, e))?;
-        json_or_page(a.lang, ans)
+    pub(crate) async fn put_json(
+        &self,
+        a: &Authed,
+        uri: &str,
+        body: Value,
+    ) -> Result<Value, PageError> {
+        self.json(a, Method::PUT, uri, Some(body)).await
+    }
+
+    pub(crate) async fn post_json(
+        &self,
+        a: &Authed,
+        uri: &str,
+        body: Value,
+    ) -> Result<Value, PageError> {
+        self.json(a, Method::POST, uri, Some(body)).await
     }
 }
 
@@ -170,14 +210,14 @@ fn json_or_page(lang: Lang, ans: ApiAnswer) -> Result<Value, PageError> {
     }
 }
 
-fn nav(a: &Authed) -> Option<Nav<'_>> {
+pub(crate) fn nav(a: &Authed) -> Option<Nav<'_>> {
     Some(Nav {
         user: &a.user,
         csrf: &a.session.csrf,
     })
 }
 
-fn s(v: &Value) -> String {
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
@@ -256,6 +296,13 @@ fn login_markup(l: Lang, token: &str, notice: Option<&'static str>, err: Option<
                     input id="password" name="password" type="password" autocomplete="current-password" required maxlength="1024"; }
                 p { button type="submit" { (l.t("login.submit")) } }
             }
+            h2 { (l.t("passkey.login_title")) }
+            form id="passkey-login" data-csrf=(token) data-failed=(l.t("passkey.failed")) {
+                p { label for="passkey-username" { (l.t("passkey.username")) }
+                    input id="passkey-username" name="username" type="text" autocomplete="username webauthn" required maxlength="64"; }
+                p { button type="submit" { (l.t("passkey.login")) } }
+                p id="passkey-login-status" role="status" {}
+            }
             p { a href="/console/setup" { (l.t("setup.link")) } }
         },
     )
@@ -276,7 +323,13 @@ struct LoginForm {
     password: String,
 }
 
-async fn refused(c: &Console, code: &'static str, source: String, remote: Option<&str>, msg: &str) {
+pub(crate) async fn refused(
+    c: &Console,
+    code: &'static str,
+    source: String,
+    remote: Option<&str>,
+    msg: &str,
+) {
     let remote_ip = remote.and_then(|r| r.parse().ok());
     let r = dodvpn_center::refusals::Refusal {
         code,
@@ -289,7 +342,7 @@ async fn refused(c: &Console, code: &'static str, source: String, remote: Option
     c.center.refusals.note(&c.center.db, r).await
 }
 
-fn locked_message(l: Lang, until_ms: i64) -> String {
+pub(crate) fn locked_message(l: Lang, until_ms: i64) -> String {
     let secs = ((until_ms - dodvpn_center::db::now_ms()) / 1000).max(1);
     format!("{} ({} {})", l.t("login.locked"), secs, l.t("unit.seconds"))
 }
@@ -460,7 +513,7 @@ async fn login_second(
     };
     match factor {
         Ok(f) => {
-            let (sid, _) = store::complete_login(&c.center, &s, &user, f, Some(&remote))
+            let (sid, _) = store::complete_login(&c.center, Some(&s), &user, f, Some(&remote))
                 .await
                 .map_err(|e| PageError::from((l, e)))?;
             Ok((
@@ -628,6 +681,17 @@ async fn setup(
 
 // ---------- overview ----------
 
+/// Items listed under each overview alert; the count says how many there are in all.
+const OVERVIEW_ITEMS: usize = 20;
+
+fn more_items(l: Lang, n: usize) -> Markup {
+    html! {
+        @if n > OVERVIEW_ITEMS {
+            p { a href="/console/devices" { (l.t("ov.more")) " (" (n - OVERVIEW_ITEMS) ")" } }
+        }
+    }
+}
+
 async fn overview(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
     a.require(Can::ViewOverview)?;
     let l = a.lang;
@@ -670,19 +734,22 @@ async fn overview(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
         section aria-labelledby="a-certs" {
             h2 id="a-certs" { (l.t("ov.expiring")) " (" (expiring.len()) ")" }
             @if expiring.is_empty() { p { (l.t("ov.none")) } } @else {
-                ul { @for (d, serial, na) in &expiring { li { a href={"/console/devices/" (d)} { (d) } " #" (serial) " — " (when(*na)) } } }
+                ul { @for (d, serial, na) in expiring.iter().take(OVERVIEW_ITEMS) { li { a href={"/console/devices/" (d)} { (d) } " #" (serial) " — " (when(*na)) } } }
+                (more_items(l, expiring.len()))
             }
         }
         section aria-labelledby="a-offline" {
             h2 id="a-offline" { (l.t("ov.offline")) " (" (offline.len()) ")" }
             @if offline.is_empty() { p { (l.t("ov.none")) } } @else {
-                ul { @for d in &offline { li { a href={"/console/devices/" (d)} { (d) } } } }
+                ul { @for d in offline.iter().take(OVERVIEW_ITEMS) { li { a href={"/console/devices/" (d)} { (d) } } } }
+                (more_items(l, offline.len()))
             }
         }
         section aria-labelledby="a-pending" {
             h2 id="a-pending" { (l.t("ov.pending")) " (" (pending.len()) ")" }
             @if pending.is_empty() { p { (l.t("ov.none")) } } @else {
-                ul { @for (d, st) in &pending { li { a href={"/console/devices/" (d)} { (d) } " — " (st) } } }
+                ul { @for (d, st) in pending.iter().take(OVERVIEW_ITEMS) { li { a href={"/console/devices/" (d)} { (d) } " — " (st) } } }
+                (more_items(l, pending.len()))
             }
         }
         section aria-labelledby="a-windows" {
@@ -745,11 +812,6 @@ async fn orgs_page(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
                     input id="org" name="org" type="text" maxlength="64" value=(a.user.org_id.clone().unwrap_or_default()); }
                 p { button type="submit" { (l.t("orgs.invite_submit")) } }
             }
-        }
-        h2 { (l.t("account.title")) }
-        form method="post" action="/console/account/recovery" data-confirm=(l.t("account.recovery_confirm")) {
-            input type="hidden" name="csrf" value=(a.session.csrf);
-            button type="submit" { (l.t("account.recovery")) }
         }
     };
     Ok(html_response(page(
@@ -841,20 +903,53 @@ async fn new_recovery_codes(State(c): State<Arc<Console>>, a: Authed) -> PageRes
 
 // ---------- devices ----------
 
-async fn devices_page(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
+#[derive(Deserialize, Default)]
+struct PageQ {
+    #[serde(default)]
+    page: usize,
+}
+
+/// Devices shown per page (10,000 devices in one table help nobody and cost seconds).
+const DEVICES_PER_PAGE: usize = 100;
+
+/// The earliest expiry of each device's live certificates, in one pass.
+fn cert_expiries(certs: &Value) -> std::collections::HashMap<String, i64> {
+    let mut out = std::collections::HashMap::new();
+    for x in certs.as_array().into_iter().flatten() {
+        if let (Some(d), Some(na), true) = (
+            x["device_id"].as_str(),
+            x["not_after"].as_i64(),
+            x["revoked_ms"].is_null(),
+        ) {
+            out.entry(d.to_string())
+                .and_modify(|v: &mut i64| *v = (*v).min(na))
+                .or_insert(na);
+        }
+    }
+    out
+}
+
+async fn devices_page(
+    State(c): State<Arc<Console>>,
+    a: Authed,
+    Query(q): Query<PageQ>,
+) -> PageResult {
     a.require(Can::ViewDevices)?;
     let l = a.lang;
-    let devices = c.get_json(&a, "/api/v1/devices").await?;
+    let offset = q.page.min(100_000) * DEVICES_PER_PAGE;
+    let devices = c
+        .get_json(
+            &a,
+            &format!(
+                "/api/v1/devices?limit={}&offset={offset}",
+                DEVICES_PER_PAGE + 1
+            ),
+        )
+        .await?;
+    let list = devices.as_array().map_or(&[][..], Vec::as_slice);
+    let more = list.len() > DEVICES_PER_PAGE;
     let certs = c.get_json(&a, "/api/v1/certs").await?;
-    let expiry = |id: &str| {
-        certs
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|x| x["device_id"] == id && x["revoked_ms"].is_null())
-            .filter_map(|x| x["not_after"].as_i64())
-            .min()
-    };
+    let expiry = cert_expiries(&certs);
     let body = html! {
         table {
             caption class="sr" { (l.t("nav.devices")) }
@@ -862,15 +957,20 @@ async fn devices_page(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
                 th scope="col" { (l.t("col.id")) } th scope="col" { (l.t("col.serial")) } th scope="col" { (l.t("col.org")) }
                 th scope="col" { (l.t("col.state")) } th scope="col" { (l.t("col.online")) } th scope="col" { (l.t("col.cert_expiry")) }
             } }
-            tbody { @for d in devices.as_array().into_iter().flatten() {
+            tbody { @for d in list.iter().take(DEVICES_PER_PAGE) {
                 @let id = s(&d["id"]);
                 tr {
                     td { a href={"/console/devices/" (id)} { (id) } }
                     td { (s(&d["serial"])) } td { (s(&d["owner_org"])) } td { (s(&d["status"])) }
                     td { @if c.center.hub.is_connected(&id) { (l.t("dev.online")) } @else { (l.t("dev.offline")) } }
-                    td { @if let Some(na) = expiry(&id) { (when(na * 1000)) } @else { "—" } }
+                    td { @if let Some(na) = expiry.get(&id) { (when(na * 1000)) } @else { "—" } }
                 }
             } }
+        }
+        nav aria-label=(l.t("dev.pages")) class="pager" {
+            @if q.page > 0 { a href={"/console/devices?page=" (q.page - 1)} rel="prev" { (l.t("dev.prev")) } " " }
+            span { (l.t("dev.page")) " " (q.page + 1) }
+            @if more { " " a href={"/console/devices?page=" (q.page + 1)} rel="next" { (l.t("dev.next")) } }
         }
     };
     Ok(html_response(page(
@@ -882,7 +982,7 @@ async fn devices_page(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
     )))
 }
 
-fn safe_id(id: &str) -> bool {
+pub(crate) fn safe_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 80 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
@@ -907,6 +1007,16 @@ async fn device_page(
             .await
             .ok()
             .flatten();
+    // What the agent reported it runs (PUT /api/v1/device/software at its start).
+    let software: Option<Value> =
+        sqlx::query_scalar::<_, Option<String>>("SELECT software FROM devices WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&c.center.db.pool)
+            .await
+            .ok()
+            .flatten()
+            .flatten()
+            .and_then(|t| serde_json::from_str(&t).ok());
     let body = html! {
         dl {
             dt { (l.t("col.serial")) } dd { (s(&d["serial"])) }
@@ -915,6 +1025,7 @@ async fn device_page(
             dt { (l.t("col.state")) } dd id="device-state" { (s(&d["status"])) }
             dt { (l.t("col.online")) } dd { @if c.center.hub.is_connected(&id) { (l.t("dev.online")) } @else { (l.t("dev.offline")) } }
             dt { (l.t("col.last_seen")) } dd { @if let Some(t) = last_seen { (when(t)) } @else { "—" } }
+            dt { (l.t("col.agent")) } dd id="device-agent" { @if let Some(sw) = &software { (s(&sw["version"])) " (" (s(&sw["os"])) ")" } @else { "—" } }
             dt { (l.t("col.groups")) } dd { (d["groups"].as_array().map(|g| g.iter().map(s).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
         }
         h2 { (l.t("dev.certs")) }
@@ -946,14 +1057,14 @@ async fn device_page(
 }
 
 #[derive(Deserialize)]
-struct ReasonForm {
+pub(crate) struct ReasonForm {
     #[serde(default)]
-    reason: String,
+    pub(crate) reason: String,
     #[serde(default)]
-    confirm: String,
+    pub(crate) confirm: String,
 }
 
-fn check_reason(l: Lang, r: &str) -> Result<String, PageError> {
+pub(crate) fn check_reason(l: Lang, r: &str) -> Result<String, PageError> {
     let r = r.trim();
     if r.is_empty() || r.chars().count() > 256 || r.chars().any(|c| c.is_control()) {
         return Err(PageError::new(StatusCode::BAD_REQUEST, l, "err.reason"));
@@ -995,21 +1106,29 @@ async fn revoke_device(
 /// SSE stream show them.
 async fn live_sessions(c: &Console, a: &Authed) -> Result<Vec<Value>, PageError> {
     let list = c.get_json(a, "/api/v1/sessions").await?;
+    // Each end's newest counters of every live session, in one query (a page or an
+    // open tab's refresh must not cost a query per session).
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT session_id, reporter, bytes_in, bytes_out FROM ( \
+           SELECT r.session_id, r.reporter, r.bytes_in, r.bytes_out, \
+                  ROW_NUMBER() OVER (PARTITION BY r.session_id, r.reporter ORDER BY r.at DESC, r.received_ms DESC) AS n \
+           FROM session_reports r JOIN sessions s ON s.id = r.session_id WHERE s.status = 'up') latest \
+         WHERE n = 1",
+    )
+    .fetch_all(&c.center.db.pool)
+    .await
+    .map_err(|e| PageError::internal(a.lang, e))?;
+    let latest: std::collections::HashMap<(String, String), (i64, i64)> = rows
+        .into_iter()
+        .map(|(sid, rep, i, o)| ((sid, rep), (i, o)))
+        .collect();
     let mut out = Vec::new();
     for x in list.as_array().into_iter().flatten() {
         let id = s(&x["id"]);
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT reporter, bytes_in, bytes_out FROM session_reports WHERE session_id = $1 ORDER BY at, received_ms",
-        )
-        .bind(&id)
-        .fetch_all(&c.center.db.pool)
-        .await
-        .map_err(|e| PageError::internal(a.lang, e))?;
         let last = |dev: &str| {
-            rows.iter()
-                .rev()
-                .find(|r| r.0 == dev)
-                .map(|r| (r.1, r.2))
+            latest
+                .get(&(id.clone(), dev.to_string()))
+                .copied()
                 .unwrap_or((0, 0))
         };
         let (ai, ao) = last(&s(&x["device_a"]));
@@ -1064,8 +1183,29 @@ async fn sessions_page(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
     )))
 }
 
-/// Live updates: the visible sessions whenever they change (checked every 2 s). The
-/// session cookie is checked on every tick, so a stream ends with its login.
+/// Live updates: the visible sessions whenever they change, checked every second
+/// against a snapshot all open tabs of one organisation share. The session cookie is
+/// checked on every tick, so a stream ends with its login.
+/// How often an open sessions page looks for new counters, and how old a shared
+/// snapshot may be.
+const LIVE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The live sessions of the user's scope as the feed sends them, computed at most once
+/// per [`LIVE_TICK`] however many tabs are open.
+async fn live_snapshot(c: &Console, a: &Authed) -> Result<Arc<String>, PageError> {
+    let mut cache = c.live.lock().await;
+    let key = a.user.org_id.clone();
+    if let Some((at, data)) = cache.get(&key) {
+        if at.elapsed() < LIVE_TICK {
+            return Ok(data.clone());
+        }
+    }
+    let live = live_sessions(c, a).await?;
+    let data = Arc::new(serde_json::to_string(&live).unwrap_or_default());
+    cache.insert(key, (std::time::Instant::now(), data.clone()));
+    Ok(data)
+}
+
 async fn sessions_events(
     State(c): State<Arc<Console>>,
     headers: HeaderMap,
@@ -1077,17 +1217,17 @@ async fn sessions_events(
         |(c, headers, a, last, first)| async move {
             loop {
                 if !first {
-                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    tokio::time::sleep(LIVE_TICK).await;
                 }
                 match web::session_of(&c, &headers).await {
                     Ok(Some((s, _))) if s.full => {}
                     _ => return None,
                 }
-                let Ok(live) = live_sessions(&c, &a).await else {
+                let Ok(data) = live_snapshot(&c, &a).await else {
                     return None;
                 };
-                let data = serde_json::to_string(&live).unwrap_or_default();
-                if data != last || first {
+                if *data != last || first {
+                    let data = data.to_string();
                     let ev = Event::default().event("sessions").data(data.clone());
                     return Some((
                         Ok::<_, std::convert::Infallible>(ev),
@@ -1124,115 +1264,6 @@ async fn cut_session(
 }
 
 // ---------- approvals (maintenance windows) ----------
-
-async fn approvals_page(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
-    a.require(Can::ViewApprovals)?;
-    let l = a.lang;
-    let aps = c.get_json(&a, "/api/v1/approvals").await?;
-    let manage = may(a.user.role, Can::ManageApprovals);
-    let now = dodvpn_center::db::now_ms();
-    let orgs = if manage {
-        c.get_json(&a, "/api/v1/orgs").await?
-    } else {
-        Value::Null
-    };
-    let body = html! {
-        @if manage {
-            h2 { (l.t("ap.open_title")) }
-            form method="post" action="/console/approvals" {
-                input type="hidden" name="csrf" value=(a.session.csrf);
-                @if a.user.org_id.is_none() {
-                    p { label for="approver" { (l.t("ap.approver")) }
-                        select id="approver" name="approver_org" { @for o in orgs.as_array().into_iter().flatten() { option value=(s(&o["id"])) { (s(&o["name"])) " (" (s(&o["id"])) ")" } } } }
-                }
-                p { label for="applicant" { (l.t("ap.applicant")) }
-                    input id="applicant" name="applicant_org" type="text" required maxlength="64"; }
-                p { label for="device" { (l.t("ap.device")) }
-                    input id="device" name="applicant_device" type="text" maxlength="64"; }
-                p { label for="minutes" { (l.t("ap.minutes")) }
-                    input id="minutes" name="minutes" type="number" min="1" max="1440" value="60" required; }
-                p { button type="submit" { (l.t("ap.open_submit")) } }
-            }
-        }
-        table {
-            caption class="sr" { (l.t("nav.approvals")) }
-            thead { tr { th scope="col" { (l.t("col.id")) } th scope="col" { (l.t("ap.approver")) } th scope="col" { (l.t("ap.applicant")) }
-                         th scope="col" { (l.t("ap.from")) } th scope="col" { (l.t("ap.until")) } th scope="col" { (l.t("col.state")) } @if manage { th scope="col" { (l.t("col.action")) } } } }
-            tbody { @for x in aps.as_array().into_iter().flatten() {
-                @let open = x["closed_ms"].is_null() && x["not_after"].as_i64().unwrap_or(0) * 1000 > now;
-                tr { td { (s(&x["id"])) } td { (s(&x["approver_org"])) } td { (s(&x["applicant_org"])) }
-                     td { (when(x["not_before"].as_i64().unwrap_or(0) * 1000)) } td { (when(x["not_after"].as_i64().unwrap_or(0) * 1000)) }
-                     td { @if open { (l.t("ap.open")) } @else { (l.t("ap.closed")) } }
-                     @if manage { td { @if open {
-                        form method="post" action={"/console/approvals/" (s(&x["id"])) "/close"} data-confirm=(l.t("ap.close_confirm")) {
-                            input type="hidden" name="csrf" value=(a.session.csrf);
-                            button type="submit" { (l.t("ap.close")) " " span class="sr" { (s(&x["id"])) } }
-                        } } } }
-                }
-            } }
-        }
-    };
-    Ok(html_response(page(
-        l,
-        nav(&a),
-        l.t("nav.approvals"),
-        "/console/approvals",
-        body,
-    )))
-}
-
-#[derive(Deserialize)]
-struct OpenForm {
-    #[serde(default)]
-    approver_org: String,
-    #[serde(default)]
-    applicant_org: String,
-    #[serde(default)]
-    applicant_device: String,
-    #[serde(default)]
-    minutes: String,
-}
-
-/// Open a maintenance window: the approver is the user's own organisation (the
-/// provider picks one); the API checks the rest (organisations exist, scope).
-async fn open_approval(
-    State(c): State<Arc<Console>>,
-    a: Authed,
-    Form(f): Form<OpenForm>,
-) -> PageResult {
-    a.require(Can::ManageApprovals)?;
-    let l = a.lang;
-    let bad = || PageError::new(StatusCode::BAD_REQUEST, l, "ap.bad_window");
-    let approver = a.user.org_id.clone().unwrap_or(f.approver_org);
-    let minutes: u32 = f.minutes.trim().parse().map_err(|_| bad())?;
-    if !(1..=1440).contains(&minutes) || !safe_id(&approver) || !safe_id(f.applicant_org.trim()) {
-        return Err(bad());
-    }
-    let device = f.applicant_device.trim();
-    if !device.is_empty() && !safe_id(device) {
-        return Err(bad());
-    }
-    let mut body = json!({"approver_org": approver, "applicant_org": f.applicant_org.trim(), "minutes": minutes});
-    if !device.is_empty() {
-        body["applicant_device"] = json!(device);
-    }
-    c.post_json(&a, "/api/v1/approvals", body).await?;
-    Ok(Redirect::to("/console/approvals").into_response())
-}
-
-async fn close_approval(
-    State(c): State<Arc<Console>>,
-    a: Authed,
-    Path(id): Path<String>,
-) -> PageResult {
-    a.require(Can::ManageApprovals)?;
-    if !safe_id(&id) {
-        return Err(PageError::not_found(a.lang));
-    }
-    c.post_json(&a, &format!("/api/v1/approvals/{id}/close"), json!({}))
-        .await?;
-    Ok(Redirect::to("/console/approvals").into_response())
-}
 
 // ---------- audit ----------
 

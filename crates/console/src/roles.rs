@@ -65,6 +65,12 @@ pub enum Can {
     /// Change the ledger's hand-kept rows and answer check sheets (organisation admins
     /// for their own organisation, provider admins).
     EditLedger,
+    /// Grants and their signed connection info.
+    ViewGrants,
+    WithdrawGrant,
+    /// The subscriber policy: read, and edit (with its dry run).
+    ViewPolicy,
+    EditPolicy,
 }
 
 pub fn may(role: Role, can: Can) -> bool {
@@ -80,6 +86,7 @@ pub fn may(role: Role, can: Can) -> bool {
                 | ViewSessions
                 | CutSession
                 | ViewApprovals
+                | ViewGrants
         ),
         Role::Auditor => matches!(
             can,
@@ -90,6 +97,8 @@ pub fn may(role: Role, can: Can) -> bool {
                 | ViewAudit
                 | ViewApprovals
                 | ViewLedger
+                | ViewGrants
+                | ViewPolicy
         ),
         Role::DeviceProvider => matches!(can, ViewOverview | ViewDevices),
         Role::OrgAdmin => true,
@@ -147,6 +156,14 @@ mod tests {
         assert!(may(Role::OrgAdmin, Can::EditLedger));
         assert!(!may(Role::OrgApprover, Can::ViewLedger));
         assert!(!may(Role::ProviderOperator, Can::ViewLedger));
+        // "provider operator: sessions, cut, devices; no policy".
+        assert!(!may(Role::ProviderOperator, Can::ViewPolicy));
+        assert!(!may(Role::ProviderOperator, Can::EditPolicy));
+        assert!(!may(Role::ProviderOperator, Can::WithdrawGrant));
+        assert!(may(Role::Auditor, Can::ViewPolicy));
+        assert!(!may(Role::Auditor, Can::EditPolicy));
+        assert!(!may(Role::OrgApprover, Can::ViewGrants));
+        assert!(may(Role::OrgAdmin, Can::EditPolicy));
     }
 
     #[test]

@@ -482,32 +482,37 @@ pub async fn end_session(
 pub enum SecondFactor {
     Totp(u64),
     Recovery,
+    /// A WebAuthn passkey with user verification: both factors at once, no password.
+    Passkey,
 }
 
 /// Finish a login: the password-stage session is replaced by a new full one (a new
 /// id, so a session id seen before the login is worth nothing after it).
 pub async fn complete_login(
     c: &Center,
-    old: &Session,
+    old: Option<&Session>,
     user: &User,
     factor: SecondFactor,
     remote: Option<&str>,
 ) -> Result<(String, String), ApiError> {
     let mut tx = c.db.begin_write().await?;
-    sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1")
-        .bind(&old.id_hash)
-        .execute(&mut *tx.tx)
-        .await?;
-    let factor_name = match factor {
+    if let Some(old) = old {
+        sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1")
+            .bind(&old.id_hash)
+            .execute(&mut *tx.tx)
+            .await?;
+    }
+    let factors: &[&str] = match factor {
         SecondFactor::Totp(step) => {
             sqlx::query("UPDATE console_users SET totp_last_step = $2 WHERE id = $1")
                 .bind(&user.id)
                 .bind(step as i64)
                 .execute(&mut *tx.tx)
                 .await?;
-            "totp"
+            &["password", "totp"]
         }
-        SecondFactor::Recovery => "recovery_code",
+        SecondFactor::Recovery => &["password", "recovery_code"],
+        SecondFactor::Passkey => &["passkey"],
     };
     sqlx::query("UPDATE console_users SET failed_logins = 0, locked_until_ms = 0 WHERE id = $1")
         .bind(&user.id)
@@ -518,7 +523,7 @@ pub async fn complete_login(
         &user.actor(),
         "console.login",
         &user.id,
-        json!({"username": user.username, "org_id": user.org_id, "factors": ["password", factor_name], "remote": remote}),
+        json!({"username": user.username, "org_id": user.org_id, "factors": factors, "remote": remote}),
     )
     .await?;
     tx.commit().await?;

@@ -277,7 +277,9 @@ pub async fn csrf_guard(State(c): State<Arc<Console>>, req: Request, next: Next)
     let lang = lang_of(req.headers());
     let (parts, body) = req.into_parts();
     // A whole check sheet (hundreds of answers with evidence notes) is the one big form.
-    let limit = if parts.uri.path().contains("/sheets/") {
+    let limit = if parts.uri.path().contains("/sheets/")
+        || parts.uri.path().starts_with("/console/policy/")
+    {
         MAX_SHEET_FORM
     } else {
         MAX_FORM
@@ -302,7 +304,13 @@ pub async fn csrf_guard(State(c): State<Arc<Console>>, req: Request, next: Next)
         .unwrap_or_default();
     // The forms shown before login (login, setup) carry the pre-login value even when
     // the browser still holds a session; every other form carries its session's token.
-    let pre_login = matches!(parts.uri.path(), "/console/login" | "/console/setup");
+    let pre_login = matches!(
+        parts.uri.path(),
+        "/console/login"
+            | "/console/setup"
+            | "/console/login/passkey/begin"
+            | "/console/login/passkey/finish"
+    );
     let expected = if pre_login {
         cookie(&parts.headers, PRE_COOKIE).filter(|v| v.len() == 64)
     } else {
@@ -382,12 +390,14 @@ pub struct Nav<'a> {
 
 /// The page frame: skip link, navigation for what the role may see, language switch.
 pub fn page(l: Lang, nav: Option<Nav<'_>>, title: &str, path: &str, body: Markup) -> Markup {
-    let items: [(&str, &str, Can); 7] = [
+    let items: [(&str, &str, Can); 9] = [
         ("/console/", "nav.overview", Can::ViewOverview),
         ("/console/orgs", "nav.orgs", Can::ViewOrgs),
         ("/console/devices", "nav.devices", Can::ViewDevices),
         ("/console/sessions", "nav.sessions", Can::ViewSessions),
         ("/console/approvals", "nav.approvals", Can::ViewApprovals),
+        ("/console/grants", "nav.grants", Can::ViewGrants),
+        ("/console/policy", "nav.policy", Can::ViewPolicy),
         ("/console/audit", "nav.audit", Can::ViewAudit),
         ("/console/ledger", "nav.ledger", Can::ViewLedger),
     ];
@@ -417,7 +427,7 @@ pub fn page(l: Lang, nav: Option<Nav<'_>>, title: &str, path: &str, body: Markup
                             }
                         }
                         div class="who" {
-                            span { (n.user.username) " (" (l.t(role_key(n.user.role))) @if let Some(o) = &n.user.org_id { ", " (o) } ")" }
+                            a href="/console/account" aria-current=[("/console/account" == path).then_some("page")] { (n.user.username) } " (" (l.t(role_key(n.user.role))) @if let Some(o) = &n.user.org_id { ", " (o) } ")"
                             form method="post" action="/console/logout" {
                                 input type="hidden" name="csrf" value=(n.csrf);
                                 button type="submit" { (l.t("nav.logout")) }

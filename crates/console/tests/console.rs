@@ -781,3 +781,76 @@ async fn organisations_are_isolated_sqlite() {
 async fn organisations_are_isolated_postgres() {
     organisations_are_isolated(Db::Postgres).await;
 }
+
+/// Passkey ceremonies: no relying party unless the page was reached under one of the
+/// centre's DNS names; a flood of starts keeps only the newest few challenges; a
+/// ceremony id that is no ceremony, or garbage, is refused and creates no session.
+async fn passkey_ceremonies_are_bounded(db: Db) {
+    let lab = lab(db).await;
+    let (mut admin, _) = lab.first_admin().await;
+    let token = admin.csrf("/console/account").await;
+    let begin = |host: &'static str| {
+        Request::builder()
+            .method("POST")
+            .uri("/console/account/passkeys/begin")
+            .header(header::HOST, host)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("x-csrf-token", token.clone())
+    };
+    for host in ["127.0.0.1:8443", "evil.example:8443"] {
+        let r = admin.send(begin(host), Body::from("{}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{host}: {}", r.body);
+        assert!(r.body.contains("passkey.wrong_host"), "{}", r.body);
+    }
+    for _ in 0..8 {
+        let r = admin.send(begin("localhost:8443"), Body::from("{}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(r.body.contains("\"challenge\""), "{}", r.body);
+    }
+    let live: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM console_ceremonies WHERE kind = 'register'")
+            .fetch_one(&lab.center.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(live, dodvpn_console::passkey::LIVE_CEREMONIES);
+    // Finishing with a made-up ceremony, or with garbage, stores nothing.
+    let finish = |body: &str| {
+        (
+            Request::builder()
+                .method("POST")
+                .uri("/console/account/passkeys/finish")
+                .header(header::HOST, "localhost:8443")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header("x-csrf-token", token.clone()),
+            Body::from(body.to_string()),
+        )
+    };
+    for body in [
+        r#"{"ceremony": "00", "name": "x", "credential": {}}"#,
+        "not json",
+        &format!(
+            r#"{{"ceremony": "{}", "name": "x", "credential": {{"id": "AA", "rawId": "AA", "type": "public-key", "response": {{"attestationObject": "AA", "clientDataJSON": "AA"}}}}}}"#,
+            "0".repeat(64)
+        ),
+    ] {
+        let (req, b) = finish(body);
+        let r = admin.send(req, b).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+    }
+    let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM console_passkeys")
+        .fetch_one(&lab.center.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(keys, 0);
+    assert_eq!(lab.count("console.factor.passkey_added").await, 0);
+}
+
+#[tokio::test]
+async fn passkey_ceremonies_are_bounded_sqlite() {
+    passkey_ceremonies_are_bounded(Db::Sqlite).await
+}
+
+#[tokio::test]
+async fn passkey_ceremonies_are_bounded_postgres() {
+    passkey_ceremonies_are_bounded(Db::Postgres).await
+}

@@ -703,6 +703,14 @@ impl Udp {
         }
     }
 
+    /// Send `bytes` unchanged from port 4500 (no marker): a relay binding, which
+    /// must leave through the same NAT mapping as the ESP and IKE that follow it.
+    pub fn send_natt_raw(&self, dst: SocketAddr, bytes: &[u8]) -> io::Result<usize> {
+        self.natt_for(&dst)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "no NAT-T socket"))?
+            .send_to(bytes, dst)
+    }
+
     /// Send a NAT keepalive (one 0xFF byte, RFC 3948 §2.3) from port 4500.
     pub fn send_keepalive(&self, dst: SocketAddr) -> io::Result<usize> {
         self.natt_for(&dst)

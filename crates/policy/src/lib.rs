@@ -422,6 +422,13 @@ pub struct Approval {
     pub not_before: i64,
     /// Unix seconds, exclusive.
     pub not_after: i64,
+    /// The contracted hosts the window opens (within what the rule allows); empty =
+    /// every host the rule allows.
+    #[serde(default)]
+    pub hosts: Vec<IpNet>,
+    /// The contracted services (e.g. `tcp/22`), likewise narrowing the rule's.
+    #[serde(default)]
+    pub services: Vec<Service>,
 }
 
 impl Approval {
@@ -613,14 +620,18 @@ fn decide_inner(
     if let Some(end) = window_end {
         not_after = not_after.min(end);
     }
-    if rule.require_approval {
-        let approval_end = approvals
+    // The window that lasts longest decides, with its contracted host and port.
+    let approval = if rule.require_approval {
+        let ap = approvals
             .iter()
             .filter(|ap| ap.covers(req))
-            .map(|ap| ap.not_after)
-            .max();
-        not_after = not_after.min(approval_end.ok_or(DenyReason::ApprovalRequired)?);
-    }
+            .max_by_key(|ap| ap.not_after)
+            .ok_or(DenyReason::ApprovalRequired)?;
+        not_after = not_after.min(ap.not_after);
+        Some(ap)
+    } else {
+        None
+    };
 
     // 5. Services, per usable group.
     let base = outbound.intersect(&ServiceSet::from_services(&rule.services));
@@ -636,16 +647,22 @@ fn decide_inner(
             groups.push(name.clone());
         }
     }
+    if let Some(ap) = approval.filter(|ap| !ap.services.is_empty()) {
+        allowed = allowed.intersect(&ServiceSet::from_services(&ap.services));
+    }
     if allowed.is_empty() {
         return Err(DenyReason::NoServiceOverlap);
     }
 
     // 6. Addresses.
-    let target_hosts = if rule.hosts.is_empty() {
+    let mut target_hosts = if rule.hosts.is_empty() {
         IpNet::aggregate(&t.subnets)
     } else {
         clip_hosts(&rule.hosts, &t.subnets)
     };
+    if let Some(ap) = approval.filter(|ap| !ap.hosts.is_empty()) {
+        target_hosts = clip_hosts(&ap.hosts, &target_hosts);
+    }
     let applicant_hosts = IpNet::aggregate(&a.subnets);
     if target_hosts.is_empty() || applicant_hosts.is_empty() {
         return Err(DenyReason::NoAddresses);

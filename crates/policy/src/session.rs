@@ -91,6 +91,11 @@ pub struct SessionReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(max_length = 256))]
     pub reason: Option<String>,
+    /// The relay the session runs through ("IP:port"), if it does (issue 19; only
+    /// with `event = "up"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
+    pub relay: Option<String>,
 }
 
 /// The session id of the IKE SA with these SPIs (both ends compute the same).
@@ -208,6 +213,14 @@ impl SessionReport {
             }
             _ => {}
         }
+        if let Some(r) = &self.relay {
+            if self.event != SessionEvent::Up || r.parse::<std::net::SocketAddr>().is_err() {
+                return Err(err(
+                    "invalid_relay",
+                    "relay is an \"IP:port\", given only with event \"up\"",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -228,7 +241,21 @@ mod tests {
             packets_out: 0,
             at: 1_700_000_000,
             reason: None,
+            relay: None,
         }
+    }
+
+    #[test]
+    fn a_relay_is_an_address_reported_with_up() {
+        let mut r = report();
+        r.relay = Some("192.0.2.1:4600".into());
+        assert!(r.validate("dev-a").is_ok());
+        r.relay = Some("relay.example".into());
+        assert_eq!(r.validate("dev-a").unwrap_err().code, "invalid_relay");
+        r.relay = Some("192.0.2.1:4600".into());
+        r.event = SessionEvent::Down;
+        r.reason = Some("gone".into());
+        assert_eq!(r.validate("dev-a").unwrap_err().code, "invalid_relay");
     }
 
     #[test]

@@ -169,6 +169,8 @@ fn maintenance_approval(w: &World, from: i64, to: i64) -> Approval {
         applicant_device: None,
         not_before: from,
         not_after: to,
+        hosts: vec![],
+        services: vec![],
     }
 }
 
@@ -357,6 +359,83 @@ fn vendor_maintenance_with_approval_reaches_only_the_contracted_host_and_port() 
     assert!(allows(&g.services, 6, Some(22)));
     assert!(!allows(&g.services, 6, Some(443)));
     assert!(!allows(&g.services, 17, Some(22)));
+}
+
+/// The hospital's approver opens one host and one port of what its rule would allow:
+/// the grant carries only those, and a contract outside the rule opens nothing.
+#[test]
+fn an_approval_narrows_to_its_contracted_host_and_port() {
+    let w = world();
+    let wide = SubscriberPolicy::from_json(
+        r#"{"inbound": [{"from": "org:vendor-1", "hosts": ["10.1.5.0/24"], "services": ["tcp/22,443"], "require_approval": true}]}"#,
+    )
+    .unwrap();
+    let vendor_all = SubscriberPolicy::from_json(
+        r#"{"outbound": [{"to": "kind:hospital", "services": ["tcp/22,443"]}]}"#,
+    )
+    .unwrap();
+    let contracted = Approval {
+        hosts: vec![net("10.1.5.21/32")],
+        services: svcs(&["tcp/443"]),
+        ..maintenance_approval(&w, MON - H, MON + H)
+    };
+    let g = grant(run(
+        &w,
+        &w.vendor,
+        &vendor_all,
+        &w.hospital,
+        &wide,
+        &[contracted.clone()],
+        MON,
+    ));
+    assert_eq!(g.services, svcs(&["tcp/443"]));
+    assert_eq!(g.target_hosts, vec![net("10.1.5.21/32")]);
+    // Without a contract the window opens everything the rule allows.
+    let open = maintenance_approval(&w, MON - H, MON + H);
+    let g = grant(run(
+        &w,
+        &w.vendor,
+        &vendor_all,
+        &w.hospital,
+        &wide,
+        &[open],
+        MON,
+    ));
+    assert_eq!(g.target_hosts, vec![net("10.1.5.0/24")]);
+    assert!(allows(&g.services, 6, Some(22)) && allows(&g.services, 6, Some(443)));
+    // A port or a host the rule does not allow is not opened by the window.
+    let wrong_port = Approval {
+        services: svcs(&["tcp/3389"]),
+        ..contracted.clone()
+    };
+    assert_eq!(
+        deny(run(
+            &w,
+            &w.vendor,
+            &vendor_all,
+            &w.hospital,
+            &wide,
+            &[wrong_port],
+            MON
+        )),
+        DenyReason::NoServiceOverlap
+    );
+    let wrong_host = Approval {
+        hosts: vec![net("10.9.9.9/32")],
+        ..contracted
+    };
+    assert_eq!(
+        deny(run(
+            &w,
+            &w.vendor,
+            &vendor_all,
+            &w.hospital,
+            &wide,
+            &[wrong_host],
+            MON
+        )),
+        DenyReason::NoAddresses
+    );
 }
 
 #[test]

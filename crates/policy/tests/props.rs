@@ -151,6 +151,8 @@ fn arb_approvals() -> impl Strategy<Value = Vec<Approval>> {
                 applicant_device: None,
                 not_before: NOW + from,
                 not_after: NOW + from + len,
+                hosts: vec![],
+                services: vec![],
             }),
         0..2,
     )

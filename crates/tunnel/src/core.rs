@@ -34,6 +34,10 @@ pub struct ConnSpec {
     /// The peer's fixed address, if it has one. Without it we cannot initiate, but a
     /// peer identified by certificate may still come to us from wherever it is.
     pub remote_addr: Option<IpAddr>,
+    /// Other addresses the peer may be reached at (the ones it reported: local and
+    /// public NAT-T addresses, issue 19): raced when there is no fixed address, or
+    /// after dialling the fixed one failed.
+    pub candidates: Vec<SocketAddr>,
     /// Routed into the TUN device (and trapped when `start` is `Trap`).
     pub remote_subnets: Vec<IpNet>,
     pub start: Start,
@@ -89,6 +93,8 @@ pub enum SessionEvent {
     Up {
         conn: String,
         session: SessionId,
+        /// The relay the session runs through, if it does (issue 19 item 3).
+        relay: Option<SocketAddr>,
     },
     Down {
         conn: String,
@@ -96,6 +102,10 @@ pub enum SessionEvent {
         counts: Counts,
         reason: String,
     },
+    /// A packet waits for a peer without a fixed address: the centre should tell
+    /// both sides at once, so the peer opens its NAT mapping towards us (hole
+    /// punching, issue 19 item 2).
+    NeedsIntroduction { conn: String },
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -108,6 +118,8 @@ pub struct ConnStatus {
     pub state: String,
     pub children: Vec<ChildStatus>,
     pub last_error: Option<String>,
+    /// The relay this connection's traffic goes through, if any.
+    pub relay: Option<String>,
     /// Traffic since the connection was first added (every session and child SA,
     /// kept across replacements of the same name): only ever grows.
     pub totals: Counts,
@@ -175,6 +187,12 @@ pub enum Command {
     },
     /// An IKE datagram (or a NAT keepalive) for the network.
     Send(Transmit),
+    /// A datagram sent unchanged from the NAT-T port: a NAT keepalive that opens
+    /// our mapping towards a peer, or a relay binding.
+    SendRaw {
+        to: SocketAddr,
+        bytes: Vec<u8>,
+    },
     Session(SessionEvent),
 }
 
@@ -208,6 +226,17 @@ struct Conn {
     local: SocketAddr,
     /// Where we initiate to (the configured address), if anywhere.
     remote: Option<SocketAddr>,
+    /// Dialling `remote` failed: race the candidates instead next time.
+    fixed_failed: bool,
+    /// Our IKE SAs racing to the candidates; the first answer wins, the rest go.
+    racing: Vec<SaId>,
+    /// The relay the centre allocated for this peer: dialled (or answered) there.
+    relay: Option<SocketAddr>,
+    /// Datagrams that open NAT mappings (keepalives, relay bindings), resent
+    /// every [`OPEN_EVERY`] until `open_until`.
+    opening: Vec<(SocketAddr, Vec<u8>)>,
+    open_until: Option<Instant>,
+    next_open: Option<Instant>,
     /// Where the peer's current IKE SA talks from (a NAT's mapping, say).
     seen: Option<SocketAddr>,
     /// The IKE SA we use for this connection, once there is one.
@@ -266,6 +295,29 @@ impl Conn {
 }
 
 impl Conn {
+    /// Where to dial: the relay if there is one; else the fixed address (as before
+    /// issue 19); else, or once that failed, every candidate at once.
+    fn dial_targets(&self) -> Vec<SocketAddr> {
+        if let Some(r) = self.relay {
+            return vec![r];
+        }
+        match self.remote {
+            Some(a) if !self.fixed_failed => vec![a],
+            _ => self.cfg.candidates.clone(),
+        }
+    }
+
+    fn add_opener(&mut self, to: SocketAddr, bytes: Vec<u8>) {
+        if !self.opening.iter().any(|(t, b)| *t == to && *b == bytes) {
+            self.opening.push((to, bytes));
+        }
+    }
+
+    fn start_opening(&mut self, now: Instant) {
+        self.open_until = Some(now + OPEN_FOR);
+        self.next_open = Some(now);
+    }
+
     /// The peer's address as an operator reads it: where its SA talks from, else
     /// the configured one, else "any" (identified by certificate).
     fn peer_text(&self) -> String {
@@ -365,6 +417,10 @@ fn hex_bytes(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// How long, and how often, datagrams that open NAT mappings are sent.
+pub const OPEN_FOR: Duration = Duration::from_secs(4);
+pub const OPEN_EVERY: Duration = Duration::from_millis(250);
+
 /// How often idle timers are looked at.
 pub const IDLE_CHECK: Duration = Duration::from_millis(250);
 
@@ -463,7 +519,8 @@ impl Core {
             .any(|c| !c.cfg.idle_timeout.is_zero() && !c.children.is_empty())
             .then_some(self.next_idle_check)
             .flatten();
-        [ike, idle].into_iter().flatten().min()
+        let open = self.conns.iter().filter_map(|c| c.next_open).min();
+        [ike, idle, open].into_iter().flatten().min()
     }
 
     /// Add a connection: its routes and traps, and its IKE SA if it starts at once.
@@ -492,6 +549,12 @@ impl Core {
             ep,
             local: SocketAddr::new(spec.local_addr, self.ike_port),
             remote: spec.remote_addr.map(|a| SocketAddr::new(a, 500)),
+            fixed_failed: false,
+            racing: Vec::new(),
+            relay: None,
+            opening: Vec::new(),
+            open_until: None,
+            next_open: None,
             seen: None,
             cfg: spec,
             ike_sa: None,
@@ -554,10 +617,12 @@ impl Core {
         data: &[u8],
         m: &dyn Meter,
     ) {
-        if let Some(c) = self.conns.iter_mut().find(|c| c.ep.owns(remote, data)) {
+        if let Some(i) = self.conns.iter().position(|c| c.ep.owns(remote, data)) {
             // One of our SAs, wherever the peer now sends from (a NAT's mapping).
+            let c = &mut self.conns[i];
             c.ep.handle(now, remote, local, data);
             c.note_negotiations(now);
+            self.settle_race(i);
         } else if let Some(l) = self.lobby.as_mut().filter(|l| l.ep.owns(remote, data)) {
             l.handle(now, remote, local, data);
         } else if let Some(c) = self
@@ -610,6 +675,7 @@ impl Core {
 
     /// Time passed: IKE timers that are due, and idle child SAs.
     pub fn handle_timeout(&mut self, now: Instant, m: &dyn Meter) {
+        self.pump_openers(now);
         let lobby = self.lobby.as_mut().map(|l| &mut l.ep);
         for ep in self.conns.iter_mut().map(|c| &mut c.ep).chain(lobby) {
             if ep.poll_timeout().is_some_and(|t| t <= now) {
@@ -756,6 +822,7 @@ impl Core {
                     })
                     .collect(),
                 last_error: c.last_error.clone(),
+                relay: c.relay.map(|r| r.to_string()),
                 totals: c.totals(m),
             })
             .collect()
@@ -804,21 +871,168 @@ impl Core {
             }
             return;
         }
-        let Some(remote) = c.remote else {
+        if c.remote.is_none() && c.relay.is_none() {
+            // Its NAT may not let us in yet: the centre tells it to open a mapping.
+            self.commands
+                .push_back(Command::Session(SessionEvent::NeedsIntroduction {
+                    conn: c.cfg.name.clone(),
+                }));
+        }
+        let targets = c.dial_targets();
+        if targets.is_empty() {
             // No address to dial: the peer (identified by certificate) comes to us.
             tracing::info!(conn = %c.cfg.name, "the peer has no known address: not initiating; it may connect to us / 相手のアドレス不明: こちらから接続しません");
             c.last_error = Some("the peer has no known address: waiting for it to connect".into());
             return;
-        };
-        match c.ep.connect(now, c.local, remote) {
-            Ok(sa) => {
-                tracing::info!(conn = %c.cfg.name, "initiating IKE to {}", remote);
-                c.ike_sa = Some(sa);
-                c.established = false;
-                c.note_negotiations(now);
-            }
-            Err(e) => c.last_error = Some(format!("cannot initiate: {e}")),
         }
+        c.racing.clear();
+        for remote in targets {
+            match c.ep.connect(now, c.local, remote) {
+                Ok(sa) => {
+                    tracing::info!(conn = %c.cfg.name, "initiating IKE to {}", remote);
+                    c.ike_sa.get_or_insert(sa);
+                    c.racing.push(sa);
+                    c.established = false;
+                }
+                Err(e) => c.last_error = Some(format!("cannot initiate: {e}")),
+            }
+        }
+        c.note_negotiations(now);
+    }
+
+    /// The peer's reported addresses changed: dial them from now on; the SAs
+    /// stay (they follow the peer wherever it sends from). False if no such connection.
+    pub fn set_candidates(&mut self, name: &str, candidates: Vec<SocketAddr>) -> bool {
+        let Some(c) = self.conns.iter_mut().find(|c| c.cfg.name == name) else {
+            return false;
+        };
+        c.cfg.candidates = candidates;
+        true
+    }
+
+    /// Open our NAT mapping towards `addrs` (the peer's candidates, told by the
+    /// centre when the peer wants to reach us): NAT keepalives (RFC 3948 §2.3) from
+    /// our NAT-T port for [`OPEN_FOR`], so the peer's IKE then gets in. False if
+    /// there is no such connection.
+    pub fn open_mappings(&mut self, now: Instant, name: &str, addrs: &[SocketAddr]) -> bool {
+        let Some(c) = self.conns.iter_mut().find(|c| c.cfg.name == name) else {
+            return false;
+        };
+        for a in addrs {
+            c.add_opener(*a, dodvpn_wire::esp::NAT_KEEPALIVE.to_vec());
+        }
+        tracing::info!(conn = %name, peers = ?addrs, "opening our NAT mapping towards the peer / NAT の穴あけ");
+        c.start_opening(now);
+        self.pump_openers(now);
+        true
+    }
+
+    /// Go through a relay to this peer (issue 19 item 3): `binding` (from the
+    /// centre) is sent to the relay until [`OPEN_FOR`] has passed, and, if
+    /// `initiate`, our racing IKE SAs give way to one dialled at the relay. The
+    /// relay forwards our datagrams as they are; it holds no key.
+    pub fn use_relay(
+        &mut self,
+        now: Instant,
+        name: &str,
+        relay: SocketAddr,
+        binding: Vec<u8>,
+        initiate: bool,
+        m: &dyn Meter,
+    ) -> bool {
+        let Some(i) = self.conns.iter().position(|c| c.cfg.name == name) else {
+            return false;
+        };
+        let c = &mut self.conns[i];
+        c.relay = Some(relay);
+        c.add_opener(relay, binding);
+        c.start_opening(now);
+        tracing::info!(conn = %name, %relay, initiate, "going through the relay / リレー経由");
+        self.pump_openers(now);
+        let c = &mut self.conns[i];
+        if initiate && !c.established {
+            for sa in std::mem::take(&mut c.racing) {
+                c.ep.take_sa(sa);
+            }
+            c.ike_sa = None;
+            c.prune_negotiations();
+            self.initiate(i, now, m);
+        }
+        self.drain(now, m);
+        true
+    }
+
+    /// Send the opening datagrams that are due.
+    fn pump_openers(&mut self, now: Instant) {
+        for c in &mut self.conns {
+            let Some(at) = c.next_open.filter(|t| *t <= now) else {
+                continue;
+            };
+            let _ = at;
+            for (to, bytes) in &c.opening {
+                self.commands.push_back(Command::SendRaw {
+                    to: *to,
+                    bytes: bytes.clone(),
+                });
+            }
+            if c.open_until.is_some_and(|u| now + OPEN_EVERY <= u) {
+                c.next_open = Some(now + OPEN_EVERY);
+            } else {
+                c.next_open = None;
+                c.open_until = None;
+                c.opening.clear();
+            }
+        }
+    }
+
+    /// The first of our racing IKE SAs the peer answered wins; the others are
+    /// dropped (they never got an answer, so nobody holds state for them).
+    fn settle_race(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        if c.racing.len() < 2 {
+            return;
+        }
+        let winner = c
+            .racing
+            .iter()
+            .copied()
+            .find(|id| c.ep.sa(*id).is_some_and(|sa| sa.state() != State::InitSent));
+        if let Some(w) = winner {
+            for sa in c.racing.iter().copied().filter(|id| *id != w) {
+                c.ep.take_sa(sa);
+            }
+            let to = c.ep.sa(w).map(|sa| sa.addresses().1);
+            tracing::info!(conn = %c.cfg.name, peer = ?to, "the peer answered at this address / この宛先で応答");
+            c.racing = vec![w];
+            c.ike_sa = Some(w);
+            c.prune_negotiations();
+        }
+    }
+
+    /// One of our racing IKE SAs failed before the peer answered it. True if the
+    /// connection goes on with another (a racing SA, or the candidates after the
+    /// fixed address failed).
+    fn race_lost(&mut self, i: usize, sa: SaId, now: Instant, m: &dyn Meter) -> bool {
+        let c = &mut self.conns[i];
+        if c.established || !c.racing.contains(&sa) {
+            return false;
+        }
+        c.racing.retain(|id| *id != sa);
+        if let Some(next) = c.racing.first().copied() {
+            if c.ike_sa == Some(sa) {
+                c.ike_sa = Some(next);
+            }
+            return true;
+        }
+        let dialled_fixed = c.relay.is_none() && c.remote.is_some() && !c.fixed_failed;
+        if dialled_fixed && !c.cfg.candidates.is_empty() {
+            tracing::info!(conn = %c.cfg.name, "the fixed address did not answer: trying the reported ones / 固定アドレス応答なし: 候補を試します");
+            c.fixed_failed = true;
+            c.ike_sa = None;
+            self.initiate(i, now, m);
+            return true;
+        }
+        false
     }
 
     /// Act on what the endpoints report, then queue what they want sent, until all
@@ -981,10 +1195,13 @@ impl Core {
                 });
                 let past = std::mem::take(&mut c.past);
                 c.ended += past;
+                c.racing.clear();
+                let relay = c.relay.filter(|r| *r == remote);
                 if let Some(session) = c.session.clone() {
                     self.commands.push_back(Command::Session(SessionEvent::Up {
                         conn: name.clone(),
                         session,
+                        relay,
                     }));
                 }
                 let c = &mut self.conns[i];
@@ -1048,6 +1265,9 @@ impl Core {
             Event::IkeSaDown { sa, reason } => {
                 if let Some((t0, role)) = self.conns[i].negotiating.remove(&sa) {
                     self.tell_handshake(&name, role, HandshakeResult::Failed, now - t0);
+                }
+                if self.race_lost(i, sa, now, m) {
+                    return;
                 }
                 let c = &mut self.conns[i];
                 if c.ike_sa == Some(sa) {

@@ -4,6 +4,7 @@
 //! (TUN routes, SPD/SAD) and the UDP sockets.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,6 +62,22 @@ enum Command {
     Cut(String, SyncSender<bool>),
     /// Delete every IKE SA, wait for the peers' answers, then stop the loop.
     Shutdown(SyncSender<usize>),
+    /// New candidates of a connection's peer, without touching its SAs.
+    Candidates(String, Vec<SocketAddr>, SyncSender<bool>),
+    /// Open our NAT mapping towards these addresses of a connection's peer.
+    Open(String, Vec<SocketAddr>, SyncSender<bool>),
+    /// Go through a relay to a connection's peer.
+    Relay(Box<RelayUse>, SyncSender<bool>),
+}
+
+/// What the centre said about a relay for one peer (issue 19 item 3).
+pub struct RelayUse {
+    pub conn: String,
+    pub relay: SocketAddr,
+    /// Our binding datagram for the relay, as the centre made it.
+    pub binding: Vec<u8>,
+    /// We dial the peer through it (else we answer).
+    pub initiate: bool,
 }
 
 /// A cheap, cloneable way to talk to a running daemon from other threads.
@@ -119,6 +136,21 @@ impl Handle {
     /// Delete the session (IKE SA) with this id; false if no such session is up here.
     pub fn cut(&self, session: &str) -> anyhow::Result<bool> {
         self.ask(|done| Command::Cut(session.to_string(), done))
+    }
+
+    /// The peer's current candidates (issue 19): the SAs stay as they are.
+    pub fn set_candidates(&self, conn: &str, candidates: Vec<SocketAddr>) -> anyhow::Result<bool> {
+        self.ask(|done| Command::Candidates(conn.to_string(), candidates, done))
+    }
+
+    /// Hole punching: open our NAT mapping towards the peer's addresses.
+    pub fn open_mappings(&self, conn: &str, addrs: Vec<SocketAddr>) -> anyhow::Result<bool> {
+        self.ask(|done| Command::Open(conn.to_string(), addrs, done))
+    }
+
+    /// Relay fallback: bind at the relay and dial (or answer) the peer there.
+    pub fn use_relay(&self, relay: RelayUse) -> anyhow::Result<bool> {
+        self.ask(|done| Command::Relay(Box::new(relay), done))
     }
 
     /// Before the process exits: delete every IKE SA, telling each peer, wait at
@@ -186,6 +218,7 @@ impl Daemon {
                     name: c.name.clone(),
                     local_addr: c.local_addr,
                     remote_addr: Some(c.remote_addr),
+                    candidates: Vec::new(),
                     remote_subnets: c.remote_subnets.clone(),
                     start: c.start,
                     idle_timeout: c.idle_timeout,
@@ -392,6 +425,18 @@ impl Daemon {
                 let _ = self.apply();
                 let _ = done.try_send(hit);
             }
+            Input::Command(Command::Candidates(name, addrs, done)) => {
+                let _ = done.try_send(self.core.set_candidates(&name, addrs));
+            }
+            Input::Command(Command::Open(name, addrs, done)) => {
+                let _ = done.try_send(self.core.open_mappings(now, &name, &addrs));
+            }
+            Input::Command(Command::Relay(r, done)) => {
+                let hit = self
+                    .core
+                    .use_relay(now, &r.conn, r.relay, r.binding, r.initiate, m);
+                let _ = done.try_send(hit);
+            }
             // Handled by `run`, which stops afterwards.
             Input::Command(Command::Shutdown(done)) => {
                 let n = self.shutdown(SHUTDOWN_WAIT);
@@ -462,6 +507,11 @@ impl Daemon {
                     };
                     if let Err(e) = r {
                         tracing::warn!(to = %t.to, error = %e, "cannot send IKE datagram");
+                    }
+                }
+                CoreCommand::SendRaw { to, bytes } => {
+                    if let Err(e) = self.dp.udp().send_natt_raw(to, &bytes) {
+                        tracing::debug!(%to, error = %e, "cannot send from the NAT-T port");
                     }
                 }
                 CoreCommand::Session(ev) => {

@@ -199,6 +199,7 @@ fn spec_a() -> ConnSpec {
         name: "to-b".into(),
         local_addr: A_IP,
         remote_addr: Some(B_IP),
+        candidates: Vec::new(),
         remote_subnets: vec![net("10.2.0.0/16")],
         start: Start::Trap,
         idle_timeout: Duration::ZERO,
@@ -213,6 +214,7 @@ fn spec_b() -> ConnSpec {
         name: "to-a".into(),
         local_addr: B_IP,
         remote_addr: Some(A_IP),
+        candidates: Vec::new(),
         remote_subnets: vec![net("10.1.0.0/16")],
         start: Start::Trap,
         idle_timeout: Duration::ZERO,
@@ -337,6 +339,8 @@ impl World {
                                 self.in_flight.push((now + LATENCY, self.seq, t));
                             }
                         }
+                        // Fixed addresses, no NAT: nothing to open here.
+                        Command::SendRaw { .. } => {}
                         Command::Session(ev) => p.sessions.push(ev),
                     }
                 }

@@ -101,6 +101,7 @@ fn spec(
         name: name.into(),
         local_addr: local,
         remote_addr: remote,
+        candidates: Vec::new(),
         remote_subnets: vec![net(remote_net)],
         start,
         idle_timeout: Duration::ZERO,

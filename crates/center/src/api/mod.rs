@@ -7,6 +7,7 @@ mod contract;
 mod device;
 mod gateway;
 pub mod message;
+mod nat;
 mod pki;
 mod sessions;
 mod witness;
@@ -70,11 +71,22 @@ pub(crate) fn body_limit(path: &str) -> usize {
 struct ApiDoc;
 
 pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi::OpenApi) {
+    openapi_and_router_with(center, OpenApiRouter::new())
+}
+
+/// The API with `extra` routes of another crate (the console's `/api/v1/users`) merged
+/// in, so they are described in `/openapi.json` and get the API's JSON error contract.
+pub fn openapi_and_router_with(
+    center: Arc<Center>,
+    extra: OpenApiRouter<Arc<Center>>,
+) -> (axum::Router, utoipa::openapi::OpenApi) {
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(extra)
         .routes(routes!(admin::orgs::create_org, admin::orgs::list_orgs))
         .routes(routes!(admin::orgs::get_org))
         .routes(routes!(admin::orgs::create_org_admin))
         .routes(routes!(admin::orgs::put_policy, admin::orgs::get_policy))
+        .routes(routes!(admin::orgs::dry_run_policy))
         .routes(routes!(admin::orgs::put_checksheet))
         .routes(routes!(admin::checksheets::list_catalogues))
         .merge(
@@ -178,6 +190,8 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
             admin::approvals::list_approvals
         ))
         .routes(routes!(admin::approvals::close_approval))
+        .routes(routes!(admin::approvals::waiting_applications))
+        .routes(routes!(admin::approvals::refused_applications))
         .routes(routes!(admin::grants::apply_connection))
         .routes(routes!(admin::grants::list_grants))
         .routes(routes!(admin::grants::get_grant))
@@ -190,6 +204,8 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
         .routes(routes!(device::whoami))
         .routes(routes!(device::put_software))
         .routes(routes!(device::put_candidates))
+        .routes(routes!(nat::introduce))
+        .routes(routes!(nat::relay))
         .routes(routes!(device::my_certs))
         .routes(routes!(sessions::report))
         .routes(routes!(sessions::list))
@@ -238,7 +254,12 @@ pub fn openapi_and_router(center: Arc<Center>) -> (axum::Router, utoipa::openapi
 }
 
 pub fn router(center: Arc<Center>) -> axum::Router {
-    let (router, api) = openapi_and_router(center);
+    router_with(center, OpenApiRouter::new())
+}
+
+/// [`router`] with `extra` described routes (see [`openapi_and_router_with`]).
+pub fn router_with(center: Arc<Center>, extra: OpenApiRouter<Arc<Center>>) -> axum::Router {
+    let (router, api) = openapi_and_router_with(center, extra);
     let api = Arc::new(api);
     router
         .route(
@@ -249,6 +270,19 @@ pub fn router(center: Arc<Center>) -> axum::Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(contract::read_body_first))
         .layer(axum::middleware::from_fn(contract::json_errors))
+}
+
+/// How long before its end a window's applicant is warned (api/admin/approvals.rs).
+pub(crate) fn admin_approvals_warning_secs() -> i64 {
+    admin::approvals::WARNING_SECS
+}
+
+/// The devices an organisation owns (for pushes outside the API's handlers).
+pub(crate) async fn org_devices_of(
+    tx: &mut crate::db::WriteTx<'_>,
+    org: &str,
+) -> Result<Vec<String>, crate::error::ApiError> {
+    admin::orgs::org_devices(tx, org).await
 }
 
 /// Parse `ids` like "dev-1,dev-2" into a set (used by re-evaluation).

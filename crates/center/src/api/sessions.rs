@@ -165,20 +165,21 @@ pub async fn report(
                 status
             };
             sqlx::query(
-                "UPDATE sessions SET grant_ids = $2, status = $3, last_ms = $4 WHERE id = $1",
+                "UPDATE sessions SET grant_ids = $2, status = $3, last_ms = $4, relay = COALESCE($5, relay) WHERE id = $1",
             )
             .bind(&r.session_id)
             .bind(serde_json::to_string(&grants).unwrap_or_else(|_| "[]".into()))
             .bind(&status)
             .bind(tx.now)
+            .bind(&r.relay)
             .execute(&mut *tx.tx)
             .await?;
         }
         None => {
             let grants: BTreeSet<&String> = r.grant_ids.iter().collect();
             sqlx::query(
-                "INSERT INTO sessions (id, device_lo, device_hi, grant_ids, status, first_ms, last_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                "INSERT INTO sessions (id, device_lo, device_hi, grant_ids, status, first_ms, last_ms, relay) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
             )
             .bind(&r.session_id)
             .bind(lo)
@@ -186,13 +187,14 @@ pub async fn report(
             .bind(serde_json::to_string(&grants).unwrap_or_else(|_| "[]".into()))
             .bind(if r.event == SessionEvent::Down { "down" } else { "up" })
             .bind(tx.now)
+            .bind(&r.relay)
             .execute(&mut *tx.tx)
             .await?;
         }
     }
     sqlx::query(
-        "INSERT INTO session_reports (session_id, reporter, event, at, grant_ids, bytes_in, bytes_out, packets_in, packets_out, reason, received_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO session_reports (session_id, reporter, event, at, grant_ids, bytes_in, bytes_out, packets_in, packets_out, reason, received_ms, relay) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&r.session_id)
     .bind(me)
@@ -205,6 +207,7 @@ pub async fn report(
     .bind(r.packets_out as i64)
     .bind(&r.reason)
     .bind(tx.now)
+    .bind(&r.relay)
     .execute(&mut *tx.tx)
     .await?;
     tx.audit(
@@ -215,7 +218,7 @@ pub async fn report(
             "reporter": me, "peer": peer, "grants": r.grant_ids,
             "bytes_in": r.bytes_in, "bytes_out": r.bytes_out,
             "packets_in": r.packets_in, "packets_out": r.packets_out,
-            "at": r.at, "reason": r.reason,
+            "at": r.at, "reason": r.reason, "relay": r.relay,
         }),
     )
     .await?;
@@ -247,6 +250,9 @@ pub struct SessionSummary {
     pub cut_ms: Option<i64>,
     pub cut_by: Option<String>,
     pub cut_reason: Option<String>,
+    /// The provider relay ("IP:port") the session runs through, if an end reported
+    /// one (issue 19); absent for a direct session.
+    pub relay: Option<String>,
 }
 
 /// One end's account of the session (its latest report and when it said up/down).
@@ -293,6 +299,8 @@ pub struct SessionDetail {
     pub cut_ms: Option<i64>,
     pub cut_by: Option<String>,
     pub cut_reason: Option<String>,
+    /// The provider relay the session runs through, if any.
+    pub relay: Option<String>,
     /// Both ends side by side: `device_a`'s account, then `device_b`'s.
     pub ends: Vec<SessionEnd>,
     /// Every report, in the order the ends say they happened.
@@ -300,7 +308,7 @@ pub struct SessionDetail {
 }
 
 const SESSION_COLS: &str =
-    "id, device_lo, device_hi, grant_ids, status, first_ms, last_ms, cut_ms, cut_by, cut_reason";
+    "id, device_lo, device_hi, grant_ids, status, first_ms, last_ms, cut_ms, cut_by, cut_reason, relay";
 
 fn summary_from_row(r: &sqlx::any::AnyRow) -> SessionSummary {
     SessionSummary {
@@ -314,6 +322,7 @@ fn summary_from_row(r: &sqlx::any::AnyRow) -> SessionSummary {
         cut_ms: r.get(7),
         cut_by: r.get(8),
         cut_reason: r.get(9),
+        relay: r.get(10),
     }
 }
 
@@ -452,6 +461,7 @@ async fn detail(c: &Center, s: SessionSummary) -> Result<SessionDetail, ApiError
         cut_ms: s.cut_ms,
         cut_by: s.cut_by,
         cut_reason: s.cut_reason,
+        relay: s.relay,
         ends,
         reports,
     })

@@ -31,6 +31,10 @@ const CLINIC_DEVICE = env("CLINIC_DEVICE");
 const CLINIC_ORG = env("CLINIC_ORG");
 const HOSPITAL_ORG = env("HOSPITAL_ORG");
 const SESSION_ID = env("SESSION_ID");
+const VENDOR_ORG = env("VENDOR_ORG");
+const VENDOR_DEVICE = env("VENDOR_DEVICE");
+// WebAuthn has no IP-address relying parties: the passkey part uses the centre's name.
+const NAMED = BASE.replace("127.0.0.1", "localhost");
 const PASSWORD = "a long enough pass phrase";
 
 const checks = [];
@@ -76,11 +80,11 @@ async function newContext(browser, locale = "en-GB") {
   return browser.newContext({ ignoreHTTPSErrors: true, bypassCSP: true, locale, timezoneId: "Asia/Tokyo" });
 }
 
-async function setupAccount(page, code, username) {
-  await page.goto(`${BASE}/console/setup`);
+async function setupAccount(page, code, username, base = BASE) {
+  await page.goto(`${base}/console/setup`);
   await audit(page, `setup-${username}`);
   await page.getByLabel(/Invitation code/).fill(code);
-  await page.getByLabel("User name").fill(username);
+  await page.getByLabel("User name", { exact: true }).fill(username);
   await page.getByLabel(/^Password \(/).fill(PASSWORD);
   await page.getByLabel("Password again").fill(PASSWORD);
   await page.getByRole("button", { name: "Create account" }).click();
@@ -93,7 +97,7 @@ async function setupAccount(page, code, username) {
 async function login(page, username, secret, shots) {
   await page.goto(`${BASE}/console/login`);
   if (shots) { await audit(page, "login"); }
-  await page.getByLabel("User name").fill(username);
+  await page.getByLabel("User name", { exact: true }).fill(username);
   await page.getByLabel("Password").fill(PASSWORD);
   await page.getByRole("button", { name: "Next" }).click();
   check(`${username}: password step leads to the second factor`, page.url().endsWith("/console/login/2fa"), page.url());
@@ -170,20 +174,30 @@ async function main() {
     check("invitation issued", invite.startsWith("dodvpn-invite."), invite);
     await audit(root, "invite");
 
+    // The hospital's approver and auditor, for the passkey and inbox parts below.
+    const invites = {};
+    for (const [role, user] of [["org_approver", "hosp-approver"], ["auditor", "hosp-auditor"]]) {
+      await root.goto(`${BASE}/console/orgs`);
+      await root.getByLabel("Role").selectOption(role);
+      await root.getByLabel("Organisation").fill(HOSPITAL_ORG);
+      await root.getByRole("button", { name: "Create invitation" }).click();
+      invites[user] = (await root.locator("#invite-code").textContent()).trim();
+    }
+
     // A maintenance window: the hospital lets the clinic in for 30 minutes, then closes it.
     await root.goto(`${BASE}/console/approvals`);
     await root.getByLabel("Approver", { exact: true }).selectOption(HOSPITAL_ORG);
     await root.getByLabel("Applicant", { exact: true }).fill(CLINIC_ORG);
     await root.getByLabel(/Minutes open/).fill("30");
     await root.getByRole("button", { name: "Open window" }).click();
-    check("window opened", (await root.locator("main table tbody tr").count()) === 1 && (await root.locator("main table tbody").textContent()).includes("open"));
+    check("window opened", (await root.locator("#windows tbody tr").count()) === 1 && (await root.locator("#windows tbody").textContent()).includes("open"));
     await audit(root, "approvals-open");
     await root.goto(`${BASE}/console/`);
     check("overview lists the open window", (await root.locator("#a-windows").textContent()).includes("(1)"));
     await root.goto(`${BASE}/console/approvals`);
     root.once("dialog", (d) => d.accept());
     await root.getByRole("button", { name: /Close now/ }).click();
-    check("window closed", (await root.locator("main table tbody").textContent()).includes("closed"));
+    check("window closed", (await root.locator("#windows tbody").textContent()).includes("closed"));
 
     // ---- the ledger edited and a check sheet answered in the browser ----
     const ledgerUrl = `${BASE}/console/ledger/${HOSPITAL_ORG}`;
@@ -279,6 +293,149 @@ async function main() {
     r = await clinic.request.post(`${BASE}/console/users/invite`, { form: { role: "org_approver", org: CLINIC_ORG }, maxRedirects: 0 });
     check("POST without CSRF token gets 403", r.status() === 403, r.status());
 
+    // ---- passkeys, under the centre's DNS name, with a CDP virtual authenticator ----
+    async function withAuthenticator(ctx, page) {
+      const cdp = await ctx.newCDPSession(page);
+      await cdp.send("WebAuthn.enable");
+      const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", { options: {
+        protocol: "ctap2", transport: "internal", hasResidentKey: true, hasUserVerification: true,
+        isUserVerified: true, automaticPresenceSimulation: true } });
+      return { cdp, authenticatorId };
+    }
+    async function namedLogin(page, username, secret) {
+      await page.goto(`${NAMED}/console/login`);
+      await page.getByLabel("User name", { exact: true }).fill(username);
+      await page.getByLabel("Password").fill(PASSWORD);
+      await page.getByRole("button", { name: "Next" }).click();
+      await page.getByLabel(/authenticator app/).fill(totp(secret));
+      await page.getByRole("button", { name: "Log in" }).click();
+      check(`${username}: password + TOTP under the centre's name`, page.url().endsWith("/console/"), page.url());
+    }
+    async function addPasskey(page, name) {
+      await page.goto(`${NAMED}/console/account`);
+      await page.getByLabel("Name of the new passkey").fill(name);
+      await page.getByRole("button", { name: "Add a passkey" }).click();
+      await page.waitForFunction((n) => document.getElementById("passkeys").textContent.includes(n), name, { timeout: 15000 })
+        .catch(async () => { failures.push(`passkey ${name}: ${await page.locator("#passkey-status").textContent()}`); });
+    }
+    const apCtx = await newContext(browser);
+    const ap = await apCtx.newPage();
+    const apAuth = await withAuthenticator(apCtx, ap);
+    const apSecret = await setupAccount(ap, invites["hosp-approver"], "hosp-approver", NAMED);
+    await namedLogin(ap, "hosp-approver", apSecret);
+    await addPasskey(ap, "approver laptop");
+    check("passkey registered and listed", (await ap.locator("#passkeys tr").count()) === 1);
+    await audit(ap, "account-passkey");
+    const creds = (await apAuth.cdp.send("WebAuthn.getCredentials", { authenticatorId: apAuth.authenticatorId })).credentials;
+    check("the virtual authenticator holds the approver's credential", creds.length === 1, JSON.stringify(creds.length));
+    await ap.getByRole("button", { name: "Log out" }).click();
+    // A passkey alone logs in (it is possession and user verification).
+    await ap.goto(`${NAMED}/console/login`);
+    await audit(ap, "login-passkey");
+    await ap.locator("#passkey-username").fill("hosp-approver");
+    await ap.getByRole("button", { name: "Log in with a passkey" }).click();
+    await ap.waitForURL(`${NAMED}/console/`, { timeout: 15000 }).catch(() => {});
+    check("passkey alone logs in", ap.url() === `${NAMED}/console/`, `${ap.url()} ${await ap.locator("#passkey-login-status").textContent().catch(() => "")}`);
+    // On the IP address, no relying party exists: a clear refusal, not a browser error.
+    const ipLogin = await (await newContext(browser)).newPage();
+    await ipLogin.goto(`${BASE}/console/login`);
+    const ipTry = await ipLogin.evaluate(async () => {
+      const csrf = document.getElementById("passkey-login").dataset.csrf;
+      const r = await fetch("/console/login/passkey/begin", { method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify({ username: "hosp-approver" }) });
+      return { status: r.status, body: await r.json() };
+    });
+    check("passkey on an IP address is refused with its reason", ipTry.status === 400 && ipTry.body.error === "passkey.wrong_host", JSON.stringify(ipTry));
+
+    // Another user's passkey cannot answer the approver's login: the auditor registers
+    // one, then offers it to a ceremony started for the approver.
+    const auCtx = await newContext(browser);
+    const au = await auCtx.newPage();
+    const auAuth = await withAuthenticator(auCtx, au);
+    const auSecret = await setupAccount(au, invites["hosp-auditor"], "hosp-auditor", NAMED);
+    await namedLogin(au, "hosp-auditor", auSecret);
+    await addPasskey(au, "auditor key");
+    const auCred = (await auAuth.cdp.send("WebAuthn.getCredentials", { authenticatorId: auAuth.authenticatorId })).credentials[0];
+    await au.getByRole("button", { name: "Log out" }).click();
+    await au.goto(`${NAMED}/console/login`);
+    const forged = await au.evaluate(async (credId) => {
+      const b64u = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4)), (c) => c.charCodeAt(0)).buffer;
+      const enc = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+      const csrf = document.getElementById("passkey-login").dataset.csrf;
+      const post = (u, b) => fetch(u, { method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify(b) });
+      const start = await (await post("/console/login/passkey/begin", { username: "hosp-approver" })).json();
+      const pk = start.options.publicKey;
+      pk.challenge = b64u(pk.challenge);
+      pk.allowCredentials = [{ type: "public-key", id: b64u(credId.replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "")) }];
+      const cred = await navigator.credentials.get({ publicKey: pk });
+      const answer = { ceremony: start.ceremony, credential: {
+        id: cred.id, rawId: enc(cred.rawId), type: cred.type, extensions: {},
+        response: { authenticatorData: enc(cred.response.authenticatorData), clientDataJSON: enc(cred.response.clientDataJSON),
+          signature: enc(cred.response.signature), userHandle: cred.response.userHandle ? enc(cred.response.userHandle) : null } } };
+      const r = await post("/console/login/passkey/finish", answer);
+      // The same ceremony cannot be tried twice.
+      const again = await post("/console/login/passkey/finish", answer);
+      return { status: r.status, body: await r.json(), again: again.status, againBody: await again.json() };
+    }, auCred.credentialId);
+    check("another user's passkey is refused", forged.status === 401 && forged.body.error === "passkey.not_verified", JSON.stringify(forged));
+    check("a used ceremony is refused", forged.again === 400 && forged.againBody.error === "passkey.no_ceremony", JSON.stringify(forged));
+    check("no session from a refused passkey", !(await auCtx.cookies()).some((c) => c.name === "__Host-dodvpn-console"));
+
+    // ---- the approver's inbox: the vendor waits; a window on one host and port ----
+    await ap.goto(`${NAMED}/console/approvals`);
+    const waitingRow = ap.locator("#waiting tbody tr", { hasText: VENDOR_DEVICE });
+    check("the vendor's refused application waits in the approver's inbox", (await waitingRow.count()) === 1);
+    await audit(ap, "approvals-inbox");
+    await waitingRow.getByRole("link", { name: /Open a window/ }).click();
+    check("the inbox link fills in the vendor", (await ap.getByLabel("Applicant", { exact: true }).inputValue()) === VENDOR_ORG
+      && (await ap.getByLabel(/Only this device/).inputValue()) === VENDOR_DEVICE);
+    await ap.getByLabel(/Minutes open/).fill("20");
+    await ap.getByLabel(/Contracted host/).fill("10.1.0.50");
+    await ap.getByLabel(/Contracted service/).fill("tcp/22");
+    await ap.getByRole("button", { name: "Open window" }).click();
+    const vrow = ap.locator("#windows tbody tr", { hasText: VENDOR_ORG });
+    check("the vendor's window is open with its contract", (await vrow.textContent()).includes("10.1.0.50/32 tcp/22") && (await vrow.textContent()).includes("open"), await vrow.textContent());
+    // The test applies as the vendor now, over the device's own mutual TLS.
+    fs.writeFileSync(path.join(OUT, "window-opened"), "");
+    const grantFile = path.join(OUT, "vendor-granted");
+    for (let i = 0; i < 100 && !fs.existsSync(grantFile); i++) { await new Promise((r) => setTimeout(r, 200)); }
+    const vendorGrant = fs.existsSync(grantFile) ? fs.readFileSync(grantFile, "utf8").trim() : "";
+    check("the vendor's application succeeds inside the window", vendorGrant.startsWith("grant-"), vendorGrant);
+    // The root admin sees the grant and its decoded connection info.
+    await root.goto(`${BASE}/console/grants`);
+    check("grants page lists the vendor's grant", (await root.locator("#grants").textContent()).includes(vendorGrant));
+    await audit(root, "grants");
+    await root.goto(`${BASE}/console/grants/${vendorGrant}`);
+    const gtext = await root.locator("main").textContent();
+    check("the grant's signed connection info is decoded: the contracted host and service only", gtext.includes("10.1.0.50/32") && gtext.includes("tcp/22") && !gtext.includes("tcp/443"), gtext.slice(0, 400));
+    await audit(root, "grant");
+    // Closing the window early withdraws the grant at once.
+    await ap.goto(`${NAMED}/console/approvals`);
+    ap.once("dialog", (d) => d.accept());
+    await ap.locator("#windows tbody tr", { hasText: VENDOR_ORG }).getByRole("button", { name: /Close now/ }).click();
+    await root.goto(`${BASE}/console/grants/${vendorGrant}`);
+    check("closing the window withdrew the grant", (await root.locator("main").textContent()).includes("withdrawn"));
+
+    // ---- the policy editor: errors in place, a dry run that saves nothing ----
+    const polUrl = `${BASE}/console/policy/${HOSPITAL_ORG}`;
+    await root.goto(polUrl);
+    await audit(root, "policy");
+    const original = await root.getByLabel("Subscriber policy (JSON)").inputValue();
+    await root.getByLabel("Subscriber policy (JSON)").fill('{"inbound": [{"from": "*", "services": ["tcp/70000"]}]}');
+    await root.getByRole("button", { name: "Dry run" }).click();
+    check("an invalid policy is refused in place", (await root.locator("#policy-error").count()) === 1
+      && (await root.getByLabel("Subscriber policy (JSON)").getAttribute("aria-invalid")) === "true", await root.locator("main").textContent());
+    await audit(root, "policy-invalid");
+    await root.getByLabel("Subscriber policy (JSON)").fill('{"inbound": [], "outbound": [{"to": "*", "services": ["any"]}]}');
+    await root.getByRole("button", { name: "Dry run" }).click();
+    const dry = await root.locator("#dry-run").textContent();
+    check("the dry run lists the grant it would withdraw", (await root.locator("#dry-withdrawn tbody tr").count()) >= 1, dry);
+    await audit(root, "policy-dry-run");
+    await root.goto(polUrl);
+    check("a dry run saved nothing", (await root.getByLabel("Subscriber policy (JSON)").inputValue()) === original);
+    root.once("dialog", (d) => d.accept());
+    await root.getByRole("button", { name: "Save" }).click();
+    check("saving the unchanged policy says so", (await root.locator(".notice").count()) === 1, root.url());
+
     // ---- the root admin cuts the hospital's session in the browser ----
     await root.goto(`${BASE}/console/sessions`);
     root.once("dialog", (d) => d.accept());
@@ -292,14 +449,14 @@ async function main() {
     let lastMsg = "";
     for (let i = 0; i < 5; i++) {
       await lock.goto(`${BASE}/console/login`);
-      await lock.getByLabel("User name").fill("clinic-admin");
+      await lock.getByLabel("User name", { exact: true }).fill("clinic-admin");
       await lock.getByLabel("Password").fill(`wrong password ${i} long enough`);
       await lock.getByRole("button", { name: "Next" }).click();
       lastMsg = await lock.locator('[role="alert"]').textContent();
     }
     check("fifth failure locks", /locked/.test(lastMsg), lastMsg);
     await lock.goto(`${BASE}/console/login`);
-    await lock.getByLabel("User name").fill("clinic-admin");
+    await lock.getByLabel("User name", { exact: true }).fill("clinic-admin");
     await lock.getByLabel("Password").fill(PASSWORD);
     await lock.getByRole("button", { name: "Next" }).click();
     check("locked account refuses the right password", !lock.url().endsWith("/2fa") && /locked/.test(await lock.locator('[role="alert"]').textContent()));

@@ -303,6 +303,30 @@ impl Centre {
         CenterClient::anonymous(&self.url, &self.ca_pem()).unwrap()
     }
 
+    /// Run SQL on the centre's own database, behind its back (tests that tamper with
+    /// what the centre stored: SQLite file or PostgreSQL by psql).
+    pub fn sql(&self, sql: &str) {
+        match &self.db {
+            None => {
+                let conn = rusqlite::Connection::open(self.dir.join("center.db")).unwrap();
+                conn.busy_timeout(Duration::from_secs(10)).unwrap();
+                conn.execute_batch(sql).unwrap();
+            }
+            Some(url) => {
+                let out = Command::new("psql")
+                    .arg(url)
+                    .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+
     pub fn org(&self, name: &str, kind: &str) -> String {
         self.admin_ok(&["org", "create", name, "--kind", kind])["id"]
             .as_str()

@@ -20,6 +20,9 @@ use crate::proposal::{self, IkeSuite};
 use crate::rng::Rng;
 use crate::{Config, Error};
 
+/// The IKE port (§2): a peer dialled anywhere else speaks NAT-T from the start.
+pub const IKE_PORT: u16 = 500;
+
 /// The hash algorithms we accept for RFC 7427 signatures (RFC 7427 §4).
 fn signature_hashes() -> Payload {
     Payload::Notify(Notify::signature_hash_algorithms(&[
@@ -52,6 +55,13 @@ impl IkeSa {
             .first()
             .ok_or_else(|| Error::Config("no IKE proposals".into()))?;
         let mut sa = IkeSa::blank(cfg, rng, now, true, local, remote);
+        if remote.port() != IKE_PORT {
+            // §2.23 (and RFC 3948): a peer reached at a NAT's mapping, a relay or its
+            // NAT-T port is spoken to with the non-ESP marker from our NAT-T port from
+            // the first message on.
+            sa.nat_t = true;
+            sa.local.set_port(sa.cfg.nat_t_port);
+        }
         sa.spi_i = sa.rng.u64_nonzero();
         sa.ni = sa.rng.bytes(NONCE_LEN);
         sa.ke_group = Some(first.group);
@@ -149,7 +159,12 @@ impl IkeSa {
         (any, local_nat || (any && remote_nat))
     }
 
+    /// Move to the NAT-T ports (§2.23). An SA already on them stays where it is: the
+    /// peer's port may be a NAT's mapping or a relay's, not 4500.
     fn float(&mut self) {
+        if self.nat_t {
+            return;
+        }
         let p = self.cfg.nat_t_port;
         self.nat_t = true;
         self.local.set_port(p);
@@ -171,6 +186,8 @@ impl IkeSa {
         chosen: dodvpn_wire::Proposal,
     ) -> Result<IkeSa, Error> {
         let mut sa = IkeSa::blank(cfg, rng, now, false, local, remote);
+        // An initiator that starts on our NAT-T port is answered there, with the marker.
+        sa.nat_t = local.port() == sa.cfg.nat_t_port;
         sa.state = State::InitDone;
         sa.spi_i = msg.header.spi_i;
         sa.spi_r = sa.rng.u64_nonzero();

@@ -76,13 +76,17 @@ pub(crate) async fn load_device(
     tx_or_pool: impl sqlx::Executor<'_, Database = sqlx::Any>,
     id: &str,
 ) -> Result<Device, ApiError> {
-    let r = sqlx::query(
-        "SELECT id, serial, model, owner_org, order_id, status, endpoint, subnets, created_ms, mapped_subnets, registered_by, confirmed_ms FROM devices WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(tx_or_pool)
-    .await?
-    .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
+    let r = sqlx::query(&format!("SELECT {DEVICE_COLS} FROM devices WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(tx_or_pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
+    device_from_row(&r)
+}
+
+const DEVICE_COLS: &str = "id, serial, model, owner_org, order_id, status, endpoint, subnets, created_ms, mapped_subnets, registered_by, confirmed_ms";
+
+fn device_from_row(r: &sqlx::any::AnyRow) -> Result<Device, ApiError> {
     let subnets: String = r.get(7);
     let mapped: String = r.get(9);
     Ok(Device {
@@ -197,7 +201,15 @@ pub struct DeviceQuery {
     pub org: Option<String>,
     /// Only the device with this serial.
     pub serial: Option<String>,
+    /// At most this many (1–10000, default 10000), in order of registration.
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<i64>,
+    /// Skip this many first.
+    #[param(minimum = 0)]
+    pub offset: Option<i64>,
 }
+
+const MAX_LIST: i64 = 10_000;
 
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceQuery), responses((status = 200, body = [Device])))]
 pub async fn list_devices(
@@ -217,16 +229,34 @@ pub async fn list_devices(
         (None, Some(o)) => o.to_string(),
         (None, None) => String::new(),
     };
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM devices WHERE ($1 = '' OR owner_org = $1) AND ($2 = '' OR serial = $2) ORDER BY created_ms LIMIT 10000",
-    )
+    let limit = q.limit.unwrap_or(MAX_LIST).clamp(1, MAX_LIST);
+    // Two queries for any number of devices: the rows, then their groups.
+    let rows = sqlx::query(&format!(
+        "SELECT {DEVICE_COLS} FROM devices WHERE ($1 = '' OR owner_org = $1) AND ($2 = '' OR serial = $2) ORDER BY created_ms, id LIMIT $3 OFFSET $4"
+    ))
     .bind(&org)
     .bind(q.serial.as_deref().unwrap_or(""))
+    .bind(limit)
+    .bind(q.offset.unwrap_or(0).max(0))
     .fetch_all(&c.db.pool)
     .await?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        out.push(with_groups(&c, load_device(&c.db.pool, &id).await?).await?);
+    let mut out = rows
+        .iter()
+        .map(device_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let members: Vec<(String, String)> = sqlx::query_as(
+        "SELECT m.device_id, m.group_name FROM memberships m JOIN devices d ON d.id = m.device_id \
+         WHERE ($1 = '' OR d.owner_org = $1) ORDER BY m.group_name",
+    )
+    .bind(&org)
+    .fetch_all(&c.db.pool)
+    .await?;
+    let mut groups: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for (d, g) in members {
+        groups.entry(d).or_default().push(g);
+    }
+    for d in &mut out {
+        d.groups = groups.remove(&d.id).unwrap_or_default();
     }
     Ok(Json(out))
 }

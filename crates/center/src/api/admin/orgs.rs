@@ -275,6 +275,27 @@ pub async fn put_policy(
     Ok(Json(PolicyDoc(policy)))
 }
 
+/// What saving this policy would do, without saving it: which grants would be added
+/// (applications refused in the last 7 days), narrowed, widened, changed or withdrawn.
+/// Nothing is stored, audited or pushed.
+#[utoipa::path(post, path = "/api/v1/orgs/{id}/policy/dry-run", tag = "organisations", params(("id" = String, Path)),
+    request_body = PolicyDoc, responses((status = 200, body = grants::DryRun), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn dry_run_policy(
+    State(c): State<Arc<Center>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<PolicyDoc>, JsonRejection>,
+) -> Result<Json<grants::DryRun>, ApiError> {
+    caller.require_org(&id)?;
+    let Json(PolicyDoc(policy)) = body?;
+    let mut tx = c.db.begin_write().await?;
+    org_exists(&mut tx, &id).await?;
+    let out = grants::dry_run(&mut tx, &id, &policy).await?;
+    // Dropped, not committed: the dry run leaves the database as it was.
+    drop(tx);
+    Ok(Json(out))
+}
+
 pub(crate) async fn org_devices(
     tx: &mut crate::db::WriteTx<'_>,
     org: &str,
