@@ -7,10 +7,15 @@
 # NATs punching cannot work: the centre allocates the provider relay (`dodvpn relay`),
 # which forwards ciphertext only.
 #
-#   sudo bash tests/netns/agent_punch.sh        (PUNCH_SETUP_OUT=FILE: setup times as JSON lines)
+#   sudo bash tests/netns/agent_punch.sh
+#   PUNCH_SETUP_OUT=FILE PUNCH_REPS=N  (bench/nat.sh): every case N times, setup time,
+#     round trip and iperf3 throughput as JSON lines; the NATs' UDP mappings then expire
+#     after 3 s so that each repetition punches again (relayed repetitions reuse the
+#     relay allocation and go at once: its bindings are refreshed every 15 s, not 3).
 #
 #   WAN  br0 192.0.2.1/24: centre :8443, relay :4600 (DODVPN_RELAY)
 #   H    192.0.2.11 fixed endpoint, site 10.1.0.1
+#   L    192.0.2.12 fixed endpoint, site 10.6.0.1 (a lab: hospital → lab as before)
 #   Nk   wan0 192.0.2.10k, lan0 198.51.10x.1/24 → Ck 198.51.10x.2, site 10.(k+1).0.1
 #        N1 port-restricted (masquerade, unsolicited inbound dropped)
 #        N2 full-cone-like (the same, plus a port forward of UDP 4500 to C2)
@@ -28,7 +33,7 @@ netns_trap_cleanup
 
 work="$(netns_workdir agpunch)"
 tag="ap$$"; tag="${tag:0:8}"
-WAN="${tag}-wan" H="${tag}-h"
+WAN="${tag}-wan" H="${tag}-h" L="${tag}-l"
 CENTRE=192.0.2.1 H_OUT=192.0.2.11 RELAY="192.0.2.1:4600"
 URL="https://$CENTRE:8443"
 export DODVPN_KEYSTORE_PASSPHRASE="agent-punch-$$-$RANDOM"
@@ -40,7 +45,7 @@ conn() { status "$1" "$2" | jq -c --arg n "$3" '.connections[] | select(.name ==
 now_ms() { date +%s%3N; }
 
 # ---------------------------------------------------------------- topology
-_nl_ns_add "$WAN"; _nl_ns_add "$H"
+_nl_ns_add "$WAN"; _nl_ns_add "$H"; _nl_ns_add "$L"
 ip -n "$WAN" link add br0 type bridge && ip -n "$WAN" addr add "$CENTRE/24" dev br0 && ip -n "$WAN" link set br0 up || die "bridge"
 attach() { # NS IF ADDR : a veth from the bridge into NS
   ip link add "v$1" netns "$WAN" type veth peer name "$2" netns "$1" || die "veth $1"
@@ -48,6 +53,7 @@ attach() { # NS IF ADDR : a veth from the bridge into NS
   ip -n "$1" addr add "$3/24" dev "$2" && ip -n "$1" link set "$2" up
 }
 attach "$H" out0 "$H_OUT"; _nl_site "$H" 10.1.0.1
+attach "$L" out0 192.0.2.12; _nl_site "$L" 10.6.0.1
 
 nat_rules() { # KIND CLINIC_ADDR : an nftables NAT of the given kind
   local masq="masquerade" fwd=""
@@ -85,6 +91,9 @@ for k in 1 2 3 4; do
   ip -n "$c" route add default via "$lan.1" || die "clinic $k default route"
   _nl_site "$c" "10.$((k + 1)).0.1"
   nat_rules "${KIND[$k]}" "$lan.2" | ip netns exec "$n" nft -f - || die "nftables NAT in $n"
+  if [[ -n "${PUNCH_SETUP_OUT:-}" ]]; then
+    ip netns exec "$n" sysctl -qw net.netfilter.nf_conntrack_udp_timeout=3 net.netfilter.nf_conntrack_udp_timeout_stream=3
+  fi
   netns_wait_for 5 ip netns exec "$c" ping -c1 -W1 -q "$CENTRE" || die "clinic $k → centre through its NAT: no ping"
   printf -v "C$k" %s "$c"; printf -v "N$k" %s "$n"
 done
@@ -104,7 +113,7 @@ echo '{"inbound":[{"from":"*","services":["any"]}],"outbound":[{"to":"*","servic
 admin policy set "$org" --file "$work/open.json" >/dev/null || die "policy"
 admin group create GP >/dev/null || die "group"
 enrolled=0
-for row in "h=$H=10.1.0.0/24=$H_OUT" "c1=$C1=10.2.0.0/24=" "c2=$C2=10.3.0.0/24=" "c3=$C3=10.4.0.0/24=" "c4=$C4=10.5.0.0/24="; do
+for row in "h=$H=10.1.0.0/24=$H_OUT" "l=$L=10.6.0.0/24=192.0.2.12" "c1=$C1=10.2.0.0/24=" "c2=$C2=10.3.0.0/24=" "c3=$C3=10.4.0.0/24=" "c4=$C4=10.5.0.0/24="; do
   IFS== read -r k ns subnet ep <<<"$row"
   args=(--serial "PUNCH-$k-$$" --model DV-100 --owner "$org" --order "$order" --subnet "$subnet")
   [[ -n "$ep" ]] && args+=(--endpoint "$ep")
@@ -114,10 +123,10 @@ for row in "h=$H=10.1.0.0/24=$H_OUT" "c1=$C1=10.2.0.0/24=" "c2=$C2=10.3.0.0/24="
   admin group add GP "$dev" >/dev/null || die "group add $k"
   printf -v "dev_$k" %s "$dev"
 done
-check "five sites enrolled, four clinics through their NATs without an endpoint" test "$enrolled" = 5
+check "six sites enrolled, four clinics through their NATs without an endpoint" test "$enrolled" = 6
 
 pids=()
-for row in "h=$H" "c1=$C1" "c2=$C2" "c3=$C3" "c4=$C4"; do
+for row in "h=$H" "l=$L" "c1=$C1" "c2=$C2" "c3=$C3" "c4=$C4"; do
   IFS== read -r k ns <<<"$row"
   netns_spawn "$ns" "$work/agent-$k.log" env DODVPN_LOG=info "$DODVPN_BIN" agent run --keystore "$work/$k-ks" \
     --control "$work/$k.sock" --idle-timeout 60s
@@ -128,7 +137,7 @@ grant() { # FROM TO
   local g; g="$(admin connection apply --from "$1" --to "$2" | jq -r '.outcomes[0].grant_id')"
   [[ -n "$g" && "$g" != null ]] || die "$1 → $2 not granted"
 }
-grant "$dev_c1" "$dev_c2"; grant "$dev_c2" "$dev_c1"; grant "$dev_h" "$dev_c1"; grant "$dev_c3" "$dev_c4"
+grant "$dev_h" "$dev_l"; grant "$dev_c1" "$dev_c2"; grant "$dev_c2" "$dev_c1"; grant "$dev_h" "$dev_c1"; grant "$dev_c3" "$dev_c4"
 installed() { conn "$1" "$2" "$3" | jq -e '.name' >/dev/null; }
 # Each peer's grant must name the other's candidates before it can be dialled.
 has_cands() { conn "$1" "$2" "$3" | grep -q . && grep -aq "reachable at" "$work/agent-$4.log"; }
@@ -145,9 +154,38 @@ ping_until() { # NS SRC DST SECONDS : ping until one answer; prints ms taken
 }
 record() { # CASE MS
   echo "setup time $1: $2 ms"
-  [[ -n "${PUNCH_SETUP_OUT:-}" ]] && echo "{\"case\":\"$1\",\"ms\":$2}" >>"$PUNCH_SETUP_OUT"
+  [[ -n "${PUNCH_SETUP_OUT:-}" ]] && echo "{\"kind\":\"setup\",\"case\":\"$1\",\"ms\":$2}" >>"$PUNCH_SETUP_OUT"
   return 0
 }
+# bench/nat.sh only: the case again PUNCH_REPS-1 times from cold (tunnels down, the
+# NATs' mappings expired), then round trip and throughput over the live tunnel.
+again() { # CASE NS_A K_A NS_B K_B SRC DST PAUSE_S
+  [[ -n "${PUNCH_SETUP_OUT:-}" ]] || return 0
+  local r ms rtt bps
+  for ((r = 2; r <= ${PUNCH_REPS:-1}; r++)); do
+    ip netns exec "$2" "$DODVPN_BIN" tunnel down --control "$work/$3.sock" >/dev/null
+    ip netns exec "$4" "$DODVPN_BIN" tunnel down --control "$work/$5.sock" >/dev/null
+    sleep "$8"
+    ms="$(ping_until "$2" "$6" "$7" 25)" && record "$1" "$ms"
+  done
+  rtt="$(ip netns exec "$2" ping -c 50 -i 0.02 -q -I "$6" "$7" | awk -F/ '/rtt|round-trip/ {print $5}')"
+  netns_spawn "$4" "$work/iperf-$5.log" timeout 30 iperf3 -s -1 -B "$7" -p 5201
+  local srv="$NETNS_LAST_PID"
+  netns_wait_for 5 ip netns exec "$4" sh -c "ss -ltn | grep -qF '$7:5201 '"
+  bps="$(ip netns exec "$2" timeout 30 iperf3 -c "$7" -B "$6" -p 5201 -t 3 -J | jq '.end.sum_received.bits_per_second')"
+  netns_kill "$srv"
+  echo "{\"kind\":\"path\",\"case\":\"$1\",\"rtt_ms\":${rtt:-null},\"bits_per_second\":${bps:-null}}" >>"$PUNCH_SETUP_OUT"
+}
+
+# ---------------------------------------------------------------- hospital → lab: fixed, as before
+ms="$(ping_until "$H" 10.1.0.1 10.6.0.1 15)"; rc=$?
+check "fixed addresses: the hospital reaches the lab on demand" test "$rc" = 0
+record "direct hospital->lab (fixed addresses)" "${ms:-0}"
+check "fixed addresses: the hospital dialled the lab's endpoint at the IKE port, as before" \
+  grep -aq "initiating IKE to 192.0.2.12:500" "$work/agent-h.log"
+check "fixed addresses: the hospital asked for no introduction to the lab" \
+  sh -c "! grep -aq 'introduced to $dev_h' '$work/agent-l.log'"
+again "direct hospital->lab (fixed addresses)" "$H" h "$L" l 10.1.0.1 10.6.0.1 4
 
 # ---------------------------------------------------------------- clinic ↔ clinic, punched
 # Into the port-restricted NAT first: its first IKE is dropped until clinic 1 has
@@ -164,6 +202,7 @@ check "clinic 1's NAT dropped the unsolicited IKE before the hole was opened" te
 direct() { conn "$1" "$2" "$3" | jq -e --arg a "$4" '.state == "established" and .remote == $a and .relay == null' >/dev/null; }
 check "clinic 2's tunnel to clinic 1 is direct (no relay), at clinic 1's NAT's address" direct "$C2" c2 "$dev_c1" 192.0.2.101
 check "2 MiB TCP clinic 2 → clinic 1 through both NATs, sha256 equal" tcp_transfer "$C2" "$C1" 10.2.0.1 10.3.0.1 2 "$work" 5101
+again "punched clinic2->clinic1 (full-cone -> port-restricted)" "$C2" c2 "$C1" c1 10.3.0.1 10.2.0.1 4
 
 # The other way, a new session from clinic 1.
 ip netns exec "$C2" "$DODVPN_BIN" tunnel down --control "$work/c2.sock" >/dev/null
@@ -180,9 +219,11 @@ d1_before="$(dropped "$N1")"
 ms="$(ping_until "$H" 10.1.0.1 10.2.0.1 15)"; rc=$?
 check "the fixed-address hospital reaches clinic 1 behind its NAT on demand (hospital initiates)" test "$rc" = 0
 record "punched hospital->clinic1 (fixed -> port-restricted)" "${ms:-0}"
+d1_after="$(dropped "$N1")"
 check "the hospital dialled clinic 1's public candidate (192.0.2.101:4500)" \
   grep -aq "initiating IKE to 192.0.2.101:4500" "$work/agent-h.log"
-check "clinic 1's NAT dropped the hospital's first IKE (the hole was needed)" test "$(dropped "$N1")" -gt "$d1_before"
+again "punched hospital->clinic1 (fixed -> port-restricted)" "$H" h "$C1" c1 10.1.0.1 10.2.0.1 4
+check "clinic 1's NAT dropped the hospital's first IKE (the hole was needed)" test "$d1_after" -gt "$d1_before"
 check "the hospital no longer waits for the clinic to connect" \
   sh -c "! grep -aq 'no known address: not initiating' '$work/agent-h.log'"
 
@@ -214,6 +255,7 @@ bytes="$(stat -c %s "$work/relay.pcap" 2>/dev/null || echo 0)"
 check "the capture at the relay holds the tunnel's traffic (over 2 MiB of it)" test "$bytes" -gt $((2 * 1024 * 1024))
 check "the capture at the relay holds no plain text (the marker never appears)" \
   sh -c "! grep -aq 'DODVPN-RELAY-PLAINTEXT-MARKER' '$work/relay.pcap'"
+again "relayed clinic3->clinic4 (symmetric -> symmetric; relay already known)" "$C3" c3 "$C4" c4 10.4.0.1 10.5.0.1 0
 check "the centre's session list shows the session through the relay" \
   sh -c "ip netns exec '$WAN' '$DODVPN_BIN' admin --json --center '$URL' --ca '$work/centre/pki/root.pem' --credential-file '$work/centre/admin.token' session list --device '$dev_c3' | jq -e --arg r '$RELAY' 'any(.[]; .relay == \$r)' >/dev/null"
 check "the direct clinic sessions are not marked as relayed" \
