@@ -10,8 +10,9 @@
 #   sudo bash tests/netns/agent_punch.sh
 #   PUNCH_SETUP_OUT=FILE PUNCH_REPS=N  (bench/nat.sh): every case N times, setup time,
 #     round trip and iperf3 throughput as JSON lines; the NATs' UDP mappings then expire
-#     after 3 s and each repetition waits 6 s (over the agent's 5 s between two
-#     introductions of one peer), so that each punches again (relayed repetitions reuse the
+#     after 3 s and each repetition waits 9 s (the called side's 4 s of keepalives
+#     plus those 3 s, and over the agent's 5 s between two introductions of one
+#     peer), so that each punches again (relayed repetitions reuse the
 #     relay allocation and go at once: its bindings are refreshed every 15 s, not 3).
 #
 #   WAN  br0 192.0.2.1/24: centre :8443, relay :4600 (DODVPN_RELAY)
@@ -186,7 +187,7 @@ check "fixed addresses: the hospital dialled the lab's endpoint at the IKE port,
   grep -aq "initiating IKE to 192.0.2.12:500" "$work/agent-h.log"
 check "fixed addresses: the hospital asked for no introduction to the lab" \
   sh -c "! grep -aq 'introduced to $dev_h' '$work/agent-l.log'"
-again "direct hospital->lab (fixed addresses)" "$H" h "$L" l 10.1.0.1 10.6.0.1 6
+again "direct hospital->lab (fixed addresses)" "$H" h "$L" l 10.1.0.1 10.6.0.1 9
 
 # ---------------------------------------------------------------- clinic ↔ clinic, punched
 # Into the port-restricted NAT first: its first IKE is dropped until clinic 1 has
@@ -203,7 +204,7 @@ check "clinic 1's NAT dropped the unsolicited IKE before the hole was opened" te
 direct() { conn "$1" "$2" "$3" | jq -e --arg a "$4" '.state == "established" and .remote == $a and .relay == null' >/dev/null; }
 check "clinic 2's tunnel to clinic 1 is direct (no relay), at clinic 1's NAT's address" direct "$C2" c2 "$dev_c1" 192.0.2.101
 check "2 MiB TCP clinic 2 → clinic 1 through both NATs, sha256 equal" tcp_transfer "$C2" "$C1" 10.2.0.1 10.3.0.1 2 "$work" 5101
-again "punched clinic2->clinic1 (full-cone -> port-restricted)" "$C2" c2 "$C1" c1 10.3.0.1 10.2.0.1 6
+again "punched clinic2->clinic1 (full-cone -> port-restricted)" "$C2" c2 "$C1" c1 10.3.0.1 10.2.0.1 9
 
 # The other way, a new session from clinic 1.
 ip netns exec "$C2" "$DODVPN_BIN" tunnel down --control "$work/c2.sock" >/dev/null
@@ -223,7 +224,7 @@ record "punched hospital->clinic1 (fixed -> port-restricted)" "${ms:-0}"
 d1_after="$(dropped "$N1")"
 check "the hospital dialled clinic 1's public candidate (192.0.2.101:4500)" \
   grep -aq "initiating IKE to 192.0.2.101:4500" "$work/agent-h.log"
-again "punched hospital->clinic1 (fixed -> port-restricted)" "$H" h "$C1" c1 10.1.0.1 10.2.0.1 6
+again "punched hospital->clinic1 (fixed -> port-restricted)" "$H" h "$C1" c1 10.1.0.1 10.2.0.1 9
 check "clinic 1's NAT dropped the hospital's first IKE (the hole was needed)" test "$d1_after" -gt "$d1_before"
 check "the hospital no longer waits for the clinic to connect" \
   sh -c "! grep -aq 'no known address: not initiating' '$work/agent-h.log'"
@@ -258,9 +259,9 @@ check "the capture at the relay holds no plain text (the marker never appears)" 
   sh -c "! grep -aq 'DODVPN-RELAY-PLAINTEXT-MARKER' '$work/relay.pcap'"
 again "relayed clinic3->clinic4 (symmetric -> symmetric; relay already known)" "$C3" c3 "$C4" c4 10.4.0.1 10.5.0.1 0
 check "the centre's session list shows the session through the relay" \
-  sh -c "ip netns exec '$WAN' '$DODVPN_BIN' admin --json --center '$URL' --ca '$work/centre/pki/root.pem' --credential-file '$work/centre/admin.token' session list --device '$dev_c3' | jq -e --arg r '$RELAY' 'any(.[]; .relay == \$r)' >/dev/null"
+  sh -c "ip netns exec '$WAN' '$DODVPN_BIN' admin --json --center '$URL' --ca '$work/centre/pki/root.pem' --credential-file '$work/centre/admin.token' session list --all --device '$dev_c3' | jq -e --arg r '$RELAY' 'any(.[]; .relay == \$r)' >/dev/null"
 check "the direct clinic sessions are not marked as relayed" \
-  sh -c "ip netns exec '$WAN' '$DODVPN_BIN' admin --json --center '$URL' --ca '$work/centre/pki/root.pem' --credential-file '$work/centre/admin.token' session list --device '$dev_c2' | jq -e 'length > 0 and all(.[]; .relay == null)' >/dev/null"
+  sh -c "ip netns exec '$WAN' '$DODVPN_BIN' admin --json --center '$URL' --ca '$work/centre/pki/root.pem' --credential-file '$work/centre/admin.token' session list --all --device '$dev_c2' | jq -e 'length > 0 and all(.[]; .relay == null)' >/dev/null"
 
 netns_kill "${pids[@]}" "$pid_relay"
 netns_summary
