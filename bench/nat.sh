@@ -54,7 +54,7 @@ if [[ " $ONLY " == *" nebula "* ]]; then
   tag="nb$$"; tag="${tag:0:8}"
   WAN="${tag}-wan"
   _nl_ns_add "$WAN"
-  ip -n "$WAN" link add br0 type bridge && ip -n "$WAN" addr add 192.0.2.1/24 dev br0 && ip -n "$WAN" link set br0 up
+  ip -n "$WAN" link add br0 address 02:00:00:00:19:01 type bridge && ip -n "$WAN" addr add 192.0.2.1/24 dev br0 && ip -n "$WAN" link set br0 up
   attach() { # NS IF ADDR
     ip link add "v$1" netns "$WAN" type veth peer name "$2" netns "$1"
     ip -n "$WAN" link set "v$1" master br0 up

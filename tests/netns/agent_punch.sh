@@ -48,7 +48,9 @@ now_ms() { date +%s%3N; }
 
 # ---------------------------------------------------------------- topology
 _nl_ns_add "$WAN"; _nl_ns_add "$H"; _nl_ns_add "$L"
-ip -n "$WAN" link add br0 type bridge && ip -n "$WAN" addr add "$CENTRE/24" dev br0 && ip -n "$WAN" link set br0 up || die "bridge"
+# A fixed MAC: a bridge otherwise takes its ports' lowest, which changes as veths
+# join, and neighbours caching the old one lose the centre until their ARP expires.
+ip -n "$WAN" link add br0 address 02:00:00:00:19:01 type bridge && ip -n "$WAN" addr add "$CENTRE/24" dev br0 && ip -n "$WAN" link set br0 up || die "bridge"
 attach() { # NS IF ADDR : a veth from the bridge into NS
   ip link add "v$1" netns "$WAN" type veth peer name "$2" netns "$1" || die "veth $1"
   ip -n "$WAN" link set "v$1" master br0 up

@@ -816,10 +816,7 @@ d6_enrol() {
     # shellcheck disable=SC2086
     ip netns exec "$wan" "$bin" admin --json "${c[@]}" $s "$dev" >/dev/null || { _nl_log "d6_enrol: $s $dev failed"; return 1; }
   done
-  # Once more after a pause: a first TCP connect through a fresh NAT on a loaded
-  # machine now and then times out (the enrolment itself is idempotent).
   ip netns exec "$dns" "$bin" agent enroll --keystore "$ks" --center "$url" "$@" >/dev/null ||
-    { sleep 2; ip netns exec "$dns" "$bin" agent enroll --keystore "$ks" --center "$url" "$@" >/dev/null; } ||
     { _nl_log "d6_enrol: agent enroll $dev failed"; return 1; }
   ip netns exec "$wan" "$bin" admin --json "${c[@]}" service start "$dev" >/dev/null ||
     { _nl_log "d6_enrol: service start $dev failed"; return 1; }
