@@ -261,12 +261,22 @@ pub async fn run_observed(
         )),
     }
     let (sessions_tx, mut sessions_rx) = mpsc::unbounded_channel::<SessionEvent>();
-    let (intro_tx, mut intro_rx) = mpsc::unbounded_channel::<String>();
+    let (intro_tx, mut intro_rx) = mpsc::unbounded_channel::<(String, std::time::Instant)>();
+    // When each peer's last session came up: punching worked if it did after the
+    // introduction, even if the session is already gone again.
+    let last_up: Arc<Mutex<std::collections::HashMap<String, std::time::Instant>>> = Arc::default();
+    let seen_up = last_up.clone();
     let observer = Box::new(move |ev| match ev {
         SessionEvent::NeedsIntroduction { conn } => {
-            let _ = intro_tx.send(conn);
+            let _ = intro_tx.send((conn, std::time::Instant::now()));
         }
         ev => {
+            if let SessionEvent::Up { conn, .. } = &ev {
+                seen_up
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(conn.clone(), std::time::Instant::now());
+            }
             let _ = sessions_tx.send(ev);
         }
     });
@@ -287,11 +297,11 @@ pub async fn run_observed(
     // without a fixed address; the centre tells both of us at once, the peer opens
     // its NAT towards us; if we are still not through, the centre allocates a relay.
     let introducer = {
-        let (say, client, tunnels) = (say.clone(), agent.client.clone(), tunnels.clone());
+        let (say, client) = (say.clone(), agent.client.clone());
         tokio::spawn(async move {
             let mut last: std::collections::HashMap<String, std::time::Instant> =
                 Default::default();
-            while let Some(conn) = intro_rx.recv().await {
+            while let Some((conn, asked)) = intro_rx.recv().await {
                 if last
                     .get(&conn)
                     .is_some_and(|t| t.elapsed() < INTRODUCE_EVERY)
@@ -299,7 +309,7 @@ pub async fn run_observed(
                     continue;
                 }
                 last.insert(conn.clone(), std::time::Instant::now());
-                let (say, client, tunnels) = (say.clone(), client.clone(), tunnels.clone());
+                let (say, client, last_up) = (say.clone(), client.clone(), last_up.clone());
                 tokio::spawn(async move {
                     let body = serde_json::json!({ "peer_device_id": conn });
                     if let Err(e) = client
@@ -309,15 +319,12 @@ pub async fn run_observed(
                         return say(format!("the centre could not introduce us to {conn} ({e:#}) / センターによる紹介に失敗"));
                     }
                     tokio::time::sleep(PUNCH_WAIT).await;
-                    let up = tokio::task::block_in_place(|| {
-                        let t = tunnels.lock().unwrap_or_else(|p| p.into_inner());
-                        t.handle().status().map(|s| {
-                            s.connections
-                                .iter()
-                                .any(|c| c.name == conn && c.state == "established")
-                        })
-                    });
-                    if !matches!(up, Ok(false)) {
+                    let came_up = last_up
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&conn)
+                        .is_some_and(|t| *t >= asked);
+                    if came_up {
                         return;
                     }
                     match client

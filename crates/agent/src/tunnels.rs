@@ -658,6 +658,34 @@ mod tests {
     }
 
     #[test]
+    fn the_peers_candidates_are_planned_after_its_endpoint_without_repeats() {
+        // Issue 19 item 1: reported candidates are dialled; the endpoint's own address
+        // on the NAT-T port is no second chance, nor is a candidate two grants repeat.
+        let mut a = info("10.2.0.0/24", &[]);
+        a.peer.candidates = vec![
+            "192.0.2.1:4500".into(),
+            "198.51.100.7:4500".into(),
+            "not an address".into(),
+        ];
+        let mut b = a.clone();
+        b.grant_id = "g2".into();
+        b.peer.candidates = vec!["198.51.100.7:4500".into(), "203.0.113.9:4500".into()];
+        let grants = BTreeMap::from([("g1".to_string(), a.clone()), ("g2".to_string(), b)]);
+        let (plans, _) = plan(&grants, 1);
+        assert_eq!(plans.len(), 1);
+        let want: Vec<SocketAddr> = vec![
+            "198.51.100.7:4500".parse().unwrap(),
+            "203.0.113.9:4500".parse().unwrap(),
+        ];
+        assert_eq!(plans[0].candidates, want);
+        assert_eq!(plans[0].remote_addr, Some("192.0.2.1".parse().unwrap()));
+        // Without an endpoint, every candidate is kept.
+        a.peer.endpoint = None;
+        let (plans, _) = plan(&BTreeMap::from([("g1".to_string(), a)]), 1);
+        assert_eq!(plans[0].candidates.len(), 2);
+    }
+
+    #[test]
     fn an_icmp_grant_lets_ping_through_over_ipv4_and_ipv6_inner() {
         use dodvpn_dataplane::filter::{proto, Direction, PacketFilter};
         let mut i = info("fd00:2::/64", &[]);

@@ -184,3 +184,16 @@ fn a_clinic_behind_nat_without_an_endpoint_reaches_the_hospital() {
 fn the_gateway_centre_gives_allowlisted_approved_internet_access_over_the_vpn_only() {
     run("gateway_centre.sh");
 }
+
+/// Issue 19 items 1–3 (tests/netns/agent_punch.sh): four clinics behind nftables NATs
+/// of the test's own, without endpoints. Clinic ↔ clinic through a port-restricted and
+/// a full-cone-like NAT both ways, and hospital → clinic, on demand: the caller dials
+/// the peer's reported candidates, the centre introduces both at once and the called
+/// side opens its NAT (the port-restricted NAT is seen dropping the first IKE). Both
+/// behind symmetric NATs: the centre allocates the relay, both tunnels run through it,
+/// 2 MiB of known plain text arrive intact and a capture at the relay never holds it;
+/// the centre's session list marks that session as relayed, and only that one.
+#[test]
+fn clinics_behind_nats_punch_through_and_symmetric_nats_meet_at_the_relay() {
+    run("agent_punch.sh");
+}

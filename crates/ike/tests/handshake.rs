@@ -669,3 +669,40 @@ fn mobike_informational_answered() {
     assert!(IkeHeader_of(&resp).flags.response());
     assert_eq!(IkeHeader_of(&resp).message_id, next_id);
 }
+
+/// RFC 7296 §2.23, RFC 3948 §2.2: a peer dialled at a port other than 500 (a NAT's
+/// mapping, a relay) is spoken to from our NAT-T port with the non-ESP marker from the
+/// very first IKE_SA_INIT, and answered the same way; the peer's port is kept.
+#[test]
+fn dialled_at_a_nat_mapping_ike_starts_on_nat_t_and_keeps_the_port() {
+    let a = psk_config(
+        &["aes128gcm16-prfsha256-ecp256"],
+        &["aes128gcm16"],
+        "a.example",
+        "b.example",
+        b"k",
+    );
+    let b = psk_config(
+        &["aes128gcm16-prfsha256-ecp256"],
+        &["aes128gcm16"],
+        "b.example",
+        "a.example",
+        b"k",
+    );
+    let (mut ea, mut eb) = (Endpoint::new(a), Endpoint::new(b));
+    let now = std::time::Instant::now();
+    let b_mapped = std::net::SocketAddr::new(B_IP, 41234);
+    ea.connect(now, Pair::a_addr(), b_mapped).unwrap();
+    let t = ea.poll_transmit().unwrap();
+    assert!(t.nat_t, "IKE_SA_INIT to a mapped port without the marker");
+    assert_eq!((t.from.port(), t.to), (4500, b_mapped));
+    // B sees it arrive on its NAT-T port from A's NAT-T port: answered there.
+    let b_local = std::net::SocketAddr::new(B_IP, 4500);
+    eb.handle(now, t.from, b_local, &t.bytes);
+    let r = eb.poll_transmit().unwrap();
+    assert!(r.nat_t && r.from == b_local && r.to == t.from, "{r:?}");
+    ea.handle(now, b_mapped, t.from, &r.bytes);
+    let auth = ea.poll_transmit().unwrap();
+    assert_eq!(auth.to, b_mapped, "the mapped port survives NAT detection");
+    assert!(auth.nat_t);
+}

@@ -232,6 +232,10 @@ struct Conn {
     racing: Vec<SaId>,
     /// The relay the centre allocated for this peer: dialled (or answered) there.
     relay: Option<SocketAddr>,
+    /// Our binding at the relay, resent every [`REBIND_EVERY`] so that our NAT's
+    /// mapping towards the relay (which the relay forwards to) stays the one it knows.
+    relay_binding: Vec<u8>,
+    next_rebind: Option<Instant>,
     /// Datagrams that open NAT mappings (keepalives, relay bindings), resent
     /// every [`OPEN_EVERY`] until `open_until`.
     opening: Vec<(SocketAddr, Vec<u8>)>,
@@ -420,6 +424,8 @@ fn hex_bytes(b: &[u8]) -> String {
 /// How long, and how often, datagrams that open NAT mappings are sent.
 pub const OPEN_FOR: Duration = Duration::from_secs(4);
 pub const OPEN_EVERY: Duration = Duration::from_millis(250);
+/// How often a relayed connection binds again (below common NAT UDP timeouts of 30 s).
+pub const REBIND_EVERY: Duration = Duration::from_secs(15);
 
 /// How often idle timers are looked at.
 pub const IDLE_CHECK: Duration = Duration::from_millis(250);
@@ -519,7 +525,12 @@ impl Core {
             .any(|c| !c.cfg.idle_timeout.is_zero() && !c.children.is_empty())
             .then_some(self.next_idle_check)
             .flatten();
-        let open = self.conns.iter().filter_map(|c| c.next_open).min();
+        let open = self
+            .conns
+            .iter()
+            .flat_map(|c| [c.next_open, c.next_rebind])
+            .flatten()
+            .min();
         [ike, idle, open].into_iter().flatten().min()
     }
 
@@ -552,6 +563,8 @@ impl Core {
             fixed_failed: false,
             racing: Vec::new(),
             relay: None,
+            relay_binding: Vec::new(),
+            next_rebind: None,
             opening: Vec::new(),
             open_until: None,
             next_open: None,
@@ -878,6 +891,10 @@ impl Core {
                     conn: c.cfg.name.clone(),
                 }));
         }
+        if c.relay.is_some() {
+            // Our mapping towards the relay may have changed since we last bound.
+            c.next_rebind = Some(now);
+        }
         let targets = c.dial_targets();
         if targets.is_empty() {
             // No address to dial: the peer (identified by certificate) comes to us.
@@ -898,6 +915,8 @@ impl Core {
             }
         }
         c.note_negotiations(now);
+        // A due relay binding leaves before the IKE_SA_INIT it must precede.
+        self.pump_openers(now);
     }
 
     /// The peer's reported addresses changed: dial them from now on; the SAs
@@ -945,6 +964,8 @@ impl Core {
         };
         let c = &mut self.conns[i];
         c.relay = Some(relay);
+        c.relay_binding = binding.clone();
+        c.next_rebind = Some(now + REBIND_EVERY);
         c.add_opener(relay, binding);
         c.start_opening(now);
         tracing::info!(conn = %name, %relay, initiate, "going through the relay / リレー経由");
@@ -965,6 +986,15 @@ impl Core {
     /// Send the opening datagrams that are due.
     fn pump_openers(&mut self, now: Instant) {
         for c in &mut self.conns {
+            if let (Some(relay), Some(at)) = (c.relay, c.next_rebind) {
+                if at <= now {
+                    self.commands.push_back(Command::SendRaw {
+                        to: relay,
+                        bytes: c.relay_binding.clone(),
+                    });
+                    c.next_rebind = Some(now + REBIND_EVERY);
+                }
+            }
             let Some(at) = c.next_open.filter(|t| *t <= now) else {
                 continue;
             };

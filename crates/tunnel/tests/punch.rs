@@ -556,7 +556,13 @@ fn behind_symmetric_nats_punching_fails_and_the_relay_carries_the_session() {
     assert!(w.sites[B].esp_peer.values().all(|p| *p == relay));
     let st = w.sites[A].core.status(w.now, &NoMeter);
     assert_eq!(st[0].relay.as_deref(), Some("192.0.2.1:4600"));
-    // The relay forwarded IKE (with the marker) and never saw a binding twice through.
+    // Both sides keep binding while relayed, so a NAT mapping that moved is followed.
+    let bound = |w: &World| w.relay.as_ref().unwrap().1.stats().forwarded_datagrams;
+    let before = bound(&w);
+    w.run_for(Duration::from_secs(40));
+    assert_eq!(w.state(A), "established", "the relayed session held");
+    assert!(bound(&w) > before, "keepalives went through the relay");
+    // The relay forwarded IKE (with the marker) and never a binding.
     assert!(w
         .relayed
         .iter()
