@@ -311,6 +311,9 @@ async fn console_in_chromium_login_isolation_csrf_lockout_axe_cut() {
     let auditor = find("hosp-auditor");
     let off = c.admin_ok(&["user", "disable", auditor["id"].as_str().unwrap()]);
     assert!(off["disabled_ms"].is_i64(), "{off}");
+    // The gateway application made by the approver and approved by the provider.
+    assert_eq!(count("gateway.applied"), 1, "{trail:?}");
+    assert_eq!(count("gateway.approved"), 1, "{trail:?}");
     let dev = c.admin_ok(&["device", "show", &a.id]);
     assert_eq!(dev["status"], json!("in_service"));
 }

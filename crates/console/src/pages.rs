@@ -28,6 +28,7 @@ use crate::{assets, password, totp, Console};
 
 mod account;
 mod approvals;
+mod gateway;
 mod grants;
 mod ledger_edit;
 mod policy;
@@ -81,6 +82,17 @@ pub fn routes(c: Arc<Console>) -> Router {
         .route("/console/grants", get(grants::list))
         .route("/console/grants/{id}", get(grants::detail))
         .route("/console/grants/{id}/withdraw", post(grants::withdraw))
+        .route("/console/gateway", get(gateway::index))
+        .route("/console/gateway/{org}", get(gateway::org_page))
+        .route("/console/gateway/{org}/applications", post(gateway::submit))
+        .route(
+            "/console/gateway/{org}/applications/{app}/decision",
+            post(gateway::decide),
+        )
+        .route(
+            "/console/gateway/{org}/applications/{app}/withdraw",
+            post(gateway::withdraw),
+        )
         .route("/console/policy", get(policy::index))
         .route(
             "/console/policy/{org}",

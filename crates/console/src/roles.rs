@@ -71,6 +71,10 @@ pub enum Can {
     /// The subscriber policy: read, and edit (with its dry run).
     ViewPolicy,
     EditPolicy,
+    /// The gateway centre: applications for sites, decisions, the request log.
+    ViewGateway,
+    ApplyGateway,
+    DecideGateway,
 }
 
 pub fn may(role: Role, can: Can) -> bool {
@@ -87,6 +91,7 @@ pub fn may(role: Role, can: Can) -> bool {
                 | CutSession
                 | ViewApprovals
                 | ViewGrants
+                | ViewGateway
         ),
         Role::Auditor => matches!(
             can,
@@ -99,10 +104,14 @@ pub fn may(role: Role, can: Can) -> bool {
                 | ViewLedger
                 | ViewGrants
                 | ViewPolicy
+                | ViewGateway
         ),
         Role::DeviceProvider => matches!(can, ViewOverview | ViewDevices),
         Role::OrgAdmin => true,
-        Role::OrgApprover => matches!(can, ViewOverview | ViewApprovals | ManageApprovals),
+        Role::OrgApprover => matches!(
+            can,
+            ViewOverview | ViewApprovals | ManageApprovals | ViewGateway | ApplyGateway
+        ),
     }
 }
 
@@ -164,6 +173,12 @@ mod tests {
         assert!(!may(Role::Auditor, Can::EditPolicy));
         assert!(!may(Role::OrgApprover, Can::ViewGrants));
         assert!(may(Role::OrgAdmin, Can::EditPolicy));
+        // Any of the organisation's users may ask for a site; its admin decides.
+        assert!(may(Role::OrgApprover, Can::ApplyGateway));
+        assert!(!may(Role::OrgApprover, Can::DecideGateway));
+        assert!(may(Role::OrgAdmin, Can::DecideGateway));
+        assert!(!may(Role::Auditor, Can::ApplyGateway));
+        assert!(!may(Role::ProviderOperator, Can::DecideGateway));
     }
 
     #[test]

@@ -390,7 +390,7 @@ pub struct Nav<'a> {
 
 /// The page frame: skip link, navigation for what the role may see, language switch.
 pub fn page(l: Lang, nav: Option<Nav<'_>>, title: &str, path: &str, body: Markup) -> Markup {
-    let items: [(&str, &str, Can); 9] = [
+    let items: [(&str, &str, Can); 10] = [
         ("/console/", "nav.overview", Can::ViewOverview),
         ("/console/orgs", "nav.orgs", Can::ViewOrgs),
         ("/console/devices", "nav.devices", Can::ViewDevices),
@@ -398,6 +398,7 @@ pub fn page(l: Lang, nav: Option<Nav<'_>>, title: &str, path: &str, body: Markup
         ("/console/approvals", "nav.approvals", Can::ViewApprovals),
         ("/console/grants", "nav.grants", Can::ViewGrants),
         ("/console/policy", "nav.policy", Can::ViewPolicy),
+        ("/console/gateway", "nav.gateway", Can::ViewGateway),
         ("/console/audit", "nav.audit", Can::ViewAudit),
         ("/console/ledger", "nav.ledger", Can::ViewLedger),
     ];

@@ -436,6 +436,25 @@ async function main() {
     await root.getByRole("button", { name: "Save" }).click();
     check("saving the unchanged policy says so", (await root.locator(".notice").count()) === 1, root.url());
 
+    // ---- the gateway centre: the approver asks for a site, the provider approves ----
+    await ap.goto(`${NAMED}/console/gateway`);
+    check("an organisation's user lands on its own gateway page", ap.url() === `${NAMED}/console/gateway/${HOSPITAL_ORG}`, ap.url());
+    await ap.getByLabel("Site", { exact: true }).fill("updates.example.test");
+    await ap.getByLabel("Why the work needs it").fill("電子カルテの更新 / EHR updates");
+    await ap.getByRole("button", { name: "Send the application" }).click();
+    check("the application waits for a decision", (await ap.locator("#gateway-applications").textContent()).includes("waiting for a decision"));
+    check("the approver cannot decide", (await ap.getByRole("button", { name: /Approve/ }).count()) === 0);
+    await audit(ap, "gateway-applied");
+    await root.goto(`${BASE}/console/gateway/${HOSPITAL_ORG}`);
+    const gwRow = root.locator("#gateway-applications tbody tr", { hasText: "updates.example.test" });
+    await gwRow.getByLabel("Days approved").fill("30");
+    await gwRow.getByRole("button", { name: /Approve/ }).click();
+    const approvedText = await root.locator("#gateway-applications tbody tr", { hasText: "updates.example.test" }).textContent();
+    check("the provider's approval shows with its expiry", approvedText.includes("approved") && /20\d\d/.test(approvedText), approvedText);
+    await audit(root, "gateway");
+    r = await clinic.request.post(`${BASE}/console/gateway/${HOSPITAL_ORG}/applications`, { form: { csrf: token, entry: "evil.example", reason: "x" }, maxRedirects: 0 });
+    check("clinic applying in the hospital's name gets 404", r.status() === 404, r.status());
+
     // ---- the root admin cuts the hospital's session in the browser ----
     await root.goto(`${BASE}/console/sessions`);
     root.once("dialog", (d) => d.accept());
