@@ -12,10 +12,18 @@
 #   sudo bash bench/gateway.sh            # DODVPN_BIN defaults to target/release/dodvpn
 #   ROUNDS=5 BIG_MB=200 sudo bash bench/gateway.sh
 #
-# Debian's squid is the GnuTLS flavour, which has no ssl_bump: Squid here checks the
-# CONNECT host only (no SNI peek/splice); the JSON says so. With squid-openssl installed,
-# SQUID_BUMP=1 adds `ssl_bump peek step1` + `splice` on the allowed SNI.
+# Squid peeks at the ClientHello and splices only the allowed SNI (`ssl_bump peek step1`
+# + `splice`), as dodvpn checks SNI = CONNECT host. Debian's default `squid` is the GnuTLS
+# build without ssl_bump; this script installs Debian's `squid-openssl` (the same Squid
+# 5.7 built with OpenSSL; it replaces `squid` and provides the same /usr/sbin/squid) when
+# the installed Squid cannot bump. SQUID_BUMP=0 compares on the CONNECT host only.
 set -uo pipefail
+SQUID_BUMP="${SQUID_BUMP:-1}"
+if [[ "$SQUID_BUMP" == 1 ]] && ! squid -v 2>/dev/null | grep -q -- --with-openssl; then
+  echo "installing squid-openssl (Squid with ssl_bump) for the comparison"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq squid-openssl >/dev/null ||
+    { echo "cannot install squid-openssl; run with SQUID_BUMP=0" >&2; exit 1; }
+fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$here/.."
 . "$repo/tests/netns/lib.sh"
@@ -113,11 +121,19 @@ netns_wait_for 30 grep -q "gateway policy version" "$work/g.log" || die "gateway
 # Squid: the same allowlist, no cache, on the same address.
 mkdir -p "$work/squid" && chmod 777 "$work/squid"
 {
-  echo "http_port $G_SITE:3129"
+  if [[ "$SQUID_BUMP" == 1 ]]; then
+    # Peek and splice never decrypt, but Squid wants a certificate on a bumping port.
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=squid-bench \
+      -keyout "$work/squid/bump.key" -out "$work/squid/bump.pem" >/dev/null 2>&1
+    chown proxy "$work/squid/bump.key" 2>/dev/null || true
+    echo "http_port $G_SITE:3129 ssl-bump tls-cert=$work/squid/bump.pem tls-key=$work/squid/bump.key generate-host-certificates=off"
+  else
+    echo "http_port $G_SITE:3129"
+  fi
   echo "acl allowed dstdomain updates.example.test"
   echo "acl SSL_ports port 443"
   echo "acl CONNECT method CONNECT"
-  if [[ "${SQUID_BUMP:-0}" == 1 ]]; then
+  if [[ "$SQUID_BUMP" == 1 ]]; then
     echo "acl step1 at_step SslBump1"
     echo "acl allowed_sni ssl::server_name updates.example.test"
     echo "ssl_bump peek step1"; echo "ssl_bump splice allowed_sni"; echo "ssl_bump terminate all"
@@ -149,6 +165,14 @@ curl_via() { # PATH CURL_ARGS...
 for p in dodvpn squid direct; do
   netns_wait_for 20 curl_via "$p" --max-time 5 -f https://updates.example.test/small || die "$p does not answer"
 done
+# Both proxies enforce the same rule: a CONNECT to the allowed host carrying a
+# ClientHello for another name (domain fronting) is refused.
+fronted() { curl_via "$1" -k --max-time 5 -f --connect-to news.example.test:443:updates.example.test:443 https://news.example.test/small; }
+fronted dodvpn && die "dodvpn let a ClientHello for news.example.test through a CONNECT to updates.example.test"
+if [[ "$SQUID_BUMP" == 1 ]]; then
+  fronted squid && die "squid (ssl_bump) let a ClientHello for news.example.test through"
+  echo "both proxies refuse a ClientHello whose SNI is not the CONNECT host" >&2
+fi
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 pct() { sort -g | awk -v p="$1" '{a[NR]=$1} END {i=int(NR*p/100+0.999); if (i<1) i=1; print a[i]}'; }
@@ -177,7 +201,7 @@ out="$repo/bench/results/gateway-$(date -u +%Y%m%dT%H%M%SZ).json"
 commit="$(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet || echo +dirty)"
 jq -n --arg commit "$commit" --arg build "$build" --arg cpu "$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo)" \
   --argjson nproc "$(nproc)" --argjson rounds "$ROUNDS" --argjson big_mb "$BIG_MB" --argjson lat_n "$LAT_N" --argjson ka_n "$KA_N" \
-  --argjson decide "$decide" --arg squid "$(squid -v | head -1)" --argjson bump "${SQUID_BUMP:-0}" \
+  --argjson decide "$decide" --arg squid "$(squid -v | head -1)" --argjson bump "$SQUID_BUMP" \
   --argjson t_d "${thr[direct]}" --argjson t_g "${thr[dodvpn]}" --argjson t_s "${thr[squid]}" \
   --argjson l_d "${p50[direct]}" --argjson l_g "${p50[dodvpn]}" --argjson l_s "${p50[squid]}" \
   --argjson q_d "${p99[direct]}" --argjson q_g "${p99[dodvpn]}" --argjson q_s "${p99[squid]}" \
