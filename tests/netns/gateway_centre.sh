@@ -306,6 +306,24 @@ netns_wait_for 10 auth_needed; rc=$?
 check "org 1 requires sign-in (pushed): a CONNECT without Proxy-Authorization → 407" test "$rc" = 0
 out="$(client "$A" raw "$PROXY" "$A_HOST" 'CONNECT updates.example.test:443 HTTP/1.1\r\nProxy-Authorization: Basic bnVyc2UxOndyb25nLXBhc3N3b3Jk\r\n\r\n')"
 check "…with a user that is no console account of org 1 → 407" grep -q "^HTTP/1.1 407" <<<"$out"
+# A console account of org 1, made as a person makes one: an invitation from the
+# provider, then /console/setup in org 1's name (the pre-login CSRF cookie and field).
+code="$(admin user invite --role org_approver --org "$org1" | jq -r .code)"
+jar="$work/console.jar"
+setup_page="$(ip netns exec "$WAN" curl -s --cacert "$work/centre/pki/root.pem" -c "$jar" "$URL/console/setup")"
+csrf="$(sed -n 's/.*name="csrf" value="\([0-9a-f]*\)".*/\1/p' <<<"$setup_page" | head -1)"
+made="$(ip netns exec "$WAN" curl -s --cacert "$work/centre/pki/root.pem" -b "$jar" -c "$jar" \
+  --data-urlencode "csrf=$csrf" --data-urlencode "code=$code" --data-urlencode "username=nurse2" \
+  --data-urlencode "password=a long enough pass phrase" --data-urlencode "password2=a long enough pass phrase" \
+  "$URL/console/setup")"
+check "a console account of org 1 is set up through /console/setup" grep -q 'id="totp-secret"' <<<"$made"
+basic="$(printf '%s' 'nurse2:a long enough pass phrase' | base64 -w0)"
+signed_in() { local out; out="$(client "$A" raw "$PROXY" "$A_HOST" "CONNECT updates.example.test:443 HTTP/1.1\r\nProxy-Authorization: Basic $basic\r\n\r\n")"
+  grep -q "^HTTP/1.1 200" <<<"$out"; }
+check "…and with that account's password the CONNECT is allowed (200)" signed_in
+wrong="$(printf '%s' 'nurse2:not the pass phrase at all' | base64 -w0)"
+out="$(client "$A" raw "$PROXY" "$A_HOST" "CONNECT updates.example.test:443 HTTP/1.1\r\nProxy-Authorization: Basic $wrong\r\n\r\n")"
+check "…and with a wrong password → 407" grep -q "^HTTP/1.1 407" <<<"$out"
 as_org "$work/org1.token" gateway settings --org "$org1" --category updates --user-auth device >/dev/null || die "user auth off"
 sleep 1
 
@@ -321,6 +339,8 @@ check "node log: the plain GET by prefix (method GET, port 80)" \
   line_ok ".method == \"GET\" and .port == 80 and .host == \"updates.example.test\" and .outcome == \"allowed\""
 check "node log: the refused sign-in names the user (nurse1, auth_required:bad_credentials)" \
   line_ok '.user == "nurse1" and .reason == "auth_required:bad_credentials"'
+check "node log: the signed-in CONNECT names its user (nurse2)" \
+  line_ok '.user == "nurse2" and .method == "CONNECT"'
 check "node log: the refused news.example.test (not_listed)" \
   line_ok ".host == \"news.example.test\" and .outcome == \"refused\" and .reason == \"not_listed\""
 check "node log: the domain fronting attempt (sni_mismatch:news.example.test)" \

@@ -177,7 +177,8 @@ fn a_clinic_behind_nat_without_an_endpoint_reaches_the_hospital() {
 /// example.test: allowed → 200, not allowed → 403 page (ja/en), approval by push without
 /// restart, expiry, SNI ≠ CONNECT and no SNI refused, names resolving to private, loopback,
 /// CGNAT, the VPN range and the gateway itself refused, `0x7f.1` and `2130706433` refused,
-/// a site without a grant gets no TCP answer, the node's and the centre's logs, the daily
+/// a site without a grant gets no TCP answer, sign-in with a console account made through
+/// /console/setup (200; a wrong password 407), the node's and the centre's logs, the daily
 /// digest in the audit chain, and bad input (malformed, 20 KB head, slowloris, 10,000
 /// concurrent CONNECTs) answered with HTTP errors while memory stays bounded.
 #[test]
