@@ -14,6 +14,10 @@
 # system-wide pip installs, and a pin keeps the fuzzer's verdicts repeatable.
 set -euo pipefail
 PYTOOLS=${DODVPN_PYTOOLS:-/opt/dodvpn/pytools}
+# The Squid comparison of bench/gateway.sh needs `ssl_bump`, which only Debian's
+# squid-openssl has; the two Squid packages conflict, so the list keeps `squid` (what the
+# tests use) and the benchmark installs squid-openssl itself when it runs. Either one
+# proves /usr/sbin/squid.
 # npm packages (`npm:NAME@VERSION`, pinned) go into one directory of the project's own,
 # never a global install: the console's browser tests load them from here.
 NODETOOLS=${DODVPN_NODETOOLS:-/opt/dodvpn/nodetools}
