@@ -327,7 +327,7 @@ impl Dataplane {
 
     fn flush_trap(&self, t: &Trap, entry: &OutboundEntry) {
         let s = &self.shared;
-        let Some(sock) = s.udp.natt_for(&entry.peer) else {
+        let Some(sock) = s.udp.natt_for(&entry.peer()) else {
             return;
         };
         let mut buf = vec![0u8; HEADROOM + 65_536 + TAILROOM];
@@ -361,7 +361,7 @@ impl Dataplane {
                 Ok(n) => {
                     entry.stats.record(1, len as u64);
                     let mut tx = TxBatch::new(1);
-                    if tx.send(sock, [(&buf[..n], entry.peer, tos)]) == 0 {
+                    if tx.send(sock, [(&buf[..n], entry.peer(), tos)]) == 0 {
                         s.drops.inc(DropReason::UdpSend);
                     }
                 }
@@ -394,7 +394,7 @@ impl Dataplane {
                 out,
                 "sa.out.{:08x} selector={net} peer={} packets={} bytes={} idle_ms={}",
                 e.spi(),
-                e.peer,
+                e.peer(),
                 e.stats.packets(),
                 e.stats.bytes(),
                 e.stats.idle_for(e.created).as_millis()
@@ -501,7 +501,7 @@ fn tx_worker(s: &Shared, q: usize) {
                     match r {
                         Ok(sl) => {
                             e.stats.record_at(1, len as u64, now_ns);
-                            out.push((i, sl, e.peer, tos));
+                            out.push((i, sl, e.peer(), tos));
                         }
                         Err(err) => {
                             tracing::debug!("seal: {err}");

@@ -23,8 +23,9 @@ use crate::trap::{TrapConfig, TrapQueue};
 pub struct OutboundEntry {
     /// The SA (the mutex is held only for one seal).
     pub sa: Mutex<OutboundSa>,
-    /// Outer destination (the peer's UDP 4500 address).
-    pub peer: SocketAddr,
+    /// Outer destination (the peer's UDP 4500 address). It moves when the peer's
+    /// address does (MOBIKE, RFC 4555; a NAT's new mapping), under live traffic.
+    peer: ArcSwap<SocketAddr>,
     /// Packets/bytes sealed, last activity.
     pub stats: SaStats,
     /// When it was installed.
@@ -48,7 +49,7 @@ impl OutboundEntry {
         let spi = sa.spi();
         Self {
             sa: Mutex::new(sa),
-            peer,
+            peer: ArcSwap::from_pointee(peer),
             stats: SaStats::default(),
             created: Instant::now(),
             spi,
@@ -58,6 +59,16 @@ impl OutboundEntry {
     /// SPI (the peer's inbound SPI).
     pub fn spi(&self) -> u32 {
         self.spi
+    }
+    /// Where its ESP goes now.
+    #[inline]
+    pub fn peer(&self) -> SocketAddr {
+        **self.peer.load()
+    }
+    /// Send its ESP to `peer` from the next packet on (the SA and its sequence
+    /// numbers stay).
+    pub fn set_peer(&self, peer: SocketAddr) {
+        self.peer.store(Arc::new(peer));
     }
     /// The filter checked before sealing, if any.
     #[inline]

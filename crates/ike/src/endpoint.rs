@@ -160,6 +160,12 @@ impl Endpoint {
     pub fn delete_ike(&mut self, now: Instant, sa: SaId) -> bool {
         self.with_sa(sa, |s| s.delete(now))
     }
+    /// [`IkeSa::update_addresses`]: true if the SA moves (MOBIKE).
+    pub fn update_addresses(&mut self, now: Instant, sa: SaId, local: SocketAddr) -> bool {
+        let mut moved = false;
+        self.with_sa(sa, |s| moved = s.update_addresses(now, local));
+        moved
+    }
 
     /// Handle one received IKE datagram (non-ESP marker already stripped for
     /// the NAT-T port). Garbage is dropped silently.

@@ -117,6 +117,11 @@ pub struct Config {
     pub local_chain: Vec<Vec<u8>>,
     /// Offer and accept IKE fragmentation (RFC 7383).
     pub fragmentation: bool,
+    /// Offer and accept MOBIKE (RFC 4555): the original initiator moves the SA
+    /// to a new address of its own with UPDATE_SA_ADDRESSES instead of a new
+    /// IKE SA. Off: an address change means a new IKE SA (what a peer without
+    /// MOBIKE needs).
+    pub mobike: bool,
     /// Largest IP datagram an encrypted IKE message may take before it is cut into
     /// fragments (IP and UDP headers included); at least
     /// [`fragment::MIN_FRAGMENT_SIZE`].
@@ -147,7 +152,8 @@ impl Config {
     /// Defaults: 0.5 s × 2 retransmits, 5 tries, DPD 30 s, keepalive 20 s,
     /// cookies above 16 half-open SAs, NAT-T port 4500; child SAs rekeyed after
     /// 1 h (deleted after 1 h 6 min), IKE SAs after 4 h (deleted after 4 h 24 min),
-    /// no jitter; IKE fragmentation offered, fragments of at most 1280 bytes.
+    /// no jitter; IKE fragmentation offered, fragments of at most 1280 bytes;
+    /// MOBIKE offered.
     pub fn new(
         ike_proposals: Vec<IkeSuite>,
         esp_proposals: Vec<EspSuite>,
@@ -179,6 +185,7 @@ impl Config {
             rekey_jitter: Duration::ZERO,
             local_chain: Vec::new(),
             fragmentation: true,
+            mobike: true,
             fragment_size: fragment::DEFAULT_FRAGMENT_SIZE,
             fragment_limits: fragment::Limits::default(),
             select_by_identity: None,
@@ -255,6 +262,15 @@ pub enum Event {
     IkeSaDown {
         sa: SaId,
         reason: DownReason,
+    },
+    /// The SA's addresses moved (RFC 4555 UPDATE_SA_ADDRESSES, either side, or
+    /// a NAT's new mapping seen on an authentic request, RFC 7296 §2.23): ESP
+    /// of its child SAs goes to `remote` from now on.
+    AddressesChanged {
+        sa: SaId,
+        local: SocketAddr,
+        remote: SocketAddr,
+        nat_t: bool,
     },
     /// The IKE SA `old` was rekeyed into `new` (child SAs moved over).
     IkeSaRekeyed {

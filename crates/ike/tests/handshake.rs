@@ -670,6 +670,97 @@ fn mobike_informational_answered() {
     assert_eq!(IkeHeader_of(&resp).message_id, next_id);
 }
 
+/// RFC 4555 §3.2, §3.5: MOBIKE_SUPPORTED both ways in IKE_AUTH makes the original
+/// initiator the side that moves the SA; its UPDATE_SA_ADDRESSES leaves from the new
+/// address on the NAT-T port, the responder answers there and both report the move.
+#[test]
+fn mobike_moves_the_sa_to_the_initiators_new_address() {
+    let mut p = psk_pair("aes128gcm16-prfsha256-ecp256");
+    p.connect();
+    assert_up(&p);
+    let (sa_a, sa_b) = (p.a.sa_ids()[0], p.b.sa_ids()[0]);
+    let (a, b) = (p.a.sa(sa_a).unwrap(), p.b.sa(sa_b).unwrap());
+    assert!(a.can_move() && a.mobike());
+    assert!(
+        b.mobike() && !b.can_move(),
+        "the responder never moves the SA"
+    );
+    let spis = a.spis();
+    let moved: std::net::SocketAddr = "192.0.2.77:4500".parse().unwrap();
+    let now = p.now;
+    assert!(!p.b.update_addresses(now, sa_b, moved));
+    assert!(p.b.poll_transmit().is_none());
+    assert!(p.a.update_addresses(now, sa_a, moved));
+    let req = p.a.poll_transmit().expect("UPDATE_SA_ADDRESSES sent");
+    assert_eq!((req.from, req.to.port(), req.nat_t), (moved, 4500, true));
+    assert_eq!(
+        IkeHeader_of(&req).exchange_type,
+        ExchangeType::Informational
+    );
+    assert!(!IkeHeader_of(&req).flags.response());
+    p.b.handle(now, req.from, req.to, &req.bytes);
+    let resp = p.b.poll_transmit().expect("answered");
+    assert_eq!(resp.to, moved, "answered at the new address");
+    assert!(resp.nat_t);
+    let b_ev: Vec<Event> = std::iter::from_fn(|| p.b.poll_event()).collect();
+    assert!(
+        b_ev.iter().any(
+            |e| matches!(e, Event::AddressesChanged { remote, nat_t: true, .. } if *remote == moved)
+        ),
+        "{b_ev:?}"
+    );
+    p.a.handle(now, resp.from, moved, &resp.bytes);
+    let a_ev: Vec<Event> = std::iter::from_fn(|| p.a.poll_event()).collect();
+    assert!(
+        a_ev.iter().any(
+            |e| matches!(e, Event::AddressesChanged { local, remote, .. } if *local == moved && remote.port() == 4500)
+        ),
+        "{a_ev:?}"
+    );
+    let a = p.a.sa(sa_a).unwrap();
+    assert_eq!(a.spis(), spis, "the same IKE SA");
+    assert_eq!(a.state(), State::Established);
+    assert_eq!(p.b.sa(sa_b).unwrap().addresses().1, moved);
+    // A replay of the update (same message ID) is answered from the cache only.
+    p.b.handle(
+        now,
+        "203.0.113.66:4500".parse().unwrap(),
+        req.to,
+        &req.bytes,
+    );
+    assert_eq!(
+        p.b.sa(sa_b).unwrap().addresses().1,
+        moved,
+        "a replay moves nothing"
+    );
+}
+
+/// A peer without MOBIKE (a standard router) does not answer MOBIKE_SUPPORTED: the
+/// SA cannot move and nothing is sent; the caller sets up a new SA instead.
+#[test]
+fn without_mobike_on_either_side_the_sa_does_not_move() {
+    for off in ['a', 'b'] {
+        let p0 = psk_pair("aes128gcm16-prfsha256-ecp256");
+        let (mut a, mut b) = (p0.a.config().clone(), p0.b.config().clone());
+        if off == 'a' {
+            a.mobike = false;
+        } else {
+            b.mobike = false;
+        }
+        let mut p = Pair::new(a, b);
+        p.connect();
+        assert_up(&p);
+        let sa_a = p.a.sa_ids()[0];
+        assert!(!p.a.sa(sa_a).unwrap().mobike(), "{off} off");
+        assert!(!p.b.sa(p.b.sa_ids()[0]).unwrap().mobike(), "{off} off");
+        let now = p.now;
+        assert!(!p
+            .a
+            .update_addresses(now, sa_a, "192.0.2.77:4500".parse().unwrap()));
+        assert!(p.a.poll_transmit().is_none());
+    }
+}
+
 /// RFC 7296 §2.23, RFC 3948 §2.2: a peer dialled at a port other than 500 (a NAT's
 /// mapping, a relay) is spoken to from our NAT-T port with the non-ESP marker from the
 /// very first IKE_SA_INIT, and answered the same way; the peer's port is kept.

@@ -185,6 +185,11 @@ pub enum Command {
     RemoveChild {
         local_spi: u32,
     },
+    /// The child SA's ESP goes to `peer` from now on (its IKE SA moved).
+    MoveChild {
+        local_spi: u32,
+        peer: SocketAddr,
+    },
     /// An IKE datagram (or a NAT keepalive) for the network.
     Send(Transmit),
     /// A datagram sent unchanged from the NAT-T port: a NAT keepalive that opens
@@ -370,6 +375,15 @@ fn is_new_ike_sa_init(data: &[u8]) -> bool {
     })
 }
 
+/// Where ESP goes: the peer's NAT-T port, from wherever its IKE now comes.
+fn esp_peer(ike_remote: SocketAddr, udp_encap: bool) -> SocketAddr {
+    if udp_encap {
+        ike_remote
+    } else {
+        SocketAddr::new(ike_remote.ip(), 4500)
+    }
+}
+
 /// The IKE SA an event is about.
 fn event_sa(ev: &Event) -> SaId {
     match ev {
@@ -377,7 +391,8 @@ fn event_sa(ev: &Event) -> SaId {
         | Event::IkeSaDown { sa, .. }
         | Event::AuthFailed { sa, .. }
         | Event::ChildSaFailed { sa, .. }
-        | Event::ChildSaDeleted { sa, .. } => *sa,
+        | Event::ChildSaDeleted { sa, .. }
+        | Event::AddressesChanged { sa, .. } => *sa,
         Event::IkeSaRekeyed { new, .. } => *new,
         Event::ChildSaUp(info) => info.ike_sa,
     }
@@ -919,6 +934,68 @@ impl Core {
         self.pump_openers(now);
     }
 
+    /// Each connection with an established IKE SA: its name, the peer's current
+    /// address and the local address we last knew towards it. The daemon checks
+    /// the host's route to each peer against the last and reports a change with
+    /// [`Core::local_address_changed`].
+    pub fn paths(&self) -> Vec<(String, SocketAddr, IpAddr)> {
+        self.conns
+            .iter()
+            .filter(|c| c.established)
+            .filter_map(|c| {
+                let sa = c.ep.sa(c.ike_sa?)?;
+                Some((c.cfg.name.clone(), sa.addresses().1, c.local.ip()))
+            })
+            .collect()
+    }
+
+    /// The host now reaches the peer of `name` from `local` (a new DHCP lease, a
+    /// failover line). Where MOBIKE was negotiated and we started the SA, it moves
+    /// (RFC 4555): same session, its child SAs follow. Otherwise, a peer without
+    /// MOBIKE (a standard router, say), the session ends and the next packet
+    /// starts a new one from the new address. False if there is no such
+    /// connection or nothing changed.
+    pub fn local_address_changed(
+        &mut self,
+        now: Instant,
+        name: &str,
+        local: IpAddr,
+        m: &dyn Meter,
+    ) -> bool {
+        let Some(i) = self.conns.iter().position(|c| c.cfg.name == name) else {
+            return false;
+        };
+        let c = &mut self.conns[i];
+        let old = c.local.ip();
+        if old == local {
+            return false;
+        }
+        c.local.set_ip(local);
+        c.cfg.local_addr = local;
+        if old.is_unspecified() {
+            // We answered from whatever address the host chose: nothing to move.
+            return true;
+        }
+        let Some(sa) = c.ike_sa.filter(|_| c.established) else {
+            return true;
+        };
+        let natt = self.natt_port;
+        if c.ep.update_addresses(now, sa, SocketAddr::new(local, natt)) {
+            tracing::info!(conn = %name, from = %old, to = %local,
+                "our address changed: moving the IKE SA with MOBIKE / 自アドレス変更: MOBIKE で IKE SA を移動");
+            if c.relay.is_some() {
+                // The relay knows us by our mapping: bind again from the new address.
+                c.next_rebind = Some(now);
+            }
+        } else {
+            tracing::info!(conn = %name, from = %old, to = %local,
+                "our address changed and this SA cannot move (no MOBIKE, or the peer started it): reconnecting on demand / 自アドレス変更: MOBIKE なし、次の通信で再接続");
+            self.take_down(i, now, "local address changed", m);
+        }
+        self.drain(now, m);
+        true
+    }
+
     /// The peer's reported addresses changed: dial them from now on; the SAs
     /// stay (they follow the peer wherever it sends from). False if no such connection.
     pub fn set_candidates(&mut self, name: &str, candidates: Vec<SocketAddr>) -> bool {
@@ -1272,6 +1349,32 @@ impl Core {
                     }
                 }
             }
+            Event::AddressesChanged {
+                sa,
+                local,
+                remote,
+                nat_t,
+            } => {
+                let c = &mut self.conns[i];
+                if c.ike_sa != Some(sa) {
+                    return;
+                }
+                let session = c
+                    .session
+                    .as_ref()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                tracing::info!(conn = %name, %session, %local, peer = %remote, nat_t,
+                    "IKE SA moved to new addresses (MOBIKE), session kept / IKE SA のアドレスを移動 (MOBIKE)、セッション継続");
+                c.seen = Some(remote);
+                let peer = esp_peer(remote, nat_t);
+                for ch in c.children.iter().filter(|ch| ch.ike_sa == sa) {
+                    self.commands.push_back(Command::MoveChild {
+                        local_spi: ch.local_spi,
+                        peer,
+                    });
+                }
+            }
             Event::ChildSaUp(info) => {
                 if let (Some(t), Some(_)) = (&self.telemetry, info.rekey_of) {
                     t.rekey(&name, RekeyKind::Child);
@@ -1353,15 +1456,7 @@ impl Core {
             }
         };
         let remote_nets: Vec<IpNet> = info.remote_ts.iter().flat_map(|t| t.to_nets()).collect();
-        // ESP goes to the peer's NAT-T port, from wherever its IKE now comes.
-        let peer = SocketAddr::new(
-            info.remote_addr.ip(),
-            if info.udp_encap {
-                info.remote_addr.port()
-            } else {
-                4500
-            },
-        );
+        let peer = esp_peer(info.remote_addr, info.udp_encap);
         if remote_nets.is_empty() {
             return tracing::warn!(conn = %c.cfg.name, "child SA without remote selectors");
         }

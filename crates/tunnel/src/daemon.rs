@@ -4,7 +4,7 @@
 //! (TUN routes, SPD/SAD) and the UDP sockets.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -202,10 +202,35 @@ pub struct Daemon {
     handle: Handle,
     interface: String,
     observer: Option<Observer>,
+    /// The route's source address towards each established peer when last
+    /// looked up (see [`Daemon::check_paths`]).
+    route_seen: HashMap<String, IpAddr>,
+    next_path_check: Instant,
 }
 
 /// How often `stop` is asked (and the longest the loop sleeps).
 const TICK: Duration = Duration::from_millis(250);
+
+/// How often the routes to established peers are looked up for a new local
+/// address: the longest a move waits before MOBIKE (or a reconnect) starts.
+const PATH_CHECK: Duration = Duration::from_secs(1);
+
+/// The source address the host's routing picks towards `peer` (nothing is sent).
+/// A fresh socket each time: a connected one keeps its first source.
+fn route_source(peer: IpAddr) -> Option<IpAddr> {
+    let any: SocketAddr = match peer {
+        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let s = UdpSocket::bind(any).ok()?;
+    s.connect(SocketAddr::new(peer, 500)).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
+/// Whether `ip` is still one of this host's addresses.
+fn still_ours(ip: IpAddr) -> bool {
+    UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
 
 impl Daemon {
     /// Start the data plane and run the connections of a `dodvpn tunnel` file.
@@ -276,6 +301,8 @@ impl Daemon {
             handle,
             interface,
             observer,
+            route_seen: HashMap::new(),
+            next_path_check: Instant::now() + PATH_CHECK,
         };
         let now = Instant::now();
         for spec in specs {
@@ -343,6 +370,10 @@ impl Daemon {
             let now = Instant::now();
             self.core.handle_timeout(now, &self.installed);
             let _ = self.apply();
+            if now >= self.next_path_check {
+                self.next_path_check = now + PATH_CHECK;
+                self.check_paths(now);
+            }
             if now.duration_since(last_tick) >= TICK {
                 last_tick = now;
                 if stop() {
@@ -350,6 +381,30 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Our address towards an established peer changed when the address the SA
+    /// uses is gone from the host (a new DHCP lease) or the route's source moved
+    /// since the last look (a failover line). A configured address that is not
+    /// the route's preferred source is not a move.
+    fn check_paths(&mut self, now: Instant) {
+        let paths = self.core.paths();
+        self.route_seen
+            .retain(|name, _| paths.iter().any(|(n, _, _)| n == name));
+        for (name, remote, local) in paths {
+            let Some(src) = route_source(remote.ip()) else {
+                continue; // no route at all for now: the next look may find one
+            };
+            let before = self.route_seen.insert(name.clone(), src);
+            if src == local {
+                continue;
+            }
+            if before.is_some_and(|b| b != src) || local.is_unspecified() || !still_ours(local) {
+                self.core
+                    .local_address_changed(now, &name, src, &self.installed);
+            }
+        }
+        let _ = self.apply();
     }
 
     /// Delete every IKE SA, telling each peer, and wait up to `wait` for their
@@ -498,6 +553,11 @@ impl Daemon {
                 CoreCommand::RemoveChild { local_spi } => {
                     self.dp.remove_inbound(local_spi);
                     self.installed.0.remove(&local_spi);
+                }
+                CoreCommand::MoveChild { local_spi, peer } => {
+                    if let Some((_, outbound)) = self.installed.0.get(&local_spi) {
+                        outbound.set_peer(peer);
+                    }
                 }
                 CoreCommand::Send(t) => {
                     let r = if t.bytes == [0xff] && !t.nat_t {

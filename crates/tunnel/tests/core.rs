@@ -333,6 +333,11 @@ impl World {
                             p.outbound.remove(&local_spi);
                             p.usage.remove(&local_spi);
                         }
+                        Command::MoveChild { local_spi, peer } => {
+                            if let Some(o) = p.outbound.get_mut(&local_spi) {
+                                o.1 = peer;
+                            }
+                        }
                         Command::Send(t) => {
                             if t.bytes != [0xff] {
                                 self.seq += 1;

@@ -23,6 +23,8 @@ use rcgen::{
 
 const HOSP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
 const CLINIC_PRIVATE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 7, 2));
+/// The clinic's next DHCP lease, behind the same NAT.
+const CLINIC_NEW_LEASE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 7, 3));
 const NAT_PUBLIC: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
 const STRANGER: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 99));
 const LATENCY: Duration = Duration::from_millis(5);
@@ -143,9 +145,9 @@ struct World {
     now: Instant,
     in_flight: Vec<(Instant, u64, Transmit)>,
     seq: u64,
-    /// (clinic port) → public port, and (public port, peer) pairs the NAT lets in.
-    nat_out: HashMap<u16, u16>,
-    nat_in: HashMap<(u16, SocketAddr), u16>,
+    /// (clinic address) → public port, and (public port, peer) pairs the NAT lets in.
+    nat_out: HashMap<SocketAddr, u16>,
+    nat_in: HashMap<(u16, SocketAddr), SocketAddr>,
     /// Datagrams the NAT dropped (no mapping for them).
     nat_dropped: usize,
     /// Every datagram a site sent, after the NAT: (site, datagram).
@@ -154,6 +156,10 @@ struct World {
 
 const H: usize = 0;
 const C: usize = 1;
+
+fn behind_the_nat(ip: IpAddr) -> bool {
+    net("192.168.7.0/24").contains(&ip)
+}
 
 impl World {
     fn new(sites: Vec<(IpAddr, Vec<ConnSpec>)>) -> World {
@@ -202,12 +208,19 @@ impl World {
                     Command::RemoveChild { local_spi } => {
                         p.children.remove(&local_spi);
                     }
+                    Command::MoveChild { local_spi, peer } => {
+                        if let Some(c) = p.children.get_mut(&local_spi) {
+                            c.1 = peer;
+                        }
+                    }
                     Command::Send(mut t) => {
-                        if self.sites[i].ip == CLINIC_PRIVATE {
-                            // Masquerade: a new public port per clinic port.
+                        if behind_the_nat(self.sites[i].ip) {
+                            // Masquerade: a new public port per clinic address and port;
+                            // the datagram leaves from the site's current address.
+                            let from = SocketAddr::new(self.sites[i].ip, t.from.port());
                             let n = self.nat_out.len() as u16;
-                            let public = *self.nat_out.entry(t.from.port()).or_insert(30000 + n);
-                            self.nat_in.insert((public, t.to), t.from.port());
+                            let public = *self.nat_out.entry(from).or_insert(30000 + n);
+                            self.nat_in.insert((public, t.to), from);
                             t.from = SocketAddr::new(NAT_PUBLIC, public);
                         }
                         self.sent.push((i, t.clone()));
@@ -224,11 +237,11 @@ impl World {
 
     fn deliver(&mut self, mut t: Transmit) {
         if t.to.ip() == NAT_PUBLIC {
-            let Some(port) = self.nat_in.get(&(t.to.port(), t.from)).copied() else {
+            let Some(inside) = self.nat_in.get(&(t.to.port(), t.from)).copied() else {
                 self.nat_dropped += 1;
                 return;
             };
-            t.to = SocketAddr::new(CLINIC_PRIVATE, port);
+            t.to = inside;
         }
         let now = self.now;
         if let Some(s) = self.sites.iter_mut().find(|s| s.ip == t.to.ip()) {
@@ -382,8 +395,10 @@ fn a_clinic_behind_a_nat_without_an_endpoint_reaches_the_hospital_and_is_answere
     assert_eq!((h_out, c_out), (c_in, h_in));
     assert_eq!(h_peer.ip(), NAT_PUBLIC);
     assert_eq!(
-        w.nat_in.get(&(h_peer.port(), SocketAddr::new(HOSP, 4500))),
-        Some(&4500),
+        w.nat_in
+            .get(&(h_peer.port(), SocketAddr::new(HOSP, 4500)))
+            .map(|a| a.port()),
+        Some(4500),
         "the hospital answers on the mapping of the clinic's port 4500"
     );
     assert_eq!(c_peer, SocketAddr::new(HOSP, 4500));
@@ -605,4 +620,109 @@ fn handshakes_through_the_lobby_reach_the_telemetry() {
     assert!(!got
         .iter()
         .any(|(_, _, r, _)| *r == HandshakeResult::Established));
+}
+
+/// The session both ends report for a connection.
+fn session(w: &World, site: usize, conn: &str) -> Option<String> {
+    let st = w.sites[site].core.status(w.now, &NoMeter);
+    st.into_iter().find(|c| c.name == conn)?.session
+}
+
+/// Where the site's only child SA sends its ESP.
+fn esp_peer(w: &World, site: usize) -> SocketAddr {
+    let p = &w.sites[site].plane;
+    assert_eq!(p.children.len(), 1, "one child SA at site {site}");
+    p.children.values().next().unwrap().1
+}
+
+/// The NAT's public address for `inside`'s NAT-T port.
+fn mapping(w: &World, inside: IpAddr) -> SocketAddr {
+    let port = w.nat_out[&SocketAddr::new(inside, 4500)];
+    SocketAddr::new(NAT_PUBLIC, port)
+}
+
+/// The clinic, up behind its NAT, takes a new DHCP lease: its next datagrams leave
+/// through a new NAT mapping.
+fn clinic_up_then_new_lease(hospital_mobike: bool) -> (World, String) {
+    let pki = Pki::new();
+    let mut hosp = hospital(&pki);
+    for s in &mut hosp {
+        s.ike.mobike = hospital_mobike;
+    }
+    let mut w = World::new(vec![
+        (HOSP, hosp),
+        (CLINIC_PRIVATE, clinic(&pki, "clinic.example")),
+    ]);
+    w.trap(C, "10.1.0.5");
+    w.run_for(Duration::from_secs(2));
+    assert_eq!(w.state(H, "clinic").0, "established");
+    let first = session(&w, C, "hosp").expect("a session");
+    assert_eq!(session(&w, H, "clinic").as_ref(), Some(&first));
+    assert_eq!(esp_peer(&w, H), mapping(&w, CLINIC_PRIVATE));
+    w.sites[C].ip = CLINIC_NEW_LEASE;
+    let now = w.now;
+    assert!(w.sites[C]
+        .core
+        .local_address_changed(now, "hosp", CLINIC_NEW_LEASE, &NoMeter));
+    (w, first)
+}
+
+/// RFC 4555 (issue 19 item 4): with MOBIKE on both sides the clinic moves its IKE SA
+/// with UPDATE_SA_ADDRESSES; the hospital's ESP follows to the new NAT mapping in one
+/// round trip, and both ends keep the same session (no new IKE SA, no new child SA).
+#[test]
+fn a_new_address_moves_the_session_with_mobike() {
+    let (mut w, first) = clinic_up_then_new_lease(true);
+    let (h_in, c_in) = (
+        *w.sites[H].plane.children.keys().next().unwrap(),
+        *w.sites[C].plane.children.keys().next().unwrap(),
+    );
+    w.run_for(Duration::from_millis(100));
+    let moved = mapping(&w, CLINIC_NEW_LEASE);
+    assert_ne!(moved, mapping(&w, CLINIC_PRIVATE));
+    assert_eq!(
+        esp_peer(&w, H),
+        moved,
+        "the hospital's ESP goes to the clinic's new mapping"
+    );
+    assert_eq!(session(&w, C, "hosp").as_ref(), Some(&first));
+    assert_eq!(session(&w, H, "clinic").as_ref(), Some(&first));
+    assert_eq!(
+        (
+            *w.sites[H].plane.children.keys().next().unwrap(),
+            *w.sites[C].plane.children.keys().next().unwrap()
+        ),
+        (h_in, c_in),
+        "the child SAs stay"
+    );
+    assert!(
+        !w.nat_out
+            .contains_key(&SocketAddr::new(CLINIC_NEW_LEASE, 500)),
+        "the update left over the NAT-T port, not a new IKE_SA_INIT on 500"
+    );
+    assert_eq!(
+        w.state(H, "clinic"),
+        ("established".into(), NAT_PUBLIC.to_string())
+    );
+    // Liveness and rekeying go on at the new addresses.
+    w.run_for(Duration::from_secs(120));
+    assert_eq!(session(&w, C, "hosp").as_ref(), Some(&first));
+    assert_eq!(esp_peer(&w, H), moved);
+}
+
+/// A peer without MOBIKE (a standard router; here the hospital with it off): the
+/// clinic cannot move the SA, so the session ends and the next packet starts a new
+/// one from the new address; the hospital's ESP goes to the new mapping.
+#[test]
+fn without_mobike_a_new_address_reconnects_on_demand() {
+    let (mut w, first) = clinic_up_then_new_lease(false);
+    w.run_for(Duration::from_millis(100));
+    assert_eq!(session(&w, C, "hosp"), None, "the old session ended");
+    assert_eq!(w.state(C, "hosp").0, "trap", "armed for the next packet");
+    w.trap(C, "10.1.0.5");
+    w.run_for(Duration::from_secs(2));
+    let second = session(&w, C, "hosp").expect("a new session");
+    assert_ne!(second, first);
+    assert_eq!(session(&w, H, "clinic").as_ref(), Some(&second));
+    assert_eq!(esp_peer(&w, H), mapping(&w, CLINIC_NEW_LEASE));
 }

@@ -9,7 +9,7 @@ use dodvpn_wire::{
 };
 
 use super::exchange::Ctx;
-use super::payloads::{first_error, notify, Found};
+use super::payloads::{find_notify, first_error, notify, Found};
 use super::{IkeSa, Keyed, State};
 use crate::auth::{self, LocalAuth, RemoteAuth};
 use crate::{child, proposal, DownReason, Event};
@@ -99,6 +99,9 @@ impl IkeSa {
         )));
         payloads.push(Payload::TsInitiator(child::to_wire(&self.cfg.local_ts)));
         payloads.push(Payload::TsResponder(child::to_wire(&self.cfg.remote_ts)));
+        if self.cfg.mobike {
+            payloads.push(notify(NotifyType::MobikeSupported, vec![]));
+        }
         match self.encrypt(ExchangeType::IkeAuth, false, 1, &payloads) {
             Ok(b) => {
                 self.next_req_id = 2;
@@ -231,6 +234,9 @@ impl IkeSa {
             });
             return self.fail(format!("peer authentication failed: {reason}"));
         }
+        if self.cfg.mobike && find_notify(payloads, NotifyType::MobikeSupported).is_some() {
+            self.mobike = Some(true);
+        }
         self.up(now, idr.clone());
         // First child SA.
         let ni = self.ni.clone();
@@ -303,6 +309,11 @@ impl IkeSa {
         let mut out = vec![Payload::IdResponder(self.cfg.local_id.clone())];
         out.extend(self.our_certs(&found.certreqs));
         out.push(Payload::Authentication(our_auth));
+        // RFC 4555 §3.2: answered only when offered; the initiator moves the SA.
+        if self.cfg.mobike && find_notify(payloads, NotifyType::MobikeSupported).is_some() {
+            self.mobike = Some(false);
+            out.push(notify(NotifyType::MobikeSupported, vec![]));
+        }
         self.up(now, idi);
         let (ni, nr) = (self.ni.clone(), self.nr.clone());
         if let (Some(sa), Some(tsi), Some(tsr)) = (found.sa, found.tsi, found.tsr) {

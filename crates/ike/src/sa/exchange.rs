@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use dodvpn_wire::{
     emit_encrypted, emit_encrypted_fragment, emit_payload_chain, locate_encrypted,
-    parse_payload_chain, Delete, ExchangeType, Flags, IkeHeader, Payload, PayloadType,
+    parse_payload_chain, Delete, ExchangeType, Flags, IkeHeader, NotifyType, Payload, PayloadType,
     IKE_HEADER_LEN,
 };
 
@@ -32,6 +32,8 @@ pub(super) enum Request {
     Liveness,
     DeleteChild(u32),
     DeleteIke,
+    /// RFC 4555 §3.5: our address changed.
+    UpdateAddresses,
     Create {
         kind: CreateKind,
         group: Option<Group>,
@@ -48,6 +50,7 @@ pub(super) enum Ctx {
     Liveness,
     DeleteChild(u32),
     DeleteIke,
+    UpdateAddresses,
     Create {
         kind: CreateKind,
         nonce: Vec<u8>,
@@ -293,6 +296,11 @@ impl IkeSa {
                     vec![Payload::Delete(Delete::ike())],
                     Ctx::DeleteIke,
                 )
+            }
+            Request::UpdateAddresses => {
+                let mut p = vec![notify(NotifyType::UpdateSaAddresses, vec![])];
+                p.extend(self.nat_notifies(self.spi_r));
+                (ExchangeType::Informational, p, Ctx::UpdateAddresses)
             }
             Request::Create { kind, group } => self.build_create(kind, group)?,
         };

@@ -6,11 +6,34 @@ use std::time::Instant;
 
 use dodvpn_wire::{Delete, ExchangeType, NotifyType, Payload, ProtocolId};
 
-use super::payloads::{find_notify, notify};
+use super::payloads::{find_notify, first_error, notify};
 use super::{IkeSa, State};
 use crate::{DownReason, Event};
 
 impl IkeSa {
+    /// The answer to our UPDATE_SA_ADDRESSES (RFC 4555 §3.5): the SA now runs
+    /// on the new addresses; whether a NAT is in the new path (§3.9).
+    pub(super) fn on_update_response(&mut self, payloads: &[Payload]) {
+        if let Some(e) = first_error(payloads) {
+            // §3.9 UNEXPECTED_NAT_DETECTED and the like: the peer refused the move.
+            tracing::warn!(
+                "IKE SA {:016x}: the peer refused our new address: {e:?}",
+                self.id()
+            );
+            return self.fail(format!("address update refused: {e:?}"));
+        }
+        let (supported, nat) = self.check_nat(payloads, self.spi_r, self.local, self.remote);
+        if supported {
+            self.local_behind_nat = nat;
+        }
+        self.events.push_back(Event::AddressesChanged {
+            sa: self.id(),
+            local: self.local,
+            remote: self.remote,
+            nat_t: self.nat_t,
+        });
+    }
+
     pub(super) fn on_informational(&mut self, now: Instant, id: u32, payloads: &[Payload]) {
         let mut out = Vec::new();
         let mut delete_ike = false;

@@ -130,7 +130,7 @@ impl IkeSa {
 
     /// Evaluate the peer's NAT_DETECTION notifies (§2.23): whether the peer
     /// supports NAT-T at all, and whether a NAT is in the path.
-    fn check_nat(
+    pub(super) fn check_nat(
         &self,
         payloads: &[Payload],
         spi_r_in_hash: u64,

@@ -97,6 +97,10 @@ pub struct IkeSa {
     last_resp: Option<(u32, Vec<Vec<u8>>)>,
     /// Both sides announced IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383 §2.3).
     fragmentation: bool,
+    /// Both sides announced MOBIKE_SUPPORTED in IKE_AUTH (RFC 4555 §3.2):
+    /// `Some(true)` when we are the original initiator, the side that decides
+    /// the addresses (§3.1), kept across IKE rekeys.
+    mobike: Option<bool>,
     /// Fragments of the peer's current request and of the answer to ours.
     frag_req: Reassembler,
     frag_resp: Reassembler,
@@ -167,6 +171,7 @@ impl IkeSa {
             peer_next_req_id: 0,
             last_resp: None,
             fragmentation: false,
+            mobike: None,
             frag_req: Reassembler::new(limits),
             frag_resp: Reassembler::new(limits),
             children: Vec::new(),
@@ -221,6 +226,14 @@ impl IkeSa {
     pub fn peer_id(&self) -> Option<&Identification> {
         self.peer_id.as_ref()
     }
+    /// MOBIKE was negotiated and we are the side that moves the SA (RFC 4555 §3.1).
+    pub fn can_move(&self) -> bool {
+        self.mobike == Some(true)
+    }
+    /// MOBIKE was negotiated (either role).
+    pub fn mobike(&self) -> bool {
+        self.mobike.is_some()
+    }
     pub(crate) fn half_open(&self) -> bool {
         self.state == State::InitDone
     }
@@ -242,6 +255,30 @@ impl IkeSa {
     }
     pub fn delete(&mut self, now: Instant) {
         self.enqueue(now, Request::DeleteIke);
+    }
+    /// Our address changed (a new DHCP lease, a failover line): move the SA and
+    /// its child SAs to `local` with an UPDATE_SA_ADDRESSES exchange (RFC 4555
+    /// §3.5), over the NAT-T port from now on (§3.3). A request already in
+    /// flight is retransmitted from the new address. False, and nothing done,
+    /// unless MOBIKE was negotiated and we are its original initiator.
+    pub fn update_addresses(&mut self, now: Instant, local: SocketAddr) -> bool {
+        if !self.can_move() || !matches!(self.state, State::Established) {
+            return false;
+        }
+        let p = self.cfg.nat_t_port;
+        self.local = SocketAddr::new(local.ip(), p);
+        if !self.nat_t {
+            self.nat_t = true;
+            self.remote.set_port(p);
+        }
+        if !self
+            .queue
+            .iter()
+            .any(|r| matches!(r, Request::UpdateAddresses))
+        {
+            self.enqueue(now, Request::UpdateAddresses);
+        }
+        true
     }
     pub fn create_child(&mut self, now: Instant) {
         self.enqueue(
@@ -371,6 +408,7 @@ impl IkeSa {
             Ctx::Init => {}
             Ctx::Auth { child_spi } => self.on_auth_response(now, &keyed, &payloads, child_spi),
             Ctx::Liveness => {}
+            Ctx::UpdateAddresses => self.on_update_response(&payloads),
             Ctx::DeleteChild(spi) => self.on_delete_child_response(spi),
             Ctx::DeleteIke => {
                 let reason = if self.state == State::Rekeyed {
@@ -433,13 +471,28 @@ impl IkeSa {
         // A fragment of the request (RFC 7383): wait for the rest.
         let Some(parsed) = parsed else { return };
         self.peer_next_req_id = id.wrapping_add(1);
-        // §2.23: follow the peer's address (NAT mapping changes, float to 4500).
+        // §2.23: follow the peer's address (NAT mapping changes, float to 4500;
+        // RFC 4555 §3.5: an UPDATE_SA_ADDRESSES comes from the new one).
+        let before = self.remote;
         if self.state == State::InitDone || self.nat_t || to.port() == self.cfg.nat_t_port {
             self.remote = from;
             self.local = to;
             if to.port() == self.cfg.nat_t_port {
                 self.nat_t = true;
             }
+        }
+        if self.remote != before && self.state == State::Established {
+            tracing::debug!(
+                "IKE SA {:016x}: the peer moved from {before} to {}",
+                self.id(),
+                self.remote
+            );
+            self.events.push_back(Event::AddressesChanged {
+                sa: self.id(),
+                local: self.local,
+                remote: self.remote,
+                nat_t: self.nat_t,
+            });
         }
         let payloads = match parsed {
             Ok(payloads) => payloads,

@@ -203,6 +203,8 @@ impl IkeSa {
         n.local_behind_nat = self.local_behind_nat;
         // RFC 7383 §2.3: a rekeyed IKE SA keeps what IKE_SA_INIT negotiated.
         n.fragmentation = self.fragmentation;
+        // RFC 4555 §3.1: the original initiator keeps deciding the addresses.
+        n.mobike = self.mobike;
         n.keyed = Some(Arc::new(Keyed {
             suite,
             keys: new_keys,
