@@ -27,7 +27,9 @@ PSK="dodvpn-interop-$$-$RANDOM$RANDOM"
 REKEY_CHILD=12 REKEY_IKE=20 REKEY_RATE="${REKEY_RATE:-10mbit}" REKEY_MB="${REKEY_MB:-40}"
 ALL_CASES=(psk-ss-init psk-dv-init ecdsa-ss-init ecdsa-dv-init rsa-ss-init rsa-dv-init rsa-pss-ss-init
            rsa-pss-dv-init aes256-ecp384-dv-init chacha-x25519-ss-init nat-dv-init dv-idle-delete
-           rekey-under-load-ss rekey-under-load-dv)
+           rekey-under-load-ss rekey-under-load-dv mobike-dv-move reconnect-no-mobike)
+# A move (issue 19 item 4): dodvpn's outer address changes from OUTER_A to MOVED_TO.
+MOVED_TO=192.0.2.3 MOVE_RATE="${MOVE_RATE:-10mbit}"
 fail() { echo "$*" >&2; return 1; }
 plain() { sed 's/\x1b\[[0-9;]*m//g' "$1"; }   # dodvpn's log without colours
 
@@ -37,7 +39,10 @@ plain() { sed 's/\x1b\[[0-9;]*m//g' "$1"; }   # dodvpn's log without colours
 #   demands it in dodvpn's AUTH (ike:rsa/pss-sha256).
 #   VARIANT: rekey-ss / rekey-dv (strongSwan's / dodvpn's timers rekey the child and the IKE SA,
 #            with PFS, during a long rate-limited transfer),
-#            nat (dodvpn behind a masquerading NAT), idle (dodvpn deletes after 3 s idle)
+#            nat (dodvpn behind a masquerading NAT), idle (dodvpn deletes after 3 s idle),
+#            move (dodvpn's address changes during a rate-limited transfer: MOBIKE moves
+#            the IKE SA, strongSwan follows), move-no-mobike (strongSwan with mobike = no,
+#            as a standard router: the next packet after the change brings a new IKE SA)
 run_case() {
   local name="$1" auth="$2" who="$3" suite="$4" dh="$5" variant="${6:-}"
   local h; h="$(printf '%s' "$name" | cksum | cut -c1-5)"
@@ -50,7 +55,7 @@ run_case() {
   dv_addr="$OUTER_A"; [[ "$variant" == nat ]] && dv_addr="$NETNS_PRIV_A"
   local prf=prfsha256; [[ "$dh" == ecp384 ]] && prf=prfsha384
   local dvdh="$dh"; [[ "$dh" == curve25519 ]] && dvdh=x25519
-  local -a cb=(--local-addrs "$OUTER_B" --remote-addrs "$([[ $variant == nat ]] && echo %any || echo "$OUTER_A")" --local-id b.test --remote-id a.test
+  local -a cb=(--local-addrs "$OUTER_B" --remote-addrs "$([[ $variant == nat || $variant == move* ]] && echo %any || echo "$OUTER_A")" --local-id b.test --remote-id a.test
                --local-ts "$SITE_NET_B" --remote-ts "$SITE_NET_A" --ike "$suite-$prf-$dh" --esp "$suite-$dh")
   local dvauth
   case "$auth" in
@@ -66,6 +71,7 @@ key = \"$pk/a.p8\"
 ca = \"$pk/ca.crt\"
 rsa_signature = \"$([[ $auth == rsa-pss ]] && echo pss || echo pkcs1)\"" ;;
   esac
+  [[ "$variant" == move-no-mobike ]] && cb+=(--mobike no)
   [[ "$variant" == rekey-ss ]] && cb+=(--rekey-time "${REKEY_CHILD}s" --life-time "$((REKEY_CHILD + 2))s" --ike-rekey-time "${REKEY_IKE}s")
   local dvrekey=""
   [[ "$variant" == rekey-dv ]] && dvrekey="rekey_time = \"${REKEY_CHILD}s\"
@@ -105,6 +111,38 @@ CONF
       fail "charon did not verify dodvpn's AUTH as $scheme: $(grep -m2 "authentication of 'a.test'" "$db/charon.log" | tr '\n' ' ')" || return 1
   fi
   local mb="$MB" st0="" rkinfo=""
+  if [[ "$variant" == move* ]]; then
+    local ike0 ike1 mv=(ip -n "$a" -batch -)
+    ike0="$("$DODVPN_BIN" tunnel status --control "$work/a.sock" --json | jq -r '.connections[0].ike_sa')"
+    move() { printf 'addr del %s/%s dev out0\naddr add %s/%s dev out0\n' "$OUTER_A" "$NETNS_OUTER_PFX" "$MOVED_TO" "$NETNS_OUTER_PFX" | "${mv[@]}"; }
+    if [[ "$variant" == move ]]; then
+      ip netns exec "$a" tc qdisc add dev out0 root tbf rate "$MOVE_RATE" burst 64kb latency 100ms || fail "tc tbf failed" || return 1
+      (sleep 2; move) &
+      local mover=$! t1=$SECONDS
+      tcp_transfer "$a" "$b" "$SITE_B" "$SITE_A" "$mb" "$work" 5003 >/dev/null 2>&1 ||
+        fail "TCP transfer of $mb MiB across the move failed or sha256 differs (after $((SECONDS - t1)) s)" || return 1
+      wait "$mover"
+      ip netns exec "$a" tc qdisc del dev out0 root
+      ((SECONDS - t1 > 3)) || fail "the transfer ended before the move" || return 1
+      ike1="$("$DODVPN_BIN" tunnel status --control "$work/a.sock" --json | jq -r '.connections[0].ike_sa')"
+      [[ "$ike0" == "$ike1" && "$ike1" != null ]] || fail "the IKE SA changed across the move: $ike0 -> $ike1" || return 1
+      grep -q 'UPD_SA_ADDR' "$db/charon.log" || fail "charon saw no UPDATE_SA_ADDRESSES" || return 1
+      plain "$work/a.log" | grep -q 'moving the IKE SA with MOBIKE' || fail "dodvpn did not log the move" || return 1
+      rkinfo="moved to $MOVED_TO during $((SECONDS - t1)) s, IKE SA $ike1 kept"
+    else
+      move
+      netns_wait_for 5 sh -c "sed 's/\x1b\[[0-9;]*m//g' '$work/a.log' | grep -q 'reconnecting on demand'" ||
+        fail "dodvpn did not notice its new address: $(tail -3 "$work/a.log" | tr '\n' ' ')" || return 1
+      ip netns exec "$a" ping -c 3 -i 0.2 -W 3 -q -I "$SITE_A" "$SITE_B" >"$work/ping2.log" 2>&1 ||
+        fail "no new tunnel on demand after the move: $(tail -n 2 "$work/ping2.log" | tr '\n' ' ')" || return 1
+      ike1="$("$DODVPN_BIN" tunnel status --control "$work/a.sock" --json | jq -r '.connections[0].ike_sa')"
+      [[ "$ike0" != "$ike1" && "$ike1" != null ]] || fail "no new IKE SA: $ike0 -> $ike1" || return 1
+      grep -q 'UPD_SA_ADDR' "$db/charon.log" && { fail "dodvpn sent UPDATE_SA_ADDRESSES to a peer without MOBIKE"; return 1; }
+      rkinfo="reconnected from $MOVED_TO, IKE SA $ike0 -> $ike1"
+    fi
+    swanctl_list_sas "$db" | grep -q "remote 'a.test' @ $MOVED_TO\[" ||
+      fail "strongSwan does not see dodvpn at $MOVED_TO: $(swanctl_list_sas "$db" | grep remote | tr '\n' ' ')" || return 1
+  fi
   if [[ "$variant" == rekey-* ]]; then
     mb="$REKEY_MB"
     # Rate-limit A's side so the transfer outlasts two child rekeys and one IKE rekey.
@@ -181,6 +219,8 @@ for c in "${cases[@]}"; do
       rekey-under-load-dv)    run_case "$c" psk dv aes128gcm16 ecp256 rekey-dv ;;
       nat-dv-init)            run_case "$c" psk dv aes128gcm16 ecp256 nat ;;
       dv-idle-delete)         run_case "$c" psk dv aes128gcm16 ecp256 idle ;;
+      mobike-dv-move)         run_case "$c" psk dv aes128gcm16 ecp256 move ;;
+      reconnect-no-mobike) run_case "$c" psk dv aes128gcm16 ecp256 move-no-mobike ;;
       *) echo "unknown case $c" >&2; exit 1 ;;
     esac ) 2>"$INFO.err"
   if [[ $? == 0 ]]; then result 0 "$c ($(cat "$INFO"))"
