@@ -3,7 +3,9 @@
 # registered without an endpoint, reaches a fixed-address hospital on demand, and the
 # hospital answers; a fixed-address hospital ↔ lab pair works as before. Endpoint
 # discovery (item 1): the clinic learns its public address from the centre and its
-# candidates reach the hospital's grant.
+# candidates reach the hospital's grant. Address changes (item 4): the clinic takes a
+# new DHCP lease (198.51.100.2 → .3, so a new NAT mapping too) during an 8 MiB
+# transfer; MOBIKE moves the session (same id at both ends), sha256 equal.
 #
 #   sudo bash tests/netns/agent_nat.sh
 #
@@ -139,6 +141,36 @@ answered() { # the hospital's child SA to the clinic carried packets out (its an
 check "the hospital's child SA to the clinic sent packets (answers through the NAT)" answered
 check "the hospital's child SA sends its ESP to the NAT's public address ($NAT_PUB)" \
   sh -c "grep -a 'child SA installed' '$work/agent-h.log' | grep -aq 'peer=$NAT_PUB:'"
+
+# ---------------------------------------------------------------- the clinic's address changes (MOBIKE)
+C_NEW=198.51.100.3
+session_of() { conn "$1" "$2" "$3" | jq -r '.session // empty'; } # NS K PEER
+s_c0="$(session_of "$C" c "$dev_h")" s_h0="$(session_of "$H" h "$dev_c")"
+check "before the move both ends report one session ($s_c0)" sh -c "[ -n '$s_c0' ] && [ '$s_c0' = '$s_h0' ]"
+ip netns exec "$C" tc qdisc add dev out0 root tbf rate 10mbit burst 64kb latency 100ms || die "tc tbf on the clinic"
+( sleep 2
+  printf 'addr del %s/24 dev out0\naddr add %s/24 dev out0\nroute add default via %s\n' "$C_OUT" "$C_NEW" "$NAT_LAN" |
+    ip -n "$C" -batch - ) &
+mover=$!
+t0=$SECONDS
+check "an 8 MiB TCP transfer clinic → hospital across the clinic's new lease: sha256 equal" \
+  tcp_transfer "$C" "$H" "$H4" "$C4" 8 "$work" 5013
+wait "$mover"
+took=$((SECONDS - t0))
+ip netns exec "$C" tc qdisc del dev out0 root
+check "the transfer outlasted the move (took $took s)" test "$took" -gt 3
+check "the clinic's address changed to $C_NEW" sh -c "ip -n '$C' -4 addr show dev out0 | grep -q '$C_NEW/' && ! ip -n '$C' -4 addr show dev out0 | grep -q '$C_OUT/'"
+check "the clinic moved its IKE SA with MOBIKE" sh -c "sed 's/\x1b\[[0-9;]*m//g' '$work/agent-c.log' | grep -q 'moving the IKE SA with MOBIKE'"
+check "the hospital followed the clinic to its new NAT mapping" sh -c "sed 's/\x1b\[[0-9;]*m//g' '$work/agent-h.log' | grep -q 'IKE SA moved to new addresses'"
+check "the session id is unchanged at the clinic ($(session_of "$C" c "$dev_h"))" test "$(session_of "$C" c "$dev_h")" = "$s_c0"
+check "the session id is unchanged at the hospital" test "$(session_of "$H" h "$dev_c")" = "$s_h0"
+downs() { sed 's/\x1b\[[0-9;]*m//g' "$work/agent-$1.log" | grep 'IKE SA down' | grep -c "conn=$2"; } # K PEER
+check "the clinic ↔ hospital IKE SA never went down (clinic: $(downs c "$dev_h"), hospital: $(downs h "$dev_c"))" \
+  test "$(downs c "$dev_h")$(downs h "$dev_c")" = 00
+check "the clinic reported its new lease to the centre" \
+  netns_wait_for 30 grep -aq "address changed: now reachable at $C_NEW:4500" "$work/agent-c.log"
+check "after the move the clinic still reaches the hospital (ping $C4 → $H4)" \
+  ip netns exec "$C" ping -c2 -W2 -q -I "$C4" "$H4"
 
 netns_kill "$pid_c" "$pid_h" "$pid_l"
 netns_summary

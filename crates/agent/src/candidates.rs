@@ -43,19 +43,8 @@ fn local_towards(centre: SocketAddr) -> Option<IpAddr> {
     s.local_addr().ok().map(|a| a.ip())
 }
 
-#[derive(Deserialize)]
-struct WhoAmI {
-    observed: Option<String>,
-}
-
-/// Ask the centre what it sees, and report our candidates if they differ from `last`.
-/// Returns the candidates when they were (re)reported.
-pub async fn report(
-    client: &CenterClient,
-    natt_port: u16,
-    last: &mut Option<Vec<String>>,
-) -> anyhow::Result<Option<Vec<String>>> {
-    let who: WhoAmI = client.get("/api/v1/device/whoami").await?;
+/// The centre's address (one lookup of its URL's host).
+pub async fn centre_addr(client: &CenterClient) -> anyhow::Result<Option<SocketAddr>> {
     let url = reqwest::Url::parse(&client.base)?;
     let host = url
         .host_str()
@@ -63,8 +52,57 @@ pub async fn report(
         .trim_matches(['[', ']'])
         .to_string();
     let port = url.port_or_known_default().unwrap_or(443);
-    let centre = tokio::net::lookup_host((host.as_str(), port)).await?.next();
-    let local = centre.and_then(local_towards);
+    let found = tokio::net::lookup_host((host.as_str(), port)).await?.next();
+    Ok(found)
+}
+
+/// Our local address towards `centre` is no longer among the candidates last
+/// reported (a new DHCP lease, a failover line): a cheap routing lookup, so it
+/// can run often and the centre is asked only when something moved.
+pub fn local_moved(centre: SocketAddr, natt_port: u16, last: &Option<Vec<String>>) -> bool {
+    let (Some(last), Some(local)) = (last, local_towards(centre)) else {
+        return false;
+    };
+    let now = gather(Some(local), None, natt_port);
+    now.iter().any(|c| !last.contains(c))
+}
+
+#[derive(Deserialize)]
+struct WhoAmI {
+    observed: Option<String>,
+}
+
+/// How long one report may take. After our address changed, the pooled HTTPS
+/// connection still has the old source and its answers never arrive: the
+/// attempt is dropped (and the connection with it) and tried once more on a
+/// new connection.
+const REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// [`report_once`] within [`REPORT_TIMEOUT`], a second time if the first timed out.
+pub async fn report(
+    client: &CenterClient,
+    natt_port: u16,
+    last: &mut Option<Vec<String>>,
+) -> anyhow::Result<Option<Vec<String>>> {
+    for _ in 0..2 {
+        if let Ok(r) =
+            tokio::time::timeout(REPORT_TIMEOUT, report_once(client, natt_port, last)).await
+        {
+            return r;
+        }
+    }
+    anyhow::bail!("the centre did not answer within {REPORT_TIMEOUT:?}, twice")
+}
+
+/// Ask the centre what it sees, and report our candidates if they differ from `last`.
+/// Returns the candidates when they were (re)reported.
+async fn report_once(
+    client: &CenterClient,
+    natt_port: u16,
+    last: &mut Option<Vec<String>>,
+) -> anyhow::Result<Option<Vec<String>>> {
+    let who: WhoAmI = client.get("/api/v1/device/whoami").await?;
+    let local = centre_addr(client).await?.and_then(local_towards);
     let observed = who
         .observed
         .and_then(|o| o.parse::<SocketAddr>().ok())

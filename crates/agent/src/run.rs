@@ -428,11 +428,20 @@ pub async fn run_observed(
         tokio::spawn(async move {
             let mut expiry = tokio::time::interval(EXPIRY_CHECK);
             let mut crl = tokio::time::interval(CRL_REFRESH);
+            let centre = crate::candidates::centre_addr(&client).await.ok().flatten();
             loop {
                 tokio::select! {
                     _ = expiry.tick() => {
                         let st = latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
                         reconcile(&tunnels, &st, &say);
+                        // Our address moved: tell the centre now, not at the next refresh.
+                        if centre.is_some_and(|c| crate::candidates::local_moved(c, natt_port, &candidates)) {
+                            match crate::candidates::report(&client, natt_port, &mut candidates).await {
+                                Ok(Some(c)) => say(format!("address changed: now reachable at {} (reported to the centre)", c.join(", "))),
+                                Ok(None) => {}
+                                Err(e) => tracing::debug!("candidates not reported: {e:#}"),
+                            }
+                        }
                     }
                     _ = crl.tick() => {
                         if let Ok(serials) = refresh_pki(&client, store.as_ref()).await {
