@@ -14,7 +14,9 @@ use serde_json::Value;
 use super::enrol::D6;
 
 /// One organisation's site: a namespace with an outer address on the bridge and an
-/// inside subnet on a dummy interface.
+/// inside subnet on a dummy interface. A site on a dynamic address sits behind a
+/// masquerading NAT of its own (a broadband router): its outer address is private,
+/// and only the NAT's public address is on the bridge.
 #[derive(Clone)]
 pub struct Site {
     pub key: &'static str,
@@ -22,6 +24,8 @@ pub struct Site {
     pub kind: &'static str,
     pub ns: String,
     pub outer: Ipv4Addr,
+    /// The NAT in front of the site, if any: its namespace and public address.
+    pub nat: Option<(String, Ipv4Addr)>,
     /// 10.N.0.0/24; the site's own host is 10.N.0.1.
     pub n: u8,
     pub keystore: PathBuf,
@@ -39,7 +43,29 @@ impl Site {
     pub fn control(&self) -> PathBuf {
         self.keystore.with_file_name(format!("{}.sock", self.key))
     }
+    /// The address the rest of the network sees the site at.
+    pub fn public(&self) -> Ipv4Addr {
+        self.nat.as_ref().map_or(self.outer, |n| n.1)
+    }
+    /// The site's next DHCP lease behind its NAT (one up from its current address).
+    pub fn next_lease(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.outer) + 1)
+    }
 }
+
+/// The NAT's rules: masquerade out of the public side, let in only what answers.
+const NAT_RULES: &str = "table ip demo_nat {
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname \"wan0\" masquerade
+  }
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    iifname \"lan0\" oifname \"wan0\" accept
+    ct state established,related accept
+  }
+}
+";
 
 /// What the demo started; torn down exactly once, on drop or on Ctrl-C.
 #[derive(Default)]
@@ -84,10 +110,7 @@ pub fn ip(args: &[&str]) -> anyhow::Result<String> {
 
 impl Lab {
     /// Create the bridge namespace (which also hosts the centre) and one namespace per site.
-    pub fn build(
-        work: PathBuf,
-        specs: &[(&'static str, &'static str, &'static str, u8)],
-    ) -> anyhow::Result<Lab> {
+    pub fn build(work: PathBuf, specs: &[SiteSpec]) -> anyhow::Result<Lab> {
         if !nix_is_root() {
             bail!("the demo builds network namespaces and TUN devices: run it as root");
         }
@@ -115,28 +138,75 @@ impl Lab {
         ])?;
         ip(&["-n", &lab.wan, "link", "set", "br0", "up"])?;
         ip(&["-n", &lab.wan, "link", "set", "lo", "up"])?;
-        for (i, (key, name, kind, n)) in specs.iter().enumerate() {
-            let n = *n;
+        for (i, &(key, name, kind, n, behind_nat)) in specs.iter().enumerate() {
             let ns = format!("{tag}-{key}");
             lab.add_ns(&ns)?;
-            let outer = Ipv4Addr::new(192, 0, 2, 11 + i as u8);
-            let (a, b) = (format!("{tag}{key}"), "out0".to_string());
-            let a: String = a.chars().take(15).collect();
+            let public = Ipv4Addr::new(192, 0, 2, 11 + i as u8);
+            let a: String = format!("{tag}{key}").chars().take(15).collect();
+            let (on_bridge, wan_if) = if behind_nat {
+                let nat = format!("{tag}-{key}n");
+                lab.add_ns(&nat)?;
+                (nat, "wan0")
+            } else {
+                (ns.clone(), "out0")
+            };
             ip(&[
-                "-n", &lab.wan, "link", "add", &a, "type", "veth", "peer", "name", &b, "netns", &ns,
+                "-n", &lab.wan, "link", "add", &a, "type", "veth", "peer", "name", wan_if, "netns",
+                &on_bridge,
             ])?;
             ip(&["-n", &lab.wan, "link", "set", &a, "master", "br0", "up"])?;
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{outer}/24"),
-                "dev",
-                "out0",
-            ])?;
-            ip(&["-n", &ns, "link", "set", "out0", "up"])?;
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            let addr = |ns: &str, a: Ipv4Addr, dev: &str| -> anyhow::Result<()> {
+                ip(&["-n", ns, "addr", "add", &format!("{a}/24"), "dev", dev])?;
+                ip(&["-n", ns, "link", "set", dev, "up"])?;
+                ip(&["-n", ns, "link", "set", "lo", "up"])?;
+                Ok(())
+            };
+            addr(&on_bridge, public, wan_if)?;
+            let (outer, nat) = if behind_nat {
+                // A home router: 192.168.N.1 inside, the site at .2 with its default route there.
+                let (router, outer) =
+                    (Ipv4Addr::new(192, 168, n, 1), Ipv4Addr::new(192, 168, n, 2));
+                ip(&[
+                    "-n", &on_bridge, "link", "add", "lan0", "type", "veth", "peer", "name",
+                    "out0", "netns", &ns,
+                ])?;
+                addr(&on_bridge, router, "lan0")?;
+                addr(&ns, outer, "out0")?;
+                ip(&[
+                    "-n",
+                    &ns,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &router.to_string(),
+                ])?;
+                run_cmd(Command::new("ip").args([
+                    "netns",
+                    "exec",
+                    &on_bridge,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv4.ip_forward=1",
+                ]))?;
+                let mut nft = Command::new("ip");
+                nft.args(["netns", "exec", &on_bridge, "nft", "-f", "-"])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null());
+                let mut child = nft.spawn().context("cannot run nft for the site's NAT")?;
+                use std::io::Write as _;
+                child
+                    .stdin
+                    .take()
+                    .context("nft stdin")?
+                    .write_all(NAT_RULES.as_bytes())?;
+                if !child.wait()?.success() {
+                    bail!("nft refused the NAT rules for {name}");
+                }
+                (outer, Some((on_bridge.clone(), public)))
+            } else {
+                (public, None)
+            };
             // The site's inside network: a dummy interface (ifb where there is no dummy).
             if ip(&["-n", &ns, "link", "add", "site0", "type", "dummy"]).is_err() {
                 ip(&["-n", &ns, "link", "add", "site0", "type", "ifb"])?;
@@ -163,6 +233,7 @@ impl Lab {
                 kind,
                 ns,
                 outer,
+                nat,
                 n,
                 keystore: work.join(format!("{key}-keystore")),
                 org: String::new(),
@@ -475,14 +546,18 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration
 
 /// The seven TR §9 sites: key, organisation name, kind, inside network number.
 /// The second clinic uses the same private range as the first (TR D.7 c).
-pub const SITES: &[(&str, &str, &str, u8)] = &[
-    ("hosp", "Core Hospital", "hospital", 1),
-    ("clinic", "Clinic", "clinic", 2),
-    ("pharm", "Pharmacy", "pharmacy", 3),
-    ("lab", "Lab", "lab", 4),
-    ("vendor", "Equipment Vendor", "vendor", 5),
-    ("outsider", "Outsider", "clinic", 6),
-    ("clinic2", "Second Clinic", "clinic", 2),
+/// (key, name, kind, N of the inside 10.N.0.0/24, behind a NAT on a dynamic address)
+pub type SiteSpec = (&'static str, &'static str, &'static str, u8, bool);
+
+pub const SITES: &[SiteSpec] = &[
+    ("hosp", "Core Hospital", "hospital", 1, false),
+    ("clinic", "Clinic", "clinic", 2, false),
+    ("pharm", "Pharmacy", "pharmacy", 3, false),
+    ("lab", "Lab", "lab", 4, false),
+    ("vendor", "Equipment Vendor", "vendor", 5, false),
+    ("outsider", "Outsider", "clinic", 6, false),
+    // On consumer broadband: a dynamic address behind its own NAT, no endpoint.
+    ("clinic2", "Second Clinic", "clinic", 2, true),
 ];
 
 /// The vendor's contracted host inside the hospital, and its maintenance port.
@@ -534,22 +609,18 @@ impl Lab {
             let s = self.sites[i].clone();
             let org = self.admin(&["org", "create", s.name, "--kind", s.kind])?;
             let org = org["id"].as_str().context("org id")?.to_string();
-            let dev = self.admin(&[
-                "device",
-                "register",
-                "--serial",
-                &format!("DEMO-{}", s.key),
-                "--model",
-                "DV-100",
-                "--owner",
-                &org,
-                "--order",
-                &order,
-                "--endpoint",
-                &s.outer.to_string(),
-                "--subnet",
-                &s.subnet(),
-            ])?;
+            let serial = format!("DEMO-{}", s.key);
+            let (outer, subnet) = (s.outer.to_string(), s.subnet());
+            let mut args = vec![
+                "device", "register", "--serial", &serial, "--model", "DV-100", "--owner", &org,
+                "--order", &order, "--subnet", &subnet,
+            ];
+            // A site behind a NAT has no address to register: it is found by its
+            // certificate and the candidates its agent reports.
+            if s.nat.is_none() {
+                args.extend(["--endpoint", &outer]);
+            }
+            let dev = self.admin(&args)?;
             let dev = dev["id"].as_str().context("device id")?.to_string();
             D6 {
                 center: &self.center_url,
@@ -560,11 +631,14 @@ impl Lab {
             }
             .enrol(&dev, &s.keystore)
             .with_context(|| format!("enrolling {}", s.name))?;
+            let at = match &s.nat {
+                Some((_, public)) => format!("{} behind a NAT ({public}), no endpoint", s.outer),
+                None => s.outer.to_string(),
+            };
             println!(
-                "  {:<18} device {dev} enrolled (tier 1 → tier 2), site {} at {}",
+                "  {:<18} device {dev} enrolled (tier 1 → tier 2), site {} at {at}",
                 s.name,
                 s.subnet(),
-                s.outer
             );
             self.sites[i].org = org;
             self.sites[i].device = dev;

@@ -21,6 +21,7 @@ pub const STEPS: &[Step] = &[
     applications,
     on_demand,
     overlapping,
+    dynamic_address,
     isolation,
     around_the_tunnels,
     idle,
@@ -316,6 +317,94 @@ fn overlapping(lab: &mut Lab, _args: &DemoArgs, report: &mut Report) -> anyhow::
     Ok(())
 }
 
+/// Issue 19: the second clinic is on consumer broadband behind its own NAT, with no
+/// registered address. It is found by its certificate; a new DHCP lease behind the
+/// NAT moves its session with MOBIKE instead of ending it.
+fn dynamic_address(lab: &mut Lab, _args: &DemoArgs, report: &mut Report) -> anyhow::Result<()> {
+    let c2 = lab.site("clinic2").clone();
+    let Some((_, public)) = c2.nat.clone() else {
+        return Ok(());
+    };
+    step("A clinic on a dynamic address behind NAT: no endpoint registered; a new DHCP lease keeps the session (MOBIKE)");
+    let dev = lab.admin(&["device", "show", &c2.device])?;
+    report.check(
+        dev["endpoint"].is_null(),
+        "the centre holds no endpoint for the second clinic",
+    );
+    let hosp_host = lab.site("hosp").host();
+    let conn = |key: &str, peer: &str| -> Value {
+        let dev = lab.site(peer).device.clone();
+        lab.tunnel_status(key)
+            .ok()
+            .and_then(|v| {
+                v["connections"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["name"].as_str() == Some(&dev))
+                    .cloned()
+            })
+            .unwrap_or(Value::Null)
+    };
+    report.check(
+        lab.ping("clinic2", &hosp_host),
+        "second clinic → hospital from behind its NAT",
+    );
+    let seen = conn("hosp", "clinic2")["remote"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    report.check(
+        seen == public.to_string(),
+        &format!(
+            "the hospital meets it at its NAT's public address {public} (it is {} inside), identified by its certificate",
+            c2.outer
+        ),
+    );
+    let before = conn("clinic2", "hosp")["session"]
+        .as_str()
+        .map(String::from);
+    let (old, new) = (c2.outer, c2.next_lease());
+    let router = std::net::Ipv4Addr::from(u32::from(old) & 0xffff_ff00 | 1).to_string();
+    ip(&[
+        "-n",
+        &c2.ns,
+        "addr",
+        "del",
+        &format!("{old}/24"),
+        "dev",
+        "out0",
+    ])?;
+    ip(&[
+        "-n",
+        &c2.ns,
+        "addr",
+        "add",
+        &format!("{new}/24"),
+        "dev",
+        "out0",
+    ])?;
+    ip(&["-n", &c2.ns, "route", "add", "default", "via", &router])?;
+    let t0 = Instant::now();
+    let back = wait_for(Duration::from_secs(10), || {
+        lab.ping_within("clinic2", &hosp_host, "1")
+    });
+    let after = conn("clinic2", "hosp")["session"]
+        .as_str()
+        .map(String::from);
+    report.check(
+        back.is_some() && before.is_some() && after == before,
+        &format!(
+            "a new DHCP lease ({old} → {new}, a new NAT mapping): answered again after {} ms, session {} kept",
+            t0.elapsed().as_millis(),
+            before.as_deref().unwrap_or("?")
+        ),
+    );
+    if let Some(s) = lab.sites.iter_mut().find(|s| s.key == "clinic2") {
+        s.outer = new;
+    }
+    Ok(())
+}
+
 /// No grant, no path through the tunnels.
 fn isolation(lab: &mut Lab, _args: &DemoArgs, report: &mut Report) -> anyhow::Result<()> {
     let hosp_host = lab.site("hosp").host();
@@ -348,7 +437,8 @@ fn around_the_tunnels(lab: &mut Lab, _args: &DemoArgs, report: &mut Report) -> a
         // One routing table per site (the two clinics share 10.2.0.0/24), chosen by the
         // probe's socket mark.
         let mark = (100 + i).to_string();
-        let via = s.outer.to_string();
+        // A site behind a NAT is reached at the NAT's public address.
+        let via = s.public().to_string();
         ip(&[
             "-n",
             &o.ns,
