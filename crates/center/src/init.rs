@@ -129,6 +129,7 @@ pub async fn open(cfg: &CenterConfig) -> anyhow::Result<(Arc<Center>, InitReport
         tlog: tlog.clone(),
         mailbox: crate::mailbox::MailboxConfig::from_env(&cfg.data_dir),
         relay,
+        pacer: Default::default(),
     });
     tokio::spawn(crate::tlog::run(
         tlog,

@@ -43,6 +43,8 @@ pub struct Center {
     pub mailbox: mailbox::MailboxConfig,
     /// The provider relay, if one is configured (relays.rs, issue 19).
     pub relay: Option<relays::RelayConfig>,
+    /// Bounds introductions and relay allocations per pair of devices (relays.rs).
+    pub pacer: relays::Pacer,
 }
 
 /// A short random identifier with a readable prefix, e.g. `org-3f9a0c1d2e4b`.

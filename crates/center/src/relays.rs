@@ -6,8 +6,11 @@
 //! `DODVPN_RELAY=IP:port` turns it on; the secret is `relay.key` in the data
 //! directory (32 random bytes, created 0600 on first start).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -58,5 +61,80 @@ impl RelayConfig {
             .seal(&self.secret)
         };
         (alloc, side(0), side(1))
+    }
+}
+
+/// At most one introduction (or one relay allocation) per pair of devices every
+/// [`Pacer::EVERY`]: each one is an event on the peer's stream, so a device could
+/// otherwise flood its peer. Agents ask once per peer every 5 s; this is the
+/// centre's own bound. Per replica (a bound, not an exact count).
+#[derive(Default)]
+pub struct Pacer {
+    last: Mutex<HashMap<(&'static str, String, String), Instant>>,
+}
+
+impl Pacer {
+    pub const EVERY: Duration = Duration::from_secs(2);
+    /// Entries kept before old ones are swept.
+    const SWEEP_ABOVE: usize = 10_000;
+
+    /// `Ok` and noted, or how long until `me` may ask `what` about `peer` again.
+    pub fn admit(
+        &self,
+        what: &'static str,
+        me: &str,
+        peer: &str,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.len() > Self::SWEEP_ABOVE {
+            last.retain(|_, t| now.duration_since(*t) < Self::EVERY);
+        }
+        let key = (what, me.to_string(), peer.to_string());
+        if let Some(t) = last.get(&key) {
+            let since = now.duration_since(*t);
+            if since < Self::EVERY {
+                return Err(Self::EVERY - since);
+            }
+        }
+        last.insert(key, now);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_per_pair_and_kind_every_two_seconds() {
+        let p = Pacer::default();
+        let t = Instant::now();
+        assert!(p.admit("introduce", "a", "b", t).is_ok());
+        let wait = p
+            .admit("introduce", "a", "b", t + Duration::from_millis(500))
+            .unwrap_err();
+        assert_eq!(wait, Duration::from_millis(1500));
+        assert!(
+            p.admit("introduce", "b", "a", t).is_ok(),
+            "the other direction is its own pair"
+        );
+        assert!(
+            p.admit("relay", "a", "b", t).is_ok(),
+            "relays are paced apart from introductions"
+        );
+        assert!(p.admit("introduce", "a", "c", t).is_ok());
+        assert!(p.admit("introduce", "a", "b", t + Pacer::EVERY).is_ok());
+    }
+
+    #[test]
+    fn many_pairs_are_swept_not_kept_forever() {
+        let p = Pacer::default();
+        let t = Instant::now();
+        for i in 0..=Pacer::SWEEP_ABOVE {
+            p.admit("introduce", "a", &i.to_string(), t).unwrap();
+        }
+        p.admit("introduce", "a", "late", t + Pacer::EVERY).unwrap();
+        assert!(p.last.lock().unwrap().len() < 10);
     }
 }

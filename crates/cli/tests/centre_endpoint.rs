@@ -249,6 +249,17 @@ async fn introductions_and_relays_reach_both_sides_only_under_a_grant(b: Backend
     let to_k = next_kind(&mut ks, "introduce").await;
     assert_eq!(to_k["payload"]["peer_device_id"], json!(h.id));
     assert_eq!(to_k["payload"]["candidates"], hc["candidates"]);
+    // Asked again at once: 429, in both languages; the peer's stream is not flooded.
+    let e = k
+        .tier2(&c)
+        .post::<_, Value>("/api/v1/device/introduce", &body)
+        .await
+        .unwrap_err();
+    let text = format!("{e:#}");
+    assert!(
+        text.contains("429") && text.contains("too_many_requests") && text.contains("再試行"),
+        "{text}"
+    );
 
     // The relay: each side its own binding, both valid under the relay's secret.
     let r: Value = k

@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 use crate::auth::{Caller, Tier};
 use crate::db::WriteTx;
 use crate::error::{ApiError, ErrorBody};
+
 use crate::Center;
 
 #[derive(Deserialize, ToSchema)]
@@ -46,6 +47,23 @@ pub struct RelayAllocated {
     pub relay: String,
     /// The allocation's id (hex), as the relay logs it.
     pub allocation: String,
+}
+
+/// 429 when this pair asked for `what` less than [`crate::relays::Pacer::EVERY`] ago.
+fn paced(c: &Center, what: &'static str, me: &str, peer: &str) -> Result<(), ApiError> {
+    c.pacer
+        .admit(what, me, peer, std::time::Instant::now())
+        .map_err(|wait| {
+            ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                format!(
+                    "{what} for {peer} asked again too soon: retry in {} ms / 要求が多すぎます: {} ms 後に再試行してください",
+                    wait.as_millis(),
+                    wait.as_millis()
+                ),
+            )
+        })
 }
 
 /// 404 unless a live grant joins the two devices (either way round).
@@ -93,7 +111,8 @@ async fn reach_of(tx: &mut WriteTx<'_>, device: &str) -> Result<Vec<String>, Api
 /// (`introduce` events, `{peer_device_id, candidates, at_ms}`), so the peer opens its
 /// NAT towards us while our IKE is on its way.
 #[utoipa::path(post, path = "/api/v1/device/introduce", tag = "device", request_body = PeerRef,
-    responses((status = 200, body = Introduced), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Introduced), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 429, body = ErrorBody, description = "too_many_requests: this pair was introduced less than 2 s ago")))]
 pub async fn introduce(
     State(c): State<Arc<Center>>,
     caller: Caller,
@@ -104,6 +123,7 @@ pub async fn introduce(
     let peer = body.peer_device_id;
     let mut tx = c.db.begin_write().await?;
     require_grant(&mut tx, &me, &peer).await?;
+    paced(&c, "introduce", &me, &peer)?;
     let mine = reach_of(&mut tx, &me).await?;
     let theirs = reach_of(&mut tx, &peer).await?;
     let at = tx.now;
@@ -133,7 +153,8 @@ pub async fn introduce(
 /// Audited (`relay.allocated`).
 #[utoipa::path(post, path = "/api/v1/device/relay", tag = "device", request_body = PeerRef,
     responses((status = 200, body = RelayAllocated), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody, description = "no_relay: this centre has no relay configured")))]
+              (status = 409, body = ErrorBody, description = "no_relay: this centre has no relay configured"),
+              (status = 429, body = ErrorBody, description = "too_many_requests: a relay for this pair was allocated less than 2 s ago")))]
 pub async fn relay(
     State(c): State<Arc<Center>>,
     caller: Caller,
@@ -150,6 +171,7 @@ pub async fn relay(
     };
     let mut tx = c.db.begin_write().await?;
     require_grant(&mut tx, &me, &peer).await?;
+    paced(&c, "relay", &me, &peer)?;
     let at = tx.now;
     let (alloc, mine, theirs) = relay.allocate((at / 1000).max(0) as u64);
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
