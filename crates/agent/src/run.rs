@@ -28,7 +28,11 @@ const EXPIRY_CHECK: Duration = Duration::from_secs(5);
 
 /// After asking the centre to introduce us to a peer, how long hole punching gets
 /// before we ask for a relay; and how often one peer is introduced at most.
-const PUNCH_WAIT: Duration = Duration::from_millis(2500);
+const PUNCH_WAIT: Duration = Duration::from_millis(1500);
+/// After the introduction, when our waiting IKE_SA_INITs are sent again: once the
+/// peer's keepalives have likely opened its NAT, and once more for a slower line.
+const RESEND_AFTER_INTRODUCTION: [Duration; 2] =
+    [Duration::from_millis(50), Duration::from_millis(200)];
 const INTRODUCE_EVERY: Duration = Duration::from_secs(5);
 
 /// How often unsent session reports are retried, and how many are kept.
@@ -298,6 +302,11 @@ pub async fn run_observed(
     // its NAT towards us; if we are still not through, the centre allocates a relay.
     let introducer = {
         let (say, client) = (say.clone(), agent.client.clone());
+        let handle = tunnels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .handle()
+            .clone();
         tokio::spawn(async move {
             let mut last: std::collections::HashMap<String, std::time::Instant> =
                 Default::default();
@@ -310,6 +319,7 @@ pub async fn run_observed(
                 }
                 last.insert(conn.clone(), std::time::Instant::now());
                 let (say, client, last_up) = (say.clone(), client.clone(), last_up.clone());
+                let handle = handle.clone();
                 tokio::spawn(async move {
                     let body = serde_json::json!({ "peer_device_id": conn });
                     if let Err(e) = client
@@ -318,7 +328,17 @@ pub async fn run_observed(
                     {
                         return say(format!("the centre could not introduce us to {conn} ({e:#}) / センターによる紹介に失敗"));
                     }
-                    tokio::time::sleep(PUNCH_WAIT).await;
+                    // The peer hears of it now and opens its NAT: our IKE_SA_INIT,
+                    // dropped there a moment ago, goes again instead of 0.5 s later.
+                    let mut waited = Duration::ZERO;
+                    for at in RESEND_AFTER_INTRODUCTION {
+                        tokio::time::sleep(at - waited).await;
+                        waited = at;
+                        let handle = handle.clone();
+                        let conn = conn.clone();
+                        let _ = tokio::task::spawn_blocking(move || handle.introduced(&conn)).await;
+                    }
+                    tokio::time::sleep(PUNCH_WAIT.saturating_sub(waited)).await;
                     let came_up = last_up
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())

@@ -160,6 +160,12 @@ impl Endpoint {
     pub fn delete_ike(&mut self, now: Instant, sa: SaId) -> bool {
         self.with_sa(sa, |s| s.delete(now))
     }
+    /// [`IkeSa::resend_init`]: true if an IKE_SA_INIT left again.
+    pub fn resend_init(&mut self, now: Instant, sa: SaId) -> bool {
+        let mut sent = false;
+        self.with_sa(sa, |s| sent = s.resend_init(now));
+        sent
+    }
     /// [`IkeSa::update_addresses`]: true if the SA moves (MOBIKE).
     pub fn update_addresses(&mut self, now: Instant, sa: SaId, local: SocketAddr) -> bool {
         let mut moved = false;

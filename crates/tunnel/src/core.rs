@@ -1023,6 +1023,23 @@ impl Core {
         true
     }
 
+    /// The centre has introduced us to this connection's peer, which is opening its
+    /// NAT towards us: our IKE_SA_INITs still waiting for an answer leave again now
+    /// instead of at their next retransmission (0.5 s after the first). How many
+    /// left; 0 if there is no such connection or nothing waits.
+    pub fn introduced(&mut self, now: Instant, name: &str, m: &dyn Meter) -> usize {
+        let Some(c) = self.conns.iter_mut().find(|c| c.cfg.name == name) else {
+            return 0;
+        };
+        let racing = c.racing.clone();
+        let sent = racing
+            .into_iter()
+            .filter(|sa| c.ep.resend_init(now, *sa))
+            .count();
+        self.drain(now, m);
+        sent
+    }
+
     /// Go through a relay to this peer (issue 19 item 3): `binding` (from the
     /// centre) is sent to the relay until [`OPEN_FOR`] has passed, and, if
     /// `initiate`, our racing IKE SAs give way to one dialled at the relay. The

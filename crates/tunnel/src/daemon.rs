@@ -66,6 +66,8 @@ enum Command {
     Candidates(String, Vec<SocketAddr>, SyncSender<bool>),
     /// Open our NAT mapping towards these addresses of a connection's peer.
     Open(String, Vec<SocketAddr>, SyncSender<bool>),
+    /// The peer was introduced: resend our waiting IKE_SA_INITs.
+    Introduced(String, SyncSender<usize>),
     /// Go through a relay to a connection's peer.
     Relay(Box<RelayUse>, SyncSender<bool>),
 }
@@ -146,6 +148,11 @@ impl Handle {
     /// Hole punching: open our NAT mapping towards the peer's addresses.
     pub fn open_mappings(&self, conn: &str, addrs: Vec<SocketAddr>) -> anyhow::Result<bool> {
         self.ask(|done| Command::Open(conn.to_string(), addrs, done))
+    }
+
+    /// [`Core::introduced`]: how many IKE_SA_INITs left again.
+    pub fn introduced(&self, conn: &str) -> anyhow::Result<usize> {
+        self.ask(|done| Command::Introduced(conn.to_string(), done))
     }
 
     /// Relay fallback: bind at the relay and dial (or answer) the peer there.
@@ -482,6 +489,9 @@ impl Daemon {
             }
             Input::Command(Command::Candidates(name, addrs, done)) => {
                 let _ = done.try_send(self.core.set_candidates(&name, addrs));
+            }
+            Input::Command(Command::Introduced(name, done)) => {
+                let _ = done.try_send(self.core.introduced(now, &name, m));
             }
             Input::Command(Command::Open(name, addrs, done)) => {
                 let _ = done.try_send(self.core.open_mappings(now, &name, &addrs));

@@ -497,6 +497,38 @@ fn two_clinics_behind_their_own_nats_reach_each_other_once_introduced() {
     }
 }
 
+/// The caller resends its IKE_SA_INIT once the introduction is out (the agent does
+/// 50 ms after the centre answered): through a port-restricted NAT the tunnel is up
+/// in a few round trips, not at the first retransmission 0.5 s later.
+#[test]
+fn resending_after_the_introduction_punches_through_before_the_first_retransmission() {
+    let pki = Pki::new();
+    let (mut w, a_cands, b_cands) = two_clinics(&pki, Kind::PortRestricted, Kind::PortRestricted);
+    let t0 = w.now;
+    w.trap(A, "10.2.0.9");
+    w.run_for(LATENCY * 2);
+    w.introduce(&a_cands, &b_cands);
+    w.run_for(LATENCY * 3); // B's keepalives are through its NAT
+    let now = w.now;
+    assert!(
+        w.sites[A].core.introduced(now, "b", &NoMeter) >= 1,
+        "nothing resent"
+    );
+    w.settle();
+    w.run_for(Duration::from_millis(150));
+    assert_eq!(w.state(A), "established");
+    assert_eq!(w.state(B), "established");
+    assert!(w.now - t0 < Duration::from_millis(400), "{:?}", w.now - t0);
+    assert!(
+        w.sites[B].nat.as_ref().unwrap().dropped > 0,
+        "B's NAT let in the first IKE_SA_INIT: the test proves nothing"
+    );
+    // Once up, nothing waits: a further resend sends nothing.
+    let now = w.now;
+    assert_eq!(w.sites[A].core.introduced(now, "b", &NoMeter), 0);
+    assert_eq!(w.sites[A].core.introduced(now, "nobody", &NoMeter), 0);
+}
+
 #[test]
 fn without_the_introduction_a_port_restricted_nat_keeps_the_peer_out() {
     let pki = Pki::new();

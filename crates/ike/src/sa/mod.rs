@@ -256,6 +256,20 @@ impl IkeSa {
     pub fn delete(&mut self, now: Instant) {
         self.enqueue(now, Request::DeleteIke);
     }
+    /// Send our IKE_SA_INIT again now, outside the retransmission schedule (which
+    /// stays as it was): the peer's NAT has just been opened for us (hole punching),
+    /// so the copy its NAT dropped a moment ago would now get in.
+    pub fn resend_init(&mut self, now: Instant) -> bool {
+        if self.state != State::InitSent {
+            return false;
+        }
+        let Some(bytes) = self.pending.as_ref().map(|p| p.bytes.clone()) else {
+            return false;
+        };
+        self.send_all(now, &bytes);
+        true
+    }
+
     /// Our address changed (a new DHCP lease, a failover line): move the SA and
     /// its child SAs to `local` with an UPDATE_SA_ADDRESSES exchange (RFC 4555
     /// §3.5), over the NAT-T port from now on (§3.3). A request already in
