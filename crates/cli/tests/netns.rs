@@ -44,6 +44,10 @@ fn dodvpn_to_dodvpn_on_demand_tunnels() {
     run("tunnel_selftest.sh");
 }
 
+/// R-DP-2: 16 cases against strongSwan in both directions (PSK, ECDSA, RSA, suites, NAT,
+/// rekey under load, idle delete), and MOBIKE: dodvpn's address changes during a
+/// transfer and strongSwan follows under the same IKE SA; with strongSwan's `mobike = no`
+/// the next packet brings a new IKE SA (tests/netns/interop_strongswan.sh).
 #[test]
 fn dodvpn_interoperates_with_strongswan_both_directions() {
     run("interop_strongswan.sh");
@@ -92,7 +96,8 @@ fn gateway_drops_what_routes_around_the_tunnels() {
 /// TR §9 end to end (issue 4): `dodvpn demo --exit` builds a centre and seven sites in
 /// namespaces, enrols them through D.6 a–l and checks, with real ICMP and TCP traffic
 /// and the centre's audit log: on-demand tunnels and idle teardown, multi-session at
-/// the hospital (§9.5), group isolation, overlapping ranges, the vendor's maintenance window
+/// the hospital (§9.5), group isolation, overlapping ranges, a clinic behind a NAT without
+/// an endpoint keeping its session across a new DHCP lease (MOBIKE), the vendor's maintenance window
 /// limited to the contracted host and port (§9.2), the three-point session audit and an
 /// operator cut, a centre outage and an agent crash, grant withdrawal and revocation
 /// cutting live tunnels within 2 s.
@@ -166,7 +171,9 @@ fn agent_metrics_with_a_real_data_plane() {
 /// hospital answers over the clinic's SA (ping, 2 MiB TCP sha256); the hospital installs
 /// the grant instead of skipping it and identifies the clinic by its certificate; a
 /// fixed-address hospital ↔ lab pair works as before; the clinic's candidates (the NAT's
-/// public address among them) reach the hospital's grant (tests/netns/agent_nat.sh).
+/// public address among them) reach the hospital's grant. Issue 19 item 4: the clinic's
+/// new DHCP lease during an 8 MiB transfer is followed with MOBIKE (sha256 equal, the
+/// same session id at both ends, no IKE SA down) (tests/netns/agent_nat.sh).
 #[test]
 fn a_clinic_behind_nat_without_an_endpoint_reaches_the_hospital() {
     run("agent_nat.sh");

@@ -127,6 +127,10 @@ pub struct Connection {
     /// Offer and accept IKE fragmentation (RFC 7383); on by default.
     #[serde(default = "default_true")]
     pub fragmentation: bool,
+    /// Offer and accept MOBIKE (RFC 4555); on by default. When our address changes,
+    /// an SA we started moves instead of being set up anew.
+    #[serde(default = "default_true")]
+    pub mobike: bool,
     /// Largest IP datagram (IP and UDP headers included) an encrypted IKE message
     /// may take before it is cut into fragments: 576 to 65535, default 1280 for
     /// IPv4 and IPv6 alike.

@@ -362,6 +362,7 @@ pub fn ike_config(c: &Connection, natt_port: u16) -> anyhow::Result<dodvpn_ike::
     cfg.force_encap = c.force_encap;
     cfg.local_chain = local_chain;
     cfg.fragmentation = c.fragmentation;
+    cfg.mobike = c.mobike;
     cfg.fragment_size = c.fragment_size;
     cfg.dpd_delay = c.dpd;
     cfg.nat_t_port = natt_port;
