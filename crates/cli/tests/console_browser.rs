@@ -39,9 +39,12 @@ fn up(sid: &str, peer: &Site, grant: &str) -> SessionReport {
         packets_out: 0,
         at: now() - 5,
         reason: None,
-        relay: None,
+        // Through the provider relay: the console's session list says so (issue 19).
+        relay: Some(RELAY.into()),
     }
 }
+
+const RELAY: &str = "192.0.2.1:4600";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_chromium_login_isolation_csrf_lockout_axe_cut() {
@@ -208,6 +211,7 @@ async fn console_in_chromium_login_isolation_csrf_lockout_axe_cut() {
         .env("CLINIC_ORG", &clinic)
         .env("HOSPITAL_ORG", &hospital)
         .env("SESSION_ID", &sid)
+        .env("SESSION_RELAY", RELAY)
         .env("VENDOR_ORG", &vendor)
         .env("VENDOR_DEVICE", &v.id)
         .output()

@@ -47,6 +47,7 @@
         cell(tr, fmt.format(new Date(r.first_ms)));
         cell(tr, r.a_in + " / " + r.a_out);
         cell(tr, r.b_in + " / " + r.b_out);
+        cell(tr, r.relay ? table.getAttribute("data-relay") + " " + r.relay : table.getAttribute("data-direct"));
         body.appendChild(tr);
       });
       table.setAttribute("data-updated", String(Date.now()));

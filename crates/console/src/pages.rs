@@ -1148,6 +1148,7 @@ async fn live_sessions(c: &Console, a: &Authed) -> Result<Vec<Value>, PageError>
         out.push(json!({
             "id": id, "device_a": x["device_a"], "device_b": x["device_b"],
             "first_ms": x["first_ms"], "a_in": ai, "a_out": ao, "b_in": bi, "b_out": bo,
+            "relay": x["relay"],
         }));
     }
     Ok(out)
@@ -1160,16 +1161,21 @@ async fn sessions_page(State(c): State<Arc<Console>>, a: Authed) -> PageResult {
     let cut = may(a.user.role, Can::CutSession);
     let body = html! {
         p id="live-status" role="status" aria-live="polite" data-live=(l.t("ses.live")) data-lost=(l.t("ses.lost")) { }
-        table id="sessions" data-stream="/console/sessions/events" {
+        table id="sessions" data-stream="/console/sessions/events" data-direct=(l.t("ses.direct")) data-relay=(l.t("ses.relay")) {
             caption class="sr" { (l.t("nav.sessions")) }
             thead { tr {
                 th scope="col" { (l.t("col.id")) } th scope="col" { (l.t("ses.end_a")) } th scope="col" { (l.t("ses.end_b")) }
                 th scope="col" { (l.t("ses.since")) } th scope="col" { (l.t("ses.bytes_a")) } th scope="col" { (l.t("ses.bytes_b")) }
+                th scope="col" { (l.t("ses.path")) }
             } }
             tbody { @for x in &live {
                 tr data-id=(s(&x["id"])) { td { (s(&x["id"])) } td { (s(&x["device_a"])) } td { (s(&x["device_b"])) }
                      td { (when(x["first_ms"].as_i64().unwrap_or(0))) }
-                     td { (s(&x["a_in"])) " / " (s(&x["a_out"])) } td { (s(&x["b_in"])) " / " (s(&x["b_out"])) } }
+                     td { (s(&x["a_in"])) " / " (s(&x["a_out"])) } td { (s(&x["b_in"])) " / " (s(&x["b_out"])) }
+                     td { @match x["relay"].as_str() {
+                         Some(r) => { (l.t("ses.relay")) " " (r) }
+                         None => { (l.t("ses.direct")) }
+                     } } }
             } }
         }
         @if live.is_empty() { p { (l.t("ses.none")) } }

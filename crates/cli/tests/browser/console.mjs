@@ -144,6 +144,7 @@ async function main() {
     await root.waitForFunction(() => document.getElementById("sessions").hasAttribute("data-updated"), null, { timeout: 15000 });
     const row = root.locator(`#sessions tr[data-id="${SESSION_ID}"]`);
     check("live session listed with both ends", (await row.count()) === 1 && (await row.textContent()).includes(HOSPITAL_DEVICE));
+    check("the live session is shown going through the relay", (await row.textContent()).includes(env("SESSION_RELAY")));
     check("live status says live", (await root.locator("#live-status").textContent()).length > 0);
     // Now the test starts posting counter updates from end A (it waits for this file):
     // they arrive over SSE without a reload.
