@@ -531,6 +531,11 @@ impl RxBatch {
         self.n == 0
     }
 
+    /// Message `i`'s bytes.
+    pub fn message(&self, i: usize) -> &[u8] {
+        &self.bufs[i][..self.meta[i].len]
+    }
+
     /// Message `i`: metadata and its bytes (mutable, for in-place opening).
     pub fn message_mut(&mut self, i: usize) -> (RxMeta, &mut [u8]) {
         let m = self.meta[i];
