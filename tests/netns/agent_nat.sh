@@ -169,6 +169,8 @@ check "the clinic ↔ hospital IKE SA never went down (clinic: $(downs c "$dev_h
   test "$(downs c "$dev_h")$(downs h "$dev_c")" = 00
 check "the clinic reported its new lease to the centre" \
   netns_wait_for 30 grep -aq "address changed: now reachable at $C_NEW:4500" "$work/agent-c.log"
+check "the clinic opened its event stream again from the new address" \
+  grep -aq "our address changed: opening the event stream again" "$work/agent-c.log"
 check "after the move the clinic still reaches the hospital (ping $C4 → $H4)" \
   ip netns exec "$C" ping -c2 -W2 -q -I "$C4" "$H4"
 

@@ -445,6 +445,7 @@ pub async fn run_observed(
         let (tunnels, latest, say) = (tunnels.clone(), latest.clone(), say.clone());
         let (client, store) = (agent.client.clone(), store.clone());
         let natt_port = opts.natt_port;
+        let reconnect = agent.reconnect.clone();
         tokio::spawn(async move {
             let mut expiry = tokio::time::interval(EXPIRY_CHECK);
             let mut crl = tokio::time::interval(CRL_REFRESH);
@@ -456,6 +457,7 @@ pub async fn run_observed(
                         reconcile(&tunnels, &st, &say);
                         // Our address moved: tell the centre now, not at the next refresh.
                         if centre.is_some_and(|c| crate::candidates::local_moved(c, natt_port, &candidates)) {
+                            reconnect.notify_one();
                             match crate::candidates::report(&client, natt_port, &mut candidates).await {
                                 Ok(Some(c)) => say(format!("address changed: now reachable at {} (reported to the centre)", c.join(", "))),
                                 Ok(None) => {}

@@ -29,6 +29,10 @@ pub const CHECKPOINT_EVENT: &str = "audit.checkpoint";
 /// Longest wait between reconnection attempts: a centre back from an outage reaches
 /// every agent within this, so changes made then cut tunnels promptly.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The centre sends a keep-alive on the event stream every 15 s: this long without
+/// a byte means the path is gone (our address changed, a NAT forgot the mapping)
+/// even though TCP has not noticed yet, so the stream is opened again.
+const STREAM_SILENCE: Duration = Duration::from_secs(40);
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SignedInfo {
@@ -178,6 +182,9 @@ pub struct Agent {
     pub client: CenterClient,
     pub device_id: String,
     pub state: SyncState,
+    /// Notified when our address changed: the event stream's connection still has
+    /// the old source and is opened again at once.
+    pub reconnect: Arc<tokio::sync::Notify>,
 }
 
 impl Agent {
@@ -196,6 +203,7 @@ impl Agent {
             client,
             device_id: cfg.device_id,
             state,
+            reconnect: Arc::default(),
         })
     }
 
@@ -365,7 +373,18 @@ impl Agent {
         );
         let mut parser = SseParser::default();
         let mut body = resp.bytes_stream();
-        while let Some(chunk) = body.next().await {
+        loop {
+            let next = tokio::select! {
+                n = tokio::time::timeout(STREAM_SILENCE, body.next()) => n,
+                _ = self.reconnect.notified() => bail!("our address changed: opening the event stream again / アドレス変更のためイベントストリームを再接続"),
+            };
+            let Ok(next) = next else {
+                bail!(
+                    "nothing on the event stream for {} s (the centre sends a keep-alive every 15 s): opening it again / イベントストリームが無応答のため再接続",
+                    STREAM_SILENCE.as_secs()
+                );
+            };
+            let Some(chunk) = next else { break };
             let chunk = chunk.context("the event stream broke")?;
             for e in parser.push(&chunk)? {
                 if e.event.as_deref() == Some("hello") {
