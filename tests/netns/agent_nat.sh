@@ -174,5 +174,29 @@ check "the clinic opened its event stream again from the new address" \
 check "after the move the clinic still reaches the hospital (ping $C4 → $H4)" \
   ip netns exec "$C" ping -c2 -W2 -q -I "$C4" "$H4"
 
+# ---------------------------------------------------------------- the NAT's public address changes
+# The ISP gives the clinic's router a new address: the clinic's host sees nothing, its
+# datagrams just leave from the new one. It keeps sending, nothing comes back, so after
+# 2 s it sends a liveness check, which the hospital follows (RFC 7296 §2.23).
+NAT_PUB2=192.0.2.102
+moves_h0="$(sed 's/\x1b\[[0-9;]*m//g' "$work/agent-h.log" | grep -c 'IKE SA moved to new addresses')"
+ip netns exec "$C" tc qdisc add dev out0 root tbf rate 10mbit burst 64kb latency 100ms || die "tc tbf on the clinic"
+( sleep 2
+  printf 'addr del %s/24 dev wan0\naddr add %s/24 dev wan0\n' "$NAT_PUB" "$NAT_PUB2" | ip -n "$NAT" -batch - ) &
+mover=$!
+t0=$SECONDS
+check "an 8 MiB TCP transfer clinic → hospital across the NAT's new public address: sha256 equal" \
+  tcp_transfer "$C" "$H" "$H4" "$C4" 8 "$work" 5015
+wait "$mover"
+took=$((SECONDS - t0))
+ip netns exec "$C" tc qdisc del dev out0 root
+check "the transfer outlasted the change (took $took s)" test "$took" -gt 3
+check "the clinic, hearing nothing back, sent a liveness check" \
+  sh -c "sed 's/\x1b\[[0-9;]*m//g' '$work/agent-c.log' | grep -q 'nothing back for'"
+check "the hospital followed the clinic to the NAT's new address $NAT_PUB2" \
+  sh -c "[ \"\$(sed 's/\x1b\[[0-9;]*m//g' '$work/agent-h.log' | grep 'IKE SA moved to new addresses' | grep -c 'peer=$NAT_PUB2:')\" -ge 1 ]"
+check "the session id is still $s_c0 at both ends" \
+  sh -c "[ '$(session_of "$C" c "$dev_h")' = '$s_c0' ] && [ '$(session_of "$H" h "$dev_c")' = '$s_h0' ]"
+
 netns_kill "$pid_c" "$pid_h" "$pid_l"
 netns_summary

@@ -457,17 +457,21 @@ impl Tunnels {
                 continue;
             }
             if let Some(old) = self.installed.get_mut(&p.peer_device) {
-                // Only the peer's addresses moved: its SAs stay up (they follow the
-                // peer wherever it sends from); new setups dial the new ones.
+                // Only addresses moved (the peer's, or ours: the centre re-issued the
+                // grants, new versions, same content): the SAs stay up (they follow
+                // the peer wherever it sends from); new setups dial the new ones.
                 let moved = PeerPlan {
                     candidates: p.candidates.clone(),
+                    grants: p.grants.clone(),
                     ..old.clone()
                 };
                 if moved == p {
-                    self.handle
-                        .set_candidates(&p.peer_device, p.candidates.clone())?;
-                    old.candidates = p.candidates.clone();
-                    changes.moved.push(p.peer_device.clone());
+                    if old.candidates != p.candidates {
+                        self.handle
+                            .set_candidates(&p.peer_device, p.candidates.clone())?;
+                        changes.moved.push(p.peer_device.clone());
+                    }
+                    *old = p;
                     continue;
                 }
             }

@@ -223,7 +223,27 @@ struct Child {
     up_since: Instant,
     /// A rekey created its successor; it only waits for its DELETE.
     replaced: bool,
+    /// Whether the peer still answers what we send (see [`Core::stalls`]).
+    silence: Silence,
 }
+
+/// Our side of a child SA sends and nothing comes back: the peer may be gone, or
+/// its ESP may go to a NAT mapping of ours that moved (the NAT's own public address
+/// changed; our host saw nothing). One liveness check from here, through the new
+/// mapping, lets the peer follow (RFC 7296 §2.23) without waiting for DPD.
+#[derive(Default)]
+struct Silence {
+    /// Packets in and out when a packet last came in.
+    packets_in: u64,
+    packets_out: u64,
+    /// Since when we have been sending with nothing back.
+    since: Option<Instant>,
+    /// The liveness check for this silence has gone out.
+    probed: bool,
+}
+
+/// How long we send with nothing back before a liveness check goes out.
+pub const STALL_PROBE_AFTER: Duration = Duration::from_secs(2);
 
 struct Conn {
     cfg: ConnSpec,
@@ -534,10 +554,11 @@ impl Core {
             .chain(self.lobby.as_ref().map(|l| &l.ep))
             .filter_map(|ep| ep.poll_timeout())
             .min();
+        // Idle teardown and stall probes look at the child SAs' counters.
         let idle = self
             .conns
             .iter()
-            .any(|c| !c.cfg.idle_timeout.is_zero() && !c.children.is_empty())
+            .any(|c| !c.children.is_empty())
             .then_some(self.next_idle_check)
             .flatten();
         let open = self
@@ -717,6 +738,7 @@ impl Core {
         if self.next_idle_check.is_none_or(|t| t <= now) {
             self.next_idle_check = Some(now + IDLE_CHECK);
             self.idle(now, m);
+            self.stalls(now, m);
             self.drain(now, m);
         }
     }
@@ -1526,7 +1548,10 @@ impl Core {
             remote_nets,
             up_since: now,
             replaced: false,
+            silence: Silence::default(),
         });
+        // Its counters are looked at from now on (idle teardown, stall probes).
+        self.next_idle_check.get_or_insert(now + IDLE_CHECK);
     }
 
     fn uninstall(&mut self, i: usize, local_spi: u32, why: &str, m: &dyn Meter) {
@@ -1619,6 +1644,38 @@ impl Core {
         c.ike_sa = None;
         c.established = false;
         self.drain(now, m);
+    }
+
+    /// A child SA that has sent for [`STALL_PROBE_AFTER`] with nothing back gets
+    /// one liveness check on its IKE SA, until a packet comes in again.
+    fn stalls(&mut self, now: Instant, m: &dyn Meter) {
+        for c in &mut self.conns {
+            let Some(sa) = c.ike_sa.filter(|_| c.established) else {
+                continue;
+            };
+            let mut probe = false;
+            for ch in c.children.iter_mut().filter(|ch| !ch.replaced) {
+                let u = m.usage(ch.local_spi).counts;
+                let s = &mut ch.silence;
+                if u.packets_in != s.packets_in {
+                    *s = Silence {
+                        packets_in: u.packets_in,
+                        packets_out: u.packets_out,
+                        ..Silence::default()
+                    };
+                } else if u.packets_out != s.packets_out && !s.probed {
+                    let since = *s.since.get_or_insert(now);
+                    if now.saturating_duration_since(since) >= STALL_PROBE_AFTER {
+                        s.probed = true;
+                        probe = true;
+                    }
+                }
+            }
+            if probe && c.ep.send_liveness(now, sa) {
+                tracing::info!(conn = %c.cfg.name,
+                    "sending, nothing back for {STALL_PROBE_AFTER:?}: liveness check (a moved NAT mapping is followed by the peer) / 応答なし: 生存確認");
+            }
+        }
     }
 
     /// Delete child SAs idle longer than the connection's idle timeout, then the IKE SA.

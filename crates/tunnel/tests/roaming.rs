@@ -121,6 +121,25 @@ impl Meter for NoMeter {
     }
 }
 
+/// A site's traffic as its data plane would count it: every child SA alike.
+#[derive(Default)]
+struct Traffic {
+    packets_in: std::cell::Cell<u64>,
+    packets_out: std::cell::Cell<u64>,
+}
+impl Meter for Traffic {
+    fn usage(&self, _: u32) -> Usage {
+        Usage {
+            counts: dodvpn_tunnel::core::Counts {
+                packets_in: self.packets_in.get(),
+                packets_out: self.packets_out.get(),
+                ..Default::default()
+            },
+            last_activity: None,
+        }
+    }
+}
+
 /// What a core asked of its data plane.
 #[derive(Default)]
 struct Plane {
@@ -133,6 +152,7 @@ struct Plane {
 struct Site {
     core: Core,
     plane: Plane,
+    traffic: Traffic,
     /// The address the site's datagrams leave from (before any NAT).
     ip: IpAddr,
 }
@@ -182,6 +202,7 @@ impl World {
             w.sites.push(Site {
                 core,
                 plane: Plane::default(),
+                traffic: Traffic::default(),
                 ip,
             });
         }
@@ -274,7 +295,7 @@ impl World {
             } else {
                 let now = self.now;
                 for s in &mut self.sites {
-                    s.core.handle_timeout(now, &NoMeter);
+                    s.core.handle_timeout(now, &s.traffic);
                 }
             }
         }
@@ -725,4 +746,60 @@ fn without_mobike_a_new_address_reconnects_on_demand() {
     assert_ne!(second, first);
     assert_eq!(session(&w, H, "clinic").as_ref(), Some(&second));
     assert_eq!(esp_peer(&w, H), mapping(&w, CLINIC_NEW_LEASE));
+}
+
+/// The NAT's own public mapping of the clinic moves (its ISP gave it a new address;
+/// the clinic's host sees nothing). The clinic keeps sending and nothing comes back:
+/// after 2 s it sends one liveness check, which leaves through the new mapping; the
+/// hospital follows it (RFC 7296 §2.23) and its ESP goes there, long before DPD's 30 s.
+#[test]
+fn a_moved_nat_mapping_is_found_by_a_liveness_check_when_nothing_comes_back() {
+    let pki = Pki::new();
+    let mut w = World::new(vec![
+        (HOSP, hospital(&pki)),
+        (CLINIC_PRIVATE, clinic(&pki, "clinic.example")),
+    ]);
+    w.trap(C, "10.1.0.5");
+    w.run_for(Duration::from_secs(2));
+    let first = session(&w, C, "hosp").expect("a session");
+    let old = esp_peer(&w, H);
+    // The NAT forgets its mappings and hands out new ports.
+    w.nat_out.clear();
+    w.nat_in.clear();
+    // (The model numbers ports by how many mappings it holds: these make the next new.)
+    for p in 1..=5 {
+        w.nat_out.insert(SocketAddr::new(STRANGER, p), 0);
+    }
+    let sent_before = w.sent.len();
+    // 1 s of two-way traffic, then the clinic sends and nothing comes back.
+    for _ in 0..4 {
+        let t = &w.sites[C].traffic;
+        t.packets_in.set(t.packets_in.get() + 10);
+        t.packets_out.set(t.packets_out.get() + 10);
+        w.run_for(Duration::from_millis(250));
+    }
+    assert_eq!(esp_peer(&w, H), old, "nothing has told the hospital yet");
+    for _ in 0..12 {
+        let t = &w.sites[C].traffic;
+        t.packets_out.set(t.packets_out.get() + 10);
+        w.run_for(Duration::from_millis(250));
+    }
+    let moved = esp_peer(&w, H);
+    assert_ne!(
+        moved, old,
+        "the hospital's ESP still goes to the old mapping"
+    );
+    assert_eq!(moved, mapping(&w, CLINIC_PRIVATE));
+    assert_eq!(
+        session(&w, C, "hosp").as_ref(),
+        Some(&first),
+        "the same session"
+    );
+    assert_eq!(session(&w, H, "clinic").as_ref(), Some(&first));
+    // One liveness check, not one per tick: the clinic sent few datagrams meanwhile.
+    let ike_sent = w.sent[sent_before..]
+        .iter()
+        .filter(|(s, t)| *s == C && t.bytes != [0xff])
+        .count();
+    assert!(ike_sent <= 2, "{ike_sent} IKE datagrams from the clinic");
 }
