@@ -30,6 +30,8 @@ ALL_CASES=(psk-ss-init psk-dv-init ecdsa-ss-init ecdsa-dv-init rsa-ss-init rsa-d
            rekey-under-load-ss rekey-under-load-dv mobike-dv-move reconnect-no-mobike)
 # A move (issue 19 item 4): dodvpn's outer address changes from OUTER_A to MOVED_TO.
 MOVED_TO=192.0.2.3 MOVE_RATE="${MOVE_RATE:-10mbit}"
+# …and strongSwan's (as the initiator, the side MOBIKE lets move) from OUTER_B to PEER_MOVED_TO.
+PEER_MOVED_TO=192.0.2.4
 fail() { echo "$*" >&2; return 1; }
 plain() { sed 's/\x1b\[[0-9;]*m//g' "$1"; }   # dodvpn's log without colours
 
@@ -42,7 +44,9 @@ plain() { sed 's/\x1b\[[0-9;]*m//g' "$1"; }   # dodvpn's log without colours
 #            nat (dodvpn behind a masquerading NAT), idle (dodvpn deletes after 3 s idle),
 #            move (dodvpn's address changes during a rate-limited transfer: MOBIKE moves
 #            the IKE SA, strongSwan follows), move-no-mobike (strongSwan with mobike = no,
-#            as a standard router: the next packet after the change brings a new IKE SA)
+#            as a standard router: the next packet after the change brings a new IKE SA),
+#            peer-move (strongSwan initiated, its address changes during a transfer: its
+#            UPDATE_SA_ADDRESSES moves dodvpn's responder SA and ESP)
 run_case() {
   local name="$1" auth="$2" who="$3" suite="$4" dh="$5" variant="${6:-}"
   local h; h="$(printf '%s' "$name" | cksum | cut -c1-5)"
@@ -55,7 +59,7 @@ run_case() {
   dv_addr="$OUTER_A"; [[ "$variant" == nat ]] && dv_addr="$NETNS_PRIV_A"
   local prf=prfsha256; [[ "$dh" == ecp384 ]] && prf=prfsha384
   local dvdh="$dh"; [[ "$dh" == curve25519 ]] && dvdh=x25519
-  local -a cb=(--local-addrs "$OUTER_B" --remote-addrs "$([[ $variant == nat || $variant == move* ]] && echo %any || echo "$OUTER_A")" --local-id b.test --remote-id a.test
+  local -a cb=(--local-addrs "$([[ $variant == peer-move ]] && echo %any || echo "$OUTER_B")" --remote-addrs "$([[ $variant == nat || $variant == move* ]] && echo %any || echo "$OUTER_A")" --local-id b.test --remote-id a.test
                --local-ts "$SITE_NET_B" --remote-ts "$SITE_NET_A" --ike "$suite-$prf-$dh" --esp "$suite-$dh")
   local dvauth
   case "$auth" in
@@ -143,6 +147,23 @@ CONF
     swanctl_list_sas "$db" | grep -q "remote 'a.test' @ $MOVED_TO\[" ||
       fail "strongSwan does not see dodvpn at $MOVED_TO: $(swanctl_list_sas "$db" | grep remote | tr '\n' ' ')" || return 1
   fi
+  if [[ "$variant" == peer-move ]]; then
+    local pike0 pike1 mover t1
+    pike0="$("$DODVPN_BIN" tunnel status --control "$work/a.sock" --json | jq -r '.connections[0].ike_sa')"
+    ip netns exec "$a" tc qdisc add dev out0 root tbf rate "$MOVE_RATE" burst 64kb latency 100ms || fail "tc tbf failed" || return 1
+    (sleep 2; printf 'addr del %s/%s dev out0\naddr add %s/%s dev out0\n' "$OUTER_B" "$NETNS_OUTER_PFX" "$PEER_MOVED_TO" "$NETNS_OUTER_PFX" | ip -n "$b" -batch -) &
+    mover=$! t1=$SECONDS
+    tcp_transfer "$a" "$b" "$SITE_B" "$SITE_A" "$mb" "$work" 5004 >/dev/null 2>&1 ||
+      fail "TCP transfer of $mb MiB across strongSwan's move failed or sha256 differs (after $((SECONDS - t1)) s) | charon: $(grep -E 'UPD_SA|roam|path|address' "$db/charon.log" | tail -3 | tr '\n' ' ')" || return 1
+    wait "$mover"
+    ip netns exec "$a" tc qdisc del dev out0 root
+    pike1="$("$DODVPN_BIN" tunnel status --control "$work/a.sock" --json | jq -r '.connections[0].ike_sa')"
+    [[ "$pike0" == "$pike1" && "$pike1" != null ]] || fail "the IKE SA changed across strongSwan's move: $pike0 -> $pike1" || return 1
+    grep -q 'UPD_SA_ADDR' "$db/charon.log" || fail "charon sent no UPDATE_SA_ADDRESSES" || return 1
+    plain "$work/a.log" | grep 'IKE SA moved to new addresses' | grep -q "peer=$PEER_MOVED_TO:" ||
+      fail "dodvpn did not follow strongSwan to $PEER_MOVED_TO" || return 1
+    rkinfo="strongSwan moved to $PEER_MOVED_TO during $((SECONDS - t1)) s, IKE SA $pike1 kept"
+  fi
   if [[ "$variant" == rekey-* ]]; then
     mb="$REKEY_MB"
     # Rate-limit A's side so the transfer outlasts two child rekeys and one IKE rekey.
@@ -221,6 +242,7 @@ for c in "${cases[@]}"; do
       dv-idle-delete)         run_case "$c" psk dv aes128gcm16 ecp256 idle ;;
       mobike-dv-move)         run_case "$c" psk dv aes128gcm16 ecp256 move ;;
       reconnect-no-mobike) run_case "$c" psk dv aes128gcm16 ecp256 move-no-mobike ;;
+      mobike-ss-move)         run_case "$c" psk ss aes128gcm16 ecp256 peer-move ;;
       *) echo "unknown case $c" >&2; exit 1 ;;
     esac ) 2>"$INFO.err"
   if [[ $? == 0 ]]; then result 0 "$c ($(cat "$INFO"))"

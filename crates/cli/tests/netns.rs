@@ -44,9 +44,10 @@ fn dodvpn_to_dodvpn_on_demand_tunnels() {
     run("tunnel_selftest.sh");
 }
 
-/// R-DP-2: 16 cases against strongSwan in both directions (PSK, ECDSA, RSA, suites, NAT,
+/// R-DP-2: 17 cases against strongSwan in both directions (PSK, ECDSA, RSA, suites, NAT,
 /// rekey under load, idle delete), and MOBIKE: dodvpn's address changes during a
-/// transfer and strongSwan follows under the same IKE SA; with strongSwan's `mobike = no`
+/// transfer and strongSwan follows under the same IKE SA, and the other way round; with
+/// strongSwan's `mobike = no`
 /// the next packet brings a new IKE SA (tests/netns/interop_strongswan.sh).
 #[test]
 fn dodvpn_interoperates_with_strongswan_both_directions() {
