@@ -4,22 +4,19 @@
 //! behind symmetric NATs they meet at a relay that forwards what it cannot read.
 //! Cores over an in-memory network with NAT models and a fake clock.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dodvpn_ike::{proposal, Config, LocalAuth, RemoteAuth, RsaScheme};
+use common::Pki;
+use dodvpn_ike::{proposal, Config};
 use dodvpn_relay::{Action, Binding, Relay};
 use dodvpn_tunnel::config::Start;
 use dodvpn_tunnel::core::{Command, ConnSpec, Core, Meter, SessionEvent, Usage};
-use dodvpn_tunnel::peer::PeerCertValidator;
 use dodvpn_wire::{Identification, TsRange};
 use ipnet::IpNet;
-use rcgen::{
-    date_time_ymd, BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair,
-};
 
 fn ip(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
@@ -33,41 +30,6 @@ fn net(s: &str) -> IpNet {
 
 const LATENCY: Duration = Duration::from_millis(10);
 const SECRET: &[u8] = b"shared by the centre and the relay";
-
-struct Pki {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name
-            .push(rcgen::DnType::CommonName, "punch test CA");
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let cert = p.self_signed(&key).unwrap();
-        Pki {
-            pem: cert.pem(),
-            issuer: Issuer::new(p, key),
-        }
-    }
-
-    fn local_auth(&self, dns: &str) -> LocalAuth {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec![dns.to_string()]).unwrap();
-        p.not_before = date_time_ymd(2025, 1, 1);
-        p.not_after = date_time_ymd(2035, 1, 1);
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ClientAuth,
-            ExtendedKeyUsagePurpose::ServerAuth,
-        ];
-        let cert_der = p.signed_by(&key, &self.issuer).unwrap().der().to_vec();
-        let signer =
-            dodvpn_ike::signer_from_pkcs8(&key.serialize_der(), RsaScheme::Pkcs1Sha256).unwrap();
-        LocalAuth::Cert { cert_der, signer }
-    }
-}
 
 /// How a NAT maps and filters (RFC 4787 terms).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -394,9 +356,7 @@ fn conn(
         proposal::parse_esp_proposals(&["aes128gcm16"]).unwrap(),
         Identification::fqdn(me),
         pki.local_auth(me),
-        RemoteAuth::Cert(Arc::new(
-            PeerCertValidator::from_pem(pki.pem.as_bytes()).unwrap(),
-        )),
+        pki.remote_auth(),
     );
     c.remote_id = Some(Identification::fqdn(peer));
     c.local_ts = vec![TsRange::from_net(net(local_net), 0, 0..=65535)];

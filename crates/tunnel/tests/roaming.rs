@@ -4,22 +4,20 @@
 //! over an in-memory network with a masquerading NAT in front of the clinic and a
 //! fake clock; certificates made on the spot.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dodvpn_ike::{proposal, Config, LocalAuth, RemoteAuth, RsaScheme, Transmit};
+use common::Pki;
+use dodvpn_ike::{proposal, Config, LocalAuth, RemoteAuth, Transmit};
 use dodvpn_tunnel::config::Start;
 use dodvpn_tunnel::core::{Command, ConnSpec, Core, Meter, Usage};
-use dodvpn_tunnel::peer::PeerCertValidator;
 use dodvpn_tunnel::telemetry::{HandshakeResult, RekeyKind, Role, Telemetry};
 use dodvpn_wire::{Identification, Message, NotifyType, Payload, TsRange};
 use ipnet::IpNet;
-use rcgen::{
-    date_time_ymd, BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair,
-};
 
 const HOSP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
 const CLINIC_PRIVATE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 7, 2));
@@ -31,48 +29,6 @@ const LATENCY: Duration = Duration::from_millis(5);
 
 fn net(s: &str) -> IpNet {
     s.parse().unwrap()
-}
-
-struct Pki {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name
-            .push(rcgen::DnType::CommonName, "roaming test CA");
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let cert = p.self_signed(&key).unwrap();
-        Pki {
-            pem: cert.pem(),
-            issuer: Issuer::new(p, key),
-        }
-    }
-
-    /// Our certificate for `dns` (ECDSA P-256) and the key that signs with it.
-    fn local_auth(&self, dns: &str) -> LocalAuth {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec![dns.to_string()]).unwrap();
-        p.not_before = date_time_ymd(2025, 1, 1);
-        p.not_after = date_time_ymd(2035, 1, 1);
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ClientAuth,
-            ExtendedKeyUsagePurpose::ServerAuth,
-        ];
-        let cert_der = p.signed_by(&key, &self.issuer).unwrap().der().to_vec();
-        let signer =
-            dodvpn_ike::signer_from_pkcs8(&key.serialize_der(), RsaScheme::Pkcs1Sha256).unwrap();
-        LocalAuth::Cert { cert_der, signer }
-    }
-
-    fn remote_auth(&self) -> RemoteAuth {
-        RemoteAuth::Cert(Arc::new(
-            PeerCertValidator::from_pem(self.pem.as_bytes()).unwrap(),
-        ))
-    }
 }
 
 /// A connection `name` from `me` (certificate for `cert_name`) to the peer `peer`.
@@ -662,9 +618,8 @@ fn mapping(w: &World, inside: IpAddr) -> SocketAddr {
     SocketAddr::new(NAT_PUBLIC, port)
 }
 
-/// The clinic, up behind its NAT, takes a new DHCP lease: its next datagrams leave
-/// through a new NAT mapping.
-fn clinic_up_then_new_lease(hospital_mobike: bool) -> (World, String) {
+/// The clinic, behind its NAT, up with the hospital: the world and the session.
+fn clinic_up(hospital_mobike: bool) -> (World, String) {
     let pki = Pki::new();
     let mut hosp = hospital(&pki);
     for s in &mut hosp {
@@ -680,6 +635,13 @@ fn clinic_up_then_new_lease(hospital_mobike: bool) -> (World, String) {
     let first = session(&w, C, "hosp").expect("a session");
     assert_eq!(session(&w, H, "clinic").as_ref(), Some(&first));
     assert_eq!(esp_peer(&w, H), mapping(&w, CLINIC_PRIVATE));
+    (w, first)
+}
+
+/// The clinic, up behind its NAT, takes a new DHCP lease: its next datagrams leave
+/// through a new NAT mapping.
+fn clinic_up_then_new_lease(hospital_mobike: bool) -> (World, String) {
+    let (mut w, first) = clinic_up(hospital_mobike);
     w.sites[C].ip = CLINIC_NEW_LEASE;
     let now = w.now;
     assert!(w.sites[C]
@@ -754,14 +716,7 @@ fn without_mobike_a_new_address_reconnects_on_demand() {
 /// hospital follows it (RFC 7296 §2.23) and its ESP goes there, long before DPD's 30 s.
 #[test]
 fn a_moved_nat_mapping_is_found_by_a_liveness_check_when_nothing_comes_back() {
-    let pki = Pki::new();
-    let mut w = World::new(vec![
-        (HOSP, hospital(&pki)),
-        (CLINIC_PRIVATE, clinic(&pki, "clinic.example")),
-    ]);
-    w.trap(C, "10.1.0.5");
-    w.run_for(Duration::from_secs(2));
-    let first = session(&w, C, "hosp").expect("a session");
+    let (mut w, first) = clinic_up(true);
     let old = esp_peer(&w, H);
     // The NAT forgets its mappings and hands out new ports.
     w.nat_out.clear();
