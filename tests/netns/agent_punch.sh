@@ -240,6 +240,12 @@ check "clinic 3 reaches clinic 4, both behind symmetric NATs, on demand" test "$
 record "relayed clinic3->clinic4 (symmetric -> symmetric)" "${ms:-0}"
 check "clinic 3 found no direct path and the centre allocated the relay" \
   grep -aq "the centre allocated a relay" "$work/agent-c3.log"
+check "clinic 3 went to the relay at once, without trying to punch" \
+  grep -aq "straight to the relay" "$work/agent-c3.log"
+check "the reflector probes showed clinics 3 and 4 behind symmetric NATs" \
+  sh -c "grep -aq 'behind a symmetric NAT' '$work/agent-c3.log' && grep -aq 'behind a symmetric NAT' '$work/agent-c4.log'"
+check "the reflector probes showed clinic 1 behind a cone NAT at 192.0.2.101:4500, the hospital on no NAT" \
+  sh -c "grep -aq '192.0.2.101:4500 (behind a NAT /' '$work/agent-c1.log' && grep -aq '(no NAT /' '$work/agent-h.log'"
 check "both sides bound at the relay" sh -c "[ \$(grep -ac 'side bound' '$work/relay.log') -ge 2 ]"
 via_relay() { conn "$1" "$2" "$3" | jq -e --arg r "$RELAY" '.state == "established" and .relay == $r' >/dev/null; }
 check "clinic 3's tunnel runs through the relay $RELAY" via_relay "$C3" c3 "$dev_c4"

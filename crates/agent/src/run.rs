@@ -252,18 +252,6 @@ pub async fn run_observed(
             "could not report this agent's version to the centre ({e:#})"
         ));
     }
-    // Where peers may reach us (issue 19): reported now and re-checked every minute.
-    let mut candidates = None;
-    match crate::candidates::report(&agent.client, opts.natt_port, &mut candidates).await {
-        Ok(Some(c)) => say(format!(
-            "reachable at {} (reported to the centre)",
-            c.join(", ")
-        )),
-        Ok(None) => {}
-        Err(e) => say(format!(
-            "could not report this agent's addresses to the centre ({e:#})"
-        )),
-    }
     let (sessions_tx, mut sessions_rx) = mpsc::unbounded_channel::<SessionEvent>();
     let (intro_tx, mut intro_rx) = mpsc::unbounded_channel::<(String, std::time::Instant)>();
     // When each peer's last session came up: punching worked if it did after the
@@ -292,9 +280,20 @@ pub async fn run_observed(
         opts.interface,
         opts.control.display()
     ));
+    let prober = tunnels.handle().clone();
     let tunnels = Arc::new(Mutex::new(tunnels));
     // Grants held from before a restart work at once, centre or not.
     reconcile(&tunnels, &agent.state, &say);
+    // Where peers may reach us (issue 19): reported now (the reflectors are probed
+    // from the data plane's NAT-T port, so after it is up) and re-checked every minute.
+    let mut candidates = None;
+    match crate::candidates::report(&agent.client, opts.natt_port, &prober, &mut candidates).await {
+        Ok(Some(c)) => say(format!("reachable at {c} (reported to the centre)")),
+        Ok(None) => {}
+        Err(e) => say(format!(
+            "could not report this agent's addresses to the centre ({e:#})"
+        )),
+    }
     let latest = Arc::new(Mutex::new(agent.state.clone()));
 
     // Hole punching, then the relay (issue 19 items 2, 3): a packet waits for a peer
@@ -322,30 +321,38 @@ pub async fn run_observed(
                 let handle = handle.clone();
                 tokio::spawn(async move {
                     let body = serde_json::json!({ "peer_device_id": conn });
-                    if let Err(e) = client
+                    let intro = match client
                         .post::<_, serde_json::Value>("/api/v1/device/introduce", &body)
                         .await
                     {
-                        return say(format!("the centre could not introduce us to {conn} ({e:#}) / センターによる紹介に失敗"));
-                    }
-                    // The peer hears of it now and opens its NAT: our IKE_SA_INIT,
-                    // dropped there a moment ago, goes again instead of 0.5 s later.
-                    let mut waited = Duration::ZERO;
-                    for at in RESEND_AFTER_INTRODUCTION {
-                        tokio::time::sleep(at - waited).await;
-                        waited = at;
-                        let handle = handle.clone();
-                        let conn = conn.clone();
-                        let _ = tokio::task::spawn_blocking(move || handle.introduced(&conn)).await;
-                    }
-                    tokio::time::sleep(PUNCH_WAIT.saturating_sub(waited)).await;
-                    let came_up = last_up
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get(&conn)
-                        .is_some_and(|t| *t >= asked);
-                    if came_up {
-                        return;
+                        Ok(v) => v,
+                        Err(e) => return say(format!("the centre could not introduce us to {conn} ({e:#}) / センターによる紹介に失敗")),
+                    };
+                    // The centre knows both NATs: behind a symmetric one and another
+                    // NAT, punching cannot work and the relay is asked for at once.
+                    if intro["punch"].as_bool() != Some(false) {
+                        // The peer hears of it now and opens its NAT: our IKE_SA_INIT,
+                        // dropped there a moment ago, goes again instead of 0.5 s later.
+                        let mut waited = Duration::ZERO;
+                        for at in RESEND_AFTER_INTRODUCTION {
+                            tokio::time::sleep(at - waited).await;
+                            waited = at;
+                            let handle = handle.clone();
+                            let conn = conn.clone();
+                            let _ =
+                                tokio::task::spawn_blocking(move || handle.introduced(&conn)).await;
+                        }
+                        tokio::time::sleep(PUNCH_WAIT.saturating_sub(waited)).await;
+                        let came_up = last_up
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get(&conn)
+                            .is_some_and(|t| *t >= asked);
+                        if came_up {
+                            return;
+                        }
+                    } else {
+                        say(format!("{conn}: both NATs rule hole punching out (one is symmetric): straight to the relay / 対称型 NAT のため直接リレーへ"));
                     }
                     match client
                         .post::<_, serde_json::Value>("/api/v1/device/relay", &body)
@@ -458,8 +465,8 @@ pub async fn run_observed(
                         // Our address moved: tell the centre now, not at the next refresh.
                         if centre.is_some_and(|c| crate::candidates::local_moved(c, natt_port, &candidates)) {
                             reconnect.notify_one();
-                            match crate::candidates::report(&client, natt_port, &mut candidates).await {
-                                Ok(Some(c)) => say(format!("address changed: now reachable at {} (reported to the centre)", c.join(", "))),
+                            match crate::candidates::report(&client, natt_port, &prober, &mut candidates).await {
+                                Ok(Some(c)) => say(format!("address changed: now reachable at {c} (reported to the centre)")),
                                 Ok(None) => {}
                                 Err(e) => tracing::debug!("candidates not reported: {e:#}"),
                             }
@@ -469,8 +476,8 @@ pub async fn run_observed(
                         if let Ok(serials) = refresh_pki(&client, store.as_ref()).await {
                             tunnels.lock().unwrap_or_else(|p| p.into_inner()).set_revoked(serials);
                         }
-                        match crate::candidates::report(&client, natt_port, &mut candidates).await {
-                            Ok(Some(c)) => say(format!("now reachable at {} (reported to the centre)", c.join(", "))),
+                        match crate::candidates::report(&client, natt_port, &prober, &mut candidates).await {
+                            Ok(Some(c)) => say(format!("now reachable at {c} (reported to the centre)")),
                             Ok(None) => {}
                             Err(e) => tracing::debug!("candidates not reported: {e:#}"),
                         }

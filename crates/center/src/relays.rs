@@ -47,6 +47,14 @@ impl RelayConfig {
         Ok(Some(RelayConfig { addr, secret }))
     }
 
+    /// The UDP reflectors the relay answers probes on: its port and the one after it
+    /// (`dodvpn relay` binds both).
+    pub fn reflectors(&self) -> [SocketAddr; 2] {
+        let mut second = self.addr;
+        second.set_port(self.addr.port().wrapping_add(1));
+        [self.addr, second]
+    }
+
     /// A fresh allocation: the binding of side 0 and of side 1.
     pub fn allocate(&self, now_unix: u64) -> ([u8; 16], Vec<u8>, Vec<u8>) {
         let mut alloc = [0u8; 16];

@@ -3,6 +3,10 @@
 //! side binds with what the centre gave it, then everything one side sends is sent on
 //! to the other as it is — IKE and ESP-in-UDP, ciphertext only. The forwarding table
 //! is `dodvpn_relay`; this is its socket loop.
+//!
+//! It is also the sites' UDP reflector (`dodvpn_relay::reflect`): a probe on the
+//! listen port, or on the port after it, is answered with the address and port it
+//! came from. Two ports, so an agent can tell a NAT that maps per destination.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +20,7 @@ use dodvpn_relay::{Action, DropReason, Relay};
 #[derive(Parser)]
 pub struct RelayArgs {
     /// UDP address to listen on (the centre's DODVPN_RELAY names it to the sites).
+    /// The port after it is the second UDP reflector and must be reachable too.
     #[arg(long, env = "DODVPN_RELAY_LISTEN", default_value = "0.0.0.0:4600")]
     listen: SocketAddr,
     /// The secret shared with the centre (its data directory's relay.key).
@@ -47,10 +52,21 @@ pub fn run(a: RelayArgs) -> anyhow::Result<()> {
     };
     let sock =
         UdpSock::bind(a.listen, &cfg).with_context(|| format!("cannot bind {}", a.listen))?;
+    // The centre names both ports to its agents (center/relays.rs `reflectors`).
+    let second = SocketAddr::new(a.listen.ip(), a.listen.port().wrapping_add(1));
+    let reflector = std::net::UdpSocket::bind(second)
+        .with_context(|| format!("cannot bind the second reflector {second}"))?;
+    std::thread::Builder::new()
+        .name("reflector".into())
+        .spawn(move || reflect_only(reflector))
+        .context("cannot start the reflector thread")?;
     let mut relay = Relay::new(secret);
-    tracing::info!(listen = %a.listen, gso = sock.gso(), gro = sock.gro(),
+    tracing::info!(listen = %a.listen, reflector = %second, gso = sock.gso(), gro = sock.gro(),
         "relay up: forwarding between bound sides, no keys held / リレー起動");
-    eprintln!("relay listening on {} / リレー待ち受け中", a.listen);
+    eprintln!(
+        "relay listening on {}, reflector also on {second} / リレー待ち受け中",
+        a.listen
+    );
     // Batched both ways (recvmmsg with GRO, sendmmsg with GSO): a relayed bulk
     // transfer is many equal-size datagrams from one side to the other.
     let mut rx = RxBatch::new(BATCH);
@@ -72,6 +88,11 @@ pub fn run(a: RelayArgs) -> anyhow::Result<()> {
                         let end = (start + seg).min(m.len);
                         match relay.handle(now, unix, m.src, &bytes[start..end]) {
                             Action::Forward(to) => out.push((i, start, end, to, m.tos)),
+                            Action::Reflect(answer) => {
+                                if let Err(e) = sock.send_to(&answer, m.src) {
+                                    tracing::debug!(to = %m.src, error = %e, "cannot answer a probe");
+                                }
+                            }
                             Action::Bound {
                                 alloc,
                                 side,
@@ -113,9 +134,28 @@ pub fn run(a: RelayArgs) -> anyhow::Result<()> {
                 forwarded_datagrams = s.forwarded_datagrams,
                 forwarded_bytes = s.forwarded_bytes,
                 dropped = s.dropped,
+                probes_answered = s.probes_answered,
                 "relay counters"
             );
             next_sweep = Instant::now() + SWEEP;
+        }
+    }
+}
+
+/// The second reflector: answers probes, ignores everything else.
+fn reflect_only(sock: std::net::UdpSocket) {
+    let mut buf = [0u8; 64];
+    loop {
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                if let Some(nonce) = dodvpn_relay::reflect::probe_nonce(&buf[..n]) {
+                    let _ = sock.send_to(&dodvpn_relay::reflect::answer(nonce, from), from);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reflector socket");
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 both_backends!(a_new_endpoint_reaches_existing_grants_on_both_sides);
 both_backends!(reported_candidates_reach_the_peers_and_the_observed_address_is_told);
@@ -307,6 +308,92 @@ async fn introductions_and_relays_reach_both_sides_only_under_a_grant(b: Backend
         .post::<_, Value>("/api/v1/device/introduce", &json!({"peer_device_id": h.id}))
         .await
         .is_err());
+
+    // The reflectors: the relay's port and the one after it.
+    let who: Value = k.tier2(&c).get("/api/v1/device/whoami").await.unwrap();
+    assert_eq!(
+        who["reflectors"],
+        json!(["192.0.2.1:4600", "192.0.2.1:4601"]),
+        "{who}"
+    );
+
+    // Both behind NATs the probes showed symmetric: punching is skipped, nobody is
+    // told, and the caller goes to the relay at once.
+    c.admin_ok(&["group", "add", "I", &x.id]);
+    let r = c.admin_ok(&["connection", "apply", "--from", &x.id, "--to", &h.id]);
+    assert_eq!(r["outcomes"][0]["granted"], json!(true), "{r}");
+    let sym = |a: &str| json!({"candidates": [a], "nat": "symmetric"});
+    for (site, cands) in [
+        (&x, sym("203.0.113.9:4500")),
+        (&h, sym("198.51.100.4:4500")),
+    ] {
+        let back: Value = site
+            .tier2(&c)
+            .put("/api/v1/device/candidates", &cands)
+            .await
+            .unwrap();
+        assert_eq!(back, cands);
+    }
+    let e = x
+        .tier2(&c)
+        .put::<_, Value>(
+            "/api/v1/device/candidates",
+            &json!({"candidates": [], "nat": "leaky"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("nat"), "{e:#}");
+    let r: Value = x
+        .tier2(&c)
+        .post("/api/v1/device/introduce", &json!({"peer_device_id": h.id}))
+        .await
+        .unwrap();
+    assert_eq!(r["punch"], json!(false), "{r}");
+    assert_eq!(r["candidates"], json!(["198.51.100.4:4500"]));
+    // The hospital's stream carries no introduction from x (a grant event, maybe).
+    let quiet = tokio::time::timeout(Duration::from_millis(700), async {
+        loop {
+            let ev = hs.recv().await.expect("stream ended");
+            if ev["kind"] == json!("introduce") {
+                return ev;
+            }
+        }
+    })
+    .await;
+    assert!(
+        quiet.is_err(),
+        "told of a punch that cannot work: {quiet:?}"
+    );
+    // A clinic whose NAT is a cone, to the same symmetric hospital: still relayed.
+    let cone = json!({"candidates": ["203.0.113.9:4500"], "nat": "cone"});
+    let _: Value = x
+        .tier2(&c)
+        .put("/api/v1/device/candidates", &cone)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r: Value = x
+        .tier2(&c)
+        .post("/api/v1/device/introduce", &json!({"peer_device_id": h.id}))
+        .await
+        .unwrap();
+    assert_eq!(r["punch"], json!(false), "{r}");
+    // The hospital on a public address: punching (an introduction) again.
+    let public = json!({"candidates": ["198.51.100.4:4500"], "nat": "none"});
+    let _: Value = h
+        .tier2(&c)
+        .put("/api/v1/device/candidates", &public)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r: Value = x
+        .tier2(&c)
+        .post("/api/v1/device/introduce", &json!({"peer_device_id": h.id}))
+        .await
+        .unwrap();
+    assert_eq!(r["punch"], json!(true), "{r}");
+    let to_h = next_kind(&mut hs, "introduce").await;
+    assert_eq!(to_h["payload"]["peer_device_id"], json!(x.id));
 }
 
 /// Without DODVPN_RELAY the centre says so, in both languages.
@@ -329,6 +416,9 @@ async fn without_a_relay_the_centre_refuses_to_allocate_one(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r["relay_available"], json!(false));
+    // No relay, no reflectors.
+    let who: Value = k.tier2(&c).get("/api/v1/device/whoami").await.unwrap();
+    assert!(who.get("reflectors").is_none(), "{who}");
     let e = k
         .tier2(&c)
         .post::<_, Value>("/api/v1/device/relay", &body)

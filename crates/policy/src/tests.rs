@@ -385,7 +385,7 @@ fn an_approval_narrows_to_its_contracted_host_and_port() {
         &vendor_all,
         &w.hospital,
         &wide,
-        &[contracted.clone()],
+        std::slice::from_ref(&contracted),
         MON,
     ));
     assert_eq!(g.services, svcs(&["tcp/443"]));

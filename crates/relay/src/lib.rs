@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use ring::hmac;
 
+pub mod reflect;
+
 pub const MAGIC: [u8; 4] = *b"DODR";
 pub const VERSION: u8 = 1;
 pub const BINDING_LEN: usize = 4 + 1 + 8 + 16 + 1 + 32;
@@ -103,6 +105,8 @@ impl Binding {
 pub enum Action {
     /// Send it, unchanged, to this address (the other side).
     Forward(SocketAddr),
+    /// It was a reflector probe: send this answer back to `from`.
+    Reflect(Vec<u8>),
     /// It was a binding: `from` is now this side of the allocation.
     Bound {
         alloc: [u8; 16],
@@ -138,6 +142,7 @@ pub struct Stats {
     pub forwarded_datagrams: u64,
     pub forwarded_bytes: u64,
     pub dropped: u64,
+    pub probes_answered: u64,
 }
 
 /// The relay's table: allocations and which address is which side of which.
@@ -167,12 +172,18 @@ impl Relay {
                 self.stats.forwarded_bytes += datagram.len() as u64;
             }
             Action::Drop(_) => self.stats.dropped += 1,
+            Action::Reflect(_) => self.stats.probes_answered += 1,
             Action::Bound { .. } => {}
         }
         action
     }
 
     fn decide(&mut self, now: Instant, unix: u64, from: SocketAddr, datagram: &[u8]) -> Action {
+        // Answered from bound sides too: an agent whose relayed SA is up still probes
+        // its mapping (a probe is never ESP, see `reflect`).
+        if let Some(nonce) = reflect::probe_nonce(datagram) {
+            return Action::Reflect(reflect::answer(nonce, from));
+        }
         if datagram.len() == BINDING_LEN && datagram[..4] == MAGIC {
             match Binding::open(datagram, &self.secret, unix) {
                 Ok(b) => return self.bind(now, from, b),
@@ -386,6 +397,27 @@ mod tests {
             r.handle(now, 20, a, b"x"),
             Action::Drop(DropReason::Unbound)
         );
+    }
+
+    #[test]
+    fn probes_are_answered_whether_or_not_the_sender_is_bound() {
+        let mut r = Relay::new(SECRET.to_vec());
+        let now = Instant::now();
+        let (a, b) = (addr("203.0.113.5:40001"), addr("198.51.100.9:51234"));
+        let probe = reflect::probe([3; 12]);
+        let answered = |act: Action| match act {
+            Action::Reflect(bytes) => reflect::read_answer(&bytes[4..]),
+            other => panic!("not answered: {other:?}"),
+        };
+        assert_eq!(answered(r.handle(now, 10, a, &probe)), Some(([3; 12], a)));
+        r.handle(now, 10, a, &binding(0, 100));
+        r.handle(now, 10, b, &binding(1, 100));
+        assert_eq!(answered(r.handle(now, 10, a, &probe)), Some(([3; 12], a)));
+        // Anything else from a bound side is still forwarded, probe-like or not.
+        let mut esp = probe;
+        esp[47] = 9;
+        assert_eq!(r.handle(now, 10, a, &esp), Action::Forward(b));
+        assert_eq!(r.stats().probes_answered, 2);
     }
 
     proptest! {

@@ -70,6 +70,16 @@ enum Command {
     Introduced(String, SyncSender<usize>),
     /// Go through a relay to a connection's peer.
     Relay(Box<RelayUse>, SyncSender<bool>),
+    /// Ask UDP reflectors, from the NAT-T port, which address they see us at.
+    Probe(Probe),
+}
+
+/// A reflector probe in flight: answers go to `answers` as (index in `to`, the
+/// address the reflector saw).
+struct Probe {
+    nonce: dodvpn_relay::reflect::Nonce,
+    to: Vec<SocketAddr>,
+    answers: SyncSender<(usize, SocketAddr)>,
 }
 
 /// What the centre said about a relay for one peer (issue 19 item 3).
@@ -160,6 +170,41 @@ impl Handle {
         self.ask(|done| Command::Relay(Box::new(relay), done))
     }
 
+    /// Endpoint discovery (issue 19 item 1): the public address and port our NAT-T
+    /// socket has towards each reflector (`None` where none came back within
+    /// `wait`; the probes go twice, UDP may lose one). The answers come to the IKE
+    /// port's socket, so they tell the NAT's mapping of the very port peers reach.
+    pub fn probe_mapping(
+        &self,
+        reflectors: &[SocketAddr],
+        wait: Duration,
+    ) -> anyhow::Result<Vec<Option<SocketAddr>>> {
+        let nonce = dodvpn_relay::reflect::fresh_nonce()
+            .ok_or_else(|| anyhow::anyhow!("the system's random generator failed"))?;
+        let (tx, rx) = sync_channel(reflectors.len() * 2);
+        let mut seen = vec![None; reflectors.len()];
+        let end = Instant::now() + wait;
+        for until in [Instant::now() + wait / 3, end] {
+            self.tx
+                .send(Input::Command(Command::Probe(Probe {
+                    nonce,
+                    to: reflectors.to_vec(),
+                    answers: tx.clone(),
+                })))
+                .map_err(|_| anyhow::anyhow!("the tunnel daemon has stopped"))?;
+            while seen.iter().any(Option::is_none) {
+                match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                    Ok((i, at)) => seen[i] = Some(at),
+                    Err(_) => break,
+                }
+            }
+            if seen.iter().all(Option::is_some) {
+                break;
+            }
+        }
+        Ok(seen)
+    }
+
     /// Before the process exits: delete every IKE SA, telling each peer, wait at
     /// most [`SHUTDOWN_WAIT`] for their answers, and stop the daemon's loop.
     /// Returns how many IKE SAs were deleted.
@@ -213,6 +258,8 @@ pub struct Daemon {
     /// looked up (see [`Daemon::check_paths`]).
     route_seen: HashMap<String, IpAddr>,
     next_path_check: Instant,
+    /// The latest reflector probe (see [`Handle::probe_mapping`]).
+    probe: Option<Probe>,
 }
 
 /// How often `stop` is asked (and the longest the loop sleeps).
@@ -310,6 +357,7 @@ impl Daemon {
             observer,
             route_seen: HashMap::new(),
             next_path_check: Instant::now() + PATH_CHECK,
+            probe: None,
         };
         let now = Instant::now();
         for spec in specs {
@@ -451,9 +499,12 @@ impl Daemon {
         let now = Instant::now();
         let m = &self.installed;
         match input {
-            Input::Dataplane(DpEvent::Ike(d)) => self
-                .core
-                .handle_datagram(now, d.remote, d.local, &d.data, m),
+            Input::Dataplane(DpEvent::Ike(d)) => {
+                if !self.reflector_answer(&d) {
+                    self.core
+                        .handle_datagram(now, d.remote, d.local, &d.data, m)
+                }
+            }
             Input::Dataplane(DpEvent::Acquire {
                 selector,
                 first_packet_dst,
@@ -502,6 +553,15 @@ impl Daemon {
                     .use_relay(now, &r.conn, r.relay, r.binding, r.initiate, m);
                 let _ = done.try_send(hit);
             }
+            Input::Command(Command::Probe(p)) => {
+                let datagram = dodvpn_relay::reflect::probe(p.nonce);
+                for to in &p.to {
+                    if let Err(e) = self.dp.udp().send_natt_raw(*to, &datagram) {
+                        tracing::debug!(%to, error = %e, "cannot probe the reflector");
+                    }
+                }
+                self.probe = Some(p);
+            }
             // Handled by `run`, which stops afterwards.
             Input::Command(Command::Shutdown(done)) => {
                 let n = self.shutdown(SHUTDOWN_WAIT);
@@ -509,6 +569,22 @@ impl Daemon {
             }
         }
         let _ = self.apply();
+    }
+
+    /// Whether `d` is a reflector's answer to our probe (passed on to the prober) or
+    /// a late one (dropped); anything else is IKE.
+    fn reflector_answer(&self, d: &dodvpn_dataplane::IkeDatagram) -> bool {
+        let Some(p) = &self.probe else { return false };
+        let Some(i) = p.to.iter().position(|a| *a == d.remote) else {
+            return false;
+        };
+        let Some((nonce, seen)) = dodvpn_relay::reflect::read_answer(&d.data) else {
+            return false;
+        };
+        if nonce == p.nonce {
+            let _ = p.answers.try_send((i, seen));
+        }
+        true
     }
 
     /// Carry out what the core decided, in order; the first route that cannot be set

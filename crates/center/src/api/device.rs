@@ -110,6 +110,12 @@ pub struct WhoAmI {
     /// proxy (HAProxy) it is the proxy's address. Only in `GET /device/whoami`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed: Option<String>,
+    /// The provider's UDP reflectors ("IP:port"): the relay's port and the port after
+    /// it. A probe from the agent's NAT-T port shows its NAT's real mapping, and two
+    /// different answers a NAT that maps per destination (symmetric). Empty without a
+    /// relay. Only in `GET /device/whoami`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reflectors: Vec<String>,
 }
 
 /// TR D.6 j: the device confirms, with the new service certificate itself, that it is installed.
@@ -160,6 +166,7 @@ fn whoami_of(caller: &Caller) -> Result<WhoAmI, ApiError> {
             tier: d.tier.as_str().into(),
             serial: d.serial,
             observed: None,
+            reflectors: Vec::new(),
         }),
         _ => Err(ApiError::unauthenticated(
             "this endpoint requires mutual TLS with a device or service certificate",
@@ -224,6 +231,7 @@ pub async fn put_software(
 /// Which device and tier this TLS connection authenticated as.
 #[utoipa::path(get, path = "/api/v1/device/whoami", tag = "device", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
 pub async fn whoami(
+    State(c): State<Arc<Center>>,
     caller: Caller,
     extensions: axum::http::Extensions,
 ) -> Result<Json<WhoAmI>, ApiError> {
@@ -231,6 +239,9 @@ pub async fn whoami(
     who.observed = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(a)| a.to_string());
+    if let Some(relay) = &c.relay {
+        who.reflectors = relay.reflectors().iter().map(|a| a.to_string()).collect();
+    }
     Ok(Json(who))
 }
 
@@ -242,6 +253,37 @@ pub struct Candidates {
     /// at most 16, no duplicates. Empty clears them.
     #[schema(max_items = 16)]
     pub candidates: Vec<String>,
+    /// What the agent's reflector probes showed of its NAT: `none` (its own address
+    /// is public), `cone` (one mapping for every destination) or `symmetric` (a
+    /// mapping per destination: hole punching cannot reach it through another NAT).
+    /// Absent when it could not tell (no reflector, no answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<NatKind>,
+}
+
+/// A device's NAT, as its agent found it with the reflectors.
+#[derive(Deserialize, Serialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NatKind {
+    None,
+    Cone,
+    Symmetric,
+}
+
+impl NatKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NatKind::None => "none",
+            NatKind::Cone => "cone",
+            NatKind::Symmetric => "symmetric",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NatKind> {
+        [NatKind::None, NatKind::Cone, NatKind::Symmetric]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
 }
 
 /// Most candidates one device may report.
@@ -282,11 +324,21 @@ pub async fn put_candidates(
     }
     let text =
         serde_json::to_string(&body.candidates).map_err(|_| ApiError::internal("candidates"))?;
+    let nat = body.nat.map(NatKind::as_str);
     let mut tx = c.db.begin_write().await?;
-    let old: String = sqlx::query_scalar("SELECT candidates FROM devices WHERE id = $1")
-        .bind(&dev.device_id)
-        .fetch_one(&mut *tx.tx)
-        .await?;
+    let (old, old_nat): (String, Option<String>) =
+        sqlx::query_as("SELECT candidates, nat FROM devices WHERE id = $1")
+            .bind(&dev.device_id)
+            .fetch_one(&mut *tx.tx)
+            .await?;
+    if old_nat.as_deref() != nat {
+        // Read only when introducing (nat.rs): no grant changes, no audit record.
+        sqlx::query("UPDATE devices SET nat = $2 WHERE id = $1")
+            .bind(&dev.device_id)
+            .bind(nat)
+            .execute(&mut *tx.tx)
+            .await?;
+    }
     if old != text {
         sqlx::query("UPDATE devices SET candidates = $2, updated_ms = $3 WHERE id = $1")
             .bind(&dev.device_id)

@@ -17,6 +17,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::api::device::NatKind;
 use crate::auth::{Caller, Tier};
 use crate::db::WriteTx;
 use crate::error::{ApiError, ErrorBody};
@@ -38,6 +39,9 @@ pub struct Introduced {
     pub candidates: Vec<String>,
     /// Whether a relay can be asked for if punching fails.
     pub relay_available: bool,
+    /// False when the two NATs, as the agents' reflector probes showed them, rule hole
+    /// punching out: nobody was told, ask for the relay at once.
+    pub punch: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -107,9 +111,32 @@ async fn reach_of(tx: &mut WriteTx<'_>, device: &str) -> Result<Vec<String>, Api
     Ok(out)
 }
 
+/// The NAT a device's agent last reported (None when it could not tell).
+async fn nat_of(tx: &mut WriteTx<'_>, device: &str) -> Result<Option<NatKind>, ApiError> {
+    let nat: Option<String> = sqlx::query_scalar("SELECT nat FROM devices WHERE id = $1")
+        .bind(device)
+        .fetch_one(&mut *tx.tx)
+        .await?;
+    Ok(nat.as_deref().and_then(NatKind::parse))
+}
+
+/// Whether hole punching can join two devices: not when one NAT maps per
+/// destination (symmetric) and the other side is behind a NAT too, which drops what
+/// comes from a mapping it was not told of. A full-cone NAT would let it in, but the
+/// probes cannot tell it from a port-restricted one, so such a pair is relayed too.
+/// Unknown NATs are tried.
+fn punch_can_work(a: Option<NatKind>, b: Option<NatKind>) -> bool {
+    use NatKind::{Cone, Symmetric};
+    !matches!(
+        (a, b),
+        (Some(Symmetric), Some(Cone | Symmetric)) | (Some(Cone), Some(Symmetric))
+    )
+}
+
 /// Introduce this device to a peer it holds a grant with: both are told at once
 /// (`introduce` events, `{peer_device_id, candidates, at_ms}`), so the peer opens its
-/// NAT towards us while our IKE is on its way.
+/// NAT towards us while our IKE is on its way. When the two NATs rule punching out
+/// (`punch: false`), nobody is told: the caller asks for the relay instead.
 #[utoipa::path(post, path = "/api/v1/device/introduce", tag = "device", request_body = PeerRef,
     responses((status = 200, body = Introduced), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 429, body = ErrorBody, description = "too_many_requests: this pair was introduced less than 2 s ago")))]
@@ -126,6 +153,15 @@ pub async fn introduce(
     paced(&c, "introduce", &me, &peer)?;
     let mine = reach_of(&mut tx, &me).await?;
     let theirs = reach_of(&mut tx, &peer).await?;
+    let punch = punch_can_work(nat_of(&mut tx, &me).await?, nat_of(&mut tx, &peer).await?);
+    if !punch {
+        return Ok(Json(Introduced {
+            peer_device_id: peer,
+            candidates: theirs,
+            relay_available: c.relay.is_some(),
+            punch,
+        }));
+    }
     let at = tx.now;
     tx.event(
         &peer,
@@ -144,6 +180,7 @@ pub async fn introduce(
         peer_device_id: peer,
         candidates: theirs,
         relay_available: c.relay.is_some(),
+        punch,
     }))
 }
 
@@ -202,4 +239,23 @@ pub async fn relay(
         relay: addr,
         allocation,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use NatKind::{Cone, None as Public, Symmetric};
+
+    #[test]
+    fn punching_is_skipped_only_where_a_symmetric_nat_meets_another_nat() {
+        assert!(!punch_can_work(Some(Symmetric), Some(Symmetric)));
+        assert!(!punch_can_work(Some(Symmetric), Some(Cone)));
+        assert!(!punch_can_work(Some(Cone), Some(Symmetric)));
+        assert!(punch_can_work(Some(Symmetric), Some(Public)));
+        assert!(punch_can_work(Some(Public), Some(Symmetric)));
+        assert!(punch_can_work(Some(Cone), Some(Cone)));
+        // An agent that could not tell (no reflector answered, an older agent): try.
+        assert!(punch_can_work(Some(Symmetric), None));
+        assert!(punch_can_work(None, None));
+    }
 }
