@@ -29,10 +29,10 @@ const EXPIRY_CHECK: Duration = Duration::from_secs(5);
 /// After asking the centre to introduce us to a peer, how long hole punching gets
 /// before we ask for a relay; and how often one peer is introduced at most.
 const PUNCH_WAIT: Duration = Duration::from_millis(1500);
-/// After the introduction, when our waiting IKE_SA_INITs are sent again: once the
-/// peer's keepalives have likely opened its NAT, and once more for a slower line.
-const RESEND_AFTER_INTRODUCTION: [Duration; 2] =
-    [Duration::from_millis(50), Duration::from_millis(200)];
+/// After the introduction (or the relay's bindings), when our waiting IKE_SA_INITs
+/// are sent again: once the peer has likely opened its NAT (or bound at the relay),
+/// and once more for a slower line or agent.
+const RESEND_SOON: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(200)];
 const INTRODUCE_EVERY: Duration = Duration::from_secs(5);
 
 /// How often unsent session reports are retried, and how many are kept.
@@ -42,6 +42,21 @@ const MAX_PENDING_REPORTS: usize = 10_000;
 const PENDING_REPORTS_FILE: &str = "pending-session-reports.json";
 
 /// The report the centre gets for a session event (three-point audit, TR A.1 c).
+/// Send our IKE_SA_INITs still waiting for `conn`'s peer again at [`RESEND_SOON`]:
+/// the peer is opening its NAT or binding at the relay right now, and what we sent a
+/// moment ago was dropped before it did; the normal retransmission is 0.5 s later.
+/// Returns when the last went.
+async fn resend_soon(handle: &dodvpn_tunnel::daemon::Handle, conn: &str) -> Duration {
+    let mut waited = Duration::ZERO;
+    for at in RESEND_SOON {
+        tokio::time::sleep(at - waited).await;
+        waited = at;
+        let (handle, conn) = (handle.clone(), conn.to_string());
+        let _ = tokio::task::spawn_blocking(move || handle.introduced(&conn)).await;
+    }
+    waited
+}
+
 fn session_report(ev: &SessionEvent, tunnels: &Mutex<Tunnels>) -> Option<SessionReport> {
     let (conn, session, counts, event, reason, relay) = match ev {
         SessionEvent::Up {
@@ -331,17 +346,8 @@ pub async fn run_observed(
                     // The centre knows both NATs: behind a symmetric one and another
                     // NAT, punching cannot work and the relay is asked for at once.
                     if intro["punch"].as_bool() != Some(false) {
-                        // The peer hears of it now and opens its NAT: our IKE_SA_INIT,
-                        // dropped there a moment ago, goes again instead of 0.5 s later.
-                        let mut waited = Duration::ZERO;
-                        for at in RESEND_AFTER_INTRODUCTION {
-                            tokio::time::sleep(at - waited).await;
-                            waited = at;
-                            let handle = handle.clone();
-                            let conn = conn.clone();
-                            let _ =
-                                tokio::task::spawn_blocking(move || handle.introduced(&conn)).await;
-                        }
+                        // The peer hears of it now and opens its NAT.
+                        let waited = resend_soon(&handle, &conn).await;
                         tokio::time::sleep(PUNCH_WAIT.saturating_sub(waited)).await;
                         let came_up = last_up
                             .lock()
@@ -555,19 +561,28 @@ pub async fn run_observed(
                 binding,
                 initiate,
             } => {
-                let r = tokio::task::block_in_place(|| {
+                let (r, handle) = tokio::task::block_in_place(|| {
                     let t = tunnels.lock().unwrap_or_else(|p| p.into_inner());
-                    t.handle().use_relay(RelayUse {
+                    let r = t.handle().use_relay(RelayUse {
                         conn: peer.clone(),
                         relay: *relay,
                         binding: binding.clone(),
                         initiate: *initiate,
-                    })
+                    });
+                    (r, t.handle().clone())
                 });
                 match r {
-                    Ok(true) => say(format!(
-                        "tunnel to {peer}: through the relay {relay} / リレー {relay} 経由"
-                    )),
+                    Ok(true) => {
+                        say(format!(
+                            "tunnel to {peer}: through the relay {relay} / リレー {relay} 経由"
+                        ));
+                        // The peer binds at the relay as we do; until it has, the
+                        // relay has nobody to forward our IKE_SA_INIT to.
+                        if *initiate {
+                            let peer = peer.clone();
+                            tokio::spawn(async move { resend_soon(&handle, &peer).await });
+                        }
+                    }
                     Ok(false) => say(format!("relay for {peer}: no tunnel to it here")),
                     Err(e) => say(format!("relay for {peer}: {e:#}")),
                 }
