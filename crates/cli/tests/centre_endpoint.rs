@@ -322,18 +322,25 @@ async fn introductions_and_relays_reach_both_sides_only_under_a_grant(b: Backend
     c.admin_ok(&["group", "add", "I", &x.id]);
     let r = c.admin_ok(&["connection", "apply", "--from", &x.id, "--to", &h.id]);
     assert_eq!(r["outcomes"][0]["granted"], json!(true), "{r}");
-    let sym = |a: &str| json!({"candidates": [a], "nat": "symmetric"});
-    for (site, cands) in [
-        (&x, sym("203.0.113.9:4500")),
-        (&h, sym("198.51.100.4:4500")),
-    ] {
+    let report = async |site: &Site, a: &str, nat: &str| {
+        let cands = json!({"candidates": [a], "nat": nat});
         let back: Value = site
             .tier2(&c)
             .put("/api/v1/device/candidates", &cands)
             .await
             .unwrap();
         assert_eq!(back, cands);
-    }
+    };
+    // Introductions of a pair are paced: 2 s apart.
+    let introduce_x_to_h = async |after: Duration| -> Value {
+        tokio::time::sleep(after).await;
+        x.tier2(&c)
+            .post("/api/v1/device/introduce", &json!({"peer_device_id": h.id}))
+            .await
+            .unwrap()
+    };
+    report(&x, "203.0.113.9:4500", "symmetric").await;
+    report(&h, "198.51.100.4:4500", "symmetric").await;
     let e = x
         .tier2(&c)
         .put::<_, Value>(
@@ -343,11 +350,7 @@ async fn introductions_and_relays_reach_both_sides_only_under_a_grant(b: Backend
         .await
         .unwrap_err();
     assert!(format!("{e:#}").contains("nat"), "{e:#}");
-    let r: Value = x
-        .tier2(&c)
-        .post("/api/v1/device/introduce", &json!({"peer_device_id": h.id}))
-        .await
-        .unwrap();
+    let r = introduce_x_to_h(Duration::ZERO).await;
     assert_eq!(r["punch"], json!(false), "{r}");
     assert_eq!(r["candidates"], json!(["198.51.100.4:4500"]));
     // The hospital's stream carries no introduction from x (a grant event, maybe).
@@ -365,32 +368,12 @@ async fn introductions_and_relays_reach_both_sides_only_under_a_grant(b: Backend
         "told of a punch that cannot work: {quiet:?}"
     );
     // A clinic whose NAT is a cone, to the same symmetric hospital: still relayed.
-    let cone = json!({"candidates": ["203.0.113.9:4500"], "nat": "cone"});
-    let _: Value = x
-        .tier2(&c)
-        .put("/api/v1/device/candidates", &cone)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let r: Value = x
-        .tier2(&c)
-        .post("/api/v1/device/introduce", &json!({"peer_device_id": h.id}))
-        .await
-        .unwrap();
+    report(&x, "203.0.113.9:4500", "cone").await;
+    let r = introduce_x_to_h(Duration::from_millis(2100)).await;
     assert_eq!(r["punch"], json!(false), "{r}");
     // The hospital on a public address: punching (an introduction) again.
-    let public = json!({"candidates": ["198.51.100.4:4500"], "nat": "none"});
-    let _: Value = h
-        .tier2(&c)
-        .put("/api/v1/device/candidates", &public)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let r: Value = x
-        .tier2(&c)
-        .post("/api/v1/device/introduce", &json!({"peer_device_id": h.id}))
-        .await
-        .unwrap();
+    report(&h, "198.51.100.4:4500", "none").await;
+    let r = introduce_x_to_h(Duration::from_millis(2100)).await;
     assert_eq!(r["punch"], json!(true), "{r}");
     let to_h = next_kind(&mut hs, "introduce").await;
     assert_eq!(to_h["payload"]["peer_device_id"], json!(x.id));
