@@ -24,15 +24,27 @@ pub struct RelayConfig {
     secret: Vec<u8>,
 }
 
+/// `DODVPN_RELAY`'s value: IP:port, the port 1-65534 since the port after it is the
+/// relay's second UDP reflector.
+fn relay_addr(value: &str) -> anyhow::Result<SocketAddr> {
+    let addr: SocketAddr = value
+        .parse()
+        .with_context(|| format!("DODVPN_RELAY={value:?} is not IP:port"))?;
+    if addr.port() == 0 || addr.port() == u16::MAX {
+        anyhow::bail!(
+            "DODVPN_RELAY={addr}: the port must be 1-65534 (the port after it is the relay's second UDP reflector)"
+        );
+    }
+    Ok(addr)
+}
+
 impl RelayConfig {
     /// From `DODVPN_RELAY`; `None` when it is not set (no relay: punching only).
     pub fn from_env(data_dir: &Path) -> anyhow::Result<Option<RelayConfig>> {
         let Ok(addr) = std::env::var("DODVPN_RELAY") else {
             return Ok(None);
         };
-        let addr: SocketAddr = addr
-            .parse()
-            .with_context(|| format!("DODVPN_RELAY={addr:?} is not IP:port"))?;
+        let addr = relay_addr(&addr)?;
         let path = data_dir.join(SECRET_FILE);
         if !path.exists() {
             let mut b = [0u8; 32];
@@ -51,7 +63,7 @@ impl RelayConfig {
     /// (`dodvpn relay` binds both).
     pub fn reflectors(&self) -> [SocketAddr; 2] {
         let mut second = self.addr;
-        second.set_port(self.addr.port().wrapping_add(1));
+        second.set_port(self.addr.port() + 1); // below u16::MAX: from_env
         [self.addr, second]
     }
 
@@ -113,6 +125,23 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_relay_address_leaves_room_for_the_second_reflector() {
+        let a = relay_addr("192.0.2.1:4600").unwrap();
+        let cfg = RelayConfig {
+            addr: a,
+            secret: vec![0; 32],
+        };
+        assert_eq!(cfg.reflectors(), [a, "192.0.2.1:4601".parse().unwrap()]);
+        for bad in ["192.0.2.1:65535", "192.0.2.1:0", "192.0.2.1", "relay:4600"] {
+            let e = format!("{:#}", relay_addr(bad).unwrap_err());
+            assert!(e.contains("DODVPN_RELAY"), "{bad}: {e}");
+        }
+        assert!(
+            format!("{:#}", relay_addr("[2001:db8::1]:65535").unwrap_err()).contains("1-65534")
+        );
+    }
 
     #[test]
     fn one_per_pair_and_kind_every_two_seconds() {

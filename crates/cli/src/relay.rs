@@ -41,6 +41,18 @@ fn unix() -> u64 {
 }
 
 pub fn run(a: RelayArgs) -> anyhow::Result<()> {
+    // The centre names both ports to its agents (center/relays.rs `reflectors`).
+    let Some(next) = a
+        .listen
+        .port()
+        .checked_add(1)
+        .filter(|_| a.listen.port() != 0)
+    else {
+        anyhow::bail!(
+            "--listen {}: the port must be 1-65534 (the port after it is the second UDP reflector)",
+            a.listen
+        );
+    };
     let secret = std::fs::read(&a.secret_file)
         .with_context(|| format!("cannot read the relay secret {}", a.secret_file.display()))?;
     if secret.len() < 32 {
@@ -52,8 +64,7 @@ pub fn run(a: RelayArgs) -> anyhow::Result<()> {
     };
     let sock =
         UdpSock::bind(a.listen, &cfg).with_context(|| format!("cannot bind {}", a.listen))?;
-    // The centre names both ports to its agents (center/relays.rs `reflectors`).
-    let second = SocketAddr::new(a.listen.ip(), a.listen.port().wrapping_add(1));
+    let second = SocketAddr::new(a.listen.ip(), next);
     let reflector = std::net::UdpSocket::bind(second)
         .with_context(|| format!("cannot bind the second reflector {second}"))?;
     std::thread::Builder::new()

@@ -413,3 +413,29 @@ async fn without_a_relay_the_centre_refuses_to_allocate_one(b: Backend) {
         "{text}"
     );
 }
+
+/// `dodvpn relay` needs the port after its own for the second reflector: a listen
+/// port that leaves none, or a short secret, is refused with a reason before
+/// anything is bound.
+#[test]
+fn the_relay_refuses_a_port_without_room_for_its_reflector_and_a_short_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("relay.key");
+    std::fs::write(&secret, [7u8; 32]).unwrap();
+    let short = dir.path().join("short.key");
+    std::fs::write(&short, [7u8; 8]).unwrap();
+    for (listen, key, why) in [
+        ("127.0.0.1:65535", &secret, "1-65534"),
+        ("127.0.0.1:0", &secret, "1-65534"),
+        ("127.0.0.1:4600", &short, "fewer than 32 bytes"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dodvpn"))
+            .args(["relay", "--listen", listen, "--secret-file"])
+            .arg(key)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(why), "{listen}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
