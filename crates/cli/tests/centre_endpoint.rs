@@ -435,7 +435,10 @@ fn the_relay_refuses_a_port_without_room_for_its_reflector_and_a_short_secret() 
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && err.contains(why), "{listen}: {err}");
+        assert!(
+            !out.status.success() && err.contains(why),
+            "{listen}: {err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
     }
 }
